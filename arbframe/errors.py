@@ -1,0 +1,35 @@
+"""Kernel exceptions. Each carries a message meant for the person running the command."""
+
+from __future__ import annotations
+
+
+class ArbframeError(Exception):
+    """Base of every error the CLI turns into a one-line message and an exit status."""
+
+    exit_status = 1
+
+
+class ConfigError(ArbframeError):
+    """Bad configuration: the message names the key path, the value (secrets masked) and what was expected."""
+
+    exit_status = 2
+
+
+class DriverNotInstalled(ConfigError):
+    """The config selects a driver no installed distribution provides."""
+
+    def __init__(self, group: str, name: str, installed: list[str], key_path: str = "") -> None:
+        kind = group.split(".", 1)[-1]
+        where = f"{key_path}: " if key_path else ""
+        names = ", ".join(sorted(installed)) or "none"
+        super().__init__(
+            f"{where}no {kind} driver named {name!r} is installed (installed: {names}); "
+            f"install the distribution arbframe-{kind}-{name} (pip install arbframe-{kind}-{name})"
+        )
+        self.group, self.name, self.installed = group, name, installed
+
+
+class DriverLoadError(ArbframeError):
+    """A selected driver is installed but cannot be imported or built."""
+
+    exit_status = 2

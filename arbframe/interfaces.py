@@ -1,0 +1,307 @@
+"""The abstract driver interfaces plugins implement, and the health-check types.
+
+Every driver class is built the same way, ``DriverClass(section, context)``: ``section`` is the driver's own
+config section (already validated against the schema fragment it contributed), ``context`` the kernel services.
+Drivers are registered with the kernel's pluggy manager once built, so they may also implement hooks.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from arbframe.models import (
+    ErrorRecord,
+    FxRate,
+    MarketRules,
+    Order,
+    OrderBook,
+    OrderRequest,
+    Position,
+    Quote,
+    Side,
+    Spread,
+    Trade,
+)
+
+if TYPE_CHECKING:
+    import pluggy
+    from prometheus_client import CollectorRegistry
+
+    from arbframe.simulation import SimulatedMarket
+
+#: The kernel plugin API version. Plugins declare the version they target (``api_version`` on a driver class,
+#: ``ARBFRAME_API_VERSION`` on a plugin module); a different major version refuses to load.
+API_VERSION = 1
+
+
+@dataclass
+class PluginContext:
+    """Kernel services handed to every driver and hook."""
+
+    config: Mapping[str, Any]
+    pm: pluggy.PluginManager
+    registry: CollectorRegistry
+    data_dir: Path
+    mode: str = "paper"
+    mock: bool = False
+    market: SimulatedMarket | None = None
+    service_name: str = "bot_service"
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def logger(self, name: str) -> logging.Logger:
+        return logging.getLogger(f"arbframe.{name}")
+
+
+class Driver(abc.ABC):
+    """Common base: a config section name and the API version the driver targets."""
+
+    #: the entry-point name / config value (``csv``, ``postgres``, ``upbit`` ...)
+    name: ClassVar[str] = ""
+    api_version: ClassVar[int] = API_VERSION
+
+    @classmethod
+    def config_schema(cls) -> dict[str, Any] | None:
+        """JSON Schema (Draft 2020-12) of this driver's config section, or None if it takes none."""
+        return None
+
+
+# --------------------------------------------------------------------------------------------------- storage
+class Storage(Driver):
+    """Where every event is recorded. Writes may be buffered; ``flush`` makes them durable."""
+
+    @abc.abstractmethod
+    def log_spread(self, spread: Spread) -> None: ...
+
+    @abc.abstractmethod
+    def log_position_open(self, position: Position) -> None: ...
+
+    @abc.abstractmethod
+    def log_position_close(self, position: Position) -> None: ...
+
+    @abc.abstractmethod
+    def log_order(self, order: Order) -> None: ...
+
+    @abc.abstractmethod
+    def log_trade(self, trade: Trade) -> None: ...
+
+    @abc.abstractmethod
+    def log_fx_rate(self, fx: FxRate) -> None: ...
+
+    @abc.abstractmethod
+    def log_error(self, error: ErrorRecord) -> None: ...
+
+    @abc.abstractmethod
+    def load_positions(self) -> list[Position]:
+        """Positions still open (latest state of each id), for resuming after a restart."""
+
+    @abc.abstractmethod
+    def flush(self) -> None: ...
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Flush and release resources; calling it twice is harmless."""
+
+    def describe(self) -> str:
+        """A short human description for logs (``CsvStorage(data)``); never contains secrets."""
+        return type(self).__name__
+
+
+# ----------------------------------------------------------------------------------------------------- cache
+class Cache(Driver):
+    """Live state shared between processes (FX rate, heartbeats, spread snapshots).
+
+    Keys are built by :class:`arbframe.keys.CacheKeys`. Failures never raise into the tick: a cache that cannot
+    write returns False and counts the failure.
+    """
+
+    @abc.abstractmethod
+    def set_fx_rate(self, fx: FxRate, ttl_seconds: int) -> bool: ...
+
+    @abc.abstractmethod
+    def get_fx_rate(self) -> FxRate | None: ...
+
+    @abc.abstractmethod
+    def set_heartbeat(self, service: str, ts: datetime, ttl_seconds: int) -> bool: ...
+
+    @abc.abstractmethod
+    def get_heartbeat(self, service: str) -> datetime | None: ...
+
+    @abc.abstractmethod
+    def set_spread_snapshot(self, symbol: str, snapshot: Mapping[str, Any], ttl_seconds: int = 60) -> bool: ...
+
+    @abc.abstractmethod
+    def get_spread_snapshot(self, symbol: str) -> dict[str, Any] | None: ...
+
+    def write_tick(
+        self,
+        *,
+        fx: tuple[FxRate, int] | None = None,
+        heartbeat: tuple[str, datetime, int] | None = None,
+        spreads: Mapping[str, Mapping[str, Any]] | None = None,
+        spread_ttl_seconds: int = 60,
+    ) -> bool:
+        """Write everything a tick publishes; network caches override this to send one pipeline."""
+        ok = True
+        if fx is not None:
+            ok &= self.set_fx_rate(*fx)
+        if heartbeat is not None:
+            ok &= self.set_heartbeat(*heartbeat)
+        for symbol, snapshot in (spreads or {}).items():
+            ok &= self.set_spread_snapshot(symbol, snapshot, spread_ttl_seconds)
+        return ok
+
+    @abc.abstractmethod
+    def ping(self) -> bool: ...
+
+    def close(self) -> None:  # noqa: B027 - optional for caches holding nothing
+        """Release connections."""
+
+    @property
+    def available(self) -> bool:
+        """False when the backing service or library is missing; the service still runs."""
+        return True
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+
+# --------------------------------------------------------------------------------------------------- fx source
+class FxSource(Driver):
+    """Where the USD/KRW rate comes from."""
+
+    @abc.abstractmethod
+    async def fetch(self) -> FxRate: ...
+
+    async def close(self) -> None:  # noqa: B027 - optional
+        """Release connections."""
+
+
+# -------------------------------------------------------------------------------------------------- exchange
+def round_to_step(value: Decimal, step: Decimal, *, down: bool = True) -> Decimal:
+    """``value`` on the ``step`` grid (down for quantities; half-up for prices when ``down`` is False)."""
+    if step <= 0:
+        return value
+    units = (value / step).to_integral_value(rounding=ROUND_DOWN if down else ROUND_HALF_UP)
+    return (units * step).quantize(step)
+
+
+class Exchange(Driver):
+    """One venue: public market data and, in live mode, the private API.
+
+    ``quote_currency`` is the currency its books are priced in (``KRW`` for Upbit, ``USDT`` for Binance);
+    ``fee_rate`` is the taker fee as a fraction, from config. Symbols are the base asset (``BTC``); the connector
+    maps them to its own market names.
+    """
+
+    quote_currency: ClassVar[str] = ""
+
+    @property
+    @abc.abstractmethod
+    def fee_rate(self) -> Decimal: ...
+
+    @property
+    def simulated(self) -> bool:
+        """True when market data comes from the kernel's simulated market (mock mode)."""
+        return False
+
+    async def connect(self) -> None:  # noqa: B027 - optional
+        """Open sessions, load market rules."""
+
+    async def close(self) -> None:  # noqa: B027 - optional
+        """Close sessions and streams."""
+
+    @abc.abstractmethod
+    async def fetch_order_book(self, symbol: str, depth: int = 15) -> OrderBook: ...
+
+    async def fetch_ticker(self, symbol: str) -> Quote:
+        book = await self.fetch_order_book(symbol, depth=1)
+        quote = book.quote()
+        if quote is None:
+            raise ValueError(f"{self.name}: empty order book for {symbol}")
+        return quote
+
+    def stream_order_books(self, symbols: list[str], depth: int = 15) -> AsyncIterator[OrderBook] | None:
+        """An endless stream of books (WebSocket), or None if the venue cannot stream."""
+        return None
+
+    @abc.abstractmethod
+    async def fetch_balances(self) -> dict[str, Decimal]: ...
+
+    @abc.abstractmethod
+    async def place_order(self, request: OrderRequest) -> Order: ...
+
+    @abc.abstractmethod
+    async def cancel_order(self, symbol: str, order_id: str) -> Order: ...
+
+    @abc.abstractmethod
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]: ...
+
+    @abc.abstractmethod
+    async def fetch_order(self, symbol: str, order_id: str) -> Order: ...
+
+    @abc.abstractmethod
+    def market_rules(self, symbol: str) -> MarketRules: ...
+
+    def price_step(self, symbol: str, price: Decimal) -> Decimal:
+        """The price increment at ``price``; venues with price bands (Upbit) override this."""
+        tick = self.market_rules(symbol).tick_size
+        return tick if tick is not None else Decimal("0.00000001")
+
+    def round_price(self, symbol: str, price: Decimal, side: Side) -> Decimal:
+        """A valid price no better for us than ``price`` would be: buys round up, sells round down."""
+        step = self.price_step(symbol, price)
+        units = (price / step).to_integral_value(rounding=ROUND_DOWN)
+        rounded = units * step
+        if side is Side.BUY and rounded < price:
+            rounded += step
+        return rounded.quantize(step) if step.as_tuple().exponent < 0 else rounded
+
+    def round_qty(self, symbol: str, qty: Decimal) -> Decimal:
+        return round_to_step(qty, self.market_rules(symbol).step_size)
+
+
+# ---------------------------------------------------------------------------------------------------- health
+class HealthStatus(str, enum.Enum):
+    OK = "OK"
+    WARN = "WARN"
+    ERROR = "ERROR"
+    SKIP = "SKIP"
+    DISABLED = "DISABLED"
+
+    @property
+    def icon(self) -> str:
+        return _ICONS[self]
+
+
+_ICONS = {
+    HealthStatus.OK: "✅",
+    HealthStatus.WARN: "⚠️",
+    HealthStatus.ERROR: "❌",
+    HealthStatus.SKIP: "⏭️",
+    HealthStatus.DISABLED: "⏸️",
+}
+
+
+@dataclass(frozen=True)
+class HealthResult:
+    component: str
+    status: HealthStatus
+    message: str
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """A named, bounded probe. ``probe`` may be sync (run in a daemon thread) or async."""
+
+    component: str
+    probe: Callable[[], HealthResult | Awaitable[HealthResult]]
+    timeout_seconds: float = 2.0

@@ -1,0 +1,46 @@
+"""Masking of secrets for logs, health output, metrics and ``config show``."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+MASK = "***"
+
+_DSN_KV = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def mask_secret(value: object) -> str:
+    """A secret as shown to people: only whether it is set."""
+    return MASK if value not in (None, "") else ""
+
+
+def mask_url(url: str) -> str:
+    """``scheme://user:***@host/db`` for URLs and ``password=***`` for key=value DSNs."""
+    if not isinstance(url, str) or not url:
+        return url
+    if "://" in url:
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return MASK
+        if parts.password is None:
+            return _DSN_KV.sub(rf"\g<1>{MASK}", url)
+        netloc = parts.netloc.rsplit("@", 1)[-1]
+        user = parts.username or ""
+        netloc = f"{user}:{MASK}@{netloc}"
+        masked = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+        return _DSN_KV.sub(rf"\g<1>{MASK}", masked)
+    return _DSN_KV.sub(rf"\g<1>{MASK}", url)
+
+
+def url_endpoint(url: str) -> str:
+    """``host:port/db`` of a URL or DSN, for messages that must name a server without its credentials."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "?"
+    host = parts.hostname or "localhost"
+    port = f":{parts.port}" if parts.port else ""
+    path = parts.path.lstrip("/")
+    return f"{host}{port}/{path}" if path else f"{host}{port}"
