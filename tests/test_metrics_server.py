@@ -1,0 +1,229 @@
+"""The aiohttp metrics server against a plain registry and fake health providers (no service needed)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import sys
+import threading
+
+import pytest
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from arbframe import HealthResult, HealthStatus
+from arbframe.metrics_server import (
+    CONTENT_TYPE,
+    MetricsServer,
+    health_http_status,
+    health_payload,
+    render_metrics,
+    start_from_config,
+    start_metrics_server,
+)
+
+aiohttp = pytest.importorskip("aiohttp")
+
+
+def _registry() -> tuple[CollectorRegistry, Gauge]:
+    registry = CollectorRegistry()
+    pnl = Gauge("arbitrage_total_pnl_krw", "Total PnL in KRW", registry=registry)
+    Counter("arbframe_plugin_errors", "errors", ["plugin", "hook"], registry=registry)
+    pnl.set(1234.5)
+    return registry, pnl
+
+
+async def _get(url: str) -> tuple[int, str, str]:
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        return resp.status, resp.headers.get("Content-Type", ""), await resp.text()
+
+
+def test_importing_the_module_does_not_import_aiohttp() -> None:
+    code = "import sys, arbframe.metrics_server; print('aiohttp' in sys.modules)"
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+async def test_metrics_serves_the_registry_text() -> None:
+    registry, _ = _registry()
+    async with MetricsServer(registry, port=0) as server:
+        assert server.port != 0
+        status, ctype, text = await _get(f"{server.url}/metrics")
+    assert status == 200
+    assert ctype.startswith("text/plain") and "version=0.0.4" in CONTENT_TYPE
+    assert "# TYPE arbitrage_total_pnl_krw gauge" in text
+    assert "arbitrage_total_pnl_krw 1234.5" in text
+    assert text == render_metrics(registry).decode()
+
+
+async def test_binds_loopback_by_default() -> None:
+    registry, _ = _registry()
+    server = await start_metrics_server(registry, None, port=0)
+    try:
+        assert server.host == "127.0.0.1"
+        assert server.url.startswith("http://127.0.0.1:")
+    finally:
+        await server.stop()
+        await server.stop()  # twice is harmless
+    assert not server.running
+
+
+async def test_metrics_cache_reuses_a_rendering_then_refreshes() -> None:
+    registry, pnl = _registry()
+    async with MetricsServer(registry, port=0, cache_seconds=3600) as server:
+        _, _, first = await _get(f"{server.url}/metrics")
+        pnl.set(99)
+        _, _, cached = await _get(f"{server.url}/metrics")
+        assert cached == first
+    async with MetricsServer(registry, port=0, cache_seconds=0) as server:
+        _, _, fresh = await _get(f"{server.url}/metrics")
+        assert "arbitrage_total_pnl_krw 99.0" in fresh
+
+
+async def test_concurrent_scrapes_share_one_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
+    registry, _ = _registry()
+    calls = 0
+    gate = threading.Event()
+
+    def slow_render(reg: CollectorRegistry) -> bytes:
+        nonlocal calls
+        calls += 1
+        gate.wait(5)
+        return b"x 1\n"
+
+    monkeypatch.setattr("arbframe.metrics_server.render_metrics", slow_render)
+    async with MetricsServer(registry, port=0, cache_seconds=0, render_in_thread=True) as server:
+        tasks = [asyncio.ensure_future(_get(f"{server.url}/metrics")) for _ in range(8)]
+        await asyncio.sleep(0.2)  # let every request reach the server while the rendering is blocked
+        gate.set()
+        results = await asyncio.gather(*tasks)
+    assert all(r[0] == 200 and r[2] == "x 1\n" for r in results)
+    assert calls <= 2  # one rendering served the burst (a late request may start a second one)
+
+
+async def test_health_ok_and_error_status_codes() -> None:
+    registry, _ = _registry()
+    state = {"status": HealthStatus.OK}
+
+    def provider() -> list[HealthResult]:
+        return [
+            HealthResult("redis", state["status"], "Connected to redis://localhost:6379/0"),
+            HealthResult("csv", HealthStatus.OK, "CSV storage at data"),
+            HealthResult("postgres", HealthStatus.DISABLED, "not configured"),
+        ]
+
+    async with MetricsServer(registry, provider, port=0, health_cache_seconds=0) as server:
+        status, ctype, text = await _get(f"{server.url}/health")
+        assert status == 200 and ctype.startswith("application/json")
+        body = json.loads(text)
+        assert body["status"] == "OK"
+        assert [c["component"] for c in body["checks"]] == ["redis", "csv", "postgres"]
+        assert body["checks"][0]["status"] == "OK"
+
+        state["status"] = HealthStatus.ERROR
+        status, _, text = await _get(f"{server.url}/health")
+        assert status == 503
+        assert json.loads(text)["status"] == "ERROR"
+
+        state["status"] = HealthStatus.WARN
+        status, _, text = await _get(f"{server.url}/health")
+        assert status == 200 and json.loads(text)["status"] == "WARN"
+
+
+async def test_health_async_provider_with_to_dict_and_timeout() -> None:
+    registry, _ = _registry()
+
+    class Report:
+        def to_dict(self) -> dict:
+            checks = [{"component": "redis", "status": "ERROR", "message": "down"}]
+            return {"overall": "ERROR", "checks": checks}
+
+    async def good() -> Report:
+        return Report()
+
+    async def hangs() -> Report:
+        await asyncio.sleep(30)
+        return Report()
+
+    async with MetricsServer(registry, good, port=0) as server:
+        status, _, text = await _get(f"{server.url}/health")
+    assert status == 503 and json.loads(text)["checks"][0]["message"] == "down"
+
+    async with MetricsServer(registry, hangs, port=0, health_timeout_seconds=0.2) as server:
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        status, _, text = await _get(f"{server.url}/health")
+        assert loop.time() - t0 < 5
+    assert status == 503 and "did not finish" in json.loads(text)["message"]
+
+
+async def test_health_provider_that_raises_answers_503() -> None:
+    registry, _ = _registry()
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    async with MetricsServer(registry, broken, port=0) as server:
+        status, _, text = await _get(f"{server.url}/health")
+    assert status == 503 and "boom" in json.loads(text)["message"]
+
+
+async def test_health_without_provider_is_ok() -> None:
+    registry, _ = _registry()
+    async with MetricsServer(registry, port=0) as server:
+        status, _, text = await _get(f"{server.url}/health")
+    assert status == 200 and json.loads(text)["status"] == "OK"
+
+
+async def test_ready_follows_the_provider() -> None:
+    registry, _ = _registry()
+    state = {"ready": False}
+
+    def ready() -> tuple[bool, str]:
+        return state["ready"], "first tick done" if state["ready"] else "waiting for the first tick"
+
+    async with MetricsServer(registry, ready_provider=ready, port=0) as server:
+        status, _, text = await _get(f"{server.url}/ready")
+        assert status == 503 and json.loads(text) == {"ready": False, "reason": "waiting for the first tick"}
+        state["ready"] = True
+        status, _, text = await _get(f"{server.url}/ready")
+        assert status == 200 and json.loads(text)["ready"] is True
+        status, _, _ = await _get(f"{server.url}/nope")
+        assert status == 404
+
+
+def test_health_payload_shapes() -> None:
+    payload = health_payload({"checks": {"redis": {"status": "WARN", "message": "slow"}}})
+    assert payload["status"] == "WARN" and payload["checks"][0]["component"] == "redis"
+    assert health_http_status(payload) == 200
+    assert health_http_status(health_payload([HealthResult("x", HealthStatus.ERROR, "bad")])) == 503
+    neutral = [HealthResult("x", HealthStatus.SKIP, ""), HealthResult("y", HealthStatus.DISABLED, "")]
+    skipped = health_payload(neutral)
+    assert skipped["status"] == "OK"
+    with pytest.raises(TypeError):
+        health_payload(42)
+
+
+async def test_start_from_config_disabled_enabled_and_port_taken(caplog: pytest.LogCaptureFixture) -> None:
+    registry, _ = _registry()
+    assert await start_from_config({}, registry) is None
+    assert await start_from_config({"metrics_server": {"enabled": False, "port": 0}}, registry) is None
+
+    server = await start_from_config({"metrics_server": {"enabled": True, "port": 0}}, registry)
+    assert server is not None and server.host == "127.0.0.1"
+    try:
+        status, _, _ = await _get(f"{server.url}/metrics")
+        assert status == 200
+    finally:
+        await server.stop()
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        caplog.set_level("ERROR", logger="arbframe.metrics_server")
+        got = await start_from_config({"metrics_server": {"enabled": True, "port": port}}, registry)
+    assert got is None
+    assert "cannot listen" in caplog.text
