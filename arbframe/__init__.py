@@ -46,7 +46,7 @@ from arbframe.models import (
     new_id,
     utcnow,
 )
-from arbframe.records import TABLES, RowError, columns, from_row, to_dict, to_row
+from arbframe.records import TABLES, RowError, columns, from_row, read_csv_table, to_dict, to_row
 
 __version__ = "0.1.0"
 
@@ -118,6 +118,7 @@ __all__ = [
     "mask_secret",
     "mask_url",
     "new_id",
+    "read_csv_table",
     "round_to_step",
     "to_dict",
     "to_row",

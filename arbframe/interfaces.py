@@ -161,7 +161,7 @@ class Cache(Driver):
     @abc.abstractmethod
     def ping(self) -> bool: ...
 
-    def close(self) -> None:  # noqa: B027 - optional for caches holding nothing
+    def close(self) -> None:
         """Release connections."""
 
     @property
@@ -180,7 +180,7 @@ class FxSource(Driver):
     @abc.abstractmethod
     async def fetch(self) -> FxRate: ...
 
-    async def close(self) -> None:  # noqa: B027 - optional
+    async def close(self) -> None:
         """Release connections."""
 
 
@@ -212,10 +212,10 @@ class Exchange(Driver):
         """True when market data comes from the kernel's simulated market (mock mode)."""
         return False
 
-    async def connect(self) -> None:  # noqa: B027 - optional
+    async def connect(self) -> None:
         """Open sessions, load market rules."""
 
-    async def close(self) -> None:  # noqa: B027 - optional
+    async def close(self) -> None:
         """Close sessions and streams."""
 
     @abc.abstractmethod

@@ -6,13 +6,16 @@ decimal or a timestamp is spelt the same way everywhere and round-trips exactly.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import os
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from enum import Enum
+from pathlib import Path
 from typing import Any, TypeVar
 
 from arbframe.models import ErrorRecord, FxRate, Order, Position, Spread, Trade
@@ -140,3 +143,81 @@ def from_row(cls: type[R], row: Mapping[str, str | None]) -> R:
         except (ValueError, TypeError) as exc:
             raise RowError(f"column {name!r}: {text!r}: {exc}") from None
     return cls(**kwargs)
+
+
+def read_csv_table(
+    path: str | os.PathLike[str],
+    cls: type[R],
+    *,
+    on_error: Callable[[str], None] | None = None,
+    limit: int | None = None,
+) -> Iterator[tuple[int, R]]:
+    """Yield ``(line number, record)`` from a table's CSV file.
+
+    A bad row is reported through ``on_error`` as ``file:line: reason`` and skipped; so is a torn last line (no
+    trailing newline: a write interrupted by a crash). Columns are matched by the header's names.
+    """
+    report = on_error or (lambda _msg: None)
+    p = Path(path)
+    with p.open("rb") as raw:
+        raw.seek(0, os.SEEK_END)
+        torn = raw.tell() > 0 and (raw.seek(-1, os.SEEK_END) or raw.read(1) != b"\n")
+    with p.open("r", newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except (StopIteration, csv.Error):
+            return
+        missing = [c for c in columns(cls) if c not in header and not _has_default(cls, c)]
+        if missing:
+            report(f"{p}:1: header lacks column(s) {', '.join(missing)}; file skipped")
+            return
+        unknown = [c for c in header if c not in set(columns(cls))]
+        if unknown:
+            report(f"{p}:1: unknown column(s) {', '.join(unknown)} ignored")
+        pending: tuple[int, list[str]] | None = None
+        count = 0
+        while True:
+            try:
+                values = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                report(f"{p}:{reader.line_num}: {exc}; row skipped")
+                continue
+            if pending is not None:
+                record = _record_or_report(cls, header, pending, p, report)
+                if record is not None:
+                    yield pending[0], record
+                    count += 1
+                    if limit is not None and count >= limit:
+                        return
+            pending = (reader.line_num, values) if values else None
+        if pending is not None:
+            if torn:
+                report(f"{p}:{pending[0]}: torn last line (interrupted write) skipped")
+                return
+            record = _record_or_report(cls, header, pending, p, report)
+            if record is not None:
+                yield pending[0], record
+
+
+def _record_or_report(
+    cls: type[R], header: list[str], row: tuple[int, list[str]], path: Path, report: Callable[[str], None]
+) -> R | None:
+    line, values = row
+    if len(values) != len(header):
+        report(f"{path}:{line}: expected {len(header)} fields, found {len(values)}; row skipped")
+        return None
+    try:
+        return from_row(cls, dict(zip(header, values, strict=True)))
+    except RowError as exc:
+        report(f"{path}:{line}: {exc}; row skipped")
+        return None
+
+
+def _has_default(cls: type, name: str) -> bool:
+    for f in dataclasses.fields(cls):
+        if f.name == name:
+            return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    return False

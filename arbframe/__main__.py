@@ -1,0 +1,5 @@
+import sys
+
+from arbframe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,39 @@
+"""The ``static`` FX source: a fixed USD/KRW rate from config (seed: fx_mode=static, 1350.0)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from arbframe.interfaces import FxSource, PluginContext
+from arbframe.models import FxRate, new_id, utcnow
+
+
+class StaticFxSource(FxSource):
+    name = "static"
+
+    def __init__(
+        self,
+        section: Mapping[str, Any],
+        context: PluginContext | None = None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        ids: Callable[[], str] = new_id,
+    ) -> None:
+        self.rate = Decimal(str(section.get("static_rate", "1350.0")))
+        self._clock = clock
+        self._ids = ids
+
+    @classmethod
+    def config_schema(cls) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "static_rate": {"type": "number", "exclusiveMinimum": 0, "description": "USD/KRW for `static`"},
+            },
+        }
+
+    async def fetch(self) -> FxRate:
+        return FxRate(id=self._ids(), ts=self._clock(), rate=self.rate, source="static")

@@ -1,0 +1,121 @@
+"""The ``arbframe`` command line.
+
+Sub-commands are modules imported only when they run, so ``arbframe --help`` stays quick: kernel commands are
+listed in :data:`KERNEL_COMMANDS`; plugin commands are entry points in the ``arbframe.commands`` group, listed
+from metadata and imported (with their plugin) only when invoked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import re
+import sys
+from collections.abc import Sequence
+
+from arbframe import __version__
+from arbframe.errors import ArbframeError
+
+#: name -> (module with ``add_parser(subparsers)``, one-line help)
+KERNEL_COMMANDS: dict[str, tuple[str, str]] = {
+    "plugins": ("arbframe.commands.plugins", "list installed plugins, their versions and load status"),
+    "config": ("arbframe.commands.config", "validate, show (secrets masked) or print the schema of the config"),
+}
+
+_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)(\S+)", re.IGNORECASE)
+
+
+class SecretFilter(logging.Filter):
+    """Last line of defence: cut passwords out of URLs and DSNs in every log message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", message))
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def setup_logging(verbose: bool = False, level: str | None = None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.addFilter(SecretFilter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else getattr(logging, level or "INFO", logging.INFO))
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """``--config`` (repeatable: later files overlay earlier ones) and ``--verbose``."""
+    parser.add_argument(
+        "--config", "-c", dest="configs", action="append", default=[], metavar="FILE",
+        help="YAML config overlaid on the embedded defaults (repeat to overlay several, in order)",
+    )
+    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+
+
+def _selected_command(argv: Sequence[str]) -> str | None:
+    for token in argv:
+        if not token.startswith("-"):
+            return token
+        if token in ("-h", "--help", "--version"):
+            return None
+    return None
+
+
+def build_parser(selected: str | None) -> argparse.ArgumentParser:
+    from arbframe.plugins import COMMAND_GROUP, installed
+
+    parser = argparse.ArgumentParser(
+        prog="arbframe",
+        description="Cross-exchange crypto arbitrage framework (kimchi premium: Upbit KRW vs Binance USDT).",
+    )
+    parser.add_argument("--version", action="version", version=f"arbframe {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in KERNEL_COMMANDS.items():
+        if name == selected:
+            importlib.import_module(module).add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
+    for info in installed(COMMAND_GROUP):
+        if info.name in KERNEL_COMMANDS:
+            continue
+        if info.name == selected:
+            _add_plugin_command(sub, info.name)
+        else:
+            sub.add_parser(info.name, help=f"(from plugin {info.distribution})", add_help=False)
+    return parser
+
+
+def _add_plugin_command(sub: argparse._SubParsersAction, name: str) -> None:
+    from arbframe.plugins import COMMAND_GROUP, load_entry_point, new_plugin_manager
+
+    module = load_entry_point(COMMAND_GROUP, name)
+    pm = new_plugin_manager()
+    pm.register(module, name=f"command:{name}")
+    pm.hook.arbframe_register_commands(subparsers=sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(_selected_command(argv))
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None) or not hasattr(args, "handler"):
+            parser.print_help()
+            return 0 if not argv else 2
+        setup_logging(getattr(args, "verbose", False))
+        return int(args.handler(args) or 0)
+    except ArbframeError as exc:
+        print(f"arbframe: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,3 @@
+"""arbframe CSV storage plugin."""
+
+ARBFRAME_API_VERSION = 1

@@ -1,0 +1,202 @@
+"""CSV storage: one append-only file per table, exact decimals, crash-safe appends."""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from arbframe import (
+    TABLES,
+    ErrorRecord,
+    FxRate,
+    HealthCheck,
+    HealthResult,
+    HealthStatus,
+    Order,
+    PluginContext,
+    Position,
+    Spread,
+    Storage,
+    Trade,
+    columns,
+    hookimpl,
+    read_csv_table,
+    to_row,
+)
+
+log = logging.getLogger("arbframe.storage.csv")
+
+#: rows buffered across all tables before a write is forced
+AUTO_FLUSH_ROWS = 1000
+
+
+class CsvStorage(Storage):
+    name = "csv"
+
+    def __init__(self, section: Mapping[str, Any], context: PluginContext | None = None) -> None:
+        self.data_dir = Path(str(section.get("data_dir") or (context.data_dir if context else "data")))
+        self.fsync = bool(section.get("fsync", False))
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._files: dict[str, TextIO] = {}
+        self._pending: dict[str, list[list[str]]] = {table: [] for table in TABLES}
+        self._pending_rows = 0
+        self._metrics = None
+        if context is not None:
+            from arbframe.instruments import StorageMetrics
+
+            self._metrics = StorageMetrics.get(context.registry)
+        self._closed = False
+
+    @classmethod
+    def config_schema(cls) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {
+                "data_dir": {"type": "string", "minLength": 1, "description": "directory of the CSV files"},
+                "fsync": {"type": "boolean", "description": "fsync every flush (slower, survives power loss)"},
+            },
+            "additionalProperties": False,
+        }
+
+    def describe(self) -> str:
+        return f"CsvStorage({self.data_dir})"
+
+    # --------------------------------------------------------------------------------------------- files
+    def path(self, table: str) -> Path:
+        return self.data_dir / f"{table}.csv"
+
+    def _open(self, table: str) -> TextIO:
+        handle = self._files.get(table)
+        if handle is not None:
+            return handle
+        path = self.path(table)
+        wanted = list(columns(TABLES[table]))
+        if path.exists() and path.stat().st_size > 0:
+            _repair_torn_tail(path)
+            with path.open("r", newline="", encoding="utf-8") as existing:
+                header = next(csv.reader(existing), None)
+            if header is not None and header != wanted:
+                raise RuntimeError(
+                    f"{path} has columns {header} but this version writes {wanted}; move the file aside"
+                )
+            handle = path.open("a", newline="", encoding="utf-8")
+        else:
+            handle = path.open("a", newline="", encoding="utf-8")
+            if handle.tell() == 0:
+                csv.writer(handle).writerow(wanted)
+        self._files[table] = handle
+        return handle
+
+    def _append(self, table: str, record: Any) -> None:
+        if self._closed:
+            raise RuntimeError("CsvStorage is closed")
+        self._pending[table].append(to_row(record))
+        self._pending_rows += 1
+        if self._pending_rows >= AUTO_FLUSH_ROWS:
+            self.flush()
+
+    # ------------------------------------------------------------------------------------------- Storage
+    def log_spread(self, spread: Spread) -> None:
+        self._append("spreads", spread)
+
+    def log_position_open(self, position: Position) -> None:
+        self._append("positions", position)
+
+    def log_position_close(self, position: Position) -> None:
+        self._append("positions", position)
+
+    def log_order(self, order: Order) -> None:
+        self._append("orders", order)
+
+    def log_trade(self, trade: Trade) -> None:
+        self._append("trades", trade)
+
+    def log_fx_rate(self, fx: FxRate) -> None:
+        self._append("fx_rates", fx)
+
+    def log_error(self, error: ErrorRecord) -> None:
+        self._append("errors", error)
+
+    def flush(self) -> None:
+        if not self._pending_rows:
+            return
+        started = time.perf_counter()
+        for table, rows in self._pending.items():
+            if not rows:
+                continue
+            handle = self._open(table)
+            buffer = io.StringIO()
+            csv.writer(buffer).writerows(rows)
+            # one write per table: a crash leaves at most one torn line at the end
+            handle.write(buffer.getvalue())
+            handle.flush()
+            if self.fsync:
+                os.fsync(handle.fileno())
+            if self._metrics is not None:
+                self._metrics.rows_written.labels(backend="csv", table=table).inc(len(rows))
+            rows.clear()
+        self._pending_rows = 0
+        if self._metrics is not None:
+            self._metrics.flush_seconds.labels(backend="csv").observe(time.perf_counter() - started)
+
+    def load_positions(self) -> list[Position]:
+        self.flush()
+        path = self.path("positions")
+        if not path.exists():
+            return []
+        latest: dict[str, Position] = {}
+        for _line, position in read_csv_table(path, Position, on_error=log.warning):
+            latest[position.id] = position
+        return [p for p in latest.values() if p.is_open]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self.flush()
+        finally:
+            for handle in self._files.values():
+                handle.close()
+            self._files.clear()
+            self._closed = True
+
+    # --------------------------------------------------------------------------------------------- hooks
+    @hookimpl
+    def arbframe_health_checks(self, config: Mapping[str, Any], context: PluginContext) -> list[HealthCheck]:
+        return [HealthCheck("csv", self._health, timeout_seconds=2.0)]
+
+    def _health(self) -> HealthResult:
+        if not self.data_dir.is_dir():
+            return HealthResult("csv", HealthStatus.ERROR, f"CSV data dir {self.data_dir} does not exist")
+        if not os.access(self.data_dir, os.W_OK):
+            return HealthResult("csv", HealthStatus.ERROR, f"CSV data dir {self.data_dir} is not writable")
+        return HealthResult("csv", HealthStatus.OK, f"CSV storage at {self.data_dir}")
+
+
+def _repair_torn_tail(path: Path) -> None:
+    """Cut an unterminated last line (a write interrupted by a crash) into ``<file>.torn``, with a warning."""
+    with path.open("rb+") as handle:
+        handle.seek(0, os.SEEK_END)
+        size = handle.tell()
+        if size == 0:
+            return
+        handle.seek(size - 1)
+        if handle.read(1) == b"\n":
+            return
+        chunk = min(size, 1 << 20)
+        handle.seek(size - chunk)
+        tail = handle.read(chunk)
+        cut = tail.rfind(b"\n")
+        keep = size - chunk + cut + 1 if cut >= 0 else 0
+        handle.seek(keep)
+        torn = handle.read()
+        with path.with_suffix(path.suffix + ".torn").open("ab") as aside:
+            aside.write(torn + b"\n")
+        handle.truncate(keep)
+    log.warning("%s: torn last line (%d bytes, interrupted write) moved to %s.torn", path, len(torn), path.name)
