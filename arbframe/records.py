@@ -160,8 +160,10 @@ def read_csv_table(
     report = on_error or (lambda _msg: None)
     p = Path(path)
     with p.open("rb") as raw:
-        raw.seek(0, os.SEEK_END)
-        torn = raw.tell() > 0 and (raw.seek(-1, os.SEEK_END) or raw.read(1) != b"\n")
+        torn = False
+        if raw.seek(0, os.SEEK_END) > 0:
+            raw.seek(-1, os.SEEK_END)
+            torn = raw.read(1) != b"\n"
     with p.open("r", newline="", encoding="utf-8") as handle:
         reader = csv.reader(handle)
         try:

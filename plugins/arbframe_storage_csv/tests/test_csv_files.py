@@ -1,0 +1,87 @@
+"""CSV specifics: headers, appends after restart, torn last lines, bad rows reported by line number."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from pathlib import Path
+
+from arbframe import FxRate, columns, new_id, read_csv_table
+from arbframe.testing.storage_kit import T0, closed, sample_position
+from arbframe_storage_csv.storage import CsvStorage
+
+
+def fx(rate: str) -> FxRate:
+    from decimal import Decimal
+
+    return FxRate(id=new_id(), ts=T0, rate=Decimal(rate), source="static")
+
+
+def test_header_once_and_append_after_restart(tmp_path: Path) -> None:
+    s = CsvStorage({"data_dir": str(tmp_path)})
+    s.log_fx_rate(fx("1350"))
+    s.close()
+    s = CsvStorage({"data_dir": str(tmp_path)})
+    s.log_fx_rate(fx("1351"))
+    s.close()
+    lines = (tmp_path / "fx_rates.csv").read_text().splitlines()
+    assert lines[0] == ",".join(columns(FxRate))
+    assert len(lines) == 3
+    assert [r.rate for _, r in read_csv_table(tmp_path / "fx_rates.csv", FxRate)] == [1350, 1351]
+
+
+def test_torn_last_line_is_cut_aside_and_earlier_rows_survive(tmp_path: Path, caplog) -> None:
+    s = CsvStorage({"data_dir": str(tmp_path)})
+    first, second = fx("1350.5"), fx("1351.25")
+    s.log_fx_rate(first)
+    s.log_fx_rate(second)
+    s.close()
+    path = tmp_path / "fx_rates.csv"
+    data = path.read_bytes()
+    path.write_bytes(data[:-15])  # a crash in the middle of the last row
+    reported: list[str] = []
+    rows = [r for _, r in read_csv_table(path, FxRate, on_error=reported.append)]
+    assert rows == [first]
+    assert reported == [f"{path}:3: torn last line (interrupted write) skipped"]
+    with caplog.at_level(logging.WARNING):
+        s = CsvStorage({"data_dir": str(tmp_path)})
+        third = fx("1352")
+        s.log_fx_rate(third)
+        s.close()
+    assert "torn last line" in caplog.text
+    assert [r for _, r in read_csv_table(path, FxRate)] == [first, third]
+    assert (tmp_path / "fx_rates.csv.torn").exists()
+
+
+def test_bad_rows_are_reported_with_line_numbers_and_skipped(tmp_path: Path) -> None:
+    s = CsvStorage({"data_dir": str(tmp_path)})
+    good = fx("1350")
+    s.log_fx_rate(good)
+    s.close()
+    path = tmp_path / "fx_rates.csv"
+    with path.open("a") as handle:
+        handle.write("x1,not-a-date,1350,static,USD,KRW,false\n")
+        handle.write("x2,2026-01-01T00:00:00+00:00,abc,static,USD,KRW,false\n")
+        handle.write("x3,2026-01-01T00:00:00,1350,static,USD,KRW,false\n")
+        handle.write("x4,too,few\n")
+    reported: list[str] = []
+    rows = [r for _, r in read_csv_table(path, FxRate, on_error=reported.append)]
+    assert rows == [good]
+    assert [m.split(": ", 1)[0] for m in reported] == [f"{path}:{n}" for n in (3, 4, 5, 6)]
+    assert "column 'rate': 'abc'" in reported[1]
+    assert "no time zone" in reported[2]
+    assert "expected 7 fields, found 3" in reported[3]
+
+
+def test_load_positions_last_row_wins_across_restart(tmp_path: Path) -> None:
+    s = CsvStorage({"data_dir": str(tmp_path)})
+    a, b = sample_position(), sample_position()
+    s.log_position_open(a)
+    s.log_position_open(b)
+    s.log_position_close(closed(a))
+    s.close()
+    s = CsvStorage({"data_dir": str(tmp_path)})
+    assert s.load_positions() == [b]
+    s.log_position_close(closed(replace(b)))
+    assert s.load_positions() == []
+    s.close()
