@@ -1,74 +1,125 @@
 """arbframe: a plugin framework for cross-exchange crypto arbitrage.
 
 The names here are the public API plugins may import; everything else in the kernel is internal. Importing this
-package is cheap: heavy parts (prometheus-client, the simulated market) load on first use.
+package is cheap (``arbframe --help`` must stay quick): every name loads from its module on first use.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
-
-from arbframe.errors import ArbframeError, ConfigError, DriverLoadError, DriverNotInstalled
-from arbframe.hookspecs import hookimpl
-from arbframe.interfaces import (
-    API_VERSION,
-    Cache,
-    Driver,
-    Exchange,
-    FxSource,
-    HealthCheck,
-    HealthResult,
-    HealthStatus,
-    PluginContext,
-    Storage,
-    round_to_step,
-)
-from arbframe.keys import SPREAD_TTL_SECONDS, CacheKeys
-from arbframe.models import (
-    BookLevel,
-    Direction,
-    ErrorRecord,
-    Fill,
-    FxRate,
-    IdGenerator,
-    MarketRules,
-    Order,
-    OrderBook,
-    OrderRequest,
-    OrderStatus,
-    OrderType,
-    Position,
-    PositionStatus,
-    Quote,
-    Side,
-    Spread,
-    Trade,
-    new_id,
-    utcnow,
-)
-from arbframe.records import TABLES, RowError, columns, from_row, read_csv_table, to_dict, to_row
 
 __version__ = "0.1.0"
 
-if TYPE_CHECKING:
-    from arbframe.simulation import SimulatedAccount, SimulatedExchange, SimulatedMarket
-
-_LAZY = {
-    "SimulatedMarket": "arbframe.simulation",
-    "SimulatedExchange": "arbframe.simulation",
+#: public name -> module that defines it
+_LAZY: dict[str, str] = {
+    "API_VERSION": "arbframe.interfaces",
+    "ArbframeError": "arbframe.errors",
+    "BookLevel": "arbframe.models",
+    "Cache": "arbframe.interfaces",
+    "CacheKeys": "arbframe.keys",
+    "ConfigError": "arbframe.errors",
+    "Direction": "arbframe.models",
+    "Driver": "arbframe.interfaces",
+    "DriverLoadError": "arbframe.errors",
+    "DriverNotInstalled": "arbframe.errors",
+    "ErrorRecord": "arbframe.models",
+    "Exchange": "arbframe.interfaces",
+    "Fill": "arbframe.models",
+    "FxRate": "arbframe.models",
+    "FxSource": "arbframe.interfaces",
+    "HealthCheck": "arbframe.interfaces",
+    "HealthResult": "arbframe.interfaces",
+    "HealthStatus": "arbframe.interfaces",
+    "IdGenerator": "arbframe.models",
+    "MarketRules": "arbframe.models",
+    "Order": "arbframe.models",
+    "OrderBook": "arbframe.models",
+    "OrderRequest": "arbframe.models",
+    "OrderStatus": "arbframe.models",
+    "OrderType": "arbframe.models",
+    "PluginContext": "arbframe.interfaces",
+    "Position": "arbframe.models",
+    "PositionStatus": "arbframe.models",
+    "Quote": "arbframe.models",
+    "RowError": "arbframe.records",
+    "SPREAD_TTL_SECONDS": "arbframe.keys",
+    "Side": "arbframe.models",
     "SimulatedAccount": "arbframe.simulation",
+    "SimulatedExchange": "arbframe.simulation",
+    "SimulatedMarket": "arbframe.simulation",
+    "Spread": "arbframe.models",
+    "Storage": "arbframe.interfaces",
+    "TABLES": "arbframe.records",
+    "Trade": "arbframe.models",
+    "columns": "arbframe.records",
+    "from_row": "arbframe.records",
+    "hookimpl": "arbframe.hookspecs",
     "mask_secret": "arbframe.secrets",
     "mask_url": "arbframe.secrets",
+    "new_id": "arbframe.models",
+    "read_csv_table": "arbframe.records",
+    "round_to_step": "arbframe.interfaces",
+    "to_dict": "arbframe.records",
+    "to_row": "arbframe.records",
+    "utcnow": "arbframe.models",
 }
+
+if TYPE_CHECKING:
+    from arbframe.errors import ArbframeError, ConfigError, DriverLoadError, DriverNotInstalled
+    from arbframe.hookspecs import hookimpl
+    from arbframe.interfaces import (
+        API_VERSION,
+        Cache,
+        Driver,
+        Exchange,
+        FxSource,
+        HealthCheck,
+        HealthResult,
+        HealthStatus,
+        PluginContext,
+        Storage,
+        round_to_step,
+    )
+    from arbframe.keys import SPREAD_TTL_SECONDS, CacheKeys
+    from arbframe.models import (
+        BookLevel,
+        Direction,
+        ErrorRecord,
+        Fill,
+        FxRate,
+        IdGenerator,
+        MarketRules,
+        Order,
+        OrderBook,
+        OrderRequest,
+        OrderStatus,
+        OrderType,
+        Position,
+        PositionStatus,
+        Quote,
+        Side,
+        Spread,
+        Trade,
+        new_id,
+        utcnow,
+    )
+    from arbframe.records import TABLES, RowError, columns, from_row, read_csv_table, to_dict, to_row
+    from arbframe.secrets import mask_secret, mask_url
+    from arbframe.simulation import SimulatedAccount, SimulatedExchange, SimulatedMarket
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'arbframe' has no attribute {name!r}")
-    import importlib
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
-    return getattr(importlib.import_module(module), name)
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
 
 
 __all__ = [

@@ -68,7 +68,7 @@ def _selected_command(argv: Sequence[str]) -> str | None:
 
 
 def build_parser(selected: str | None) -> argparse.ArgumentParser:
-    from arbframe.plugins import COMMAND_GROUP, installed
+    from arbframe.entrypoints import COMMAND_GROUP, installed
 
     parser = argparse.ArgumentParser(
         prog="arbframe",

@@ -12,13 +12,21 @@ import importlib
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from arbframe import hookspecs
+from arbframe.entrypoints import (  # noqa: F401 - re-exported for callers
+    ALL_GROUPS,
+    COMMAND_GROUP,
+    DRIVER_GROUPS,
+    PLUGIN_GROUP,
+    EntryPointInfo,
+    installed,
+    installed_names,
+)
 from arbframe.errors import DriverLoadError, DriverNotInstalled
 from arbframe.interfaces import API_VERSION, HealthCheck, PluginContext
 
@@ -27,50 +35,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("arbframe.plugins")
 
-DRIVER_GROUPS: dict[str, str] = {
-    "storage": "arbframe.storage",
-    "cache": "arbframe.cache",
-    "exchange": "arbframe.exchange",
-    "fx": "arbframe.fx",
-}
-PLUGIN_GROUP = "arbframe.plugins"
-COMMAND_GROUP = "arbframe.commands"
-ALL_GROUPS = (*DRIVER_GROUPS.values(), PLUGIN_GROUP, COMMAND_GROUP)
-
 #: Kernel modules registered before any entry point. The kernel's own feature plugins are declared as
 #: ``arbframe.plugins`` entry points of the ``arbframe`` distribution, so they take the same path as third parties'.
 BUILTIN_PLUGINS: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class EntryPointInfo:
-    group: str
-    name: str
-    value: str
-    distribution: str
-    version: str
-
-
-def installed(group: str) -> list[EntryPointInfo]:
-    """Entry points of ``group`` from distribution metadata, without importing anything."""
-    found: dict[str, EntryPointInfo] = {}
-    for ep in metadata.entry_points(group=group):
-        dist = getattr(ep, "dist", None)
-        found.setdefault(
-            ep.name,
-            EntryPointInfo(
-                group,
-                ep.name,
-                ep.value,
-                dist.metadata["Name"] if dist is not None else "?",
-                dist.version if dist is not None else "?",
-            ),
-        )
-    return sorted(found.values(), key=lambda e: e.name)
-
-
-def installed_names(group: str) -> list[str]:
-    return [e.name for e in installed(group)]
 
 
 def _declared_api_version(obj: Any) -> int | None:
