@@ -34,6 +34,9 @@ $(STAMP): $(PROJECT_FILES) | deb
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,server]' \
 		$(foreach d,$(PLUGIN_DIRS),-e $(d))
 	@mkdir -p $(XDG_CACHE_HOME)
+	@# wheels of the kernel's dependencies, so tests can build fresh virtual environments offline
+	$(PY) -m pip wheel --quiet --disable-pip-version-check -w $(VENV)/wheelhouse \
+		setuptools wheel pluggy stevedore jsonschema PyYAML prometheus-client
 	@touch $@
 
 deb:
