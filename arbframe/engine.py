@@ -1,0 +1,596 @@
+"""One engine tick: quotes -> spreads -> decisions -> fills -> storage, cache, metrics, plugin events.
+
+The engine is synchronous and does no network I/O: the runner (live/paper) or the backtest replayer gathers a
+:class:`MarketSnapshot` (books of both venues for every symbol, the domestic KRW-USDT book when known, the
+USD/KRW rate) and hands it to :meth:`Engine.process`. Inside, :meth:`Engine.decide_symbol` is the pure decision
+path (premium math + strategy on plain objects); fills go through :class:`arbframe.paper.PaperExecutor`; records
+go to the :class:`~arbframe.Storage` (buffered), the tick's live state to the :class:`~arbframe.Cache` in one
+``write_tick`` call, numbers to :class:`arbframe.metrics.TradingMetrics`, and events to plugins through the
+kernel's isolated ``notify``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from arbframe.interfaces import Cache, Storage
+from arbframe.metrics import TradingMetrics, TradingStats
+from arbframe.models import (
+    ZERO,
+    Direction,
+    ErrorRecord,
+    FxRate,
+    MarketRules,
+    OrderBook,
+    Position,
+    PositionStatus,
+    Spread,
+)
+from arbframe.paper import InsufficientFunds, InsufficientLiquidity, LegResult, LegSpec, PaperExecutor, PaperWallet
+from arbframe.premium import PremiumCalculator, exit_prices, premium_at, usdt_mid
+from arbframe.strategy import CloseDecision, OpenDecision, PortfolioView, Strategy, StrategyConfig
+
+log = logging.getLogger("arbframe.engine")
+
+ONE = Decimal(1)
+BookKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class MarketSnapshot:
+    """Everything one tick looks at. ``books`` maps (exchange, symbol) -> book; KRW-USDT is (domestic, "USDT")."""
+
+    ts: datetime
+    books: Mapping[BookKey, OrderBook]
+    fx: FxRate | None
+    simulated: bool = False
+
+
+@dataclass
+class SymbolDecision:
+    symbol: str
+    spreads: list[Spread] = field(default_factory=list)
+    closes: list[CloseDecision] = field(default_factory=list)
+    open: OpenDecision | None = None
+    blocked: str | None = None
+    marks: dict[str, Decimal] = field(default_factory=dict)  # position id -> unrealized PnL (KRW)
+
+
+@dataclass
+class TickResult:
+    ts: datetime
+    spreads: list[Spread] = field(default_factory=list)
+    opened: list[Position] = field(default_factory=list)
+    closed: list[Position] = field(default_factory=list)
+    errors: list[ErrorRecord] = field(default_factory=list)
+    duration_seconds: float = 0.0
+
+
+def entry_cash_krw(position: Position) -> Decimal:
+    """KRW cash flow of a position's two entry legs, fees included, rebuilt from the position record."""
+    q = position.qty
+    domestic = q * position.entry_domestic_price
+    foreign = q * position.entry_foreign_price * position.entry_fx_rate
+    gross = domestic - foreign if position.direction is Direction.KIMCHI else foreign - domestic
+    return gross - position.entry_fees_krw
+
+
+class Engine:
+    """The trading core for one venue pair (see the module docstring)."""
+
+    def __init__(
+        self,
+        cfg: StrategyConfig,
+        *,
+        storage: Storage,
+        fee_domestic: Decimal,
+        fee_foreign: Decimal,
+        rules: Mapping[BookKey, MarketRules],
+        quote_currencies: Mapping[str, str],
+        wallets: Mapping[str, PaperWallet],
+        ids: Callable[[], str],
+        cache: Cache | None = None,
+        service_name: str = "bot_service",
+        cache_ttl_seconds: int = 60,
+        spread_ttl_seconds: int = 60,
+        publish_fx: bool = True,
+        metrics: TradingMetrics | None = None,
+        notify: Callable[..., Any] | None = None,
+        simulated: bool = False,
+        log_spreads: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.strategy = Strategy(cfg)
+        self.storage = storage
+        self.cache = cache
+        self.service_name = service_name
+        self.cache_ttl = cache_ttl_seconds
+        self.spread_ttl = spread_ttl_seconds
+        self.publish_fx = publish_fx
+        self.metrics = metrics
+        self.notify = notify
+        self.simulated = simulated
+        self.log_spreads = log_spreads
+        self.domestic = cfg.domestic
+        self.foreign = cfg.foreign
+        self.fee_domestic = Decimal(fee_domestic)
+        self.fee_foreign = Decimal(fee_foreign)
+        self.rules = dict(rules)
+        self.quote = dict(quote_currencies)
+        self.ids = ids
+        self.calc = PremiumCalculator(
+            self.domestic, self.foreign, self.fee_domestic, self.fee_foreign, ids,
+            safety_margin=cfg.safety_margin, directions=cfg.directions,
+        )
+        self.executor = PaperExecutor(wallets, ids, simulated=simulated)
+        self.stats = TradingStats(cfg.timezone)
+        self.positions: dict[str, Position] = {}
+        self._entry_cash: dict[str, Decimal] = {}
+        self.last_entry: dict[str, datetime] = {}
+        self.ticks = 0
+        self.last_fx: FxRate | None = None
+        self._blocked: dict[str, str | None] = {}
+        self._fx_stale_logged = False
+        self._step: dict[str, Decimal] = {}
+        for sym in cfg.symbols:
+            steps = [r.step_size for (venue, s), r in self.rules.items() if s == sym]
+            self._step[sym] = max(steps) if steps else Decimal("0.00000001")
+        self._premium_children: dict[tuple[str, Direction], tuple[Any, Any]] = {}
+        if metrics is not None:
+            metrics.simulated.set(1 if simulated else 0)
+
+    # --------------------------------------------------------------------------------------------- state
+    @property
+    def open_notional_krw(self) -> Decimal:
+        return sum((p.qty * p.entry_domestic_price for p in self.positions.values()), ZERO)
+
+    def view(self) -> PortfolioView:
+        return PortfolioView(
+            open_positions=self.positions,
+            open_notional_krw=self.open_notional_krw,
+            last_entry=self.last_entry,
+            daily_realized_krw=self.stats.daily_pnl(),
+        )
+
+    def resume(self, positions: list[Position]) -> list[Position]:
+        """Take over open positions loaded from storage (each id once); their entry legs are re-applied to the
+        paper wallets so inventory limits stay consistent. Returns the positions taken over."""
+        taken = []
+        for position in positions:
+            if not position.is_open or position.id in self.positions:
+                continue
+            if position.domestic_exchange != self.domestic or position.foreign_exchange != self.foreign:
+                log.warning("[BOT] not resuming position %s: venues %s/%s are not configured",
+                            position.id, position.domestic_exchange, position.foreign_exchange)
+                continue
+            self.positions[position.id] = position
+            self._entry_cash[position.id] = entry_cash_krw(position)
+            self._reapply_entry(position)
+            last = self.last_entry.get(position.symbol)
+            if last is None or position.opened_at > last:
+                self.last_entry[position.symbol] = position.opened_at
+            taken.append(position)
+        self.stats.open_positions = len(self.positions)
+        return taken
+
+    def _reapply_entry(self, p: Position) -> None:
+        wallets = self.executor.wallets
+        d, f = wallets.get(self.domestic), wallets.get(self.foreign)
+        if d is None or f is None:
+            return
+        q = p.qty
+        sign = 1 if p.direction is Direction.KIMCHI else -1  # kimchi sold domestic, bought foreign
+        d.balances[p.symbol] = d.get(p.symbol) - sign * q
+        d.balances[d.quote_currency] = d.get(d.quote_currency) + sign * q * p.entry_domestic_price
+        f.balances[p.symbol] = f.get(p.symbol) + sign * q
+        f.balances[f.quote_currency] = f.get(f.quote_currency) - sign * q * p.entry_foreign_price
+
+    # ------------------------------------------------------------------------------------------ decisions
+    def fx_fresh(self, fx: FxRate | None, now: datetime) -> bool:
+        return fx is not None and fx.age_seconds(now) <= self.cfg.max_fx_age_seconds
+
+    def _book_fresh(self, book: OrderBook, now: datetime) -> bool:
+        limit = self.cfg.max_book_age_seconds
+        return limit is None or (now - book.ts).total_seconds() <= limit
+
+    def decide_symbol(self, symbol: str, snap: MarketSnapshot, *, fx_fresh: bool | None = None) -> SymbolDecision:
+        """The pure decision path for one symbol: spreads, closes, at most one open. No state changes."""
+        out = SymbolDecision(symbol)
+        fx = snap.fx
+        dom = snap.books.get((self.domestic, symbol))
+        fgn = snap.books.get((self.foreign, symbol))
+        if fx is None or dom is None or fgn is None or not dom.bids or not dom.asks or not fgn.bids or not fgn.asks:
+            out.blocked = "missing book or FX rate"
+            return out
+        now = snap.ts
+        rate = fx.rate
+        if fx_fresh is None:
+            fx_fresh = self.fx_fresh(fx, now)
+        usdt = usdt_mid(snap.books.get((self.domestic, "USDT"))) if self.cfg.use_tether else None
+        qty = self.strategy.order_qty(dom.bids[0].price, self._step.get(symbol, Decimal("0.00000001")))
+        if qty > 0:
+            out.spreads = self.calc.spreads(symbol, dom, fgn, qty, fx, now, usdt)
+        # closes and marks of the open positions on this symbol
+        strategy = self.strategy
+        for position in self.positions.values():
+            if position.symbol != symbol:
+                continue
+            prices = exit_prices(position.direction, dom, fgn, position.qty)
+            close_prem = None
+            if prices is not None:
+                close_prem = premium_at(position.direction, prices[0], prices[1], rate)
+                out.marks[position.id] = self._mark(position, prices, rate)
+            reason = strategy.close_reason(position, close_prem, now)
+            if reason is not None and prices is not None:
+                out.closes.append(CloseDecision(position, reason, close_prem))
+        # entry
+        best = strategy.best_entry(out.spreads)
+        if best is not None:
+            books_fresh = self._book_fresh(dom, now) and self._book_fresh(fgn, now)
+            block = strategy.entry_block(best, self.view(), now, fx_fresh=fx_fresh, books_fresh=books_fresh)
+            if block is None:
+                out.open = OpenDecision(symbol, best.direction, best.qty, best)
+            else:
+                out.blocked = block
+        return out
+
+    def _mark(self, p: Position, prices: tuple[Decimal, Decimal], rate: Decimal) -> Decimal:
+        """Unrealized PnL in KRW if ``p`` closed now at ``prices`` (exit fees included)."""
+        q = p.qty
+        d_cash = q * prices[0]
+        f_cash = q * prices[1] * rate
+        if p.direction is Direction.KIMCHI:  # close: buy domestic, sell foreign
+            exit_cash = f_cash * (ONE - self.fee_foreign) - d_cash * (ONE + self.fee_domestic)
+        else:
+            exit_cash = d_cash * (ONE - self.fee_domestic) - f_cash * (ONE + self.fee_foreign)
+        return self._entry_cash.get(p.id, ZERO) + exit_cash
+
+    # ----------------------------------------------------------------------------------------------- tick
+    def process(self, snap: MarketSnapshot) -> TickResult:
+        t0 = time.perf_counter()
+        now = snap.ts
+        result = TickResult(now)
+        self.executor.begin_tick()
+        self.stats.now = now
+        fx = snap.fx
+        fresh = self.fx_fresh(fx, now)
+        self._note_fx(fx, now, fresh)
+        unrealized = ZERO
+        storage = self.storage
+        for symbol in self.cfg.symbols:
+            decision = self.decide_symbol(symbol, snap, fx_fresh=fresh)
+            result.spreads.extend(decision.spreads)
+            for close in decision.closes:
+                closed = self._close(close, snap, result)
+                if closed is not None:
+                    decision.marks.pop(closed.id, None)
+            if decision.open is not None:
+                self._open(decision.open, snap, result)
+            self._note_block(symbol, decision.blocked)
+            for mark in decision.marks.values():
+                unrealized += mark
+        if self.log_spreads:
+            for spread in result.spreads:
+                storage.log_spread(spread)
+        self.ticks += 1
+        self.stats.open_positions = len(self.positions)
+        self.stats.unrealized_pnl_krw = unrealized
+        if fx is not None:
+            self.last_fx = fx
+        self._publish(snap, result, fresh)
+        result.duration_seconds = time.perf_counter() - t0
+        if self.metrics is not None:
+            self.metrics.tick_seconds.observe(result.duration_seconds)
+        return result
+
+    # ------------------------------------------------------------------------------------------ execution
+    def _legs(self, direction: Direction, snap: MarketSnapshot, symbol: str, closing: bool, rate: Decimal):
+        d_side = direction.domestic_side.opposite if closing else direction.domestic_side
+        return (
+            LegSpec(snap.books[(self.domestic, symbol)], d_side, self.fee_domestic, self.quote[self.domestic],
+                    ONE if self.quote[self.domestic] == "KRW" else rate),
+            LegSpec(snap.books[(self.foreign, symbol)], d_side.opposite, self.fee_foreign, self.quote[self.foreign],
+                    ONE if self.quote[self.foreign] == "KRW" else rate),
+        )
+
+    def _open(self, decision: OpenDecision, snap: MarketSnapshot, result: TickResult) -> Position | None:
+        spread = decision.spread
+        symbol = decision.symbol
+        ex = self.executor
+        qty, why = self.strategy.size_entry(
+            spread, self.view(),
+            domestic_rules=self.rules[(self.domestic, symbol)],
+            foreign_rules=self.rules[(self.foreign, symbol)],
+            domestic_free=ex.wallets[self.domestic].balances if self.domestic in ex.wallets else {},
+            foreign_free=ex.wallets[self.foreign].balances if self.foreign in ex.wallets else {},
+            domestic_quote=self.quote[self.domestic],
+            foreign_quote=self.quote[self.foreign],
+            fee_domestic=self.fee_domestic,
+            fee_foreign=self.fee_foreign,
+        )
+        if why is not None:
+            self._note_block(symbol, why)
+            return None
+        rate = spread.fx_rate
+        position_id = self.ids()
+        legs = self._legs(spread.direction, snap, symbol, False, rate)
+        try:
+            done = ex.execute(legs, qty, snap.ts, position_id)
+        except (InsufficientFunds, InsufficientLiquidity) as exc:
+            self._error(result, "paper", f"entry on {symbol} not filled: {exc}", kind="fill")
+            return None
+        d_leg, f_leg = done
+        fees_krw = d_leg.fill.fee * legs[0].krw_per_quote + f_leg.fill.fee * legs[1].krw_per_quote
+        position = Position(
+            id=position_id,
+            symbol=symbol,
+            direction=spread.direction,
+            status=PositionStatus.OPEN,
+            opened_at=snap.ts,
+            qty=qty,
+            domestic_exchange=self.domestic,
+            foreign_exchange=self.foreign,
+            entry_domestic_price=d_leg.fill.avg_price,
+            entry_foreign_price=f_leg.fill.avg_price,
+            entry_fx_rate=rate,
+            entry_premium=premium_at(spread.direction, d_leg.fill.avg_price, f_leg.fill.avg_price, rate),
+            entry_fees_krw=fees_krw,
+            simulated=self.simulated or snap.simulated,
+        )
+        self.positions[position_id] = position
+        self._entry_cash[position_id] = d_leg.cash_flow_krw + f_leg.cash_flow_krw
+        self.last_entry[symbol] = snap.ts
+        self._record_legs(done)
+        self.storage.log_position_open(position)
+        result.opened.append(position)
+        log.info(
+            "[BOT] OPEN %s %s qty=%s premium=%.3f%% net=%.3f%% fx=%s (%s)%s",
+            position.direction.value, symbol, qty, float(position.entry_premium) * 100,
+            float(spread.net_premium) * 100, rate, spread.fx_source, self._sim_note(snap),
+        )
+        if self.notify is not None:
+            self.notify("arbframe_on_position_opened", position=position)
+        return position
+
+    def _close(self, decision: CloseDecision, snap: MarketSnapshot, result: TickResult) -> Position | None:
+        p = decision.position
+        fx = snap.fx
+        if fx is None:
+            return None
+        rate = fx.rate
+        legs = self._legs(p.direction, snap, p.symbol, True, rate)
+        try:
+            done = self.executor.execute(legs, p.qty, snap.ts, p.id)
+        except (InsufficientFunds, InsufficientLiquidity) as exc:
+            self._error(result, "paper", f"close of {p.symbol} position {p.id} not filled: {exc}", kind="fill")
+            return None
+        d_leg, f_leg = done
+        exit_fees = d_leg.fill.fee * legs[0].krw_per_quote + f_leg.fill.fee * legs[1].krw_per_quote
+        realized = self._entry_cash.pop(p.id, None)
+        if realized is None:
+            realized = entry_cash_krw(p)
+        realized = realized + d_leg.cash_flow_krw + f_leg.cash_flow_krw
+        closed = replace(
+            p,
+            status=PositionStatus.CLOSED,
+            closed_at=snap.ts,
+            exit_domestic_price=d_leg.fill.avg_price,
+            exit_foreign_price=f_leg.fill.avg_price,
+            exit_fx_rate=rate,
+            exit_premium=premium_at(p.direction, d_leg.fill.avg_price, f_leg.fill.avg_price, rate),
+            exit_fees_krw=exit_fees,
+            realized_pnl_krw=realized,
+            close_reason=decision.reason,
+        )
+        del self.positions[p.id]
+        self._record_legs(done)
+        self.storage.log_position_close(closed)
+        self.stats.record_close(closed)
+        if self.metrics is not None:
+            self.metrics.trades.inc()
+        result.closed.append(closed)
+        log.info(
+            "[BOT] CLOSE %s %s qty=%s reason=%s exit_premium=%.3f%% pnl=%s₩%s",
+            p.direction.value, p.symbol, p.qty, decision.reason, float(closed.exit_premium or 0) * 100,
+            f"{realized.quantize(ONE):,}", self._sim_note(snap),
+        )
+        if self.notify is not None:
+            self.notify("arbframe_on_position_closed", position=closed)
+        return closed
+
+    def _record_legs(self, legs: tuple[LegResult, ...]) -> None:
+        storage = self.storage
+        for leg in legs:
+            storage.log_order(leg.order)
+            storage.log_trade(leg.trade)
+            if self.metrics is not None:
+                self.metrics.orders.labels(
+                    exchange=leg.order.exchange, side=leg.order.side.value, status=leg.order.status.value
+                ).inc()
+            if self.notify is not None:
+                self.notify("arbframe_on_order_filled", order=leg.order, trade=leg.trade)
+
+    def _error(self, result: TickResult, component: str, message: str, kind: str = "error") -> None:
+        error = ErrorRecord(id=self.ids(), ts=result.ts, component=component, message=message, kind=kind)
+        result.errors.append(error)
+        log.warning("[BOT] %s", message)
+        self.storage.log_error(error)
+        if self.notify is not None:
+            self.notify("arbframe_on_error", error=error)
+
+    # -------------------------------------------------------------------------------------------- publish
+    def _sim_note(self, snap: MarketSnapshot) -> str:
+        return " [simulated data]" if (self.simulated or snap.simulated) else ""
+
+    def _note_fx(self, fx: FxRate | None, now: datetime, fresh: bool) -> None:
+        if fresh:
+            if self._fx_stale_logged:
+                log.info("[BOT] FX rate is fresh again (%s from %s): entries allowed", fx.rate, fx.source)  # type: ignore[union-attr]
+            self._fx_stale_logged = False
+            return
+        if not self._fx_stale_logged:
+            if fx is None:
+                log.warning("[BOT] no USD/KRW rate: no spreads and no new entries")
+            else:
+                log.warning(
+                    "[BOT] FX rate %s from %s is %.0fs old (max_fx_age_seconds=%g): new entries blocked",
+                    fx.rate, fx.source, fx.age_seconds(now), self.cfg.max_fx_age_seconds,
+                )
+            self._fx_stale_logged = True
+
+    def _note_block(self, symbol: str, reason: str | None) -> None:
+        if self._blocked.get(symbol) != reason:
+            self._blocked[symbol] = reason
+            if reason is not None and not reason.startswith("FX rate is stale"):
+                log.info("[BOT] entry on %s blocked: %s", symbol, reason)
+
+    def _publish(self, snap: MarketSnapshot, result: TickResult, fresh: bool) -> None:
+        now = snap.ts
+        metrics = self.metrics
+        fx = snap.fx
+        if metrics is not None:
+            metrics.ticks.inc()
+            self.metrics.publish(self.stats, now)  # type: ignore[union-attr]
+            if fx is not None:
+                metrics.fx_rate.set(float(fx.rate))
+                metrics.fx_age.set(fx.age_seconds(now))
+            children = self._premium_children
+            for s in result.spreads:
+                key = (s.symbol, s.direction)
+                pair = children.get(key)
+                if pair is None:
+                    labels = {"symbol": s.symbol, "direction": s.direction.value}
+                    pair = (metrics.premium.labels(**labels), metrics.net_premium.labels(**labels))
+                    children[key] = pair
+                pair[0].set(float(s.premium))
+                pair[1].set(float(s.net_premium))
+        notify = self.notify
+        if notify is not None:
+            for s in result.spreads:
+                notify("arbframe_on_spread", spread=s)
+        if self.cache is not None:
+            snapshots: dict[str, dict[str, Any]] = {}
+            for s in result.spreads:
+                entry = snapshots.setdefault(s.symbol, {
+                    "ts": now.isoformat(), "fx_rate": str(s.fx_rate), "fx_source": s.fx_source,
+                    "fx_age_seconds": str(s.fx_age_seconds), "simulated": s.simulated,
+                })
+                entry[s.direction.value] = {
+                    "premium": str(s.premium), "net_premium": str(s.net_premium), "qty": str(s.qty),
+                    "domestic_price": str(s.domestic_price), "foreign_price": str(s.foreign_price),
+                    "tether_premium": None if s.tether_premium is None else str(s.tether_premium),
+                    "usdt_premium": None if s.usdt_premium is None else str(s.usdt_premium),
+                }
+            try:
+                self.cache.write_tick(
+                    fx=(fx, self.cache_ttl) if (fx is not None and self.publish_fx) else None,
+                    heartbeat=(self.service_name, now, self.cache_ttl),
+                    spreads=snapshots,
+                    spread_ttl_seconds=self.spread_ttl,
+                )
+            except Exception as exc:  # a cache must never stop the tick
+                log.debug("cache.write_tick raised: %r", exc)
+            if metrics is not None:
+                metrics.heartbeat.set(now.timestamp())
+
+    def unrealized_by_position(self, snap: MarketSnapshot) -> dict[str, Decimal]:
+        """Mark every open position to market against ``snap`` (exit fees included)."""
+        out = {}
+        if snap.fx is None:
+            return out
+        for p in self.positions.values():
+            dom = snap.books.get((self.domestic, p.symbol))
+            fgn = snap.books.get((self.foreign, p.symbol))
+            if dom is None or fgn is None:
+                continue
+            prices = exit_prices(p.direction, dom, fgn, p.qty)
+            if prices is not None:
+                out[p.id] = self._mark(p, prices, snap.fx.rate)
+        return out
+
+
+class NullStorage(Storage):
+    """Drops everything (benchmarks, dry runs)."""
+
+    name = "null"
+
+    def log_spread(self, spread: Spread) -> None:
+        pass
+
+    def log_position_open(self, position: Position) -> None:
+        pass
+
+    def log_position_close(self, position: Position) -> None:
+        pass
+
+    def log_order(self, order: Any) -> None:
+        pass
+
+    def log_trade(self, trade: Any) -> None:
+        pass
+
+    def log_fx_rate(self, fx: FxRate) -> None:
+        pass
+
+    def log_error(self, error: ErrorRecord) -> None:
+        pass
+
+    def load_positions(self) -> list[Position]:
+        return []
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryStorage(NullStorage):
+    """Keeps every record in lists (tests); ``load_positions`` returns the latest state of open positions."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.spreads: list[Spread] = []
+        self.positions: list[Position] = []
+        self.orders: list[Any] = []
+        self.trades: list[Any] = []
+        self.fx_rates: list[FxRate] = []
+        self.errors: list[ErrorRecord] = []
+        self.flushes = 0
+
+    def log_spread(self, spread: Spread) -> None:
+        self.spreads.append(spread)
+
+    def log_position_open(self, position: Position) -> None:
+        self.positions.append(position)
+
+    def log_position_close(self, position: Position) -> None:
+        self.positions.append(position)
+
+    def log_order(self, order: Any) -> None:
+        self.orders.append(order)
+
+    def log_trade(self, trade: Any) -> None:
+        self.trades.append(trade)
+
+    def log_fx_rate(self, fx: FxRate) -> None:
+        self.fx_rates.append(fx)
+
+    def log_error(self, error: ErrorRecord) -> None:
+        self.errors.append(error)
+
+    def load_positions(self) -> list[Position]:
+        latest: dict[str, Position] = {}
+        for p in self.positions:
+            latest[p.id] = p
+        return [p for p in latest.values() if p.is_open]
+
+    def flush(self) -> None:
+        self.flushes += 1

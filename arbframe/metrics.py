@@ -1,0 +1,207 @@
+"""Trading metrics (seed D3/D4): computed for real from positions, exposed as prometheus-client collectors.
+
+- :class:`TradingStats` keeps the numbers: total realized PnL, daily PnL (the day boundary is midnight in a
+  configurable time zone, default ``Asia/Seoul``), win rate, round-trip trades, open positions, average trade
+  duration, unrealized PnL. It is plain Python, fed by the engine.
+- :class:`TradingMetrics` is the family of ``arbitrage_*`` collectors, built once per kernel registry
+  (never prometheus-client's global one).
+- :func:`format_metrics_summary` gives the seed's log line:
+  ``[METRICS] pnl=0₩ win_rate=0.0% trades=0 open_pos=0 daily_pnl=0₩ avg_duration=0s``.
+"""
+
+from __future__ import annotations
+
+import platform
+import weakref
+from dataclasses import dataclass
+from datetime import date, datetime, timezone, tzinfo
+from decimal import Decimal
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from arbframe.models import ZERO, Position
+
+TICK_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+def load_timezone(name: str) -> tzinfo:
+    """A zoneinfo time zone; UTC+9 for ``Asia/Seoul`` when the tz database is missing (Korea has no DST)."""
+    try:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(name)
+    except Exception:
+        from datetime import timedelta
+
+        if name in ("Asia/Seoul", "KST"):
+            return timezone(timedelta(hours=9), "KST")
+        if name in ("UTC", "Etc/UTC"):
+            return timezone.utc
+        raise ValueError(f"unknown time zone {name!r}") from None
+
+
+@dataclass(frozen=True)
+class MetricSnapshot:
+    """The seed's MetricSnapshot, with exact decimals."""
+
+    timestamp: datetime
+    total_pnl_krw: Decimal
+    win_rate: float
+    num_trades: int
+    num_open_positions: int
+    daily_pnl_krw: Decimal
+    avg_trade_duration_seconds: float
+    unrealized_pnl_krw: Decimal = ZERO
+
+
+class TradingStats:
+    """Running totals of closed positions plus the open book (fed by the engine)."""
+
+    def __init__(self, tz: str | tzinfo = "Asia/Seoul") -> None:
+        self.tz = load_timezone(tz) if isinstance(tz, str) else tz
+        self.total_pnl_krw = ZERO
+        self.trades = 0
+        self.wins = 0
+        self.duration_total = 0.0
+        self.daily: dict[date, Decimal] = {}
+        self.open_positions = 0
+        self.unrealized_pnl_krw = ZERO
+        self.now: datetime | None = None
+
+    def day_of(self, ts: datetime) -> date:
+        return ts.astimezone(self.tz).date()
+
+    def record_close(self, position: Position) -> None:
+        pnl = position.realized_pnl_krw or ZERO
+        self.total_pnl_krw += pnl
+        self.trades += 1
+        if pnl > 0:
+            self.wins += 1
+        if position.closed_at is not None:
+            self.duration_total += (position.closed_at - position.opened_at).total_seconds()
+            day = self.day_of(position.closed_at)
+            self.daily[day] = self.daily.get(day, ZERO) + pnl
+
+    @property
+    def win_rate(self) -> float:
+        return self.wins / self.trades if self.trades else 0.0
+
+    @property
+    def avg_trade_duration_seconds(self) -> float:
+        return self.duration_total / self.trades if self.trades else 0.0
+
+    def daily_pnl(self, now: datetime | None = None) -> Decimal:
+        now = now or self.now
+        if now is None:
+            return ZERO
+        return self.daily.get(self.day_of(now), ZERO)
+
+    def snapshot(self, now: datetime) -> MetricSnapshot:
+        return MetricSnapshot(
+            timestamp=now,
+            total_pnl_krw=self.total_pnl_krw,
+            win_rate=self.win_rate,
+            num_trades=self.trades,
+            num_open_positions=self.open_positions,
+            daily_pnl_krw=self.daily_pnl(now),
+            avg_trade_duration_seconds=self.avg_trade_duration_seconds,
+            unrealized_pnl_krw=self.unrealized_pnl_krw,
+        )
+
+
+def _krw(value: Decimal) -> str:
+    return f"{value.quantize(Decimal(1)):,}" if value else "0"
+
+
+def format_metrics_summary(s: MetricSnapshot) -> str:
+    """``[METRICS] pnl=0₩ win_rate=0.0% trades=0 open_pos=0 daily_pnl=0₩ avg_duration=0s`` (seed D3)."""
+    return (
+        f"[METRICS] pnl={_krw(s.total_pnl_krw)}₩ win_rate={s.win_rate * 100:.1f}% trades={s.num_trades} "
+        f"open_pos={s.num_open_positions} daily_pnl={_krw(s.daily_pnl_krw)}₩ "
+        f"avg_duration={s.avg_trade_duration_seconds:.0f}s unrealized={_krw(s.unrealized_pnl_krw)}₩"
+    )
+
+
+_families: weakref.WeakKeyDictionary[CollectorRegistry, TradingMetrics] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True)
+class TradingMetrics:
+    """The ``arbitrage_*`` collectors of one registry (see docs/METRICS.md)."""
+
+    total_pnl: Gauge
+    daily_pnl: Gauge
+    unrealized_pnl: Gauge
+    win_rate: Gauge
+    trades: Counter
+    open_positions: Gauge
+    avg_trade_duration: Gauge
+    premium: Gauge  # symbol, direction
+    net_premium: Gauge  # symbol, direction
+    fx_rate: Gauge
+    fx_age: Gauge
+    tick_seconds: Histogram
+    ticks: Counter
+    orders: Counter  # exchange, side, status
+    simulated: Gauge
+    heartbeat: Gauge
+    build_info: Gauge
+
+    @classmethod
+    def get(cls, registry: CollectorRegistry) -> TradingMetrics:
+        found = _families.get(registry)
+        if found is None:
+            found = cls._build(registry)
+            _families[registry] = found
+        return found
+
+    @classmethod
+    def _build(cls, r: CollectorRegistry) -> TradingMetrics:
+        from arbframe import __version__
+
+        build = Gauge("arbframe_build_info", "arbframe version (value is always 1)", ["version", "python"], registry=r)
+        build.labels(version=__version__, python=platform.python_version()).set(1)
+        return cls(
+            total_pnl=Gauge("arbitrage_total_pnl_krw", "Total realized PnL in KRW", registry=r),
+            daily_pnl=Gauge(
+                "arbitrage_daily_pnl_krw", "Realized PnL of the current day (configured time zone) in KRW", registry=r
+            ),
+            unrealized_pnl=Gauge(
+                "arbitrage_unrealized_pnl_krw", "Open positions marked to market in KRW (after exit fees)", registry=r
+            ),
+            win_rate=Gauge("arbitrage_win_rate", "Win rate of closed positions (0.0 ~ 1.0)", registry=r),
+            trades=Counter("arbitrage_trades", "Closed round-trip positions", registry=r),
+            open_positions=Gauge("arbitrage_open_positions", "Open hedged positions", registry=r),
+            avg_trade_duration=Gauge(
+                "arbitrage_avg_trade_duration_seconds", "Average holding time of closed positions", registry=r
+            ),
+            premium=Gauge(
+                "arbitrage_premium_ratio", "Executable premium (gross) for the order size", ["symbol", "direction"],
+                registry=r,
+            ),
+            net_premium=Gauge(
+                "arbitrage_net_premium_ratio", "Executable premium after round-trip fees", ["symbol", "direction"],
+                registry=r,
+            ),
+            fx_rate=Gauge("arbitrage_fx_rate_krw", "USD/KRW rate used for the premium", registry=r),
+            fx_age=Gauge("arbitrage_fx_age_seconds", "Age of the USD/KRW rate when used", registry=r),
+            tick_seconds=Histogram(
+                "arbitrage_tick_duration_seconds", "Engine tick processing time", buckets=TICK_BUCKETS, registry=r
+            ),
+            ticks=Counter("arbitrage_ticks", "Engine ticks processed", registry=r),
+            orders=Counter("arbitrage_orders", "Order legs by outcome", ["exchange", "side", "status"], registry=r),
+            simulated=Gauge("arbitrage_simulated_data", "1 when market data is simulated (mock mode)", registry=r),
+            heartbeat=Gauge(
+                "arbitrage_heartbeat_timestamp_seconds", "Unix time of the last service heartbeat", registry=r
+            ),
+            build_info=build,
+        )
+
+    def publish(self, stats: TradingStats, now: datetime) -> None:
+        """Copy the computed numbers into the gauges."""
+        self.total_pnl.set(float(stats.total_pnl_krw))
+        self.daily_pnl.set(float(stats.daily_pnl(now)))
+        self.unrealized_pnl.set(float(stats.unrealized_pnl_krw))
+        self.win_rate.set(stats.win_rate)
+        self.open_positions.set(stats.open_positions)
+        self.avg_trade_duration.set(stats.avg_trade_duration_seconds)
