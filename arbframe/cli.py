@@ -21,6 +21,7 @@ from arbframe.errors import ArbframeError
 KERNEL_COMMANDS: dict[str, tuple[str, str]] = {
     "plugins": ("arbframe.commands.plugins", "list installed plugins, their versions and load status"),
     "config": ("arbframe.commands.config", "validate, show (secrets masked) or print the schema of the config"),
+    "metrics": ("arbframe.commands.metrics", "print the current metrics once in Prometheus text format"),
 }
 
 _URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)")

@@ -1,0 +1,106 @@
+"""``arbframe metrics``: the Prometheus text ``/metrics`` serves, printed once.
+
+Without ``--url`` it builds what ``arbframe run`` builds -- the kernel registry with the trading collectors and
+the selected drivers (storage, cache, exchanges, FX source), which register their own families -- and prints it,
+so the output lists exactly the metric families the service exposes (with start-up values: no tick has run).
+With ``--url`` it fetches ``/metrics`` from a running service instead and prints the live numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from typing import Any
+
+from arbframe.cli import add_common_options
+from arbframe.errors import ArbframeError
+
+log = logging.getLogger("arbframe.metrics")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    parser = sub.add_parser(
+        "metrics",
+        help="print the current metrics once in Prometheus text format",
+        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+    )
+    add_common_options(parser)
+    parser.add_argument(
+        "--url", metavar="URL",
+        help="fetch from a running service instead (e.g. http://127.0.0.1:8000; /metrics is added if missing)",
+    )
+    parser.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for --url (default 5)")
+    parser.set_defaults(handler=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    text = fetch(args.url, args.timeout) if args.url else local_text(args)
+    sys.stdout.write(text.decode("utf-8") if isinstance(text, bytes) else text)
+    sys.stdout.flush()
+    return 0
+
+
+def fetch(url: str, timeout: float = 5.0) -> bytes:
+    """``GET <url>/metrics`` of a running service; a clear one-line error when it does not answer."""
+    import urllib.error
+    import urllib.request
+
+    if "://" not in url:
+        url = f"http://{url}"
+    path = url.partition("://")[2].partition("/")[2]
+    if not path:
+        url = url.rstrip("/") + "/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.read()
+    except urllib.error.HTTPError as exc:
+        raise ArbframeError(f"{url} answered HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ArbframeError(f"cannot fetch {url}: {reason} (is `arbframe run` running with "
+                            "metrics_server.enabled?)") from None
+
+
+def local_text(args: argparse.Namespace) -> bytes:
+    """Build the service's registry (no tick) and render it."""
+    from arbframe.commands import load_kernel
+    from arbframe.metrics import TradingMetrics
+    from arbframe.metrics_server import render_metrics
+
+    kernel = load_kernel(args)
+    built: list[Any] = []
+    try:
+        metrics = TradingMetrics.get(kernel.registry)
+        metrics.simulated.set(1 if kernel.context.mock else 0)
+        built.append(kernel.load_storage())
+        built.append(kernel.load_cache())
+        arbitrage = kernel.config.get("arbitrage", {}) or {}
+        for role in ("domestic", "foreign"):
+            name = arbitrage.get(role)
+            if name:
+                built.append(kernel.load_exchange(str(name)))
+        with contextlib.suppress(Exception):  # an FX source is optional for the listing
+            built.append(kernel.load_fx_source())
+        return render_metrics(kernel.registry)
+    finally:
+        _close_all(built)
+        kernel.close()
+
+
+def _close_all(drivers: list[Any]) -> None:
+    import asyncio
+    import inspect
+
+    for driver in reversed(drivers):
+        close = getattr(driver, "close", None)
+        if close is None:
+            continue
+        try:
+            result = close()
+            if inspect.isawaitable(result):
+                asyncio.run(result)
+        except Exception as exc:
+            log.debug("closing %s failed: %r", type(driver).__name__, exc)
