@@ -13,6 +13,11 @@ __version__ = "0.1.0"
 
 #: public name -> module that defines it
 _LAZY: dict[str, str] = {
+    "url_endpoint": "arbframe.secrets",
+    "PluginMetrics": "arbframe.instruments",
+    "CacheMetrics": "arbframe.instruments",
+    "StorageMetrics": "arbframe.instruments",
+    "ExchangeMetrics": "arbframe.instruments",
     "API_VERSION": "arbframe.interfaces",
     "ArbframeError": "arbframe.errors",
     "BookLevel": "arbframe.models",
@@ -68,6 +73,7 @@ _LAZY: dict[str, str] = {
 if TYPE_CHECKING:
     from arbframe.errors import ArbframeError, ConfigError, DriverLoadError, DriverNotInstalled
     from arbframe.hookspecs import hookimpl
+    from arbframe.instruments import CacheMetrics, ExchangeMetrics, PluginMetrics, StorageMetrics
     from arbframe.interfaces import (
         API_VERSION,
         Cache,
@@ -105,7 +111,7 @@ if TYPE_CHECKING:
         utcnow,
     )
     from arbframe.records import TABLES, RowError, columns, from_row, read_csv_table, to_dict, to_row
-    from arbframe.secrets import mask_secret, mask_url
+    from arbframe.secrets import mask_secret, mask_url, url_endpoint
     from arbframe.simulation import SimulatedAccount, SimulatedExchange, SimulatedMarket
 
 
@@ -130,6 +136,7 @@ __all__ = [
     "BookLevel",
     "Cache",
     "CacheKeys",
+    "CacheMetrics",
     "ConfigError",
     "Direction",
     "Driver",
@@ -137,6 +144,7 @@ __all__ = [
     "DriverNotInstalled",
     "ErrorRecord",
     "Exchange",
+    "ExchangeMetrics",
     "Fill",
     "FxRate",
     "FxSource",
@@ -151,6 +159,7 @@ __all__ = [
     "OrderStatus",
     "OrderType",
     "PluginContext",
+    "PluginMetrics",
     "Position",
     "PositionStatus",
     "Quote",
@@ -161,6 +170,7 @@ __all__ = [
     "SimulatedMarket",
     "Spread",
     "Storage",
+    "StorageMetrics",
     "Trade",
     "__version__",
     "columns",
@@ -173,5 +183,6 @@ __all__ = [
     "round_to_step",
     "to_dict",
     "to_row",
+    "url_endpoint",
     "utcnow",
 ]

@@ -1,10 +1,10 @@
 from pathlib import Path
 
 import pytest
+from arbframe_storage_csv.storage import CsvStorage
 
 from arbframe import TABLES, read_csv_table
 from arbframe.testing.storage_kit import StorageContract
-from arbframe_storage_csv.storage import CsvStorage
 
 
 class TestCsvStorageContract(StorageContract):

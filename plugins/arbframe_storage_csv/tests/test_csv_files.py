@@ -6,9 +6,10 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
+from arbframe_storage_csv.storage import CsvStorage
+
 from arbframe import FxRate, columns, new_id, read_csv_table
 from arbframe.testing.storage_kit import T0, closed, sample_position
-from arbframe_storage_csv.storage import CsvStorage
 
 
 def fx(rate: str) -> FxRate:

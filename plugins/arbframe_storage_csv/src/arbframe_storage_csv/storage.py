@@ -23,6 +23,7 @@ from arbframe import (
     Position,
     Spread,
     Storage,
+    StorageMetrics,
     Trade,
     columns,
     hookimpl,
@@ -48,8 +49,6 @@ class CsvStorage(Storage):
         self._pending_rows = 0
         self._metrics = None
         if context is not None:
-            from arbframe.instruments import StorageMetrics
-
             self._metrics = StorageMetrics.get(context.registry)
         self._closed = False
 
