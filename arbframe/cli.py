@@ -22,6 +22,7 @@ KERNEL_COMMANDS: dict[str, tuple[str, str]] = {
     "plugins": ("arbframe.commands.plugins", "list installed plugins, their versions and load status"),
     "config": ("arbframe.commands.config", "validate, show (secrets masked) or print the schema of the config"),
     "metrics": ("arbframe.commands.metrics", "print the current metrics once in Prometheus text format"),
+    "health": ("arbframe.commands.health", "check every component; exit 1 when any is ERROR (--json for machines)"),
 }
 
 _URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)")

@@ -1,0 +1,503 @@
+"""The health report (seed D2 §2–3): one bounded check per component, run concurrently, aggregated.
+
+Checks come from the plugins that own the components (``arbframe_health_checks``: REDIS from the Redis plugin,
+POSTGRES and CSV from the storage plugins, one per enabled exchange) plus the kernel's own: FX (the USD/KRW rate
+read through the cache, as any second process sees it) and HEARTBEAT (freshness of the running service's
+heartbeat, when the cache is shared between processes).
+
+Every check runs at the same time as the others, a sync probe in a daemon thread and an async probe as a
+coroutine on its own loop in that thread, each bounded by its ``timeout_seconds`` (and by the report's overall
+budget): a check that does not answer in time is ``ERROR`` and is left behind, so with every server down the
+report still answers within seconds. Messages never contain secrets (URL passwords are cut out as a last line of
+defence).
+
+The text layout and icons are the seed's::
+
+    ────────────────────────────────────────────────────────────
+    Arbitrage-Lite: Health Check Report
+    ────────────────────────────────────────────────────────────
+
+    [REDIS     ] ✅ OK       Connected to redis://localhost:6379/0
+    [POSTGRES  ] ✅ OK       Connected to localhost:5432/arbitrage
+    [CSV       ] ✅ OK       CSV storage at data
+
+    Overall:       ✅ OK
+    ────────────────────────────────────────────────────────────
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from arbframe.interfaces import Cache, FxSource, HealthCheck, HealthResult, HealthStatus
+from arbframe.models import utcnow
+
+if TYPE_CHECKING:
+    from arbframe.plugins import Kernel
+
+log = logging.getLogger("arbframe.health")
+
+TITLE = "Arbitrage-Lite: Health Check Report"
+RULE = "─" * 60
+#: components shown first, in the seed's order; the rest follow in the order they were contributed
+PREFERRED_ORDER = ("redis", "postgres", "csv")
+#: kernel checks come last
+KERNEL_COMPONENTS = ("fx", "heartbeat")
+
+_SEVERITY = {
+    HealthStatus.OK: 0,
+    HealthStatus.SKIP: 0,
+    HealthStatus.DISABLED: 0,
+    HealthStatus.WARN: 1,
+    HealthStatus.ERROR: 2,
+}
+_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)(\S+)", re.IGNORECASE)
+
+
+def scrub(text: str) -> str:
+    """Cut passwords out of any URL or ``password=`` pair in ``text``."""
+    return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", text))
+
+
+# ---------------------------------------------------------------------------------------------------- results
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One row of the report: the check's result and how long it took."""
+
+    result: HealthResult
+    duration_seconds: float
+
+    @property
+    def component(self) -> str:
+        return self.result.component
+
+    @property
+    def status(self) -> HealthStatus:
+        return self.result.status
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "component": self.result.component,
+            "status": self.result.status.value,
+            "message": self.result.message,
+            "details": _jsonable(self.result.details),
+            "duration_ms": round(self.duration_seconds * 1000, 3),
+        }
+
+
+def aggregate_status(statuses: Iterable[HealthStatus]) -> HealthStatus:
+    """ERROR if any check is ERROR, else WARN if any is WARN, else OK (SKIP and DISABLED are neutral)."""
+    worst = HealthStatus.OK
+    for status in statuses:
+        if _SEVERITY[status] > _SEVERITY[worst]:
+            worst = status
+    return worst
+
+
+@dataclass
+class HealthReport:
+    outcomes: list[CheckOutcome]
+    generated_at: datetime = field(default_factory=utcnow)
+    duration_seconds: float = 0.0
+
+    @property
+    def overall(self) -> HealthStatus:
+        return aggregate_status(o.status for o in self.outcomes)
+
+    @property
+    def exit_code(self) -> int:
+        """0, or 1 when any check is ERROR (seed D2 §3)."""
+        return 1 if self.overall is HealthStatus.ERROR else 0
+
+    def result(self, component: str) -> HealthResult | None:
+        for outcome in self.outcomes:
+            if outcome.component.lower() == component.lower():
+                return outcome.result
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        overall = self.overall.value
+        return {
+            "status": overall,
+            "overall": overall,
+            "generated_at": self.generated_at.isoformat(),
+            "duration_ms": round(self.duration_seconds * 1000, 3),
+            "checks": [o.to_dict() for o in self.outcomes],
+        }
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    def format(self, verbose: bool = False) -> str:
+        return format_health_report(self, verbose=verbose)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return scrub(value) if isinstance(value, str) else value
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    enum_value = getattr(value, "value", None)
+    if isinstance(enum_value, (str, int, float)):
+        return enum_value
+    return scrub(str(value))
+
+
+def format_line(result: HealthResult) -> str:
+    status = result.status
+    return f"[{result.component.upper():<10}] {status.icon} {status.value:<8} {result.message}"
+
+
+def format_health_report(report: HealthReport, verbose: bool = False) -> str:
+    """The seed's layout: title between rules, one line per component, the overall status, a closing rule."""
+    lines = [RULE, TITLE, RULE, ""]
+    for outcome in report.outcomes:
+        lines.append(format_line(outcome.result))
+        if verbose:
+            pad = " " * 13
+            lines.append(f"{pad}took {outcome.duration_seconds * 1000:.1f} ms")
+            for key, value in outcome.result.details.items():
+                lines.append(f"{pad}{key}: {_jsonable(value)}")
+    overall = report.overall
+    lines += ["", f"Overall:       {overall.icon} {overall.value}"]
+    if verbose:
+        lines.append(f"Checked {len(report.outcomes)} component(s) in {report.duration_seconds:.2f} s "
+                     f"at {report.generated_at.isoformat(timespec='seconds')}")
+    lines.append(RULE)
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- running
+def _await(awaitable: Awaitable[Any]) -> Any:
+    async def wrapper() -> Any:
+        return await awaitable
+
+    return asyncio.run(wrapper())
+
+
+def _run_probe(check: HealthCheck, box: dict[str, Any], timeout: float) -> None:
+    started = time.perf_counter()
+    try:
+        value = check.probe()
+        if inspect.isawaitable(value):
+            async def bounded() -> Any:
+                return await asyncio.wait_for(value, timeout)
+
+            value = asyncio.run(bounded())
+        box["result"] = value
+    except BaseException as exc:  # reported as the check's ERROR
+        box["error"] = exc
+    finally:
+        box["duration"] = time.perf_counter() - started
+
+
+def _outcome(check: HealthCheck, box: dict[str, Any], timeout: float, waited: float) -> CheckOutcome:
+    component = check.component
+    if "result" in box:
+        value = box["result"]
+        if isinstance(value, HealthResult):
+            result = value if value.component else HealthResult(component, value.status, value.message, value.details)
+            result = HealthResult(result.component, result.status, scrub(result.message), result.details)
+        else:
+            result = HealthResult(component, HealthStatus.ERROR, f"check returned {type(value).__name__}, "
+                                                                 "not a HealthResult")
+        return CheckOutcome(result, box.get("duration", waited))
+    if "error" in box:
+        exc = box["error"]
+        if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+            message = f"no answer within {timeout:g}s"
+        else:
+            message = f"check failed: {type(exc).__name__}: {exc}"
+        return CheckOutcome(HealthResult(component, HealthStatus.ERROR, scrub(message)), box.get("duration", waited))
+    return CheckOutcome(HealthResult(component, HealthStatus.ERROR, f"no answer within {timeout:g}s"), waited)
+
+
+def run_checks(checks: Sequence[HealthCheck], *, budget_seconds: float | None = None) -> list[CheckOutcome]:
+    """Run every check concurrently, each bounded by its timeout (and all by ``budget_seconds``).
+
+    A probe that overruns is reported as ERROR and abandoned (its daemon thread ends on its own or with the
+    process); the order of the outcomes is the order of ``checks``.
+    """
+    started = time.monotonic()
+    slots = []
+    for check in checks:
+        timeout = max(0.0, float(check.timeout_seconds))
+        if budget_seconds is not None:
+            timeout = min(timeout, max(0.0, budget_seconds))
+        box: dict[str, Any] = {}
+        thread = threading.Thread(
+            target=_run_probe, args=(check, box, timeout), name=f"health-{check.component}", daemon=True
+        )
+        thread.start()
+        slots.append((check, box, thread, timeout))
+    outcomes = []
+    for check, box, thread, timeout in slots:
+        thread.join(max(0.0, started + timeout - time.monotonic()))
+        outcomes.append(_outcome(check, box, timeout, time.monotonic() - started))
+    return outcomes
+
+
+async def run_checks_async(
+    checks: Sequence[HealthCheck], *, budget_seconds: float | None = None
+) -> list[CheckOutcome]:
+    """:func:`run_checks` without blocking the caller's event loop (for the ``/health`` endpoint)."""
+    return await asyncio.to_thread(run_checks, checks, budget_seconds=budget_seconds)
+
+
+def order_checks(checks: Iterable[HealthCheck]) -> list[HealthCheck]:
+    """Seed order first (REDIS, POSTGRES, CSV), then plugins' checks, kernel checks last; one per component."""
+    unique: dict[str, HealthCheck] = {}
+    for check in checks:
+        key = check.component.lower()
+        if key in unique:
+            log.debug("duplicate health check for %s ignored", check.component)
+            continue
+        unique[key] = check
+
+    def rank(item: tuple[int, HealthCheck]) -> tuple[int, int]:
+        index, check = item
+        name = check.component.lower()
+        if name in PREFERRED_ORDER:
+            return (0, PREFERRED_ORDER.index(name))
+        if name in KERNEL_COMPONENTS:
+            return (2, KERNEL_COMPONENTS.index(name))
+        return (1, index)
+
+    return [c for _, c in sorted(enumerate(unique.values()), key=rank)]
+
+
+def build_report(checks: Sequence[HealthCheck], *, budget_seconds: float | None = None) -> HealthReport:
+    started = time.monotonic()
+    at = utcnow()
+    outcomes = run_checks(order_checks(checks), budget_seconds=budget_seconds)
+    return HealthReport(outcomes, generated_at=at, duration_seconds=time.monotonic() - started)
+
+
+async def build_report_async(checks: Sequence[HealthCheck], *, budget_seconds: float | None = None) -> HealthReport:
+    return await asyncio.to_thread(build_report, checks, budget_seconds=budget_seconds)
+
+
+# ---------------------------------------------------------------------------------------------- kernel checks
+def heartbeat_check(
+    cache: Cache,
+    service: str,
+    *,
+    ttl_seconds: int = 60,
+    interval_seconds: float = 30.0,
+    clock: Callable[[], datetime] = utcnow,
+    timeout_seconds: float = 1.5,
+) -> HealthCheck:
+    """HEARTBEAT: OK when ``service`` beat recently; WARN when the beat is stale or missing (exit status 0)."""
+    stale_after = max(2 * float(interval_seconds), 5.0)
+
+    def probe() -> HealthResult:
+        if not cache.available:
+            return HealthResult("heartbeat", HealthStatus.SKIP, f"cache unavailable ({cache.describe()})")
+        ts = cache.get_heartbeat(service)
+        if ts is None:
+            if not cache.ping():
+                return HealthResult("heartbeat", HealthStatus.SKIP, f"cannot read the heartbeat of {service}: "
+                                                                    "cache unreachable")
+            return HealthResult(
+                "heartbeat", HealthStatus.WARN,
+                f"no heartbeat from {service} in the last {ttl_seconds}s (service not running?)",
+                {"service": service},
+            )
+        age = max(0.0, (clock() - ts).total_seconds())
+        details = {"service": service, "last_beat": ts.isoformat(), "age_seconds": round(age, 3)}
+        if age > stale_after:
+            return HealthResult(
+                "heartbeat", HealthStatus.WARN,
+                f"{service} last beat {age:.0f}s ago (expected every {interval_seconds:g}s)", details,
+            )
+        return HealthResult("heartbeat", HealthStatus.OK, f"{service} alive, last beat {age:.1f}s ago", details)
+
+    return HealthCheck("heartbeat", probe, timeout_seconds=timeout_seconds)
+
+
+def fx_check(
+    cache: Cache,
+    source: FxSource | None = None,
+    *,
+    max_age_seconds: float = 300.0,
+    clock: Callable[[], datetime] = utcnow,
+    timeout_seconds: float = 1.5,
+) -> HealthCheck:
+    """FX: the USD/KRW rate as another process reads it (through the cache), else straight from the source."""
+
+    async def probe() -> HealthResult:
+        fx = cache.get_fx_rate() if cache.available else None
+        if fx is not None:
+            age = fx.age_seconds(clock())
+            details = {"rate": str(fx.rate), "source": fx.source, "ts": fx.ts.isoformat(),
+                       "age_seconds": round(age, 3), "via": cache.name}
+            text = f"USD/KRW {fx.rate} from {fx.source}"
+            if age > max_age_seconds:
+                return HealthResult("fx", HealthStatus.WARN, f"{text} is {age:.0f}s old", details)
+            return HealthResult("fx", HealthStatus.OK, f"{text} ({age:.0f}s old, via {cache.name} cache)", details)
+        if source is None:
+            return HealthResult("fx", HealthStatus.SKIP, "no FX rate in the cache and no source configured")
+        try:
+            fx = await source.fetch()
+        except Exception as exc:
+            return HealthResult("fx", HealthStatus.ERROR, f"FX source {source.name or type(source).__name__} "
+                                                          f"failed: {type(exc).__name__}: {exc}")
+        details = {"rate": str(fx.rate), "source": fx.source, "ts": fx.ts.isoformat(), "via": "source"}
+        note = "" if cache.name == "memory" else f" (not published to the {cache.name} cache yet)"
+        return HealthResult("fx", HealthStatus.OK, f"USD/KRW {fx.rate} from {fx.source}{note}", details)
+
+    return HealthCheck("fx", probe, timeout_seconds=timeout_seconds)
+
+
+def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    value = config.get(name)
+    return value if isinstance(value, Mapping) else {}
+
+
+def kernel_checks(
+    config: Mapping[str, Any],
+    cache: Cache | None,
+    *,
+    fx_source: FxSource | None = None,
+    service_name: str | None = None,
+    same_process: bool = False,
+) -> list[HealthCheck]:
+    """The kernel's own checks: FX always, HEARTBEAT when another process's heartbeat can be seen.
+
+    ``same_process``: the report runs inside the service (``/health``), so even the memory cache holds its
+    heartbeat. From the ``arbframe health`` command the memory cache is not shared, so HEARTBEAT is left out.
+    """
+    checks: list[HealthCheck] = []
+    redis = _section(config, "redis")
+    service = _section(config, "service")
+    ttl = int(redis.get("health_ttl_seconds", 60) or 60)
+    if cache is not None:
+        checks.append(fx_check(cache, fx_source, max_age_seconds=float(_section(config, "fx").get(
+            "max_age_seconds", 300) or 300)))
+        if same_process or cache.name != "memory":
+            checks.append(heartbeat_check(
+                cache, service_name or str(service.get("name") or "bot_service"),
+                ttl_seconds=ttl, interval_seconds=float(service.get("interval_seconds", 30) or 30),
+            ))
+    elif fx_source is not None:
+        from arbframe.builtins.memory_cache import MemoryCache
+
+        checks.append(fx_check(MemoryCache(), fx_source))
+    return checks
+
+
+# --------------------------------------------------------------------------------------------- from a kernel
+def _bounded(fn: Callable[[], Any], timeout: float) -> tuple[str, Any]:
+    """Run ``fn`` in a daemon thread: ("ok", value) | ("error", exc) | ("timeout", None)."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["value"] = fn()
+        except BaseException as exc:
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True, name="health-build")
+    thread.start()
+    thread.join(timeout)
+    if "value" in box:
+        return "ok", box["value"]
+    if "error" in box:
+        return "error", box["error"]
+    return "timeout", None
+
+
+def _failed(component: str, what: str, exc: BaseException | None, timeout: float) -> HealthCheck:
+    message = (f"{what} did not start within {timeout:g}s" if exc is None
+               else f"{what} failed to start: {type(exc).__name__}: {exc}")
+    result = HealthResult(component, HealthStatus.ERROR, scrub(message))
+    return HealthCheck(component, lambda: result, timeout_seconds=1.0)
+
+
+def checks_from_kernel(kernel: Kernel, *, build_timeout: float = 0.8) -> tuple[list[HealthCheck], list[Any]]:
+    """Build what contributes checks (cache, CSV and selected storage, selected exchanges, FX source), each
+    bounded by ``build_timeout``, then collect every plugin's checks plus the kernel's.
+
+    Returns the checks and the drivers built here (the caller closes them with :func:`close_drivers`).
+    """
+    config = kernel.config
+    context = kernel.context
+    built: list[Any] = []
+    extra: list[HealthCheck] = []
+
+    def build(kind: str, name: str, section: Mapping[str, Any], key: str) -> Any:
+        status, value = _bounded(lambda: kernel.driver_class(kind, name, key)(dict(section or {}), context),
+                                 build_timeout)
+        if status == "ok":
+            kernel.register(value, f"{kind}:{name}")
+            built.append(value)
+            return value
+        extra.append(_failed(name, f"{kind} {name!r}", value if status == "error" else None, build_timeout))
+        return None
+
+    storage = _section(config, "storage")
+    backend = str(storage.get("backend", "csv"))
+    build("storage", "csv", _section(storage, "csv"), "storage.backend")
+    if backend not in ("csv", "hybrid"):
+        build("storage", backend, _section(storage, backend), "storage.backend")
+
+    cache = None
+    try:
+        cache = kernel.load_cache()
+        built.append(cache)
+    except Exception as exc:
+        extra.append(_failed("cache", "cache", exc, build_timeout))
+
+    arbitrage = _section(config, "arbitrage")
+    for role in ("domestic", "foreign"):
+        name = arbitrage.get(role)
+        if name:
+            build("exchange", str(name), _section(config, str(name)), f"arbitrage.{role}")
+
+    fx = _section(config, "fx")
+    fx_source = build("fx", str(fx.get("source", "static")), fx, "fx.source")
+
+    checks = kernel.health_checks() + extra
+    checks += kernel_checks(config, cache, fx_source=fx_source, service_name=context.service_name)
+    return checks, built
+
+
+def close_drivers(drivers: Iterable[Any]) -> None:
+    for driver in drivers:
+        close = getattr(driver, "close", None)
+        if close is None:
+            continue
+        try:
+            result = close()
+            if inspect.isawaitable(result):
+                _bounded(lambda r=result: _await(r), 1.0)
+        except Exception as exc:
+            log.debug("closing %s failed: %r", type(driver).__name__, exc)
+
+
+def report_for_kernel(kernel: Kernel, *, budget_seconds: float = 2.0, build_timeout: float = 0.8) -> HealthReport:
+    """Everything ``arbframe health`` does after loading the config: build, check (bounded), close."""
+    started = time.monotonic()
+    checks, built = checks_from_kernel(kernel, build_timeout=build_timeout)
+    remaining = max(0.5, budget_seconds - (time.monotonic() - started))
+    try:
+        report = build_report(checks, budget_seconds=remaining)
+    finally:
+        _bounded(lambda: close_drivers(built), 0.5)
+    report.duration_seconds = time.monotonic() - started
+    return report
