@@ -1,0 +1,264 @@
+"""The real Prometheus and exporter binaries (Debian packages) against arbframe's /metrics and throwaway servers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from arbframe.metrics import TradingMetrics
+from arbframe.metrics_server import MetricsServer
+from arbframe.testing.prometheus_server import (
+    PostgresExporter,
+    PrometheusServer,
+    RedisExporter,
+    free_port,
+    metric_values,
+    missing_reason,
+    skip_or_fail,
+    start_or_skip,
+)
+
+pytest.importorskip("aiohttp")
+
+ROOT = Path(__file__).resolve().parents[1]
+INFRA = ROOT / "infra"
+
+pytestmark = pytest.mark.slow
+
+
+class ThreadedServer:
+    """A MetricsServer on its own event loop in a thread, so blocking test code can scrape it."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.server = MetricsServer(registry, port=0, cache_seconds=0)
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self) -> MetricsServer:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self.loop).result(10)
+        return self.server
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def _trading_registry() -> CollectorRegistry:
+    registry = CollectorRegistry()
+    metrics = TradingMetrics.get(registry)
+    metrics.total_pnl.set(12345.0)
+    metrics.premium.labels(symbol="BTC", direction="kimchi").set(0.031)
+    metrics.tick_seconds.observe(0.002)
+    metrics.ticks.inc()
+    return registry
+
+
+class Stack:
+    """One Prometheus (first scrape of a new target takes ~5 s: its discovery throttle) scraping everything."""
+
+    def __init__(self) -> None:
+        self.skips: dict[str, str] = {}
+        self.prometheus: PrometheusServer | None = None
+        self.app: ThreadedServer | None = None
+        self.postgres: object | None = None
+        self.redis: object | None = None
+        self.exporters: dict[str, PostgresExporter | RedisExporter] = {}
+        self._cleanups: list[object] = []
+
+    def need(self, part: str) -> None:
+        if part in self.skips:
+            skip_or_fail(self.skips[part])
+
+    def close(self) -> None:
+        for item in reversed(self._cleanups):
+            try:
+                item()  # type: ignore[operator]
+            except Exception:  # cleanup must go on
+                pass
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    from arbframe.testing import postgres_server, redis_server
+
+    st = Stack()
+    reason = missing_reason("prometheus")
+    if reason:
+        skip_or_fail(reason)
+    try:
+        targets: dict[str, list[str]] = {}
+        # the in-process metrics server (fixed port so Prometheus knows it before it starts)
+        st.app = ThreadedServer(_trading_registry())
+        st.app.server.port = free_port()
+        targets["test-app"] = [f"127.0.0.1:{st.app.server.port}"]
+        # exporters against throwaway servers, where the binaries exist
+        pg_reason = postgres_server.missing_reason() or missing_reason("prometheus-postgres-exporter")
+        if pg_reason:
+            st.skips["postgres"] = pg_reason
+        else:
+            st.exporters["postgres"] = PostgresExporter("postgresql://placeholder")
+            targets["postgres-exporter"] = [st.exporters["postgres"].address]
+        redis_reason = (None if redis_server.find_redis_server() else "redis-server not installed") or \
+            missing_reason("prometheus-redis-exporter")
+        if redis_reason:
+            st.skips["redis"] = redis_reason
+        else:
+            st.exporters["redis"] = RedisExporter("redis://placeholder")
+            targets["redis-exporter"] = [st.exporters["redis"].address]
+
+        st.prometheus = PrometheusServer(targets, rule_files=[INFRA / "alerts.yml"]).start()
+        st._cleanups.append(st.prometheus.cleanup)
+        st.app.__enter__()
+        st._cleanups.append(lambda: st.app.__exit__(None, None, None))  # type: ignore[union-attr]
+        if "postgres" in st.exporters:
+            pg = postgres_server.PostgresServer().start()
+            st._cleanups.append(pg.cleanup)
+            st.postgres = pg
+            exporter = st.exporters["postgres"]
+            exporter.extra_env["DATA_SOURCE_NAME"] = pg.dsn + "?sslmode=disable"
+            st._cleanups.append(exporter.cleanup)
+            exporter.start()
+        if "redis" in st.exporters:
+            rs = redis_server.RedisServer().start()
+            st._cleanups.append(rs.cleanup)
+            st.redis = rs
+            exporter = st.exporters["redis"]
+            exporter.redis_url = f"redis://{rs.host}:{rs.port}"  # type: ignore[union-attr]
+            st._cleanups.append(exporter.cleanup)
+            exporter.start()
+        yield st
+    finally:
+        st.close()
+
+
+def test_prometheus_scrapes_the_metrics_server(stack: Stack) -> None:
+    prom = stack.prometheus
+    assert prom is not None
+    prom.wait_for_target("test-app")
+    (up,) = prom.wait_for_query('up{job="test-app"}')
+    assert up["value"][1] == "1"
+    (pnl,) = prom.wait_for_query('arbitrage_total_pnl_krw{job="test-app"}')
+    assert float(pnl["value"][1]) == 12345.0
+    (premium,) = prom.wait_for_query('arbitrage_premium_ratio{job="test-app",symbol="BTC"}')
+    assert premium["metric"]["direction"] == "kimchi"
+    (ticks,) = prom.wait_for_query('arbitrage_tick_duration_seconds_count{job="test-app"}')
+    assert float(ticks["value"][1]) == 1.0
+
+
+def test_prometheus_loads_the_shipped_alert_rules(stack: Stack) -> None:
+    assert stack.prometheus is not None
+    groups = stack.prometheus.api("rules")["groups"]
+    names = {rule["name"] for group in groups for rule in group["rules"]}
+    assert {"ArbframeDown", "ArbframeHeartbeatStale", "StorageSpoolBacklog", "RedisDown", "PostgresDown"} <= names
+    assert all(rule.get("health") != "err" for group in groups for rule in group["rules"])
+
+
+# --------------------------------------------------------------------------------------------- exporters
+def test_postgres_exporter_reports_pg_up(stack: Stack) -> None:
+    stack.need("postgres")
+    exporter = stack.exporters["postgres"]
+    assert metric_values(exporter.scrape(), "pg_up") == [({}, 1.0)]
+    assert stack.prometheus is not None
+    stack.prometheus.wait_for_target("postgres-exporter")
+    (row,) = stack.prometheus.wait_for_query('pg_up{job="postgres-exporter"}')
+    assert row["value"][1] == "1"
+
+
+def test_redis_exporter_reports_redis_up(stack: Stack) -> None:
+    stack.need("redis")
+    exporter = stack.exporters["redis"]
+    assert metric_values(exporter.scrape(), "redis_up") == [({}, 1.0)]
+    assert stack.prometheus is not None
+    stack.prometheus.wait_for_target("redis-exporter")
+    (row,) = stack.prometheus.wait_for_query('redis_up{job="redis-exporter"}')
+    assert row["value"][1] == "1"
+
+
+def test_exporters_report_down_when_their_servers_stop() -> None:
+    from arbframe.testing.postgres_server import start_or_skip as start_pg
+    from arbframe.testing.redis_server import running_redis_server
+
+    with (
+        running_redis_server() as redis,
+        start_or_skip(RedisExporter, f"redis://{redis.host}:{redis.port}") as exporter,
+    ):
+        assert metric_values(exporter.scrape(), "redis_up") == [({}, 1.0)]
+        redis.stop()
+        assert metric_values(exporter.scrape(), "redis_up") == [({}, 0.0)]
+    server = start_pg()
+    try:
+        with start_or_skip(PostgresExporter, server.dsn) as exporter:
+            assert metric_values(exporter.scrape(), "pg_up") == [({}, 1.0)]
+            server.stop()
+            assert metric_values(exporter.scrape(), "pg_up") == [({}, 0.0)]
+    finally:
+        server.cleanup()
+
+
+# ------------------------------------------------------------------------------------ PromQL references
+_PROMQL_WORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset",
+    "inf", "nan",
+}
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names an expression selects (strings, label matchers, groupings and functions removed)."""
+    expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    expr = re.sub(r"\{[^}]*\}", " ", expr)
+    expr = re.sub(r"\[[^\]]*\]", " ", expr)
+    expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", expr)
+    names = set()
+    for match in re.finditer(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr):
+        word = match.group(0)
+        rest = expr[match.end():].lstrip()
+        if rest.startswith("(") or word.lower() in _PROMQL_WORDS or word.startswith("$"):
+            continue
+        if match.start() > 0 and expr[match.start() - 1] in "$.0123456789":
+            continue
+        names.add(word)
+    return names
+
+
+def dashboard_exprs() -> list[str]:
+    dash = json.loads((INFRA / "grafana/dashboards/arbframe.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    exprs += [v["definition"] for v in dash["templating"]["list"] if v.get("definition")]
+    return exprs
+
+
+def alert_exprs() -> list[str]:
+    import yaml
+
+    rules = yaml.safe_load((INFRA / "alerts.yml").read_text())
+    return [r["expr"] for g in rules["groups"] for r in g["rules"]]
+
+
+def test_promql_name_extraction() -> None:
+    assert promql_metric_names(
+        'histogram_quantile(0.99, sum by (exchange, le) (rate(x_bucket{job=~"a|b"}[5m]))) * 60'
+    ) == {"x_bucket"}
+    assert promql_metric_names("time() - max(hb_seconds) > 120") == {"hb_seconds"}
+    assert promql_metric_names('arbitrage_premium_ratio{symbol=~"$symbol"}') == {"arbitrage_premium_ratio"}
+    assert promql_metric_names("label_values(arbitrage_premium_ratio, symbol)") == {
+        "arbitrage_premium_ratio", "symbol",
+    }
+
+
+def test_every_dashboard_and_alert_expression_parses_in_prometheus(stack: Stack) -> None:
+    """Prometheus itself parses each expression (an instant query answers 400 on a syntax error)."""
+    assert stack.prometheus is not None
+    for expr in dashboard_exprs() + alert_exprs():
+        if expr.startswith("label_values("):
+            continue  # a Grafana templating function, not PromQL
+        stack.prometheus.query(expr.replace("$symbol", ".*"))
