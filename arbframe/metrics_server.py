@@ -307,6 +307,26 @@ def _aiohttp_web() -> Any:
     return web
 
 
+def health_provider_for(
+    kernel: Any, cache: Any = None, fx_source: Any = None, *, budget_seconds: float = 3.0
+) -> HealthProvider:
+    """The ``/health`` provider of a running service: every plugin's checks plus the kernel's (FX, heartbeat),
+    run concurrently off the event loop (:func:`arbframe.health.build_report_async`), bounded by
+    ``budget_seconds``. ``kernel`` is the service's :class:`arbframe.plugins.Kernel`."""
+
+    async def provider() -> Any:
+        from arbframe.health import build_report_async, kernel_checks
+
+        checks = list(kernel.health_checks())
+        checks += kernel_checks(
+            kernel.config, cache, fx_source=fx_source, service_name=kernel.context.service_name,
+            same_process=True,
+        )
+        return await build_report_async(checks, budget_seconds=budget_seconds)
+
+    return provider
+
+
 async def start_metrics_server(
     registry: CollectorRegistry,
     health_provider: HealthProvider | None = None,

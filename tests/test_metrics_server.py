@@ -227,3 +227,25 @@ async def test_start_from_config_disabled_enabled_and_port_taken(caplog: pytest.
         got = await start_from_config({"metrics_server": {"enabled": True, "port": port}}, registry)
     assert got is None
     assert "cannot listen" in caplog.text
+
+
+async def test_health_provider_for_a_kernel_serves_the_health_report(tmp_path) -> None:
+    from arbframe.builtins.memory_cache import MemoryCache
+    from arbframe.config import load_config
+    from arbframe.metrics_server import health_provider_for
+    from arbframe.plugins import Kernel
+
+    config = load_config([], overrides={"storage": {"csv": {"data_dir": str(tmp_path)}}})
+    kernel = Kernel(config)
+    storage = kernel.load_storage()
+    try:
+        provider = health_provider_for(kernel, MemoryCache({}, kernel.context), budget_seconds=2.0)
+        async with MetricsServer(kernel.registry, provider, port=0) as server:
+            status, _, text = await _get(f"{server.url}/health")
+        body = json.loads(text)
+        components = {c["component"].upper() for c in body["checks"]}
+        assert "CSV" in components and "HEARTBEAT" in components
+        assert status == (503 if body["status"] == "ERROR" else 200)
+    finally:
+        storage.close()
+        kernel.close()
