@@ -259,8 +259,9 @@ async def run_checks_async(
     return await asyncio.to_thread(run_checks, checks, budget_seconds=budget_seconds)
 
 
-def order_checks(checks: Iterable[HealthCheck]) -> list[HealthCheck]:
-    """Seed order first (REDIS, POSTGRES, CSV), then plugins' checks, kernel checks last; one per component."""
+def order_checks(checks: Iterable[HealthCheck], then: Sequence[str] = ()) -> list[HealthCheck]:
+    """Seed order first (REDIS, POSTGRES, CSV), then ``then`` (e.g. the exchanges, domestic first), then other
+    plugins' checks, kernel checks last; one check per component."""
     unique: dict[str, HealthCheck] = {}
     for check in checks:
         key = check.component.lower()
@@ -275,16 +276,20 @@ def order_checks(checks: Iterable[HealthCheck]) -> list[HealthCheck]:
         if name in PREFERRED_ORDER:
             return (0, PREFERRED_ORDER.index(name))
         if name in KERNEL_COMPONENTS:
-            return (2, KERNEL_COMPONENTS.index(name))
-        return (1, index)
+            return (3, KERNEL_COMPONENTS.index(name))
+        if name in then:
+            return (1, list(then).index(name))
+        return (2, index)
 
     return [c for _, c in sorted(enumerate(unique.values()), key=rank)]
 
 
-def build_report(checks: Sequence[HealthCheck], *, budget_seconds: float | None = None) -> HealthReport:
+def build_report(
+    checks: Sequence[HealthCheck], *, budget_seconds: float | None = None, then: Sequence[str] = ()
+) -> HealthReport:
     started = time.monotonic()
     at = utcnow()
-    outcomes = run_checks(order_checks(checks), budget_seconds=budget_seconds)
+    outcomes = run_checks(order_checks(checks, then), budget_seconds=budget_seconds)
     return HealthReport(outcomes, generated_at=at, duration_seconds=time.monotonic() - started)
 
 
@@ -358,7 +363,10 @@ def fx_check(
             return HealthResult("fx", HealthStatus.ERROR, f"FX source {source.name or type(source).__name__} "
                                                           f"failed: {type(exc).__name__}: {exc}")
         details = {"rate": str(fx.rate), "source": fx.source, "ts": fx.ts.isoformat(), "via": "source"}
-        note = "" if cache.name == "memory" else f" (not published to the {cache.name} cache yet)"
+        note = ""
+        if cache.name != "memory":
+            reachable = cache.available and cache.ping()
+            note = f" (not published to the {cache.name} cache yet)" if reachable else f" ({cache.name} unreachable)"
         return HealthResult("fx", HealthStatus.OK, f"USD/KRW {fx.rate} from {fx.source}{note}", details)
 
     return HealthCheck("fx", probe, timeout_seconds=timeout_seconds)
@@ -496,7 +504,9 @@ def report_for_kernel(kernel: Kernel, *, budget_seconds: float = 2.0, build_time
     checks, built = checks_from_kernel(kernel, build_timeout=build_timeout)
     remaining = max(0.5, budget_seconds - (time.monotonic() - started))
     try:
-        report = build_report(checks, budget_seconds=remaining)
+        arbitrage = _section(kernel.config, "arbitrage")
+        exchanges = [str(arbitrage[r]).lower() for r in ("domestic", "foreign") if arbitrage.get(r)]
+        report = build_report(checks, budget_seconds=remaining, then=exchanges)
     finally:
         _bounded(lambda: close_drivers(built), 0.5)
     report.duration_seconds = time.monotonic() - started

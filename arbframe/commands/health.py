@@ -8,6 +8,7 @@ about two seconds.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 
@@ -39,6 +40,11 @@ def run(args: argparse.Namespace) -> int:
     from arbframe.plugins import Kernel, validate_selected
 
     started = time.monotonic()
+    if not args.verbose:
+        # the report is the output: drivers' start-up chatter and the cache's outage warnings (the REDIS row
+        # already says it) stay out of the way unless --verbose
+        logging.getLogger().setLevel(logging.WARNING)
+        logging.getLogger("arbframe.cache").setLevel(logging.ERROR)
     config = load_config(args.configs)
     service = (config.get("service") or {}).get("name") or "bot_service"
     kernel = Kernel(config, service_name=str(service))
