@@ -1,0 +1,348 @@
+"""Connections, schema set-up and the batched, idempotent COPY write path (psycopg2, imported lazily).
+
+A batch is written in ONE transaction: per table, its rows are ``COPY``-ed (text format) into a temporary
+staging table, then ``INSERT INTO target SELECT ... FROM stage ON CONFLICT DO NOTHING`` moves the new ones, so
+writing a row whose id is already stored is a no-op (replays, migrations, a spool replayed twice).
+``positions`` are upserted instead: the row of an id is inserted when it opens and updated when it closes,
+and an older state (``open``) never overwrites a newer one (``closed``).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from arbframe import ArbframeError
+from arbframe_storage_pg.settings import Settings
+from arbframe_storage_pg.tables import HYPERTABLES, SPECS, create_index_sql, create_table_sql
+
+log = logging.getLogger("arbframe.storage.postgres")
+
+COPY_CHUNK = 1 << 20
+STAGE_PREFIX = "_arbframe_stage_"
+
+
+class PostgresUnavailable(ArbframeError, ConnectionError):
+    """The database cannot be reached or refuses us; the message names the server, never the password."""
+
+
+class ConnectionLost(Exception):
+    """The connection broke while writing; the batch was not committed."""
+
+
+# -------------------------------------------------------------------------------------------- DSN helpers
+def dsn_params(dsn: str) -> dict[str, str]:
+    """libpq's own reading of a URL or key=value DSN (empty dict when it cannot parse it)."""
+    try:
+        from psycopg2.extensions import parse_dsn
+
+        return dict(parse_dsn(dsn))
+    except Exception:
+        return {}
+
+
+def dsn_password(dsn: str) -> str:
+    return dsn_params(dsn).get("password", "") or ""
+
+
+def endpoint(dsn: str) -> str:
+    """``host:port/db`` of a DSN (libpq defaults filled in); never the user or password."""
+    params = dsn_params(dsn)
+    if not params and dsn:
+        return "<unparsable dsn>"
+    host = params.get("host") or params.get("hostaddr") or "localhost"
+    if "," in host:
+        host = host.split(",")[0]
+    port = params.get("port") or "5432"
+    if "," in port:
+        port = port.split(",")[0]
+    db = params.get("dbname") or params.get("user") or ""
+    return f"{host}:{port}/{db}"
+
+
+def scrub(text: str, *secrets: str) -> str:
+    """``text`` with every non-empty secret replaced by ``***`` (and URL/key=value passwords masked)."""
+    from arbframe import mask_url
+
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return mask_url(text) if ("://" in text or "password" in text.lower()) else text
+
+
+def error_reason(exc: BaseException, *secrets: str) -> str:
+    """One line saying why, from a psycopg2 error, with secrets removed."""
+    text = str(exc).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    reason = "; ".join(lines[:2]) if lines else type(exc).__name__
+    return scrub(reason, *secrets)
+
+
+# ------------------------------------------------------------------------------------------- connections
+def connect(settings: Settings, *, readonly: bool = False) -> Any:
+    """A new connection (UTC session time zone, bounded connect time), or PostgresUnavailable."""
+    try:
+        import psycopg2
+    except ImportError as exc:
+        raise PostgresUnavailable(
+            f"psycopg2 is not installed ({exc}); install it with: pip install psycopg2-binary"
+        ) from None
+    where = endpoint(settings.dsn)
+    try:
+        conn = psycopg2.connect(
+            settings.dsn,
+            connect_timeout=max(2, int(settings.connect_timeout_seconds)),
+            application_name=settings.application_name,
+            options="-c TimeZone=UTC",
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
+        )
+    except psycopg2.Error as exc:
+        raise PostgresUnavailable(
+            f"cannot connect to PostgreSQL at {where}: {error_reason(exc, dsn_password(settings.dsn))}"
+        ) from None
+    if readonly:
+        conn.set_session(readonly=True)
+    return conn
+
+
+def is_connection_error(exc: BaseException, conn: Any) -> bool:
+    """True when ``exc`` means the connection is gone (server stopped, network cut), not bad data."""
+    import psycopg2
+
+    if not isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+        return False
+    if conn is None or conn.closed:
+        return True
+    try:
+        conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+        conn.rollback()
+        return False
+    except Exception:
+        return True
+
+
+def safe_rollback(conn: Any) -> None:
+    try:
+        if conn is not None and not conn.closed:
+            conn.rollback()
+    except Exception:
+        pass
+
+
+def safe_close(conn: Any) -> None:
+    try:
+        if conn is not None and not conn.closed:
+            conn.close()
+    except Exception:
+        pass
+
+
+# -------------------------------------------------------------------------------------------------- schema
+def ensure_schema(conn: Any, settings: Settings) -> bool:
+    """Create schema, tables and indexes if missing; with ``enable_timescale`` try hypertables.
+
+    Returns True when the time-series tables are hypertables. Commits.
+    """
+    from psycopg2 import sql
+
+    schema = settings.schema
+    timescale = False
+    if settings.enable_timescale:
+        timescale = _enable_timescale(conn)
+    with conn.cursor() as cur:
+        cur.execute("SET LOCAL client_min_messages = warning")
+        cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        for table in SPECS:
+            cur.execute(create_table_sql(schema, table, timescale=timescale))
+        if timescale:
+            timescale = _make_hypertables(cur, conn, schema)
+        for table in SPECS:
+            for stmt in create_index_sql(schema, table):
+                cur.execute(stmt)
+    conn.commit()
+    return timescale
+
+
+_TIMESCALE_WARNED = False
+
+
+def _warn_no_timescale(reason: str) -> None:
+    global _TIMESCALE_WARNED
+    if not _TIMESCALE_WARNED:
+        _TIMESCALE_WARNED = True
+        log.warning("enable_timescale is set but TimescaleDB is not available (%s); using plain tables", reason)
+
+
+def _enable_timescale(conn: Any) -> bool:
+    """Is the extension usable? Creates it when available. One WARNING (per process) when it is not."""
+    import psycopg2
+
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'")
+        if cur.fetchone() is None:
+            conn.rollback()
+            _warn_no_timescale("extension 'timescaledb' is not installed on the server")
+            return False
+        try:
+            cur.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            conn.commit()
+        except psycopg2.Error as exc:
+            conn.rollback()
+            _warn_no_timescale(f"CREATE EXTENSION timescaledb failed: {error_reason(exc)}")
+            return False
+    return True
+
+
+def _make_hypertables(cur: Any, conn: Any, schema: str) -> bool:
+    """``create_hypertable`` on each time-series table (no-op when it already is one).
+
+    Tables created earlier as plain tables with a primary key on ``id`` alone cannot become hypertables
+    (TimescaleDB needs the time column in every unique index): they stay plain, with a warning.
+    """
+    import psycopg2
+    from psycopg2 import sql
+
+    ok = True
+    for table in HYPERTABLES:
+        qualified = sql.Identifier(schema, table).as_string(conn)
+        time_col = SPECS[table].time_column
+        cur.execute("SAVEPOINT hypertable")
+        try:
+            cur.execute(
+                "SELECT create_hypertable(%s::regclass, %s, if_not_exists => TRUE, migrate_data => TRUE)",
+                (qualified, time_col),
+            )
+            cur.execute("RELEASE SAVEPOINT hypertable")
+        except psycopg2.Error as exc:
+            cur.execute("ROLLBACK TO SAVEPOINT hypertable")
+            ok = False
+            log.warning("%s stays a plain table: create_hypertable failed: %s", qualified, error_reason(exc))
+    return ok
+
+
+def table_exists(conn: Any, schema: str, table: str) -> bool:
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = %s AND tablename = %s", (schema, table)
+        )
+        return cur.fetchone() is not None
+
+
+# ---------------------------------------------------------------------------------------------- write path
+@dataclass
+class TableResult:
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+
+    @property
+    def present(self) -> int:
+        return self.rows - self.inserted - self.updated
+
+
+class BatchWriter:
+    """Writes batches of COPY text lines through per-connection staging tables. Not thread-safe."""
+
+    def __init__(self, conn: Any, schema: str) -> None:
+        self.conn = conn
+        self.schema = schema
+        self._staged: set[str] = set()
+        self._sql: dict[str, tuple[Any, Any]] = {}
+
+    def _stage(self, cur: Any, table: str) -> None:
+        if table in self._staged:
+            return
+        from psycopg2 import sql
+
+        extra = sql.SQL(", _seq bigserial") if table == "positions" else sql.SQL("")
+        cur.execute(
+            sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}{}) ON COMMIT DELETE ROWS").format(
+                sql.Identifier(STAGE_PREFIX + table), sql.Identifier(self.schema, table), extra
+            )
+        )
+        self._staged.add(table)
+
+    def _statements(self, table: str) -> tuple[Any, Any]:
+        found = self._sql.get(table)
+        if found is not None:
+            return found
+        from psycopg2 import sql
+
+        spec = SPECS[table]
+        cols = sql.SQL(", ").join(map(sql.Identifier, spec.names))
+        stage = sql.Identifier(STAGE_PREFIX + table)
+        target = sql.Identifier(self.schema, table)
+        copy = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, cols)
+        if table == "positions":
+            updates = sql.SQL(", ").join(
+                sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n))
+                for n in spec.names if n != "id"
+            )
+            insert = sql.SQL(
+                "INSERT INTO {target} AS t ({cols}) "
+                "SELECT DISTINCT ON (id) {cols} FROM {stage} ORDER BY id, (status = 'closed') DESC, _seq DESC "
+                "ON CONFLICT (id) DO UPDATE SET {updates} "
+                "WHERE t.status IS DISTINCT FROM 'closed' AND EXCLUDED.status = 'closed' "
+                "RETURNING (xmax = 0)"
+            ).format(target=target, cols=cols, stage=stage, updates=updates)
+        else:
+            insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
+                target, cols, cols, stage
+            )
+        self._sql[table] = (copy, insert)
+        return copy, insert
+
+    def write_table(self, cur: Any, table: str, lines: Sequence[str]) -> TableResult:
+        """Stage and merge one table's rows inside the caller's transaction."""
+        result = TableResult(rows=len(lines))
+        if not lines:
+            return result
+        self._stage(cur, table)
+        copy, insert = self._statements(table)
+        cur.copy_expert(copy, io.StringIO("".join(lines)), size=COPY_CHUNK)
+        cur.execute(insert)
+        if table == "positions":
+            flags = [row[0] for row in cur.fetchall()]
+            result.inserted = sum(1 for f in flags if f)
+            result.updated = len(flags) - result.inserted
+        else:
+            result.inserted = max(cur.rowcount, 0)
+        return result
+
+    def write(self, batch: Mapping[str, Sequence[str]]) -> dict[str, TableResult]:
+        """Every table of ``batch`` in one transaction; commits. Raises psycopg2 errors (rolled back)."""
+        results: dict[str, TableResult] = {}
+        try:
+            with self.conn.cursor() as cur:
+                for table, lines in batch.items():
+                    if lines:
+                        results[table] = self.write_table(cur, table, lines)
+            self.conn.commit()
+        except BaseException:
+            safe_rollback(self.conn)
+            raise
+        return results
+
+    def positions_state(self, ids: Iterable[str]) -> dict[str, str]:
+        """id -> status of the positions already stored (inside the current transaction)."""
+        from psycopg2 import sql
+
+        id_list = list(ids)
+        if not id_list:
+            return {}
+        with self.conn.cursor() as cur:
+            cur.execute(
+                sql.SQL("SELECT id, status FROM {} WHERE id = ANY(%s)").format(
+                    sql.Identifier(self.schema, "positions")
+                ),
+                (id_list,),
+            )
+            return {row[0]: row[1] for row in cur.fetchall()}

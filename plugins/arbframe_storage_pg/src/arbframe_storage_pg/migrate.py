@@ -1,0 +1,539 @@
+"""``arbframe migrate csv-to-postgres``: import the CSV storage's files into PostgreSQL (seed D1 §3).
+
+Idempotent: every row carries its record id and is inserted with ``ON CONFLICT DO NOTHING`` (positions: the
+newer state wins, an older one never overwrites it), so a second run inserts nothing. Each batch is one
+transaction. A bad row is reported as ``file:line: reason`` and skipped; a missing CSV file is skipped with a
+warning; progress goes to stderr; the per-table summary to stdout. Exit status: 0 when the run completed (even
+with skipped rows), 1 on a fatal error (database unreachable or lost), 2 on a config error.
+
+Rows are parsed and validated on the calling thread while a writer thread streams the previous batch to the
+database (COPY into a staging table, then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``), so the two
+overlap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from arbframe import TABLES, ArbframeError, hookimpl
+from arbframe_storage_pg.tables import SPECS, BadRow, RowConverter
+
+log = logging.getLogger("arbframe.migrate")
+
+ARBFRAME_API_VERSION = 1
+MAX_REPORTED_PER_FILE = 1000
+PROGRESS_EVERY_SECONDS = 2.0
+_STATUS_RANK = {"open": 1, "closed": 2}
+
+
+class MigrationError(ArbframeError):
+    """A fatal error: nothing more can be migrated in this run (already committed batches stay)."""
+
+    exit_status = 1
+
+
+# ------------------------------------------------------------------------------------------------- results
+@dataclass
+class TableSummary:
+    table: str
+    file: Path
+    read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    present: int = 0
+    skipped: int = 0
+    missing: bool = False
+    note: str = ""
+
+
+@dataclass
+class MigrationSummary:
+    tables: list[TableSummary] = field(default_factory=list)
+    dry_run: bool = False
+    seconds: float = 0.0
+    database_checked: bool = True
+
+    def total(self, attr: str) -> int:
+        return sum(getattr(t, attr) for t in self.tables)
+
+    def get(self, table: str) -> TableSummary:
+        for summary in self.tables:
+            if summary.table == table:
+                return summary
+        raise KeyError(table)
+
+    def format(self) -> str:
+        ins, upd = ("would insert", "would update") if self.dry_run else ("inserted", "updated")
+        headers = ["table", "read", ins, upd, "already present", "skipped", "note"]
+        rows = []
+        for t in self.tables:
+            note = t.note or ("file not found" if t.missing else "")
+            rows.append([t.table, t.read, t.inserted, t.updated, t.present, t.skipped, note])
+        rows.append(["total", self.total("read"), self.total("inserted"), self.total("updated"),
+                     self.total("present"), self.total("skipped"), f"{self.seconds:.1f} s"])
+        widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+        def line(cells: list[Any]) -> str:
+            out = [str(cells[0]).ljust(widths[0])]
+            out += [str(c).rjust(w) for c, w in zip(cells[1:-1], widths[1:-1], strict=True)]
+            out.append(str(cells[-1]))
+            return "  ".join(out).rstrip()
+
+        title = "CSV -> PostgreSQL migration" + (" (dry run: nothing written)" if self.dry_run else "")
+        text = [title, line(headers), line(["-" * w for w in widths])]
+        text += [line(r) for r in rows]
+        if self.dry_run and not self.database_checked:
+            text.append("(database not reachable: 'already present' not checked)")
+        return "\n".join(text)
+
+
+# ------------------------------------------------------------------------------------------------- writer
+class _Writer:
+    """The database side: one transaction per batch, on its own thread (or inline for dry runs)."""
+
+    def __init__(self, settings: Any, *, dry_run: bool, report: Callable[[str], None]) -> None:
+        from arbframe_storage_pg.db import BatchWriter, connect, ensure_schema, table_exists
+
+        self.settings = settings
+        self.dry_run = dry_run
+        self.report = report
+        self.conn: Any = None
+        self.writer: BatchWriter | None = None
+        self.available_tables: set[str] = set()
+        if dry_run:
+            try:
+                self.conn = connect(settings, readonly=True)
+            except Exception as exc:
+                log.warning("dry run: %s; 'already present' is not checked", exc)
+                return
+            self.available_tables = {t for t in SPECS if table_exists(self.conn, settings.schema, t)}
+            self.conn.rollback()
+        else:
+            self.conn = connect(settings)  # PostgresUnavailable -> fatal
+            ensure_schema(self.conn, settings)
+            self.available_tables = set(SPECS)
+        self.writer = BatchWriter(self.conn, settings.schema)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+
+    @property
+    def checked(self) -> bool:
+        return self.conn is not None
+
+    # ----------------------------------------------------------------------------------------- threading
+    def start(self) -> None:
+        if self.dry_run or self.conn is None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="arbframe-migrate-writer", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._failure is not None:
+                continue  # drain after a fatal error
+            try:
+                self._write(*item)
+            except BaseException as exc:
+                self._failure = exc
+
+    def submit(self, summary: TableSummary, lines: list[str], numbers: list[int], ids: list[str]) -> None:
+        if not lines:
+            return
+        if self._failure is not None:
+            raise self._failure
+        if self._thread is None:
+            self._write(summary, lines, numbers, ids)
+        else:
+            self._queue.put((summary, lines, numbers, ids))
+
+    def finish(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        from arbframe_storage_pg.db import safe_close
+
+        safe_close(self.conn)
+        if self._failure is not None:
+            raise self._failure
+
+    def abort(self) -> None:
+        if self._thread is not None:
+            self._failure = self._failure or MigrationError("aborted")
+            self._queue.put(None)
+            self._thread.join(timeout=30)
+        from arbframe_storage_pg.db import safe_close
+
+        safe_close(self.conn)
+
+    # -------------------------------------------------------------------------------------------- writing
+    def _write(self, summary: TableSummary, lines: list[str], numbers: list[int], ids: list[str]) -> None:
+        import psycopg2
+
+        from arbframe_storage_pg.db import error_reason, is_connection_error, safe_rollback
+
+        table = summary.table
+        if self.dry_run:
+            self._count_dry(summary, lines, ids)
+            return
+        assert self.writer is not None
+        kinds: list[str] = []
+        try:
+            if table == "positions":
+                kinds = self._classify_positions(lines, ids, self.writer.positions_state(set(ids)))
+            with self.conn.cursor() as cur:
+                result = self.writer.write_table(cur, table, lines)
+            self.conn.commit()
+        except psycopg2.Error as exc:
+            safe_rollback(self.conn)
+            if is_connection_error(exc, self.conn):
+                raise MigrationError(
+                    f"lost the connection to PostgreSQL while writing {table}: {error_reason(exc)}; batches "
+                    "already committed stay, re-run to continue (the migration is idempotent)"
+                ) from None
+            if len(lines) == 1:
+                summary.skipped += 1
+                self.report(f"{summary.file}:{numbers[0]}: refused by PostgreSQL: {error_reason(exc)}; "
+                            "row skipped")
+                return
+            half = len(lines) // 2
+            self._write(summary, lines[:half], numbers[:half], ids[:half])
+            self._write(summary, lines[half:], numbers[half:], ids[half:])
+            return
+        if table == "positions":
+            summary.inserted += kinds.count("inserted")
+            summary.updated += kinds.count("updated")
+            summary.present += kinds.count("present")
+        else:
+            summary.inserted += result.inserted
+            summary.present += result.rows - result.inserted
+
+    def _classify_positions(self, lines: list[str], ids: list[str], known: dict[str, str]) -> list[str]:
+        """Per row, in file order: 'inserted' (new id), 'updated' (newer state) or 'present'."""
+        out = []
+        state = {pid: _STATUS_RANK.get(status, 0) for pid, status in known.items()}
+        for line, pid in zip(lines, ids, strict=True):
+            rank = _STATUS_RANK.get(_status_of(line), 0)
+            have = state.get(pid)
+            if have is None:
+                out.append("inserted")
+                state[pid] = rank
+            elif rank > have:
+                out.append("updated")
+                state[pid] = rank
+            else:
+                out.append("present")
+        return out
+
+    def _count_dry(self, summary: TableSummary, lines: list[str], ids: list[str]) -> None:
+        known: set[str] = set()
+        if self.conn is not None and summary.table in self.available_tables:
+            from psycopg2 import sql
+
+            with self.conn.cursor() as cur:
+                if summary.table == "positions":
+                    assert self.writer is not None
+                    kinds = self._classify_positions(lines, ids, self.writer.positions_state(set(ids)))
+                    self.conn.rollback()
+                    summary.inserted += kinds.count("inserted")
+                    summary.updated += kinds.count("updated")
+                    summary.present += kinds.count("present")
+                    return
+                cur.execute(
+                    sql.SQL("SELECT id FROM {} WHERE id = ANY(%s)").format(
+                        sql.Identifier(self.settings.schema, summary.table)
+                    ),
+                    (list(set(ids)),),
+                )
+                known = {row[0] for row in cur.fetchall()}
+            self.conn.rollback()
+        if summary.table == "positions":
+            kinds = self._classify_positions(lines, ids, {})
+            summary.inserted += kinds.count("inserted")
+            summary.updated += kinds.count("updated")
+            summary.present += kinds.count("present")
+            return
+        seen = set(known)
+        for pid in ids:
+            if pid in seen:
+                summary.present += 1
+            else:
+                summary.inserted += 1
+                seen.add(pid)
+
+
+def _status_of(line: str) -> str:
+    # positions columns: id, symbol, direction, status, ...
+    return line.split("\t", 4)[3]
+
+
+# ------------------------------------------------------------------------------------------------- reading
+class _Progress:
+    def __init__(self, stream: TextIO | None, label: str) -> None:
+        self.stream = stream
+        self.label = label
+        self.started = time.monotonic()
+        self.last = self.started
+        self.shown = False
+
+    def tick(self, rows: int) -> None:
+        now = time.monotonic()
+        if self.stream is None or now - self.last < PROGRESS_EVERY_SECONDS:
+            return
+        self.last = now
+        self.shown = True
+        rate = rows / max(now - self.started, 1e-9)
+        print(f"{self.label}: {rows:,} rows read ({rate:,.0f} rows/s)", file=self.stream, flush=True)
+
+    def done(self, rows: int) -> None:
+        if self.stream is not None and self.shown:
+            elapsed = time.monotonic() - self.started
+            print(f"{self.label}: done, {rows:,} rows in {elapsed:.1f} s", file=self.stream, flush=True)
+
+
+def _migrate_file(path: Path, summary: TableSummary, writer: _Writer, *, batch_size: int, limit: int | None,
+                  report: Callable[[str], None], progress: TextIO | None) -> None:
+    table = summary.table
+    reported = 0
+
+    def bad(line: int, reason: str) -> None:
+        nonlocal reported
+        summary.skipped += 1
+        reported += 1
+        if reported <= MAX_REPORTED_PER_FILE:
+            report(f"{path}:{line}: {reason}; row skipped")
+        elif reported == MAX_REPORTED_PER_FILE + 1:
+            report(f"{path}: more than {MAX_REPORTED_PER_FILE} bad rows; only counting the rest")
+
+    with path.open("rb") as raw:
+        raw.seek(0, 2)
+        size = raw.tell()
+        torn = False
+        if size:
+            raw.seek(size - 1)
+            torn = raw.read(1) != b"\n"
+    with path.open("r", newline="", encoding="utf-8", errors="replace") as handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader)
+        except StopIteration:
+            summary.note = "empty file"
+            return
+        except csv.Error as exc:
+            summary.note = "unreadable header"
+            report(f"{path}:1: {exc}; file skipped")
+            return
+        try:
+            converter = RowConverter(table, header)
+        except BadRow as exc:
+            summary.note = "bad header"
+            report(f"{path}:1: {exc}; file skipped")
+            return
+        if converter.unknown:
+            report(f"{path}:1: unknown column(s) {', '.join(converter.unknown)} ignored")
+        convert = converter.convert
+        id_index = converter.id_index
+        lines: list[str] = []
+        numbers: list[int] = []
+        ids: list[str] = []
+        progress_line = _Progress(progress, path.name)
+        previous_end = 1
+        pending: tuple[int, list[str]] | None = None
+        seen = 0  # data rows taken (good or bad), for --limit
+
+        def take(line_no: int, values: list[str]) -> None:
+            nonlocal lines, numbers, ids
+            summary.read += 1
+            try:
+                text = convert(values)
+            except BadRow as exc:
+                bad(line_no, str(exc))
+                return
+            lines.append(text)
+            numbers.append(line_no)
+            ids.append(values[id_index])
+            if len(lines) >= batch_size:
+                writer.submit(summary, lines, numbers, ids)
+                lines, numbers, ids = [], [], []
+
+        while limit is None or seen < limit:
+            try:
+                values = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                start = previous_end + 1
+                previous_end = reader.line_num
+                if pending is not None:
+                    take(*pending)
+                    seen += 1
+                    pending = None
+                if limit is None or seen < limit:
+                    summary.read += 1
+                    seen += 1
+                    bad(start, f"unparsable CSV ({exc})")
+                continue
+            start = previous_end + 1
+            previous_end = reader.line_num
+            if not values:
+                continue  # blank line
+            # hold one row back: the last row of a file without a final newline is a torn write
+            if pending is not None:
+                take(*pending)
+                seen += 1
+                if limit is not None and seen >= limit:
+                    pending = None
+                    break
+            pending = (start, values)
+            if summary.read % 8192 == 0:
+                progress_line.tick(summary.read)
+        if pending is not None:
+            if torn:
+                summary.read += 1
+                bad(pending[0], "torn last line (interrupted write)")
+            else:
+                take(*pending)
+        writer.submit(summary, lines, numbers, ids)
+        progress_line.done(summary.read)
+
+
+def migrate_csv_to_postgres(
+    settings: Any,
+    data_dir: str | Path,
+    *,
+    dry_run: bool = False,
+    limit: int | None = None,
+    tables: Iterable[str] | None = None,
+    batch_size: int | None = None,
+    report: Callable[[str], None] | None = None,
+    progress: TextIO | None = None,
+) -> MigrationSummary:
+    """Import ``<data_dir>/<table>.csv`` for every table (or ``tables``) into PostgreSQL.
+
+    ``limit``: at most that many data rows per file. ``report`` receives ``file:line: reason`` messages
+    (default: stderr). ``progress`` receives progress lines for long files (None: silent).
+    Raises :class:`MigrationError` (or ``PostgresUnavailable``) on fatal errors.
+    """
+    report = report or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    data = Path(data_dir)
+    wanted = list(tables) if tables else list(TABLES)
+    for name in wanted:
+        if name not in TABLES:
+            raise MigrationError(f"unknown table {name!r}; expected some of {', '.join(TABLES)}")
+    summary = MigrationSummary(dry_run=dry_run)
+    started = time.monotonic()
+    writer = _Writer(settings, dry_run=dry_run, report=report)
+    summary.database_checked = writer.checked
+    writer.start()
+    try:
+        for table in wanted:
+            path = data / f"{table}.csv"
+            table_summary = TableSummary(table, path)
+            summary.tables.append(table_summary)
+            if not path.is_file():
+                table_summary.missing = True
+                log.warning("%s not found; %s skipped", path, table)
+                continue
+            _migrate_file(path, table_summary, writer, batch_size=batch_size or settings.migrate_batch_size,
+                          limit=limit, report=report, progress=progress)
+        writer.finish()
+    except BaseException:
+        writer.abort()
+        raise
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------------- CLI
+@hookimpl
+def arbframe_register_commands(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("migrate", help="move recorded data between storages (PostgreSQL plugin)")
+    actions = parser.add_subparsers(dest="migrate_action", metavar="ACTION", required=True)
+    csv_pg = actions.add_parser(
+        "csv-to-postgres",
+        help="import the CSV files into PostgreSQL (idempotent)",
+        description="Import storage.csv.data_dir/<table>.csv into the PostgreSQL database of storage.postgres. "
+        "Safe to re-run: rows already present are left alone.",
+    )
+    csv_pg.add_argument(
+        "--config", "-c", dest="configs", action="append", default=[], metavar="FILE",
+        help="YAML config overlaid on the embedded defaults (repeat to overlay several, in order)",
+    )
+    csv_pg.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    csv_pg.add_argument("--dry-run", action="store_true", help="read and check everything, write nothing")
+    csv_pg.add_argument("--limit", type=_positive_int, metavar="N", help="only the first N rows of each file")
+    csv_pg.add_argument("--data-dir", metavar="DIR", help="CSV directory (default: storage.csv.data_dir)")
+    csv_pg.add_argument("--tables", metavar="T1,T2", help=f"only these tables (default: {','.join(TABLES)})")
+    csv_pg.add_argument("--batch-size", type=_positive_int, metavar="N",
+                        help="rows per transaction (default: storage.postgres.migrate_batch_size)")
+    csv_pg.set_defaults(handler=run_csv_to_postgres)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _load_config(paths: list[str]) -> Mapping[str, Any]:
+    import arbframe
+
+    loader = getattr(arbframe, "load_config", None)
+    if loader is None:  # not (yet) a public name: the kernel's loader
+        from arbframe.config import load_config as loader
+    return loader(paths)  # type: ignore[no-any-return]
+
+
+def run_csv_to_postgres(args: argparse.Namespace) -> int:
+    from arbframe import ConfigError
+    from arbframe_storage_pg.db import PostgresUnavailable
+    from arbframe_storage_pg.settings import Settings
+
+    config = _load_config(list(args.configs or []))
+    storage = config.get("storage") or {}
+    data_dir = args.data_dir or (storage.get("csv") or {}).get("data_dir") or "data"
+    try:
+        settings = Settings.from_section(storage.get("postgres") or {}, data_dir)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
+    print(f"migrating CSV files in {data_dir} -> PostgreSQL {_where(settings)}"
+          + (" (dry run)" if args.dry_run else "") + (f", first {args.limit} rows per file" if args.limit else ""),
+          file=sys.stderr, flush=True)
+    try:
+        summary = migrate_csv_to_postgres(
+            settings, data_dir, dry_run=args.dry_run, limit=args.limit, tables=tables,
+            batch_size=args.batch_size, progress=sys.stderr,
+        )
+    except PostgresUnavailable as exc:
+        print(f"arbframe migrate: error: {exc}", file=sys.stderr)
+        return 1
+    except MigrationError as exc:
+        print(f"arbframe migrate: error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    print(summary.format())
+    return 0
+
+
+def _where(settings: Any) -> str:
+    from arbframe_storage_pg.db import endpoint
+
+    return f"{endpoint(settings.dsn)} schema {settings.schema!r}"

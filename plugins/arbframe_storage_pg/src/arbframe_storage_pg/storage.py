@@ -1,0 +1,470 @@
+"""``PostgresStorage``: the ``postgres`` storage driver.
+
+Writes are buffered per table as COPY text lines and flushed in batches — when ``batch_size`` rows are waiting
+(by a background flusher thread, so the trading loop does not wait for the database), every
+``flush_interval_seconds``, on ``flush()``, before ``load_positions()``, on shutdown and on ``close()``. Each
+flush is one transaction (see :mod:`arbframe_storage_pg.db`).
+
+When the connection is lost, the flush that noticed it and every later one append their batches to a local
+spool file (fsync-ed) instead, health turns WARN and ``arbframe_storage_spool_depth`` shows the backlog. The
+flusher reconnects with exponential back-off; once the database answers, the spool is replayed in order, then
+the buffers — nothing lost, nothing duplicated (every write is idempotent by id). A spool left by a process
+that died during an outage is replayed by the next one that connects.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from arbframe import (
+    ErrorRecord,
+    FxRate,
+    HealthResult,
+    HealthStatus,
+    Order,
+    PluginContext,
+    Position,
+    Spread,
+    Storage,
+    Trade,
+    hookimpl,
+)
+from arbframe_storage_pg.db import (
+    BatchWriter,
+    ConnectionLost,
+    PostgresUnavailable,
+    connect,
+    dsn_password,
+    endpoint,
+    ensure_schema,
+    error_reason,
+    is_connection_error,
+    safe_close,
+    safe_rollback,
+)
+from arbframe_storage_pg.settings import CONFIG_SCHEMA, Settings
+from arbframe_storage_pg.spool import Spool
+from arbframe_storage_pg.tables import ENCODERS, SPECS, record_from_db
+
+log = logging.getLogger("arbframe.storage.postgres")
+
+BACKEND = "postgres"
+
+
+class PostgresStorage(Storage):
+    """PostgreSQL (optionally TimescaleDB) storage; see the module docstring."""
+
+    name = "postgres"
+
+    def __init__(self, section: Mapping[str, Any], context: PluginContext | None = None) -> None:
+        data_dir = context.data_dir if context is not None else Path("data")
+        try:
+            self.settings = Settings.from_section(section, data_dir)
+        except ValueError as exc:
+            raise PostgresUnavailable(f"bad storage.postgres config: {exc}") from None
+        self.endpoint = endpoint(self.settings.dsn)
+        self._password = dsn_password(self.settings.dsn)
+        self._metrics = None
+        if context is not None:
+            from arbframe.instruments import StorageMetrics
+
+            self._metrics = StorageMetrics.get(context.registry)
+        self._buf_lock = threading.Lock()
+        self._io_lock = threading.RLock()
+        self._buffers: dict[str, list[str]] = {table: [] for table in SPECS}
+        self._pending = 0
+        self._closed = False
+        self._conn: Any = None
+        self._writer: BatchWriter | None = None
+        self.hypertables = False
+        # outage state
+        self._spooling_since: float | None = None
+        self._last_error = ""
+        self._retry_at = 0.0
+        self._retry_delay = self.settings.retry_interval_seconds
+
+        self._open_connection()  # raises PostgresUnavailable: the factory falls back to CSV
+        self._spool = Spool(self.settings.spool_file)
+        self._set_depth()
+        if len(self._spool):
+            log.info("replaying %d records spooled by an earlier run from %s", len(self._spool), self._spool.path)
+            with self._io_lock:
+                if not self._replay_spool():
+                    self._enter_spooling(self._last_error or "replay of the spool failed")
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="arbframe-pg-flusher", daemon=True)
+        self._thread.start()
+        ref = weakref.ref(self)
+        self._atexit = lambda: (lambda s: s.close() if s is not None else None)(ref())
+        atexit.register(self._atexit)
+
+    # ---------------------------------------------------------------------------------------- description
+    @classmethod
+    def config_schema(cls) -> dict[str, Any]:
+        return CONFIG_SCHEMA
+
+    def describe(self) -> str:
+        return f"PostgresStorage({self.endpoint}, schema={self.settings.schema!r})"
+
+    @property
+    def spooling(self) -> bool:
+        return self._spooling_since is not None
+
+    @property
+    def spool_depth(self) -> int:
+        return len(self._spool)
+
+    @property
+    def spool_path(self) -> Path:
+        return self._spool.path
+
+    # ------------------------------------------------------------------------------------------ connection
+    def _open_connection(self) -> None:
+        conn = connect(self.settings)
+        try:
+            self.hypertables = ensure_schema(conn, self.settings)
+        except Exception as exc:
+            safe_close(conn)
+            raise PostgresUnavailable(
+                f"PostgreSQL at {self.endpoint}: cannot create the tables in schema "
+                f"{self.settings.schema!r}: {error_reason(exc, self._password)}"
+            ) from None
+        self._conn = conn
+        self._writer = BatchWriter(conn, self.settings.schema)
+
+    def _drop_connection(self) -> None:
+        safe_close(self._conn)
+        self._conn = None
+        self._writer = None
+
+    def _enter_spooling(self, reason: str) -> None:
+        self._last_error = reason
+        self._drop_connection()
+        now = time.monotonic()
+        if self._spooling_since is None:
+            self._spooling_since = now
+            self._retry_delay = self.settings.retry_interval_seconds
+            log.warning(
+                "PostgreSQL at %s unreachable (%s); spooling records to %s until it answers",
+                self.endpoint, reason, self._spool.path,
+            )
+        else:
+            self._retry_delay = min(self._retry_delay * 2, self.settings.max_retry_interval_seconds)
+        self._retry_at = now + self._retry_delay
+
+    def _try_recover(self, *, force: bool = False) -> bool:
+        """Reconnect (respecting the back-off unless ``force``) and replay the spool. Holds the io lock."""
+        if self._conn is not None and self._spooling_since is None and not len(self._spool):
+            return True
+        if not force and time.monotonic() < self._retry_at:
+            return False
+        if self._conn is None:
+            try:
+                self._open_connection()
+            except PostgresUnavailable as exc:
+                self._enter_spooling(str(exc))
+                return False
+        if not self._replay_spool():
+            self._enter_spooling(self._last_error)
+            return False
+        if self._spooling_since is not None:
+            log.warning(
+                "PostgreSQL at %s answers again after %.1f s; spool replayed",
+                self.endpoint, time.monotonic() - self._spooling_since,
+            )
+        self._spooling_since = None
+        self._retry_delay = self.settings.retry_interval_seconds
+        return True
+
+    def _replay_spool(self) -> bool:
+        """Write every spooled batch (in order, grouped into transactions); empty the spool on success."""
+        if not len(self._spool):
+            return True
+        group: dict[str, list[str]] = {}
+        size = 0
+        limit = max(self.settings.batch_size, 5000)
+        try:
+            for table, lines in self._spool.batches():
+                if table not in SPECS:
+                    log.error("spool entry for unknown table %r skipped", table)
+                    continue
+                group.setdefault(table, []).extend(lines)
+                size += len(lines)
+                if size >= limit:
+                    self._write_batch(group)
+                    group, size = {}, 0
+            if group:
+                self._write_batch(group)
+        except ConnectionLost as exc:
+            self._last_error = str(exc)
+            return False
+        self._spool.clear()
+        self._set_depth()
+        return True
+
+    # ------------------------------------------------------------------------------------------ write path
+    def _write_batch(self, batch: dict[str, list[str]]) -> None:
+        """One transaction; bad rows isolated and rejected; ConnectionLost when the server went away."""
+        import psycopg2
+
+        if self._writer is None:
+            raise ConnectionLost(self._last_error or "not connected")
+        started = time.perf_counter()
+        try:
+            results = self._writer.write(batch)
+        except psycopg2.Error as exc:
+            if is_connection_error(exc, self._conn):
+                self._count_error()
+                raise ConnectionLost(error_reason(exc, self._password)) from None
+            self._write_isolating(batch)
+            return
+        if self._metrics is not None:
+            self._metrics.flush_seconds.labels(backend=BACKEND).observe(time.perf_counter() - started)
+            for table, result in results.items():
+                self._metrics.rows_written.labels(backend=BACKEND, table=table).inc(result.rows)
+
+    def _write_isolating(self, batch: dict[str, list[str]]) -> None:
+        """A batch the database refused for its data: write table by table, halving to find the bad rows."""
+        for table, lines in batch.items():
+            if lines:
+                self._bisect(table, lines)
+
+    def _bisect(self, table: str, lines: list[str]) -> None:
+        import psycopg2
+
+        assert self._writer is not None
+        try:
+            results = self._writer.write({table: lines})
+        except psycopg2.Error as exc:
+            if is_connection_error(exc, self._conn):
+                self._count_error()
+                raise ConnectionLost(error_reason(exc, self._password)) from None
+            if len(lines) == 1:
+                self._reject(table, lines[0], error_reason(exc, self._password))
+                return
+            half = len(lines) // 2
+            self._bisect(table, lines[:half])
+            self._bisect(table, lines[half:])
+            return
+        if self._metrics is not None:
+            self._metrics.rows_written.labels(backend=BACKEND, table=table).inc(results[table].rows)
+
+    def _reject(self, table: str, line: str, reason: str) -> None:
+        """A row PostgreSQL will never take: kept in the rejects file, logged, counted."""
+        import json
+
+        record_id = line.split("\t", 1)[0]
+        self._count_error()
+        log.error("%s row %s refused by PostgreSQL (%s); kept in %s", table, record_id, reason,
+                  self.settings.rejects_file)
+        path = self.settings.rejects_file
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"table": table, "reason": reason, "line": line}) + "\n")
+
+    def _count_error(self) -> None:
+        if self._metrics is not None:
+            self._metrics.write_errors.labels(backend=BACKEND).inc()
+
+    def _set_depth(self) -> None:
+        if self._metrics is not None:
+            self._metrics.spool_depth.labels(backend=BACKEND).set(len(self._spool))
+
+    def _take(self) -> dict[str, list[str]]:
+        with self._buf_lock:
+            if not self._pending:
+                return {}
+            batch = {table: rows for table, rows in self._buffers.items() if rows}
+            self._buffers = {table: [] for table in SPECS}
+            self._pending = 0
+            return batch
+
+    def _flush_once(self, *, force_retry: bool = False) -> None:
+        """Move everything buffered to the database (or to the spool while it is away)."""
+        with self._io_lock:
+            batch = self._take()
+            if (self._spooling_since is not None or self._conn is None or len(self._spool)) and not (
+                self._try_recover(force=force_retry)
+            ):
+                if batch:
+                    self._spool.append(batch)
+                    self._set_depth()
+                return
+            if not batch:
+                return
+            try:
+                self._write_batch(batch)
+            except ConnectionLost as exc:
+                self._enter_spooling(str(exc))
+                self._spool.append(batch)
+                self._set_depth()
+
+    def _append(self, table: str, line: str) -> None:
+        if self._closed:
+            raise RuntimeError("PostgresStorage is closed")
+        with self._buf_lock:
+            self._buffers[table].append(line)
+            self._pending += 1
+            pending = self._pending
+        if pending >= self.settings.batch_size:
+            self._wake.set()
+            if pending >= self.settings.max_buffered_rows:
+                self._flush_once()  # back-pressure: the flusher is not keeping up
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            timeout = self.settings.flush_interval_seconds
+            if self._spooling_since is not None:
+                timeout = max(0.05, min(timeout, self._retry_at - time.monotonic()))
+            self._wake.wait(timeout)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self._flush_once()
+            except Exception as exc:  # the flusher must never die; the records stay buffered or spooled
+                self._count_error()
+                log.error("PostgreSQL flush failed: %s", error_reason(exc, self._password))
+
+    # ---------------------------------------------------------------------------------------------- Storage
+    def log_spread(self, spread: Spread) -> None:
+        self._append("spreads", _SPREAD(spread))
+
+    def log_position_open(self, position: Position) -> None:
+        self._append("positions", _POSITION(position))
+
+    def log_position_close(self, position: Position) -> None:
+        self._append("positions", _POSITION(position))
+
+    def log_order(self, order: Order) -> None:
+        self._append("orders", _ORDER(order))
+
+    def log_trade(self, trade: Trade) -> None:
+        self._append("trades", _TRADE(trade))
+
+    def log_fx_rate(self, fx: FxRate) -> None:
+        self._append("fx_rates", _FX(fx))
+
+    def log_error(self, error: ErrorRecord) -> None:
+        self._append("errors", _ERROR(error))
+
+    def flush(self) -> None:
+        """Everything logged so far is durable when this returns: in the database, or in the spool."""
+        self._flush_once()
+
+    def load_positions(self) -> list[Position]:
+        """Open positions (latest state of each id). Flushes first; needs the database."""
+        from psycopg2 import sql
+
+        with self._io_lock:
+            self._flush_once(force_retry=True)
+            if self._conn is None or self._spooling_since is not None:
+                raise PostgresUnavailable(
+                    f"cannot load positions: PostgreSQL at {self.endpoint} is unreachable ({self._last_error}); "
+                    f"{len(self._spool)} records wait in {self._spool.path}"
+                )
+            spec = SPECS["positions"]
+            query = sql.SQL("SELECT {} FROM {} WHERE status = 'open' ORDER BY opened_at, id").format(
+                sql.SQL(", ").join(map(sql.Identifier, spec.names)),
+                sql.Identifier(self.settings.schema, "positions"),
+            )
+            try:
+                with self._conn.cursor() as cur:
+                    cur.execute(query)
+                    rows = cur.fetchall()
+                self._conn.rollback()
+            except Exception as exc:
+                reason = error_reason(exc, self._password)
+                if is_connection_error(exc, self._conn):
+                    self._enter_spooling(reason)
+                else:
+                    safe_rollback(self._conn)
+                raise PostgresUnavailable(f"cannot load positions from {self.endpoint}: {reason}") from None
+        return [record_from_db("positions", row) for row in rows]
+
+    def close(self) -> None:
+        """Stop the flusher, flush (to the database or the spool), disconnect. Twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self._atexit)
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
+            self._thread.join(timeout=max(10.0, self.settings.connect_timeout_seconds * 2 + 5))
+        try:
+            self._flush_once(force_retry=True)
+        finally:
+            with self._io_lock:
+                if len(self._spool):
+                    log.warning(
+                        "PostgreSQL at %s still unreachable at close: %d records stay in %s and will be "
+                        "replayed by the next run", self.endpoint, len(self._spool), self._spool.path,
+                    )
+                self._spool.close()
+                self._drop_connection()
+
+    # ------------------------------------------------------------------------------------- health & hooks
+    def health(self) -> HealthResult:
+        """WARN while spooling, else a fresh bounded connection: OK or ERROR (never the password)."""
+        if self._spooling_since is not None or len(self._spool):
+            reason = f" ({self._last_error})" if self._last_error else ""
+            return HealthResult(
+                "postgres", HealthStatus.WARN,
+                f"PostgreSQL at {self.endpoint} unreachable{reason}; {len(self._spool)} records spooled to "
+                f"{self._spool.path}",
+                {"spool_depth": len(self._spool), "endpoint": self.endpoint},
+            )
+        return probe(self.settings)
+
+    @hookimpl
+    def arbframe_register_metrics(self, registry: Any, context: PluginContext) -> None:
+        from arbframe.instruments import StorageMetrics
+
+        self._metrics = StorageMetrics.get(registry)
+        self._set_depth()
+
+    @hookimpl
+    def arbframe_shutdown(self, context: PluginContext) -> None:
+        if not self._closed:
+            self.flush()
+
+
+def probe(settings: Settings) -> HealthResult:
+    """Connect (bounded by ``connect_timeout_seconds``), ``SELECT 1``, disconnect."""
+    where = endpoint(settings.dsn)
+    try:
+        conn = connect(settings)
+    except PostgresUnavailable as exc:
+        return HealthResult("postgres", HealthStatus.ERROR, str(exc), {"endpoint": where})
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchone()
+        info = conn.info
+        db = info.dbname
+        host = info.host if info.host and not info.host.startswith("/") else where.split(":", 1)[0]
+        return HealthResult("postgres", HealthStatus.OK, f"Connected to {host}:{info.port}/{db}",
+                            {"endpoint": f"{host}:{info.port}/{db}", "server_version": info.server_version})
+    except Exception as exc:
+        return HealthResult("postgres", HealthStatus.ERROR,
+                            f"PostgreSQL at {where}: {error_reason(exc, dsn_password(settings.dsn))}",
+                            {"endpoint": where})
+    finally:
+        safe_close(conn)
+
+
+_SPREAD = ENCODERS["spreads"]
+_POSITION = ENCODERS["positions"]
+_ORDER = ENCODERS["orders"]
+_TRADE = ENCODERS["trades"]
+_FX = ENCODERS["fx_rates"]
+_ERROR = ENCODERS["errors"]
