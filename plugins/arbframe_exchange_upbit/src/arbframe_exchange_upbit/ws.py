@@ -1,0 +1,281 @@
+"""Upbit WebSocket market data: ``orderbook`` and ``ticker`` with reconnect, resubscribe and keep-alive.
+
+One connection carries every subscribed symbol. The request is Upbit's list of objects: a ticket, one object per
+data type with its codes (``KRW-BTC.15`` asks for 15 orderbook units), and the format (``SIMPLE`` by default;
+DEFAULT is parsed too). The client sends ``PING`` every ``ping_interval`` seconds (Upbit answers
+``{"status":"UP"}``; idle connections are closed by the server after about two minutes) and answers protocol
+pings. A connection that stays silent for ``silence_timeout`` seconds is treated as dead: it is closed and
+re-opened with exponential backoff, and the subscription is sent again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterable
+from decimal import Decimal
+from typing import Any
+
+from arbframe import OrderBook
+
+from .errors import UpbitProtocolError
+from .parsing import loads, market_for, parse_ws_message, ws_count
+
+__all__ = ["UpbitStream"]
+
+log = logging.getLogger("arbframe.upbit.ws")
+
+_QUEUE_SIZE = 1024
+_STOP = object()
+
+
+class UpbitStream:
+    def __init__(self, *, url: str, exchange: str = "upbit", fmt: str = "SIMPLE", ping_interval: float = 20.0,
+                 silence_timeout: float = 10.0, backoff_initial: float = 0.5, backoff_max: float = 30.0,
+                 depth: int = 15, observer: Any = None, jitter: float = 0.2, seed: int | None = None) -> None:
+        self.url = url
+        self.exchange = exchange
+        self.fmt = fmt.upper()
+        self.ping_interval = ping_interval
+        self.silence_timeout = silence_timeout
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.depth = depth
+        self.observer = observer
+        self.jitter = jitter
+        self._rng = random.Random(seed)
+        self.symbols: set[str] = set()
+        self._latest: dict[str, tuple[OrderBook, int]] = {}
+        self._tickers: dict[str, tuple[Decimal, Any]] = {}
+        self._book_queues: set[asyncio.Queue] = set()
+        self._ticker_queues: set[asyncio.Queue] = set()
+        self._task: asyncio.Task | None = None
+        self._ws: Any = None
+        self._session: Any = None
+        self._stopping = False
+        self._conn_id = 0
+        self.connected = False
+        self.reconnects = 0
+        self.messages = 0
+        self.errors: list[str] = []
+        self.last_message = 0.0  # time.monotonic() of the last message of any kind
+        self.connected_event: asyncio.Event | None = None
+
+    # ------------------------------------------------------------------------------------------ control
+    def subscribe(self, symbols: Iterable[str], depth: int | None = None) -> None:
+        new = {s.upper() for s in symbols} - self.symbols
+        deeper = depth is not None and ws_count(depth) > ws_count(self.depth)
+        if deeper:
+            self.depth = depth
+        if not new and not deeper:
+            return
+        self.symbols |= new
+        ws = self._ws
+        if ws is not None and self.connected:
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().create_task(self._send_request(ws))
+
+    def start(self) -> None:
+        """Start the connection task (needs a running loop; a no-op while it runs)."""
+        if self._task is not None and not self._task.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # started by the first consumer instead
+        self._stopping = False
+        if self.connected_event is None:
+            self.connected_event = asyncio.Event()
+        self._task = loop.create_task(self._run(), name=f"{self.exchange}-ws")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        task, self._task = self._task, None
+        ws = self._ws
+        if ws is not None:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+        self.connected = False
+        for q in list(self._book_queues) + list(self._ticker_queues):
+            _offer(q, _STOP)
+
+    # ----------------------------------------------------------------------------------------- reading
+    def alive(self, max_silence: float) -> bool:
+        return self.connected and (time.monotonic() - self.last_message) <= max_silence
+
+    def latest(self, symbol: str, max_age: float) -> OrderBook | None:
+        """The streamed book of ``symbol`` when the connection it came on is up and has been heard from within
+        ``max_age`` seconds (Upbit sends a book on every change, so a live connection's last book is current)."""
+        entry = self._latest.get(symbol)
+        if entry is None or entry[1] != self._conn_id or not self.alive(max_age):
+            return None
+        return entry[0]
+
+    def last_price(self, symbol: str) -> tuple[Decimal, Any] | None:
+        return self._tickers.get(symbol)
+
+    async def books(self, symbols: set[str] | None = None, depth: int | None = None) -> AsyncIterator[OrderBook]:
+        """Every book received for ``symbols`` (all when None), trimmed to ``depth``; ends when stopped."""
+        if depth is not None:
+            self.subscribe(symbols or (), depth)
+        self.start()
+        queue: asyncio.Queue = asyncio.Queue(_QUEUE_SIZE)
+        self._book_queues.add(queue)
+        try:
+            while True:
+                book = await queue.get()
+                if book is _STOP:
+                    return
+                if symbols is not None and book.symbol not in symbols:
+                    continue
+                if depth is not None and (len(book.bids) > depth or len(book.asks) > depth):
+                    book = OrderBook(book.exchange, book.symbol, book.bids[:depth], book.asks[:depth], book.ts,
+                                     book.simulated)
+                yield book
+        finally:
+            self._book_queues.discard(queue)
+
+    async def tickers(self, symbols: set[str] | None = None) -> AsyncIterator[tuple[str, Decimal, Any]]:
+        self.start()
+        queue: asyncio.Queue = asyncio.Queue(_QUEUE_SIZE)
+        self._ticker_queues.add(queue)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _STOP:
+                    return
+                if symbols is None or item[0] in symbols:
+                    yield item
+        finally:
+            self._ticker_queues.discard(queue)
+
+    # ------------------------------------------------------------------------------------------ internals
+    def request_message(self) -> str:
+        codes = sorted(self.symbols)
+        count = ws_count(self.depth)
+        return json.dumps([
+            {"ticket": str(uuid.uuid4())},
+            {"type": "orderbook", "codes": [f"{market_for(s)}.{count}" for s in codes]},
+            {"type": "ticker", "codes": [market_for(s) for s in codes]},
+            {"format": self.fmt},
+        ], separators=(",", ":"))
+
+    async def _send_request(self, ws: Any) -> None:
+        if self.symbols:
+            await ws.send_str(self.request_message())
+
+    async def _pinger(self, ws: Any) -> None:
+        while True:
+            await asyncio.sleep(self.ping_interval)
+            await ws.send_str("PING")
+
+    def _handle(self, data: Any) -> None:
+        self.last_message = time.monotonic()
+        self.messages += 1
+        obj = loads(data)
+        if not isinstance(obj, dict):
+            return
+        if "error" in obj:
+            err = obj["error"] if isinstance(obj["error"], dict) else {"message": obj["error"]}
+            text = f"{err.get('name')}: {err.get('message')}"
+            self.errors.append(text)
+            log.warning("upbit ws: server error %s", text)
+            return
+        parsed = parse_ws_message(obj, self.exchange, self.depth)
+        if parsed is None:
+            return
+        kind, value = parsed
+        if kind == "orderbook":
+            self._latest[value.symbol] = (value, self._conn_id)
+            if self.observer is not None:
+                self.observer.ws_age(max(0.0, time.time() - value.ts.timestamp()))
+            for q in self._book_queues:
+                _offer(q, value)
+        elif kind == "ticker":
+            self._tickers[value[0]] = (value[1], value[2])
+            for q in self._ticker_queues:
+                _offer(q, value)
+
+    async def _run(self) -> None:
+        import aiohttp
+
+        backoff = self.backoff_initial
+        first = True
+        while not self._stopping:
+            try:
+                if self._session is None or self._session.closed:
+                    self._session = aiohttp.ClientSession()
+                async with self._session.ws_connect(self.url, autoping=True, max_msg_size=8 * 1024 * 1024,
+                                                    timeout=aiohttp.ClientWSTimeout(ws_close=2.0)) as ws:
+                    self._conn_id += 1
+                    self._ws = ws
+                    self.connected = True
+                    self.last_message = time.monotonic()
+                    if not first:
+                        self.reconnects += 1
+                        if self.observer is not None:
+                            self.observer.ws_reconnect()
+                        log.info("upbit ws: reconnected (%d so far), resubscribing %d symbols", self.reconnects,
+                                 len(self.symbols))
+                    first = False
+                    if self.connected_event is not None:
+                        self.connected_event.set()
+                    await self._send_request(ws)
+                    pinger = asyncio.get_running_loop().create_task(self._pinger(ws))
+                    try:
+                        got_data = False
+                        while True:
+                            msg = await asyncio.wait_for(ws.receive(), self.silence_timeout)
+                            if msg.type is aiohttp.WSMsgType.BINARY or msg.type is aiohttp.WSMsgType.TEXT:
+                                try:
+                                    self._handle(msg.data)
+                                except UpbitProtocolError as exc:
+                                    log.warning("upbit ws: dropped a message: %s", exc)
+                                    continue
+                                if not got_data:
+                                    got_data = True
+                                    backoff = self.backoff_initial
+                            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
+                                              aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                                log.warning("upbit ws: connection closed (%s)", msg.type.name)
+                                break
+                    except asyncio.TimeoutError:
+                        log.warning("upbit ws: silent for %.1fs, treating the stream as dead", self.silence_timeout)
+                    finally:
+                        pinger.cancel()
+                        self.connected = False
+                        self._ws = None
+                        if self.connected_event is not None:
+                            self.connected_event.clear()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("upbit ws: %s: %s", type(exc).__name__, exc)
+            self.connected = False
+            if self._stopping:
+                break
+            delay = backoff * (1 + self.jitter * self._rng.random())
+            await asyncio.sleep(delay)
+            backoff = min(backoff * 2, self.backoff_max)
+
+
+def _offer(queue: asyncio.Queue, item: Any) -> None:
+    """Put without blocking; a full queue drops its oldest item (consumers want the newest books)."""
+    try:
+        queue.put_nowait(item)
+    except asyncio.QueueFull:
+        with contextlib.suppress(asyncio.QueueEmpty):
+            queue.get_nowait()
+        queue.put_nowait(item)

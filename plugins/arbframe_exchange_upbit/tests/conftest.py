@@ -1,0 +1,70 @@
+"""Fixtures of the Upbit plugin tests: a fake Upbit on 127.0.0.1 and connectors pointed at it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from arbframe import PluginContext
+from arbframe_exchange_upbit import UpbitExchange
+from arbframe_exchange_upbit.fake_server import FakeUpbit
+
+ACCESS = "test-access-key"
+SECRET = "test-secret-key"
+
+
+def make_context(mode: str = "live", mock: bool = False, config: dict | None = None,
+                 tmp: Path | None = None) -> PluginContext:
+    return PluginContext(config=config or {}, pm=None, registry=CollectorRegistry(), data_dir=tmp or Path("."),
+                         mode=mode, mock=mock)
+
+
+def section_for(fake: FakeUpbit, **overrides: Any) -> dict[str, Any]:
+    section = {
+        "api_key": ACCESS, "api_secret": SECRET, "base_url": fake.base_url, "ws_url": fake.ws_url,
+        "rate_limit": 1000, "group_limits": {g: 1000 for g in ("market", "ticker", "orderbook", "default", "order")},
+        "retry_backoff_seconds": 0.01, "retry_backoff_max_seconds": 0.05, "timeout_seconds": 2.0,
+        "ws_reconnect_initial_seconds": 0.02, "ws_reconnect_max_seconds": 0.1, "ws_silence_timeout_seconds": 2.0,
+    }
+    section.update(overrides)
+    return section
+
+
+@pytest.fixture
+async def fake():
+    server = FakeUpbit(ws_interval=0.01)
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def make_upbit(fake):
+    built: list[UpbitExchange] = []
+
+    async def factory(mode: str = "live", mock: bool = False, connect: bool = True, context=None,
+                      **overrides: Any) -> UpbitExchange:
+        ctx = context or make_context(mode, mock)
+        ex = UpbitExchange(section_for(fake, **overrides), ctx)
+        built.append(ex)
+        if connect:
+            await ex.connect()
+        return ex
+
+    yield factory
+    for ex in built:
+        await ex.close()
+
+
+@pytest.fixture
+async def upbit(make_upbit):
+    """A live-mode connector with keys, pointed at the fake server."""
+    return await make_upbit()
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    value = registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
