@@ -1,9 +1,9 @@
 """PostgreSQL / TimescaleDB storage for arbframe (distribution ``arbframe-storage-pg``).
 
-Entry points: ``arbframe.storage: postgres`` (:class:`arbframe_storage_pg.storage.PostgresStorage`),
-``arbframe.plugins: postgres`` (health check and config schema, :mod:`arbframe_storage_pg.hooks`) and
+Entry points: ``arbframe.storage: postgres`` (:class:`arbframe_storage_pg.storage.PostgresStorage`, which also
+contributes the ``postgres`` health check and the ``storage.postgres`` config schema) and
 ``arbframe.commands: migrate`` (``arbframe migrate csv-to-postgres``, :mod:`arbframe_storage_pg.migrate`).
-Importing this package imports neither psycopg2 nor the driver.
+Nothing is imported unless the config selects the driver or the command runs.
 """
 
 from __future__ import annotations

@@ -26,6 +26,7 @@ from typing import Any
 from arbframe import (
     ErrorRecord,
     FxRate,
+    HealthCheck,
     HealthResult,
     HealthStatus,
     Order,
@@ -91,17 +92,19 @@ class PostgresStorage(Storage):
         self._retry_delay = self.settings.retry_interval_seconds
 
         self._open_connection()  # raises PostgresUnavailable: the factory falls back to CSV
-        self._spool = Spool(self.settings.spool_file)
+        self._spool = Spool.open_for(self.settings.spool_file)
         self._set_depth()
         if len(self._spool):
-            log.info("replaying %d records spooled by an earlier run from %s", len(self._spool), self._spool.path)
-            with self._io_lock:
-                if not self._replay_spool():
-                    self._enter_spooling(self._last_error or "replay of the spool failed")
+            # replayed by the flusher right away (and before any flush or load_positions), not here: the
+            # constructor stays quick
+            log.info("%d records spooled by an earlier run wait in %s; replaying", len(self._spool),
+                     self._spool.path)
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="arbframe-pg-flusher", daemon=True)
         self._thread.start()
+        if len(self._spool):
+            self._wake.set()
         ref = weakref.ref(self)
         self._atexit = lambda: (lambda s: s.close() if s is not None else None)(ref())
         atexit.register(self._atexit)
@@ -424,6 +427,11 @@ class PostgresStorage(Storage):
                 {"spool_depth": len(self._spool), "endpoint": self.endpoint},
             )
         return probe(self.settings)
+
+    @hookimpl
+    def arbframe_health_checks(self, config: Mapping[str, Any], context: PluginContext) -> list[HealthCheck]:
+        timeout = max(2, self.settings.connect_timeout_seconds) + 1.0
+        return [HealthCheck("postgres", self.health, timeout_seconds=timeout)]
 
     @hookimpl
     def arbframe_register_metrics(self, registry: Any, context: PluginContext) -> None:
