@@ -1,0 +1,26 @@
+"""Fixtures for the Bithumb example's tests.
+
+The tests run against the installed distribution (``pip install ./examples/arbframe_exchange_bithumb``); when it
+is not installed (a checkout of the arbframe repository), ``src/`` is put on ``sys.path`` instead.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+if importlib.util.find_spec("arbframe_exchange_bithumb") is None:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from arbframe_exchange_bithumb.fake_server import FakeBithumb
+
+
+@pytest.fixture
+def fake_bithumb() -> Iterator[FakeBithumb]:
+    """A fake Bithumb public API on a free local port."""
+    with FakeBithumb() as fake:
+        yield fake
