@@ -19,6 +19,8 @@ from arbframe.errors import ArbframeError
 
 #: name -> (module with ``add_parser(subparsers)``, one-line help)
 KERNEL_COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("arbframe.commands.run", "run the trading service (paper | backtest | live)"),
+    "record": ("arbframe.commands.record", "record order books and FX to a JSON-lines file for backtests"),
     "plugins": ("arbframe.commands.plugins", "list installed plugins, their versions and load status"),
     "config": ("arbframe.commands.config", "validate, show (secrets masked) or print the schema of the config"),
     "metrics": ("arbframe.commands.metrics", "print the current metrics once in Prometheus text format"),

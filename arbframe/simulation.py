@@ -47,7 +47,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from arbframe.interfaces import Exchange
+from arbframe.interfaces import Exchange, FxSource
 from arbframe.models import (
     ZERO,
     BookLevel,
@@ -675,3 +675,27 @@ class SimulatedExchange(Exchange):
         if self.quote_currency == "KRW":
             return krw_price_unit(price, symbol)
         return super().price_step(symbol, price)
+
+
+class SimulatedFxSource(FxSource):
+    """USD/KRW from the simulated market (mock mode): the world's own rate, marked ``simulated``."""
+
+    name = "simulated"
+
+    def __init__(self, market: SimulatedMarket) -> None:
+        self.market = market
+
+    async def fetch(self) -> FxRate:
+        return self.market.fx_rate()
+
+
+def market_from_config(config: Mapping[str, Any]) -> SimulatedMarket:
+    """The simulated market mock mode trades against, from the ``simulation`` and ``arbitrage`` sections."""
+    arb = config.get("arbitrage") or {}
+    sim = dict(config.get("simulation") or {})
+    fx = config.get("fx") or {}
+    symbols = [str(s).upper() for s in arb.get("symbols", ["BTC", "ETH"])]
+    venues = {str(arb.get("domestic", "upbit")): "KRW", str(arb.get("foreign", "binance")): "USDT"}
+    usdkrw = sim.pop("usdkrw", None) or fx.get("static_rate") or 1380.0
+    seed = int(sim.pop("seed", 42))
+    return SimulatedMarket(symbols, seed=seed, venues=venues, usdkrw=float(usdkrw), **sim)

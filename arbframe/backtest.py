@@ -1,0 +1,638 @@
+"""Record market snapshots and replay them through the engine (``arbframe record``, ``arbframe run --mode backtest``).
+
+Recording format: JSON lines, gzip-compressed when the file name ends in ``.gz``. Line 1 is a header::
+
+    {"arbframe_recording": 1, "domestic": "upbit", "foreign": "binance", "symbols": ["BTC", "ETH"],
+     "quote_currencies": {"upbit": "KRW", "binance": "USDT"}, "fees": {"upbit": "0.0005", "binance": "0.001"},
+     "rules": {"upbit": {"BTC": [null, "0.00000001", "0.00000001", "5000"]}, ...}, "simulated": true}
+
+(rules are ``[tick_size, step_size, min_qty, min_notional]``). Every further line is one snapshot::
+
+    {"t": "2026-01-01T00:00:00+00:00", "fx": ["1380.12", "simulated", "<fx ts>", "<fx id>"],
+     "b": {"upbit": {"BTC": [[bid_p, bid_q, ...], [ask_p, ask_q, ...]], "USDT": [...]}, "binance": {...}}}
+
+Prices and quantities are decimal strings (exact). A book may carry its own timestamp as a third element.
+
+Replay is deterministic: ids come from a seeded :class:`~arbframe.IdGenerator`, every timestamp from the data,
+and nothing reads the clock, so the same recording and config give byte-identical output files. Book levels are
+converted to decimals lazily (only the levels a VWAP walks), which is what makes replay fast; a malformed value
+still fails with the file name and line number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import json
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from arbframe.engine import Engine, MarketSnapshot
+from arbframe.errors import ArbframeError
+from arbframe.metrics import TradingMetrics
+from arbframe.models import ZERO, BookLevel, Direction, FxRate, IdGenerator, MarketRules, OrderBook, utcnow
+from arbframe.paper import PaperWallet
+from arbframe.strategy import StrategyConfig
+
+if TYPE_CHECKING:
+    from arbframe.plugins import Kernel
+    from arbframe.runner import RunOptions
+
+log = logging.getLogger("arbframe.backtest")
+
+RECORDING_VERSION = 1
+TABLE_FILES = ("spreads.csv", "positions.csv", "orders.csv", "trades.csv", "fx_rates.csv", "errors.csv")
+SUMMARY_FILE = "summary.json"
+CHART_FILE = "premium_equity.png"
+
+
+class BacktestDataError(ArbframeError):
+    """A recording that cannot be replayed; the message names the file and line."""
+
+    exit_status = 2
+
+
+def open_recording(path: str | Path, mode: str) -> IO[str]:
+    """Open a recording for text ``r``/``w``; gzip when the name ends in ``.gz``."""
+    p = Path(path)
+    if p.suffix == ".gz":
+        if "w" in mode:
+            # mtime=0 and no file name in the gzip header: the same snapshots give the same bytes
+            raw = open(p, "wb")  # noqa: SIM115 - closed through the wrapper
+            gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
+            return _ClosingTextWrapper(gz, raw)
+        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8", newline="\n")
+    return open(p, mode, encoding="utf-8", newline="\n")
+
+
+class _ClosingTextWrapper(io.TextIOWrapper):
+    def __init__(self, gz: gzip.GzipFile, raw: IO[bytes]) -> None:
+        super().__init__(gz, encoding="utf-8", newline="\n")
+        self._raw = raw
+
+    def close(self) -> None:
+        super().close()
+        self._raw.close()
+
+
+# ------------------------------------------------------------------------------------------------- encoding
+def _flat(levels: Sequence[BookLevel]) -> list[str]:
+    out: list[str] = []
+    for level in levels:
+        out.append(format(level.price, "f"))
+        out.append(format(level.qty, "f"))
+    return out
+
+
+def _rules_row(r: MarketRules) -> list[str | None]:
+    return [None if r.tick_size is None else format(r.tick_size, "f"), format(r.step_size, "f"),
+            format(r.min_qty, "f"), format(r.min_notional, "f")]
+
+
+def make_header(
+    cfg: StrategyConfig,
+    quote_currencies: Mapping[str, str],
+    fees: Mapping[str, Decimal],
+    rules: Mapping[tuple[str, str], MarketRules],
+    simulated: bool,
+) -> dict[str, Any]:
+    rules_out: dict[str, dict[str, Any]] = {}
+    for (venue, symbol), r in sorted(rules.items()):
+        rules_out.setdefault(venue, {})[symbol] = _rules_row(r)
+    return {
+        "arbframe_recording": RECORDING_VERSION,
+        "domestic": cfg.domestic,
+        "foreign": cfg.foreign,
+        "symbols": list(cfg.symbols),
+        "quote_currencies": dict(quote_currencies),
+        "fees": {k: format(v, "f") for k, v in fees.items()},
+        "rules": rules_out,
+        "simulated": simulated,
+    }
+
+
+def encode_snapshot(snap: MarketSnapshot) -> str:
+    """One JSON line (without the newline) for ``snap``."""
+    ts = snap.ts.isoformat()
+    books: dict[str, dict[str, list[Any]]] = {}
+    for (venue, symbol), book in snap.books.items():
+        entry: list[Any] = [_flat(book.bids), _flat(book.asks)]
+        if book.ts != snap.ts:
+            entry.append(book.ts.isoformat())
+        books.setdefault(venue, {})[symbol] = entry
+    fx = snap.fx
+    fx_row = None if fx is None else [format(fx.rate, "f"), fx.source, fx.ts.isoformat(), fx.id]
+    return json.dumps({"t": ts, "fx": fx_row, "b": books}, separators=(",", ":"))
+
+
+# ------------------------------------------------------------------------------------------------- decoding
+class LazyLevels(Sequence[BookLevel]):
+    """Book levels kept as the recorded strings and turned into :class:`BookLevel` only when read."""
+
+    __slots__ = ("_cache", "_flat", "_where")
+
+    def __init__(self, flat: list[Any], where: str) -> None:
+        self._flat = flat
+        self._cache: list[BookLevel] = []
+        self._where = where
+
+    def __len__(self) -> int:
+        return len(self._flat) >> 1
+
+    def _convert(self, upto: int) -> None:
+        cache, flat = self._cache, self._flat
+        for i in range(len(cache), upto):
+            p, q = flat[2 * i], flat[2 * i + 1]
+            try:
+                if type(p) is not str or type(q) is not str:
+                    raise TypeError
+                price, qty = Decimal(p), Decimal(q)
+                if not (price > 0 and qty > 0):
+                    raise ValueError
+            except (InvalidOperation, TypeError, ValueError):
+                raise BacktestDataError(
+                    f"{self._where}, level {i + 1}: price and quantity must be positive decimal strings, "
+                    f"got {p!r} and {q!r}"
+                ) from None
+            cache.append(BookLevel(price, qty))
+
+    def __getitem__(self, index: Any) -> Any:
+        n = len(self)
+        if isinstance(index, slice):
+            self._convert(n)
+            return tuple(self._cache[index])
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(index)
+        if index >= len(self._cache):
+            self._convert(index + 1)
+        return self._cache[index]
+
+    def __iter__(self) -> Iterator[BookLevel]:
+        cache = self._cache
+        n = len(self)
+        i = 0
+        while i < n:
+            if i >= len(cache):
+                self._convert(i + 1)
+            yield cache[i]
+            i += 1
+
+    def __bool__(self) -> bool:
+        return len(self._flat) > 1
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return f"LazyLevels({len(self)} levels)"
+
+
+def _parse_ts(value: Any, where: str, what: str) -> datetime:
+    if type(value) is not str:
+        raise BacktestDataError(f"{where}: {what} must be an ISO-8601 timestamp string, got {value!r}")
+    try:
+        ts = datetime.fromisoformat(value)
+    except ValueError:
+        raise BacktestDataError(f"{where}: {what} is not an ISO-8601 timestamp: {value!r}") from None
+    if ts.tzinfo is None:
+        raise BacktestDataError(f"{where}: {what} has no time zone: {value!r}")
+    return ts
+
+
+class RecordingReader:
+    """Iterates a recording: :attr:`header`, then :class:`MarketSnapshot` objects, with line-numbered errors."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            raise BacktestDataError(f"recording not found: {self.path}")
+        self._fh = open_recording(self.path, "r")
+        self.lineno = 0
+        first = self._next_line()
+        if first is None:
+            raise BacktestDataError(f"{self.path}: empty recording (no header line)")
+        header = self._json(first)
+        if not isinstance(header, dict) or header.get("arbframe_recording") != RECORDING_VERSION:
+            raise BacktestDataError(
+                f"{self.path}:1: not an arbframe recording header (expected \"arbframe_recording\": "
+                f"{RECORDING_VERSION})"
+            )
+        self.header = header
+        self.simulated = bool(header.get("simulated", False))
+        self._fx_cache: tuple[Any, FxRate] | None = None
+
+    def _next_line(self) -> str | None:
+        try:
+            line = self._fh.readline()
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise BacktestDataError(f"{self.path}:{self.lineno + 1}: cannot read ({exc})") from None
+        if not line:
+            return None
+        self.lineno += 1
+        return line
+
+    def _json(self, line: str) -> Any:
+        try:
+            return json.loads(line)
+        except json.JSONDecodeError as exc:
+            hint = " (truncated line?)" if not line.endswith("\n") or exc.pos >= len(line.rstrip()) else ""
+            raise BacktestDataError(
+                f"{self.path}:{self.lineno}: not valid JSON{hint}: {exc.msg} at column {exc.colno}"
+            ) from None
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __iter__(self) -> Iterator[MarketSnapshot]:
+        try:
+            while True:
+                line = self._next_line()
+                if line is None:
+                    return
+                if not line.strip():
+                    continue
+                yield self.decode(self._json(line))
+        finally:
+            self.close()
+
+    def decode(self, row: Any) -> MarketSnapshot:
+        where = f"{self.path}:{self.lineno}"
+        if type(row) is not dict:
+            raise BacktestDataError(f"{where}: a snapshot must be a JSON object, got {type(row).__name__}")
+        try:
+            t, fx_row, b = row["t"], row["fx"], row["b"]
+        except KeyError as exc:
+            raise BacktestDataError(f"{where}: snapshot is missing the key {exc.args[0]!r}") from None
+        ts = _parse_ts(t, where, '"t"')
+        fx = self._fx(fx_row, where)
+        if type(b) is not dict:
+            raise BacktestDataError(f"{where}: \"b\" must map venue -> symbol -> [bids, asks]")
+        simulated = self.simulated
+        books: dict[tuple[str, str], OrderBook] = {}
+        for venue, symbols in b.items():
+            if type(symbols) is not dict:
+                raise BacktestDataError(f"{where}: books of {venue!r} must be an object of symbol -> [bids, asks]")
+            for symbol, entry in symbols.items():
+                if type(entry) is not list or len(entry) not in (2, 3):
+                    raise BacktestDataError(f"{where}: book {venue}/{symbol} must be [bids, asks] or [bids, asks, ts]")
+                bids, asks = entry[0], entry[1]
+                if type(bids) is not list or type(asks) is not list or len(bids) % 2 or len(asks) % 2:
+                    raise BacktestDataError(
+                        f"{where}: book {venue}/{symbol}: bids and asks must be flat lists of price, quantity pairs"
+                    )
+                book_ts = _parse_ts(entry[2], where, f"book {venue}/{symbol} timestamp") if len(entry) == 3 else ts
+                bid_levels = LazyLevels(bids, f"{where}: book {venue}/{symbol} bids")
+                ask_levels = LazyLevels(asks, f"{where}: book {venue}/{symbol} asks")
+                if bids:
+                    bid_levels[0]  # validate the top of each side eagerly
+                if asks:
+                    ask_levels[0]
+                books[(venue, symbol)] = OrderBook(venue, symbol, bid_levels, ask_levels, book_ts,  # type: ignore[arg-type]
+                                                   simulated)
+        return MarketSnapshot(ts, books, fx, simulated)
+
+    def _fx(self, fx_row: Any, where: str) -> FxRate | None:
+        if fx_row is None:
+            return None
+        cached = self._fx_cache
+        if cached is not None and cached[0] == fx_row:
+            return cached[1]
+        if type(fx_row) is not list or len(fx_row) != 4:
+            raise BacktestDataError(f"{where}: \"fx\" must be [rate, source, ts, id] or null, got {fx_row!r}")
+        rate_text, source, fx_ts, fx_id = fx_row
+        try:
+            if type(rate_text) is not str:
+                raise TypeError
+            rate = Decimal(rate_text)
+            if not rate > 0:
+                raise ValueError
+        except (InvalidOperation, TypeError, ValueError):
+            raise BacktestDataError(f"{where}: FX rate must be a positive decimal string, got {rate_text!r}") from None
+        if type(source) is not str or type(fx_id) is not str:
+            raise BacktestDataError(f"{where}: FX source and id must be strings")
+        fx = FxRate(id=fx_id, ts=_parse_ts(fx_ts, where, "FX timestamp"), rate=rate, source=source,
+                    simulated=self.simulated)
+        self._fx_cache = (fx_row, fx)
+        return fx
+
+    def rules(self) -> dict[tuple[str, str], MarketRules]:
+        out = {}
+        try:
+            for venue, symbols in (self.header.get("rules") or {}).items():
+                for symbol, row in symbols.items():
+                    tick, step, min_qty, min_notional = row
+                    out[(venue, symbol)] = MarketRules(
+                        symbol, None if tick is None else Decimal(tick), Decimal(step), Decimal(min_qty),
+                        Decimal(min_notional),
+                    )
+        except (TypeError, ValueError, InvalidOperation) as exc:
+            raise BacktestDataError(f"{self.path}:1: bad \"rules\" in the header ({exc!r})") from None
+        return out
+
+
+# --------------------------------------------------------------------------------------------------- replay
+@dataclass
+class BacktestSummary:
+    snapshots: int = 0
+    first_ts: str | None = None
+    last_ts: str | None = None
+    trades: int = 0
+    wins: int = 0
+    win_rate: float = 0.0
+    realized_pnl_krw: str = "0"
+    unrealized_pnl_krw: str = "0"
+    open_positions: int = 0
+    max_drawdown_krw: str = "0"
+    premium_range: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    simulated: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
+
+    def table(self) -> str:
+        rows = [
+            ("snapshots", str(self.snapshots)),
+            ("period", f"{self.first_ts} .. {self.last_ts}"),
+            ("trades (closed positions)", str(self.trades)),
+            ("win rate", f"{self.win_rate * 100:.1f}%"),
+            ("realized PnL (KRW)", f"{Decimal(self.realized_pnl_krw).quantize(Decimal(1)):,}"),
+            ("unrealized PnL at end (KRW)", f"{Decimal(self.unrealized_pnl_krw).quantize(Decimal(1)):,}"),
+            ("open positions at end", str(self.open_positions)),
+            ("max drawdown (KRW)", f"{Decimal(self.max_drawdown_krw).quantize(Decimal(1)):,}"),
+        ]
+        for direction, rng in sorted(self.premium_range.items()):
+            lo, hi = rng.get("min"), rng.get("max")
+            text = "n/a" if lo is None else f"{float(lo) * 100:+.3f}% .. {float(hi) * 100:+.3f}%"  # type: ignore[arg-type]
+            rows.append((f"premium range ({direction})", text))
+        width = max(len(k) for k, _ in rows)
+        note = " [simulated data]" if self.simulated else ""
+        lines = [f"[BACKTEST] summary{note}"] + [f"[BACKTEST]   {k.ljust(width)}  {v}" for k, v in rows]
+        return "\n".join(lines)
+
+
+def build_engine(
+    reader: RecordingReader,
+    config: Mapping[str, Any],
+    storage: Any,
+    *,
+    metrics: TradingMetrics | None = None,
+    notify: Any = None,
+    seed: int = 42,
+) -> Engine:
+    """The engine a replay runs: strategy from ``config``, venues, fees and rules from the recording header."""
+    h = reader.header
+    cfg = StrategyConfig.from_config(config)
+    domestic, foreign = str(h.get("domestic")), str(h.get("foreign"))
+    symbols = tuple(s for s in cfg.symbols if s in (h.get("symbols") or []))
+    if not symbols:
+        raise BacktestDataError(
+            f"{reader.path}: the recording holds symbols {h.get('symbols')}, none of arbitrage.symbols {cfg.symbols}"
+        )
+    from dataclasses import replace
+
+    cfg = replace(cfg, domestic=domestic, foreign=foreign, symbols=symbols)
+    quotes = dict(h.get("quote_currencies") or {})
+    fees = h.get("fees") or {}
+    try:
+        fee_d, fee_f = Decimal(fees[domestic]), Decimal(fees[foreign])
+    except (KeyError, InvalidOperation, TypeError):
+        raise BacktestDataError(f"{reader.path}:1: the header lacks valid fees for {domestic} and {foreign}") from None
+    rules = reader.rules()
+    for venue in (domestic, foreign):
+        for symbol in symbols:
+            if (venue, symbol) not in rules:
+                raise BacktestDataError(f"{reader.path}:1: the header lacks rules for {venue}/{symbol}")
+    from arbframe.runner import DEFAULT_BALANCES
+
+    paper = (config.get("paper") or {}).get("balances") or {}
+    wallets = {
+        venue: PaperWallet(venue, quotes.get(venue, ""), {
+            k: str(v) for k, v in (paper.get(venue) or DEFAULT_BALANCES.get(quotes.get(venue, ""), {})).items()
+        })
+        for venue in (domestic, foreign)
+    }
+    return Engine(
+        cfg, storage=storage, fee_domestic=fee_d, fee_foreign=fee_f, rules=rules, quote_currencies=quotes,
+        wallets=wallets, ids=IdGenerator(seed), cache=None, metrics=metrics, notify=notify,
+        simulated=reader.simulated,
+        log_spreads=bool((config.get("arbitrage") or {}).get("log_spreads", True)),
+    )
+
+
+def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[Any, ...]] | None = None
+           ) -> BacktestSummary:
+    """Run every snapshot of ``reader`` through ``engine`` as fast as it goes; returns the summary."""
+    summary = BacktestSummary(simulated=reader.simulated)
+    stats = engine.stats
+    storage = engine.storage
+    peak = ZERO
+    max_dd = ZERO
+    lo: dict[Direction, Decimal] = {}
+    hi: dict[Direction, Decimal] = {}
+    first = last = None
+    n = 0
+    fx_logged: str | None = None
+    process = engine.process
+    for snap in reader:
+        if first is None:
+            first = snap.ts
+        last = snap.ts
+        fx = snap.fx
+        if fx is not None and fx.id != fx_logged:
+            fx_logged = fx.id
+            storage.log_fx_rate(fx)
+        result = process(snap)
+        n += 1
+        for s in result.spreads:
+            p = s.premium
+            d = s.direction
+            cur = lo.get(d)
+            if cur is None or p < cur:
+                lo[d] = p
+            cur = hi.get(d)
+            if cur is None or p > cur:
+                hi[d] = p
+        equity = stats.total_pnl_krw + stats.unrealized_pnl_krw
+        if equity > peak:
+            peak = equity
+        elif peak - equity > max_dd:
+            max_dd = peak - equity
+        if chart_points is not None:
+            kim = next((float(s.premium) for s in result.spreads if s.direction is Direction.KIMCHI), None)
+            chart_points.append((snap.ts, kim, float(equity)))
+    storage.flush()
+    summary.snapshots = n
+    summary.first_ts = first.isoformat() if first else None
+    summary.last_ts = last.isoformat() if last else None
+    summary.trades = stats.trades
+    summary.wins = stats.wins
+    summary.win_rate = round(stats.win_rate, 6)
+    summary.realized_pnl_krw = format(stats.total_pnl_krw.quantize(Decimal("0.0001")), "f")
+    summary.unrealized_pnl_krw = format(stats.unrealized_pnl_krw.quantize(Decimal("0.0001")), "f")
+    summary.open_positions = len(engine.positions)
+    summary.max_drawdown_krw = format(max_dd.quantize(Decimal("0.0001")), "f")
+    for d in Direction:
+        summary.premium_range[d.value] = {
+            "min": None if d not in lo else format(lo[d], "f"),
+            "max": None if d not in hi else format(hi[d], "f"),
+        }
+    return summary
+
+
+def write_chart(points: list[tuple[Any, ...]], path: Path) -> bool:
+    """Premium and equity over time as a PNG; False (and a log line) when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("[BACKTEST] no chart: matplotlib is not installed (pip install 'arbframe[plot]')")
+        return False
+    xs = [p[0] for p in points]
+    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
+    ax1.plot(xs, [None if p[1] is None else p[1] * 100 for p in points], linewidth=0.8)
+    ax1.set_ylabel("kimchi premium (%)")
+    ax2.plot(xs, [p[2] for p in points], linewidth=0.8, color="tab:green")
+    ax2.set_ylabel("equity (KRW)")
+    fig.tight_layout()
+    fig.savefig(path, metadata={"Software": None})
+    plt.close(fig)
+    return True
+
+
+# ------------------------------------------------------------------------------------------------- commands
+def output_dir(opts: RunOptions, config: Mapping[str, Any]) -> Path:
+    bt = config.get("backtest") or {}
+    return Path(opts.output or bt.get("output_dir") or "data/backtest")
+
+
+def backtest_overrides(opts: RunOptions, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Config overrides for a replay: CSV output goes to the backtest output directory."""
+    storage = config.get("storage") or {}
+    if storage.get("backend", "csv") in ("csv", "hybrid"):
+        return {"storage": {"csv": {"data_dir": str(output_dir(opts, config))}}}
+    return {}
+
+
+def run_backtest(kernel: Kernel, opts: RunOptions) -> int:
+    """``arbframe run --mode backtest --data FILE``."""
+    config = kernel.config
+    bt = config.get("backtest") or {}
+    data = opts.data or bt.get("data")
+    if not data:
+        kernel.close()
+        raise BacktestDataError("--mode backtest needs --data FILE (a recording made with `arbframe record`)")
+    out = output_dir(opts, config)
+    existing = [name for name in (*TABLE_FILES, SUMMARY_FILE) if (out / name).exists()]
+    if existing:
+        if not opts.force:
+            kernel.close()
+            raise BacktestDataError(
+                f"output directory {out} already holds {', '.join(existing)}; choose another --output or pass "
+                "--force to replace them"
+            )
+        for name in (*existing, CHART_FILE):
+            (out / name).unlink(missing_ok=True)
+    reader = RecordingReader(data)
+    storage = kernel.load_storage()
+    metrics = TradingMetrics.get(kernel.registry)
+    try:
+        engine = build_engine(reader, config, storage, metrics=metrics, notify=kernel.notify,
+                              seed=int(bt.get("seed", 42)))
+        metrics.simulated.set(1 if reader.simulated else 0)
+        note = " [simulated data]" if reader.simulated else ""
+        log.info("[BACKTEST] replaying %s (%s/%s, symbols=%s) into %s%s", reader.path, engine.domestic,
+                 engine.foreign, list(engine.cfg.symbols), storage.describe(), note)
+        want_chart = bool(bt.get("chart", True))
+        points: list[tuple[Any, ...]] | None = [] if want_chart else None
+        t0 = time.perf_counter()
+        summary = replay(reader, engine, chart_points=points)
+        elapsed = time.perf_counter() - t0
+        out.mkdir(parents=True, exist_ok=True)
+        (out / SUMMARY_FILE).write_text(summary.to_json(), encoding="utf-8")
+        for line in summary.table().splitlines():
+            log.info("%s", line)
+        rate = summary.snapshots / elapsed if elapsed > 0 else float("inf")
+        log.info("[BACKTEST] %d snapshots in %.2fs (%.0f snapshots/s); summary: %s", summary.snapshots, elapsed,
+                 rate, out / SUMMARY_FILE)
+        print(summary.table())
+        if points is not None and points and write_chart(points, out / CHART_FILE):
+            log.info("[BACKTEST] chart: %s", out / CHART_FILE)
+    finally:
+        reader.close()
+        kernel.close()
+    return 0
+
+
+async def record_loop(kernel: Kernel, opts: RunOptions, path: Path) -> int:
+    """``arbframe record``: save one snapshot per interval until a stop condition."""
+    from arbframe.runner import StopSignal, TradingService, _interval, paced
+
+    mock = bool(kernel.context.mock if opts.mock is None else opts.mock)
+    service = TradingService(kernel, mock=mock, with_engine=False)
+    stop = StopSignal()
+    stop.install()
+    count = 0
+    fh: IO[str] | None = None
+    try:
+        await service.start()
+        quotes = {n: e.quote_currency for n, e in service.exchanges.items()}
+        fees = {n: e.fee_rate for n, e in service.exchanges.items()}
+        header = make_header(service.cfg, quotes, fees, service.rules, mock)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open_recording(path, "w")
+        fh.write(json.dumps(header, separators=(",", ":")) + "\n")
+        interval = _interval(opts, kernel.config)
+        note = service.note()
+        log.info("[RECORD] recording snapshots to %s (interval=%gs)%s", path, interval, note)
+        async for _ in paced(opts, interval, stop):
+            snap = await service.snapshot()
+            fh.write(encode_snapshot(snap) + "\n")
+            fh.flush()
+            count += 1
+            if count % 100 == 0 or count == 1:
+                log.info("[RECORD] %d snapshots written%s", count, note)
+    finally:
+        stop.uninstall()
+        if fh is not None:
+            fh.close()
+        log.info("[RECORD] done: %d snapshots in %s", count, path)
+        await service.close()
+    return 0
+
+
+def default_recording_path() -> Path:
+    return Path("data/recordings") / (utcnow().astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + ".jsonl.gz")
+
+
+def record(opts: RunOptions, configs: list[str], output: str | None) -> int:
+    from arbframe.config import load_config
+    from arbframe.plugins import Kernel, validate_selected
+
+    overrides: dict[str, Any] = {}
+    if opts.mock is not None:
+        overrides["mock_mode"] = opts.mock
+    config = load_config(configs, overrides=overrides)
+    kernel = Kernel(config, mode="paper", mock=bool(config.get("mock_mode", False)))
+    try:
+        validate_selected(kernel)
+    except Exception:
+        kernel.close()
+        raise
+    path = Path(output) if output else default_recording_path()
+    return asyncio.run(record_loop(kernel, opts, path))

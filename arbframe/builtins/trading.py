@@ -1,0 +1,136 @@
+"""The trading core as a builtin plugin: JSON Schema fragments of the sections it owns.
+
+Sections: ``arbitrage`` (venue pair, symbols, thresholds, limits), ``fx`` (only ``max_age_seconds`` here; the
+source drivers add theirs), ``paper`` (paper wallets, id seed), ``simulation`` (the simulated market of mock
+mode), ``backtest`` (replay output) and ``live`` (the explicit confirmation switch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from arbframe.hookspecs import hookimpl
+
+ARBFRAME_API_VERSION = 1
+
+_NUM = {"type": "number"}
+_NONNEG = {"type": "number", "minimum": 0}
+_POS = {"type": "number", "exclusiveMinimum": 0}
+_RATIO = {"type": "number", "minimum": -1, "maximum": 10}
+_OPT_POS = {"type": ["number", "null"], "exclusiveMinimum": 0}
+_BALANCES = {
+    "type": "object",
+    "description": "venue -> {asset: amount}",
+    "additionalProperties": {
+        "type": "object",
+        "additionalProperties": {"type": ["number", "string"]},
+    },
+}
+
+ARBITRAGE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "the venue pair, symbols, entry/exit rules and risk limits of the strategy",
+    "properties": {
+        "domestic": {"type": "string", "minLength": 1, "description": "KRW venue (exchange plugin name)"},
+        "foreign": {"type": "string", "minLength": 1, "description": "USDT venue (exchange plugin name)"},
+        "symbols": {
+            "type": "array", "minItems": 1, "uniqueItems": True,
+            "items": {"type": "string", "pattern": "^[A-Za-z0-9]{1,20}$"},
+        },
+        "directions": {
+            "type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": ["kimchi", "reverse"]},
+        },
+        "order_notional_krw": {**_POS, "description": "KRW value of one position (each leg)"},
+        "entry_threshold": {**_RATIO, "description": "net premium (after round-trip fees) that opens a position"},
+        "exit_threshold": {**_RATIO, "description": "close when the premium at closing prices falls to this"},
+        "safety_margin": {**_NONNEG, "description": "subtracted from the premium on top of the fees"},
+        "max_position_notional_krw": _POS,
+        "max_total_notional_krw": _POS,
+        "max_open_positions": {"type": "integer", "minimum": 0},
+        "max_positions_per_symbol": {"type": "integer", "minimum": 0},
+        "cooldown_seconds": _NONNEG,
+        "stop_loss_premium": {**_OPT_POS, "description": "close when the premium moves this far against entry"},
+        "max_holding_seconds": {**_OPT_POS, "description": "close positions held this long"},
+        "max_daily_loss_krw": {**_OPT_POS, "description": "no new entries once the day's realized loss reaches it"},
+        "max_fx_age_seconds": {**_POS, "description": "older FX rates block new entries (default fx.max_age_seconds)"},
+        "max_book_age_seconds": {**_OPT_POS, "description": "older order books block new entries"},
+        "book_depth": {"type": "integer", "minimum": 1, "maximum": 200},
+        "use_tether": {"type": "boolean", "description": "also read the domestic KRW-USDT book (tether premium)"},
+        "log_spreads": {"type": "boolean", "description": "record every spread (both directions, every tick)"},
+        "timezone": {"type": "string", "minLength": 1, "description": "day boundary of daily PnL (Asia/Seoul)"},
+    },
+    "additionalProperties": False,
+}
+
+FX_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "max_age_seconds": {**_POS, "description": "an FX rate older than this blocks new entries"},
+    },
+}
+
+PAPER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "paper execution",
+    "properties": {
+        "balances": _BALANCES,
+        "seed": {"type": ["integer", "null"], "description": "seed of record ids (null: random ids)"},
+    },
+    "additionalProperties": False,
+}
+
+SIMULATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "the simulated market used in mock mode",
+    "properties": {
+        "seed": {"type": "integer"},
+        "tick_seconds": _POS,
+        "premium_mean": _NUM,
+        "premium_sigma": _NONNEG,
+        "premium_reversion": _NONNEG,
+        "excursion_prob": {"type": "number", "minimum": 0, "maximum": 1},
+        "excursion_min": _NONNEG,
+        "excursion_max": _NONNEG,
+        "excursion_up_prob": {"type": "number", "minimum": 0, "maximum": 1},
+        "tether_mean": _NUM,
+        "price_sigma": _NONNEG,
+        "spread_bps": _NONNEG,
+        "level_gap_bps": _NONNEG,
+        "level_notional_usd": _POS,
+        "base_prices": {"type": "object", "additionalProperties": _POS},
+        "usdkrw": {**_POS, "description": "starting USD/KRW (default: fx.static_rate)"},
+    },
+    "additionalProperties": False,
+}
+
+BACKTEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "data": {"type": ["string", "null"], "description": "recorded snapshots (JSON lines, .gz allowed)"},
+        "output_dir": {"type": "string", "minLength": 1, "description": "where the replay writes its files"},
+        "chart": {"type": "boolean", "description": "write premium_equity.png when matplotlib is installed"},
+        "seed": {"type": "integer", "description": "seed of the ids the replay writes"},
+    },
+    "additionalProperties": False,
+}
+
+LIVE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "confirm": {"type": "boolean", "description": "must be true (with credentials) for --mode live"},
+    },
+    "additionalProperties": False,
+}
+
+
+@hookimpl
+def arbframe_config_schema() -> Mapping[str, Mapping[str, Any]]:
+    return {
+        "arbitrage": ARBITRAGE_SCHEMA,
+        "fx": FX_SCHEMA,
+        "paper": PAPER_SCHEMA,
+        "simulation": SIMULATION_SCHEMA,
+        "backtest": BACKTEST_SCHEMA,
+        "live": LIVE_SCHEMA,
+    }

@@ -1,0 +1,454 @@
+"""The service loop behind ``arbframe run`` (seed D3 ``run_bot_service.py`` and D4 ``run_live.py``).
+
+:class:`TradingService` builds everything a tick needs from a :class:`~arbframe.plugins.Kernel`: the simulated
+market (mock mode), both exchanges, the FX service (source -> cache -> read back), storage, cache, the trading
+metrics and the :class:`~arbframe.engine.Engine`; :meth:`TradingService.snapshot` gathers one
+:class:`~arbframe.engine.MarketSnapshot` (all books concurrently). :func:`run_loop` runs ticks at an interval
+until ``--once``, ``--max-iterations``, ``--duration`` or SIGINT/SIGTERM; a signal lets the current tick finish,
+then storage is flushed, the final metrics are logged and the exit status is 0. ``arbframe record`` reuses the
+same service to save snapshots (see :mod:`arbframe.backtest`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from arbframe.engine import Engine, MarketSnapshot
+from arbframe.errors import ArbframeError
+from arbframe.metrics import TradingMetrics, format_metrics_summary
+from arbframe.models import ErrorRecord, FxRate, IdGenerator, MarketRules, new_id, utcnow
+from arbframe.paper import PaperWallet
+from arbframe.strategy import StrategyConfig
+
+if TYPE_CHECKING:
+    from arbframe.interfaces import Cache, Exchange, Storage
+    from arbframe.plugins import Kernel
+    from arbframe.simulation import SimulatedMarket
+
+log = logging.getLogger("arbframe.runner")
+
+DEFAULT_BALANCES = {
+    "KRW": {"KRW": "50000000", "BTC": "0.5", "ETH": "10"},
+    "USDT": {"USDT": "40000", "BTC": "0.5", "ETH": "10"},
+}
+
+
+class LiveModeRefused(ArbframeError):
+    """``--mode live`` cannot start; the message says why."""
+
+    exit_status = 2
+
+
+@dataclass
+class RunOptions:
+    mode: str = "paper"
+    once: bool = False
+    interval: float | None = None
+    duration: float | None = None
+    max_iterations: int | None = None
+    mock: bool | None = None
+    data: str | None = None
+    output: str | None = None
+    force: bool = False
+
+
+# ------------------------------------------------------------------------------------------------ live gate
+def _has_credentials(section: Mapping[str, Any] | None) -> bool:
+    section = section or {}
+    return bool(str(section.get("api_key") or "").strip()) and bool(str(section.get("api_secret") or "").strip())
+
+
+def live_refusal(config: Mapping[str, Any]) -> str | None:
+    """Why ``--mode live`` must not start (None would mean it may). Real order execution is its own issue."""
+    arb = config.get("arbitrage") or {}
+    venues = [str(arb.get("domestic", "upbit")), str(arb.get("foreign", "binance"))]
+    missing = [v for v in venues if not _has_credentials(config.get(v))]
+    if missing:
+        return (
+            f"live mode needs API credentials for {', '.join(missing)} "
+            f"({', '.join(f'{v}.api_key/{v}.api_secret' for v in missing)} are empty); refusing to start. "
+            "Use --mode paper, or --mode live --mock to rehearse on the simulated market"
+        )
+    if not (config.get("live") or {}).get("confirm"):
+        return ("live mode places real orders and needs the explicit confirmation setting live.confirm: true; "
+                "refusing to start")
+    return ("live order execution is not available in this version (real orders are a separate feature); "
+            "refusing to start. Use --mode paper to trade on paper with live market data")
+
+
+# ------------------------------------------------------------------------------------------------- service
+class TradingService:
+    """Everything one venue pair needs to trade, built from a kernel (see the module docstring)."""
+
+    def __init__(self, kernel: Kernel, *, mock: bool, ids: Any = None, with_engine: bool = True) -> None:
+        self.kernel = kernel
+        self.config = kernel.config
+        self.mock = mock
+        self.cfg = StrategyConfig.from_config(kernel.config)
+        seed = (self.config.get("paper") or {}).get("seed")
+        self.ids = ids or (IdGenerator(int(seed)) if seed is not None else new_id)
+        self.with_engine = with_engine
+        self.market: SimulatedMarket | None = None
+        self.exchanges: dict[str, Exchange] = {}
+        self.storage: Storage | None = None
+        self.cache: Cache | None = None
+        self.fx_service: Any = None
+        self.engine: Engine | None = None
+        self.metrics = TradingMetrics.get(kernel.registry)
+        self.rules: dict[tuple[str, str], MarketRules] = {}
+        self._last_fx_id: str | None = None
+        self._tether_failed = False
+
+    @property
+    def simulated(self) -> bool:
+        return self.mock
+
+    def note(self) -> str:
+        return " [simulated data]" if self.mock else ""
+
+    async def start(self) -> None:
+        k = self.kernel
+        cfg = self.cfg
+        log.info("[BOT] Initializing bot service...")
+        self.storage = k.load_storage()
+        log.info("[BOT] Storage initialized: %s", self.storage.describe())
+        self.cache = k.load_cache()
+        log.info("[BOT] Cache initialized: %s (available=%s)", self.cache.describe(), self.cache.available)
+        if self.mock:
+            from arbframe.simulation import market_from_config
+
+            self.market = market_from_config(self.config)
+            k.context.market = self.market
+            k.context.mock = True
+            log.warning("[BOT] MOCK MODE: quotes come from the simulated market (seed=%s); every price, spread and "
+                        "PnL below is simulated", self.market.seed)
+        for name in (cfg.domestic, cfg.foreign):
+            exchange = k.load_exchange(name)
+            await exchange.connect()
+            self.exchanges[name] = exchange
+            log.info("[BOT] Exchange %s initialized (mock=%s, quote=%s, fee=%s)", name,
+                     getattr(exchange, "simulated", False), exchange.quote_currency, exchange.fee_rate)
+        for name, exchange in self.exchanges.items():
+            for symbol in cfg.symbols:
+                self.rules[(name, symbol)] = exchange.market_rules(symbol)
+        self.fx_service = self._build_fx()
+        self.metrics.simulated.set(1 if self.mock else 0)
+        log.info("[BOT] Metrics collector initialized")
+        if self.with_engine:
+            self.engine = self._build_engine()
+            resumed = self.engine.resume(self.storage.load_positions())
+            for p in resumed:
+                log.info("[BOT] resumed open position %s: %s %s qty=%s opened %s", p.id, p.direction.value,
+                         p.symbol, p.qty, p.opened_at.isoformat())
+        redis_cfg = self.config.get("redis") or {}
+        log.info("[BOT] Config: fx_mode=%s storage_backend=%s redis_enabled=%s mode=%s mock=%s",
+                 (self.config.get("fx") or {}).get("source", "static"),
+                 (self.config.get("storage") or {}).get("backend", "csv"),
+                 bool(redis_cfg.get("enabled")), k.context.mode, self.mock)
+        k.notify("arbframe_startup", context=k.context)
+
+    def _build_fx(self) -> Any:
+        from arbframe.fx import FxService
+
+        fx_cfg = self.config.get("fx") or {}
+        if self.mock:
+            from arbframe.simulation import SimulatedFxSource
+
+            source: Any = SimulatedFxSource(self.market)  # type: ignore[arg-type]
+            log.info("[BOT] FX: simulated USD/KRW from the simulated market (mock mode; fx.source=%s not used)",
+                     fx_cfg.get("source", "static"))
+        else:
+            source = self.kernel.load_fx_source()
+            log.info("[BOT] FX source: %s", getattr(source, "name", type(source).__name__))
+        ttl = int((self.config.get("redis") or {}).get("health_ttl_seconds", 60))
+        return FxService(source, self.cache, ttl_seconds=ttl, max_age_seconds=self.cfg.max_fx_age_seconds)
+
+    def wallets(self) -> dict[str, PaperWallet]:
+        paper = (self.config.get("paper") or {}).get("balances") or {}
+        out = {}
+        for name, exchange in self.exchanges.items():
+            ccy = exchange.quote_currency
+            balances = paper.get(name) or DEFAULT_BALANCES.get(ccy, {})
+            out[name] = PaperWallet(name, ccy, {k: str(v) for k, v in balances.items()})
+        return out
+
+    def _build_engine(self) -> Engine:
+        cfg = self.cfg
+        d, f = self.exchanges[cfg.domestic], self.exchanges[cfg.foreign]
+        redis_cfg = self.config.get("redis") or {}
+        return Engine(
+            cfg,
+            storage=self.storage,  # type: ignore[arg-type]
+            fee_domestic=d.fee_rate,
+            fee_foreign=f.fee_rate,
+            rules=self.rules,
+            quote_currencies={n: e.quote_currency for n, e in self.exchanges.items()},
+            wallets=self.wallets(),
+            ids=self.ids,
+            cache=self.cache,
+            service_name=self.kernel.context.service_name,
+            cache_ttl_seconds=int(redis_cfg.get("health_ttl_seconds", 60)),
+            publish_fx=False,  # the FX service publishes on refresh
+            metrics=self.metrics,
+            notify=self.kernel.notify,
+            simulated=self.mock,
+            log_spreads=bool((self.config.get("arbitrage") or {}).get("log_spreads", True)),
+        )
+
+    async def current_fx(self) -> FxRate | None:
+        from arbframe.fx import FxUnavailable
+
+        try:
+            fx = await self.fx_service.current()
+        except FxUnavailable as exc:
+            log.warning("[BOT] %s", exc)
+            return None
+        if fx.id != self._last_fx_id:
+            self._last_fx_id = fx.id
+            if self.storage is not None:
+                self.storage.log_fx_rate(fx)
+        return fx
+
+    async def snapshot(self) -> MarketSnapshot:
+        """Advance the simulated market (mock) and gather every book and the FX rate concurrently."""
+        if self.market is not None:
+            self.market.step(utcnow())
+        cfg = self.cfg
+        keys = [(venue, symbol) for symbol in cfg.symbols for venue in (cfg.domestic, cfg.foreign)]
+        if cfg.use_tether and not self._tether_failed:
+            keys.append((cfg.domestic, "USDT"))
+        tasks = [self.exchanges[v].fetch_order_book(s, cfg.book_depth) for v, s in keys]
+        results = await asyncio.gather(self.current_fx(), *tasks, return_exceptions=True)
+        fx = results[0]
+        if isinstance(fx, BaseException):
+            log.warning("[BOT] FX rate unavailable: %r", fx)
+            fx = None
+        books = {}
+        now = utcnow()
+        for key, book in zip(keys, results[1:], strict=True):
+            if isinstance(book, BaseException):
+                if key[1] == "USDT" and key[0] == cfg.domestic:
+                    self._tether_failed = True
+                    log.info("[BOT] KRW-USDT book unavailable on %s (%r): tether premium not recorded", key[0], book)
+                    continue
+                self.record_error(f"{key[0]}", f"order book {key[1]} unavailable: {book!r}", now)
+                continue
+            books[key] = book
+        return MarketSnapshot(now, books, fx, simulated=self.mock)
+
+    def record_error(self, component: str, message: str, now: Any = None) -> None:
+        log.warning("[BOT] %s: %s", component, message)
+        error = ErrorRecord(id=new_id(), ts=now or utcnow(), component=component, message=message, kind="market_data")
+        if self.storage is not None:
+            self.storage.log_error(error)
+        self.kernel.notify("arbframe_on_error", error=error)
+
+    def log_tick(self, snap: MarketSnapshot, result: Any) -> None:
+        by_symbol: dict[str, list[str]] = {}
+        for s in result.spreads:
+            by_symbol.setdefault(s.symbol, []).append(
+                f"{s.direction.value}={float(s.premium) * 100:+.3f}% (net {float(s.net_premium) * 100:+.3f}%)"
+            )
+        fx = snap.fx
+        fx_text = f"fx={fx.rate} ({fx.source}, {fx.age_seconds(snap.ts):.0f}s)" if fx is not None else "fx=none"
+        tether = next((s.tether_premium for s in result.spreads if s.tether_premium is not None), None)
+        tether_text = f" tether={float(tether) * 100:+.3f}%" if tether is not None else ""
+        for symbol, parts in by_symbol.items():
+            log.info("[BOT] %s %s %s%s%s", symbol, " ".join(parts), fx_text, tether_text, self.note())
+
+    def metrics_line(self) -> str:
+        assert self.engine is not None
+        return format_metrics_summary(self.engine.stats.snapshot(utcnow())) + self.note()
+
+    async def close(self) -> None:
+        k = self.kernel
+        if self.storage is not None:
+            try:
+                self.storage.flush()
+            except Exception as exc:
+                log.error("[BOT] final storage flush failed: %r", exc)
+        k.notify("arbframe_shutdown", context=k.context)
+        for exchange in self.exchanges.values():
+            try:
+                await exchange.close()
+            except Exception as exc:
+                log.warning("[BOT] closing %s failed: %r", exchange.name, exc)
+        if self.fx_service is not None:
+            try:
+                await self.fx_service.close()
+            except Exception as exc:
+                log.debug("closing FX source failed: %r", exc)
+        k.close()
+
+
+# ------------------------------------------------------------------------------------------------ run loop
+class StopSignal:
+    """SIGINT/SIGTERM set an event; the current tick finishes first."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.received: str | None = None
+        self._installed: list[int] = []
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+                self._installed.append(sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # non-main thread or platform without it
+                pass
+
+    def _on_signal(self, sig: int) -> None:
+        self.received = signal.Signals(sig).name
+        log.info("[BOT] received %s: finishing the current tick, then shutting down", self.received)
+        self.event.set()
+
+    def uninstall(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._installed:
+            loop.remove_signal_handler(sig)
+        self._installed.clear()
+
+
+def _interval(opts: RunOptions, config: Mapping[str, Any]) -> float:
+    if opts.interval is not None:
+        return float(opts.interval)
+    return float((config.get("service") or {}).get("interval_seconds", 30))
+
+
+async def paced(opts: RunOptions, interval: float, stop: StopSignal) -> AsyncIterator[int]:
+    """Yield iteration numbers at ``interval`` until --once, --max-iterations, --duration or a signal.
+
+    The body of the ``async for`` runs between yields, so a signal received during a tick lets it finish.
+    """
+    deadline = time.monotonic() + opts.duration if opts.duration is not None else None
+    limit = 1 if opts.once else opts.max_iterations
+    iteration = 0
+    next_tick = time.monotonic()
+    while not stop.event.is_set():
+        iteration += 1
+        yield iteration
+        if limit is not None and iteration >= limit:
+            if opts.once:
+                log.info("[BOT] Exiting (--once mode)")
+            return
+        next_tick += interval
+        now = time.monotonic()
+        if deadline is not None and now >= deadline:
+            log.info("[BOT] Duration of %gs reached", opts.duration)
+            return
+        wait = next_tick - now
+        if wait < 0:
+            next_tick, wait = now, 0.0
+        if deadline is not None:
+            wait = min(wait, deadline - now)
+        try:
+            await asyncio.wait_for(stop.event.wait(), timeout=wait)
+        except asyncio.TimeoutError:
+            pass
+        if deadline is not None and time.monotonic() >= deadline and not stop.event.is_set():
+            log.info("[BOT] Duration of %gs reached", opts.duration)
+            return
+
+
+async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
+    """``arbframe run --mode paper|live``: ticks until a stop condition; 0 on a clean stop."""
+    mock = bool(kernel.context.mock if opts.mock is None else opts.mock)
+    service = TradingService(kernel, mock=mock)
+    stop = StopSignal()
+    stop.install()
+    server = None
+    iterations = 0
+    ready = {"ok": False}
+    try:
+        await service.start()
+        server = await _start_metrics_server(kernel, ready)
+        interval = _interval(opts, kernel.config)
+        log.info("[BOT] Starting bot service loop (interval=%gs, mode=%s%s)", interval, kernel.context.mode,
+                 ", MOCK" if mock else "")
+        log.info("[BOT] %s", service.metrics_line())
+        engine, storage = service.engine, service.storage
+        assert engine is not None and storage is not None
+        backend = (kernel.config.get("storage") or {}).get("backend", "csv")
+        redis_state = "enabled" if (kernel.config.get("redis") or {}).get("enabled") else "disabled"
+        async for _ in paced(opts, interval, stop):
+            snap = await service.snapshot()
+            result = engine.process(snap)
+            storage.flush()
+            iterations += 1
+            ready["ok"] = True
+            service.log_tick(snap, result)
+            log.info("[BOT] %s", service.metrics_line())
+            log.info("[BOT] heartbeat - symbols=%s backend=%s redis=%s%s", list(service.cfg.symbols), backend,
+                     redis_state, service.note())
+    finally:
+        stop.uninstall()
+        if server is not None:
+            try:
+                await server.stop()
+            except Exception as exc:
+                log.debug("stopping the metrics server failed: %r", exc)
+        if service.engine is not None:
+            log.info("[BOT] final %s", service.metrics_line())
+        log.info("[BOT] Shutting down (completed %d iterations)", iterations)
+        await service.close()
+    return 0
+
+
+async def _start_metrics_server(kernel: Kernel, ready: dict[str, bool]) -> Any:
+    if not (kernel.config.get("metrics_server") or {}).get("enabled"):
+        return None
+    from arbframe.health import build_report_async
+    from arbframe.metrics_server import start_from_config
+
+    def ready_provider() -> tuple[bool, str]:
+        return (True, "ticking") if ready["ok"] else (False, "waiting for the first tick")
+
+    server = await start_from_config(
+        kernel.config, kernel.registry, lambda: build_report_async(kernel.health_checks()), ready_provider
+    )
+    if server is not None:
+        log.info("[BOT] Metrics server listening on %s/metrics", server.url)
+    return server
+
+
+def run(opts: RunOptions, configs: list[str]) -> int:
+    """Entry point of ``arbframe run``: load the config, build the kernel, run the chosen mode."""
+    from arbframe.config import load_config
+    from arbframe.plugins import Kernel, validate_selected
+
+    overrides: dict[str, Any] = {"mode": opts.mode}
+    if opts.mock is not None:
+        overrides["mock_mode"] = opts.mock
+    if opts.mode == "backtest":
+        from arbframe.backtest import backtest_overrides
+
+        overrides.update(backtest_overrides(opts, load_config(configs)))
+    config = load_config(configs, overrides=overrides)
+    if opts.mode == "live":
+        if opts.mock:
+            log.warning("[BOT] LIVE MODE REHEARSAL (--mock): no credentials are used, no real order is sent; quotes "
+                        "come from the simulated market and fills are paper fills")
+        else:
+            reason = live_refusal(config)
+            if reason is not None:
+                raise LiveModeRefused(reason)
+    mock = bool(config.get("mock_mode", False))
+    kernel = Kernel(config, mode=opts.mode, mock=mock if opts.mode != "backtest" else False)
+    try:
+        validate_selected(kernel)
+    except Exception:
+        kernel.close()
+        raise
+    if opts.mode == "backtest":
+        from arbframe.backtest import run_backtest
+
+        return run_backtest(kernel, opts)
+    return asyncio.run(run_loop(kernel, opts))
