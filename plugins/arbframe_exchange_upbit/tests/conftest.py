@@ -6,11 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from arbframe_exchange_upbit import UpbitExchange
+from arbframe_exchange_upbit.fake_server import FakeUpbit
 from prometheus_client import CollectorRegistry
 
 from arbframe import PluginContext
-from arbframe_exchange_upbit import UpbitExchange
-from arbframe_exchange_upbit.fake_server import FakeUpbit
 
 ACCESS = "test-access-key"
 SECRET = "test-secret-key"
@@ -68,3 +68,8 @@ async def upbit(make_upbit):
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     value = registry.get_sample_value(name, labels)
     return 0.0 if value is None else value
+
+
+@pytest.fixture
+def context_factory():
+    return make_context

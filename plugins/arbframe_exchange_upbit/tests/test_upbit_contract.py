@@ -4,9 +4,9 @@ WebSocket), and in mock mode against the kernel's simulated market."""
 from __future__ import annotations
 
 import pytest
+from arbframe_exchange_upbit import UpbitError
 
 from arbframe.testing.exchange_kit import ExchangeContract
-from arbframe_exchange_upbit import UpbitError
 
 
 class TestUpbitLiveContract(ExchangeContract):

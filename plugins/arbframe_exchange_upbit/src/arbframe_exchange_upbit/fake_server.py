@@ -301,33 +301,28 @@ class FakeUpbit:
             parts.extend(f"{key}={v}" for v in values)
         return "&".join(parts)
 
-    async def _authenticate(self, request: Any) -> str | None:
-        """The access key, or None after setting ``request['auth_error']``."""
+    async def _authenticate(self, request: Any) -> tuple[str | None, tuple[str, str] | None]:
+        """``(access_key, None)`` or ``(None, (error name, message))``."""
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
-            request["auth_error"] = ("no_authorization_token", "인증 정보가 없습니다. (Authorization header missing)")
-            return None
+            return None, ("no_authorization_token", "인증 정보가 없습니다. (Authorization header missing)")
         try:
             payload = decode_token(header[7:], self.keys.get)
         except JwtError as exc:
             name = "invalid_access_key" if "unknown access key" in str(exc) else "jwt_verification"
-            request["auth_error"] = (name, f"JWT 검증 실패: {exc}")
-            return None
+            return None, (name, f"JWT 검증 실패: {exc}")
         nonce = payload["nonce"]
         if nonce in self.nonces:
-            request["auth_error"] = ("nonce_used", "이미 요청한 nonce값이 다시 사용되었습니다.")
-            return None
+            return None, ("nonce_used", "이미 요청한 nonce값이 다시 사용되었습니다.")
         self.nonces.add(nonce)
         raw = self._raw_body_query(await request.read()) if request.method == "POST" \
             else unquote(request.query_string)
         if raw:
             if payload.get("query_hash_alg", "SHA512") != "SHA512" or payload.get("query_hash") != hash_query(raw):
-                request["auth_error"] = ("invalid_query_payload", "query_hash mismatch (쿼리 해시 불일치)")
-                return None
+                return None, ("invalid_query_payload", "query_hash mismatch (쿼리 해시 불일치)")
         elif "query_hash" in payload and payload["query_hash"] != hash_query(""):
-            request["auth_error"] = ("invalid_query_payload", "query_hash given for a request without parameters")
-            return None
-        return payload["access_key"]
+            return None, ("invalid_query_payload", "query_hash given for a request without parameters")
+        return payload["access_key"], None
 
     @property
     def _middleware(self) -> Any:
@@ -348,7 +343,7 @@ class FakeUpbit:
                 if fault.delay:
                     await asyncio.sleep(fault.delay)
                 if fault.drop and fault.after:
-                    if private and await self._authenticate(request) is not None:
+                    if private and (await self._authenticate(request))[0] is not None:
                         await handler(request)
                     if request.transport is not None:
                         request.transport.close()
@@ -378,11 +373,10 @@ class FakeUpbit:
                 entry.status = 429
                 return self._error(429, "too_many_requests", "Too many API requests.", group)
             if private:
-                access_key = await self._authenticate(request)
+                access_key, problem = await self._authenticate(request)
                 if access_key is None:
                     entry.status = 401
-                    name, message = request["auth_error"]
-                    return self._error(401, name, message, group)
+                    return self._error(401, problem[0], problem[1], group)
             response = await handler(request)
             response.headers["Remaining-Req"] = self._remaining(group)
             entry.status = response.status

@@ -159,7 +159,7 @@ class UpbitRest:
             signed = raw_query(pairs)
         if ep.private and not self.has_credentials:
             raise UpbitError("private endpoint called without credentials", endpoint=ep.path)
-        req_timeout = aiohttp.ClientTimeout(total=timeout) if timeout is not None else None
+        extra: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=timeout)} if timeout is not None else {}
         is_get = ep.method == "GET"
         attempt = 0
         while True:
@@ -173,8 +173,7 @@ class UpbitRest:
             started = time.perf_counter()
             status_label = "error"
             try:
-                async with self._session.request(ep.method, yurl, data=data, headers=headers,
-                                                 timeout=req_timeout) as resp:
+                async with self._session.request(ep.method, yurl, data=data, headers=headers, **extra) as resp:
                     raw = await resp.read()
                     status = resp.status
                     remaining = resp.headers.get("Remaining-Req")
