@@ -327,9 +327,14 @@ class BatchWriter:
                         results[table] = self.write_table(cur, table, lines)
             self.conn.commit()
         except BaseException:
-            safe_rollback(self.conn)
+            self.rolled_back()
             raise
         return results
+
+    def rolled_back(self) -> None:
+        """Roll back; staging tables created in the aborted transaction are gone, so forget them all."""
+        safe_rollback(self.conn)
+        self._staged.clear()
 
     def positions_state(self, ids: Iterable[str]) -> dict[str, str]:
         """id -> status of the positions already stored (inside the current transaction)."""

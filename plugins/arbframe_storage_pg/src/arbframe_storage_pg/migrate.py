@@ -184,7 +184,7 @@ class _Writer:
     def _write(self, summary: TableSummary, lines: list[str], numbers: list[int], ids: list[str]) -> None:
         import psycopg2
 
-        from arbframe_storage_pg.db import error_reason, is_connection_error, safe_rollback
+        from arbframe_storage_pg.db import error_reason, is_connection_error
 
         table = summary.table
         if self.dry_run:
@@ -199,7 +199,7 @@ class _Writer:
                 result = self.writer.write_table(cur, table, lines)
             self.conn.commit()
         except psycopg2.Error as exc:
-            safe_rollback(self.conn)
+            self.writer.rolled_back()
             if is_connection_error(exc, self.conn):
                 raise MigrationError(
                     f"lost the connection to PostgreSQL while writing {table}: {error_reason(exc)}; batches "
