@@ -17,6 +17,7 @@ otherwise (stream down, reconnecting, or silent).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -90,6 +91,8 @@ DEFAULTS: dict[str, Any] = {
     "price_unit_overrides": None,
     "simulated_balances": {"KRW": 10000000},
     "health_timeout_seconds": 3.0,
+    "order_lookup_attempts": 3,
+    "order_lookup_delay_seconds": 1.0,
 }
 
 
@@ -192,6 +195,9 @@ class UpbitExchange(Exchange):
                 "simulated_balances": {"type": "object", "additionalProperties": {"type": ["number", "string"]},
                                        "description": "wallet of the simulated account (no keys / not live)"},
                 "health_timeout_seconds": {**num, "default": 3.0},
+                "order_lookup_attempts": {"type": "integer", "minimum": 1, "default": 3,
+                                          "description": "lookups by identifier after an order's answer is lost"},
+                "order_lookup_delay_seconds": {"type": "number", "minimum": 0, "default": 1.0},
             },
         }
 
@@ -516,15 +522,23 @@ class UpbitExchange(Exchange):
         except (UpbitNetworkError, UpbitServerError) as exc:
             log.warning("upbit: order %s: answer lost (%s); looking it up instead of re-sending",
                         request.client_order_id, exc)
-            try:
-                row = await self.rest.request("order", {"identifier": request.client_order_id})
-            except UpbitNotFound:
+            row = None
+            attempts = max(1, int(self.config["order_lookup_attempts"]))
+            for attempt in range(attempts):
+                if attempt:
+                    await asyncio.sleep(float(self.config["order_lookup_delay_seconds"]))
+                try:
+                    row = await self.rest.request("order", {"identifier": request.client_order_id})
+                    break
+                except UpbitNotFound:
+                    continue
+                except UpbitError as lookup_exc:
+                    raise type(exc)(f"{exc.message}; outcome unknown (lookup failed: {lookup_exc.message})",
+                                    status=exc.status, name=exc.name, endpoint=exc.endpoint) from exc
+            if row is None:
                 raise UpbitOrderNotPlaced(
-                    f"order {request.client_order_id} was not placed ({exc.message}); nothing was re-sent",
-                    endpoint="/v1/orders") from exc
-            except UpbitError as lookup_exc:
-                raise type(exc)(f"{exc.message}; outcome unknown (lookup failed: {lookup_exc.message})",
-                                status=exc.status, name=exc.name, endpoint=exc.endpoint) from exc
+                    f"order {request.client_order_id} was not placed ({exc.message}; not found after {attempts} "
+                    "lookups); nothing was re-sent", endpoint="/v1/orders") from exc
             log.warning("upbit: order %s was placed despite the lost answer", request.client_order_id)
         return parse_order(row, self.name)
 

@@ -337,6 +337,8 @@ class FakeUpbit:
             entry = Logged(request.method, request.path, request.query_string,
                            "Authorization" in request.headers)
             self.requests.append(entry)
+            if request.method == "POST":
+                await request.read()  # cached: a slow answer still has the body after the client left
             fault = self._take_fault(request.path, request.method)
             used = self._count(group)
             if fault is not None:
