@@ -27,7 +27,7 @@ from arbframe.entrypoints import (  # noqa: F401 - re-exported for callers
     installed,
     installed_names,
 )
-from arbframe.errors import DriverLoadError, DriverNotInstalled
+from arbframe.errors import ArbframeError, DriverLoadError, DriverNotInstalled
 from arbframe.interfaces import API_VERSION, HealthCheck, PluginContext
 
 if TYPE_CHECKING:
@@ -207,7 +207,16 @@ class Kernel:
     def build_driver(self, kind: str, name: str, section: Mapping[str, Any], key_path: str = "") -> Any:
         """Import, construct and register one driver: ``DriverClass(section, context)``."""
         cls = self.driver_class(kind, name, key_path)
-        instance = cls(dict(section or {}), self.context)
+        try:
+            instance = cls(dict(section or {}), self.context)
+        except ArbframeError:
+            raise
+        except Exception as exc:  # a selected driver that cannot start stops the service with one clear line
+            where = f"{key_path}: " if key_path else ""
+            raise DriverLoadError(
+                f"{where}{kind} driver {name!r} ({DRIVER_GROUPS[kind]}) could not be started: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
         self.register(instance, f"{kind}:{name}")
         self._drivers.append(instance)
         return instance
