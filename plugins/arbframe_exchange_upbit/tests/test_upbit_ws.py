@@ -1,0 +1,132 @@
+"""WebSocket: subscription format, DEFAULT and SIMPLE streams, reconnect + resubscribe after drops, silence ->
+dead, keep-alive PING, and the engine-facing ``fresh_order_book`` falling back to REST while the stream is down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from arbframe_exchange_upbit.ws import UpbitStream
+
+
+async def _take(agen, n: int, timeout: float = 5.0) -> list:
+    out = []
+
+    async def run():
+        async for item in agen:
+            out.append(item)
+            if len(out) >= n:
+                return
+
+    await asyncio.wait_for(run(), timeout)
+    return out
+
+
+async def _until(predicate, timeout: float = 5.0) -> None:
+    async def wait():
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(wait(), timeout)
+
+
+@pytest.mark.parametrize("fmt", ["SIMPLE", "DEFAULT"])
+async def test_stream_books_in_both_formats(make_upbit, fake, fmt: str) -> None:
+    ex = await make_upbit(ws_format=fmt)
+    books = await _take(ex.stream_order_books(["BTC", "XRP"], depth=5), 10)
+    assert {b.symbol for b in books} == {"BTC", "XRP"}
+    for book in books:
+        assert len(book.bids) == 5 and book.best_bid < book.best_ask and not book.simulated
+    sub = fake.ws_requests[0]
+    assert sub["format"] == fmt
+    assert sorted(sub["orderbook"]) == [("BTC", 15), ("XRP", 15)] and sorted(sub["ticker"]) == [("BTC", 30),
+                                                                                               ("XRP", 30)]
+    ticks = await _take(ex.stream_tickers(["BTC"]), 2)
+    assert all(t[0] == "BTC" and t[1] > 0 for t in ticks)
+    assert ex.context.registry.get_sample_value("arbframe_exchange_ws_message_age_seconds",
+                                                {"exchange": "upbit"}) is not None
+
+
+def test_request_message_shape() -> None:
+    stream = UpbitStream(url="ws://x", fmt="SIMPLE", depth=15)
+    stream.subscribe(["btc", "ETH"])
+    msg = json.loads(stream.request_message())
+    assert set(msg[0]) == {"ticket"}
+    assert msg[1] == {"type": "orderbook", "codes": ["KRW-BTC.15", "KRW-ETH.15"]}
+    assert msg[2] == {"type": "ticker", "codes": ["KRW-BTC", "KRW-ETH"]}
+    assert msg[3] == {"format": "SIMPLE"}
+
+
+async def test_reconnects_and_resubscribes_after_a_drop(make_upbit, fake) -> None:
+    ex = await make_upbit()
+    fake.drop_ws(after=3)
+    books = await _take(ex.stream_order_books(["ETH"], depth=5), 12)
+    assert len(books) == 12
+    assert fake.ws_connections >= 2 and len(fake.ws_requests) >= 2
+    assert fake.ws_requests[-1]["orderbook"] == [("ETH", 15)]
+    assert ex.stream.reconnects >= 1
+    assert ex.context.registry.get_sample_value("arbframe_exchange_ws_reconnects_total", {"exchange": "upbit"}) >= 1
+
+
+async def test_silent_stream_is_treated_as_dead_and_reopened(make_upbit, fake) -> None:
+    ex = await make_upbit(ws_silence_timeout_seconds=0.3)
+    agen = ex.stream_order_books(["BTC"], depth=5)
+    await _take(agen, 2)
+    fake.ws_silent = True
+    await _until(lambda: fake.ws_connections >= 2)
+    fake.ws_silent = False
+    await _take(agen, 2)
+    await agen.aclose()
+    assert ex.stream.reconnects >= 1
+
+
+async def test_keep_alive_pings(make_upbit, fake) -> None:
+    ex = await make_upbit(ws_ping_interval_seconds=0.05)
+    await _take(ex.stream_order_books(["BTC"]), 1)
+    await _until(lambda: fake.ws_pings >= 2)
+    assert ex.stream.alive(1.0)
+
+
+async def test_server_error_message_is_reported(fake) -> None:
+    stream = UpbitStream(url=fake.ws_url, fmt="NOPE", silence_timeout=1.0, backoff_initial=0.02)
+    stream.subscribe(["BTC"])
+    stream.start()
+    try:
+        await _until(lambda: stream.errors)
+        assert stream.errors[0].startswith("WRONG_FORMAT")
+    finally:
+        await stream.stop()
+
+
+async def test_fresh_order_book_prefers_the_stream_and_falls_back_to_rest(make_upbit, fake) -> None:
+    ex = await make_upbit(use_websocket=True, symbols=["BTC"], stream_max_age_seconds=1.0)
+    await _until(lambda: ex.stream.latest("BTC", 1.0) is not None)
+    rest_before = len([r for r in fake.requests if r.path == "/v1/orderbook"])
+    for _ in range(5):
+        book = await ex.fetch_order_book("BTC", 10)
+        assert len(book.bids) == 10
+    assert len([r for r in fake.requests if r.path == "/v1/orderbook"]) == rest_before  # all from the stream
+    # the stream dies (server silent, then dropped): books come from REST
+    fake.ws_silent = True
+    await _until(lambda: ex.stream.latest("BTC", 1.0) is None)
+    book = await ex.fetch_order_book("BTC", 10)
+    assert book.best_bid is not None
+    assert len([r for r in fake.requests if r.path == "/v1/orderbook"]) == rest_before + 1
+    fake.ws_silent = False
+
+
+async def test_stream_that_cannot_connect_falls_back_to_rest(make_upbit, fake) -> None:
+    ex = await make_upbit(use_websocket=True, ws_url="ws://127.0.0.1:9/websocket/v1")
+    book = await ex.fetch_order_book("BTC", 5)
+    assert book.best_bid is not None and not ex.stream.connected
+    assert [r.path for r in fake.requests].count("/v1/orderbook") == 1
+
+
+async def test_stop_ends_consumers(make_upbit) -> None:
+    ex = await make_upbit()
+    agen = ex.stream_order_books(["BTC"])
+    await _take(agen, 1)
+    await ex.close()
+    rest = [b async for b in agen]
+    assert len(rest) < 1024
