@@ -1,0 +1,53 @@
+"""End to end: ``arbframe run --once`` with the ``upbit`` section pointed at the fake Upbit (and the Binance
+plugin at its own fake server) records spreads priced from Upbit's books, with the FX rate implied from
+KRW-USDT (``fx.source: exchange``)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+
+async def test_run_once_records_a_spread(fake, tmp_path: Path) -> None:
+    binance_fake = pytest.importorskip("arbframe_exchange_binance.fake_server")
+    fb = binance_fake.FakeBinance()
+    await fb.start()
+    try:
+        data = tmp_path / "data"
+        overlay = {
+            "mode": "paper", "mock_mode": False,
+            "storage": {"backend": "csv", "csv": {"data_dir": str(data)}},
+            "redis": {"enabled": False},
+            "fx": {"source": "exchange"},
+            "arbitrage": {"domestic": "upbit", "foreign": "binance", "symbols": ["BTC"]},
+            "upbit": {"base_url": fake.base_url, "ws_url": fake.ws_url, "api_key": "", "api_secret": ""},
+            "binance": {"base_url": fb.base_url, "ws_url": fb.ws_url, "api_key": "", "api_secret": ""},
+        }
+        config = tmp_path / "overlay.yml"
+        config.write_text(yaml.safe_dump(overlay))
+        env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "UPBIT_API_KEY": "", "UPBIT_API_SECRET": ""}
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "arbframe", "run", "--once", "--config", str(config),
+            cwd=tmp_path, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), 90)
+        text = out.decode()
+        assert proc.returncode == 0, text
+        assert "no API credentials" in text  # the connector says private calls are simulated
+        spreads = list(csv.DictReader((data / "spreads.csv").open()))
+        assert spreads, text
+        upbit_rows = [r for r in spreads if r["domestic_exchange"] == "upbit" and r["symbol"] == "BTC"]
+        assert upbit_rows and all(r["simulated"].lower() in ("false", "0", "") for r in upbit_rows)
+        assert {r["fx_source"] for r in upbit_rows} == {"upbit:KRW-USDT"}
+        paths = [r.path for r in fake.requests]
+        assert "/v1/orderbook" in paths
+        assert not [r for r in fake.requests if r.authenticated], "paper mode must not sign anything"
+    finally:
+        await fb.stop()
