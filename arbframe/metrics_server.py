@@ -6,12 +6,13 @@ every plugin registered through ``arbframe_register_metrics``: it is one registr
 ``/health`` runs the health report and answers its JSON, with HTTP 503 when any check is ``ERROR``; ``/ready``
 answers 200 once the service says it is ready (after its first tick, typically) and 503 before.
 
-The server lives on the service's own event loop, so serving must not steal time from the tick:
+Serving must not steal time from the tick (``benchmarks/bench_metrics.py`` measures it):
 
-* rendering (``generate_latest``) is done at most once per ``cache_seconds`` (default 1 s -- Prometheus
-  scrapes every 15 s) and by one task at a time: concurrent scrapes share one rendering;
-* the rendering itself runs on the loop or in a worker thread (``render_in_thread``); ``benchmarks/
-  bench_metrics.py`` measures both against the tick's p99;
+* by default the server runs its own event loop in a daemon thread (``own_thread``), so parsing requests and
+  writing responses never run inside the trading loop's awaits; the tick's synchronous engine code is never
+  interrupted except by the interpreter's thread switch;
+* rendering (``generate_latest``, a few ms for a full registry) is done at most once per ``cache_seconds``
+  (default 1 s -- Prometheus scrapes every 15 s) and by one task at a time: concurrent scrapes share it;
 * the health report is cached for ``health_cache_seconds`` and bounded by ``health_timeout_seconds``.
 
 aiohttp is imported only when a server starts (``pip install arbframe[server]``): importing this module is
@@ -25,6 +26,7 @@ import asyncio
 import inspect
 import json
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import asdict, is_dataclass
@@ -170,6 +172,7 @@ class MetricsServer:
         render_in_thread: bool = False,
         health_cache_seconds: float = 2.0,
         health_timeout_seconds: float = 5.0,
+        own_thread: bool = True,
     ) -> None:
         self.registry = registry
         self.health_provider = health_provider
@@ -180,7 +183,10 @@ class MetricsServer:
         self.health_timeout_seconds = health_timeout_seconds
         self._metrics = _Cached(self._render, cache_seconds)
         self._health = _Cached(self._run_health, health_cache_seconds)
+        self.own_thread = own_thread
         self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------------
     @property
@@ -207,6 +213,26 @@ class MetricsServer:
         """Bind and serve; ``OSError`` if the port is taken, :class:`ServerUnavailable` without aiohttp."""
         if self._runner is not None:
             return self
+        _aiohttp_web()  # fail early, in the caller's thread, when aiohttp is missing
+        if not self.own_thread:
+            await self._start_here()
+        else:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(target=loop.run_forever, name="arbframe-metrics-server", daemon=True)
+            thread.start()
+            try:
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._start_here(), loop))
+            except BaseException:
+                loop.call_soon_threadsafe(loop.stop)
+                await asyncio.to_thread(thread.join, 5)
+                loop.close()
+                raise
+            self._thread, self._thread_loop = thread, loop
+        log.info("metrics server listening on %s (/metrics /health /ready%s)", self.url,
+                 ", own thread" if self.own_thread else "")
+        return self
+
+    async def _start_here(self) -> None:
         web = _aiohttp_web()
         runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
         await runner.setup()
@@ -221,15 +247,22 @@ class MetricsServer:
         sockets = getattr(server, "sockets", None) or ()
         if sockets:
             self.port = sockets[0].getsockname()[1]
-        log.info("metrics server listening on %s (/metrics /health /ready)", self.url)
-        return self
 
     async def stop(self) -> None:
         """Stop serving; calling it twice is harmless."""
         runner, self._runner = self._runner, None
+        thread, loop = self._thread, self._thread_loop
+        self._thread = self._thread_loop = None
         if runner is not None:
-            await runner.cleanup()
+            if loop is not None:
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(runner.cleanup(), loop))
+            else:
+                await runner.cleanup()
             log.info("metrics server stopped")
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            await asyncio.to_thread(thread.join, 5)
+            loop.close()
 
     async def __aenter__(self) -> MetricsServer:
         return await self.start()
@@ -354,7 +387,7 @@ async def start_from_config(
         return None
     host = str(section.get("host") or DEFAULT_HOST)
     port = int(section.get("port", DEFAULT_PORT))
-    options = {k: section[k] for k in ("cache_seconds", "render_in_thread") if k in section}
+    options = {k: section[k] for k in ("cache_seconds", "render_in_thread", "own_thread") if k in section}
     try:
         return await start_metrics_server(
             registry, health_provider, host, port, ready_provider=ready_provider, **options

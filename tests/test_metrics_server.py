@@ -46,9 +46,11 @@ def test_importing_the_module_does_not_import_aiohttp() -> None:
     assert out.stdout.strip() == "False"
 
 
-async def test_metrics_serves_the_registry_text() -> None:
+@pytest.mark.parametrize("own_thread", [True, False], ids=["own-thread", "on-loop"])
+async def test_metrics_serves_the_registry_text(own_thread: bool) -> None:
     registry, _ = _registry()
-    async with MetricsServer(registry, port=0) as server:
+    async with MetricsServer(registry, port=0, own_thread=own_thread) as server:
+        assert server.running
         assert server.port != 0
         status, ctype, text = await _get(f"{server.url}/metrics")
     assert status == 200
@@ -96,14 +98,19 @@ async def test_concurrent_scrapes_share_one_rendering(monkeypatch: pytest.Monkey
     monkeypatch.setattr("arbframe.metrics_server.render_metrics", slow_render)
     async with MetricsServer(registry, port=0, cache_seconds=0, render_in_thread=True) as server:
         tasks = [asyncio.ensure_future(_get(f"{server.url}/metrics")) for _ in range(8)]
-        await asyncio.sleep(0.2)  # let every request reach the server while the rendering is blocked
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 5
+        while calls == 0 and loop.time() < deadline:  # the first scrape is rendering (blocked on the gate)
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # the other seven arrive meanwhile; nothing to await for "request queued"
         gate.set()
         results = await asyncio.gather(*tasks)
     assert all(r[0] == 200 and r[2] == "x 1\n" for r in results)
     assert calls <= 2  # one rendering served the burst (a late request may start a second one)
 
 
-async def test_health_ok_and_error_status_codes() -> None:
+@pytest.mark.parametrize("own_thread", [True, False], ids=["own-thread", "on-loop"])
+async def test_health_ok_and_error_status_codes(own_thread: bool) -> None:
     registry, _ = _registry()
     state = {"status": HealthStatus.OK}
 
@@ -114,7 +121,7 @@ async def test_health_ok_and_error_status_codes() -> None:
             HealthResult("postgres", HealthStatus.DISABLED, "not configured"),
         ]
 
-    async with MetricsServer(registry, provider, port=0, health_cache_seconds=0) as server:
+    async with MetricsServer(registry, provider, port=0, health_cache_seconds=0, own_thread=own_thread) as server:
         status, ctype, text = await _get(f"{server.url}/health")
         assert status == 200 and ctype.startswith("application/json")
         body = json.loads(text)
@@ -177,14 +184,15 @@ async def test_health_without_provider_is_ok() -> None:
     assert status == 200 and json.loads(text)["status"] == "OK"
 
 
-async def test_ready_follows_the_provider() -> None:
+@pytest.mark.parametrize("own_thread", [True, False], ids=["own-thread", "on-loop"])
+async def test_ready_follows_the_provider(own_thread: bool) -> None:
     registry, _ = _registry()
     state = {"ready": False}
 
     def ready() -> tuple[bool, str]:
         return state["ready"], "first tick done" if state["ready"] else "waiting for the first tick"
 
-    async with MetricsServer(registry, ready_provider=ready, port=0) as server:
+    async with MetricsServer(registry, ready_provider=ready, port=0, own_thread=own_thread) as server:
         status, _, text = await _get(f"{server.url}/ready")
         assert status == 503 and json.loads(text) == {"ready": False, "reason": "waiting for the first tick"}
         state["ready"] = True
@@ -212,7 +220,7 @@ async def test_start_from_config_disabled_enabled_and_port_taken(caplog: pytest.
     assert await start_from_config({"metrics_server": {"enabled": False, "port": 0}}, registry) is None
 
     server = await start_from_config({"metrics_server": {"enabled": True, "port": 0}}, registry)
-    assert server is not None and server.host == "127.0.0.1"
+    assert server is not None and server.host == "127.0.0.1" and server.own_thread
     try:
         status, _, _ = await _get(f"{server.url}/metrics")
         assert status == 200
