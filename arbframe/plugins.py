@@ -166,6 +166,9 @@ class Kernel:
         self.config = config
         self.pm = new_plugin_manager()
         self.registry = CollectorRegistry(auto_describe=True)
+        from arbframe.instruments import PluginMetrics
+
+        PluginMetrics.get(self.registry)  # served from the start: dashboards and alerts rely on the family
         self.plugin_failures: list[PluginStatus] = []
         if register_plugins:
             self.plugin_failures = register_builtin_and_plugin_modules(self.pm)
