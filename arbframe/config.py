@@ -251,7 +251,7 @@ def validate_kernel(
     """Pass 1: kernel and module schemas; every selected driver installed (metadata only)."""
     from arbframe.plugins import DRIVER_GROUPS, installed_names, selected_drivers
 
-    exchange_sections = installed_names(DRIVER_GROUPS["exchange"])
+    exchange_sections = [*installed_names(DRIVER_GROUPS["exchange"]), *default_sections()]
     schema = compose_schema(fragments, extra_sections=exchange_sections)
     _validate(config, schema, sources)
     for kind, picks in selected_drivers(config).items():
@@ -265,8 +265,21 @@ def validate_full(config: Mapping[str, Any], fragments: Mapping[str, Mapping[str
     """Pass 2: everything, including the selected drivers' own sections."""
     from arbframe.plugins import DRIVER_GROUPS, installed_names
 
-    schema = compose_schema(fragments, extra_sections=installed_names(DRIVER_GROUPS["exchange"]))
+    schema = compose_schema(fragments, extra_sections=[*installed_names(DRIVER_GROUPS["exchange"]),
+                                                       *default_sections()])
     _validate(config, schema, ())
+
+
+def default_sections() -> list[str]:
+    """Top-level sections of the embedded defaults: always allowed, so the defaults' ``upbit``/``binance``
+    sections do not break a config when those plugins are not installed (a third-party venue in their place)."""
+    global _DEFAULT_SECTIONS
+    if _DEFAULT_SECTIONS is None:
+        _DEFAULT_SECTIONS = list(_load_yaml(embedded_defaults_text(), "<embedded defaults>"))
+    return _DEFAULT_SECTIONS
+
+
+_DEFAULT_SECTIONS: list[str] | None = None
 
 
 def driver_section_path(kind: str, name: str) -> str:
