@@ -86,6 +86,16 @@ def test_rate_formatting():
     assert format_rate(Decimal("1350.0")) == "1350.0"
     assert format_rate(Decimal("1.38725E+3")) == "1387.25"
     assert format_rate(Decimal("1387.123456789")) == "1387.123456789"
+    assert format_rate(Decimal("1350.00")) == "1350.0"
+    assert format_rate(Decimal("1387.10")) == "1387.1"
+
+
+def test_exact_rate_survives_the_plain_key_formatting(redis_server):  # noqa: F811
+    cache = RedisCache({"url": redis_server.url}, None)
+    cache.set_fx_rate(FxRate(id="c", ts=T0, rate=Decimal("1350.00"), source="simulated"), 60)
+    assert redis_server.cli("GET", "arb:fx:usdkrw") == "1350.0"
+    assert str(cache.get_fx_rate().rate) == "1350.00"
+    cache.close()
 
 
 def test_rate_set_by_hand_is_read_as_external(redis_server):  # noqa: F811

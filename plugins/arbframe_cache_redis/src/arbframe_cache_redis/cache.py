@@ -54,9 +54,15 @@ _META = ":meta"
 
 
 def format_rate(rate: Decimal) -> str:
-    """A rate as people write it: ``1350.0``, ``1387.25`` (never exponent notation)."""
+    """A rate as people write it: ``1350.0``, ``1387.25`` (no exponent, no trailing zeros beyond one decimal).
+
+    The exact value (``1350.00`` from a source quoting cents) is kept in the metadata key.
+    """
     text = format(rate, "f")
-    return text if "." in text else f"{text}.0"
+    if "." not in text:
+        return f"{text}.0"
+    text = text.rstrip("0")
+    return f"{text}0" if text.endswith(".") else text
 
 
 def _json_default(value: Any) -> Any:
