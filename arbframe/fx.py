@@ -146,6 +146,10 @@ class FxService:
             self.last_source = "cache"
             return cached  # type: ignore[return-value]
         if self._usable(self._local):
+            if cached is None and not attempted:
+                # the cache lost the key (Redis restarted empty, or it was down at the last refresh):
+                # republish so other processes see the rate again without waiting for the next refresh
+                self.publish(self._local)  # type: ignore[arg-type]
             self.last_source = "local"
             return self._local  # type: ignore[return-value]
         if self.source is not None and not attempted:

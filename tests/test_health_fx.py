@@ -168,3 +168,20 @@ async def test_slow_source_is_bounded():
     fx = make(clock, DictCache(), Slow(), fetch_timeout_seconds=0.05)
     with pytest.raises(FxUnavailable):
         await fx.current()
+
+
+async def test_rate_lost_by_the_cache_is_republished_on_the_next_tick():
+    clock = Clock()
+    cache = DictCache()
+    src = Source(clock)
+    fx = make(clock, cache, src)
+    await fx.current()
+    cache.down = True
+    clock.advance(1)
+    assert (await fx.current()).id == "fx1"  # served from the local copy, republish failed
+    cache.down = False
+    cache.store.clear()  # the server came back empty
+    clock.advance(1)
+    assert (await fx.current()).id == "fx1"
+    assert cache.store["fx"].id == "fx1"  # visible to other processes again
+    assert src.calls == 1  # without asking the source early
