@@ -9,9 +9,10 @@ Recording format: JSON lines, gzip-compressed when the file name ends in ``.gz``
 (rules are ``[tick_size, step_size, min_qty, min_notional]``). Every further line is one snapshot::
 
     {"t": "2026-01-01T00:00:00+00:00", "fx": ["1380.12", "simulated", "<fx ts>", "<fx id>"],
-     "b": {"upbit": {"BTC": [[bid_p, bid_q, ...], [ask_p, ask_q, ...]], "USDT": [...]}, "binance": {...}}}
+     "b": {"upbit": {"BTC": ["<bids>", "<asks>"], "USDT": [...]}, "binance": {...}}}
 
-Prices and quantities are decimal strings (exact). A book may carry its own timestamp as a third element.
+where ``<bids>``/``<asks>`` are ``"price qty price qty ..."`` (decimal text, exact; best level first). A book
+may carry its own timestamp as a third element.
 
 Replay is deterministic: ids come from a seeded :class:`~arbframe.IdGenerator`, every timestamp from the data,
 and nothing reads the clock, so the same recording and config give byte-identical output files. Book levels are
@@ -39,6 +40,7 @@ from arbframe.errors import ArbframeError
 from arbframe.metrics import TradingMetrics
 from arbframe.models import ZERO, BookLevel, Direction, FxRate, IdGenerator, MarketRules, OrderBook, utcnow
 from arbframe.paper import PaperWallet
+from arbframe.premium import PREMIUM_QUANTUM
 from arbframe.strategy import StrategyConfig
 
 if TYPE_CHECKING:
@@ -83,12 +85,8 @@ class _ClosingTextWrapper(io.TextIOWrapper):
 
 
 # ------------------------------------------------------------------------------------------------- encoding
-def _flat(levels: Sequence[BookLevel]) -> list[str]:
-    out: list[str] = []
-    for level in levels:
-        out.append(format(level.price, "f"))
-        out.append(format(level.qty, "f"))
-    return out
+def _packed(levels: Sequence[BookLevel]) -> str:
+    return " ".join(f"{format(level.price, 'f')} {format(level.qty, 'f')}" for level in levels)
 
 
 def _rules_row(r: MarketRules) -> list[str | None]:
@@ -123,7 +121,7 @@ def encode_snapshot(snap: MarketSnapshot) -> str:
     ts = snap.ts.isoformat()
     books: dict[str, dict[str, list[Any]]] = {}
     for (venue, symbol), book in snap.books.items():
-        entry: list[Any] = [_flat(book.bids), _flat(book.asks)]
+        entry: list[Any] = [_packed(book.bids), _packed(book.asks)]
         if book.ts != snap.ts:
             entry.append(book.ts.isoformat())
         books.setdefault(venue, {})[symbol] = entry
@@ -134,60 +132,104 @@ def encode_snapshot(snap: MarketSnapshot) -> str:
 
 # ------------------------------------------------------------------------------------------------- decoding
 class LazyLevels(Sequence[BookLevel]):
-    """Book levels kept as the recorded strings and turned into :class:`BookLevel` only when read."""
+    """Book levels kept as the recorded text and parsed only as far as they are read.
 
-    __slots__ = ("_cache", "_flat", "_where")
+    ``packed`` is ``"price qty price qty ..."``; ``where`` is ``(path, line, venue, symbol, side)`` for errors.
+    Levels are split off the text one at a time, so a VWAP that walks two levels parses two levels;
+    :meth:`vwap` and :meth:`top_price` (used by the premium math) never build :class:`BookLevel` objects.
+    """
 
-    def __init__(self, flat: list[Any], where: str) -> None:
-        self._flat = flat
-        self._cache: list[BookLevel] = []
+    __slots__ = ("_n", "_px", "_qx", "_rest", "_where")
+
+    def __init__(self, packed: str, where: tuple[Any, ...]) -> None:
+        self._rest = packed
+        self._n = -1
+        self._px: list[Decimal] = []
+        self._qx: list[Decimal] = []
         self._where = where
 
-    def __len__(self) -> int:
-        return len(self._flat) >> 1
+    def _fail(self, what: str) -> BacktestDataError:
+        path, line, venue, symbol, side = self._where
+        return BacktestDataError(f"{path}:{line}: book {venue}/{symbol} {side}{what}")
 
-    def _convert(self, upto: int) -> None:
-        cache, flat = self._cache, self._flat
-        for i in range(len(cache), upto):
-            p, q = flat[2 * i], flat[2 * i + 1]
+    def __len__(self) -> int:
+        n = self._n
+        if n < 0:
+            text = self._rest
+            tokens = len(text.split()) if text else 0
+            if tokens % 2:
+                raise self._fail(f": expected price/quantity pairs, got an odd count of numbers ({tokens})")
+            n = self._n = len(self._px) + (tokens >> 1)
+        return n
+
+    def _convert(self, upto: int) -> bool:
+        """Parse levels until ``upto`` are known; False when the text runs out first."""
+        px, qx = self._px, self._qx
+        while len(px) < upto:
+            rest = self._rest
+            if not rest:
+                return False
+            parts = rest.split(None, 2)
+            if len(parts) < 2:
+                raise self._fail(f": expected price/quantity pairs, got a lone {parts[0]!r}")
+            p, q = parts[0], parts[1]
+            self._rest = parts[2] if len(parts) == 3 else ""
             try:
-                if type(p) is not str or type(q) is not str:
-                    raise TypeError
                 price, qty = Decimal(p), Decimal(q)
                 if not (price > 0 and qty > 0):
                     raise ValueError
-            except (InvalidOperation, TypeError, ValueError):
-                raise BacktestDataError(
-                    f"{self._where}, level {i + 1}: price and quantity must be positive decimal strings, "
-                    f"got {p!r} and {q!r}"
+            except (InvalidOperation, ValueError):
+                raise self._fail(
+                    f", level {len(px) + 1}: price and quantity must be positive decimals, got {p!r} and {q!r}"
                 ) from None
-            cache.append(BookLevel(price, qty))
+            px.append(price)
+            qx.append(qty)
+        return True
+
+    def top_price(self) -> Decimal | None:
+        if self._px or self._convert(1):
+            return self._px[0]
+        return None
+
+    def vwap(self, qty: Decimal) -> Decimal | None:
+        """Average price of ``qty`` walked through these levels; None when they are too thin."""
+        if qty <= 0:
+            return None
+        px, qx = self._px, self._qx
+        remaining = qty
+        cost = ZERO
+        i = 0
+        while True:
+            if i >= len(px) and not self._convert(i + 1):
+                return None
+            level_qty = qx[i]
+            if level_qty >= remaining:
+                return (cost + remaining * px[i]) / qty
+            cost += level_qty * px[i]
+            remaining -= level_qty
+            i += 1
 
     def __getitem__(self, index: Any) -> Any:
-        n = len(self)
         if isinstance(index, slice):
-            self._convert(n)
-            return tuple(self._cache[index])
+            self._convert(len(self))
+            return tuple(BookLevel(p, q) for p, q in zip(self._px, self._qx, strict=True))[index]
         if index < 0:
-            index += n
-        if not 0 <= index < n:
+            index += len(self)
+        if index < 0 or (index >= len(self._px) and not self._convert(index + 1)):
             raise IndexError(index)
-        if index >= len(self._cache):
-            self._convert(index + 1)
-        return self._cache[index]
+        return BookLevel(self._px[index], self._qx[index])
 
     def __iter__(self) -> Iterator[BookLevel]:
-        cache = self._cache
-        n = len(self)
+        px, qx = self._px, self._qx
         i = 0
-        while i < n:
-            if i >= len(cache):
-                self._convert(i + 1)
-            yield cache[i]
+        while True:
+            if i >= len(px) and not self._convert(i + 1):
+                return
+            yield BookLevel(px[i], qx[i])
             i += 1
 
     def __bool__(self) -> bool:
-        return len(self._flat) > 1
+        return bool(self._px) or bool(self._rest)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence):
@@ -290,17 +332,13 @@ class RecordingReader:
                 if type(entry) is not list or len(entry) not in (2, 3):
                     raise BacktestDataError(f"{where}: book {venue}/{symbol} must be [bids, asks] or [bids, asks, ts]")
                 bids, asks = entry[0], entry[1]
-                if type(bids) is not list or type(asks) is not list or len(bids) % 2 or len(asks) % 2:
+                if type(bids) is not str or type(asks) is not str:
                     raise BacktestDataError(
-                        f"{where}: book {venue}/{symbol}: bids and asks must be flat lists of price, quantity pairs"
+                        f"{where}: book {venue}/{symbol}: bids and asks must be strings of \"price qty ...\" pairs"
                     )
                 book_ts = _parse_ts(entry[2], where, f"book {venue}/{symbol} timestamp") if len(entry) == 3 else ts
-                bid_levels = LazyLevels(bids, f"{where}: book {venue}/{symbol} bids")
-                ask_levels = LazyLevels(asks, f"{where}: book {venue}/{symbol} asks")
-                if bids:
-                    bid_levels[0]  # validate the top of each side eagerly
-                if asks:
-                    ask_levels[0]
+                bid_levels = LazyLevels(bids, (self.path, self.lineno, venue, symbol, "bids"))
+                ask_levels = LazyLevels(asks, (self.path, self.lineno, venue, symbol, "asks"))
                 books[(venue, symbol)] = OrderBook(venue, symbol, bid_levels, ask_levels, book_ts,  # type: ignore[arg-type]
                                                    simulated)
         return MarketSnapshot(ts, books, fx, simulated)
@@ -392,6 +430,8 @@ def build_engine(
     metrics: TradingMetrics | None = None,
     notify: Any = None,
     seed: int = 42,
+    spread_log_interval_seconds: float | None = None,
+    spread_listeners: bool = False,
 ) -> Engine:
     """The engine a replay runs: strategy from ``config``, venues, fees and rules from the recording header."""
     h = reader.header
@@ -430,6 +470,11 @@ def build_engine(
         wallets=wallets, ids=IdGenerator(seed), cache=None, metrics=metrics, notify=notify,
         simulated=reader.simulated,
         log_spreads=bool((config.get("arbitrage") or {}).get("log_spreads", True)),
+        spread_log_interval_seconds=float(
+            (config.get("backtest") or {}).get("spread_log_interval_seconds", 60)
+            if spread_log_interval_seconds is None else spread_log_interval_seconds
+        ),
+        spread_listeners=spread_listeners,
     )
 
 
@@ -457,7 +502,7 @@ def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[
             storage.log_fx_rate(fx)
         result = process(snap)
         n += 1
-        for s in result.spreads:
+        for s in result.quotes:
             p = s.premium
             d = s.direction
             cur = lo.get(d)
@@ -472,7 +517,7 @@ def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[
         elif peak - equity > max_dd:
             max_dd = peak - equity
         if chart_points is not None:
-            kim = next((float(s.premium) for s in result.spreads if s.direction is Direction.KIMCHI), None)
+            kim = next((float(s.premium) for s in result.quotes if s.direction is Direction.KIMCHI), None)
             chart_points.append((snap.ts, kim, float(equity)))
     storage.flush()
     summary.snapshots = n
@@ -487,8 +532,8 @@ def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[
     summary.max_drawdown_krw = format(max_dd.quantize(Decimal("0.0001")), "f")
     for d in Direction:
         summary.premium_range[d.value] = {
-            "min": None if d not in lo else format(lo[d], "f"),
-            "max": None if d not in hi else format(hi[d], "f"),
+            "min": None if d not in lo else format(lo[d].quantize(PREMIUM_QUANTUM), "f"),
+            "max": None if d not in hi else format(hi[d].quantize(PREMIUM_QUANTUM), "f"),
         }
     return summary
 
@@ -552,9 +597,10 @@ def run_backtest(kernel: Kernel, opts: RunOptions) -> int:
     storage = kernel.load_storage()
     metrics = TradingMetrics.get(kernel.registry)
     try:
-        engine = build_engine(reader, config, storage, metrics=metrics, notify=kernel.notify,
-                              seed=int(bt.get("seed", 42)))
-        metrics.simulated.set(1 if reader.simulated else 0)
+        listeners = bool(kernel.pm.hook.arbframe_on_spread.get_hookimpls())
+        # per-tick metrics would cost a third of the replay: the numbers are published once at the end
+        engine = build_engine(reader, config, storage, metrics=None, notify=kernel.notify,
+                              seed=int(bt.get("seed", 42)), spread_listeners=listeners)
         note = " [simulated data]" if reader.simulated else ""
         log.info("[BACKTEST] replaying %s (%s/%s, symbols=%s) into %s%s", reader.path, engine.domestic,
                  engine.foreign, list(engine.cfg.symbols), storage.describe(), note)
@@ -563,6 +609,8 @@ def run_backtest(kernel: Kernel, opts: RunOptions) -> int:
         t0 = time.perf_counter()
         summary = replay(reader, engine, chart_points=points)
         elapsed = time.perf_counter() - t0
+        if summary.last_ts is not None:
+            engine.sync_metrics(metrics, datetime.fromisoformat(summary.last_ts))
         out.mkdir(parents=True, exist_ok=True)
         (out / SUMMARY_FILE).write_text(summary.to_json(), encoding="utf-8")
         for line in summary.table().splitlines():

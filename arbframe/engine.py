@@ -33,7 +33,15 @@ from arbframe.models import (
     Spread,
 )
 from arbframe.paper import InsufficientFunds, InsufficientLiquidity, LegResult, LegSpec, PaperExecutor, PaperWallet
-from arbframe.premium import PremiumCalculator, exit_prices, premium_at, usdt_mid
+from arbframe.premium import (
+    PremiumCalculator,
+    PremiumQuote,
+    exit_prices,
+    fx_age,
+    premium_at,
+    top_price,
+    usdt_mid,
+)
 from arbframe.strategy import CloseDecision, OpenDecision, PortfolioView, Strategy, StrategyConfig
 
 log = logging.getLogger("arbframe.engine")
@@ -55,7 +63,7 @@ class MarketSnapshot:
 @dataclass
 class SymbolDecision:
     symbol: str
-    spreads: list[Spread] = field(default_factory=list)
+    quotes: list[PremiumQuote] = field(default_factory=list)
     closes: list[CloseDecision] = field(default_factory=list)
     open: OpenDecision | None = None
     blocked: str | None = None
@@ -65,7 +73,8 @@ class SymbolDecision:
 @dataclass
 class TickResult:
     ts: datetime
-    spreads: list[Spread] = field(default_factory=list)
+    quotes: list[PremiumQuote] = field(default_factory=list)  # every symbol and direction, every tick
+    spreads: list[Spread] = field(default_factory=list)  # the records made from them (when materialized)
     opened: list[Position] = field(default_factory=list)
     closed: list[Position] = field(default_factory=list)
     errors: list[ErrorRecord] = field(default_factory=list)
@@ -104,6 +113,8 @@ class Engine:
         notify: Callable[..., Any] | None = None,
         simulated: bool = False,
         log_spreads: bool = True,
+        spread_log_interval_seconds: float = 0.0,
+        spread_listeners: bool = True,
     ) -> None:
         self.cfg = cfg
         self.strategy = Strategy(cfg)
@@ -117,6 +128,9 @@ class Engine:
         self.notify = notify
         self.simulated = simulated
         self.log_spreads = log_spreads
+        self.spread_log_interval = float(spread_log_interval_seconds)
+        self.spread_listeners = spread_listeners
+        self._last_spread_log: datetime | None = None
         self.domestic = cfg.domestic
         self.foreign = cfg.foreign
         self.fee_domestic = Decimal(fee_domestic)
@@ -213,9 +227,9 @@ class Engine:
         if fx_fresh is None:
             fx_fresh = self.fx_fresh(fx, now)
         usdt = usdt_mid(snap.books.get((self.domestic, "USDT"))) if self.cfg.use_tether else None
-        qty = self.strategy.order_qty(dom.bids[0].price, self._step.get(symbol, Decimal("0.00000001")))
+        qty = self.strategy.order_qty(top_price(dom.bids), self._step.get(symbol, Decimal("0.00000001")))
         if qty > 0:
-            out.spreads = self.calc.spreads(symbol, dom, fgn, qty, fx, now, usdt)
+            out.quotes = self.calc.quotes(symbol, dom, fgn, qty, rate, usdt)
         # closes and marks of the open positions on this symbol
         strategy = self.strategy
         for position in self.positions.values():
@@ -230,7 +244,7 @@ class Engine:
             if reason is not None and prices is not None:
                 out.closes.append(CloseDecision(position, reason, close_prem))
         # entry
-        best = strategy.best_entry(out.spreads)
+        best = strategy.best_entry(out.quotes)
         if best is not None:
             books_fresh = self._book_fresh(dom, now) and self._book_fresh(fgn, now)
             block = strategy.entry_block(best, self.view(), now, fx_fresh=fx_fresh, books_fresh=books_fresh)
@@ -265,7 +279,7 @@ class Engine:
         storage = self.storage
         for symbol in self.cfg.symbols:
             decision = self.decide_symbol(symbol, snap, fx_fresh=fresh)
-            result.spreads.extend(decision.spreads)
+            result.quotes.extend(decision.quotes)
             for close in decision.closes:
                 closed = self._close(close, snap, result)
                 if closed is not None:
@@ -275,9 +289,20 @@ class Engine:
             self._note_block(symbol, decision.blocked)
             for mark in decision.marks.values():
                 unrealized += mark
-        if self.log_spreads:
-            for spread in result.spreads:
-                storage.log_spread(spread)
+        log_due = self.log_spreads and (
+            self._last_spread_log is None
+            or self.spread_log_interval <= 0
+            or (now - self._last_spread_log).total_seconds() >= self.spread_log_interval
+        )
+        if fx is not None and (log_due or self.spread_listeners or self.cache is not None):
+            age = fx_age(fx, now)
+            simulated = self.simulated or snap.simulated
+            to_spread = self.calc.to_spread
+            result.spreads = [to_spread(q, fx, now, simulated=simulated, age=age) for q in result.quotes]
+            if log_due and result.quotes:
+                self._last_spread_log = now
+                for spread in result.spreads:
+                    storage.log_spread(spread)
         self.ticks += 1
         self.stats.open_positions = len(self.positions)
         self.stats.unrealized_pnl_krw = unrealized
@@ -317,7 +342,9 @@ class Engine:
         if why is not None:
             self._note_block(symbol, why)
             return None
-        rate = spread.fx_rate
+        if snap.fx is None:
+            return None
+        rate = snap.fx.rate
         position_id = self.ids()
         legs = self._legs(spread.direction, snap, symbol, False, rate)
         try:
@@ -352,7 +379,7 @@ class Engine:
         log.info(
             "[BOT] OPEN %s %s qty=%s premium=%.3f%% net=%.3f%% fx=%s (%s)%s",
             position.direction.value, symbol, qty, float(position.entry_premium) * 100,
-            float(spread.net_premium) * 100, rate, spread.fx_source, self._sim_note(snap),
+            float(spread.net_premium) * 100, rate, snap.fx.source if snap.fx else "?", self._sim_note(snap),
         )
         if self.notify is not None:
             self.notify("arbframe_on_position_opened", position=position)
@@ -461,7 +488,7 @@ class Engine:
                 metrics.fx_rate.set(float(fx.rate))
                 metrics.fx_age.set(fx.age_seconds(now))
             children = self._premium_children
-            for s in result.spreads:
+            for s in result.quotes:
                 key = (s.symbol, s.direction)
                 pair = children.get(key)
                 if pair is None:
@@ -471,7 +498,7 @@ class Engine:
                 pair[0].set(float(s.premium))
                 pair[1].set(float(s.net_premium))
         notify = self.notify
-        if notify is not None:
+        if notify is not None and self.spread_listeners:
             for s in result.spreads:
                 notify("arbframe_on_spread", spread=s)
         if self.cache is not None:
@@ -498,6 +525,15 @@ class Engine:
                 log.debug("cache.write_tick raised: %r", exc)
             if metrics is not None:
                 metrics.heartbeat.set(now.timestamp())
+
+    def sync_metrics(self, metrics: TradingMetrics, now: datetime) -> None:
+        """Publish the engine's numbers into ``metrics`` once (a replay runs without per-tick metrics)."""
+        metrics.publish(self.stats, now)
+        metrics.trades.inc(self.stats.trades)
+        metrics.ticks.inc(self.ticks)
+        metrics.simulated.set(1 if self.simulated else 0)
+        if self.last_fx is not None:
+            metrics.fx_rate.set(float(self.last_fx.rate))
 
     def unrealized_by_position(self, snap: MarketSnapshot) -> dict[str, Decimal]:
         """Mark every open position to market against ``snap`` (exit fees included)."""

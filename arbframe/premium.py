@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from decimal import Decimal
+from typing import Any, NamedTuple
 
 from arbframe.models import ZERO, Direction, FxRate, OrderBook, Side, Spread
 
@@ -26,6 +27,25 @@ ONE = Decimal(1)
 TWO = Decimal(2)
 PREMIUM_QUANTUM = Decimal("1e-12")
 AGE_QUANTUM = Decimal("0.001")
+
+
+def side_vwap(book: OrderBook, side: Side, qty: Decimal) -> Decimal | None:
+    """VWAP of ``qty`` on ``book`` for an order of ``side``; uses a lazy level sequence's own walk if it has one."""
+    levels = book.asks if side is Side.BUY else book.bids
+    if type(levels) is tuple:
+        return book.vwap(side, qty)
+    fast = getattr(levels, "vwap", None)
+    return fast(qty) if fast is not None else book.vwap(side, qty)
+
+
+def top_price(levels: Any) -> Decimal | None:
+    """Best price of a book side (None when empty)."""
+    if type(levels) is tuple:
+        return levels[0].price if levels else None
+    fast = getattr(levels, "top_price", None)
+    if fast is not None:
+        return fast()
+    return levels[0].price if levels else None
 
 
 def kimchi_premium(domestic_bid: Decimal, foreign_ask: Decimal, rate: Decimal) -> Decimal:
@@ -50,10 +70,10 @@ def entry_prices(
     direction: Direction, domestic: OrderBook, foreign: OrderBook, qty: Decimal
 ) -> tuple[Decimal, Decimal] | None:
     """(domestic VWAP, foreign VWAP) an entry of ``qty`` in ``direction`` would get; None if a book is too thin."""
-    d = domestic.vwap(direction.domestic_side, qty)
+    d = side_vwap(domestic, direction.domestic_side, qty)
     if d is None:
         return None
-    f = foreign.vwap(direction.foreign_side, qty)
+    f = side_vwap(foreign, direction.foreign_side, qty)
     if f is None:
         return None
     return d, f
@@ -92,9 +112,26 @@ def close_premium(
 
 def usdt_mid(book: OrderBook | None) -> Decimal | None:
     """Mid of the domestic KRW-USDT book, or None when unknown."""
-    if book is None or not book.bids or not book.asks:
+    if book is None:
         return None
-    return (book.bids[0].price + book.asks[0].price) / TWO
+    bid, ask = top_price(book.bids), top_price(book.asks)
+    if bid is None or ask is None:
+        return None
+    return (bid + ask) / TWO
+
+
+class PremiumQuote(NamedTuple):
+    """A spread before it becomes a record: what the decision path works with (cheap to build)."""
+
+    symbol: str
+    direction: Direction
+    qty: Decimal
+    domestic_price: Decimal
+    foreign_price: Decimal
+    premium: Decimal
+    net_premium: Decimal
+    tether_premium: Decimal | None
+    usdt_premium: Decimal | None
 
 
 class PremiumCalculator:
@@ -122,6 +159,72 @@ class PremiumCalculator:
         self.ids = ids
         self.directions = tuple(directions)
 
+    def quotes(
+        self,
+        symbol: str,
+        domestic: OrderBook,
+        foreign: OrderBook,
+        qty: Decimal,
+        rate: Decimal,
+        usdt_krw: Decimal | None = None,
+    ) -> list[PremiumQuote]:
+        """One :class:`PremiumQuote` per direction whose books are deep enough for ``qty`` (the hot path)."""
+        out = []
+        round_trip = self.round_trip
+        for direction in self.directions:
+            if direction is Direction.KIMCHI:
+                d = side_vwap(domestic, Side.SELL, qty)
+                f = side_vwap(foreign, Side.BUY, qty) if d is not None else None
+                if f is None:
+                    continue
+                premium = d / (f * rate) - ONE
+                if usdt_krw is not None:
+                    tether = usdt_krw / rate - ONE
+                    usdt_prem = d / (f * usdt_krw) - ONE
+                else:
+                    tether = usdt_prem = None
+            else:
+                d = side_vwap(domestic, Side.BUY, qty)
+                f = side_vwap(foreign, Side.SELL, qty) if d is not None else None
+                if f is None:
+                    continue
+                premium = f * rate / d - ONE
+                if usdt_krw is not None:
+                    tether = rate / usdt_krw - ONE
+                    usdt_prem = f * usdt_krw / d - ONE
+                else:
+                    tether = usdt_prem = None
+            out.append(PremiumQuote(symbol, direction, qty, d, f, premium, premium - round_trip, tether, usdt_prem))
+        return out
+
+    def to_spread(
+        self, quote: PremiumQuote, fx: FxRate, now: datetime, *, simulated: bool = False, age: Decimal | None = None
+    ) -> Spread:
+        """The :class:`Spread` record of ``quote`` (premiums rounded to 1e-12, a fresh id)."""
+        q = PREMIUM_QUANTUM
+        if age is None:
+            age = fx_age(fx, now)
+        tether, usdt_prem = quote.tether_premium, quote.usdt_premium
+        return Spread(
+            id=self.ids(),
+            ts=now,
+            symbol=quote.symbol,
+            direction=quote.direction,
+            domestic_exchange=self.domestic,
+            foreign_exchange=self.foreign,
+            qty=quote.qty,
+            domestic_price=quote.domestic_price,
+            foreign_price=quote.foreign_price,
+            fx_rate=fx.rate,
+            fx_source=fx.source,
+            fx_age_seconds=age,
+            premium=quote.premium.quantize(q),
+            net_premium=quote.net_premium.quantize(q),
+            tether_premium=None if tether is None else tether.quantize(q),
+            usdt_premium=None if usdt_prem is None else usdt_prem.quantize(q),
+            simulated=simulated or fx.simulated,
+        )
+
     def spreads(
         self,
         symbol: str,
@@ -133,49 +236,17 @@ class PremiumCalculator:
         usdt_krw: Decimal | None = None,
     ) -> list[Spread]:
         """One :class:`Spread` per direction whose books are deep enough for ``qty``."""
-        rate = fx.rate
-        age = Decimal(repr(fx.age_seconds(now))).quantize(AGE_QUANTUM)
-        simulated = domestic.simulated or foreign.simulated or fx.simulated
-        out = []
-        q = PREMIUM_QUANTUM
-        for direction in self.directions:
-            prices = entry_prices(direction, domestic, foreign, qty)
-            if prices is None:
-                continue
-            d, f = prices
-            premium = premium_at(direction, d, f, rate)
-            tether = usdt_prem = None
-            if usdt_krw is not None:
-                if direction is Direction.KIMCHI:
-                    tether = usdt_krw / rate - ONE
-                    usdt_prem = d / (f * usdt_krw) - ONE
-                else:
-                    tether = rate / usdt_krw - ONE
-                    usdt_prem = f * usdt_krw / d - ONE
-                tether = tether.quantize(q)
-                usdt_prem = usdt_prem.quantize(q)
-            out.append(
-                Spread(
-                    id=self.ids(),
-                    ts=now,
-                    symbol=symbol,
-                    direction=direction,
-                    domestic_exchange=self.domestic,
-                    foreign_exchange=self.foreign,
-                    qty=qty,
-                    domestic_price=d,
-                    foreign_price=f,
-                    fx_rate=rate,
-                    fx_source=fx.source,
-                    fx_age_seconds=age,
-                    premium=premium.quantize(q),
-                    net_premium=(premium - self.round_trip).quantize(q),
-                    tether_premium=tether,
-                    usdt_premium=usdt_prem,
-                    simulated=simulated,
-                )
-            )
-        return out
+        simulated = domestic.simulated or foreign.simulated
+        age = fx_age(fx, now)
+        return [
+            self.to_spread(quote, fx, now, simulated=simulated, age=age)
+            for quote in self.quotes(symbol, domestic, foreign, qty, fx.rate, usdt_krw)
+        ]
+
+
+def fx_age(fx: FxRate, now: datetime) -> Decimal:
+    """Age of ``fx`` at ``now`` in seconds, to the millisecond."""
+    return Decimal(repr(fx.age_seconds(now))).quantize(AGE_QUANTUM)
 
 
 def side_for(direction: Direction, domestic: bool, closing: bool = False) -> Side:

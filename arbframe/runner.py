@@ -199,6 +199,9 @@ class TradingService:
             notify=self.kernel.notify,
             simulated=self.mock,
             log_spreads=bool((self.config.get("arbitrage") or {}).get("log_spreads", True)),
+            spread_log_interval_seconds=float(
+                (self.config.get("arbitrage") or {}).get("spread_log_interval_seconds", 0)
+            ),
         )
 
     async def current_fx(self) -> FxRate | None:
@@ -230,7 +233,7 @@ class TradingService:
             log.warning("[BOT] FX rate unavailable: %r", fx)
             fx = None
         books = {}
-        now = utcnow()
+        now = self.market.now if self.market is not None else utcnow()
         for key, book in zip(keys, results[1:], strict=True):
             if isinstance(book, BaseException):
                 if key[1] == "USDT" and key[0] == cfg.domestic:

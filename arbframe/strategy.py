@@ -19,6 +19,9 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 from arbframe.models import ZERO, Direction, MarketRules, Position, Side, Spread
+from arbframe.premium import PremiumQuote
+
+Signal = Spread | PremiumQuote
 
 
 def _dec(value: Any, default: str | None = None) -> Decimal | None:
@@ -110,7 +113,7 @@ class OpenDecision:
     symbol: str
     direction: Direction
     qty: Decimal
-    spread: Spread
+    spread: Signal
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +172,7 @@ class Strategy:
         return None
 
     # ----------------------------------------------------------------------------------------------- opening
-    def best_entry(self, spreads: list[Spread]) -> Spread | None:
+    def best_entry(self, spreads: list[Signal]) -> Signal | None:
         """The direction with the highest net premium at or above the entry threshold."""
         best = None
         for spread in spreads:
@@ -183,7 +186,7 @@ class Strategy:
 
     def entry_block(
         self,
-        spread: Spread,
+        spread: Signal,
         view: PortfolioView,
         now: datetime,
         *,
@@ -210,7 +213,7 @@ class Strategy:
 
     def size_entry(
         self,
-        spread: Spread,
+        spread: Signal,
         view: PortfolioView,
         *,
         domestic_rules: MarketRules,

@@ -58,6 +58,9 @@ ARBITRAGE_SCHEMA: dict[str, Any] = {
         "book_depth": {"type": "integer", "minimum": 1, "maximum": 200},
         "use_tether": {"type": "boolean", "description": "also read the domestic KRW-USDT book (tether premium)"},
         "log_spreads": {"type": "boolean", "description": "record every spread (both directions, every tick)"},
+        "spread_log_interval_seconds": {
+            **_NONNEG, "description": "record spreads at most this often in market time (0: every tick)",
+        },
         "timezone": {"type": "string", "minLength": 1, "description": "day boundary of daily PnL (Asia/Seoul)"},
     },
     "additionalProperties": False,
@@ -111,6 +114,9 @@ BACKTEST_SCHEMA: dict[str, Any] = {
         "output_dir": {"type": "string", "minLength": 1, "description": "where the replay writes its files"},
         "chart": {"type": "boolean", "description": "write premium_equity.png when matplotlib is installed"},
         "seed": {"type": "integer", "description": "seed of the ids the replay writes"},
+        "spread_log_interval_seconds": {
+            **_NONNEG, "description": "record spreads at most this often in market time (0: every snapshot)",
+        },
     },
     "additionalProperties": False,
 }
