@@ -1,0 +1,132 @@
+"""``arbframe run`` with Redis: the seed's D2 scenario 4 (FX readable with ``redis-cli``), D3 §5 (heartbeat),
+and an outage in the middle of a run (ticks continue, writes resume, the heartbeat reappears)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from arbframe.testing.redis_server import redis_server  # noqa: F401  (fixture)
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    env.pop("REDIS_URL", None)
+    env.pop("DATABASE_URL", None)
+    return env
+
+
+def write_config(tmp_path: Path, url: str, extra: str = "") -> Path:
+    path = tmp_path / "run.yml"
+    path.write_text(
+        "mock_mode: true\n"
+        "fx:\n"
+        "  source: static\n"
+        "  static_rate: 1350.0\n"
+        "storage:\n"
+        "  backend: csv\n"
+        "  csv:\n"
+        f"    data_dir: {tmp_path / 'data'}\n"
+        "redis:\n"
+        "  enabled: true\n"
+        f"  url: {url}\n"
+        "  prefix: arb\n"
+        "  health_ttl_seconds: 60\n" + extra
+    )
+    return path
+
+
+def wait_for(predicate, timeout: float, what: str, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_scenario_4_fx_published_by_run_once_is_readable_with_redis_cli(tmp_path, redis_server):  # noqa: F811
+    cfg = write_config(tmp_path, redis_server.url)
+    out = subprocess.run([sys.executable, "-m", "arbframe", "run", "--once", "--config", str(cfg)],
+                         cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    # seed D2 §4: KEYS "arb:fx:*" then GET "arb:fx:usdkrw" -> 1350.0
+    assert "arb:fx:usdkrw" in redis_server.cli("KEYS", "arb:fx:*").split()
+    assert redis_server.cli("GET", "arb:fx:usdkrw") == "1350.0"
+    assert 55 <= int(redis_server.cli("TTL", "arb:fx:usdkrw")) <= 60
+    # seed D3 §5: the heartbeat, ISO-8601 UTC, TTL health_ttl_seconds
+    beat = redis_server.cli("GET", "arb:heartbeat:bot_service")
+    ts = datetime.fromisoformat(beat)
+    assert ts.utcoffset().total_seconds() == 0 and beat.endswith("+00:00")
+    assert abs((datetime.now(timezone.utc) - ts).total_seconds()) < 60
+    assert 55 <= int(redis_server.cli("TTL", "arb:heartbeat:bot_service")) <= 60
+    # spread snapshots, fixed 60 s
+    for symbol in ("BTC", "ETH"):
+        snapshot = json.loads(redis_server.cli("GET", f"arb:spread:{symbol}"))
+        assert snapshot["source"] == "bot_service" and "ts" in snapshot
+        assert 55 <= int(redis_server.cli("TTL", f"arb:spread:{symbol}")) <= 60
+    # a second process (the health report) reads the same rate back through the cache
+    health = subprocess.run([sys.executable, "-m", "arbframe", "health", "--config", str(cfg), "--json"],
+                            cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=60)
+    fx = next(c for c in json.loads(health.stdout)["checks"] if c["component"] == "fx")
+    assert fx["details"]["rate"] == "1350.00" and fx["details"]["via"] == "redis"
+    heartbeat = next(c for c in json.loads(health.stdout)["checks"] if c["component"] == "heartbeat")
+    assert heartbeat["status"] == "OK"
+
+
+def test_redis_stopped_and_started_during_a_run(tmp_path, redis_server):  # noqa: F811
+    cfg = write_config(
+        tmp_path, redis_server.url,
+        "  socket_timeout_seconds: 0.3\n  backoff_initial_seconds: 0.1\n  backoff_max_seconds: 0.3\n",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "arbframe", "run", "--interval", "0.2", "--duration", "30", "--config", str(cfg)],
+        cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+
+    def count(text: str) -> int:
+        return sum(text in line for line in list(lines))
+
+    def heartbeat() -> str:
+        return redis_server.cli("GET", "arb:heartbeat:bot_service") if redis_server.running else ""
+
+    try:
+        first = wait_for(heartbeat, 60, "the first heartbeat")
+        redis_server.stop()
+        wait_for(lambda: count("failing") >= 1, 20, "the outage warning")
+        ticks_at_outage = count("[BOT] heartbeat -")
+        wait_for(lambda: count("[BOT] heartbeat -") >= ticks_at_outage + 5, 20, "ticks during the outage")
+        assert proc.poll() is None, "the service stopped when Redis went down"
+        redis_server.start()  # back, empty, same port
+        second = wait_for(heartbeat, 20, "the heartbeat to reappear")
+        assert datetime.fromisoformat(second) > datetime.fromisoformat(first)
+        wait_for(lambda: redis_server.cli("GET", "arb:fx:usdkrw"), 20, "the FX rate to reappear")
+        wait_for(lambda: count("reachable again") >= 1, 20, "the recovery message")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        reader.join(timeout=10)
+    output = "".join(lines)
+    assert proc.returncode == 0, output[-3000:]
+    # failures were warned about at a bounded rate: once for the whole outage, not once per tick
+    assert count("failing") == 1, output[-3000:]
+    assert "Traceback" not in output
