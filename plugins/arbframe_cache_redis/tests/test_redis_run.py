@@ -130,3 +130,24 @@ def test_redis_stopped_and_started_during_a_run(tmp_path, redis_server):  # noqa
     # failures were warned about at a bounded rate: once for the whole outage, not once per tick
     assert count("failing") == 1, output[-3000:]
     assert "Traceback" not in output
+
+
+def test_without_redis_py_the_service_runs_and_health_says_how_to_install(tmp_path):
+    from arbframe.testing.redis_server import free_port
+
+    hidden = tmp_path / "hide"
+    (hidden / "redis").mkdir(parents=True)
+    (hidden / "redis" / "__init__.py").write_text("raise ImportError(\"No module named 'redis' (hidden by a test)\")\n")
+    env = _env(tmp_path)
+    env["PYTHONPATH"] = str(hidden) + os.pathsep + env.get("PYTHONPATH", "")
+    cfg = write_config(tmp_path, f"redis://127.0.0.1:{free_port()}/0")
+    run = subprocess.run([sys.executable, "-m", "arbframe", "run", "--once", "--config", str(cfg)],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "pip install redis" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert (tmp_path / "data" / "spreads.csv").exists()  # the tick still ran and recorded
+    health = subprocess.run([sys.executable, "-m", "arbframe", "health", "--config", str(cfg)],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert health.returncode == 1
+    assert "[REDIS     ] ❌ ERROR    redis-py is not installed: pip install redis" in health.stdout
