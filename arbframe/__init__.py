@@ -60,6 +60,7 @@ _LAZY: dict[str, str] = {
     "columns": "arbframe.records",
     "from_row": "arbframe.records",
     "hookimpl": "arbframe.hookspecs",
+    "load_config": "arbframe.config",
     "mask_secret": "arbframe.secrets",
     "mask_url": "arbframe.secrets",
     "new_id": "arbframe.models",
@@ -71,6 +72,7 @@ _LAZY: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
+    from arbframe.config import load_config
     from arbframe.errors import ArbframeError, ConfigError, DriverLoadError, DriverNotInstalled
     from arbframe.hookspecs import hookimpl
     from arbframe.instruments import CacheMetrics, ExchangeMetrics, PluginMetrics, StorageMetrics
@@ -176,6 +178,7 @@ __all__ = [
     "columns",
     "from_row",
     "hookimpl",
+    "load_config",
     "mask_secret",
     "mask_url",
     "new_id",
