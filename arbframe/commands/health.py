@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     kernel = Kernel(config, service_name=str(service))
     validate_selected(kernel)
     budget = max(0.5, float(args.timeout) - (time.monotonic() - started))
-    report = report_for_kernel(kernel, budget_seconds=budget, build_timeout=min(0.8, budget / 2))
+    report = report_for_kernel(kernel, budget_seconds=budget, build_timeout=min(1.0, budget / 2))
     if args.json:
         print(report.to_json())
     else:
