@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from arbframe.errors import DriverNotInstalled
+from arbframe.errors import DriverLoadError, DriverNotInstalled
 from arbframe.secrets import mask_url
 
 if TYPE_CHECKING:
@@ -30,7 +30,8 @@ def get_storage(kernel: Kernel) -> Storage:
         return kernel.build_driver("storage", backend, storage_cfg.get(backend, {}), "storage.backend")
     except DriverNotInstalled:
         raise
-    except Exception as exc:
+    except Exception as error:
+        exc = error.__cause__ if isinstance(error, DriverLoadError) and error.__cause__ is not None else error
         reason = mask_url(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
         csv_dir = (storage_cfg.get("csv") or {}).get("data_dir", "data")
         log.warning(
