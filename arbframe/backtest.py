@@ -684,3 +684,39 @@ def record(opts: RunOptions, configs: list[str], output: str | None) -> int:
         raise
     path = Path(output) if output else default_recording_path()
     return asyncio.run(record_loop(kernel, opts, path))
+
+
+def simulate_recording(
+    path: str | Path,
+    *,
+    snapshots: int,
+    symbols: Sequence[str] = ("BTC", "ETH"),
+    seed: int = 42,
+    depth: int = 15,
+    start: datetime | None = None,
+    fees: Mapping[str, str] | None = None,
+    tether: bool = True,
+    **market_kwargs: Any,
+) -> Path:
+    """Write a recording of the simulated market without the network or a clock (tests, benchmarks)."""
+    from arbframe.simulation import SimulatedMarket
+
+    market = SimulatedMarket(symbols, seed=seed, start=start or datetime(2026, 1, 1, tzinfo=timezone.utc),
+                             depth=depth, **market_kwargs)
+    venues = list(market.venues)
+    domestic = next(v for v in venues if market.venues[v] == "KRW")
+    foreign = next(v for v in venues if market.venues[v] != "KRW")
+    fee_map = {k: Decimal(v) for k, v in (fees or {domestic: "0.0005", foreign: "0.001"}).items()}
+    cfg = StrategyConfig(domestic=domestic, foreign=foreign, symbols=tuple(market.symbols))
+    rules = {(v, s): market.rules(v, s) for v in (domestic, foreign) for s in market.symbols}
+    header = make_header(cfg, dict(market.venues), fee_map, rules, True)
+    p = Path(path)
+    with open_recording(p, "w") as fh:
+        fh.write(json.dumps(header, separators=(",", ":")) + "\n")
+        for _ in range(snapshots):
+            market.step()
+            books = {(v, s): market.order_book(v, s, depth) for s in market.symbols for v in (domestic, foreign)}
+            if tether:
+                books[(domestic, "USDT")] = market.order_book(domestic, "USDT", depth)
+            fh.write(encode_snapshot(MarketSnapshot(market.now, books, market.fx_rate(), True)) + "\n")
+    return p
