@@ -3,13 +3,16 @@ and an outage in the middle of a run (ticks continue, writes resume, the heartbe
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
 import time
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -27,7 +30,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def write_config(tmp_path: Path, url: str, extra: str = "") -> Path:
+def write_config(tmp_path: Path, url: str, extra: str = "", ttl: int = 60) -> Path:
     path = tmp_path / "run.yml"
     path.write_text(
         "mock_mode: true\n"
@@ -42,7 +45,7 @@ def write_config(tmp_path: Path, url: str, extra: str = "") -> Path:
         "  enabled: true\n"
         f"  url: {url}\n"
         "  prefix: arb\n"
-        "  health_ttl_seconds: 60\n" + extra
+        f"  health_ttl_seconds: {ttl}\n" + extra
     )
     return path
 
@@ -62,9 +65,16 @@ def test_scenario_4_fx_published_by_run_once_is_readable_with_redis_cli(tmp_path
     out = subprocess.run([sys.executable, "-m", "arbframe", "run", "--once", "--config", str(cfg)],
                          cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
-    # seed D2 §4: KEYS "arb:fx:*" then GET "arb:fx:usdkrw" -> 1350.0
+    # seed D2 §4: KEYS "arb:fx:*" then GET "arb:fx:usdkrw" -> the rate as a plain number. Mock mode prices
+    # with the simulated market's USD/KRW, which starts at fx.static_rate (1350.0) and may have moved a few
+    # hundredths by the first tick; the key holds exactly the rate the run recorded in fx_rates.csv.
     assert "arb:fx:usdkrw" in redis_server.cli("KEYS", "arb:fx:*").split()
-    assert redis_server.cli("GET", "arb:fx:usdkrw") == "1350.0"
+    shown = redis_server.cli("GET", "arb:fx:usdkrw")
+    assert re.fullmatch(r"\d+\.\d+", shown), shown
+    with open(tmp_path / "data" / "fx_rates.csv", newline="") as fh:
+        recorded = [Decimal(row["rate"]) for row in csv.DictReader(fh)]
+    assert recorded and Decimal(shown) == recorded[-1]
+    assert abs(Decimal(shown) - Decimal("1350.0")) < 5
     assert 55 <= int(redis_server.cli("TTL", "arb:fx:usdkrw")) <= 60
     # seed D3 §5: the heartbeat, ISO-8601 UTC, TTL health_ttl_seconds
     beat = redis_server.cli("GET", "arb:heartbeat:bot_service")
@@ -81,7 +91,7 @@ def test_scenario_4_fx_published_by_run_once_is_readable_with_redis_cli(tmp_path
     health = subprocess.run([sys.executable, "-m", "arbframe", "health", "--config", str(cfg), "--json"],
                             cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=60)
     fx = next(c for c in json.loads(health.stdout)["checks"] if c["component"] == "fx")
-    assert fx["details"]["rate"] == "1350.00" and fx["details"]["via"] == "redis"
+    assert Decimal(fx["details"]["rate"]) == Decimal(shown) and fx["details"]["via"] == "redis"
     heartbeat = next(c for c in json.loads(health.stdout)["checks"] if c["component"] == "heartbeat")
     assert heartbeat["status"] == "OK"
 
@@ -90,6 +100,7 @@ def test_redis_stopped_and_started_during_a_run(tmp_path, redis_server):  # noqa
     cfg = write_config(
         tmp_path, redis_server.url,
         "  socket_timeout_seconds: 0.3\n  backoff_initial_seconds: 0.1\n  backoff_max_seconds: 0.3\n",
+        ttl=45,
     )
     proc = subprocess.Popen(
         [sys.executable, "-m", "arbframe", "run", "--interval", "0.2", "--duration", "30", "--config", str(cfg)],
@@ -107,6 +118,8 @@ def test_redis_stopped_and_started_during_a_run(tmp_path, redis_server):  # noqa
 
     try:
         first = wait_for(heartbeat, 60, "the first heartbeat")
+        for key in ("arb:heartbeat:bot_service", "arb:fx:usdkrw"):  # TTLs as configured
+            assert 40 <= int(redis_server.cli("TTL", key)) <= 45, key
         redis_server.stop()
         wait_for(lambda: count("failing") >= 1, 20, "the outage warning")
         ticks_at_outage = count("[BOT] heartbeat -")
@@ -151,3 +164,21 @@ def test_without_redis_py_the_service_runs_and_health_says_how_to_install(tmp_pa
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert health.returncode == 1
     assert "[REDIS     ] ❌ ERROR    redis-py is not installed: pip install redis" in health.stdout
+
+
+async def test_scenario_4_static_source_shows_exactly_1350_0(redis_server):  # noqa: F811
+    """The seed's fx_mode=static path, exactly: the static source published through FxService reads 1350.0."""
+    from arbframe_cache_redis.cache import RedisCache
+
+    from arbframe.builtins.static_fx import StaticFxSource
+    from arbframe.fx import FxService
+
+    cache = RedisCache({"url": redis_server.url, "prefix": "arb"}, None)
+    fx = FxService(StaticFxSource({"static_rate": 1350.0}), cache, ttl_seconds=60)
+    rate = await fx.current()
+    assert sorted(redis_server.cli("KEYS", "arb:fx:*").split()) == ["arb:fx:usdkrw", "arb:fx:usdkrw:meta"]
+    assert redis_server.cli("GET", "arb:fx:usdkrw") == "1350.0"
+    assert 55 <= int(redis_server.cli("TTL", "arb:fx:usdkrw")) <= 60
+    reader = FxService(None, RedisCache({"url": redis_server.url, "prefix": "arb"}, None))
+    assert reader.read() == rate  # a second reader sees the same rate, id, timestamp and source
+    cache.close()
