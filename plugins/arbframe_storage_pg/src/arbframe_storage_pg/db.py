@@ -249,13 +249,25 @@ class TableResult:
 
 
 class BatchWriter:
-    """Writes batches of COPY text lines through per-connection staging tables. Not thread-safe."""
+    """Writes batches of rows (COPY text lines, or CSV lines with ``fmt="csv"``). Not thread-safe.
+
+    Two idempotent paths per table, picked adaptively:
+
+    - direct (optimistic): ``COPY`` straight into the table inside a savepoint. When no row is there yet — the
+      normal case for a live service and a first migration — this is the server's raw bulk-load speed.
+    - staged: when the direct COPY hits an id already stored (a replay, a re-run), the savepoint is rolled back
+      and the rows go ``COPY`` -> temporary staging table -> ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``.
+      The table stays on this path until a staged batch finds no row already present.
+
+    ``positions`` always take the staged path (an upsert where ``closed`` beats ``open``).
+    """
 
     def __init__(self, conn: Any, schema: str) -> None:
         self.conn = conn
         self.schema = schema
         self._staged: set[str] = set()
-        self._sql: dict[str, tuple[Any, Any]] = {}
+        self._sql: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self._direct: dict[str, bool] = {}
 
     def _stage(self, cur: Any, table: str) -> None:
         if table in self._staged:
@@ -270,23 +282,35 @@ class BatchWriter:
         )
         self._staged.add(table)
 
-    def _statements(self, table: str) -> tuple[Any, Any]:
-        found = self._sql.get(table)
+    def _statements(self, table: str, fmt: str) -> tuple[Any, Any, Any]:
+        """(COPY into the table, COPY into the staging table, merge from the staging table)."""
+        found = self._sql.get((table, fmt))
         if found is not None:
             return found
         from psycopg2 import sql
+
+        from arbframe_storage_pg.tables import force_not_null
 
         spec = SPECS[table]
         cols = sql.SQL(", ").join(map(sql.Identifier, spec.names))
         stage = sql.Identifier(STAGE_PREFIX + table)
         target = sql.Identifier(self.schema, table)
-        copy = sql.SQL("COPY {} ({}) FROM STDIN").format(stage, cols)
+        if fmt == "csv":
+            options = [sql.SQL("FORMAT csv")]
+            keep = force_not_null(table)
+            if keep:
+                options.append(sql.SQL("FORCE_NOT_NULL ({})").format(sql.SQL(", ").join(map(sql.Identifier, keep))))
+            with_ = sql.SQL(" WITH ({})").format(sql.SQL(", ").join(options))
+        else:
+            with_ = sql.SQL("")
+        copy_direct = sql.SQL("COPY {} ({}) FROM STDIN{}").format(target, cols, with_)
+        copy_stage = sql.SQL("COPY {} ({}) FROM STDIN{}").format(stage, cols, with_)
         if table == "positions":
             updates = sql.SQL(", ").join(
                 sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n))
                 for n in spec.names if n != "id"
             )
-            insert = sql.SQL(
+            merge = sql.SQL(
                 "INSERT INTO {target} AS t ({cols}) "
                 "SELECT DISTINCT ON (id) {cols} FROM {stage} ORDER BY id, (status = 'closed') DESC, _seq DESC "
                 "ON CONFLICT (id) DO UPDATE SET {updates} "
@@ -294,27 +318,43 @@ class BatchWriter:
                 "RETURNING (xmax = 0)"
             ).format(target=target, cols=cols, stage=stage, updates=updates)
         else:
-            insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
+            merge = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
                 target, cols, cols, stage
             )
-        self._sql[table] = (copy, insert)
-        return copy, insert
+        self._sql[(table, fmt)] = (copy_direct, copy_stage, merge)
+        return copy_direct, copy_stage, merge
 
-    def write_table(self, cur: Any, table: str, lines: Sequence[str]) -> TableResult:
-        """Stage and merge one table's rows inside the caller's transaction."""
+    def write_table(self, cur: Any, table: str, lines: Sequence[str], fmt: str = "text") -> TableResult:
+        """Write one table's rows inside the caller's transaction (idempotent by id)."""
+        import psycopg2.errors
+
         result = TableResult(rows=len(lines))
         if not lines:
             return result
+        copy_direct, copy_stage, merge = self._statements(table, fmt)
+        data = "".join(lines)
+        if table != "positions" and self._direct.get(table, True):
+            cur.execute("SAVEPOINT arbframe_direct")
+            try:
+                cur.copy_expert(copy_direct, io.StringIO(data), size=COPY_CHUNK)
+            except psycopg2.errors.UniqueViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT arbframe_direct")
+                self._direct[table] = False  # some ids are there already: merge through the staging table
+            else:
+                cur.execute("RELEASE SAVEPOINT arbframe_direct")
+                result.inserted = len(lines)
+                return result
         self._stage(cur, table)
-        copy, insert = self._statements(table)
-        cur.copy_expert(copy, io.StringIO("".join(lines)), size=COPY_CHUNK)
-        cur.execute(insert)
+        cur.copy_expert(copy_stage, io.StringIO(data), size=COPY_CHUNK)
+        cur.execute(merge)
         if table == "positions":
             flags = [row[0] for row in cur.fetchall()]
             result.inserted = sum(1 for f in flags if f)
             result.updated = len(flags) - result.inserted
         else:
             result.inserted = max(cur.rowcount, 0)
+            if result.inserted == result.rows:
+                self._direct[table] = True  # nothing was there: back to the direct path
         return result
 
     def write(self, batch: Mapping[str, Sequence[str]]) -> dict[str, TableResult]:

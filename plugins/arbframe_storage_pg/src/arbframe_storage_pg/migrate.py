@@ -20,13 +20,13 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from arbframe import TABLES, ArbframeError, hookimpl
-from arbframe_storage_pg.tables import SPECS, BadRow, RowConverter
+from arbframe_storage_pg.tables import SPECS, BadRow, RowConverter, csv_field, fast_csv_regex
 
 log = logging.getLogger("arbframe.migrate")
 
@@ -150,15 +150,16 @@ class _Writer:
             except BaseException as exc:
                 self._failure = exc
 
-    def submit(self, summary: TableSummary, lines: list[str], numbers: list[int], ids: list[str]) -> None:
+    def submit(self, summary: TableSummary, lines: list[str], numbers: list[int], ids: list[str],
+               statuses: list[str]) -> None:
         if not lines:
             return
         if self._failure is not None:
             raise self._failure
         if self._thread is None:
-            self._write(summary, lines, numbers, ids)
+            self._write(summary, lines, numbers, ids, statuses)
         else:
-            self._queue.put((summary, lines, numbers, ids))
+            self._queue.put((summary, lines, numbers, ids, statuses))
 
     def finish(self) -> None:
         if self._thread is not None:
@@ -181,22 +182,23 @@ class _Writer:
         safe_close(self.conn)
 
     # -------------------------------------------------------------------------------------------- writing
-    def _write(self, summary: TableSummary, lines: list[str], numbers: list[int], ids: list[str]) -> None:
+    def _write(self, summary: TableSummary, lines: list[str], numbers: list[int], ids: list[str],
+               statuses: list[str]) -> None:
         import psycopg2
 
         from arbframe_storage_pg.db import error_reason, is_connection_error
 
         table = summary.table
         if self.dry_run:
-            self._count_dry(summary, lines, ids)
+            self._count_dry(summary, lines, ids, statuses)
             return
         assert self.writer is not None
         kinds: list[str] = []
         try:
             if table == "positions":
-                kinds = self._classify_positions(lines, ids, self.writer.positions_state(set(ids)))
+                kinds = self._classify_positions(statuses, ids, self.writer.positions_state(set(ids)))
             with self.conn.cursor() as cur:
-                result = self.writer.write_table(cur, table, lines)
+                result = self.writer.write_table(cur, table, lines, fmt="csv")
             self.conn.commit()
         except psycopg2.Error as exc:
             self.writer.rolled_back()
@@ -211,8 +213,8 @@ class _Writer:
                             "row skipped")
                 return
             half = len(lines) // 2
-            self._write(summary, lines[:half], numbers[:half], ids[:half])
-            self._write(summary, lines[half:], numbers[half:], ids[half:])
+            self._write(summary, lines[:half], numbers[:half], ids[:half], statuses[:half])
+            self._write(summary, lines[half:], numbers[half:], ids[half:], statuses[half:])
             return
         if table == "positions":
             summary.inserted += kinds.count("inserted")
@@ -222,12 +224,12 @@ class _Writer:
             summary.inserted += result.inserted
             summary.present += result.rows - result.inserted
 
-    def _classify_positions(self, lines: list[str], ids: list[str], known: dict[str, str]) -> list[str]:
+    def _classify_positions(self, statuses: list[str], ids: list[str], known: dict[str, str]) -> list[str]:
         """Per row, in file order: 'inserted' (new id), 'updated' (newer state) or 'present'."""
         out = []
         state = {pid: _STATUS_RANK.get(status, 0) for pid, status in known.items()}
-        for line, pid in zip(lines, ids, strict=True):
-            rank = _STATUS_RANK.get(_status_of(line), 0)
+        for status, pid in zip(statuses, ids, strict=True):
+            rank = _STATUS_RANK.get(status, 0)
             have = state.get(pid)
             if have is None:
                 out.append("inserted")
@@ -239,7 +241,7 @@ class _Writer:
                 out.append("present")
         return out
 
-    def _count_dry(self, summary: TableSummary, lines: list[str], ids: list[str]) -> None:
+    def _count_dry(self, summary: TableSummary, lines: list[str], ids: list[str], statuses: list[str]) -> None:
         known: set[str] = set()
         if self.conn is not None and summary.table in self.available_tables:
             from psycopg2 import sql
@@ -247,7 +249,7 @@ class _Writer:
             with self.conn.cursor() as cur:
                 if summary.table == "positions":
                     assert self.writer is not None
-                    kinds = self._classify_positions(lines, ids, self.writer.positions_state(set(ids)))
+                    kinds = self._classify_positions(statuses, ids, self.writer.positions_state(set(ids)))
                     self.conn.rollback()
                     summary.inserted += kinds.count("inserted")
                     summary.updated += kinds.count("updated")
@@ -262,7 +264,7 @@ class _Writer:
                 known = {row[0] for row in cur.fetchall()}
             self.conn.rollback()
         if summary.table == "positions":
-            kinds = self._classify_positions(lines, ids, {})
+            kinds = self._classify_positions(statuses, ids, {})
             summary.inserted += kinds.count("inserted")
             summary.updated += kinds.count("updated")
             summary.present += kinds.count("present")
@@ -274,11 +276,6 @@ class _Writer:
             else:
                 summary.inserted += 1
                 seen.add(pid)
-
-
-def _status_of(line: str) -> str:
-    # positions columns: id, symbol, direction, status, ...
-    return line.split("\t", 4)[3]
 
 
 # ------------------------------------------------------------------------------------------------- reading
@@ -305,8 +302,42 @@ class _Progress:
             print(f"{self.label}: done, {rows:,} rows in {elapsed:.1f} s", file=self.stream, flush=True)
 
 
+def _records(handle: TextIO) -> Iterator[tuple[int, str, bool]]:
+    """(first line number, record text without its line break, complete?) for each CSV record.
+
+    A record is one physical line unless a quoted field spans lines (odd number of quotes so far). ``complete``
+    is False only for a last record the file ends in the middle of (no final line break: an interrupted write).
+    """
+    number = 0
+    for line in handle:
+        number += 1
+        start = number
+        if '"' in line and line.count('"') % 2:
+            parts = [line]
+            quotes = line.count('"')
+            for more in handle:
+                number += 1
+                parts.append(more)
+                quotes += more.count('"')
+                if quotes % 2 == 0:
+                    break
+            line = "".join(parts)
+        if line.endswith("\n"):
+            yield start, line[:-2] if line.endswith("\r\n") else line[:-1], True
+        elif line.endswith("\r"):
+            yield start, line[:-1], True
+        else:
+            yield start, line, False
+
+
 def _migrate_file(path: Path, summary: TableSummary, writer: _Writer, *, batch_size: int, limit: int | None,
                   report: Callable[[str], None], progress: TextIO | None) -> None:
+    """Read, check and batch one table's CSV file.
+
+    Fast path: a line whose every value already has the exact form PostgreSQL reads and ``from_row`` accepts
+    (one regex) is passed to ``COPY ... (FORMAT csv)`` as it is. Other lines are parsed with the ``csv``
+    module, checked column by column (bad ones reported as ``file:line: reason``) and re-spelt.
+    """
     table = summary.table
     reported = 0
 
@@ -319,96 +350,73 @@ def _migrate_file(path: Path, summary: TableSummary, writer: _Writer, *, batch_s
         elif reported == MAX_REPORTED_PER_FILE + 1:
             report(f"{path}: more than {MAX_REPORTED_PER_FILE} bad rows; only counting the rest")
 
-    with path.open("rb") as raw:
-        raw.seek(0, 2)
-        size = raw.tell()
-        torn = False
-        if size:
-            raw.seek(size - 1)
-            torn = raw.read(1) != b"\n"
     with path.open("r", newline="", encoding="utf-8", errors="replace") as handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader)
-        except StopIteration:
+        records = _records(handle)
+        first = next(records, None)
+        if first is None:
             summary.note = "empty file"
             return
-        except csv.Error as exc:
+        try:
+            header = next(csv.reader([first[1]]))
+            converter = RowConverter(table, header)
+        except (csv.Error, StopIteration) as exc:
             summary.note = "unreadable header"
             report(f"{path}:1: {exc}; file skipped")
             return
-        try:
-            converter = RowConverter(table, header)
         except BadRow as exc:
             summary.note = "bad header"
             report(f"{path}:1: {exc}; file skipped")
             return
         if converter.unknown:
             report(f"{path}:1: unknown column(s) {', '.join(converter.unknown)} ignored")
-        convert = converter.convert
-        id_index = converter.id_index
+        fast = fast_csv_regex(table).fullmatch if converter.exact else None
+        positions = table == "positions"
         lines: list[str] = []
         numbers: list[int] = []
         ids: list[str] = []
-        progress_line = _Progress(progress, path.name)
-        previous_end = 1
-        pending: tuple[int, list[str]] | None = None
-        seen = 0  # data rows taken (good or bad), for --limit
-
-        def take(line_no: int, values: list[str]) -> None:
-            nonlocal lines, numbers, ids
-            summary.read += 1
-            try:
-                text = convert(values)
-            except BadRow as exc:
-                bad(line_no, str(exc))
-                return
-            lines.append(text)
-            numbers.append(line_no)
-            ids.append(values[id_index])
-            if len(lines) >= batch_size:
-                writer.submit(summary, lines, numbers, ids)
-                lines, numbers, ids = [], [], []
-
-        while limit is None or seen < limit:
-            try:
-                values = next(reader)
-            except StopIteration:
+        statuses: list[str] = []
+        ticker = _Progress(progress, path.name)
+        seen = 0
+        for number, text, complete in records:
+            if limit is not None and seen >= limit:
                 break
-            except csv.Error as exc:
-                start = previous_end + 1
-                previous_end = reader.line_num
-                if pending is not None:
-                    take(*pending)
-                    seen += 1
-                    pending = None
-                if limit is None or seen < limit:
-                    summary.read += 1
-                    seen += 1
-                    bad(start, f"unparsable CSV ({exc})")
-                continue
-            start = previous_end + 1
-            previous_end = reader.line_num
-            if not values:
+            if not text:
                 continue  # blank line
-            # hold one row back: the last row of a file without a final newline is a torn write
-            if pending is not None:
-                take(*pending)
-                seen += 1
-                if limit is not None and seen >= limit:
-                    pending = None
-                    break
-            pending = (start, values)
-            if summary.read % 8192 == 0:
-                progress_line.tick(summary.read)
-        if pending is not None:
-            if torn:
-                summary.read += 1
-                bad(pending[0], "torn last line (interrupted write)")
+            seen += 1
+            summary.read += 1
+            if not summary.read & 0x1FFF:
+                ticker.tick(summary.read)
+            if not complete:
+                bad(number, "torn last line (interrupted write)")
+                break
+            if fast is not None and fast(text):
+                lines.append(text + "\n")
+                if positions:
+                    fields = text.split(",", 4)
+                    ids.append(fields[0])
+                    statuses.append(fields[3])
+                else:
+                    ids.append(text[:text.index(",")])
             else:
-                take(*pending)
-        writer.submit(summary, lines, numbers, ids)
-        progress_line.done(summary.read)
+                try:
+                    row = next(csv.reader([text]))
+                    values = converter.values(row)
+                except csv.Error as exc:
+                    bad(number, f"unparsable CSV ({exc})")
+                    continue
+                except BadRow as exc:
+                    bad(number, str(exc))
+                    continue
+                lines.append(",".join(csv_field(v) for v in values) + "\n")
+                ids.append(values[0] or "")
+                if positions:
+                    statuses.append(values[3] or "")
+            numbers.append(number)
+            if len(lines) >= batch_size:
+                writer.submit(summary, lines, numbers, ids, statuses)
+                lines, numbers, ids, statuses = [], [], [], []
+        writer.submit(summary, lines, numbers, ids, statuses)
+        ticker.done(summary.read)
 
 
 def migrate_csv_to_postgres(

@@ -11,6 +11,7 @@ configured schema above all) is quoted, never formatted into the statement.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -400,21 +401,63 @@ def _enum_checker(enum: type[Enum]) -> Callable[[str], str]:
     return check
 
 
-def _default_text(col: Column) -> str:
+def _default_value(col: Column) -> str | None:
     value = col.default
     if value is None:
-        return "\\N"
+        return None
     if isinstance(value, bool):
-        return _fmt_bool(value)
+        return "true" if value else "false"
     if isinstance(value, Decimal):
-        return _fmt_decimal(value)
+        return format(value, "f")
     if isinstance(value, Enum):
-        return _fmt_enum(value)
-    return _fmt_text(value)
+        return str(value.value)
+    return str(value)
+
+
+def csv_field(value: str | None) -> str:
+    """One value for ``COPY ... (FORMAT csv)``: NULL is an unquoted empty field, an empty string ``""``."""
+    if value is None:
+        return ""
+    if value == "" or any(ch in value for ch in ',"\r\n') or value != value.strip():
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_TIMESTAMP = r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:[+-]\d\d:\d\d|Z)"
+_PLAIN = r'[^,"\r\n]'
+
+
+def _fast_pattern(col: Column) -> str:
+    if col.kind == "numeric":
+        pattern = _NUMBER
+    elif col.kind == "timestamptz":
+        pattern = _TIMESTAMP
+    elif col.kind == "boolean":
+        pattern = "(?:true|false)"
+    elif col.enum is not None:
+        pattern = "(?:" + "|".join(re.escape(str(m.value)) for m in col.enum) + ")"
+    elif col.nullable or col.has_default:
+        return _PLAIN + "*"
+    else:
+        return _PLAIN + "+"
+    return f"(?:{pattern})?" if col.nullable else pattern
+
+
+def fast_csv_regex(table: str) -> re.Pattern[str]:
+    """Matches a CSV line (no terminator) of ``table``'s columns, in order, that needs no quoting and whose every
+    value is already in the form PostgreSQL reads and ``from_row`` accepts: such a line is passed to
+    ``COPY ... (FORMAT csv)`` as it is. Anything else takes the slow path (:class:`RowConverter`)."""
+    return re.compile(",".join(_fast_pattern(c) for c in SPECS[table].columns))
+
+
+def force_not_null(table: str) -> tuple[str, ...]:
+    """Non-nullable text columns: an empty CSV field there is an empty string, not NULL."""
+    return tuple(c.name for c in SPECS[table].columns if c.kind == "text" and not c.nullable)
 
 
 class RowConverter:
-    """Validates CSV rows of one table (by header) and turns them into COPY text lines.
+    """Validates CSV rows of one table (matched by the header) and spells them for ``COPY ... (FORMAT csv)``.
 
     A column missing from the header takes its dataclass default (a file written before the column existed);
     a missing column without default makes the whole file unusable (:class:`BadRow` from the constructor).
@@ -426,11 +469,12 @@ class RowConverter:
         spec = SPECS[table]
         positions = {name: i for i, name in enumerate(header)}
         self.width = len(header)
+        self.exact = tuple(header) == spec.names
         self.unknown = [name for name in header if name not in spec.names]
         missing = [c.name for c in spec.columns if c.name not in positions and not c.has_default]
         if missing:
             raise BadRow(f"header lacks column(s) {', '.join(missing)}")
-        self._plan: list[tuple[int, str, Callable[[str], str] | None, str | None, bool]] = []
+        self._plan: list[tuple[int, str, Callable[[str], str] | None, bool, str | None, bool]] = []
         for col in spec.columns:
             if col.kind == "numeric":
                 check: Callable[[str], str] | None = _check_decimal
@@ -442,36 +486,41 @@ class RowConverter:
                 check = _enum_checker(col.enum)
             else:
                 check = None
-            empty = "\\N" if col.nullable else (_default_text(col) if col.has_default else None)
-            self._plan.append((positions.get(col.name, -1), col.name, check, empty, col.kind == "text"))
+            default = _default_value(col) if col.has_default else None
+            self._plan.append((positions.get(col.name, -1), col.name, check, col.nullable, default,
+                               col.has_default))
         self.id_index = positions["id"]
-        self.status_index = positions.get("status", -1)
 
-    def convert(self, values: Sequence[str]) -> str:
-        """One COPY text line, or BadRow naming the column and value."""
-        if len(values) != self.width:
-            raise BadRow(f"expected {self.width} fields, found {len(values)}")
-        out = []
-        for index, name, check, empty, is_text in self._plan:
+    def values(self, row: Sequence[str]) -> list[str | None]:
+        """The row's values in column order (None = NULL), or BadRow naming the column and value."""
+        if len(row) != self.width:
+            raise BadRow(f"expected {self.width} fields, found {len(row)}")
+        out: list[str | None] = []
+        for index, name, check, nullable, default, has_default in self._plan:
             if index < 0:
-                out.append(empty if empty is not None else "\\N")
+                out.append(default)
                 continue
-            text = values[index]
+            text = row[index]
             if text == "":
-                if empty is None:
+                if nullable:
+                    out.append(None)
+                elif has_default:
+                    out.append(default)
+                else:
                     raise BadRow(f"column {name!r} is empty")
-                out.append(empty)
                 continue
             if check is not None:
                 try:
                     out.append(check(text))
                 except (ValueError, TypeError) as exc:
                     raise BadRow(f"column {name!r}: {text!r}: {exc}") from None
-            elif is_text and _needs_escape(text):
-                out.append(copy_escape(text))
             else:
                 out.append(text)
-        return "\t".join(out) + "\n"
+        return out
+
+    def csv_line(self, row: Sequence[str]) -> str:
+        """The row as one ``COPY ... (FORMAT csv)`` line (``\\n``-terminated), or BadRow."""
+        return ",".join(csv_field(v) for v in self.values(row)) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------ reading back
