@@ -53,6 +53,9 @@ RULE = "─" * 60
 PREFERRED_ORDER = ("redis", "postgres", "csv")
 #: kernel checks come last
 KERNEL_COMPONENTS = ("fx", "heartbeat")
+#: the kernel checks read the cache within this bound, so a hung cache makes them SKIP (FX falls back to the
+#: source) instead of timing out; the cache's own row (REDIS) reports the problem
+CACHE_READ_SECONDS = 0.4
 
 _SEVERITY = {
     HealthStatus.OK: 0,
@@ -220,11 +223,11 @@ def _outcome(check: HealthCheck, box: dict[str, Any], timeout: float, waited: fl
     if "error" in box:
         exc = box["error"]
         if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-            message = f"no answer within {timeout:g}s"
+            message = f"no answer within {timeout:.1f}s"
         else:
             message = f"check failed: {type(exc).__name__}: {exc}"
         return CheckOutcome(HealthResult(component, HealthStatus.ERROR, scrub(message)), box.get("duration", waited))
-    return CheckOutcome(HealthResult(component, HealthStatus.ERROR, f"no answer within {timeout:g}s"), waited)
+    return CheckOutcome(HealthResult(component, HealthStatus.ERROR, f"no answer within {timeout:.1f}s"), waited)
 
 
 def run_checks(checks: Sequence[HealthCheck], *, budget_seconds: float | None = None) -> list[CheckOutcome]:
@@ -306,16 +309,23 @@ def heartbeat_check(
     interval_seconds: float = 30.0,
     clock: Callable[[], datetime] = utcnow,
     timeout_seconds: float = 1.5,
+    cache_read_seconds: float = CACHE_READ_SECONDS,
 ) -> HealthCheck:
-    """HEARTBEAT: OK when ``service`` beat recently; WARN when the beat is stale or missing (exit status 0)."""
+    """HEARTBEAT: OK when ``service`` beat recently; WARN when the beat is stale or missing (exit status 0);
+    SKIP when the cache cannot be read (the cache's own row reports that)."""
     stale_after = max(2 * float(interval_seconds), 5.0)
 
     def probe() -> HealthResult:
         if not cache.available:
             return HealthResult("heartbeat", HealthStatus.SKIP, f"cache unavailable ({cache.describe()})")
-        ts = cache.get_heartbeat(service)
+        status, ts = _bounded(lambda: cache.get_heartbeat(service), cache_read_seconds)
+        if status != "ok":
+            why = (f"cache not answering within {cache_read_seconds:g}s" if status == "timeout"
+                   else f"cache read failed ({type(ts).__name__})")
+            return HealthResult("heartbeat", HealthStatus.SKIP, f"cannot read the heartbeat of {service}: {why}")
         if ts is None:
-            if not cache.ping():
+            # a cache already known to be down (``degraded``) is not probed again: the cache's own row says why
+            if getattr(cache, "degraded", False) or not cache.ping():
                 return HealthResult("heartbeat", HealthStatus.SKIP, f"cannot read the heartbeat of {service}: "
                                                                     "cache unreachable")
             return HealthResult(
@@ -342,11 +352,18 @@ def fx_check(
     max_age_seconds: float = 300.0,
     clock: Callable[[], datetime] = utcnow,
     timeout_seconds: float = 1.5,
+    cache_read_seconds: float = CACHE_READ_SECONDS,
 ) -> HealthCheck:
     """FX: the USD/KRW rate as another process reads it (through the cache), else straight from the source."""
 
     async def probe() -> HealthResult:
-        fx = cache.get_fx_rate() if cache.available else None
+        fx = None
+        answered = True
+        if cache.available:
+            # a blocking read is fine here: this coroutine runs on its own loop in the check's thread
+            status, fx = _bounded(cache.get_fx_rate, cache_read_seconds)
+            answered = status == "ok"
+            fx = fx if answered else None
         if fx is not None:
             age = fx.age_seconds(clock())
             details = {"rate": str(fx.rate), "source": fx.source, "ts": fx.ts.isoformat(),
@@ -365,7 +382,9 @@ def fx_check(
         details = {"rate": str(fx.rate), "source": fx.source, "ts": fx.ts.isoformat(), "via": "source"}
         note = ""
         if cache.name != "memory":
-            reachable = cache.available and cache.ping()
+            reachable = answered and cache.available and not getattr(cache, "degraded", False)
+            if reachable:
+                reachable = _bounded(cache.ping, cache_read_seconds) == ("ok", True)
             note = f" (not published to the {cache.name} cache yet)" if reachable else f" ({cache.name} unreachable)"
         return HealthResult("fx", HealthStatus.OK, f"USD/KRW {fx.rate} from {fx.source}{note}", details)
 
@@ -431,7 +450,7 @@ def _bounded(fn: Callable[[], Any], timeout: float) -> tuple[str, Any]:
 
 
 def _failed(component: str, what: str, exc: BaseException | None, timeout: float) -> HealthCheck:
-    message = (f"{what} did not start within {timeout:g}s" if exc is None
+    message = (f"{what} did not start within {timeout:.1f}s" if exc is None
                else f"{what} failed to start: {type(exc).__name__}: {exc}")
     result = HealthResult(component, HealthStatus.ERROR, scrub(message))
     return HealthCheck(component, lambda: result, timeout_seconds=1.0)
@@ -502,7 +521,7 @@ def report_for_kernel(kernel: Kernel, *, budget_seconds: float = 2.0, build_time
     """Everything ``arbframe health`` does after loading the config: build, check (bounded), close."""
     started = time.monotonic()
     checks, built = checks_from_kernel(kernel, build_timeout=build_timeout)
-    remaining = max(0.5, budget_seconds - (time.monotonic() - started))
+    remaining = max(1.0, budget_seconds - (time.monotonic() - started))
     try:
         arbitrage = _section(kernel.config, "arbitrage")
         exchanges = [str(arbitrage[r]).lower() for r in ("domestic", "foreign") if arbitrage.get(r)]

@@ -222,3 +222,20 @@ def test_kernel_checks_leave_heartbeat_out_for_an_unshared_cache():
     config = {"service": {"name": "svc", "interval_seconds": 5}, "redis": {"health_ttl_seconds": 30}}
     assert [c.component for c in kernel_checks(config, MemoryCache())] == ["fx"]
     assert [c.component for c in kernel_checks(config, MemoryCache(), same_process=True)] == ["fx", "heartbeat"]
+
+
+def test_heartbeat_check_does_not_probe_a_cache_known_to_be_down():
+    class Down(MemoryCache):
+        degraded = True
+        pings = 0
+
+        def get_heartbeat(self, service):
+            return None
+
+        def ping(self):
+            Down.pings += 1
+            return False
+
+    result = heartbeat_check(Down(), "bot_service").probe()
+    assert result.status is SKIP and "unreachable" in result.message
+    assert Down.pings == 0

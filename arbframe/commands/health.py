@@ -49,8 +49,8 @@ def run(args: argparse.Namespace) -> int:
     service = (config.get("service") or {}).get("name") or "bot_service"
     kernel = Kernel(config, service_name=str(service))
     validate_selected(kernel)
-    budget = max(0.5, float(args.timeout) - (time.monotonic() - started))
-    report = report_for_kernel(kernel, budget_seconds=budget, build_timeout=min(1.0, budget / 2))
+    budget = max(1.0, float(args.timeout) - (time.monotonic() - started))
+    report = report_for_kernel(kernel, budget_seconds=budget, build_timeout=min(1.0, max(0.5, budget / 2)))
     if args.json:
         print(report.to_json())
     else:

@@ -205,3 +205,60 @@ def test_hybrid_storage_enables_the_check():
     checks = arbframe_health_checks({"storage": {"backend": "hybrid"}, "redis": {"enabled": False,
                                      "url": f"redis://127.0.0.1:{free_port()}/0"}}, None)
     assert checks[0].probe().status is HealthStatus.ERROR
+
+
+def test_hung_servers_are_bounded_and_reported_by_their_own_rows(tmp_path):
+    """Redis (and PostgreSQL when installed) accept connections and never answer: a hung server or a
+    black-holed network, the worst case for a timeout."""
+    import socket
+    import threading
+    from importlib import metadata
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.05)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    pg = any(ep.name == "postgres" for ep in metadata.entry_points(group="arbframe.storage"))
+    cfg = tmp_path / "hung.yml"
+    cfg.write_text(
+        "storage:\n"
+        f"  backend: {'postgres' if pg else 'csv'}\n"
+        "  csv:\n"
+        f"    data_dir: {tmp_path / 'data'}\n"
+        "  postgres:\n"
+        f"    dsn: postgresql://arb:pw@127.0.0.1:{port}/arbitrage\n"
+        "redis:\n"
+        "  enabled: true\n"
+        f"  url: redis://127.0.0.1:{port}/0\n"
+    )
+    try:
+        out = arbframe(tmp_path, "health", "--config", str(cfg), "--json")
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for s in held:
+            s.close()
+        listener.close()
+    assert out.returncode == 1
+    data = json.loads(out.stdout)
+    assert data["duration_ms"] < 2800, data["duration_ms"]
+    checks = {c["component"]: c for c in data["checks"]}
+    assert checks["redis"]["status"] == "ERROR"
+    assert checks["heartbeat"]["status"] == "SKIP"  # the REDIS row already says why
+    assert checks["fx"]["status"] == "OK"  # from the source, the cache not answering
+    assert checks["csv"]["status"] == "OK"
+    if pg:
+        assert checks["postgres"]["status"] == "ERROR"

@@ -192,7 +192,7 @@ class RedisCache(Cache):
                 "backoff_initial_seconds": {**seconds, "description": "first pause after a failure (0.5)"},
                 "backoff_max_seconds": {**seconds, "description": "longest pause between reconnect attempts (10)"},
                 "warn_interval_seconds": {**seconds, "description": "at most one outage warning per interval (60)"},
-                "health_timeout_seconds": {**seconds, "description": "bound on the REDIS health check (1.0)"},
+                "health_timeout_seconds": {**seconds, "description": "bound on the REDIS health check (0.8)"},
             },
             "additionalProperties": False,
         }

@@ -29,7 +29,7 @@ def redis_enabled(config: Mapping[str, Any]) -> bool:
     return bool(section.get("enabled")) or storage.get("backend") == "hybrid"
 
 
-def check_redis(section: Mapping[str, Any], *, enabled: bool, timeout: float = 1.0) -> HealthResult:
+def check_redis(section: Mapping[str, Any], *, enabled: bool, timeout: float = 0.8) -> HealthResult:
     """One bounded PING with a throwaway connection; never shows the password."""
     url = str(section.get("url") or DEFAULT_URL)
     shown = mask_url(url)
@@ -76,7 +76,7 @@ def check_redis(section: Mapping[str, Any], *, enabled: bool, timeout: float = 1
 def arbframe_health_checks(config: Mapping[str, Any], context: PluginContext) -> list[HealthCheck]:
     section = dict(config.get("redis") or {})
     enabled = redis_enabled(config)
-    timeout = float(section.get("health_timeout_seconds", 1.0))
+    timeout = float(section.get("health_timeout_seconds", 0.8))
     return [
         HealthCheck(
             COMPONENT,
