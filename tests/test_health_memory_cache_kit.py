@@ -16,7 +16,8 @@ class _Clock:
 
 class TestMemoryCacheContract(CacheContract):
     def make_cache(self, prefix):
-        return MemoryCache({"prefix": prefix}, None, clock=_Clock())
+        self.clock = _Clock()
+        return MemoryCache({"prefix": prefix}, None, clock=self.clock)
 
     def advance(self, cache, seconds):
-        cache._clock.now += seconds
+        self.clock.now += seconds
