@@ -145,3 +145,54 @@ def test_selected_driver_built_for_another_api_stops_the_service_cleanly(run_cli
     assert "Traceback" not in result.stderr
     assert "plugin 'future' (arbframe.exchange) targets arbframe plugin API 2, but this kernel provides API 1" \
         in result.stderr
+
+
+CONNECT_FAILS = """
+from arbframe import SimulatedExchange, SimulatedMarket
+
+class Unreachable(SimulatedExchange):
+    name = "unreachable"
+
+    def __init__(self, section, context):
+        super().__init__("unreachable", SimulatedMarket(), quote_currency="KRW")
+
+    async def connect(self):
+        raise ConnectionError("gateway refused the session")
+"""
+
+
+@pytest.mark.xfail(reason="runner: an exception from a selected exchange's connect() is not yet turned into a "
+                          "one-line DriverLoadError (reported to the lead)", strict=False)
+def test_selected_driver_whose_connect_fails_stops_the_service_cleanly(run_cli, fake_dist, tmp_path) -> None:
+    site = fake_dist("arbframe-exchange-unreachable",
+                     {"arbframe.exchange": {"unreachable": "unreachable_venue:Unreachable"}},
+                     {"unreachable_venue": CONNECT_FAILS})
+    cfg = tmp_path / "c.yml"
+    cfg.write_text("arbitrage: {domestic: unreachable}\n")
+    result = run_cli("run", "--once", "--config", str(cfg), pythonpath=site)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 2
+    assert "gateway refused the session" in result.stderr
+
+
+OLD_COMMAND = """
+from arbframe import hookimpl
+
+ARBFRAME_API_VERSION = 0
+
+@hookimpl
+def arbframe_register_commands(subparsers):
+    subparsers.add_parser("oldcmd").set_defaults(handler=lambda args: 0)
+"""
+
+
+def test_command_plugin_built_for_another_api_is_refused(run_cli, fake_dist) -> None:
+    site = fake_dist("arbframe-tool-old", {"arbframe.commands": {"oldcmd": "old_command"}},
+                     {"old_command": OLD_COMMAND})
+    listed = run_cli("--help", pythonpath=site)
+    assert listed.returncode == 0 and "oldcmd" in listed.stdout  # listed from metadata, nothing imported
+    result = run_cli("oldcmd", pythonpath=site)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert "plugin 'oldcmd' (arbframe.commands) targets arbframe plugin API 0, but this kernel provides API 1" \
+        in result.stderr
