@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +23,12 @@ from arbframe.testing.prometheus_server import (
     PrometheusServer,
     RedisExporter,
     free_port,
+    http_get,
     metric_values,
     missing_reason,
     skip_or_fail,
     start_or_skip,
+    wait_until,
 )
 
 pytest.importorskip("aiohttp")
@@ -53,6 +59,67 @@ class ThreadedServer:
         self.loop.close()
 
 
+class RunningApp:
+    """``arbframe run`` in a subprocess (mock market, CSV in a temp dir) with the metrics server on ``port``."""
+
+    def __init__(self, workdir: Path, port: int, extra: dict | None = None, interval: float = 0.3) -> None:
+        import yaml
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.workdir = workdir
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        config = {
+            "mock_mode": True,
+            "storage": {"csv": {"data_dir": str(workdir / "data")}},
+            "metrics_server": {"enabled": True, "host": "127.0.0.1", "port": port},
+        }
+        for key, value in (extra or {}).items():
+            config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
+        self.config_file = workdir / "app.yml"
+        self.config_file.write_text(yaml.safe_dump(config))
+        self.log = workdir / "run.log"
+        env = {**os.environ, "XDG_CACHE_HOME": str(workdir / "xdg")}
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "arbframe", "run", "--config", str(self.config_file),
+                 "--interval", str(interval)],
+                cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        def ready() -> bool:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"arbframe run exited {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+            return http_get(self.url + "/ready", timeout=2)[0] == 200
+
+        wait_until(ready, timeout, f"arbframe run to answer {self.url}/ready")
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        return self.proc.returncode
+
+
+def served_names(text: str) -> set[str]:
+    """Every sample name a /metrics text can produce, including families announced without samples yet."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    suffixes = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_count", "_sum", "_created"),
+                "summary": ("_count", "_sum", "_created"), "gauge": ("",), "info": ("_info",),
+                "untyped": ("",), "unknown": ("",), "stateset": ("",), "gaugehistogram": ("_bucket",)}
+    names: set[str] = set()
+    for family in text_string_to_metric_families(text):
+        names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
+        names.update(sample.name for sample in family.samples)
+    return names
+
+
 def _trading_registry() -> CollectorRegistry:
     registry = CollectorRegistry()
     metrics = TradingMetrics.get(registry)
@@ -73,6 +140,8 @@ class Stack:
         self.postgres: object | None = None
         self.redis: object | None = None
         self.exporters: dict[str, PostgresExporter | RedisExporter] = {}
+        self.run: RunningApp | None = None
+        self.run_exit: list[int] = []
         self._cleanups: list[object] = []
 
     def need(self, part: str) -> None:
@@ -88,7 +157,7 @@ class Stack:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from arbframe.testing import postgres_server, redis_server
 
     st = Stack()
@@ -101,6 +170,8 @@ def stack() -> Iterator[Stack]:
         st.app = ThreadedServer(_trading_registry())
         st.app.server.port = free_port()
         targets["test-app"] = [f"127.0.0.1:{st.app.server.port}"]
+        run_port = free_port()
+        targets["arbitrage-metrics"] = [f"127.0.0.1:{run_port}"]  # the seed's job name
         # exporters against throwaway servers, where the binaries exist
         pg_reason = postgres_server.missing_reason() or missing_reason("prometheus-postgres-exporter")
         if pg_reason:
@@ -118,6 +189,8 @@ def stack() -> Iterator[Stack]:
 
         st.prometheus = PrometheusServer(targets, rule_files=[INFRA / "alerts.yml"]).start()
         st._cleanups.append(st.prometheus.cleanup)
+        st.run = RunningApp(tmp_path_factory.mktemp("arbframe-run"), run_port)
+        st._cleanups.append(lambda: st.run_exit.append(st.run.stop()))  # type: ignore[union-attr]
         st.app.__enter__()
         st._cleanups.append(lambda: st.app.__exit__(None, None, None))  # type: ignore[union-attr]
         if "postgres" in st.exporters:
@@ -136,6 +209,7 @@ def stack() -> Iterator[Stack]:
             exporter.redis_url = f"redis://{rs.host}:{rs.port}"  # type: ignore[union-attr]
             st._cleanups.append(exporter.cleanup)
             exporter.start()
+        st.run.wait_ready()
         yield st
     finally:
         st.close()
@@ -153,6 +227,36 @@ def test_prometheus_scrapes_the_metrics_server(stack: Stack) -> None:
     assert premium["metric"]["direction"] == "kimchi"
     (ticks,) = prom.wait_for_query('arbitrage_tick_duration_seconds_count{job="test-app"}')
     assert float(ticks["value"][1]) == 1.0
+
+
+def test_prometheus_scrapes_arbframe_run(stack: Stack) -> None:
+    """The seed's D4 check: Prometheus scrapes the running service; up == 1 and the trading metrics arrive."""
+    prom = stack.prometheus
+    assert prom is not None
+    prom.wait_for_target("arbitrage-metrics", timeout=30)
+    (up,) = prom.wait_for_query('up{job="arbitrage-metrics"}')
+    assert up["value"][1] == "1"
+    (pnl,) = prom.wait_for_query('arbitrage_total_pnl_krw{job="arbitrage-metrics"}')
+    assert pnl["metric"]["job"] == "arbitrage-metrics"
+    float(pnl["value"][1])
+    (ticks,) = prom.wait_for_query('arbitrage_ticks_total{job="arbitrage-metrics"} > 0')
+    assert float(ticks["value"][1]) > 0
+    (sim,) = prom.wait_for_query('arbitrage_simulated_data{job="arbitrage-metrics"}')
+    assert sim["value"][1] == "1"
+    premiums = prom.wait_for_query('arbitrage_premium_ratio{job="arbitrage-metrics"}')
+    assert {(r["metric"]["symbol"], r["metric"]["direction"]) for r in premiums} >= {
+        ("BTC", "kimchi"), ("BTC", "reverse"),
+    }
+
+
+def test_arbframe_run_serves_health_and_ready(stack: Stack) -> None:
+    assert stack.run is not None
+    status, body = http_get(stack.run.url + "/health")
+    report = json.loads(body)
+    assert status == (503 if report["status"] == "ERROR" else 200)
+    assert {c["component"].lower() for c in report["checks"]} >= {"csv", "upbit", "binance"}
+    status, body = http_get(stack.run.url + "/ready")
+    assert status == 200 and json.loads(body)["ready"] is True
 
 
 def test_prometheus_loads_the_shipped_alert_rules(stack: Stack) -> None:
@@ -262,3 +366,99 @@ def test_every_dashboard_and_alert_expression_parses_in_prometheus(stack: Stack)
         if expr.startswith("label_values("):
             continue  # a Grafana templating function, not PromQL
         stack.prometheus.query(expr.replace("$symbol", ".*"))
+
+
+def _exporter_names(stack: Stack) -> set[str]:
+    names: set[str] = set()
+    for exporter in stack.exporters.values():
+        names |= served_names(exporter.scrape())
+    return names
+
+
+def test_dashboard_and_alerts_only_use_metrics_that_are_served(stack: Stack, tmp_path: Path) -> None:
+    """Every metric the dashboard and the alert rules select is served by a live ``arbframe run`` (default config,
+    and with PostgreSQL storage and the Redis cache), by the exporters, or is Prometheus' own ``up``."""
+    assert stack.run is not None
+    served = served_names(http_get(stack.run.url + "/metrics")[1])
+    if stack.postgres is not None and stack.redis is not None:
+        app = RunningApp(tmp_path / "pg-redis", free_port(), {
+            "storage": {"backend": "postgres", "postgres": {"dsn": stack.postgres.dsn}},  # type: ignore[attr-defined]
+            "redis": {"enabled": True, "url": stack.redis.url},  # type: ignore[attr-defined]
+        })
+        try:
+            app.wait_ready()
+            text = http_get(app.url + "/metrics")[1]
+        finally:
+            assert app.stop() == 0
+        served |= served_names(text)
+        assert "arbframe_cache_writes_total" in served
+    elif os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI=true: the postgres/redis run cannot happen: {stack.skips}")
+    served |= _exporter_names(stack) | {"up"}
+
+    missing: dict[str, set[str]] = {}
+    unverifiable: set[str] = set()
+    for where, exprs in (("dashboard", dashboard_exprs()), ("alerts", alert_exprs())):
+        for expr in exprs:
+            names = promql_metric_names(expr)
+            if expr.startswith("label_values("):
+                names.discard("symbol")  # label_values(metric, label): the label is not a metric
+            for name in names - served:
+                part = {"pg_": "postgres", "redis_": "redis"}.get(name.split("_", 1)[0] + "_")
+                if part is not None and part in stack.skips:
+                    unverifiable.add(f"{name} ({stack.skips[part]})")
+                else:
+                    missing.setdefault(where, set()).add(name)
+    assert not missing, f"selected but never served: {missing}"
+    if unverifiable:
+        skip_or_fail(f"exporter metrics not checked: {sorted(unverifiable)}")
+
+
+def test_every_served_family_is_documented(stack: Stack) -> None:
+    assert stack.run is not None
+    from prometheus_client.parser import text_string_to_metric_families
+
+    docs = (ROOT / "docs" / "METRICS.md").read_text()
+    documented = set(re.findall(r"`([a-z_:][a-z0-9_:]*)`", docs))
+    text = http_get(stack.run.url + "/metrics")[1]
+    undocumented = set()
+    for family in text_string_to_metric_families(text):
+        if family.name.endswith("_created"):
+            continue
+        suffix = "_total" if family.type == "counter" else ""
+        if family.name + suffix not in documented and family.name not in documented:
+            undocumented.add(family.name + suffix)
+    assert not undocumented, f"add these to docs/METRICS.md: {sorted(undocumented)}"
+
+
+def test_arbframe_metrics_command_prints_the_same_families(stack: Stack, tmp_path: Path) -> None:
+    assert stack.run is not None
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    out = subprocess.run(  # the same config as the running service (the command starts no server)
+        [sys.executable, "-m", "arbframe", "metrics", "--config", str(stack.run.config_file)],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+
+    def families(text: str) -> set[str]:
+        return {n for n in served_names(text) if not n.endswith("_created")}
+
+    live = http_get(stack.run.url + "/metrics")[1]
+    assert families(out.stdout) == families(live)
+    fetched = subprocess.run(
+        [sys.executable, "-m", "arbframe", "metrics", "--url", stack.run.url], capture_output=True, text=True,
+        cwd=tmp_path, env=env, timeout=60,
+    )
+    assert fetched.returncode == 0, fetched.stderr
+    assert metric_values(fetched.stdout, "arbitrage_ticks_total")[0][1] >= 1
+
+
+def test_arbframe_run_exits_cleanly_with_its_server(stack: Stack) -> None:
+    """Last in the module: SIGTERM stops the loop and the server; the port is released."""
+    assert stack.run is not None
+    assert stack.run.stop() == 0
+    assert "Shutting down" in stack.run.log.read_text()
+    with pytest.raises(OSError):
+        import urllib.request
+
+        urllib.request.urlopen(stack.run.url + "/metrics", timeout=2)

@@ -2,17 +2,16 @@
 
 Without ``--url`` it builds what ``arbframe run`` builds -- the kernel registry with the trading collectors and
 the selected drivers (storage, cache, exchanges, FX source), which register their own families -- and prints it,
-so the output lists exactly the metric families the service exposes (with start-up values: no tick has run).
+so the output lists exactly the metric families the service exposes (with start-up values: no tick has run;
+the exchanges are built in mock mode, so no network or credentials are needed).
 With ``--url`` it fetches ``/metrics`` from a running service instead and prints the live numbers.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
-from typing import Any
 
 from arbframe.cli import add_common_options
 from arbframe.errors import ArbframeError
@@ -65,42 +64,29 @@ def fetch(url: str, timeout: float = 5.0) -> bytes:
 
 
 def local_text(args: argparse.Namespace) -> bytes:
-    """Build the service's registry (no tick) and render it."""
-    from arbframe.commands import load_kernel
-    from arbframe.metrics import TradingMetrics
-    from arbframe.metrics_server import render_metrics
+    """Build what the service builds (storage, cache, both exchanges, FX, trading metrics), no tick, and render.
 
-    kernel = load_kernel(args)
-    built: list[Any] = []
-    try:
-        metrics = TradingMetrics.get(kernel.registry)
-        metrics.simulated.set(1 if kernel.context.mock else 0)
-        built.append(kernel.load_storage())
-        built.append(kernel.load_cache())
-        arbitrage = kernel.config.get("arbitrage", {}) or {}
-        for role in ("domestic", "foreign"):
-            name = arbitrage.get(role)
-            if name:
-                built.append(kernel.load_exchange(str(name)))
-        with contextlib.suppress(Exception):  # an FX source is optional for the listing
-            built.append(kernel.load_fx_source())
-        return render_metrics(kernel.registry)
-    finally:
-        _close_all(built)
-        kernel.close()
-
-
-def _close_all(drivers: list[Any]) -> None:
+    The exchanges are built in mock mode whatever the config says, so listing the metrics never needs the
+    network or credentials; the families are the same (the same plugins register them).
+    """
     import asyncio
-    import inspect
 
-    for driver in reversed(drivers):
-        close = getattr(driver, "close", None)
-        if close is None:
-            continue
+    from arbframe.commands import load_kernel
+    from arbframe.metrics_server import render_metrics
+    from arbframe.runner import TradingService
+
+    if not getattr(args, "verbose", False):
+        logging.getLogger("arbframe").setLevel(logging.ERROR)  # the mock-mode build is ours, not news
+    kernel = load_kernel(args)
+    configured_mock = bool(kernel.context.mock)
+
+    async def build() -> bytes:
+        service = TradingService(kernel, mock=True, with_engine=False)
         try:
-            result = close()
-            if inspect.isawaitable(result):
-                asyncio.run(result)
-        except Exception as exc:
-            log.debug("closing %s failed: %r", type(driver).__name__, exc)
+            await service.start()
+            service.metrics.simulated.set(1 if configured_mock else 0)
+            return render_metrics(kernel.registry)
+        finally:
+            await service.close()
+
+    return asyncio.run(build())
