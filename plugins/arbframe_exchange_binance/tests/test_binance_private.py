@@ -84,6 +84,7 @@ async def test_limit_order_round_trip(fake, make_binance):
 
 async def test_market_orders_fill_with_fees(fake, make_binance):
     ex = await make_binance()
+    fake.silent = True  # freeze the books (no pushes, no ticks)
     fake.set_book("BTCUSDT", [("59999", "1")], [("60000", "0.01"), ("60001", "1")])
     await ex.fetch_order_book("BTC", 5)
     buy = await ex.place_order(OrderRequest(symbol="BTC", side=Side.BUY, order_type=OrderType.MARKET,

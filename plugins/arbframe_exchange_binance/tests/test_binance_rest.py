@@ -18,6 +18,7 @@ def _count(fake, path, method="GET"):
 
 async def test_books_and_ticker_are_exact_and_mapped(fake, make_binance):
     ex = await make_binance(mode="paper", api_key="", api_secret="")
+    fake.silent = True  # freeze the books (no pushes, no ticks)
     fake.set_book("BTCUSDT", [("60000.01000000", "0.12345678"), ("60000.00", "1")],
                   [("60000.02", "0.5"), ("60000.50", "2")])
     book = await ex.fetch_order_book("BTC", depth=2)

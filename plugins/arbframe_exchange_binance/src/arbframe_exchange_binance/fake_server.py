@@ -147,11 +147,36 @@ class FakeBinance:
         return {"bids": bids, "asks": asks}
 
     def tick(self, market: str | None = None) -> None:
-        """Move every book (or one) a few ticks, deterministically; bumps its update id."""
+        """Move every book (or one) like a real one, deterministically; bumps its update id.
+
+        Now and then the price moves a tick (a level is taken on one side and a new best appears on the other);
+        a few levels per side change size; the rest of the book stays as it was.
+        """
         for m in [market] if market else list(self.books):
             book = self.books[m]
-            book["mid"] += book["tick"] * self.rng.randint(-3, 3)
-            book.update(self._levels(m, book["mid"], book["tick"]))
+            tick, step = book["tick"], D(self.markets[m]["step"])
+            base_qty = D(self.markets[m]["level_qty"])
+            bids, asks = book["bids"], book["asks"]
+
+            def qty(base_qty: Decimal = base_qty, step: Decimal = step) -> Decimal:
+                return (base_qty * D(self.rng.randint(5, 20)) / D(10)).quantize(step, ROUND_DOWN)
+
+            move = self.rng.choice((-1, 0, 0, 0, 1))
+            if move > 0 and len(asks) > 1:  # the best ask is lifted; a new best bid one tick above
+                asks.pop(0)
+                asks.append([asks[-1][0] + tick, qty()])
+                bids.insert(0, [bids[0][0] + tick, qty()])
+                bids.pop()
+                book["mid"] += tick
+            elif move < 0 and len(bids) > 1:  # the best bid is hit; a new best ask one tick below
+                bids.pop(0)
+                bids.append([bids[-1][0] - tick, qty()])
+                asks.insert(0, [asks[0][0] - tick, qty()])
+                asks.pop()
+                book["mid"] -= tick
+            for side in (bids, asks):
+                for _ in range(3):
+                    side[self.rng.randrange(min(len(side), 20))][1] = qty()
             book["id"] += 1
 
     def set_book(self, market: str, bids: list[tuple[str, str]], asks: list[tuple[str, str]]) -> None:
@@ -705,11 +730,7 @@ class FakeBinance:
         pinger = asyncio.get_running_loop().create_task(self._pinger(conn))
         try:
             if self.flood_messages:
-                msgs = [m for s in streams if (m := self.message(conn, s)) is not None]
-                for i in range(self.flood_messages):
-                    await ws.send_str(msgs[i % len(msgs)])
-                    conn.sent += 1
-                await ws.send_str(json.dumps({"e": "floodEnd"}))
+                await self._flood(conn)
             else:
                 for s in streams:
                     m = self.message(conn, s)
@@ -727,6 +748,25 @@ class FakeBinance:
             pinger.cancel()
             conn.closed_at = time.monotonic()
         return ws
+
+    async def _flood(self, conn: WsConn) -> None:
+        """Benchmarks: ``flood_messages`` book messages back to back (update ids increasing), then ``floodEnd``."""
+        templates = []
+        for stream in conn.streams:
+            payload = self.stream_payload(stream)
+            if payload is None:
+                continue
+            key = "u" if "u" in payload else "lastUpdateId"
+            payload[key] = -424242
+            body = {"stream": stream, "data": payload} if conn.combined else payload
+            templates.append(json.dumps(body).split("-424242"))
+        base = self.books[next(iter(self.books))]["id"] + 1
+        send = conn.ws.send_str
+        for i in range(self.flood_messages):
+            head, tail = templates[i % len(templates)]
+            await send(f"{head}{base + i}{tail}")
+            conn.sent += 1
+        await send(json.dumps({"e": "floodEnd"}))
 
     async def _ws_request(self, conn: WsConn, text: str) -> None:
         try:
@@ -847,10 +887,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--push-interval", type=float, default=0.05)
     parser.add_argument("--flood", type=int, default=0, help="book messages sent back to back on each connection")
     parser.add_argument("--levels", type=int, default=100)
+    parser.add_argument("--weight-limit", type=int, default=6000, help="REQUEST_WEIGHT per minute")
     args = parser.parse_args(argv)
 
     async def serve() -> None:
-        fake = FakeBinance(push_interval=args.push_interval or None, levels=args.levels)
+        fake = FakeBinance(push_interval=args.push_interval or None, levels=args.levels,
+                           weight_limit=args.weight_limit)
         fake.flood_messages = args.flood
         await fake.start(args.host, args.port)
         print(f"BASE_URL={fake.base_url} WS_URL={fake.ws_url}", flush=True)

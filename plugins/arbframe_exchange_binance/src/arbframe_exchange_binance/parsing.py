@@ -25,6 +25,12 @@ _D = Decimal
 _new = object.__new__
 _set = object.__setattr__
 
+#: Interned levels: consecutive snapshots of a book repeat most of their ``[price, qty]`` rows (a partial depth
+#: stream resends all 20 levels every 100 ms), and BookLevel/Decimal are immutable, so a row seen before is
+#: served from here instead of being parsed again. Bounded: cleared when it reaches ``_CACHE_MAX`` entries.
+_LEVELS: dict[tuple[str, ...], BookLevel] = {}
+_CACHE_MAX = 50_000
+
 
 def _level(price: str, qty: str) -> BookLevel:
     # BookLevel is a frozen slots dataclass; building it without the generated __init__ halves the cost.
@@ -34,11 +40,30 @@ def _level(price: str, qty: str) -> BookLevel:
     return lvl
 
 
+def _miss(key: tuple[str, ...]) -> BookLevel:
+    if len(_LEVELS) >= _CACHE_MAX:
+        _LEVELS.clear()
+    lvl = _new(BookLevel)
+    _set(lvl, "price", _D(key[0]))
+    _set(lvl, "qty", _D(key[1]))
+    _LEVELS[key] = lvl
+    return lvl
+
+
 def levels(rows: Sequence[Sequence[str]], depth: int | None = None) -> tuple[BookLevel, ...]:
-    """``[["price", "qty"], ...]`` -> BookLevels, keeping at most ``depth`` rows."""
+    """``[["price", "qty"], ...]`` -> BookLevels (exact decimals), keeping at most ``depth`` rows."""
     if depth is not None and len(rows) > depth:
         rows = rows[:depth]
-    return tuple([_level(r[0], r[1]) for r in rows])
+    keys = list(map(tuple, rows))
+    try:
+        return tuple(map(_LEVELS.__getitem__, keys))  # every row seen before: no Python-level loop at all
+    except KeyError:
+        get = _LEVELS.get
+        return tuple([get(k) or _miss(k) for k in keys])
+
+
+def clear_level_cache() -> None:
+    _LEVELS.clear()
 
 
 def utc_now() -> datetime:

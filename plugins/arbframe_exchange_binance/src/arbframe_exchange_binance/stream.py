@@ -28,6 +28,7 @@ import json
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -68,7 +69,16 @@ class StreamSettings:
     poll_interval: float = 1.0
     rollover_timeout: float = 10.0
     queue_size: int = 1000
+    close_timeout: float = 2.0
     heartbeat: float | None = None  # optional client pings (aiohttp heartbeat)
+
+
+class _Subscriber:
+    __slots__ = ("buf", "waiter")
+
+    def __init__(self, size: int) -> None:
+        self.buf: deque[OrderBook] = deque(maxlen=max(1, size))
+        self.waiter: asyncio.Future[None] | None = None
 
 
 class BookStream:
@@ -103,7 +113,7 @@ class BookStream:
         self._single = next(iter(self.streams.values())) if len(self.streams) == 1 else None
         self.latest: dict[str, tuple[OrderBook, float, str]] = {}  # symbol -> (book, monotonic recv, source)
         self._ids: dict[str, int] = {}
-        self._queues: list[asyncio.Queue[OrderBook]] = []
+        self._subs: list[_Subscriber] = []
         self._task: asyncio.Task[None] | None = None
         self._poller: asyncio.Task[None] | None = None
         self._stopping = False
@@ -150,30 +160,44 @@ class BookStream:
         return entry[0]
 
     async def books(self) -> AsyncIterator[OrderBook]:
-        """Every new book (stream or REST fallback) as it arrives; starts the stream if needed."""
-        queue: asyncio.Queue[OrderBook] = asyncio.Queue(self.s.queue_size)
-        self._queues.append(queue)
+        """Every new book (stream or REST fallback) as it arrives; starts the stream if needed.
+
+        Each consumer has its own bounded buffer (the oldest books are dropped when it falls ``queue_size``
+        behind: consumers want the freshest state) and is woken by one future, cheaper than an asyncio.Queue.
+        """
+        sub = _Subscriber(self.s.queue_size)
+        self._subs.append(sub)
         self.start()
+        loop = asyncio.get_running_loop()
+        buf = sub.buf
         try:
             while True:
-                yield await queue.get()
+                while buf:
+                    yield buf.popleft()
+                sub.waiter = loop.create_future()
+                await sub.waiter
         finally:
             with contextlib.suppress(ValueError):
-                self._queues.remove(queue)
+                self._subs.remove(sub)
 
     def _publish(self, symbol: str, book: OrderBook, source: str) -> None:
         self.latest[symbol] = (book, time.monotonic(), source)
-        for q in self._queues:
-            if q.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    q.get_nowait()  # drop the oldest: consumers want the freshest
-            q.put_nowait(book)
+        for sub in self._subs:
+            sub.buf.append(book)
+            waiter = sub.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
 
     # ---------------------------------------------------------------- connection
     async def _open(self) -> Any:
         session = self._session_factory()
+        import aiohttp
+
+        kw: dict[str, Any] = {}
+        if hasattr(aiohttp, "ClientWSTimeout"):  # a dead peer must not hold close() for aiohttp's default 10 s
+            kw["timeout"] = aiohttp.ClientWSTimeout(ws_close=self.s.close_timeout)
         ws = await session.ws_connect(
-            self.url, autoping=True, heartbeat=self.s.heartbeat, max_msg_size=4 * 1024 * 1024,
+            self.url, autoping=True, heartbeat=self.s.heartbeat, max_msg_size=4 * 1024 * 1024, **kw,
         )
         self.connections_opened += 1
         self._first_message[id(ws)] = asyncio.Event()
@@ -255,32 +279,52 @@ class BookStream:
         self._first_message.pop(id(ws), None)
 
     async def _read(self, ws: Any) -> bool:
+        """Apply every frame of ``ws`` until it closes or stays silent for ``stale_after`` (then it is dead)."""
         import aiohttp
 
+        TEXT = aiohttp.WSMsgType.TEXT
+        ENDS = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+                aiohttp.WSMsgType.ERROR)
         got_any = False
         first = self._first_message.get(id(ws))
-        while True:
-            try:
-                msg = await ws.receive(timeout=self.s.stale_after)
-            except asyncio.TimeoutError:
-                log.warning("binance: stream silent for %.1fs; treating the connection as dead", self.s.stale_after)
-                return got_any
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("binance: stream read failed: %s: %s", type(exc).__name__, exc)
-                return got_any
-            if msg.type is aiohttp.WSMsgType.TEXT:
-                if self._handle(msg.data):
-                    got_any = True
-                    self.last_message = time.monotonic()
-                    if not self.connected:
-                        self._came_up()
-                    if first is not None and not first.is_set():
-                        first.set()
-            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
-                              aiohttp.WSMsgType.ERROR):
-                return got_any
+        seen = [time.monotonic()]  # last frame on this connection (read by the watchdog)
+        watchdog = asyncio.get_running_loop().create_task(self._watch(ws, seen))
+        handle = self._handle
+        monotonic = time.monotonic
+        try:
+            while True:
+                try:
+                    msg = await ws.receive()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.warning("binance: stream read failed: %s: %s", type(exc).__name__, exc)
+                    return got_any
+                now = seen[0] = monotonic()
+                if msg.type is TEXT:
+                    if handle(msg.data):
+                        got_any = True
+                        self.last_message = now
+                        if not self.connected:
+                            self._came_up()
+                        if first is not None and not first.is_set():
+                            first.set()
+                elif msg.type in ENDS:
+                    return got_any
+        finally:
+            watchdog.cancel()
+
+    async def _watch(self, ws: Any, seen: list[float]) -> None:
+        """Close ``ws`` once no frame has arrived for ``stale_after`` seconds (a silent stream is dead)."""
+        period = max(0.01, self.s.stale_after / 4)
+        while not ws.closed:
+            await asyncio.sleep(period)
+            silent = time.monotonic() - seen[0]
+            if silent > self.s.stale_after:
+                log.warning("binance: stream silent for %.1fs; treating the connection as dead", silent)
+                with contextlib.suppress(Exception):
+                    await ws.close()
+                return
 
     # ------------------------------------------------------------------ messages
     def _handle(self, text: str) -> bool:
