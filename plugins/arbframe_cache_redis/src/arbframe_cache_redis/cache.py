@@ -78,6 +78,10 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+#: one encoder for every value (``json.dumps(..., default=...)`` would build a new one per call)
+_ENCODER = json.JSONEncoder(default=_json_default, separators=(",", ":"), ensure_ascii=False)
+
+
 def _iso_utc(ts: datetime) -> str:
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=timezone.utc)
@@ -143,6 +147,7 @@ class RedisCache(Cache):
 
         self._client: Any = None
         self._closed = False
+        self._fx_memo: tuple[FxRate, int, list[tuple[str, str, int]]] | None = None
         self._conn_errors: tuple[type[BaseException], ...] = (OSError,)
         self.import_error: str | None = None
         try:
@@ -276,6 +281,9 @@ class RedisCache(Cache):
 
     # ----------------------------------------------------------------------------------------- encoding
     def _fx_entries(self, fx: FxRate, ttl_seconds: int) -> list[tuple[str, str, int]]:
+        memo = self._fx_memo
+        if memo is not None and memo[0] is fx and memo[1] == ttl_seconds:
+            return memo[2]  # the same rate as last tick (FxRate is frozen): reuse its encoding
         rate = format_rate(fx.rate)
         meta = {
             "rate": rate,
@@ -288,16 +296,21 @@ class RedisCache(Cache):
             "simulated": fx.simulated,
         }
         key = self.keys.fx()
-        return [(key, rate, int(ttl_seconds)), (key + _META, json.dumps(meta), int(ttl_seconds))]
+        entries = [(key, rate, int(ttl_seconds)), (key + _META, _ENCODER.encode(meta), int(ttl_seconds))]
+        self._fx_memo = (fx, ttl_seconds, entries)
+        return entries
 
     def _heartbeat_entry(self, service: str, ts: datetime, ttl_seconds: int) -> tuple[str, str, int]:
         return self.keys.heartbeat(service), _iso_utc(ts), int(ttl_seconds)
 
-    def _spread_entry(self, symbol: str, snapshot: Mapping[str, Any], ttl_seconds: int) -> tuple[str, str, int]:
+    def _spread_entry(
+        self, symbol: str, snapshot: Mapping[str, Any], ttl_seconds: int, now_iso: str | None = None
+    ) -> tuple[str, str, int]:
         body = dict(snapshot)
-        body.setdefault("ts", utcnow().isoformat())
+        if "ts" not in body:
+            body["ts"] = now_iso or utcnow().isoformat()
         body.setdefault("source", self.service_name)
-        return self.keys.spread(symbol), json.dumps(body, default=_json_default), int(ttl_seconds)
+        return self.keys.spread(symbol), _ENCODER.encode(body), int(ttl_seconds)
 
     @staticmethod
     def _decode_fx(rate_text: str | None, meta_text: str | None) -> FxRate | None:
@@ -379,8 +392,10 @@ class RedisCache(Cache):
         if heartbeat is not None:
             entries.append(self._heartbeat_entry(*heartbeat))
         try:
-            for symbol, snapshot in (spreads or {}).items():
-                entries.append(self._spread_entry(symbol, snapshot, spread_ttl_seconds))
+            if spreads:
+                now_iso = utcnow().isoformat()
+                for symbol, snapshot in spreads.items():
+                    entries.append(self._spread_entry(symbol, snapshot, spread_ttl_seconds, now_iso))
         except (TypeError, ValueError) as exc:
             self._fail("tick", f"cannot encode a spread snapshot: {exc}", connection=False)
             return False
