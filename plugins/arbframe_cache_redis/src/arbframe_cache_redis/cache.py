@@ -159,7 +159,6 @@ class RedisCache(Cache):
             log.warning("Redis cache unavailable: %s. The service runs without a shared cache.", self.import_error)
             return
         self._conn_errors = (redis.ConnectionError, redis.TimeoutError, OSError)
-        self._redis_error = redis.RedisError
         try:
             pool = redis.ConnectionPool.from_url(
                 self.url,
