@@ -194,7 +194,7 @@ class TradingService:
             cache=self.cache,
             service_name=self.kernel.context.service_name,
             cache_ttl_seconds=int(redis_cfg.get("health_ttl_seconds", 60)),
-            publish_fx=False,  # the FX service publishes on refresh
+            publish_fx=True,  # fx, heartbeat and spread snapshots go out in one write_tick per tick
             metrics=self.metrics,
             notify=self.kernel.notify,
             simulated=self.mock,
@@ -372,7 +372,7 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
     ready = {"ok": False}
     try:
         await service.start()
-        server = await _start_metrics_server(kernel, ready)
+        server = await _start_metrics_server(kernel, ready, service.cache)
         interval = _interval(opts, kernel.config)
         log.info("[BOT] Starting bot service loop (interval=%gs, mode=%s%s)", interval, kernel.context.mode,
                  ", MOCK" if mock else "")
@@ -405,17 +405,17 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
     return 0
 
 
-async def _start_metrics_server(kernel: Kernel, ready: dict[str, bool]) -> Any:
+async def _start_metrics_server(kernel: Kernel, ready: dict[str, bool], cache: Any = None) -> Any:
     if not (kernel.config.get("metrics_server") or {}).get("enabled"):
         return None
-    from arbframe.health import build_report_async
-    from arbframe.metrics_server import start_from_config
+    from arbframe.metrics_server import health_provider_for, start_from_config
 
     def ready_provider() -> tuple[bool, str]:
         return (True, "ticking") if ready["ok"] else (False, "waiting for the first tick")
 
+    # /health: every plugin's checks plus the kernel's FX and HEARTBEAT checks read through the service's cache
     server = await start_from_config(
-        kernel.config, kernel.registry, lambda: build_report_async(kernel.health_checks()), ready_provider
+        kernel.config, kernel.registry, health_provider_for(kernel, cache), ready_provider
     )
     if server is not None:
         log.info("[BOT] Metrics server listening on %s/metrics", server.url)

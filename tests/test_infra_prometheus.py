@@ -254,7 +254,9 @@ def test_arbframe_run_serves_health_and_ready(stack: Stack) -> None:
     status, body = http_get(stack.run.url + "/health")
     report = json.loads(body)
     assert status == (503 if report["status"] == "ERROR" else 200)
-    assert {c["component"].lower() for c in report["checks"]} >= {"csv", "upbit", "binance"}
+    assert {c["component"].lower() for c in report["checks"]} >= {"csv", "upbit", "binance", "fx", "heartbeat"}
+    heartbeat = next(c for c in report["checks"] if c["component"].lower() == "heartbeat")
+    assert heartbeat["status"] == "OK", heartbeat  # the service's own loop, seen in the same process
     status, body = http_get(stack.run.url + "/ready")
     assert status == 200 and json.loads(body)["ready"] is True
 
