@@ -264,7 +264,15 @@ def test_dockerfile_builds_a_non_root_image_with_a_healthcheck() -> None:
     # the kernel (with the server extra) and every plugin distribution are installed
     install = next(i for i in instructions if i.startswith("RUN pip install"))
     assert '".[server]"' in install and "plugins/*/" in install
-    assert any((d / "pyproject.toml").exists() for d in (ROOT / "plugins").iterdir())
+    # the shell loop in that RUN line, run here in the build context, names every plugin distribution
+    loop = re.search(r"\$\((for p in .*?done)\)", install)
+    assert loop is not None, install
+    import subprocess
+
+    listed = subprocess.run(["sh", "-c", loop.group(1)], cwd=ROOT, capture_output=True, text=True, check=True)
+    expected = {f"./plugins/{d.name}/" for d in (ROOT / "plugins").iterdir() if (d / "pyproject.toml").exists()}
+    assert set(listed.stdout.split()) == expected
+    assert len(expected) >= 5
 
 
 def _pyproject_readme() -> str:
