@@ -137,23 +137,21 @@ async def test_bad_key_or_secret_is_an_auth_error(fake, make_binance):
 async def test_clock_drift_refreshes_the_offset_and_retries(fake, make_binance):
     fake.clock_offset_ms = 30_000  # the exchange is 30 s ahead of us
     ex = await make_binance()
-    assert abs(ex.rest.offset_ms - 30_000) < 500  # measured at connect
+    assert abs(ex.rest.offset_ms - 30_000) < 1500  # measured at connect (half a round trip of error at most)
     await ex.fetch_balances()
     fake.clock_offset_ms = -45_000  # the exchange clock jumps: next signed call gets -1021
     syncs = sum(1 for r in fake.requests if r["path"] == "/api/v3/time")
     balances = await ex.fetch_balances()
     assert balances["USDT"] == D("100000")
     assert sum(1 for r in fake.requests if r["path"] == "/api/v3/time") == syncs + 1
-    assert abs(ex.rest.offset_ms + 45_000) < 500
+    assert abs(ex.rest.offset_ms + 45_000) < 1500
     # a -1021 on an order POST: the order was not processed, so it is re-signed and sent once more
     fake.fail("/api/v3/order", "1021", method="POST")
     req = _limit()
     order = await ex.place_order(req)
     assert order.status is OrderStatus.OPEN and len(_orders_with(fake, req.client_order_id)) == 1
-    from prometheus_client import generate_latest
-
-    assert "arbframe_exchange_clock_offset_seconds{exchange=\"binance\"} -45" in \
-        generate_latest(ex.context.registry).decode()
+    gauge = ex.context.registry.get_sample_value("arbframe_exchange_clock_offset_seconds", {"exchange": "binance"})
+    assert gauge is not None and abs(gauge + 45) < 1.5
 
 
 @pytest.mark.parametrize("kind", ["500_after", "drop_after", "slow_after"])
