@@ -288,7 +288,7 @@ def main() -> int:
     print()
     print("tick = one loop iteration (books + FX, Engine.process, storage flush); p99* = tick p99 without the time "
           "the\nloop's thread waited for a CPU taken by other processes (Linux schedstat; equals p99 elsewhere).")
-    print(f"target: bounded scraping (default server) adds < 1 ms to tick p99 -> worst added "
+    print(f"target: bounded scraping (cached server, either mode) adds < 1 ms to tick p99 -> worst added "
           f"{worst['cpu']:+.3f} ms (p99*), {worst['wall']:+.3f} ms (wall): "
           f"{'met' if worst['cpu'] < 1.0 else 'NOT met'}")
     return 0
