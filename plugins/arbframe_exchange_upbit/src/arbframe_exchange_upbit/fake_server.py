@@ -203,12 +203,36 @@ class FakeUpbit:
         self.books[symbol] = (bids, asks)
 
     def step(self) -> None:
-        """Move every market one tick (random walk of one price unit)."""
+        """Advance every market one update, the way a live book changes: now and then the price moves one unit
+        (the book shifts by a level), and a couple of level sizes change."""
         self.ts_ms = max(self.ts_ms + 1, int(time.time() * 1000))
-        for symbol, mid in self.mids.items():
-            move = self.rng.choice((-1, 0, 0, 1))
-            self.mids[symbol] = mid + self.unit(symbol, mid) * move
-            self._rebuild(symbol)
+        rng = self.rng
+        for symbol in self.mids:
+            bids, asks = self.books[symbol]
+            move = rng.random()
+            if move < 0.1 or move > 0.9:
+                unit = asks[0][0] - bids[0][0]
+                if move < 0.1:  # up: the best ask is taken, a new bid level appears on top
+                    price = bids[0][0] + unit
+                    bids.insert(0, [price, D(rng.randint(1000, 200000000)).scaleb(-8)])
+                    bids.pop()
+                    asks.pop(0)
+                    asks.append([asks[-1][0] + unit, D(rng.randint(1000, 200000000)).scaleb(-8)])
+                else:  # down
+                    price = asks[0][0] - unit
+                    asks.insert(0, [price, D(rng.randint(1000, 200000000)).scaleb(-8)])
+                    asks.pop()
+                    bids.pop(0)
+                    bids.append([bids[-1][0] - unit, D(rng.randint(1000, 200000000)).scaleb(-8)])
+                self.mids[symbol] = bids[0][0]
+                if self.unit(symbol, bids[0][0]) != unit or self.unit(symbol, asks[-1][0]) != unit \
+                        or self.unit(symbol, bids[-1][0]) != unit:
+                    self._rebuild(symbol)  # crossed a price band: lay the book out on the new grid
+                    continue
+            for _ in range(2):
+                side = bids if rng.random() < 0.5 else asks
+                level = side[rng.randrange(len(side))]
+                level[1] = D(rng.randint(1000, 200000000)).scaleb(-8)
 
     def set_book(self, symbol: str, bids: list, asks: list) -> None:
         self.books[symbol] = ([[D(str(p)), D(str(q))] for p, q in bids], [[D(str(p)), D(str(q))] for p, q in asks])
@@ -690,19 +714,27 @@ class FakeUpbit:
         return bank
 
 
-def main() -> None:  # pragma: no cover - manual use
+def main(argv: list[str] | None = None) -> None:  # pragma: no cover - manual use and benchmarks
     import argparse
 
-    parser = argparse.ArgumentParser(description="run the fake Upbit server")
-    parser.add_argument("--port", type=int, default=8765)
-    args = parser.parse_args()
+    parser = argparse.ArgumentParser(description="run the fake Upbit server (REST + WebSocket) on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+    parser.add_argument("--ws-interval", type=float, default=0.05, help="seconds between streamed updates")
+    parser.add_argument("--ws-burst", type=int, default=0,
+                        help="orderbook messages sent back to back after each subscription")
+    parser.add_argument("--no-limits", action="store_true", help="report huge Remaining-Req budgets")
+    args = parser.parse_args(argv)
 
     async def serve() -> None:
-        async with FakeUpbit(port=args.port) as fake:
-            print(f"fake upbit: REST {fake.base_url}  WS {fake.ws_url}  key test-access-key/test-secret-key")
+        limits = {g: 1e9 for g in DEFAULT_GROUP_LIMITS} if args.no_limits else None
+        async with FakeUpbit(port=args.port, ws_interval=args.ws_interval, group_limits=limits) as fake:
+            fake.ws_burst = args.ws_burst
+            print(f"BASE_URL={fake.base_url} WS_URL={fake.ws_url} (key test-access-key / test-secret-key)",
+                  flush=True)
             await asyncio.Event().wait()
 
-    asyncio.run(serve())
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -176,6 +176,15 @@ class UpbitStream:
         if self.symbols:
             await ws.send_str(self.request_message())
 
+    async def _watchdog(self, ws: Any) -> None:
+        """Close a connection nothing arrived on for ``silence_timeout`` seconds (no per-message timer)."""
+        step = max(0.01, self.silence_timeout / 4)
+        while True:
+            await asyncio.sleep(step)
+            if time.monotonic() - self.last_message > self.silence_timeout:
+                await ws.close()
+                return
+
     async def _pinger(self, ws: Any) -> None:
         while True:
             await asyncio.sleep(self.ping_interval)
@@ -233,12 +242,16 @@ class UpbitStream:
                     if self.connected_event is not None:
                         self.connected_event.set()
                     await self._send_request(ws)
-                    pinger = asyncio.get_running_loop().create_task(self._pinger(ws))
+                    loop = asyncio.get_running_loop()
+                    pinger = loop.create_task(self._pinger(ws))
+                    watchdog = loop.create_task(self._watchdog(ws))
                     try:
                         got_data = False
+                        receive = ws.receive
+                        data_types = (aiohttp.WSMsgType.BINARY, aiohttp.WSMsgType.TEXT)
                         while True:
-                            msg = await asyncio.wait_for(ws.receive(), self.silence_timeout)
-                            if msg.type is aiohttp.WSMsgType.BINARY or msg.type is aiohttp.WSMsgType.TEXT:
+                            msg = await receive()
+                            if msg.type in data_types:
                                 try:
                                     self._handle(msg.data)
                                 except UpbitProtocolError as exc:
@@ -249,12 +262,15 @@ class UpbitStream:
                                     backoff = self.backoff_initial
                             elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
                                               aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                                log.warning("upbit ws: connection closed (%s)", msg.type.name)
+                                if watchdog.done() and not self._stopping:
+                                    log.warning("upbit ws: silent for %.1fs, treating the stream as dead",
+                                                self.silence_timeout)
+                                elif not self._stopping:
+                                    log.warning("upbit ws: connection closed (%s)", msg.type.name)
                                 break
-                    except asyncio.TimeoutError:
-                        log.warning("upbit ws: silent for %.1fs, treating the stream as dead", self.silence_timeout)
                     finally:
                         pinger.cancel()
+                        watchdog.cancel()
                         self.connected = False
                         self._ws = None
                         if self.connected_event is not None:
@@ -262,7 +278,8 @@ class UpbitStream:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                log.warning("upbit ws: %s: %s", type(exc).__name__, exc)
+                if not self._stopping:
+                    log.warning("upbit ws: %s: %s", type(exc).__name__, exc)
             self.connected = False
             if self._stopping:
                 break
