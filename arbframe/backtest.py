@@ -243,7 +243,9 @@ class LazyLevels(Sequence[BookLevel]):
         return f"LazyLevels({len(self)} levels)"
 
 
-def _parse_ts(value: Any, where: str, what: str) -> datetime:
+def _parse_ts(value: Any, at: Any, what: str) -> datetime:
+    """An aware timestamp; ``at`` is a reader (its path and current line name the place) or a text."""
+    where = at if isinstance(at, str) else f"{at.path}:{at.lineno}"
     if type(value) is not str:
         raise BacktestDataError(f"{where}: {what} must be an ISO-8601 timestamp string, got {value!r}")
     try:
@@ -276,6 +278,8 @@ class RecordingReader:
         self.header = header
         self.simulated = bool(header.get("simulated", False))
         self._fx_cache: tuple[Any, FxRate] | None = None
+        self._last_t_text: Any = None
+        self._last_t: datetime | None = None
 
     def _next_line(self) -> str | None:
         try:
@@ -300,55 +304,80 @@ class RecordingReader:
         self._fh.close()
 
     def __iter__(self) -> Iterator[MarketSnapshot]:
+        fh = self._fh
+        readline = fh.readline
+        loads = json.loads
+        decode = self.decode
         try:
             while True:
-                line = self._next_line()
-                if line is None:
+                try:
+                    line = readline()
+                except (OSError, EOFError, gzip.BadGzipFile) as exc:
+                    raise BacktestDataError(f"{self.path}:{self.lineno + 1}: cannot read ({exc})") from None
+                if not line:
                     return
-                if not line.strip():
-                    continue
-                yield self.decode(self._json(line))
+                self.lineno += 1
+                try:
+                    row = loads(line)
+                except json.JSONDecodeError:
+                    if line.isspace():
+                        continue
+                    self._json(line)  # raises with the line number
+                    raise
+                yield decode(row)
         finally:
             self.close()
 
     def decode(self, row: Any) -> MarketSnapshot:
-        where = f"{self.path}:{self.lineno}"
         if type(row) is not dict:
-            raise BacktestDataError(f"{where}: a snapshot must be a JSON object, got {type(row).__name__}")
+            raise BacktestDataError(
+                f"{self.path}:{self.lineno}: a snapshot must be a JSON object, got {type(row).__name__}"
+            )
         try:
             t, fx_row, b = row["t"], row["fx"], row["b"]
         except KeyError as exc:
-            raise BacktestDataError(f"{where}: snapshot is missing the key {exc.args[0]!r}") from None
-        ts = _parse_ts(t, where, '"t"')
-        fx = self._fx(fx_row, where)
+            raise BacktestDataError(f"{self.path}:{self.lineno}: snapshot is missing the key {exc.args[0]!r}") from None
+        if t == self._last_t_text:
+            ts = self._last_t
+        else:
+            ts = self._last_t = _parse_ts(t, self, '"t"')
+            self._last_t_text = t
+        fx = self._fx(fx_row, self) if fx_row is not None else None
         if type(b) is not dict:
-            raise BacktestDataError(f"{where}: \"b\" must map venue -> symbol -> [bids, asks]")
+            raise BacktestDataError(f"{self.path}:{self.lineno}: \"b\" must map venue -> symbol -> [bids, asks]")
         simulated = self.simulated
         books: dict[tuple[str, str], OrderBook] = {}
+        path, lineno = self.path, self.lineno
         for venue, symbols in b.items():
             if type(symbols) is not dict:
-                raise BacktestDataError(f"{where}: books of {venue!r} must be an object of symbol -> [bids, asks]")
+                raise BacktestDataError(
+                    f"{path}:{lineno}: books of {venue!r} must be an object of symbol -> [bids, asks]"
+                )
             for symbol, entry in symbols.items():
-                if type(entry) is not list or len(entry) not in (2, 3):
-                    raise BacktestDataError(f"{where}: book {venue}/{symbol} must be [bids, asks] or [bids, asks, ts]")
+                if type(entry) is not list or not 2 <= len(entry) <= 3:
+                    raise BacktestDataError(
+                        f"{path}:{lineno}: book {venue}/{symbol} must be [bids, asks] or [bids, asks, ts]"
+                    )
                 bids, asks = entry[0], entry[1]
                 if type(bids) is not str or type(asks) is not str:
                     raise BacktestDataError(
-                        f"{where}: book {venue}/{symbol}: bids and asks must be strings of \"price qty ...\" pairs"
+                        f"{path}:{lineno}: book {venue}/{symbol}: bids and asks must be strings of "
+                        "\"price qty ...\" pairs"
                     )
-                book_ts = _parse_ts(entry[2], where, f"book {venue}/{symbol} timestamp") if len(entry) == 3 else ts
-                bid_levels = LazyLevels(bids, (self.path, self.lineno, venue, symbol, "bids"))
-                ask_levels = LazyLevels(asks, (self.path, self.lineno, venue, symbol, "asks"))
-                books[(venue, symbol)] = OrderBook(venue, symbol, bid_levels, ask_levels, book_ts,  # type: ignore[arg-type]
-                                                   simulated)
+                book_ts = ts if len(entry) == 2 else _parse_ts(entry[2], self, f"book {venue}/{symbol} timestamp")
+                books[(venue, symbol)] = OrderBook(
+                    venue, symbol,
+                    LazyLevels(bids, (path, lineno, venue, symbol, "bids")),  # type: ignore[arg-type]
+                    LazyLevels(asks, (path, lineno, venue, symbol, "asks")),  # type: ignore[arg-type]
+                    book_ts, simulated,
+                )
         return MarketSnapshot(ts, books, fx, simulated)
 
-    def _fx(self, fx_row: Any, where: str) -> FxRate | None:
-        if fx_row is None:
-            return None
+    def _fx(self, fx_row: Any, at: Any) -> FxRate | None:
         cached = self._fx_cache
         if cached is not None and cached[0] == fx_row:
             return cached[1]
+        where = f"{self.path}:{self.lineno}"
         if type(fx_row) is not list or len(fx_row) != 4:
             raise BacktestDataError(f"{where}: \"fx\" must be [rate, source, ts, id] or null, got {fx_row!r}")
         rate_text, source, fx_ts, fx_id = fx_row
@@ -362,7 +391,7 @@ class RecordingReader:
             raise BacktestDataError(f"{where}: FX rate must be a positive decimal string, got {rate_text!r}") from None
         if type(source) is not str or type(fx_id) is not str:
             raise BacktestDataError(f"{where}: FX source and id must be strings")
-        fx = FxRate(id=fx_id, ts=_parse_ts(fx_ts, where, "FX timestamp"), rate=rate, source=source,
+        fx = FxRate(id=fx_id, ts=_parse_ts(fx_ts, self, "FX timestamp"), rate=rate, source=source,
                     simulated=self.simulated)
         self._fx_cache = (fx_row, fx)
         return fx

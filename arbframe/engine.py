@@ -47,6 +47,7 @@ from arbframe.strategy import CloseDecision, OpenDecision, PortfolioView, Strate
 log = logging.getLogger("arbframe.engine")
 
 ONE = Decimal(1)
+_STEP = Decimal("0.00000001")
 BookKey = tuple[str, str]
 
 
@@ -60,14 +61,21 @@ class MarketSnapshot:
     simulated: bool = False
 
 
-@dataclass
 class SymbolDecision:
-    symbol: str
-    quotes: list[PremiumQuote] = field(default_factory=list)
-    closes: list[CloseDecision] = field(default_factory=list)
-    open: OpenDecision | None = None
-    blocked: str | None = None
-    marks: dict[str, Decimal] = field(default_factory=dict)  # position id -> unrealized PnL (KRW)
+    """What the decision path concluded for one symbol in one tick."""
+
+    __slots__ = ("blocked", "closes", "marks", "open", "quotes", "symbol")
+
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
+        self.quotes: list[PremiumQuote] = _EMPTY
+        self.closes: list[CloseDecision] = _EMPTY
+        self.open: OpenDecision | None = None
+        self.blocked: str | None = None
+        self.marks: dict[str, Decimal] = {}  # position id -> unrealized PnL (KRW)
+
+
+_EMPTY: list[Any] = []  # shared, never mutated: SymbolDecision lists are replaced, not appended to
 
 
 @dataclass
@@ -213,12 +221,23 @@ class Engine:
         limit = self.cfg.max_book_age_seconds
         return limit is None or (now - book.ts).total_seconds() <= limit
 
-    def decide_symbol(self, symbol: str, snap: MarketSnapshot, *, fx_fresh: bool | None = None) -> SymbolDecision:
-        """The pure decision path for one symbol: spreads, closes, at most one open. No state changes."""
+    def decide_symbol(
+        self,
+        symbol: str,
+        snap: MarketSnapshot,
+        *,
+        fx_fresh: bool | None = None,
+        usdt: Decimal | bool | None = False,
+    ) -> SymbolDecision:
+        """The pure decision path for one symbol: spreads, closes, at most one open. No state changes.
+
+        ``usdt`` is the KRW-USDT mid when the caller already knows it (``False``: read it from ``snap``).
+        """
         out = SymbolDecision(symbol)
         fx = snap.fx
-        dom = snap.books.get((self.domestic, symbol))
-        fgn = snap.books.get((self.foreign, symbol))
+        books = snap.books
+        dom = books.get((self.domestic, symbol))
+        fgn = books.get((self.foreign, symbol))
         if fx is None or dom is None or fgn is None or not dom.bids or not dom.asks or not fgn.bids or not fgn.asks:
             out.blocked = "missing book or FX rate"
             return out
@@ -226,23 +245,28 @@ class Engine:
         rate = fx.rate
         if fx_fresh is None:
             fx_fresh = self.fx_fresh(fx, now)
-        usdt = usdt_mid(snap.books.get((self.domestic, "USDT"))) if self.cfg.use_tether else None
-        qty = self.strategy.order_qty(top_price(dom.bids), self._step.get(symbol, Decimal("0.00000001")))
-        if qty > 0:
-            out.quotes = self.calc.quotes(symbol, dom, fgn, qty, rate, usdt)
-        # closes and marks of the open positions on this symbol
+        if usdt is False:
+            usdt = usdt_mid(books.get((self.domestic, "USDT"))) if self.cfg.use_tether else None
         strategy = self.strategy
-        for position in self.positions.values():
-            if position.symbol != symbol:
-                continue
-            prices = exit_prices(position.direction, dom, fgn, position.qty)
-            close_prem = None
-            if prices is not None:
-                close_prem = premium_at(position.direction, prices[0], prices[1], rate)
-                out.marks[position.id] = self._mark(position, prices, rate)
-            reason = strategy.close_reason(position, close_prem, now)
-            if reason is not None and prices is not None:
-                out.closes.append(CloseDecision(position, reason, close_prem))
+        qty = strategy.order_qty(top_price(dom.bids), self._step.get(symbol) or _STEP)
+        if qty > 0:
+            out.quotes = self.calc.quotes(symbol, dom, fgn, qty, rate, usdt)  # type: ignore[arg-type]
+        # closes and marks of the open positions on this symbol
+        if self.positions:
+            closes = []
+            for position in self.positions.values():
+                if position.symbol != symbol:
+                    continue
+                prices = exit_prices(position.direction, dom, fgn, position.qty)
+                close_prem = None
+                if prices is not None:
+                    close_prem = premium_at(position.direction, prices[0], prices[1], rate)
+                    out.marks[position.id] = self._mark(position, prices, rate)
+                reason = strategy.close_reason(position, close_prem, now)
+                if reason is not None and prices is not None:
+                    closes.append(CloseDecision(position, reason, close_prem))
+            if closes:
+                out.closes = closes
         # entry
         best = strategy.best_entry(out.quotes)
         if best is not None:
@@ -277,8 +301,9 @@ class Engine:
         self._note_fx(fx, now, fresh)
         unrealized = ZERO
         storage = self.storage
+        usdt = usdt_mid(snap.books.get((self.domestic, "USDT"))) if self.cfg.use_tether else None
         for symbol in self.cfg.symbols:
-            decision = self.decide_symbol(symbol, snap, fx_fresh=fresh)
+            decision = self.decide_symbol(symbol, snap, fx_fresh=fresh, usdt=usdt)
             result.quotes.extend(decision.quotes)
             for close in decision.closes:
                 closed = self._close(close, snap, result)

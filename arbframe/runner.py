@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from arbframe.engine import Engine, MarketSnapshot
-from arbframe.errors import ArbframeError
+from arbframe.errors import ArbframeError, DriverLoadError
 from arbframe.metrics import TradingMetrics, format_metrics_summary
 from arbframe.models import ErrorRecord, FxRate, IdGenerator, MarketRules, new_id, utcnow
 from arbframe.paper import PaperWallet
@@ -128,10 +128,22 @@ class TradingService:
             k.context.mock = True
             log.warning("[BOT] MOCK MODE: quotes come from the simulated market (seed=%s); every price, spread and "
                         "PnL below is simulated", self.market.seed)
-        for name in (cfg.domestic, cfg.foreign):
-            exchange = k.load_exchange(name)
-            await exchange.connect()
-            self.exchanges[name] = exchange
+        for role, name in (("domestic", cfg.domestic), ("foreign", cfg.foreign)):
+            try:
+                exchange = k.load_exchange(name)
+            except ArbframeError:
+                raise
+            except Exception as exc:
+                raise DriverLoadError(f"arbitrage.{role}: exchange {name!r} could not be built: {exc}") from exc
+            self.exchanges[name] = exchange  # closed on shutdown even when connect fails
+            try:
+                await exchange.connect()
+            except ArbframeError:
+                raise
+            except Exception as exc:
+                raise DriverLoadError(
+                    f"arbitrage.{role}: exchange {name!r} failed to connect: {type(exc).__name__}: {exc}"
+                ) from exc
             log.info("[BOT] Exchange %s initialized (mock=%s, quote=%s, fee=%s)", name,
                      getattr(exchange, "simulated", False), exchange.quote_currency, exchange.fee_rate)
         for name, exchange in self.exchanges.items():
