@@ -131,14 +131,19 @@ class RateLimiter:
         get = getattr(headers, "get", None)
         if get is None:
             return
+        used = get("X-MBX-USED-WEIGHT-1M")
+        orders = get("X-MBX-ORDER-COUNT-10S")
+        if used is None and orders is None and not isinstance(headers, dict):
+            return
+        if isinstance(headers, dict):  # plain dicts are case-sensitive (aiohttp's headers are not)
+            used = used if used is not None else get("x-mbx-used-weight-1m")
+            orders = orders if orders is not None else get("x-mbx-order-count-10s")
         now = self.clock()
-        used = get("X-MBX-USED-WEIGHT-1M") or get("x-mbx-used-weight-1m")
         if used is not None:
             try:
                 self.weight.observe(int(used), now)
             except ValueError:
                 pass
-        orders = get("X-MBX-ORDER-COUNT-10S") or get("x-mbx-order-count-10s")
         if orders is not None:
             try:
                 self.orders.observe(int(orders), now)

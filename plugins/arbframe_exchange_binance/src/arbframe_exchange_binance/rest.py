@@ -112,6 +112,10 @@ class BinanceRest:
         self.on_ban = on_ban
         self._session: Any = None
         self._owns_session = True
+        self._query_cache: dict[tuple[Any, ...], str] = {}
+        self._url_cache: dict[str, Any] = {}
+        self._req_children: dict[tuple[str, str], Any] = {}
+        self._lat_children: dict[str, Any] = {}
         self._sync_lock: asyncio.Lock | None = None
 
     # ------------------------------------------------------------------ session
@@ -198,7 +202,7 @@ class BinanceRest:
                     payload = self._signer.signed_payload(params or {}, timestamp=self.timestamp_ms(),
                                                           recv_window=self.s.recv_window)
                 else:
-                    payload = encode_params(params or {})
+                    payload = self._public_query(params)
                 if method == "POST":
                     query, body = "", payload
                 else:
@@ -229,6 +233,46 @@ class BinanceRest:
                          self.s.max_retries, delay)
                 await asyncio.sleep(delay)
 
+    def _public_query(self, params: Mapping[str, Any] | None) -> str:
+        """Encoded query of an unsigned request, memoised (the same few public queries repeat every tick)."""
+        if not params:
+            return ""
+        key = tuple(params.items())
+        try:
+            found = self._query_cache.get(key)
+        except TypeError:  # unhashable value
+            return encode_params(params)
+        if found is None:
+            if len(self._query_cache) > 512:
+                self._query_cache.clear()
+            found = self._query_cache[key] = encode_params(params)
+        return found
+
+    def _url(self, path: str, query: str) -> Any:
+        """A pre-encoded yarl URL (aiohttp sends it byte for byte); unsigned ones are memoised."""
+        import yarl
+
+        text = f"{self.base_url}{path}?{query}" if query else f"{self.base_url}{path}"
+        if "signature=" in query:
+            return yarl.URL(text, encoded=True)
+        url = self._url_cache.get(text)
+        if url is None:
+            if len(self._url_cache) > 512:
+                self._url_cache.clear()
+            url = self._url_cache[text] = yarl.URL(text, encoded=True)
+        return url
+
+    def _observe(self, path: str, status: str, seconds: float) -> None:
+        key = (path, status)
+        child = self._req_children.get(key)
+        if child is None:
+            child = self._req_children[key] = self.metrics.requests.labels(self.exchange, path, status)
+        child.inc()
+        hist = self._lat_children.get(path)
+        if hist is None:
+            hist = self._lat_children[path] = self.metrics.request_seconds.labels(self.exchange, path)
+        hist.observe(seconds)
+
     def _backoff(self, attempt: int) -> float:
         return min(self.s.retry_backoff_max, self.s.retry_backoff * (2 ** (attempt - 1)))
 
@@ -242,9 +286,7 @@ class BinanceRest:
         if self._session is None or self._session.closed:
             await self.open()
         await self.limiter.acquire(weight, order=order)
-        import yarl
-
-        url = f"{self.base_url}{path}?{query}" if query else f"{self.base_url}{path}"
+        url = self._url(path, query)
         headers: dict[str, str] = {}
         if signed or (self._api_key and path.startswith("/api/v3/order")):
             headers["X-MBX-APIKEY"] = self._api_key or ""
@@ -256,8 +298,7 @@ class BinanceRest:
         started = time.perf_counter()
         status_label = "error"
         try:
-            async with self._session.request(method, yarl.URL(url, encoded=True), data=data,
-                                             headers=headers) as resp:
+            async with self._session.request(method, url, data=data, headers=headers) as resp:
                 status = resp.status
                 status_label = str(status)
                 raw = await resp.read()
@@ -276,9 +317,7 @@ class BinanceRest:
                                         endpoint=path) from exc
         finally:
             if m is not None:
-                elapsed = time.perf_counter() - started
-                m.requests.labels(self.exchange, path, status_label).inc()
-                m.request_seconds.labels(self.exchange, path).observe(elapsed)
+                self._observe(path, status_label, time.perf_counter() - started)
         self.limiter.observe_headers(resp_headers)
         if status == 200:
             try:
