@@ -301,3 +301,30 @@ def test_dockerfile_copies_exist_and_are_not_dockerignored() -> None:
         if (plugin / "pyproject.toml").exists():
             assert not _ignored(f"plugins/{plugin.name}/pyproject.toml", patterns)
             assert not _ignored(f"plugins/{plugin.name}/src", patterns)
+
+
+def test_the_app_container_config_validates_with_the_compose_environment(tmp_path: Path) -> None:
+    """What arbframe-app runs: `arbframe run --config infra/app.yml` with the environment compose gives it."""
+    import subprocess
+    import sys
+
+    rc, out, err = _compose_config(ENV_EXAMPLE)
+    assert rc == 0, err
+    app = yaml.safe_load(out)["services"]["arbframe-app"]
+    config_arg = app["command"][app["command"].index("--config") + 1]
+    assert config_arg == "infra/app.yml"
+    assert "COPY infra/app.yml ./infra/app.yml" in (ROOT / "Dockerfile").read_text()  # WORKDIR /app
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARBFRAME_", "DATABASE_URL", "REDIS_URL"))}
+    env.update({k: str(v) for k, v in app["environment"].items()})
+    env["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
+    proc = subprocess.run(
+        [sys.executable, "-m", "arbframe", "config", "show", "--config", str(ROOT / config_arg)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    shown = yaml.safe_load(proc.stdout)
+    assert shown["storage"]["backend"] == "postgres"
+    assert shown["storage"]["postgres"]["dsn"].startswith("postgresql://arbitrage:***@postgres:5432/")
+    assert shown["redis"] == {**shown["redis"], "enabled": True, "url": "redis://redis:6379/0"}
+    assert shown["metrics_server"] == {"enabled": True, "host": "0.0.0.0", "port": 8000}
+    assert shown["mode"] == "paper"
