@@ -8,10 +8,9 @@ import os
 import re
 from pathlib import Path
 
-import pytest
 import yaml
 
-from arbframe.testing.prometheus_server import run_tool
+from arbframe.testing.prometheus_server import run_tool, skip_or_fail
 
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
@@ -137,7 +136,7 @@ def test_docker_compose_refuses_to_run_without_credentials(tmp_path: Path) -> No
 def test_compose_file_matches_the_compose_spec_schema() -> None:
     schema_path = Path("/usr/lib/python3/dist-packages/compose/config/compose_spec.json")
     if not schema_path.exists():
-        pytest.skip("the compose spec JSON schema ships with Debian's docker-compose package")
+        skip_or_fail("the compose spec JSON schema ships with Debian's docker-compose package (not installed)")
     import jsonschema
 
     schema = json.loads(schema_path.read_text())
