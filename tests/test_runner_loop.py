@@ -1,0 +1,71 @@
+"""The service loop in-process: pacing (--max-iterations, --duration), stop signal, live gate messages."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from importlib import metadata
+
+import pytest
+
+from arbframe.config import load_config
+from arbframe.plugins import Kernel
+from arbframe.runner import RunOptions, StopSignal, live_refusal, paced, run_loop
+
+
+def _kernel(tmp_path, **extra):
+    names = {ep.name for ep in metadata.entry_points(group="arbframe.exchange")}
+    if not {"upbit", "binance"} <= names:
+        if os.environ.get("CI") == "true":
+            pytest.fail("exchange plugins not installed (run `make install`)")
+        pytest.skip("exchange plugins not installed (run `make install`)")
+    overrides = {"storage": {"csv": {"data_dir": str(tmp_path / "data")}}, "mock_mode": True}
+    overrides.update(extra)
+    return Kernel(load_config([], overrides=overrides), mode="paper", mock=True)
+
+
+async def _collect(opts: RunOptions, interval: float, stop: StopSignal) -> list[int]:
+    return [i async for i in paced(opts, interval, stop)]
+
+
+def test_paced_stops_on_limits_and_signal():
+    stop = StopSignal()
+    assert asyncio.run(_collect(RunOptions(once=True), 10, stop)) == [1]
+    assert asyncio.run(_collect(RunOptions(max_iterations=3), 0, stop)) == [1, 2, 3]
+    t0 = time.monotonic()
+    got = asyncio.run(_collect(RunOptions(duration=0.3), 0.05, stop))
+    elapsed = time.monotonic() - t0
+    assert 3 <= len(got) <= 8 and elapsed < 2
+
+    async def signalled() -> list[int]:
+        s = StopSignal()
+        out = []
+        async for i in paced(RunOptions(), 0.01, s):
+            out.append(i)
+            if i == 2:
+                s.event.set()  # as the SIGTERM handler does: this tick finishes, no further one starts
+        return out
+
+    assert asyncio.run(signalled()) == [1, 2]
+
+
+def test_run_loop_ticks_records_and_publishes(tmp_path):
+    kernel = _kernel(tmp_path)
+    assert asyncio.run(run_loop(kernel, RunOptions(max_iterations=3, interval=0.01))) == 0
+    assert kernel.registry.get_sample_value("arbitrage_ticks_total") == 3
+    assert kernel.registry.get_sample_value("arbitrage_simulated_data") == 1
+    lines = (tmp_path / "data" / "spreads.csv").read_text().splitlines()
+    assert len(lines) == 1 + 3 * 4
+
+
+def test_live_refusal_reasons():
+    cfg = {"arbitrage": {"domestic": "upbit", "foreign": "binance"}}
+    assert "credentials for upbit, binance" in live_refusal(cfg)
+    cfg["upbit"] = {"api_key": "k", "api_secret": "s"}
+    cfg["binance"] = {"api_key": "k", "api_secret": ""}
+    assert "credentials for binance" in live_refusal(cfg)
+    cfg["binance"]["api_secret"] = "s"
+    assert "live.confirm: true" in live_refusal(cfg)
+    cfg["live"] = {"confirm": True}
+    assert "not available in this version" in live_refusal(cfg)
