@@ -132,6 +132,26 @@ def test_round_trip_exact_then_second_run_inserts_nothing(settings, tmp_path, pg
         assert {r.id: r for r in read_table(pg, schema, table)} == expected[table]
 
 
+def test_tiny_chunks_and_unicode_line_breaks(settings, tmp_path, pg, schema, read_table, monkeypatch) -> None:
+    """Chunk boundaries everywhere (inside quoted multi-line fields too) and U+2028 in data change nothing."""
+    from arbframe_storage_pg import migrate as module
+
+    monkeypatch.setattr(module, "CHUNK_CHARS", 37)
+    data = tmp_path / "data"
+    expected = write_with_csv_plugin(data)
+    extra = ErrorRecord(id="er9", ts=T0, component="u2028", message="before\u2028after\x85end", detail='"q"\r\nx')
+    csv_plugin = pytest.importorskip("arbframe_storage_csv.storage")
+    storage = csv_plugin.CsvStorage({"data_dir": str(data)}, None)
+    storage.log_error(extra)
+    storage.close()
+    expected["errors"][extra.id] = extra
+    summary, reports = migrate(settings, data, batch_size=3)
+    assert reports == []
+    for table in TABLES:
+        assert {r.id: r for r in read_table(pg, schema, table)} == expected[table], table
+    assert summary.get("spreads").inserted == 60
+
+
 def test_dry_run_writes_nothing(settings, tmp_path, pg, schema) -> None:
     data = tmp_path / "data"
     write_with_csv_plugin(data)

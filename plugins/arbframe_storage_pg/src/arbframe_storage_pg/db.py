@@ -324,11 +324,15 @@ class BatchWriter:
         self._sql[(table, fmt)] = (copy_direct, copy_stage, merge)
         return copy_direct, copy_stage, merge
 
-    def write_table(self, cur: Any, table: str, lines: Sequence[str], fmt: str = "text") -> TableResult:
-        """Write one table's rows inside the caller's transaction (idempotent by id)."""
+    def write_table(self, cur: Any, table: str, lines: Sequence[str], fmt: str = "text",
+                    rows: int | None = None) -> TableResult:
+        """Write one table's rows inside the caller's transaction (idempotent by id).
+
+        ``lines`` are rows (or runs of rows: then ``rows`` says how many) in COPY ``fmt`` (text or csv).
+        """
         import psycopg2.errors
 
-        result = TableResult(rows=len(lines))
+        result = TableResult(rows=len(lines) if rows is None else rows)
         if not lines:
             return result
         copy_direct, copy_stage, merge = self._statements(table, fmt)
@@ -342,7 +346,7 @@ class BatchWriter:
                 self._direct[table] = False  # some ids are there already: merge through the staging table
             else:
                 cur.execute("RELEASE SAVEPOINT arbframe_direct")
-                result.inserted = len(lines)
+                result.inserted = result.rows
                 return result
         self._stage(cur, table)
         cur.copy_expert(copy_stage, io.StringIO(data), size=COPY_CHUNK)

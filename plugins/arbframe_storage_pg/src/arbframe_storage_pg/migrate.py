@@ -17,6 +17,7 @@ import argparse
 import csv
 import logging
 import queue
+import re
 import sys
 import threading
 import time
@@ -97,6 +98,50 @@ class MigrationSummary:
         return "\n".join(text)
 
 
+@dataclass
+class _Batch:
+    """Rows for one transaction. A piece is one CSV row, or (fast path) a run of rows read as one chunk;
+    ``numbers`` is the first line number of each piece, ``counts`` its rows. ``ids``/``statuses`` are kept per
+    row where they are needed (positions, dry runs), where every piece is one row."""
+
+    pieces: list[str] = field(default_factory=list)
+    numbers: list[int] = field(default_factory=list)
+    counts: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    statuses: list[str] = field(default_factory=list)
+    rows: int = 0
+
+    def add(self, text: str, number: int, count: int = 1) -> None:
+        self.pieces.append(text)
+        self.numbers.append(number)
+        self.counts.append(count)
+        self.rows += count
+
+    def expanded(self) -> _Batch:
+        """Every piece split into single rows (chunks hold only one-line rows)."""
+        if all(c == 1 for c in self.counts):
+            return self
+        out = _Batch(ids=self.ids, statuses=self.statuses)
+        for text, first, count in zip(self.pieces, self.numbers, self.counts, strict=True):
+            if count == 1:
+                out.add(text, first)
+                continue
+            for k, row in enumerate(text.split("\n")[:-1]):
+                out.add(row + "\n", first + k)
+        return out
+
+    def halves(self) -> tuple[_Batch, _Batch]:
+        half = len(self.pieces) // 2
+
+        def part(sl: slice) -> _Batch:
+            b = _Batch(self.pieces[sl], self.numbers[sl], self.counts[sl],
+                       self.ids[sl] if self.ids else [], self.statuses[sl] if self.statuses else [])
+            b.rows = sum(b.counts)
+            return b
+
+        return part(slice(0, half)), part(slice(half, None))
+
+
 # ------------------------------------------------------------------------------------------------- writer
 class _Writer:
     """The database side: one transaction per batch, on its own thread (or inline for dry runs)."""
@@ -150,16 +195,15 @@ class _Writer:
             except BaseException as exc:
                 self._failure = exc
 
-    def submit(self, summary: TableSummary, lines: list[str], numbers: list[int], ids: list[str],
-               statuses: list[str]) -> None:
-        if not lines:
+    def submit(self, summary: TableSummary, batch: _Batch) -> None:
+        if not batch.pieces:
             return
         if self._failure is not None:
             raise self._failure
         if self._thread is None:
-            self._write(summary, lines, numbers, ids, statuses)
+            self._write(summary, batch)
         else:
-            self._queue.put((summary, lines, numbers, ids, statuses))
+            self._queue.put((summary, batch))
 
     def finish(self) -> None:
         if self._thread is not None:
@@ -182,23 +226,24 @@ class _Writer:
         safe_close(self.conn)
 
     # -------------------------------------------------------------------------------------------- writing
-    def _write(self, summary: TableSummary, lines: list[str], numbers: list[int], ids: list[str],
-               statuses: list[str]) -> None:
+    def _write(self, summary: TableSummary, batch: _Batch) -> None:
         import psycopg2
 
         from arbframe_storage_pg.db import error_reason, is_connection_error
 
         table = summary.table
         if self.dry_run:
-            self._count_dry(summary, lines, ids, statuses)
+            self._count_dry(summary, batch.ids, batch.statuses)
             return
         assert self.writer is not None
         kinds: list[str] = []
+        rows = sum(batch.counts)
         try:
             if table == "positions":
-                kinds = self._classify_positions(statuses, ids, self.writer.positions_state(set(ids)))
+                kinds = self._classify_positions(batch.statuses, batch.ids,
+                                                 self.writer.positions_state(set(batch.ids)))
             with self.conn.cursor() as cur:
-                result = self.writer.write_table(cur, table, lines, fmt="csv")
+                result = self.writer.write_table(cur, table, batch.pieces, fmt="csv", rows=rows)
             self.conn.commit()
         except psycopg2.Error as exc:
             self.writer.rolled_back()
@@ -207,14 +252,13 @@ class _Writer:
                     f"lost the connection to PostgreSQL while writing {table}: {error_reason(exc)}; batches "
                     "already committed stay, re-run to continue (the migration is idempotent)"
                 ) from None
-            if len(lines) == 1:
+            if rows == 1:
                 summary.skipped += 1
-                self.report(f"{summary.file}:{numbers[0]}: refused by PostgreSQL: {error_reason(exc)}; "
+                self.report(f"{summary.file}:{batch.numbers[0]}: refused by PostgreSQL: {error_reason(exc)}; "
                             "row skipped")
                 return
-            half = len(lines) // 2
-            self._write(summary, lines[:half], numbers[:half], ids[:half], statuses[:half])
-            self._write(summary, lines[half:], numbers[half:], ids[half:], statuses[half:])
+            for half in batch.expanded().halves():
+                self._write(summary, half)
             return
         if table == "positions":
             summary.inserted += kinds.count("inserted")
@@ -241,7 +285,7 @@ class _Writer:
                 out.append("present")
         return out
 
-    def _count_dry(self, summary: TableSummary, lines: list[str], ids: list[str], statuses: list[str]) -> None:
+    def _count_dry(self, summary: TableSummary, ids: list[str], statuses: list[str]) -> None:
         known: set[str] = set()
         if self.conn is not None and summary.table in self.available_tables:
             from psycopg2 import sql
@@ -302,20 +346,24 @@ class _Progress:
             print(f"{self.label}: done, {rows:,} rows in {elapsed:.1f} s", file=self.stream, flush=True)
 
 
-def _records(handle: TextIO) -> Iterator[tuple[int, str, bool]]:
+CHUNK_CHARS = 1 << 21
+
+
+def _records(lines: Iterable[str], first_number: int) -> Iterator[tuple[int, str, bool]]:
     """(first line number, record text without its line break, complete?) for each CSV record.
 
     A record is one physical line unless a quoted field spans lines (odd number of quotes so far). ``complete``
     is False only for a last record the file ends in the middle of (no final line break: an interrupted write).
     """
-    number = 0
-    for line in handle:
+    number = first_number - 1
+    source = iter(lines)
+    for line in source:
         number += 1
         start = number
         if '"' in line and line.count('"') % 2:
             parts = [line]
             quotes = line.count('"')
-            for more in handle:
+            for more in source:
                 number += 1
                 parts.append(more)
                 quotes += more.count('"')
@@ -330,13 +378,40 @@ def _records(handle: TextIO) -> Iterator[tuple[int, str, bool]]:
             yield start, line, False
 
 
+def _split_lines(chunk: str) -> list[str]:
+    """Lines ending in "\\n" (kept), plus an unterminated last one. Only "\\n" ends a line: other Unicode
+    line breaks (U+2028 ...) are data, unlike ``str.splitlines``."""
+    parts = chunk.split("\n")
+    lines = [part + "\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _chunks(handle: TextIO) -> Iterator[str]:
+    """The file in pieces of about CHUNK_CHARS that end at a line break outside quotes (or at the end)."""
+    while True:
+        chunk = handle.read(CHUNK_CHARS)
+        if not chunk:
+            return
+        if not chunk.endswith("\n"):
+            chunk += handle.readline()
+        while chunk.count('"') % 2:
+            more = handle.readline()
+            if not more:
+                break
+            chunk += more
+        yield chunk
+
+
 def _migrate_file(path: Path, summary: TableSummary, writer: _Writer, *, batch_size: int, limit: int | None,
-                  report: Callable[[str], None], progress: TextIO | None) -> None:
+                  report: Callable[[str], None], progress: TextIO | None, dry_run: bool = False) -> None:
     """Read, check and batch one table's CSV file.
 
-    Fast path: a line whose every value already has the exact form PostgreSQL reads and ``from_row`` accepts
-    (one regex) is passed to ``COPY ... (FORMAT csv)`` as it is. Other lines are parsed with the ``csv``
-    module, checked column by column (bad ones reported as ``file:line: reason``) and re-spelt.
+    Fast path: a chunk of the file whose every line already has the exact form PostgreSQL reads and
+    ``from_row`` accepts (one regex over the chunk) goes to ``COPY ... (FORMAT csv)`` as it is. Other chunks
+    are taken line by line: matching lines as they are, the rest parsed with the ``csv`` module, checked column
+    by column (bad ones reported as ``file:line: reason``) and re-spelt.
     """
     table = summary.table
     reported = 0
@@ -351,13 +426,12 @@ def _migrate_file(path: Path, summary: TableSummary, writer: _Writer, *, batch_s
             report(f"{path}: more than {MAX_REPORTED_PER_FILE} bad rows; only counting the rest")
 
     with path.open("r", newline="", encoding="utf-8", errors="replace") as handle:
-        records = _records(handle)
-        first = next(records, None)
-        if first is None:
+        header_line = handle.readline()
+        if not header_line.strip():
             summary.note = "empty file"
             return
         try:
-            header = next(csv.reader([first[1]]))
+            header = next(csv.reader([header_line.rstrip("\r\n")]))
             converter = RowConverter(table, header)
         except (csv.Error, StopIteration) as exc:
             summary.note = "unreadable header"
@@ -369,53 +443,75 @@ def _migrate_file(path: Path, summary: TableSummary, writer: _Writer, *, batch_s
             return
         if converter.unknown:
             report(f"{path}:1: unknown column(s) {', '.join(converter.unknown)} ignored")
-        fast = fast_csv_regex(table).fullmatch if converter.exact else None
+        line_rx = fast_csv_regex(table)
+        fast = line_rx.fullmatch if converter.exact else None
+        per_row = table == "positions" or dry_run  # ids (and statuses) needed row by row
+        chunk_rx = None
+        if fast is not None and not per_row:
+            chunk_rx = re.compile(f"(?:(?:{line_rx.pattern})\r?\n)*").fullmatch
         positions = table == "positions"
-        lines: list[str] = []
-        numbers: list[int] = []
-        ids: list[str] = []
-        statuses: list[str] = []
+        batch = _Batch()
         ticker = _Progress(progress, path.name)
         seen = 0
-        for number, text, complete in records:
-            if limit is not None and seen >= limit:
-                break
-            if not text:
-                continue  # blank line
-            seen += 1
-            summary.read += 1
-            if not summary.read & 0x1FFF:
+        next_line = 2
+        done = False
+
+        def flush_if_full() -> None:
+            nonlocal batch
+            if batch.rows >= batch_size:
+                writer.submit(summary, batch)
+                batch = _Batch()
+
+        for chunk in _chunks(handle):
+            first_line = next_line
+            count = chunk.count("\n")
+            next_line += count
+            if (chunk_rx is not None and (limit is None or seen + count <= limit)
+                    and chunk.endswith("\n") and chunk_rx(chunk)):
+                # every line is a plain, valid row: straight to COPY (CRLF -> LF: no quotes, so no data in it)
+                seen += count
+                summary.read += count
+                batch.add(chunk.replace("\r\n", "\n"), first_line, count)
+                flush_if_full()
                 ticker.tick(summary.read)
-            if not complete:
-                bad(number, "torn last line (interrupted write)")
-                break
-            if fast is not None and fast(text):
-                lines.append(text + "\n")
-                if positions:
-                    fields = text.split(",", 4)
-                    ids.append(fields[0])
-                    statuses.append(fields[3])
+                continue
+            for number, text, complete in _records(_split_lines(chunk), first_line):
+                if limit is not None and seen >= limit:
+                    done = True
+                    break
+                if not text:
+                    continue  # blank line
+                seen += 1
+                summary.read += 1
+                if not complete:
+                    bad(number, "torn last line (interrupted write)")
+                    break
+                if fast is not None and fast(text):
+                    batch.add(text + "\n", number)
+                    if per_row:
+                        fields = text.split(",", 4)
+                        batch.ids.append(fields[0])
+                        if positions:
+                            batch.statuses.append(fields[3])
                 else:
-                    ids.append(text[:text.index(",")])
-            else:
-                try:
-                    row = next(csv.reader([text]))
-                    values = converter.values(row)
-                except csv.Error as exc:
-                    bad(number, f"unparsable CSV ({exc})")
-                    continue
-                except BadRow as exc:
-                    bad(number, str(exc))
-                    continue
-                lines.append(",".join(csv_field(v) for v in values) + "\n")
-                ids.append(values[0] or "")
-                if positions:
-                    statuses.append(values[3] or "")
-            numbers.append(number)
-            if len(lines) >= batch_size:
-                writer.submit(summary, lines, numbers, ids, statuses)
-                lines, numbers, ids, statuses = [], [], [], []
-        writer.submit(summary, lines, numbers, ids, statuses)
+                    try:
+                        values = converter.values(next(csv.reader([text])))
+                    except csv.Error as exc:
+                        bad(number, f"unparsable CSV ({exc})")
+                        continue
+                    except BadRow as exc:
+                        bad(number, str(exc))
+                        continue
+                    batch.add(",".join(csv_field(v) for v in values) + "\n", number)
+                    if per_row:
+                        batch.ids.append(values[0] or "")
+                        if positions:
+                            batch.statuses.append(values[3] or "")
+                flush_if_full()
+            ticker.tick(summary.read)
+            if done:
+                break
+        writer.submit(summary, batch)
         ticker.done(summary.read)
 
 
@@ -457,7 +553,7 @@ def migrate_csv_to_postgres(
                 log.warning("%s not found; %s skipped", path, table)
                 continue
             _migrate_file(path, table_summary, writer, batch_size=batch_size or settings.migrate_batch_size,
-                          limit=limit, report=report, progress=progress)
+                          limit=limit, report=report, progress=progress, dry_run=dry_run)
         writer.finish()
     except BaseException:
         writer.abort()
