@@ -34,6 +34,7 @@ from arbframe.models import (
 )
 from arbframe.paper import InsufficientFunds, InsufficientLiquidity, LegResult, LegSpec, PaperExecutor, PaperWallet
 from arbframe.premium import (
+    PREMIUM_QUANTUM,
     PremiumCalculator,
     PremiumQuote,
     exit_prices,
@@ -375,6 +376,7 @@ class Engine:
         try:
             done = ex.execute(legs, qty, snap.ts, position_id)
         except (InsufficientFunds, InsufficientLiquidity) as exc:
+            self._rejected(legs)
             self._error(result, "paper", f"entry on {symbol} not filled: {exc}", kind="fill")
             return None
         d_leg, f_leg = done
@@ -391,7 +393,9 @@ class Engine:
             entry_domestic_price=d_leg.fill.avg_price,
             entry_foreign_price=f_leg.fill.avg_price,
             entry_fx_rate=rate,
-            entry_premium=premium_at(spread.direction, d_leg.fill.avg_price, f_leg.fill.avg_price, rate),
+            entry_premium=premium_at(spread.direction, d_leg.fill.avg_price, f_leg.fill.avg_price, rate).quantize(
+                PREMIUM_QUANTUM
+            ),
             entry_fees_krw=fees_krw,
             simulated=self.simulated or snap.simulated,
         )
@@ -420,6 +424,7 @@ class Engine:
         try:
             done = self.executor.execute(legs, p.qty, snap.ts, p.id)
         except (InsufficientFunds, InsufficientLiquidity) as exc:
+            self._rejected(legs)
             self._error(result, "paper", f"close of {p.symbol} position {p.id} not filled: {exc}", kind="fill")
             return None
         d_leg, f_leg = done
@@ -435,7 +440,9 @@ class Engine:
             exit_domestic_price=d_leg.fill.avg_price,
             exit_foreign_price=f_leg.fill.avg_price,
             exit_fx_rate=rate,
-            exit_premium=premium_at(p.direction, d_leg.fill.avg_price, f_leg.fill.avg_price, rate),
+            exit_premium=premium_at(p.direction, d_leg.fill.avg_price, f_leg.fill.avg_price, rate).quantize(
+                PREMIUM_QUANTUM
+            ),
             exit_fees_krw=exit_fees,
             realized_pnl_krw=realized,
             close_reason=decision.reason,
@@ -455,6 +462,11 @@ class Engine:
         if self.notify is not None:
             self.notify("arbframe_on_position_closed", position=closed)
         return closed
+
+    def _rejected(self, legs: tuple[LegSpec, ...]) -> None:
+        if self.metrics is not None:
+            for leg in legs:
+                self.metrics.orders.labels(exchange=leg.book.exchange, side=leg.side.value, status="rejected").inc()
 
     def _record_legs(self, legs: tuple[LegResult, ...]) -> None:
         storage = self.storage

@@ -239,3 +239,14 @@ def test_lazy_levels_errors_and_sequence_behaviour():
         len(LazyLevels("10 1 9", ("f", 1, "v", "S", "bids")))
     with pytest.raises(BacktestDataError, match="f:1: book v/S bids, level 2"):
         list(LazyLevels("10 1 9 -2", ("f", 1, "v", "S", "bids")))
+
+
+def test_chart_is_optional(tmp_path, monkeypatch):
+    from datetime import datetime, timezone
+
+    from arbframe.backtest import write_chart
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the plot extra were not installed
+    points = [(datetime(2026, 1, 1, tzinfo=timezone.utc), 0.02, 0.0)]
+    assert write_chart(points, tmp_path / "c.png") is False
+    assert not (tmp_path / "c.png").exists()
