@@ -161,8 +161,6 @@ class Unreachable(SimulatedExchange):
 """
 
 
-@pytest.mark.xfail(reason="runner: an exception from a selected exchange's connect() is not yet turned into a "
-                          "one-line DriverLoadError (reported to the lead)", strict=False)
 def test_selected_driver_whose_connect_fails_stops_the_service_cleanly(run_cli, fake_dist, tmp_path) -> None:
     site = fake_dist("arbframe-exchange-unreachable",
                      {"arbframe.exchange": {"unreachable": "unreachable_venue:Unreachable"}},
