@@ -483,28 +483,32 @@ class Engine:
     def _error(self, result: TickResult, component: str, message: str, kind: str = "error") -> None:
         error = ErrorRecord(id=self.ids(), ts=result.ts, component=component, message=message, kind=kind)
         result.errors.append(error)
-        log.warning("[BOT] %s", message)
+        log.warning("[BOT] %s%s", message, " [simulated data]" if self.simulated else "")
         self.storage.log_error(error)
         if self.notify is not None:
             self.notify("arbframe_on_error", error=error)
 
     # -------------------------------------------------------------------------------------------- publish
+    def _note(self) -> str:
+        return " [simulated data]" if self.simulated else ""
+
     def _sim_note(self, snap: MarketSnapshot) -> str:
         return " [simulated data]" if (self.simulated or snap.simulated) else ""
 
     def _note_fx(self, fx: FxRate | None, now: datetime, fresh: bool) -> None:
         if fresh:
             if self._fx_stale_logged:
-                log.info("[BOT] FX rate is fresh again (%s from %s): entries allowed", fx.rate, fx.source)  # type: ignore[union-attr]
+                log.info("[BOT] FX rate is fresh again (%s from %s): entries allowed%s",
+                         fx.rate, fx.source, self._note())  # type: ignore[union-attr]
             self._fx_stale_logged = False
             return
         if not self._fx_stale_logged:
             if fx is None:
-                log.warning("[BOT] no USD/KRW rate: no spreads and no new entries")
+                log.warning("[BOT] no USD/KRW rate: no spreads and no new entries%s", self._note())
             else:
                 log.warning(
-                    "[BOT] FX rate %s from %s is %.0fs old (max_fx_age_seconds=%g): new entries blocked",
-                    fx.rate, fx.source, fx.age_seconds(now), self.cfg.max_fx_age_seconds,
+                    "[BOT] FX rate %s from %s is %.0fs old (max_fx_age_seconds=%g): new entries blocked%s",
+                    fx.rate, fx.source, fx.age_seconds(now), self.cfg.max_fx_age_seconds, self._note(),
                 )
             self._fx_stale_logged = True
 
@@ -512,7 +516,7 @@ class Engine:
         if self._blocked.get(symbol) != reason:
             self._blocked[symbol] = reason
             if reason is not None and not reason.startswith("FX rate is stale"):
-                log.info("[BOT] entry on %s blocked: %s", symbol, reason)
+                log.info("[BOT] entry on %s blocked: %s%s", symbol, reason, self._note())
 
     def _publish(self, snap: MarketSnapshot, result: TickResult, fresh: bool) -> None:
         now = snap.ts
