@@ -4,6 +4,8 @@
 - :mod:`arbframe.testing.cache_kit` — ``CacheContract``: contract tests for cache drivers.
 - :mod:`arbframe.testing.exchange_kit` — ``ExchangeContract``: contract tests for exchange drivers.
 - :mod:`arbframe.testing.fx_kit` — ``FxSourceContract``: contract tests for FX sources.
+- :mod:`arbframe.testing.plugin_harness` — ``PluginHarness``: build a driver the way the kernel does (schema check,
+  registration) and exercise its health check, metrics and event hooks.
 - :mod:`arbframe.testing.postgres_server` / :mod:`arbframe.testing.redis_server` — throwaway servers on free
   ports in temp dirs, with ``stop()``/``start()`` for failure tests. They skip when the binaries are missing and
   fail under ``CI=true``.
