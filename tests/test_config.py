@@ -140,3 +140,12 @@ def test_masking_hides_passwords_and_keys() -> None:
 
 def test_interpolate_leaves_plain_strings() -> None:
     assert interpolate({"a": "x", "b": [1, "${A}"]}, {"A": "y"}, source="t") == {"a": "x", "b": [1, "y"]}
+
+
+def test_live_overlay_validates_and_keeps_keys_in_the_environment() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    config = load_config([str(repo / "config" / "live.yml")], env={"UPBIT_API_KEY": "k1", "UPBIT_API_SECRET": "s1"})
+    assert config["mode"] == "live" and config["mock_mode"] is False
+    assert config["live"]["confirm"] is False
+    assert config["upbit"]["api_key"] == "k1" and config["binance"]["api_key"] == ""
+    assert "k1" not in (repo / "config" / "live.yml").read_text()
