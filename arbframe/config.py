@@ -166,7 +166,7 @@ def interpolate(value: Any, env: Mapping[str, str], *, source: str, path: str = 
 
     whole = _VAR.fullmatch(value)
     replaced = _VAR.sub(repl, value)
-    return _scalar(replaced) if whole else replaced
+    return _scalar(replaced) if whole and replaced != "" else replaced
 
 
 def _join(path: str, key: Any) -> str:
