@@ -154,6 +154,7 @@ class Engine:
         self.executor = PaperExecutor(wallets, ids, simulated=simulated)
         self.stats = TradingStats(cfg.timezone)
         self.positions: dict[str, Position] = {}
+        self._history_ids: set[str] = set()
         self._entry_cash: dict[str, Decimal] = {}
         self.last_entry: dict[str, datetime] = {}
         self.ticks = 0
@@ -201,6 +202,20 @@ class Engine:
             taken.append(position)
         self.stats.open_positions = len(self.positions)
         return taken
+
+    def restore_history(self, positions: list[Position]) -> int:
+        """Feed closed positions loaded from storage into the PnL totals (each id once); returns how many."""
+        seen = self._history_ids
+        count = 0
+        for p in positions:
+            if p.is_open or p.realized_pnl_krw is None or p.id in seen:
+                continue
+            seen.add(p.id)
+            self.stats.record_close(p)
+            count += 1
+        if count and self.metrics is not None:
+            self.metrics.trades.inc(count)
+        return count
 
     def _reapply_entry(self, p: Position) -> None:
         wallets = self.executor.wallets

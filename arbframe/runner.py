@@ -154,6 +154,11 @@ class TradingService:
         log.info("[BOT] Metrics collector initialized")
         if self.with_engine:
             self.engine = self._build_engine()
+            history = getattr(self.storage, "load_closed_positions", None)
+            if callable(history):  # optional storage capability: totals "since the data began" survive restarts
+                closed = self.engine.restore_history(history())
+                if closed:
+                    log.info("[BOT] restored %d closed positions from storage into the PnL totals", closed)
             resumed = self.engine.resume(self.storage.load_positions())
             for p in resumed:
                 log.info("[BOT] resumed open position %s: %s %s qty=%s opened %s", p.id, p.direction.value,

@@ -233,3 +233,14 @@ def test_resume_open_position_once_and_close_it():
     assert [p.id for p in r.closed] == [opened.id]
     assert abs(r.closed[0].realized_pnl_krw - D("29914.56")) < D("1e-9")
     assert storage.load_positions() == []
+
+
+def test_restore_history_feeds_totals_once():
+    storage = MemoryStorage()
+    first = make_engine(storage)
+    first.process(snapshot(T0, *HIGH))
+    closed = first.process(snapshot(T0 + timedelta(seconds=1), *LOW)).closed
+    second = make_engine(MemoryStorage())
+    assert second.restore_history(storage.positions) == 1
+    assert second.restore_history(storage.positions) == 0
+    assert second.stats.total_pnl_krw == closed[0].realized_pnl_krw and second.stats.trades == 1
