@@ -196,6 +196,10 @@ class LazyLevels(Sequence[BookLevel]):
         if qty <= 0:
             return None
         px, qx = self._px, self._qx
+        if not px and not self._convert(1):
+            return None
+        if qx[0] >= qty:
+            return px[0]
         remaining = qty
         cost = ZERO
         i = 0

@@ -30,9 +30,17 @@ AGE_QUANTUM = Decimal("0.001")
 
 
 def side_vwap(book: OrderBook, side: Side, qty: Decimal) -> Decimal | None:
-    """VWAP of ``qty`` on ``book`` for an order of ``side``; uses a lazy level sequence's own walk if it has one."""
+    """VWAP of ``qty`` on ``book`` for an order of ``side``; uses a lazy level sequence's own walk if it has one.
+
+    When the best level alone holds ``qty`` the VWAP is that level's price (no arithmetic at all).
+    """
     levels = book.asks if side is Side.BUY else book.bids
     if type(levels) is tuple:
+        if not levels or qty <= 0:
+            return None
+        first = levels[0]
+        if first.qty >= qty:
+            return first.price
         return book.vwap(side, qty)
     fast = getattr(levels, "vwap", None)
     return fast(qty) if fast is not None else book.vwap(side, qty)

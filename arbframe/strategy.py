@@ -147,14 +147,14 @@ class Strategy:
 
     def __init__(self, cfg: StrategyConfig) -> None:
         self.cfg = cfg
+        self._notional = min(cfg.order_notional_krw, cfg.max_position_notional_krw)
 
     # ------------------------------------------------------------------------------------------------ sizing
     def order_qty(self, reference_price_krw: Decimal, step: Decimal) -> Decimal:
         """Coin quantity worth ``order_notional_krw`` (capped by the per-position limit), on the ``step`` grid."""
-        notional = min(self.cfg.order_notional_krw, self.cfg.max_position_notional_krw)
-        if reference_price_krw <= 0:
+        if reference_price_krw is None or reference_price_krw <= 0:
             return ZERO
-        return (notional / reference_price_krw / step).to_integral_value(rounding=ROUND_DOWN) * step
+        return (self._notional / reference_price_krw / step).to_integral_value(rounding=ROUND_DOWN) * step
 
     # ----------------------------------------------------------------------------------------------- closing
     def close_reason(
