@@ -709,7 +709,10 @@ def record(opts: RunOptions, configs: list[str], output: str | None) -> int:
     if opts.mock is not None:
         overrides["mock_mode"] = opts.mock
     config = load_config(configs, overrides=overrides)
-    kernel = Kernel(config, mode="paper", mock=bool(config.get("mock_mode", False)))
+    from arbframe.runner import service_name
+
+    kernel = Kernel(config, mode="paper", mock=bool(config.get("mock_mode", False)),
+                    service_name=service_name(config) + "_recorder")
     try:
         validate_selected(kernel)
     except Exception:

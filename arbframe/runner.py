@@ -337,6 +337,11 @@ class StopSignal:
         self._installed.clear()
 
 
+def service_name(config: Mapping[str, Any]) -> str:
+    """``service.name``: the heartbeat key's last part (seed: ``bot_service``)."""
+    return str((config.get("service") or {}).get("name") or "bot_service")
+
+
 def _interval(opts: RunOptions, config: Mapping[str, Any]) -> float:
     if opts.interval is not None:
         return float(opts.interval)
@@ -461,7 +466,8 @@ def run(opts: RunOptions, configs: list[str]) -> int:
             if reason is not None:
                 raise LiveModeRefused(reason)
     mock = bool(config.get("mock_mode", False))
-    kernel = Kernel(config, mode=opts.mode, mock=mock if opts.mode != "backtest" else False)
+    kernel = Kernel(config, mode=opts.mode, mock=mock if opts.mode != "backtest" else False,
+                    service_name=service_name(config))
     try:
         validate_selected(kernel)
     except Exception:
