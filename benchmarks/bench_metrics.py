@@ -217,6 +217,9 @@ async def bench(seconds: float, rate: float, conns: int, rounds: int) -> list[tu
             for _ in range(renders):
                 render_metrics(kernel.registry)
             render_us = (time.perf_counter() - t0) / renders * 1e6
+            load1, _, _ = os.getloadavg()
+            print(f"machine: {os.cpu_count()} CPUs, load average {load1:.2f} (wall-clock p99 suffers on a busy "
+                  "machine; p99* does not)")
             print(f"registry: {len(body.splitlines())} lines, {len(body)} bytes; one rendering "
                   f"(generate_latest) takes {render_us:.0f} µs")
             pooled: dict[str, tuple[Phase, str]] = {}
