@@ -253,16 +253,19 @@ class MetricsServer:
         runner, self._runner = self._runner, None
         thread, loop = self._thread, self._thread_loop
         self._thread = self._thread_loop = None
-        if runner is not None:
-            if loop is not None:
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(runner.cleanup(), loop))
-            else:
-                await runner.cleanup()
-            log.info("metrics server stopped")
-        if loop is not None and thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            await asyncio.to_thread(thread.join, 5)
-            loop.close()
+        try:
+            if runner is not None:
+                if loop is not None:
+                    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(runner.cleanup(), loop))
+                else:
+                    await runner.cleanup()
+                log.info("metrics server stopped")
+        finally:
+            if loop is not None and thread is not None:
+                loop.call_soon_threadsafe(loop.stop)
+                await asyncio.to_thread(thread.join, 5)
+                if not thread.is_alive():
+                    loop.close()
 
     async def __aenter__(self) -> MetricsServer:
         return await self.start()
