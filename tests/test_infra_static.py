@@ -327,3 +327,16 @@ def test_the_app_container_config_validates_with_the_compose_environment(tmp_pat
     assert shown["redis"] == {**shown["redis"], "enabled": True, "url": "redis://redis:6379/0"}
     assert shown["metrics_server"] == {"enabled": True, "host": "0.0.0.0", "port": 8000}
     assert shown["mode"] == "paper"
+
+
+def test_operations_doc_covers_every_alert_and_dashboard_row() -> None:
+    ops = (ROOT / "docs" / "OPERATIONS.md").read_text()
+    rules = yaml.safe_load((INFRA / "alerts.yml").read_text())
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            assert f"`{rule['alert']}`" in ops, rule["alert"]
+    dash = json.loads(DASHBOARD.read_text())
+    for row in (p for p in dash["panels"] if p["type"] == "row"):
+        assert f"| {row['title']} |" in ops, row["title"]
+    for panel in (p for p in dash["panels"] if p["type"] != "row"):
+        assert panel["description"], f"panel {panel['title']!r} has no description"
