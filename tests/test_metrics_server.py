@@ -6,7 +6,6 @@ import asyncio
 import json
 import socket
 import sys
-import threading
 
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -84,29 +83,45 @@ async def test_metrics_cache_reuses_a_rendering_then_refreshes() -> None:
         assert "arbitrage_total_pnl_krw 99.0" in fresh
 
 
-async def test_concurrent_scrapes_share_one_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
-    registry, _ = _registry()
-    calls = 0
-    gate = threading.Event()
+async def test_concurrent_scrapes_share_one_rendering() -> None:
+    from arbframe.metrics_server import _Cached
 
-    def slow_render(reg: CollectorRegistry) -> bytes:
+    calls = 0
+    release = asyncio.Event()
+
+    async def produce() -> bytes:
         nonlocal calls
         calls += 1
-        gate.wait(5)
+        await release.wait()
         return b"x 1\n"
 
-    monkeypatch.setattr("arbframe.metrics_server.render_metrics", slow_render)
-    async with MetricsServer(registry, port=0, cache_seconds=0, render_in_thread=True) as server:
-        tasks = [asyncio.ensure_future(_get(f"{server.url}/metrics")) for _ in range(8)]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 5
-        while calls == 0 and loop.time() < deadline:  # the first scrape is rendering (blocked on the gate)
-            await asyncio.sleep(0.01)
-        await asyncio.sleep(0.2)  # the other seven arrive meanwhile; nothing to await for "request queued"
-        gate.set()
-        results = await asyncio.gather(*tasks)
-    assert all(r[0] == 200 and r[2] == "x 1\n" for r in results)
-    assert calls <= 2  # one rendering served the burst (a late request may start a second one)
+    cached = _Cached(produce, ttl=0)
+    tasks = [asyncio.ensure_future(cached.get()) for _ in range(8)]
+    for _ in range(3):  # every task runs up to its await on the one pending rendering
+        await asyncio.sleep(0)
+    assert calls == 1 and not any(t.done() for t in tasks)
+    release.set()
+    assert await asyncio.gather(*tasks) == [b"x 1\n"] * 8
+    assert calls == 1
+    await cached.get()  # ttl 0: a later scrape renders again
+    assert calls == 2
+
+
+async def test_a_failed_rendering_is_retried_by_the_next_scrape() -> None:
+    from arbframe.metrics_server import _Cached
+
+    outcomes = [RuntimeError("collector broke"), b"ok"]
+
+    async def produce() -> bytes:
+        item = outcomes.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    cached = _Cached(produce, ttl=60)
+    with pytest.raises(RuntimeError):
+        await cached.get()
+    assert await cached.get() == b"ok"
 
 
 @pytest.mark.parametrize("own_thread", [True, False], ids=["own-thread", "on-loop"])
