@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import io
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -160,7 +161,8 @@ def count(pg: PostgresServer, schema: str) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- scenarios
-def bench_write_path(pg: PostgresServer, n: int, tmp: Path) -> dict[str, float]:
+def bench_write_path(pg: PostgresServer, n: int, tmp: Path, rounds: int) -> dict[str, float]:
+    """Raw COPY and the plugin alternately, ``rounds`` times on fresh tables; the median of each."""
     from arbframe_storage_pg.storage import PostgresStorage
     from arbframe_storage_pg.tables import ENCODERS
     from prometheus_client import CollectorRegistry
@@ -171,27 +173,33 @@ def bench_write_path(pg: PostgresServer, n: int, tmp: Path) -> dict[str, float]:
     encode = ENCODERS["spreads"]
     text = "".join(encode(s) for s in records)
 
-    fresh_tables(pg, "bench_raw_a")
-    raw = n / raw_copy(pg, "bench_raw_a", io.StringIO(text), csv_header=False)
-
     fresh_tables(pg, "bench_row_a")
     per_row = per_row_inserts(pg, "bench_row_a", records[:PER_ROW_SAMPLE], on_conflict=False)
 
-    fresh_tables(pg, "bench_plugin_a")
-    context = PluginContext(config={}, pm=None, registry=CollectorRegistry(), data_dir=tmp)  # type: ignore[arg-type]
-    storage = PostgresStorage({"dsn": pg.dsn, "schema": "bench_plugin_a", "batch_size": 5000,
-                               "flush_interval_seconds": 60, "spool_dir": str(tmp / "spool")}, context)
-    log = storage.log_spread
-    started = time.perf_counter()
-    for record in records:
-        log(record)
-    storage.close()
-    elapsed = time.perf_counter() - started
-    assert count(pg, "bench_plugin_a") == n
-    return {"plugin": n / elapsed, "raw": raw, "per_row": per_row}
+    raws, plugins = [], []
+    for k in range(rounds):
+        fresh_tables(pg, "bench_raw_a")
+        raws.append(n / raw_copy(pg, "bench_raw_a", io.StringIO(text), csv_header=False))
+
+        fresh_tables(pg, "bench_plugin_a")
+        context = PluginContext(config={}, pm=None, registry=CollectorRegistry(), data_dir=tmp)  # type: ignore[arg-type]
+        storage = PostgresStorage({"dsn": pg.dsn, "schema": "bench_plugin_a", "batch_size": 5000,
+                                   "flush_interval_seconds": 60, "spool_dir": str(tmp / f"spool{k}")}, context)
+        log = storage.log_spread
+        started = time.perf_counter()
+        for record in records:
+            log(record)
+        storage.close()
+        plugins.append(n / (time.perf_counter() - started))
+        assert count(pg, "bench_plugin_a") == n
+        print(f"  round {k + 1}: raw COPY {raws[-1]:,.0f} rows/s, write path {plugins[-1]:,.0f} rows/s",
+              file=sys.stderr)
+    return {"plugin": statistics.median(plugins), "raw": statistics.median(raws), "per_row": per_row}
 
 
 def bench_migration(pg: PostgresServer, n: int, tmp: Path) -> tuple[dict[str, float], dict[str, float]]:
+    """Raw COPY of the CSV file before AND after the two migrations (its mean is the baseline), so load
+    drifting during the minute this takes hits baseline and plugin alike."""
     from arbframe_storage_pg.migrate import migrate_csv_to_postgres
     from arbframe_storage_pg.settings import Settings
 
@@ -203,33 +211,42 @@ def bench_migration(pg: PostgresServer, n: int, tmp: Path) -> tuple[dict[str, fl
     print(f"  generated {n:,} CSV rows ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - started:.1f} s",
           file=sys.stderr)
 
-    fresh_tables(pg, "bench_raw_b")
-    with path.open("r", encoding="utf-8") as handle:
-        raw = n / raw_copy(pg, "bench_raw_b", handle, csv_header=True)
+    def raw() -> float:
+        fresh_tables(pg, "bench_raw_b")
+        with path.open("r", encoding="utf-8") as handle:
+            rate = n / raw_copy(pg, "bench_raw_b", handle, csv_header=True)
+        pg.execute("DROP SCHEMA bench_raw_b CASCADE")
+        print(f"  raw COPY of the CSV: {rate:,.0f} rows/s", file=sys.stderr)
+        return rate
 
     sample = make_spreads(PER_ROW_SAMPLE, "r")
     fresh_tables(pg, "bench_row_b")
     per_row_first = per_row_inserts(pg, "bench_row_b", sample, on_conflict=False)
     per_row_again = per_row_inserts(pg, "bench_row_b", sample, on_conflict=True)
 
+    raw_before = raw()
     fresh_tables(pg, "bench_plugin_b")
     settings = Settings.from_section({"dsn": pg.dsn, "schema": "bench_plugin_b"}, tmp)
     reports: list[str] = []
     first = migrate_csv_to_postgres(settings, data, tables=["spreads"], report=reports.append)
     assert not reports, reports[:5]
     assert first.get("spreads").inserted == n, first.format()
+    print(f"  migration, 1st run: {n / first.seconds:,.0f} rows/s", file=sys.stderr)
     again = migrate_csv_to_postgres(settings, data, tables=["spreads"], report=reports.append)
     assert again.get("spreads").inserted == 0 and again.get("spreads").present == n, again.format()
+    print(f"  migration, re-run: {n / again.seconds:,.0f} rows/s", file=sys.stderr)
+    baseline = (raw_before + raw()) / 2
     return (
-        {"plugin": n / first.seconds, "raw": raw, "per_row": per_row_first},
-        {"plugin": n / again.seconds, "raw": raw, "per_row": per_row_again},
+        {"plugin": n / first.seconds, "raw": baseline, "per_row": per_row_first},
+        {"plugin": n / again.seconds, "raw": baseline, "per_row": per_row_again},
     )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=1_000_000, help="CSV rows migrated in (b) and (c)")
-    parser.add_argument("--write-rows", type=int, default=200_000, help="records written in (a)")
+    parser.add_argument("--write-rows", type=int, default=100_000, help="records written in (a), per round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating raw/plugin rounds of (a)")
     args = parser.parse_args(argv)
     reason = missing_reason()
     if reason:
@@ -240,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with PostgresServer(settings={"max_wal_size": "4GB", "checkpoint_timeout": "30min"}) as pg:
             print(f"PostgreSQL throwaway server on port {pg.port}", file=sys.stderr)
-            print(f"(a) write path, {args.write_rows:,} records ...", file=sys.stderr)
-            a = bench_write_path(pg, args.write_rows, tmp)
+            print(f"(a) write path, {args.write_rows:,} records x {args.rounds} rounds ...", file=sys.stderr)
+            a = bench_write_path(pg, args.write_rows, tmp, args.rounds)
             print(f"(b)/(c) migration of {args.rows:,} CSV rows, twice ...", file=sys.stderr)
             b, c = bench_migration(pg, args.rows, tmp)
     finally:
@@ -262,7 +279,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{label:<52} {r['plugin']:>9,.0f} {r['raw']:>9,.0f} {r['per_row']:>8,.0f} {ratio:>7.0%} "
               f"{r['plugin'] / r['per_row']:>6.0f}x {target:>6.0%}  {'yes' if ok else 'NO'}")
     print(f"\nraw COPY: COPY FROM STDIN of the same rows pre-serialised (text for (a), the CSV file for (b)/(c)) "
-          f"into an empty table with the same DDL, one transaction.\nper-row: one INSERT + COMMIT per row on a "
+          f"into an empty table with the same DDL, one transaction ((a): median of {args.rounds} rounds "
+          f"alternating with the plugin; (b)/(c): mean of one run before and one after the migrations)."
+          f"\nper-row: one INSERT + COMMIT per row on a "
           f"{PER_ROW_SAMPLE:,}-row sample ((c): ON CONFLICT DO NOTHING, every row present), rate extrapolated."
           f"\ntotal bench time {time.perf_counter() - started:.0f} s")
     return 0 if ok_all else 1

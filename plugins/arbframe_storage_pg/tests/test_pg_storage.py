@@ -103,6 +103,8 @@ def test_encoder_spells_rows_like_to_row() -> None:
     records = [r for items in sample_records().values() for r in items]
     records.append(ErrorRecord(id="e1", ts=T0, component="x", message="tab\there \\ back\r\nnul\x00 \u2028 é"))
     records.append(spread(1, qty=Decimal("1E+3"), premium=Decimal("-0.000000012"), usdt_premium=None))
+    seoul = T0.astimezone(timezone(timedelta(hours=9)))
+    records += [spread(2, ts=seoul), spread(3, ts=seoul), spread(4, ts=T0), spread(5, ts=seoul)]
     for record in records:
         table = next(t for t, c in TABLES.items() if isinstance(record, c))
         line = ENCODERS[table](record)

@@ -262,8 +262,10 @@ def _compile_encoder(spec: Table) -> Callable[[Any], str]:
         if col.kind == "numeric":
             expr = f'((_s if "E" not in (_s := str({v})) else _fmt({v}, "f")) if type({v}) is _D else _txt({v}))'
         elif col.kind == "timestamptz":
-            expr = (f"((_iso({v}) if {v}.tzinfo is _UTC else _iso({v}.astimezone(_UTC))) "
-                    f"if type({v}) is _DT else _txt({v}))")
+            # the records of one tick share one timestamp object: remember the last one spelt
+            env["_tsc"] = [(None, "")]
+            env["_ts"] = _ts_cached(env["_tsc"])
+            expr = f"(_c[1] if {v} is (_c := _tsc[0])[0] else _ts({v}))"
         elif col.kind == "boolean":
             expr = f'("true" if {v} is True else "false" if {v} is False else _txt({v}))'
         elif col.enum is not None:
@@ -284,6 +286,17 @@ def _compile_encoder(spec: Table) -> Callable[[Any], str]:
     body.append('    return f"' + "\\t".join(parts) + '\\n"')
     exec("\n".join(body), env)
     return env["encode"]  # type: ignore[no-any-return]
+
+
+def _ts_cached(cache: list[Any]) -> Callable[[Any], str]:
+    def spell(value: Any) -> str:
+        if type(value) is not datetime:
+            return _fmt_text(value)
+        text = value.isoformat() if value.tzinfo is UTC else value.astimezone(UTC).isoformat()
+        cache[0] = (value, text)  # one atomic store: another thread never sees a half-updated pair
+        return text
+
+    return spell
 
 
 def _fmt_bool(value: Any) -> str:
