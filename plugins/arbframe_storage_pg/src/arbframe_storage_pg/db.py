@@ -115,10 +115,10 @@ def is_connection_error(exc: BaseException, conn: Any) -> bool:
     """True when ``exc`` means the connection is gone (server stopped, network cut), not bad data."""
     import psycopg2
 
-    if not isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
-        return False
     if conn is None or conn.closed:
         return True
+    if not isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+        return False
     try:
         conn.rollback()
         with conn.cursor() as cur:
