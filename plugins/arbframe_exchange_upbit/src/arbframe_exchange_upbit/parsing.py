@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
-from operator import itemgetter
+from operator import attrgetter, gt, lt
 from typing import Any
 
 from arbframe import BookLevel, Order, OrderBook, OrderStatus, OrderType, Side
@@ -29,6 +29,7 @@ __all__ = [
     "parse_rest_orderbook",
     "parse_ws_message",
     "symbol_for",
+    "ts_ms",
     "ws_count",
 ]
 
@@ -37,15 +38,22 @@ _UTC = timezone.utc
 _ZERO = Decimal(0)
 _decoder = json.JSONDecoder(parse_float=Decimal, parse_int=Decimal)
 _decode = _decoder.decode
+_scan = _decoder.scan_once
 _WS_COUNTS = (1, 5, 15, 30)
 
 
 def loads(data: str | bytes) -> Any:
     """Decode JSON with exact decimals; raises :class:`UpbitProtocolError` on malformed input."""
     try:
-        if isinstance(data, (bytes, bytearray, memoryview)):
+        if data.__class__ is not str:
             data = bytes(data).decode("utf-8")
-        return _decode(data)
+        try:  # the C scanner straight away (what JSONDecoder.decode does, minus two regex calls)
+            obj, end = _scan(data, 0)
+        except StopIteration:
+            return _decode(data)  # leading whitespace or an error: the full decoder tells which
+        if end != len(data) and data[end:].strip():
+            raise ValueError(f"extra data at {end}")
+        return obj
     except (ValueError, UnicodeDecodeError) as exc:
         raise UpbitProtocolError(f"malformed JSON: {exc}") from None
 
@@ -69,9 +77,17 @@ def market_for(symbol: str, quote: str = QUOTE) -> str:
     return symbol if "-" in symbol else f"{quote}-{symbol}"
 
 
+_SYMBOLS: dict[str, str] = {}
+
+
 def symbol_for(market: str) -> str:
     """``KRW-BTC`` -> ``BTC``."""
-    return market.split("-", 1)[1] if "-" in market else market
+    found = _SYMBOLS.get(market)
+    if found is None:
+        found = market.split("-", 1)[1] if "-" in market else market
+        if len(_SYMBOLS) < 4096:
+            _SYMBOLS[market] = found
+    return found
 
 
 def ws_count(depth: int) -> int:
@@ -82,87 +98,112 @@ def ws_count(depth: int) -> int:
     return _WS_COUNTS[-1]
 
 
-def _ts_ms(ms: Any) -> datetime:
+def ts_ms(ms: Any) -> datetime:
+    """Epoch milliseconds -> aware UTC datetime."""
     try:
         return datetime.fromtimestamp(int(ms) / 1000.0, _UTC)
     except (TypeError, ValueError, OverflowError):
         raise UpbitProtocolError(f"bad timestamp {ms!r}") from None
 
 
-def _make_levels():
-    """A builder of BookLevel tuples that fills the slots directly instead of going through the frozen
-    dataclass's generated ``__init__`` (about twice as fast); checked once against the plain constructor.
-    (Reusing levels through a dict keyed by (price, qty) was tried and is slower: hashing fresh Decimals costs
-    more than building the level.)"""
-    new = object.__new__
-    cls = BookLevel
+def _slot_setters(cls: type, names: tuple[str, ...]) -> list | None:
+    """The slot descriptors' setters of a frozen slotted dataclass (None when it has no such slots)."""
     try:
-        set_price = cls.__dict__["price"].__set__
-        set_qty = cls.__dict__["qty"].__set__
+        return [cls.__dict__[n].__set__ for n in names]
+    except (KeyError, AttributeError):  # pragma: no cover - a kernel model without slots
+        return None
 
-        def levels(pairs: list) -> tuple:
-            out = []
-            append = out.append
-            for price, qty in pairs:
-                level = new(cls)
-                set_price(level, price)
-                set_qty(level, qty)
-                append(level)
-            return tuple(out)
 
-        one = levels([(Decimal("1.5"), Decimal("2"))])[0]
-        ref = BookLevel(Decimal("1.5"), Decimal("2"))
-        if one == ref and hash(one) == hash(ref) and repr(one) == repr(ref):
-            return levels
-    except (KeyError, AttributeError, TypeError):  # pragma: no cover - a kernel BookLevel without slots
+def _make_builder():
+    """Builds books by filling the slots of the frozen dataclasses directly instead of going through their
+    generated ``__init__`` (which calls ``object.__setattr__`` per field): about twice as fast. Verified once
+    against the plain constructors; falls back to them if anything differs."""
+    new = object.__new__
+    level_cls, book_cls = BookLevel, OrderBook
+    lv = _slot_setters(level_cls, ("price", "qty"))
+    bk = _slot_setters(book_cls, ("exchange", "symbol", "bids", "asks", "ts", "simulated"))
+
+    def plain(exchange, symbol, units, ts, depth, ap, aq, bp, bq, simulated=False):
+        if len(units) > depth:
+            units = units[:depth]
+        bids = [(dec(u[bp]), dec(u[bq])) for u in units]
+        asks = [(dec(u[ap]), dec(u[aq])) for u in units]
+        bids = sorted(((p, q) for p, q in bids if p > 0 and q > 0), reverse=True)
+        asks = sorted((p, q) for p, q in asks if p > 0 and q > 0)
+        return OrderBook(exchange, symbol, tuple(BookLevel(p, q) for p, q in bids),
+                         tuple(BookLevel(p, q) for p, q in asks), ts, simulated)
+
+    if lv is None or bk is None:  # pragma: no cover
+        return plain
+    set_price, set_qty = lv
+    set_ex, set_sym, set_bids, set_asks, set_ts, set_sim = bk
+    d = Decimal
+    price_of = attrgetter("price")
+    qty_of = attrgetter("qty")
+
+    def fast(exchange, symbol, units, ts, depth, ap, aq, bp, bq, simulated=False):
+        if len(units) > depth:
+            units = units[:depth]
+        if units:
+            first = units[0]
+            # loads() decodes every JSON number as a Decimal, so checking the first unit is enough
+            if first[bp].__class__ is not d or first[bq].__class__ is not d or first[ap].__class__ is not d \
+                    or first[aq].__class__ is not d:
+                return plain(exchange, symbol, units, ts, depth, ap, aq, bp, bq, simulated)
+        bids = []
+        asks = []
+        add_bid = bids.append
+        add_ask = asks.append
+        for unit in units:
+            level = new(level_cls)
+            set_price(level, unit[bp])
+            set_qty(level, unit[bq])
+            add_bid(level)
+            level = new(level_cls)
+            set_price(level, unit[ap])
+            set_qty(level, unit[aq])
+            add_ask(level)
+        # Upbit sends units best first; verify in C and repair only when needed (empty sides, disorder)
+        bid_prices = list(map(price_of, bids))
+        ask_prices = list(map(price_of, asks))
+        if not (all(map(qty_of, bids)) and all(map(gt, bid_prices, bid_prices[1:])) and all(bid_prices)):
+            bids = sorted((b for b in bids if b.qty > 0 and b.price > 0), key=price_of, reverse=True)
+        if not (all(map(qty_of, asks)) and all(map(lt, ask_prices, ask_prices[1:])) and all(ask_prices)):
+            asks = sorted((a for a in asks if a.qty > 0 and a.price > 0), key=price_of)
+        book = new(book_cls)
+        set_ex(book, exchange)
+        set_sym(book, symbol)
+        set_bids(book, tuple(bids))
+        set_asks(book, tuple(asks))
+        set_ts(book, ts)
+        set_sim(book, simulated)
+        return book
+
+    probe_units = [{"a": Decimal("2"), "b": Decimal("1"), "x": Decimal("3"), "y": Decimal("4")},
+                   {"a": Decimal("3"), "b": Decimal("0.5"), "x": Decimal("0"), "y": Decimal("1")}]
+    ts = datetime(2020, 1, 1, tzinfo=_UTC)
+    try:
+        got = fast("e", "S", probe_units, ts, 15, "a", "x", "b", "y")
+        want = plain("e", "S", probe_units, ts, 15, "a", "x", "b", "y")
+        if got == want and repr(got) == repr(want) and hash(got.bids) == hash(want.bids):
+            return fast
+    except Exception:  # pragma: no cover
         pass
-
-    def plain(pairs: list) -> tuple:  # pragma: no cover
-        return tuple([BookLevel(p, q) for p, q in pairs])
-
-    return plain
+    return plain  # pragma: no cover
 
 
-_levels = _make_levels()
+book_from_units = _make_builder()
+book_from_units.__doc__ = """Build an OrderBook from Upbit's paired units (each unit holds one ask and one bid level):
+``book_from_units(exchange, symbol, units, ts, depth, ask_price_key, ask_size_key, bid_price_key,
+bid_size_key, simulated=False)``. Levels with a zero size are dropped; each side is best first."""
 _D = Decimal
-_first = itemgetter(0)
-_second = itemgetter(1)
-
-
-def _exact(pairs: list) -> list:
-    return [(dec(p), dec(q)) for p, q in pairs]
-
-
-def book_from_units(exchange: str, symbol: str, units: list, ts: datetime, depth: int,
-                    ap: str, aq: str, bp: str, bq: str, simulated: bool = False) -> OrderBook:
-    """Build a book from Upbit's paired units (each unit holds one ask and one bid level).
-
-    Numbers decoded by :func:`loads` are already Decimals; anything else is converted exactly. Levels with a
-    zero size are dropped; each side is sorted best first."""
-    if len(units) > depth:
-        units = units[:depth]
-    bids = [(u[bp], u[bq]) for u in units]
-    asks = [(u[ap], u[aq]) for u in units]
-    # loads() decodes every JSON number as a Decimal, so checking the first pair of each side is enough
-    if bids and (bids[0][0].__class__ is not _D or bids[0][1].__class__ is not _D
-                 or asks[0][0].__class__ is not _D or asks[0][1].__class__ is not _D):
-        bids = _exact(bids)
-        asks = _exact(asks)
-    # a unit with an empty side (size 0): drop that level (C-level checks: Decimal truthiness)
-    if not (all(map(_second, bids)) and all(map(_first, bids))):
-        bids = [(p, q) for p, q in bids if q > 0 and p > 0]
-    if not (all(map(_second, asks)) and all(map(_first, asks))):
-        asks = [(p, q) for p, q in asks if q > 0 and p > 0]
-    bids.sort(reverse=True)
-    asks.sort()
-    return OrderBook(exchange, symbol, _levels(bids), _levels(asks), ts, simulated)
 
 
 def parse_rest_orderbook(item: dict, exchange: str, depth: int) -> OrderBook:
     """One element of ``GET /v1/orderbook``."""
     try:
         return book_from_units(exchange, symbol_for(item["market"]), item["orderbook_units"],
-                               _ts_ms(item["timestamp"]), depth, "ask_price", "ask_size", "bid_price", "bid_size")
+                               ts_ms(item["timestamp"]), depth, "ask_price", "ask_size", "bid_price", "bid_size")
     except (KeyError, TypeError) as exc:
         raise UpbitProtocolError(f"unexpected orderbook shape: missing {exc}") from None
 
@@ -174,18 +215,18 @@ def parse_ws_message(msg: dict, exchange: str, depth: int) -> tuple[str, Any] | 
         kind = msg.get("ty")
         if kind is not None:  # SIMPLE
             if kind == "orderbook":
-                return kind, book_from_units(exchange, symbol_for(msg["cd"]), msg["obu"], _ts_ms(msg["tms"]),
+                return kind, book_from_units(exchange, symbol_for(msg["cd"]), msg["obu"], ts_ms(msg["tms"]),
                                              depth, "ap", "as", "bp", "bs")
             if kind == "ticker":
-                return kind, (symbol_for(msg["cd"]), dec(msg["tp"]), _ts_ms(msg["tms"]))
+                return kind, (symbol_for(msg["cd"]), dec(msg["tp"]), ts_ms(msg["tms"]))
             return None
         kind = msg.get("type")
         if kind == "orderbook":
             return kind, book_from_units(exchange, symbol_for(msg["code"]), msg["orderbook_units"],
-                                         _ts_ms(msg["timestamp"]), depth,
+                                         ts_ms(msg["timestamp"]), depth,
                                          "ask_price", "ask_size", "bid_price", "bid_size")
         if kind == "ticker":
-            return kind, (symbol_for(msg["code"]), dec(msg["trade_price"]), _ts_ms(msg["timestamp"]))
+            return kind, (symbol_for(msg["code"]), dec(msg["trade_price"]), ts_ms(msg["timestamp"]))
         if "status" in msg:
             return "status", msg["status"]
         return None

@@ -17,6 +17,7 @@ import logging
 import random
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from decimal import Decimal
 from typing import Any
@@ -24,7 +25,7 @@ from typing import Any
 from arbframe import OrderBook
 
 from .errors import UpbitProtocolError
-from .parsing import loads, market_for, parse_ws_message, ws_count
+from .parsing import book_from_units, loads, market_for, parse_ws_message, symbol_for, ts_ms, ws_count
 
 __all__ = ["UpbitStream"]
 
@@ -32,6 +33,34 @@ log = logging.getLogger("arbframe.upbit.ws")
 
 _QUEUE_SIZE = 1024
 _STOP = object()
+
+
+class _Channel:
+    """A one-consumer mailbox lighter than asyncio.Queue: a bounded deque (a full one drops its oldest item -
+    consumers want the newest books) and one waiter future."""
+
+    __slots__ = ("items", "waiter")
+
+    def __init__(self, size: int = _QUEUE_SIZE) -> None:
+        self.items: deque = deque(maxlen=size)
+        self.waiter: asyncio.Future | None = None
+
+    def put(self, item: Any) -> None:
+        self.items.append(item)
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def wait(self) -> None:
+        while not self.items:
+            waiter = self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                if self.waiter is waiter:
+                    self.waiter = None
 
 
 class UpbitStream:
@@ -52,8 +81,8 @@ class UpbitStream:
         self.symbols: set[str] = set()
         self._latest: dict[str, tuple[OrderBook, int]] = {}
         self._tickers: dict[str, tuple[Decimal, Any]] = {}
-        self._book_queues: set[asyncio.Queue] = set()
-        self._ticker_queues: set[asyncio.Queue] = set()
+        self._book_queues: list[_Channel] = []
+        self._ticker_queues: list[_Channel] = []
         self._task: asyncio.Task | None = None
         self._ws: Any = None
         self._session: Any = None
@@ -108,8 +137,8 @@ class UpbitStream:
         if session is not None:
             await session.close()
         self.connected = False
-        for q in list(self._book_queues) + list(self._ticker_queues):
-            _offer(q, _STOP)
+        for q in self._book_queues + self._ticker_queues:
+            q.put(_STOP)
 
     # ----------------------------------------------------------------------------------------- reading
     def alive(self, max_silence: float) -> bool:
@@ -127,15 +156,19 @@ class UpbitStream:
         return self._tickers.get(symbol)
 
     async def books(self, symbols: set[str] | None = None, depth: int | None = None) -> AsyncIterator[OrderBook]:
-        """Every book received for ``symbols`` (all when None), trimmed to ``depth``; ends when stopped."""
+        """Every book received for ``symbols`` (all when None), trimmed to ``depth``; ends when stopped. A
+        consumer more than 1024 books behind loses the oldest ones."""
         if depth is not None:
             self.subscribe(symbols or (), depth)
         self.start()
-        queue: asyncio.Queue = asyncio.Queue(_QUEUE_SIZE)
-        self._book_queues.add(queue)
+        channel = _Channel()
+        items = channel.items
+        self._book_queues.append(channel)
         try:
             while True:
-                book = await queue.get()
+                if not items:
+                    await channel.wait()
+                book = items.popleft()
                 if book is _STOP:
                     return
                 if symbols is not None and book.symbol not in symbols:
@@ -145,21 +178,24 @@ class UpbitStream:
                                      book.simulated)
                 yield book
         finally:
-            self._book_queues.discard(queue)
+            self._book_queues.remove(channel)
 
     async def tickers(self, symbols: set[str] | None = None) -> AsyncIterator[tuple[str, Decimal, Any]]:
         self.start()
-        queue: asyncio.Queue = asyncio.Queue(_QUEUE_SIZE)
-        self._ticker_queues.add(queue)
+        channel = _Channel()
+        items = channel.items
+        self._ticker_queues.append(channel)
         try:
             while True:
-                item = await queue.get()
+                if not items:
+                    await channel.wait()
+                item = items.popleft()
                 if item is _STOP:
                     return
                 if symbols is None or item[0] in symbols:
                     yield item
         finally:
-            self._ticker_queues.discard(queue)
+            self._ticker_queues.remove(channel)
 
     # ------------------------------------------------------------------------------------------ internals
     def request_message(self) -> str:
@@ -194,28 +230,36 @@ class UpbitStream:
         self.last_message = time.monotonic()
         self.messages += 1
         obj = loads(data)
-        if not isinstance(obj, dict):
+        if obj.__class__ is not dict:
             return
-        if "error" in obj:
+        if obj.get("ty") == "orderbook":  # the hot path: SIMPLE orderbook
+            try:
+                book = book_from_units(self.exchange, symbol_for(obj["cd"]), obj["obu"], ts_ms(obj["tms"]),
+                                       self.depth, "ap", "as", "bp", "bs")
+            except (KeyError, TypeError, AttributeError) as exc:
+                raise UpbitProtocolError(f"unexpected orderbook message: missing {exc}") from None
+            parsed: tuple[str, Any] | None = ("orderbook", book)
+        elif "error" in obj:
             err = obj["error"] if isinstance(obj["error"], dict) else {"message": obj["error"]}
             text = f"{err.get('name')}: {err.get('message')}"
             self.errors.append(text)
             log.warning("upbit ws: server error %s", text)
             return
-        parsed = parse_ws_message(obj, self.exchange, self.depth)
-        if parsed is None:
-            return
+        else:
+            parsed = parse_ws_message(obj, self.exchange, self.depth)
+            if parsed is None:
+                return
         kind, value = parsed
         if kind == "orderbook":
             self._latest[value.symbol] = (value, self._conn_id)
             if self.observer is not None:
                 self.observer.ws_age(max(0.0, time.time() - value.ts.timestamp()))
             for q in self._book_queues:
-                _offer(q, value)
+                q.put(value)
         elif kind == "ticker":
             self._tickers[value[0]] = (value[1], value[2])
             for q in self._ticker_queues:
-                _offer(q, value)
+                q.put(value)
 
     async def _run(self) -> None:
         import aiohttp
@@ -286,13 +330,3 @@ class UpbitStream:
             delay = backoff * (1 + self.jitter * self._rng.random())
             await asyncio.sleep(delay)
             backoff = min(backoff * 2, self.backoff_max)
-
-
-def _offer(queue: asyncio.Queue, item: Any) -> None:
-    """Put without blocking; a full queue drops its oldest item (consumers want the newest books)."""
-    try:
-        queue.put_nowait(item)
-    except asyncio.QueueFull:
-        with contextlib.suppress(asyncio.QueueEmpty):
-            queue.get_nowait()
-        queue.put_nowait(item)
