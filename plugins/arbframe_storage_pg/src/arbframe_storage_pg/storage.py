@@ -81,6 +81,8 @@ class PostgresStorage(Storage):
         self._io_lock = threading.RLock()
         self._buffers: dict[str, list[str]] = {table: [] for table in SPECS}
         self._pending = 0
+        self._batch_size = self.settings.batch_size
+        self._max_buffered = max(self.settings.max_buffered_rows, self._batch_size)
         self._closed = False
         self._conn: Any = None
         self._writer: BatchWriter | None = None
@@ -315,11 +317,11 @@ class PostgresStorage(Storage):
             raise RuntimeError("PostgresStorage is closed")
         with self._buf_lock:
             self._buffers[table].append(line)
-            self._pending += 1
-            pending = self._pending
-        if pending >= self.settings.batch_size:
-            self._wake.set()
-            if pending >= self.settings.max_buffered_rows:
+            self._pending = pending = self._pending + 1
+        if pending >= self._batch_size:
+            if pending % self._batch_size == 0:
+                self._wake.set()  # once per batch_size rows, not on every write while the flusher wakes up
+            if pending >= self._max_buffered:
                 self._flush_once()  # back-pressure: the flusher is not keeping up
 
     def _run(self) -> None:
