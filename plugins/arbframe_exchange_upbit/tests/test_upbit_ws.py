@@ -130,3 +130,17 @@ async def test_stop_ends_consumers(make_upbit) -> None:
     await ex.close()
     rest = [b async for b in agen]
     assert len(rest) < 1024
+
+
+async def test_symbols_added_together_are_one_new_request(make_upbit, fake) -> None:
+    ex = await make_upbit()
+    await _take(ex.stream_order_books(["BTC"]), 1)
+    before = len(fake.ws_requests)
+    for symbol in ("ETH", "XRP", "USDT"):
+        ex.stream.subscribe([symbol])
+    await _until(lambda: len(fake.ws_requests) > before)
+    await asyncio.sleep(0.05)
+    assert len(fake.ws_requests) == before + 1
+    assert sorted(s for s, _ in fake.ws_requests[-1]["orderbook"]) == ["BTC", "ETH", "USDT", "XRP"]
+    books = await _take(ex.stream_order_books(["USDT"]), 2)
+    assert all(b.symbol == "USDT" for b in books)

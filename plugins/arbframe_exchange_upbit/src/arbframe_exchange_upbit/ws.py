@@ -94,6 +94,8 @@ class UpbitStream:
         self.errors: list[str] = []
         self.last_message = 0.0  # time.monotonic() of the last message of any kind
         self.connected_event: asyncio.Event | None = None
+        self._resubscribe_pending = False
+        self._side_tasks: set[asyncio.Task] = set()
 
     # ------------------------------------------------------------------------------------------ control
     def subscribe(self, symbols: Iterable[str], depth: int | None = None) -> None:
@@ -104,10 +106,19 @@ class UpbitStream:
         if not new and not deeper:
             return
         self.symbols |= new
+        if self._ws is not None and self.connected and not self._resubscribe_pending:
+            # one new request for everything added in this loop iteration (Upbit limits data requests to 5/s)
+            with contextlib.suppress(RuntimeError):
+                asyncio.get_running_loop().call_soon(self._resubscribe)
+                self._resubscribe_pending = True
+
+    def _resubscribe(self) -> None:
+        self._resubscribe_pending = False
         ws = self._ws
         if ws is not None and self.connected:
-            with contextlib.suppress(RuntimeError):
-                asyncio.get_running_loop().create_task(self._send_request(ws))
+            task = asyncio.get_running_loop().create_task(self._send_request(ws))
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
 
     def start(self) -> None:
         """Start the connection task (needs a running loop; a no-op while it runs)."""
