@@ -245,3 +245,18 @@ def test_describe_never_shows_the_password(pg, schema, make_context) -> None:
         assert PASSWORD not in storage.health().message
     finally:
         storage.close()
+
+
+def test_a_dropped_idle_connection_is_not_an_outage(open_storage, pg, schema, caplog) -> None:
+    storage = open_storage(batch_size=1000, flush_interval_seconds=3600)
+    storage.log_spread(spread(1))
+    storage.flush()
+    pid = storage._conn.get_backend_pid()
+    pg.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    caplog.set_level(logging.INFO, logger="arbframe.storage.postgres")
+    storage.log_spread(spread(2))
+    storage.flush()
+    assert not storage.spooling and storage.spool_depth == 0
+    assert sorted(ids_in(pg, schema, "spreads")) == ["out000001", "out000002"]
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("re-established" in r.getMessage() for r in caplog.records)

@@ -308,7 +308,18 @@ class PostgresStorage(Storage):
             try:
                 self._write_batch(batch)
             except ConnectionLost as exc:
-                self._enter_spooling(str(exc))
+                reason = str(exc)
+                # a connection dropped while idle (server restart, idle timeout, pg_terminate_backend): one
+                # immediate reconnect before calling it an outage
+                self._drop_connection()
+                try:
+                    self._open_connection()
+                    self._write_batch(batch)
+                    log.info("PostgreSQL connection to %s re-established (%s)", self.endpoint, reason)
+                    return
+                except (PostgresUnavailable, ConnectionLost) as again:
+                    reason = str(again)
+                self._enter_spooling(reason)
                 self._spool.append(batch)
                 self._set_depth()
 
