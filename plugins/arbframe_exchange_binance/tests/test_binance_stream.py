@@ -180,3 +180,38 @@ async def test_fetch_order_book_serves_the_stream_when_fresh(fake, make_binance)
     assert sum(1 for r in fake.requests if r["path"] == "/api/v3/depth") == depth_before + 1
     deep = await ex.fetch_order_book("BTC", 50)  # deeper than a partial depth stream: REST
     assert len(deep.bids) == 50
+
+
+async def test_new_symbols_widen_the_running_stream_in_place(fake, make_binance):
+    ex = await make_binance(mode="paper", symbols=["BTC"], use_websocket=True, stream_max_age_seconds=1.0,
+                            connect=False)
+    await ex.rest.open()
+    agen = ex.stream_order_books(["BTC"], depth=5)
+    await _take(agen, 2)
+    stream = ex.stream
+    assert fake.open_connections()[-1].streams == ["btcusdt@depth5@100ms"]
+    await ex.fetch_order_book("XRP", 10)  # not streamed yet: REST now, and the stream widens to XRP, depth 10
+    assert ex.stream is stream and set(stream.symbols) == {"BTC", "XRP"} and stream.depth == 10
+    assert await _until(lambda: stream.rollovers == 1, timeout=3)
+    books = await _take(agen, 6)  # the BTC iterator keeps flowing across the change (5 of the 10 levels)
+    assert all(b.symbol == "BTC" and len(b.bids) == 5 for b in books)
+    assert fake.open_connections()[-1].streams == ["btcusdt@depth10@100ms", "xrpusdt@depth10@100ms"]
+    assert await _until(lambda: "XRP" in stream.latest, timeout=3)
+    xrp = await ex.fetch_order_book("XRP", 10)
+    assert len(xrp.bids) == 10 and xrp.best_bid < xrp.best_ask
+    await agen.aclose()
+
+
+async def test_close_ends_running_iterators(fake, make_binance):
+    ex = await make_binance(mode="paper", symbols=["BTC"])
+    agen = ex.stream_order_books(["BTC"], depth=1)
+    await _take(agen, 1)
+
+    async def drain():
+        return [b async for b in agen]
+
+    task = asyncio.ensure_future(drain())
+    await asyncio.sleep(0.05)
+    await ex.close()
+    rest = await asyncio.wait_for(task, 3)
+    assert isinstance(rest, list)

@@ -549,12 +549,11 @@ class BinanceExchange(Exchange):
         depth = min(max(depth, 1), 20)
         stream = self._stream
         if stream is not None:
-            if want <= set(stream.symbols) and stream.depth >= depth:
-                stream.start()
-                return stream
-            want |= set(stream.symbols)
-            depth = max(depth, stream.depth)
-            asyncio.get_running_loop().create_task(stream.stop())
+            if not (want <= set(stream.symbols) and stream.depth >= depth):
+                # widen the subscription in place: running iterators keep flowing (rolled over, no gap)
+                stream.update(sorted(want | set(stream.symbols)), max(depth, stream.depth))
+            stream.start()
+            return stream
         cfg = self.config
         settings = StreamSettings(
             ws_url=str(cfg["ws_url"]),

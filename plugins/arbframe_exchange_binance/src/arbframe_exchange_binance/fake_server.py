@@ -233,7 +233,8 @@ class FakeBinance:
         app.router.add_get("/api/v3/openOrders", self._open_orders)
         app.router.add_get("/ws/{stream}", self._ws)
         app.router.add_get("/stream", self._ws)
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # short shutdown: open WebSocket handlers must not hold a test's teardown for aiohttp's default 60 s
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -723,7 +724,7 @@ class FakeBinance:
         else:
             streams = [request.match_info["stream"]]
             combined = False
-        ws = web.WebSocketResponse(autoping=False)
+        ws = web.WebSocketResponse(autoping=False, timeout=1.0)
         await ws.prepare(request)
         conn = WsConn(streams=streams, combined=combined, ws=ws, opened_at=time.monotonic())
         self.connections.append(conn)

@@ -105,12 +105,11 @@ class BookStream:
         self.server_time = server_time
         self._session_factory = session_factory
         self._rest_fallback = rest_fallback
+        self._market_of = market_of
         self.streams: dict[str, tuple[str, str]] = {}  # stream name -> (symbol, kind)
-        for sym in self.symbols:
-            name = stream_name(market_of(sym), depth, settings.depth_speed)
-            self.streams[name] = (sym, "ticker" if name.endswith("@bookTicker") else "depth")
-        self.url = stream_url(settings.ws_url, list(self.streams))
-        self._single = next(iter(self.streams.values())) if len(self.streams) == 1 else None
+        self.url = ""
+        self._single: tuple[str, str] | None = None
+        self._build_streams()
         self.latest: dict[str, tuple[OrderBook, float, str]] = {}  # symbol -> (book, monotonic recv, source)
         self._ids: dict[str, int] = {}
         self._subs: list[_Subscriber] = []
@@ -123,8 +122,32 @@ class BookStream:
         self.rollovers = 0
         self.last_message: float | None = None
         self._first_message: dict[int, asyncio.Event] = {}
-        self._shutdown_notice = asyncio.Event()
+        self._roll_event = asyncio.Event()
+        self._roll_requested = False
+        self._run_active = False
         self._rng = random.Random()
+
+    def _build_streams(self) -> None:
+        streams: dict[str, tuple[str, str]] = {}
+        for sym in self.symbols:
+            name = stream_name(self._market_of(sym), self.depth, self.s.depth_speed)
+            streams[name] = (sym, "ticker" if name.endswith("@bookTicker") else "depth")
+        self.streams = streams
+        self.url = stream_url(self.s.ws_url, list(streams))
+        self._single = next(iter(streams.values())) if len(streams) == 1 else None
+
+    def update(self, symbols: list[str], depth: int) -> None:
+        """Change the subscription in place (consumers keep their iterators): the next connection carries the
+        new stream set; a running one is rolled over to it (new connection first, then the old one closes)."""
+        self.symbols = list(symbols)
+        self.depth = depth
+        self._build_streams()
+        if self.running:
+            self._request_roll()
+
+    def _request_roll(self) -> None:
+        self._roll_requested = True
+        self._roll_event.set()
 
     # ----------------------------------------------------------------- lifecycle
     def start(self) -> None:
@@ -133,6 +156,7 @@ class BookStream:
             self._task = asyncio.get_running_loop().create_task(self._supervise(), name="binance-ws")
 
     async def stop(self) -> None:
+        """Stop the connection and the REST poller; consumers' iterators end once they have drained."""
         self._stopping = True
         for task in (self._poller, self._task):
             if task is not None and not task.done():
@@ -141,6 +165,9 @@ class BookStream:
                     await task
         self._task = self._poller = None
         self.connected = False
+        for sub in self._subs:
+            if sub.waiter is not None and not sub.waiter.done():
+                sub.waiter.set_result(None)
 
     @property
     def running(self) -> bool:
@@ -174,6 +201,8 @@ class BookStream:
             while True:
                 while buf:
                     yield buf.popleft()
+                if self._stopping:
+                    return
                 sub.waiter = loop.create_future()
                 await sub.waiter
         finally:
@@ -201,6 +230,9 @@ class BookStream:
         )
         self.connections_opened += 1
         self._first_message[id(ws)] = asyncio.Event()
+        if not self._run_active:
+            self._roll_requested = False  # a fresh connection already carries the latest stream set
+            self._roll_event.clear()
         log.info("binance: stream connected (%s, %d streams)", self.url.split("?")[0], len(self.streams))
         return ws
 
@@ -235,38 +267,51 @@ class BookStream:
         delivered = False
         reader = asyncio.get_running_loop().create_task(self._read(ws))
         opened = time.monotonic()
+        pending: tuple[Any, asyncio.Task[bool]] | None = None
+        self._run_active = True
         try:
             while True:
-                self._shutdown_notice.clear()
-                until_roll = max(0.0, self.s.max_age - (time.monotonic() - opened))
-                notice = asyncio.ensure_future(self._shutdown_notice.wait())
-                done, _ = await asyncio.wait({reader, notice}, timeout=until_roll,
-                                             return_when=asyncio.FIRST_COMPLETED)
-                notice.cancel()
-                if reader in done:
-                    delivered = delivered or self._first_message.get(id(ws), asyncio.Event()).is_set()
-                    return delivered or bool(reader.result())
+                if not self._roll_requested:
+                    until_roll = max(0.0, self.s.max_age - (time.monotonic() - opened))
+                    notice = asyncio.ensure_future(self._roll_event.wait())
+                    done, _ = await asyncio.wait({reader, notice}, timeout=until_roll,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    notice.cancel()
+                    if reader in done:
+                        delivered = delivered or self._first_message.get(id(ws), asyncio.Event()).is_set()
+                        return delivered or bool(reader.result())
+                self._roll_requested = False
+                self._roll_event.clear()
                 # rollover: bring up the replacement first, then retire the old connection
                 try:
                     new_ws = await self._open()
+                except asyncio.CancelledError:
+                    raise
                 except Exception as exc:
                     log.warning("binance: rollover connect failed (%s); keeping the old connection", exc)
                     opened = time.monotonic() - self.s.max_age + min(self.s.reconnect_max, 5.0)
                     continue
                 new_reader = asyncio.get_running_loop().create_task(self._read(new_ws))
+                pending = (new_ws, new_reader)
                 first = self._first_message[id(new_ws)]
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(first.wait(), self.s.rollover_timeout)
                 if not first.is_set() and new_reader.done():
                     log.warning("binance: replacement connection died before its first message")
+                    pending = None
+                    await self._retire(new_ws, new_reader)
                     opened = time.monotonic() - self.s.max_age + min(self.s.reconnect_max, 5.0)
                     continue
                 delivered = True
+                pending = None
                 await self._retire(ws, reader)
                 ws, reader, opened = new_ws, new_reader, time.monotonic()
                 self.rollovers += 1
                 log.info("binance: stream rolled over to a new connection without a gap")
         finally:
+            self._run_active = False
+            if pending is not None:  # cancelled in the middle of a rollover: close the replacement too
+                await self._retire(*pending)
             await self._retire(ws, reader)
 
     async def _retire(self, ws: Any, reader: asyncio.Task[bool]) -> None:
@@ -346,7 +391,7 @@ class BookStream:
             return False
         if payload.get("e") == "serverShutdown":
             log.warning("binance: serverShutdown announced; rolling over to a new connection")
-            self._shutdown_notice.set()
+            self._request_roll()
             return False
         if target is None or "result" in payload:
             return False
