@@ -37,13 +37,14 @@ from arbframe_exchange_binance.signing import verify
 D = Decimal
 
 DEFAULT_MARKETS: dict[str, dict[str, Any]] = {
-    # market: mid price, tick, step, min notional (NOTIONAL filter), base, quote
-    "BTCUSDT": {"mid": "60000.00", "tick": "0.01", "step": "0.00001", "min_notional": "5", "base": "BTC",
+    # market: mid price (near the fake Upbit's KRW prices / its KRW-USDT rate), tick, step, min notional
+    # (NOTIONAL filter), base, quote
+    "BTCUSDT": {"mid": "100000.00", "tick": "0.01", "step": "0.00001", "min_notional": "5", "base": "BTC",
                 "quote": "USDT", "level_qty": "0.5"},
-    "ETHUSDT": {"mid": "3000.00", "tick": "0.01", "step": "0.0001", "min_notional": "5", "base": "ETH",
+    "ETHUSDT": {"mid": "3500.00", "tick": "0.01", "step": "0.0001", "min_notional": "5", "base": "ETH",
                 "quote": "USDT", "level_qty": "5"},
-    "XRPUSDT": {"mid": "0.5000", "tick": "0.0001", "step": "0.1", "min_notional": "5", "base": "XRP",
-                "quote": "USDT", "level_qty": "20000"},
+    "XRPUSDT": {"mid": "2.1000", "tick": "0.0001", "step": "0.1", "min_notional": "5", "base": "XRP",
+                "quote": "USDT", "level_qty": "5000"},
     "ETHBTC": {"mid": "0.05000", "tick": "0.00001", "step": "0.0001", "min_notional": "0.0001", "base": "ETH",
                "quote": "BTC", "level_qty": "10", "legacy_min_notional": True},
 }
