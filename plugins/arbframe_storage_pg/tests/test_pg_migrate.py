@@ -222,12 +222,16 @@ def test_torn_last_line_and_database_refusals(settings, tmp_path, pg, schema, re
     cells = lines[1].split(",")
     cells[lines[0].split(",").index("price")] = "1e999999"  # Python accepts it, PostgreSQL cannot store it
     lines[1] = ",".join(cells)
+    cells = lines[5].split(",")
+    cells[lines[0].split(",").index("qty")] = "1.2.3"  # passes the fast path's character check, not PostgreSQL
+    lines[5] = ",".join(cells)
     trades.write_text("".join(lines))
     summary, reports = migrate(settings, data, batch_size=4)
     text = "\n".join(reports)
     assert re.search(r"errors\.csv:\d+: torn last line", text)
     assert re.search(r"trades\.csv:2: refused by PostgreSQL", text)
-    assert summary.get("trades").skipped == 1 and summary.get("trades").inserted == 11
+    assert re.search(r"trades\.csv:6: refused by PostgreSQL: .*numeric.*1\.2\.3", text), text
+    assert summary.get("trades").skipped == 2 and summary.get("trades").inserted == 10
     assert summary.get("errors").inserted == 2
 
 
