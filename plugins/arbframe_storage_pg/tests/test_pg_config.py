@@ -33,3 +33,12 @@ def test_cli_validate_show_schema(tmp_path, run_arbframe) -> None:
     assert SECRET not in shown.stdout and "postgresql://u:***@localhost:1/db" in shown.stdout
     schema = json.loads(run_arbframe("config", "schema").stdout)
     assert schema["properties"]["storage"]["properties"]["postgres"]["properties"]["dsn"]["writeOnly"] is True
+
+
+def test_migrate_checks_the_section_even_when_postgres_is_not_the_backend(tmp_path, run_arbframe) -> None:
+    config = tmp_path / "m.yml"
+    config.write_text(f"storage:\n  postgres:\n    dsn: postgresql://u:{SECRET}@localhost:1/db\n"
+                      "    enable_timescale: 'yes'\n")
+    result = run_arbframe("migrate", "csv-to-postgres", "--config", str(config))
+    assert result.returncode == 2 and "storage.postgres.enable_timescale" in result.stderr
+    assert SECRET not in result.stdout + result.stderr

@@ -615,8 +615,10 @@ def run_csv_to_postgres(args: argparse.Namespace) -> int:
     config = _load_config(list(args.configs or []))
     storage = config.get("storage") or {}
     data_dir = args.data_dir or (storage.get("csv") or {}).get("data_dir") or "data"
+    section = storage.get("postgres") or {}
+    _validate_section(section)
     try:
-        settings = Settings.from_section(storage.get("postgres") or {}, data_dir)
+        settings = Settings.from_section(section, data_dir)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     tables = [t.strip() for t in args.tables.split(",") if t.strip()] if args.tables else None
@@ -636,6 +638,22 @@ def run_csv_to_postgres(args: argparse.Namespace) -> int:
         return exc.exit_status
     print(summary.format())
     return 0
+
+
+def _validate_section(section: Mapping[str, Any]) -> None:
+    """The section against the plugin's schema (the kernel validates it only when postgres is the backend)."""
+    from jsonschema import Draft202012Validator
+
+    from arbframe import ConfigError
+    from arbframe_storage_pg.settings import CONFIG_SCHEMA
+
+    errors = sorted(Draft202012Validator(CONFIG_SCHEMA).iter_errors(section), key=lambda e: list(e.path))
+    if errors:
+        error = errors[0]
+        path = ".".join(["storage", "postgres", *map(str, error.absolute_path)])
+        secret = error.schema.get("writeOnly") if isinstance(error.schema, Mapping) else False
+        detail = error.validator if secret else error.message
+        raise ConfigError(f"config error: {path}: {detail}")
 
 
 def _where(settings: Any) -> str:
