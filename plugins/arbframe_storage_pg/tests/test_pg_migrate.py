@@ -166,6 +166,21 @@ def test_dry_run_writes_nothing(settings, tmp_path, pg, schema) -> None:
     assert summary.total("inserted") == 0 and summary.total("present") == summary.total("read")
 
 
+def test_dry_run_without_a_database_still_checks_the_files(settings, tmp_path, pg) -> None:
+    data = tmp_path / "data"
+    write_with_csv_plugin(data)
+    with (data / "orders.csv").open("a") as handle:
+        handle.write("bad,row\n")
+    pg.stop()
+    try:
+        summary, reports = migrate(settings, data, dry_run=True)
+    finally:
+        pg.start()
+    assert not summary.database_checked and "not checked" in summary.format()
+    assert summary.get("spreads").inserted == 60 and summary.get("orders").skipped == 1
+    assert len(reports) == 1 and "orders.csv:14: expected 17 fields, found 2" in reports[0]
+
+
 def test_limit_takes_the_first_rows_of_each_file(settings, tmp_path, pg, schema, read_table) -> None:
     data = tmp_path / "data"
     write_with_csv_plugin(data)

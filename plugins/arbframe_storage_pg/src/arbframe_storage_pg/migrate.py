@@ -155,6 +155,9 @@ class _Writer:
         self.conn: Any = None
         self.writer: BatchWriter | None = None
         self.available_tables: set[str] = set()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
         if dry_run:
             try:
                 self.conn = connect(settings, readonly=True)
@@ -168,9 +171,6 @@ class _Writer:
             ensure_schema(self.conn, settings)
             self.available_tables = set(SPECS)
         self.writer = BatchWriter(self.conn, settings.schema)
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=2)
-        self._thread: threading.Thread | None = None
-        self._failure: BaseException | None = None
 
     @property
     def checked(self) -> bool:
