@@ -601,10 +601,7 @@ def _positive_int(text: str) -> int:
 def _load_config(paths: list[str]) -> Mapping[str, Any]:
     import arbframe
 
-    loader = getattr(arbframe, "load_config", None)
-    if loader is None:  # not (yet) a public name: the kernel's loader
-        from arbframe.config import load_config as loader
-    return loader(paths)  # type: ignore[no-any-return]
+    return arbframe.load_config(paths)  # type: ignore[no-any-return]
 
 
 def run_csv_to_postgres(args: argparse.Namespace) -> int:

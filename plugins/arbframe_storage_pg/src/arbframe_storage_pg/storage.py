@@ -74,7 +74,7 @@ class PostgresStorage(Storage):
         self._password = dsn_password(self.settings.dsn)
         self._metrics = None
         if context is not None:
-            from arbframe.instruments import StorageMetrics
+            from arbframe import StorageMetrics
 
             self._metrics = StorageMetrics.get(context.registry)
         self._buf_lock = threading.Lock()
@@ -448,7 +448,7 @@ class PostgresStorage(Storage):
 
     @hookimpl
     def arbframe_register_metrics(self, registry: Any, context: PluginContext) -> None:
-        from arbframe.instruments import StorageMetrics
+        from arbframe import StorageMetrics
 
         self._metrics = StorageMetrics.get(registry)
         self._set_depth()
