@@ -536,10 +536,6 @@ class RowConverter:
                 out.append(text)
         return out
 
-    def csv_line(self, row: Sequence[str]) -> str:
-        """The row as one ``COPY ... (FORMAT csv)`` line (``\\n``-terminated), or BadRow."""
-        return ",".join(csv_field(v) for v in self.values(row)) + "\n"
-
 
 # ------------------------------------------------------------------------------------------------ reading back
 def record_from_db(table: str, values: Sequence[Any]) -> Any:
