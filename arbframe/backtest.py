@@ -626,10 +626,14 @@ def run_backtest(kernel: Kernel, opts: RunOptions) -> int:
             )
         for name in (*existing, CHART_FILE):
             (out / name).unlink(missing_ok=True)
-    reader = RecordingReader(data)
-    storage = kernel.load_storage()
-    metrics = TradingMetrics.get(kernel.registry)
     try:
+        reader = RecordingReader(data)
+    except BaseException:
+        kernel.close()
+        raise
+    try:
+        storage = kernel.load_storage()
+        metrics = TradingMetrics.get(kernel.registry)
         listeners = bool(kernel.pm.hook.arbframe_on_spread.get_hookimpls())
         # per-tick metrics would cost a third of the replay: the numbers are published once at the end
         engine = build_engine(reader, config, storage, metrics=None, notify=kernel.notify,
