@@ -175,12 +175,7 @@ class Engine:
         return sum((p.qty * p.entry_domestic_price for p in self.positions.values()), ZERO)
 
     def view(self) -> PortfolioView:
-        return PortfolioView(
-            open_positions=self.positions,
-            open_notional_krw=self.open_notional_krw,
-            last_entry=self.last_entry,
-            daily_realized_krw=self.stats.daily_pnl(),
-        )
+        return PortfolioView(self.positions, None, self.last_entry, self.stats.daily_pnl())
 
     def resume(self, positions: list[Position]) -> list[Position]:
         """Take over open positions loaded from storage (each id once); their entry legs are re-applied to the

@@ -67,6 +67,7 @@ class TradingStats:
         self.open_positions = 0
         self.unrealized_pnl_krw = ZERO
         self.now: datetime | None = None
+        self._daily_cache: tuple[datetime, Decimal] | None = None
 
     def day_of(self, ts: datetime) -> date:
         return ts.astimezone(self.tz).date()
@@ -81,6 +82,7 @@ class TradingStats:
             self.duration_total += (position.closed_at - position.opened_at).total_seconds()
             day = self.day_of(position.closed_at)
             self.daily[day] = self.daily.get(day, ZERO) + pnl
+        self._daily_cache = None
 
     @property
     def win_rate(self) -> float:
@@ -94,7 +96,12 @@ class TradingStats:
         now = now or self.now
         if now is None:
             return ZERO
-        return self.daily.get(self.day_of(now), ZERO)
+        cached = self._daily_cache
+        if cached is not None and cached[0] == now:
+            return cached[1]
+        value = self.daily.get(self.day_of(now), ZERO)
+        self._daily_cache = (now, value)
+        return value
 
     def snapshot(self, now: datetime) -> MetricSnapshot:
         return MetricSnapshot(

@@ -132,14 +132,31 @@ class Blocked:
     reason: str
 
 
-@dataclass
 class PortfolioView:
-    """What the strategy needs to know about the book of positions (the engine keeps it up to date)."""
+    """What the strategy needs to know about the book of positions (the engine keeps it up to date).
 
-    open_positions: Mapping[str, Position]
-    open_notional_krw: Decimal
-    last_entry: Mapping[str, datetime]
-    daily_realized_krw: Decimal
+    ``open_notional_krw`` (KRW value of the open positions' domestic legs at entry) is computed on first use.
+    """
+
+    __slots__ = ("_notional", "daily_realized_krw", "last_entry", "open_positions")
+
+    def __init__(
+        self,
+        open_positions: Mapping[str, Position],
+        open_notional_krw: Decimal | None,
+        last_entry: Mapping[str, datetime],
+        daily_realized_krw: Decimal,
+    ) -> None:
+        self.open_positions = open_positions
+        self._notional = open_notional_krw
+        self.last_entry = last_entry
+        self.daily_realized_krw = daily_realized_krw
+
+    @property
+    def open_notional_krw(self) -> Decimal:
+        if self._notional is None:
+            self._notional = sum((p.qty * p.entry_domestic_price for p in self.open_positions.values()), ZERO)
+        return self._notional
 
 
 class Strategy:
