@@ -135,7 +135,10 @@ def from_row(cls: type[R], row: Mapping[str, str | None]) -> R:
             if optional:
                 kwargs[name] = None
                 continue
-            if has_default and text is None:
+            if parse is str and text == "":
+                kwargs[name] = ""
+                continue
+            if has_default:
                 continue
             raise RowError(f"column {name!r} is empty")
         try:

@@ -86,3 +86,16 @@ def test_load_positions_last_row_wins_across_restart(tmp_path: Path) -> None:
     s.log_position_close(closed(replace(b)))
     assert s.load_positions() == []
     s.close()
+
+
+def test_defaulted_empty_text_fields_round_trip(tmp_path: Path) -> None:
+    from decimal import Decimal
+
+    from arbframe import Order, OrderType, Side
+
+    order = Order(id=new_id(), ts=T0, exchange="upbit", symbol="BTC", side=Side.BUY,
+                  order_type=OrderType.MARKET, qty=Decimal("0.5"))
+    s = CsvStorage({"data_dir": str(tmp_path)})
+    s.log_order(order)
+    s.close()
+    assert [r for _, r in read_csv_table(tmp_path / "orders.csv", Order)] == [order]
