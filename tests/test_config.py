@@ -110,7 +110,7 @@ def test_unknown_backend_lists_installed_and_distribution(tmp_path: Path) -> Non
 
 
 def test_missing_config_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="config file not found: .*nope.yml"):
+    with pytest.raises(ConfigError, match=r"config file not found: .*nope\.yml"):
         load_config([str(tmp_path / "nope.yml")])
 
 

@@ -67,7 +67,8 @@ def test_broken_plugin_is_reported_and_kernel_survives(run_cli, fake_dist) -> No
 
 
 def test_selected_broken_driver_stops_with_a_clear_message(run_cli, fake_dist, tmp_path) -> None:
-    site = fake_dist("arbframe-storage-broken", {"arbframe.storage": {"broken": "broken_mod:X"}}, {"broken_mod": BROKEN})
+    site = fake_dist("arbframe-storage-broken", {"arbframe.storage": {"broken": "broken_mod:X"}},
+                     {"broken_mod": BROKEN})
     cfg = tmp_path / "c.yml"
     cfg.write_text("storage: {backend: broken}\n")
     result = run_cli("config", "validate", "--config", str(cfg), pythonpath=site)
