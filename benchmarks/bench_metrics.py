@@ -5,6 +5,8 @@ event loop that also runs the metrics server, as ``arbframe run`` does. A load g
 (keep-alive HTTP clients, a bounded number of connections, optionally rate-capped) scrapes ``/metrics`` while
 the engine runs. Reported: /metrics requests per second and latency percentiles, and the engine's tick latency
 (one loop iteration: gather books + FX, ``Engine.process``, storage flush) with and without the load.
+Scenarios run interleaved, in several rounds, against the default server (on the loop, 1 s render cache, sliced
+rendering), the same without the cache, and the server on its own thread; the target is judged on the default.
 
 Target (issue 8): scraping adds under 1 ms to the tick p99.
 
@@ -190,6 +192,7 @@ async def run_phase(service, name: str, seconds: float, load: tuple[str, float, 
     return phase
 
 
+DEFAULT_MODE = "on loop, cache 1 s"  # MetricsServer's defaults, what `arbframe run` starts
 SCENARIOS = [
     # label, server options (None = no server load), load rate (None = no load, 0 = unbounded)
     ("no load", None, None),
@@ -275,12 +278,12 @@ def main() -> int:
     print()
     print(header)
     print("-" * len(header))
-    worst = {"wall": 0.0, "cpu": 0.0}
+    worst = {"wall": float("-inf"), "cpu": float("-inf")}
     for phase, mode in results:
         p99 = pct(phase.ticks, 99)
         cpu_p99 = pct(phase.ticks_on_cpu, 99)
         delta = (cpu_p99 - base_cpu_p99) * 1000
-        if phase.requests and "unbounded" not in phase.name and "no cache" not in phase.name:
+        if phase.requests and mode == DEFAULT_MODE and "unbounded" not in phase.name:
             worst["wall"] = max(worst["wall"], (p99 - base_p99) * 1000)
             worst["cpu"] = max(worst["cpu"], delta)
         reqs = len(phase.requests) / phase.seconds if phase.requests else 0.0
@@ -291,7 +294,7 @@ def main() -> int:
     print()
     print("tick = one loop iteration (books + FX, Engine.process, storage flush); p99* = tick p99 without the time "
           "the\nloop's thread waited for a CPU taken by other processes (Linux schedstat; equals p99 elsewhere).")
-    print(f"target: bounded scraping (cached server, either mode) adds < 1 ms to tick p99 -> worst added "
+    print(f"target: bounded scraping of the default server ({DEFAULT_MODE}) adds < 1 ms to tick p99 -> added "
           f"{worst['cpu']:+.3f} ms (p99*), {worst['wall']:+.3f} ms (wall): "
           f"{'met' if worst['cpu'] < 1.0 else 'NOT met'}")
     return 0

@@ -235,7 +235,7 @@ async def test_start_from_config_disabled_enabled_and_port_taken(caplog: pytest.
     assert await start_from_config({"metrics_server": {"enabled": False, "port": 0}}, registry) is None
 
     server = await start_from_config({"metrics_server": {"enabled": True, "port": 0}}, registry)
-    assert server is not None and server.host == "127.0.0.1" and server.own_thread
+    assert server is not None and server.host == "127.0.0.1" and not server.own_thread
     try:
         status, _, _ = await _get(f"{server.url}/metrics")
         assert status == 200
@@ -272,3 +272,33 @@ async def test_health_provider_for_a_kernel_serves_the_health_report(tmp_path) -
     finally:
         storage.close()
         kernel.close()
+
+
+async def test_sliced_rendering_gives_the_same_bytes_and_yields() -> None:
+    from arbframe.instruments import ExchangeMetrics
+    from arbframe.metrics import TradingMetrics
+    from arbframe.metrics_server import render_metrics_async
+
+    registry = CollectorRegistry()
+    trading = TradingMetrics.get(registry)
+    trading.tick_seconds.observe(0.002)
+    trading.premium.labels(symbol="BTC", direction="kimchi").set(0.03)
+    m = ExchangeMetrics.get(registry)
+    for venue in ("upbit", "binance"):
+        m.requests.labels(venue, "/book", "200").inc()
+        m.request_seconds.labels(venue, "/book").observe(0.01)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.ensure_future(ticker())
+    await asyncio.sleep(0)
+    before = ticks
+    body = await render_metrics_async(registry, slice_seconds=0)  # yield after every family
+    task.cancel()
+    assert body == render_metrics(registry)
+    assert ticks - before > 10  # the loop ran other work between families
