@@ -404,11 +404,14 @@ class UpbitExchange(Exchange):
             return book
         return await self.rest_order_book(symbol, depth)
 
-    def stream_order_books(self, symbols: list[str], depth: int = 15) -> AsyncIterator[OrderBook] | None:
+    def stream_order_books(self, symbols: list[str], depth: int = 15, *,
+                           conflate: bool = True) -> AsyncIterator[OrderBook] | None:
+        """Books from the WebSocket. ``conflate`` (default): the newest book per symbol, superseded ones skipped
+        when the consumer is slower than the stream; ``conflate=False``: every book in order (bounded buffer)."""
         if self.mock:
             return None
         stream = self._ensure_stream(symbols, depth)
-        return stream.books({s.upper() for s in symbols}, depth)
+        return stream.books({s.upper() for s in symbols}, depth, conflate=conflate)
 
     def stream_tickers(self, symbols: list[str]) -> AsyncIterator[tuple[str, Decimal, Any]] | None:
         """Last-trade ticks ``(symbol, price, ts)`` from the WebSocket ``ticker`` type."""

@@ -20,6 +20,7 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from decimal import Decimal
+from operator import attrgetter
 from typing import Any
 
 from arbframe import OrderBook
@@ -33,6 +34,42 @@ log = logging.getLogger("arbframe.upbit.ws")
 
 _QUEUE_SIZE = 1024
 _STOP = object()
+_symbol_of = attrgetter("symbol")
+
+
+class _Latest:
+    """A conflating mailbox: the newest item per symbol. A consumer that falls behind skips superseded books
+    instead of working through a stale backlog (and superseded books are freed at once)."""
+
+    __slots__ = ("items", "key", "waiter")
+
+    def __init__(self, key: Any) -> None:
+        self.items: dict[str, Any] = {}
+        self.key = key
+        self.waiter: asyncio.Future | None = None
+
+    def put(self, item: Any) -> None:
+        self.items[self.key(item) if item is not _STOP else ""] = item
+        waiter = self.waiter
+        if waiter is not None:
+            self.waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def take(self) -> Any:
+        items = self.items
+        if "" in items:
+            return items.pop("")
+        return items.pop(next(iter(items)))
+
+    async def wait(self) -> None:
+        while not self.items:
+            waiter = self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await waiter
+            finally:
+                if self.waiter is waiter:
+                    self.waiter = None
 
 
 class _Channel:
@@ -44,6 +81,9 @@ class _Channel:
     def __init__(self, size: int = _QUEUE_SIZE) -> None:
         self.items: deque = deque(maxlen=size)
         self.waiter: asyncio.Future | None = None
+
+    def take(self) -> Any:
+        return self.items.popleft()
 
     def put(self, item: Any) -> None:
         self.items.append(item)
@@ -81,7 +121,7 @@ class UpbitStream:
         self.symbols: set[str] = set()
         self._latest: dict[str, tuple[OrderBook, int]] = {}
         self._tickers: dict[str, tuple[Decimal, Any]] = {}
-        self._book_queues: list[_Channel] = []
+        self._book_queues: list[_Channel | _Latest] = []
         self._ticker_queues: list[_Channel] = []
         self._task: asyncio.Task | None = None
         self._ws: Any = None
@@ -91,6 +131,7 @@ class UpbitStream:
         self.connected = False
         self.reconnects = 0
         self.messages = 0
+        self.books_built = 0  # orderbook messages turned into OrderBooks
         self.errors: list[str] = []
         self.last_message = 0.0  # time.monotonic() of the last message of any kind
         self.connected_event: asyncio.Event | None = None
@@ -166,20 +207,25 @@ class UpbitStream:
     def last_price(self, symbol: str) -> tuple[Decimal, Any] | None:
         return self._tickers.get(symbol)
 
-    async def books(self, symbols: set[str] | None = None, depth: int | None = None) -> AsyncIterator[OrderBook]:
-        """Every book received for ``symbols`` (all when None), trimmed to ``depth``; ends when stopped. A
-        consumer more than 1024 books behind loses the oldest ones."""
+    async def books(self, symbols: set[str] | None = None, depth: int | None = None, *,
+                    conflate: bool = True) -> AsyncIterator[OrderBook]:
+        """Books received for ``symbols`` (all when None), trimmed to ``depth``; ends when stopped.
+
+        ``conflate`` (default): a consumer gets the newest book of each symbol; when it falls behind, superseded
+        books are skipped (every message is still parsed into a book, see :meth:`latest`). ``conflate=False``:
+        every book, in order, through a 1024-book buffer that drops its oldest when full."""
         if depth is not None:
             self.subscribe(symbols or (), depth)
         self.start()
-        channel = _Channel()
+        channel: _Latest | _Channel = _Latest(_symbol_of) if conflate else _Channel()
         items = channel.items
+        take = channel.take
         self._book_queues.append(channel)
         try:
             while True:
                 if not items:
                     await channel.wait()
-                book = items.popleft()
+                book = take()
                 if book is _STOP:
                     return
                 if symbols is not None and book.symbol not in symbols:
@@ -200,7 +246,7 @@ class UpbitStream:
             while True:
                 if not items:
                     await channel.wait()
-                item = items.popleft()
+                item = channel.take()
                 if item is _STOP:
                     return
                 if symbols is None or item[0] in symbols:
@@ -262,6 +308,7 @@ class UpbitStream:
                 return
         kind, value = parsed
         if kind == "orderbook":
+            self.books_built += 1
             self._latest[value.symbol] = (value, self._conn_id)
             if self.observer is not None:
                 self.observer.ws_age(max(0.0, time.time() - value.ts.timestamp()))
