@@ -265,6 +265,7 @@ class BinanceExchange(Exchange):
         self._sim_account: Any = None
         self._last_books: dict[str, OrderBook] = {}
         self._client_ids: set[str] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self._ban: BinanceBanned | None = None
         self._closed = False
         self._announce()
@@ -492,7 +493,7 @@ class BinanceExchange(Exchange):
                                           weight=depth_weight(limit))
             try:
                 book = depth_to_book(data, symbol, utc_now(), depth=depth, exchange=self.name)
-            except (KeyError, TypeError, IndexError, ArithmeticError) as exc:
+            except (KeyError, TypeError, IndexError, ValueError, ArithmeticError) as exc:
                 raise BinanceParseError(f"binance /api/v3/depth: unexpected answer ({exc})",
                                         endpoint="/api/v3/depth") from exc
         self._last_books[symbol] = book
@@ -520,24 +521,15 @@ class BinanceExchange(Exchange):
         """Every new book of ``symbols`` from the WebSocket (REST-polled while it is down); None in mock mode."""
         if self.mock:
             return None
-        return self._iter_stream([s.upper() for s in symbols], depth)
-
-    async def _iter_stream(self, symbols: list[str], depth: int) -> AsyncIterator[OrderBook]:
-        await self._ensure_rules_for(symbols)
-        stream = self._ensure_stream(symbols, depth)
-        wanted = set(symbols)
-        async for book in stream.books():
-            if book.symbol not in wanted:
-                continue
-            if len(book.bids) > depth or len(book.asks) > depth:
-                book = OrderBook(book.exchange, book.symbol, book.bids[:depth], book.asks[:depth], book.ts,
-                                 book.simulated)
-            self._last_books[book.symbol] = book
-            yield book
-
-    async def _ensure_rules_for(self, symbols: list[str]) -> None:
-        for s in symbols:
-            await self._ensure_rules_quietly(s)
+        wanted = [s.upper() for s in symbols]
+        stream = self._ensure_stream(wanted, depth)
+        loop = asyncio.get_running_loop()
+        for s in wanted:  # rules (market_rules) load in the background; the stream does not wait for them
+            if self.market_of(s) not in self.rules:
+                task = loop.create_task(self._ensure_rules_quietly(s))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+        return stream.books(set(wanted), depth, self._last_books.__setitem__)
 
     @property
     def stream(self) -> BookStream | None:

@@ -128,6 +128,7 @@ class FakeBinance:
         self._runner: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.flood_messages = 0  # >0: each new connection first receives this many book messages back to back
+        self._flood_cache: dict[tuple[Any, ...], list[list[list[str]]]] = {}
 
     # ------------------------------------------------------------------ books
     def _make_book(self, market: str) -> dict[str, Any]:
@@ -751,21 +752,43 @@ class FakeBinance:
             conn.closed_at = time.monotonic()
         return ws
 
+    FLOOD_SNAPSHOTS = 500
+
+    def _flood_templates(self, streams: tuple[str, ...], combined: bool) -> list[list[str]]:
+        """``FLOOD_SNAPSHOTS`` successive snapshots per stream (the book evolving as :meth:`tick` moves it),
+        serialized once with a hole for the update id; cached, so every client gets the same sequence."""
+        key = (streams, combined)
+        cached = self._flood_cache.get(key)
+        if cached is not None:
+            return cached
+        per_stream = []
+        for stream in streams:
+            market = stream.partition("@")[0].upper()
+            seq = []
+            for _ in range(self.FLOOD_SNAPSHOTS):
+                if market in self.books:
+                    self.tick(market)
+                payload = self.stream_payload(stream)
+                if payload is None:
+                    break
+                payload["u" if "u" in payload else "lastUpdateId"] = -424242
+                body = {"stream": stream, "data": payload} if combined else payload
+                seq.append(json.dumps(body).split("-424242"))
+            if seq:
+                per_stream.append(seq)
+        self._flood_cache[key] = per_stream
+        return per_stream
+
     async def _flood(self, conn: WsConn) -> None:
-        """Benchmarks: ``flood_messages`` book messages back to back (update ids increasing), then ``floodEnd``."""
-        templates = []
-        for stream in conn.streams:
-            payload = self.stream_payload(stream)
-            if payload is None:
-                continue
-            key = "u" if "u" in payload else "lastUpdateId"
-            payload[key] = -424242
-            body = {"stream": stream, "data": payload} if conn.combined else payload
-            templates.append(json.dumps(body).split("-424242"))
-        base = self.books[next(iter(self.books))]["id"] + 1
+        """Benchmarks: ``flood_messages`` book messages back to back, streams interleaved, each stream cycling
+        through evolving snapshots with increasing update ids; then ``{"e": "floodEnd"}``."""
+        per_stream = self._flood_templates(tuple(conn.streams), conn.combined)
+        base = 10**9
         send = conn.ws.send_str
+        n_streams = len(per_stream)
         for i in range(self.flood_messages):
-            head, tail = templates[i % len(templates)]
+            seq = per_stream[i % n_streams]
+            head, tail = seq[(i // n_streams) % len(seq)]
             await send(f"{head}{base + i}{tail}")
             conn.sent += 1
         await send(json.dumps({"e": "floodEnd"}))

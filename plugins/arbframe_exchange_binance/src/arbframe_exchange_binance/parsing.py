@@ -27,9 +27,11 @@ _set = object.__setattr__
 
 #: Interned levels: consecutive snapshots of a book repeat most of their ``[price, qty]`` rows (a partial depth
 #: stream resends all 20 levels every 100 ms), and BookLevel/Decimal are immutable, so a row seen before is
-#: served from here instead of being parsed again. Bounded: cleared when it reaches ``_CACHE_MAX`` entries.
-_LEVELS: dict[tuple[str, ...], BookLevel] = {}
+#: served from here instead of being parsed again: price string -> {qty string -> BookLevel}. Bounded: cleared
+#: when it holds ``_CACHE_MAX`` levels.
+_BY_PRICE: dict[str, dict[str, BookLevel]] = {}
 _CACHE_MAX = 50_000
+_cached = 0
 
 
 def _level(price: str, qty: str) -> BookLevel:
@@ -40,13 +42,17 @@ def _level(price: str, qty: str) -> BookLevel:
     return lvl
 
 
-def _miss(key: tuple[str, ...]) -> BookLevel:
-    if len(_LEVELS) >= _CACHE_MAX:
-        _LEVELS.clear()
-    lvl = _new(BookLevel)
-    _set(lvl, "price", _D(key[0]))
-    _set(lvl, "qty", _D(key[1]))
-    _LEVELS[key] = lvl
+def _miss(price: str, qty: str) -> BookLevel:
+    global _cached
+    if _cached >= _CACHE_MAX:
+        _BY_PRICE.clear()
+        _cached = 0
+    lvl = _level(price, qty)
+    by_qty = _BY_PRICE.get(price)
+    if by_qty is None:
+        by_qty = _BY_PRICE[price] = {}
+    by_qty[qty] = lvl
+    _cached += 1
     return lvl
 
 
@@ -54,16 +60,24 @@ def levels(rows: Sequence[Sequence[str]], depth: int | None = None) -> tuple[Boo
     """``[["price", "qty"], ...]`` -> BookLevels (exact decimals), keeping at most ``depth`` rows."""
     if depth is not None and len(rows) > depth:
         rows = rows[:depth]
-    keys = list(map(tuple, rows))
-    try:
-        return tuple(map(_LEVELS.__getitem__, keys))  # every row seen before: no Python-level loop at all
-    except KeyError:
-        get = _LEVELS.get
-        return tuple([get(k) or _miss(k) for k in keys])
+    get = _BY_PRICE.get
+    out = []
+    append = out.append
+    for price, qty in rows:  # Binance rows are exactly [price, qty]; anything else raises ValueError
+        by_qty = get(price)
+        if by_qty is not None:
+            lvl = by_qty.get(qty)
+            if lvl is not None:
+                append(lvl)
+                continue
+        append(_miss(price, qty))
+    return tuple(out)
 
 
 def clear_level_cache() -> None:
-    _LEVELS.clear()
+    global _cached
+    _BY_PRICE.clear()
+    _cached = 0
 
 
 def utc_now() -> datetime:

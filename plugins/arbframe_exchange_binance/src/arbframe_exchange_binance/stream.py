@@ -34,9 +34,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from arbframe import OrderBook
-from arbframe_exchange_binance.parsing import book_ticker_to_book, depth_to_book, utc_now
+from arbframe_exchange_binance.parsing import book_ticker_to_book, levels, utc_now
 
 log = logging.getLogger("arbframe.binance.stream")
+_loads = json.loads
 
 PARTIAL_DEPTHS = (5, 10, 20)
 
@@ -186,21 +187,32 @@ class BookStream:
             self.metrics.ws_message_age_seconds.labels(self.exchange).set(age)
         return entry[0]
 
-    async def books(self) -> AsyncIterator[OrderBook]:
+    async def books(self, symbols: set[str] | None = None, depth: int | None = None,
+                    on_book: Callable[[str, OrderBook], None] | None = None) -> AsyncIterator[OrderBook]:
         """Every new book (stream or REST fallback) as it arrives; starts the stream if needed.
 
-        Each consumer has its own bounded buffer (the oldest books are dropped when it falls ``queue_size``
-        behind: consumers want the freshest state) and is woken by one future, cheaper than an asyncio.Queue.
+        ``symbols`` filters, ``depth`` trims, ``on_book(symbol, book)`` sees each book yielded. Each consumer has
+        its own bounded buffer (the oldest books are dropped when it falls ``queue_size`` behind: consumers want
+        the freshest state) and is woken by one future, cheaper than an asyncio.Queue.
         """
         sub = _Subscriber(self.s.queue_size)
         self._subs.append(sub)
         self.start()
         loop = asyncio.get_running_loop()
         buf = sub.buf
+        popleft = buf.popleft
         try:
             while True:
                 while buf:
-                    yield buf.popleft()
+                    book = popleft()
+                    if symbols is not None and book.symbol not in symbols:
+                        continue
+                    if depth is not None and (len(book.bids) > depth or len(book.asks) > depth):
+                        book = OrderBook(book.exchange, book.symbol, book.bids[:depth], book.asks[:depth],
+                                         book.ts, book.simulated)
+                    if on_book is not None:
+                        on_book(book.symbol, book)
+                    yield book
                 if self._stopping:
                     return
                 sub.waiter = loop.create_future()
@@ -348,12 +360,15 @@ class BookStream:
                 now = seen[0] = monotonic()
                 if msg.type is TEXT:
                     if handle(msg.data):
-                        got_any = True
                         self.last_message = now
-                        if not self.connected:
+                        if not got_any:
+                            got_any = True
+                            if not self.connected:
+                                self._came_up()
+                            if first is not None:
+                                first.set()
+                        elif not self.connected:
                             self._came_up()
-                        if first is not None and not first.is_set():
-                            first.set()
                 elif msg.type in ENDS:
                     return got_any
         finally:
@@ -375,45 +390,49 @@ class BookStream:
     def _handle(self, text: str) -> bool:
         """Apply one text frame; True if it carried market data."""
         try:
-            msg = json.loads(text)
+            msg = _loads(text)
         except ValueError:
             log.warning("binance: unparseable stream message %.80r", text)
             return False
-        if not isinstance(msg, dict):
+        if type(msg) is not dict:
             return False
         if "stream" in msg and "data" in msg:
             target = self.streams.get(msg["stream"])
             payload = msg["data"]
+            if type(payload) is not dict:
+                return False
         else:
             target = self._single
             payload = msg
-        if not isinstance(payload, dict):
-            return False
-        if payload.get("e") == "serverShutdown":
-            log.warning("binance: serverShutdown announced; rolling over to a new connection")
-            self._request_roll()
-            return False
-        if target is None or "result" in payload:
+        if target is None or ("lastUpdateId" not in payload and "u" not in payload):
+            if payload.get("e") == "serverShutdown":
+                log.warning("binance: serverShutdown announced; rolling over to a new connection")
+                self._request_roll()
             return False
         symbol, kind = target
+        ids = self._ids
         try:
-            if kind == "ticker":
-                uid = int(payload["u"])
-                prev = self._ids.get(symbol)
+            if kind == "depth":
+                uid = payload["lastUpdateId"]
+                prev = ids.get(symbol)
+                if prev is not None and uid <= prev:
+                    return True
+                depth = self.depth
+                book = OrderBook(self.exchange, symbol, levels(payload["bids"], depth),
+                                 levels(payload["asks"], depth), utc_now(), False)
+            else:
+                uid = payload["u"]
+                prev = ids.get(symbol)
                 if prev is not None and uid <= prev:
                     return True
                 book = book_ticker_to_book(payload, symbol, utc_now(), exchange=self.exchange)
-            else:
-                uid = int(payload["lastUpdateId"])
-                prev = self._ids.get(symbol)
-                if prev is not None and uid <= prev:
-                    return True
-                book = depth_to_book(payload, symbol, utc_now(), depth=self.depth, exchange=self.exchange)
-        except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            if type(uid) is not int:
+                uid = int(uid)
+        except (KeyError, TypeError, ValueError, IndexError, ArithmeticError) as exc:
             log.warning("binance: malformed %s payload for %s: %s", kind, symbol, exc)
             return False
-        self._ids[symbol] = uid
-        if self.metrics is not None and "E" in payload:
+        ids[symbol] = uid
+        if "E" in payload and self.metrics is not None:
             self.metrics.ws_message_age_seconds.labels(self.exchange).set(
                 max(0.0, self.server_time() - payload["E"] / 1000.0))
         self._publish(symbol, book, "ws")
