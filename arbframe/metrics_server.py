@@ -14,8 +14,9 @@ service's event loop, where the tick's synchronous engine code is never interrup
   by family in slices of about 0.2 ms that yield to the loop, so a tick waiting on the loop is never held up by
   a whole rendering;
 * the health report is cached for ``health_cache_seconds`` and bounded by ``health_timeout_seconds``;
-* ``own_thread=True`` runs the server on its own loop in a daemon thread instead; it measured worse (the
-  rendering then holds the GIL against the tick), so it is off by default.
+* ``own_thread=True`` runs the server on its own loop in a daemon thread instead; it measured no better overall
+  (the rendering then competes with the tick for the GIL) and hides a stuck loop from Prometheus' ``up``, so it
+  is off by default.
 
 aiohttp is imported only when a server starts (``pip install arbframe[server]``): importing this module is
 cheap.
