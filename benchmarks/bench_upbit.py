@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-WS_MESSAGES = 15000
+WS_MESSAGES = 12000
 PARSE_PAYLOADS = 200
 PARSE_ROUNDS = 10
 REST_CALLS = 1000
@@ -35,8 +35,8 @@ REPEATS = 5
 
 def start_server() -> tuple[subprocess.Popen, str, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "arbframe_exchange_upbit.fake_server", "--port", "0", "--ws-burst", str(WS_MESSAGES + 5000),
-         "--ws-interval", "3600", "--no-limits"],
+        [sys.executable, "-m", "arbframe_exchange_upbit.fake_server", "--port", "0",
+         "--ws-burst", str(WS_MESSAGES + 5000), "--ws-interval", "3600", "--no-limits"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     line = proc.stdout.readline()
     match = re.search(r"BASE_URL=(\S+) WS_URL=(\S+)", line)
@@ -47,14 +47,14 @@ def start_server() -> tuple[subprocess.Popen, str, str]:
 
 
 # ------------------------------------------------------------------------------------------- websocket
-async def ws_connector(ws_url: str, n: int) -> tuple[float, float]:
+async def ws_connector(ws_url: str, n: int, conflate: bool = True) -> tuple[float, float]:
     """Orderbook messages turned into OrderBooks per second while a ``books()`` consumer takes them (conflating:
     the consumer gets the newest book; every message is parsed into an OrderBook by the stream)."""
     from arbframe_exchange_upbit.ws import UpbitStream
 
     stream = UpbitStream(url=ws_url, fmt="SIMPLE", depth=15, silence_timeout=30)
     stream.subscribe(["BTC"])
-    agen = stream.books({"BTC"})
+    agen = stream.books({"BTC"}, conflate=conflate)
     first = started = cpu = 0.0
     async for _book in agen:
         if not first:
@@ -194,10 +194,12 @@ async def rest_bare(base_url: str, n: int) -> tuple[float, float]:
 
 # ------------------------------------------------------------------------------------------------ main
 async def run_network(base_url: str, ws_url: str) -> dict[str, list[tuple[float, float]]]:
-    results: dict[str, list[tuple[float, float]]] = {"ws_conn": [], "ws_bare": [], "rest_conn": [], "rest_bare": []}
+    results: dict[str, list[tuple[float, float]]] = {"ws_conn": [], "ws_bare": [], "ws_every": [], "rest_conn": [],
+                                                     "rest_bare": []}
     for _ in range(REPEATS):  # interleaved, best of REPEATS each
         results["ws_bare"].append(await ws_bare(ws_url, WS_MESSAGES))
         results["ws_conn"].append(await ws_connector(ws_url, WS_MESSAGES))
+        results["ws_every"].append(await ws_connector(ws_url, WS_MESSAGES, conflate=False))
         results["rest_bare"].append(await rest_bare(base_url, REST_CALLS))
         results["rest_conn"].append(await rest_connector(base_url, REST_CALLS))
     return results
@@ -230,6 +232,7 @@ def main() -> int:
     best.update({k: (min(r[0] for r in v), min(r[1] for r in v)) for k, v in net.items() if k.startswith("rest")})
     ws_wall = best["ws_conn"][0] / best["ws_bare"][0]
     ws_cpu = best["ws_conn"][1] / best["ws_bare"][1]
+    ws_every = best["ws_every"][1] / best["ws_bare"][1]
     rest_wall_ms = (best["rest_conn"][0] - best["rest_bare"][0]) * 1000
     rest_cpu_ms = (best["rest_conn"][1] - best["rest_bare"][1]) * 1000
     rows = [
@@ -237,6 +240,8 @@ def main() -> int:
          f"{best['ws_bare'][0]:,.0f}", f"{ws_wall:.2f}x", ">= 0.50x", _verdict(ws_wall >= 0.5)),
         ("WS orderbook msgs per client CPU-s", f"{best['ws_conn'][1]:,.0f}", "bare recv+json.loads",
          f"{best['ws_bare'][1]:,.0f}", f"{ws_cpu:.2f}x", ">= 0.50x", _verdict(ws_cpu >= 0.5)),
+        ("  same, consumer takes every book (no conflation)", f"{best['ws_every'][1]:,.0f}", "bare recv+json.loads",
+         f"{best['ws_bare'][1]:,.0f}", f"{ws_every:.2f}x", "(info)", "-"),
     ]
     if theirs is not None:
         rows += [

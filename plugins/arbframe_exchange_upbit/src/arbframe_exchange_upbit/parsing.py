@@ -8,6 +8,7 @@ SIMPLE one (``obu``, ``ap``...); both are parsed.
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
@@ -36,7 +37,10 @@ __all__ = [
 QUOTE = "KRW"
 _UTC = timezone.utc
 _ZERO = Decimal(0)
-_decoder = json.JSONDecoder(parse_float=Decimal, parse_int=Decimal)
+#: JSON numbers -> Decimal through a bounded C-level LRU keyed by the number's text: consecutive books repeat most
+#: prices and sizes, so a lookup usually replaces a conversion (Decimals are immutable, sharing them is safe).
+_decimal_of_text = functools.lru_cache(maxsize=8192)(Decimal)
+_decoder = json.JSONDecoder(parse_float=_decimal_of_text, parse_int=Decimal)
 _decode = _decoder.decode
 _scan = _decoder.scan_once
 _WS_COUNTS = (1, 5, 15, 30)
