@@ -1,9 +1,9 @@
 """Upbit JSON -> kernel models, with exact decimals.
 
 Upbit writes prices and sizes as JSON numbers in market data (REST and WebSocket) and as strings in private
-data (accounts, orders). Bodies are decoded with ``parse_float=Decimal`` so no value ever passes through a
-binary float. WebSocket messages come in the DEFAULT format (``orderbook_units``, ``ask_price``...) or the
-SIMPLE one (``obu``, ``ap``...); both are parsed.
+data (accounts, orders). Bodies are decoded with every JSON number turned into a Decimal straight from its
+text, so no value ever passes through a binary float. WebSocket messages come in the DEFAULT format
+(``orderbook_units``, ``ask_price``...) or the SIMPLE one (``obu``, ``ap``...); both are parsed.
 """
 
 from __future__ import annotations
@@ -200,7 +200,6 @@ book_from_units = _make_builder()
 book_from_units.__doc__ = """Build an OrderBook from Upbit's paired units (each unit holds one ask and one bid level):
 ``book_from_units(exchange, symbol, units, ts, depth, ask_price_key, ask_size_key, bid_price_key,
 bid_size_key, simulated=False)``. Levels with a zero size are dropped; each side is best first."""
-_D = Decimal
 
 
 def parse_rest_orderbook(item: dict, exchange: str, depth: int) -> OrderBook:
