@@ -206,3 +206,14 @@ def test_rounding_buys_up_sells_down_on_the_band_grid() -> None:
     assert ex.round_qty("BTC", D("0.123456789")) == D("0.12345678")
     rules = ex.market_rules("BTC")
     assert rules.min_notional == D(5000) and rules.tick_size is None and rules.step_size == D("0.00000001")
+
+
+def test_numbers_stay_exact_beyond_float_precision() -> None:
+    raw = b'[{"market":"KRW-XRP","timestamp":1764028800000,"orderbook_units":[{"ask_price":3101.0,' \
+          b'"bid_price":3100,"ask_size":123456789.12345678,"bid_size":0.10000000000000000555}]}]'
+    book = parse_rest_orderbook(loads(raw)[0], "upbit", 15)
+    assert book.asks[0].qty == D("123456789.12345678")  # 17 significant digits: a float would round it
+    assert book.bids[0].qty == D("0.10000000000000000555")
+    assert book.bids[0].price == D(3100) and type(book.bids[0].price) is Decimal
+    again = parse_rest_orderbook(loads(raw)[0], "upbit", 15)  # the decimal cache returns equal values
+    assert again == book

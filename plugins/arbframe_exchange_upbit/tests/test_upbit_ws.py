@@ -144,3 +144,20 @@ async def test_symbols_added_together_are_one_new_request(make_upbit, fake) -> N
     assert sorted(s for s, _ in fake.ws_requests[-1]["orderbook"]) == ["BTC", "ETH", "USDT", "XRP"]
     books = await _take(ex.stream_order_books(["USDT"]), 2)
     assert all(b.symbol == "USDT" for b in books)
+
+
+async def test_every_book_mode_and_conflation(make_upbit, fake) -> None:
+    ex = await make_upbit()
+    every = ex.stream_order_books(["BTC"], depth=5, conflate=False)
+    books = await _take(every, 5)
+    stamps = [b.ts for b in books]
+    assert stamps == sorted(stamps)
+    await every.aclose()
+    # a slow consumer of the conflating stream skips superseded books and gets the newest one
+    latest = ex.stream_order_books(["BTC"], depth=5)
+    first = await _take(latest, 1)
+    await asyncio.sleep(0.2)  # ~20 updates arrive meanwhile
+    built = ex.stream.books_built
+    newest = (await _take(latest, 1))[0]
+    assert newest.ts > first[0].ts and ex.stream.books_built >= built
+    await latest.aclose()
