@@ -150,3 +150,9 @@ async def test_mock_mode_uses_the_simulated_market(make_upbit, fake, caplog, con
     assert fake.requests == []
     result = await ex.health_probe()
     assert result.status.value == "OK" and "mock" in result.message
+
+
+async def test_simulated_account_starts_from_the_paper_wallet(make_upbit, context_factory) -> None:
+    ctx = context_factory("paper", False, {"paper": {"balances": {"upbit": {"KRW": 1234567, "ETH": 2}}}})
+    ex = await make_upbit(context=ctx)
+    assert await ex.fetch_balances() == {"KRW": D(1234567), "ETH": D(2)}

@@ -193,7 +193,8 @@ class UpbitExchange(Exchange):
                 "price_units": {**table, "description": "KRW price-unit table [[lower_bound, unit], ...]"},
                 "price_unit_overrides": {"type": ["object", "null"], "additionalProperties": table},
                 "simulated_balances": {"type": "object", "additionalProperties": {"type": ["number", "string"]},
-                                       "description": "wallet of the simulated account (no keys / not live)"},
+                                       "description": "wallet of the simulated account (no keys / not live); "
+                                                      "default: paper.balances.upbit"},
                 "health_timeout_seconds": {**num, "default": 3.0},
                 "order_lookup_attempts": {"type": "integer", "minimum": 1, "default": 3,
                                           "description": "lookups by identifier after an order's answer is lost"},
@@ -204,6 +205,11 @@ class UpbitExchange(Exchange):
     # ------------------------------------------------------------------------------------------ build
     def __init__(self, section: Mapping[str, Any] | None = None, context: PluginContext | None = None) -> None:
         cfg = dict(DEFAULTS)
+        if context is not None and "simulated_balances" not in (section or {}):
+            # the simulated account starts from the paper wallet the config gives this venue, if any
+            paper = ((context.config or {}).get("paper") or {}).get("balances") or {}
+            if paper.get(self.name):
+                cfg["simulated_balances"] = dict(paper[self.name])
         cfg.update({k: v for k, v in (section or {}).items() if v is not None or k in ("api_key", "api_secret")})
         self.config = cfg
         self.context = context
