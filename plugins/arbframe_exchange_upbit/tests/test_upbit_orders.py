@@ -92,7 +92,7 @@ async def test_5xx_on_order_is_never_retried(upbit, fake) -> None:
 
 async def test_timeout_on_order_is_never_retried(make_upbit, fake) -> None:
     ex = await make_upbit(timeout_seconds=0.3, order_lookup_attempts=2)
-    fake.inject("/v1/orders", delay=0.6, times=2)
+    fake.inject("/v1/orders", delay=1.5)  # the order lands long after both lookups
     with pytest.raises(UpbitOrderNotPlaced):  # still in flight after both lookups
         await ex.place_order(limit(Side.BUY, "0.01", "140000000"))
     assert len(_posts(fake)) == 1

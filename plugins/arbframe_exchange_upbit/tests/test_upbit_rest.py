@@ -92,10 +92,10 @@ async def test_remaining_req_header_is_sent_and_followed(make_upbit, fake) -> No
         header = resp.headers["Remaining-Req"]
     assert parse_remaining_req(header)[0] == "market"
     # the server said sec=0 for the orderbook group: the limiter holds the next request back
-    assert ex.rest.limiter.delay("orderbook") > 0.5
+    assert ex.rest.limiter.delay("orderbook") > 0.3
     started = time.monotonic()
     await ex.rest_order_book("BTC")
-    assert time.monotonic() - started > 0.5
+    assert time.monotonic() - started > 0.3
     assert _sample(ex, "arbframe_exchange_rate_limit_waits_total", group="orderbook") == 1
 
 
@@ -192,7 +192,7 @@ async def test_slow_answer_times_out_and_get_is_retried(make_upbit, fake) -> Non
     fake.inject("/v1/orderbook", delay=1.0)
     book = await ex.rest_order_book("BTC")
     assert book.best_bid is not None
-    assert _sample(ex, "arbframe_exchange_requests_total", endpoint="/v1/orderbook", status="timeout") == 1
+    assert _sample(ex, "arbframe_exchange_requests_total", endpoint="/v1/orderbook", status="timeout") >= 1
     fake.inject("/v1/orderbook", delay=1.0, times=10)
     with pytest.raises(UpbitNetworkError):
         await ex.rest_order_book("BTC")
