@@ -171,18 +171,21 @@ class TradingService:
         k.notify("arbframe_startup", context=k.context)
 
     def _build_fx(self) -> Any:
+        """The configured FX source (``fx.source``) behind the FX service, in mock mode too.
+
+        Mock mode does not swap the source: ``static`` gives exactly ``fx.static_rate``; ``exchange`` (the Upbit
+        plugin) reads the simulated market's KRW-USDT book through the kernel context. The simulated market keeps
+        its own USD/KRW for pricing its books, so the gap between the two is a realistic FX error.
+        """
         from arbframe.fx import FxService
 
-        fx_cfg = self.config.get("fx") or {}
+        source = self.kernel.load_fx_source()
+        name = getattr(source, "source_name", None) or getattr(source, "name", "") or type(source).__name__
         if self.mock:
-            from arbframe.simulation import SimulatedFxSource
-
-            source: Any = SimulatedFxSource(self.market)  # type: ignore[arg-type]
-            log.info("[BOT] FX: simulated USD/KRW from the simulated market (mock mode; fx.source=%s not used)",
-                     fx_cfg.get("source", "static"))
+            log.info("[BOT] FX source: %s (mock mode: the simulated market prices its books with its own USD/KRW, "
+                     "the spreads with this rate)", name)
         else:
-            source = self.kernel.load_fx_source()
-            log.info("[BOT] FX source: %s", getattr(source, "name", type(source).__name__))
+            log.info("[BOT] FX source: %s", name)
         ttl = int((self.config.get("redis") or {}).get("health_ttl_seconds", 60))
         return FxService(source, self.cache, ttl_seconds=ttl, max_age_seconds=self.cfg.max_fx_age_seconds)
 

@@ -73,9 +73,10 @@ def test_run_once_on_defaults_writes_spreads_to_csv(workdir):
     assert {(r["symbol"], r["direction"]) for r in spreads} == {
         ("BTC", "kimchi"), ("BTC", "reverse"), ("ETH", "kimchi"), ("ETH", "reverse")}
     for r in spreads:
-        assert r["simulated"] == "true" and r["fx_source"] == "simulated" and r["fx_rate"]
+        # mock mode honours fx.source (static, 1350.0 on the defaults); the books stay simulated
+        assert r["simulated"] == "true" and r["fx_source"] == "static" and r["fx_rate"] == "1350.0"
         assert r["tether_premium"] and r["usdt_premium"]
-    assert rows(workdir / "data" / "fx_rates.csv")
+    assert [(r["rate"], r["source"]) for r in rows(workdir / "data" / "fx_rates.csv")] == [("1350.0", "static")]
 
 
 def test_sigterm_finishes_the_tick_flushes_and_exits_0(workdir):

@@ -69,3 +69,53 @@ def test_live_refusal_reasons():
     assert "live.confirm: true" in live_refusal(cfg)
     cfg["live"] = {"confirm": True}
     assert "not available in this version" in live_refusal(cfg)
+
+
+def _spreads(tmp_path) -> list[dict[str, str]]:
+    import csv
+
+    with open(tmp_path / "data" / "spreads.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_mock_mode_prices_with_the_configured_static_rate(tmp_path):
+    """Mock mode honours fx.source: static -> exactly fx.static_rate, read back through the cache; the simulated
+    market keeps its own USD/KRW for its books (a realistic FX error), and the records still say simulated."""
+    from decimal import Decimal
+
+    kernel = _kernel(tmp_path, fx={"source": "static", "static_rate": 1333.25})
+    cache_box = {}
+    original = kernel.load_cache
+
+    def load_cache():
+        cache_box["cache"] = original()
+        return cache_box["cache"]
+
+    kernel.load_cache = load_cache
+    assert asyncio.run(run_loop(kernel, RunOptions(max_iterations=2, interval=0.01))) == 0
+    rows = _spreads(tmp_path)
+    assert len(rows) == 2 * 4
+    assert {(r["fx_rate"], r["fx_source"], r["simulated"]) for r in rows} == {("1333.25", "static", "true")}
+    fx = cache_box["cache"].get_fx_rate()  # published to the cache, read back from it
+    assert fx is not None and fx.rate == Decimal("1333.25") and fx.source == "static"
+    assert kernel.registry.get_sample_value("arbitrage_fx_rate_krw") == 1333.25
+    assert kernel.registry.get_sample_value("arbitrage_simulated_data") == 1
+
+
+def test_mock_mode_exchange_source_reads_the_simulated_krw_usdt_book(tmp_path):
+    """fx.source: exchange in mock mode: the Upbit plugin's source, reading the simulated KRW-USDT mid."""
+    from decimal import Decimal
+
+    if "exchange" not in {ep.name for ep in metadata.entry_points(group="arbframe.fx")}:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the Upbit plugin's `exchange` FX source is not installed (run `make install`)")
+        pytest.skip("the Upbit plugin's `exchange` FX source is not installed (run `make install`)")
+    kernel = _kernel(tmp_path, fx={"source": "exchange", "static_rate": 1350.0})
+    assert asyncio.run(run_loop(kernel, RunOptions(max_iterations=1, interval=0.01))) == 0
+    rows = _spreads(tmp_path)
+    assert rows and {(r["fx_source"], r["simulated"]) for r in rows} == {("upbit:KRW-USDT", "true")}
+    market = kernel.context.market
+    book = market.order_book("upbit", "USDT", 1)
+    assert Decimal(rows[0]["fx_rate"]) == (book.best_bid + book.best_ask) / 2
+    # the tether premium against this rate is the KRW-USDT book against its own mid: close to zero
+    assert all(abs(Decimal(r["tether_premium"])) < Decimal("0.01") for r in rows)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -65,16 +64,15 @@ def test_scenario_4_fx_published_by_run_once_is_readable_with_redis_cli(tmp_path
     out = subprocess.run([sys.executable, "-m", "arbframe", "run", "--once", "--config", str(cfg)],
                          cwd=tmp_path, env=_env(tmp_path), capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-3000:]
-    # seed D2 §4: KEYS "arb:fx:*" then GET "arb:fx:usdkrw" -> the rate as a plain number. Mock mode prices
-    # with the simulated market's USD/KRW, which starts at fx.static_rate (1350.0) and may have moved a few
-    # hundredths by the first tick; the key holds exactly the rate the run recorded in fx_rates.csv.
+    # seed D2 §4: KEYS "arb:fx:*" then GET "arb:fx:usdkrw" -> 1350.0. Mock mode honours fx.source: static, so
+    # the key holds exactly fx.static_rate (the simulated market's own USD/KRW only prices its books), and it is
+    # the rate the run recorded in fx_rates.csv.
     assert "arb:fx:usdkrw" in redis_server.cli("KEYS", "arb:fx:*").split()
     shown = redis_server.cli("GET", "arb:fx:usdkrw")
-    assert re.fullmatch(r"\d+\.\d+", shown), shown
+    assert shown == "1350.0", shown
     with open(tmp_path / "data" / "fx_rates.csv", newline="") as fh:
-        recorded = [Decimal(row["rate"]) for row in csv.DictReader(fh)]
-    assert recorded and Decimal(shown) == recorded[-1]
-    assert abs(Decimal(shown) - Decimal("1350.0")) < 5
+        recorded = [(row["rate"], row["source"]) for row in csv.DictReader(fh)]
+    assert recorded == [("1350.0", "static")]
     assert 55 <= int(redis_server.cli("TTL", "arb:fx:usdkrw")) <= 60
     # seed D3 §5: the heartbeat, ISO-8601 UTC, TTL health_ttl_seconds
     beat = redis_server.cli("GET", "arb:heartbeat:bot_service")
