@@ -15,6 +15,13 @@ class ConfigError(ArbframeError):
     exit_status = 2
 
 
+#: drivers whose distribution is not named ``arbframe-<kind>-<name>``
+KNOWN_DISTRIBUTIONS: dict[tuple[str, str], str] = {
+    ("storage", "postgres"): "arbframe-storage-pg",
+    ("fx", "exchange"): "arbframe-exchange-upbit",
+}
+
+
 class DriverNotInstalled(ConfigError):
     """The config selects a driver no installed distribution provides."""
 
@@ -22,9 +29,10 @@ class DriverNotInstalled(ConfigError):
         kind = group.split(".", 1)[-1]
         where = f"{key_path}: " if key_path else ""
         names = ", ".join(sorted(installed)) or "none"
+        dist = KNOWN_DISTRIBUTIONS.get((kind, name), f"arbframe-{kind}-{name}")
         super().__init__(
             f"{where}no {kind} driver named {name!r} is installed (installed: {names}); "
-            f"install the distribution arbframe-{kind}-{name} (pip install arbframe-{kind}-{name})"
+            f"install the distribution {dist} (pip install {dist})"
         )
         self.group, self.name, self.installed = group, name, installed
 

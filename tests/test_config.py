@@ -149,3 +149,10 @@ def test_live_overlay_validates_and_keeps_keys_in_the_environment() -> None:
     assert config["live"]["confirm"] is False
     assert config["upbit"]["api_key"] == "k1" and config["binance"]["api_key"] == ""
     assert "k1" not in (repo / "config" / "live.yml").read_text()
+
+
+def test_not_installed_hint_names_the_real_distribution() -> None:
+    from arbframe.errors import DriverNotInstalled
+
+    assert "pip install arbframe-exchange-upbit" in str(DriverNotInstalled("arbframe.fx", "exchange", ["static"]))
+    assert "pip install arbframe-storage-pg" in str(DriverNotInstalled("arbframe.storage", "postgres", ["csv"]))
