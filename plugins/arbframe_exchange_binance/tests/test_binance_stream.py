@@ -215,3 +215,16 @@ async def test_close_ends_running_iterators(fake, make_binance):
     await ex.close()
     rest = await asyncio.wait_for(task, 3)
     assert isinstance(rest, list)
+
+
+async def test_stream_decodes_with_the_stdlib_json_too(fake, make_binance, monkeypatch):
+    import json
+
+    import arbframe_exchange_binance.stream as stream_mod
+
+    monkeypatch.setattr(stream_mod, "_loads", json.loads)  # as without the optional orjson extra
+    ex = await make_binance(mode="paper", symbols=["BTC", "ETH"])
+    agen = ex.stream_order_books(["BTC", "ETH"], depth=5)
+    books = await _take(agen, 6)
+    await agen.aclose()
+    assert {b.symbol for b in books} == {"BTC", "ETH"} and all(len(b.bids) == 5 for b in books)

@@ -37,7 +37,15 @@ from arbframe import OrderBook
 from arbframe_exchange_binance.parsing import book_ticker_to_book, levels, utc_now
 
 log = logging.getLogger("arbframe.binance.stream")
-_loads = json.loads
+
+try:  # optional accelerator (extra "fast"): same results as json.loads, about twice as fast on book frames
+    import orjson
+
+    _loads = orjson.loads
+    JSON_DECODER = "orjson"
+except ImportError:  # pragma: no cover - depends on the environment
+    _loads = json.loads
+    JSON_DECODER = "json"
 
 PARTIAL_DEPTHS = (5, 10, 20)
 
