@@ -161,3 +161,19 @@ async def test_testnet_switch_uses_testnet_urls():
     assert ex.config["base_url"] == TESTNET_BASE_URL and ex.config["ws_url"] == TESTNET_WS_URL
     custom = BinanceExchange({"testnet": True, "base_url": "http://127.0.0.1:1"}, None)
     assert custom.config["base_url"] == "http://127.0.0.1:1"
+
+
+async def test_unknown_symbol_is_remembered_and_does_not_spoil_the_others(fake, make_binance):
+    ex = await make_binance(mode="paper")
+    before = _count(fake, "/api/v3/exchangeInfo")
+    with pytest.raises(E.BinanceAPIError):
+        await ex.fetch_order_book("FOO", 5)  # the depth request itself says "Invalid symbol."
+    with pytest.raises(E.BinanceFilterError):
+        await ex.symbol_rules("FOO")
+    asked = _count(fake, "/api/v3/exchangeInfo")
+    assert asked > before
+    with pytest.raises(E.BinanceFilterError):
+        await ex.symbol_rules("FOO")
+    assert _count(fake, "/api/v3/exchangeInfo") == asked, "an unknown market is not asked for again"
+    await ex.fetch_order_book("XRP", 5)  # a real one still loads
+    assert ex.market_rules("XRP").step_size == D("0.1")

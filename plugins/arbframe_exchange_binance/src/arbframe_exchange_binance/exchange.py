@@ -47,6 +47,7 @@ from arbframe import (
     mask_secret,
 )
 from arbframe_exchange_binance.errors import (
+    BinanceAPIError,
     BinanceBanned,
     BinanceDuplicateOrder,
     BinanceError,
@@ -257,6 +258,7 @@ class BinanceExchange(Exchange):
         )
         self.use_websocket = bool(cfg["use_websocket"]) and not self.mock
         self.rules: dict[str, SymbolRules] = {}  # market -> rules
+        self._unknown_markets: dict[str, float] = {}  # market -> when Binance said "Invalid symbol."
         self._rules_loaded_at: float | None = None
         self._markets_to_symbols: dict[str, str] = {}
         self._stream: BookStream | None = None
@@ -440,12 +442,26 @@ class BinanceExchange(Exchange):
     async def symbol_rules(self, symbol: str) -> SymbolRules:
         """The cached rules of ``symbol`` (loaded, or refreshed after ``exchange_info_ttl_seconds``)."""
         market = self.market_of(symbol)
-        stale = (self._rules_loaded_at is None
-                 or time.monotonic() - self._rules_loaded_at > float(self.config["exchange_info_ttl_seconds"]))
+        ttl = float(self.config["exchange_info_ttl_seconds"])
+        unknown_since = self._unknown_markets.get(market)
+        if unknown_since is not None and time.monotonic() - unknown_since < ttl:
+            raise BinanceFilterError(f"binance: no market {market} for {symbol}", filter_type="SYMBOL")
+        stale = self._rules_loaded_at is None or time.monotonic() - self._rules_loaded_at > ttl
         if market not in self.rules or stale:
             wanted = sorted({*self._configured_symbols(), symbol.upper(),
-                             *(self.symbol_of(m) for m in self.rules)})
-            await self.load_rules(wanted)
+                             *(self.symbol_of(m) for m in self.rules)} - {self.symbol_of(m) for m in
+                                                                           self._unknown_markets})
+            try:
+                await self.load_rules(wanted)
+            except BinanceAPIError as exc:
+                if exc.code != -1121:  # "Invalid symbol." fails the whole batch: ask for this one alone
+                    raise
+                try:
+                    await self.load_rules([symbol])
+                except BinanceAPIError as single:
+                    if single.code != -1121:
+                        raise
+                    self._unknown_markets[market] = time.monotonic()  # not asked again before the TTL
         try:
             return self.rules[market]
         except KeyError:
