@@ -12,6 +12,8 @@ from arbframe_exchange_binance.parsing import book_ticker_to_book, depth_to_book
 from arbframe_exchange_binance.ratelimit import RateLimiter
 from arbframe_exchange_binance.rules import fmt, parse_exchange_info, parse_symbol, prepare_order
 from arbframe_exchange_binance.signing import Signer, encode_params, verify
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arbframe import OrderRequest, OrderStatus, OrderType, Side
 
@@ -245,3 +247,21 @@ async def test_requests_per_second_and_retry_after(monkeypatch):
     assert 1.9 < limiter.blocked_for() <= 2.0
     await limiter.acquire(1)
     assert "retry_after" in waits
+
+
+_num = st.decimals(min_value=D("0.00000001"), max_value=D("1000000"), places=8, allow_nan=False,
+                   allow_infinity=False).map(lambda d: f"{d:f}")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.tuples(_num, _num), max_size=25), min_size=1, max_size=6))
+def test_interned_levels_equal_a_fresh_parse(snapshots):
+    from arbframe_exchange_binance.parsing import clear_level_cache, levels
+
+    from arbframe.models import BookLevel
+
+    clear_level_cache()
+    for rows in snapshots:  # repeated prices/sizes across snapshots hit the intern cache
+        got = levels([list(r) for r in rows])
+        assert got == tuple(BookLevel(D(p), D(q)) for p, q in rows)
+        assert all(type(lvl.price) is Decimal and type(lvl.qty) is Decimal for lvl in got)

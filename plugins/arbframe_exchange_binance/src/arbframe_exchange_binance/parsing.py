@@ -47,10 +47,15 @@ def _miss(price: str, qty: str) -> BookLevel:
     if _cached >= _CACHE_MAX:
         _BY_PRICE.clear()
         _cached = 0
-    lvl = _level(price, qty)
     by_qty = _BY_PRICE.get(price)
-    if by_qty is None:
-        by_qty = _BY_PRICE[price] = {}
+    lvl = _new(BookLevel)
+    if by_qty:  # the price is known (with another size): share its Decimal
+        _set(lvl, "price", next(iter(by_qty.values())).price)
+    else:
+        _set(lvl, "price", _D(price))
+        if by_qty is None:
+            by_qty = _BY_PRICE[price] = {}
+    _set(lvl, "qty", _D(qty))
     by_qty[qty] = lvl
     _cached += 1
     return lvl
