@@ -14,7 +14,9 @@
    encoding the same parameters unsigned.
 
 Every figure is the best of interleaved runs of both sides (this machine is shared; best-of filters the load
-spikes that would otherwise decide a ratio).
+spikes that would otherwise decide a ratio). The WebSocket target is judged on books per CPU-second of the client
+process (the server runs in another process), which other processes' load cannot distort; wall-clock books/s
+are printed as well.
 
 Usage: ``python benchmarks/bench_binance.py`` (ccxt is a benchmark-only dependency: ``pip install ccxt``).
 """
@@ -55,7 +57,7 @@ def start_server() -> tuple[subprocess.Popen, str, str]:
 
 
 # ------------------------------------------------------------------------------------------- websocket
-async def ws_connector(base_url: str, ws_url: str, n: int) -> float:
+async def ws_connector(base_url: str, ws_url: str, n: int) -> tuple[float, float]:
     """Books/s through the driver's public ``stream_order_books`` (stream -> parse -> OrderBook -> consumer)."""
     from arbframe_exchange_binance.exchange import BinanceExchange
     from prometheus_client import CollectorRegistry
@@ -69,26 +71,26 @@ async def ws_connector(base_url: str, ws_url: str, n: int) -> float:
     agen = ex.stream_order_books(["BTC", "ETH"], depth=20)
     assert agen is not None
     count = 0
-    started = 0.0
+    started = cpu0 = 0.0
     try:
         async for _book in agen:
             if count == 0:
-                started = time.perf_counter()
+                started, cpu0 = time.perf_counter(), time.process_time()
             count += 1
             if count > n - 1:
                 break
-        return (count - 1) / (time.perf_counter() - started)
+        return (count - 1) / (time.perf_counter() - started), (count - 1) / (time.process_time() - cpu0)
     finally:
         await agen.aclose()
         await ex.close()
 
 
-async def ws_bare(ws_url: str, n: int) -> float:
+async def ws_bare(ws_url: str, n: int) -> tuple[float, float]:
     import aiohttp
 
     loads = json.loads
     count = 0
-    started = 0.0
+    started = cpu0 = 0.0
     async with aiohttp.ClientSession() as session, session.ws_connect(
             f"{ws_url}/stream?streams={'/'.join(STREAMS)}") as ws:
         async for msg in ws:
@@ -96,11 +98,11 @@ async def ws_bare(ws_url: str, n: int) -> float:
             if "stream" not in data:
                 break
             if count == 0:
-                started = time.perf_counter()
+                started, cpu0 = time.perf_counter(), time.process_time()
             count += 1
             if count > n - 1:
                 break
-    return (count - 1) / (time.perf_counter() - started)
+    return (count - 1) / (time.perf_counter() - started), (count - 1) / (time.process_time() - cpu0)
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -235,25 +237,29 @@ def main() -> int:
     try:
         import arbframe_exchange_binance.stream as stream_mod
 
-        async def ws_rounds() -> tuple[float, float]:
+        async def ws_rounds() -> tuple[float, float, float, float]:
+            """Best (wall-clock books/s, books per CPU-second) of each side over interleaved runs."""
             ours, bare = [], []
-            for _ in range(WS_REPEATS):  # interleaved, so both see the same machine load; best run of each
+            for _ in range(WS_REPEATS):  # interleaved, so both see the same machine load
                 bare.append(await asyncio.wait_for(ws_bare(ws_url, WS_MESSAGES), 60))
                 ours.append(await asyncio.wait_for(ws_connector(base_url, ws_url, WS_MESSAGES), 60))
-            return max(ours), max(bare)
+            return (max(o[0] for o in ours), max(b[0] for b in bare), max(o[1] for o in ours),
+                    max(b[1] for b in bare))
 
         decoder = stream_mod.JSON_DECODER
-        ours_ws, bare_ws = asyncio.run(ws_rounds())
-        ratio = ours_ws / bare_ws
-        ok &= ratio >= 0.5
-        rows.append((f"ws depth20 books/s (combined, {decoder})", f"{ours_ws:,.0f}",
-                     f"{bare_ws:,.0f} (bare aiohttp+json)", f"{ratio:.0%}", ">= 50%"))
+        ours_ws, bare_ws, ours_cpu, bare_cpu = asyncio.run(ws_rounds())
+        cpu_ratio = ours_cpu / bare_cpu
+        ok &= cpu_ratio >= 0.5
+        rows.append((f"ws depth20 books per CPU-second ({decoder})", f"{ours_cpu:,.0f}",
+                     f"{bare_cpu:,.0f} (bare aiohttp+json)", f"{cpu_ratio:.0%}", ">= 50%"))
+        rows.append(("  same, wall-clock books/s", f"{ours_ws:,.0f}", f"{bare_ws:,.0f} (bare aiohttp+json)",
+                     f"{ours_ws / bare_ws:.0%}", "(info)"))
         if decoder != "json":  # the same with the stdlib decoder (without the optional orjson extra)
             stream_mod._loads = json.loads
-            ours_std, bare_std = asyncio.run(ws_rounds())
+            _, _, ours_std, bare_std = asyncio.run(ws_rounds())
             stream_mod._loads = __import__(decoder).loads
-            rows.append(("  same, stdlib json decoder", f"{ours_std:,.0f}", f"{bare_std:,.0f} (bare aiohttp+json)",
-                         f"{ours_std / bare_std:.0%}", "(info)"))
+            rows.append(("  per CPU-second, stdlib json decoder", f"{ours_std:,.0f}",
+                         f"{bare_std:,.0f} (bare aiohttp+json)", f"{ours_std / bare_std:.0%}", "(info)"))
 
         for levels in (20, 100):
             ours_us, cold_us, ccxt_us = bench_parse(levels)
