@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 
 #: public name -> module that defines it
 _LAZY: dict[str, str] = {
+    "paper_balances": "arbframe.venue",
+    "configured_symbols": "arbframe.venue",
+    "VenueRouting": "arbframe.venue",
     "url_endpoint": "arbframe.secrets",
     "PluginMetrics": "arbframe.instruments",
     "CacheMetrics": "arbframe.instruments",
@@ -115,6 +118,7 @@ if TYPE_CHECKING:
     from arbframe.records import TABLES, RowError, columns, from_row, read_csv_table, to_dict, to_row
     from arbframe.secrets import mask_secret, mask_url, url_endpoint
     from arbframe.simulation import SimulatedAccount, SimulatedExchange, SimulatedMarket
+    from arbframe.venue import VenueRouting, configured_symbols, paper_balances
 
 
 def __getattr__(name: str) -> Any:
@@ -174,14 +178,17 @@ __all__ = [
     "Storage",
     "StorageMetrics",
     "Trade",
+    "VenueRouting",
     "__version__",
     "columns",
+    "configured_symbols",
     "from_row",
     "hookimpl",
     "load_config",
     "mask_secret",
     "mask_url",
     "new_id",
+    "paper_balances",
     "read_csv_table",
     "round_to_step",
     "to_dict",

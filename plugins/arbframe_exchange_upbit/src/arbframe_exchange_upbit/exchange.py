@@ -37,8 +37,11 @@ from arbframe import (
     OrderType,
     PluginContext,
     Side,
+    VenueRouting,
+    configured_symbols,
     hookimpl,
     mask_secret,
+    paper_balances,
 )
 
 from .errors import (
@@ -205,11 +208,6 @@ class UpbitExchange(Exchange):
     # ------------------------------------------------------------------------------------------ build
     def __init__(self, section: Mapping[str, Any] | None = None, context: PluginContext | None = None) -> None:
         cfg = dict(DEFAULTS)
-        if context is not None and "simulated_balances" not in (section or {}):
-            # the simulated account starts from the paper wallet the config gives this venue, if any
-            paper = ((context.config or {}).get("paper") or {}).get("balances") or {}
-            if paper.get(self.name):
-                cfg["simulated_balances"] = dict(paper[self.name])
         cfg.update({k: v for k, v in (section or {}).items() if v is not None or k in ("api_key", "api_secret")})
         self.config = cfg
         self.context = context
@@ -221,10 +219,16 @@ class UpbitExchange(Exchange):
         self._overrides = {str(k).upper(): build_table(v) for k, v in (overrides or {}).items()}
         self._access_key = _credential(cfg.get("api_key"))
         self._secret_key = _credential(cfg.get("api_secret"))
-        mode = context.mode if context is not None else "paper"
-        self.mode = mode
-        self.mock = bool(context.mock) if context is not None else False
-        self.live_private = mode == "live" and self.has_credentials and not self.mock
+        self.routing = VenueRouting(
+            self.name, context=context, quote_currency=QUOTE, fee_rate=self._fee_rate,
+            balances=paper_balances(self.name, context, section or {}) or cfg["simulated_balances"],
+            api_key=self._access_key, api_secret=self._secret_key, base_url=str(cfg["base_url"]),
+            symbols=configured_symbols(cfg, context), last_book=lambda symbol: self._last_books.get(symbol),
+            rules=self.market_rules, log=log,
+        )
+        self.mode = self.routing.mode
+        self.mock = self.routing.mock
+        self.live_private = self.routing.live_private
         registry = getattr(context, "registry", None)
         self._observer: _Metrics | RestObserver = _Metrics(registry, self.name) if registry is not None \
             else RestObserver()
@@ -238,30 +242,14 @@ class UpbitExchange(Exchange):
         )
         self.use_websocket = bool(cfg["use_websocket"]) and not self.mock
         self._stream: Any = None
-        self._sim_exchange: Any = None
-        self._sim_account: Any = None
         self._last_books: dict[str, OrderBook] = {}
         self._markets: set[str] | None = None
         self._closed = False
-        self._announce()
+        self.routing.announce()
 
     @property
     def has_credentials(self) -> bool:
         return bool(self._access_key and self._secret_key)
-
-    def _announce(self) -> None:
-        if self.mock:
-            log.info("upbit: mock mode - market data from the simulated market (SimulatedExchange), balances "
-                     "and orders from its simulated account")
-        elif not self.has_credentials:
-            log.warning("upbit: no API credentials - market data from Upbit (%s), balances and orders from a "
-                        "simulated account (SimulatedAccount)", self.config["base_url"])
-        elif not self.live_private:
-            log.info("upbit: mode=%s - market data from Upbit, balances and orders from a simulated account "
-                     "(orders reach Upbit only in live mode)", self.mode)
-        else:
-            log.warning("upbit: LIVE - private calls signed with key %s go to %s",
-                        mask_secret(self._access_key), self.config["base_url"])
 
     @property
     def fee_rate(self) -> Decimal:
@@ -272,50 +260,13 @@ class UpbitExchange(Exchange):
         return self.mock
 
     def describe(self) -> str:
-        if self.mock:
-            return "UpbitExchange(mock: SimulatedExchange)"
-        private = "upbit" if self.live_private else "SimulatedAccount"
-        return f"UpbitExchange(market data: {self.config['base_url']}, private: {private})"
+        return self.routing.describe("UpbitExchange")
 
-    # -------------------------------------------------------------------------------- mock components
     def _simulated_exchange(self) -> Any:
-        if self._sim_exchange is None:
-            import arbframe
-
-            market = getattr(self.context, "market", None)
-            if market is None:
-                symbols = self._configured_symbols() or ["BTC", "ETH"]
-                market = arbframe.SimulatedMarket(symbols)
-                if self.context is not None:
-                    self.context.market = market
-            self._sim_exchange = arbframe.SimulatedExchange(
-                self.name, market, quote_currency=QUOTE, fee_rate=self._fee_rate,
-                balances=self.config["simulated_balances"],
-            )
-        return self._sim_exchange
-
-    def _simulated_account(self) -> Any:
-        if self._sim_account is None:
-            import arbframe
-
-            def book_source(symbol: str) -> OrderBook:
-                book = self._last_books.get(symbol)
-                if book is None:
-                    raise ValueError(f"upbit: no order book for {symbol} fetched yet")
-                return book
-
-            self._sim_account = arbframe.SimulatedAccount(
-                self.name, QUOTE, self.config["simulated_balances"], self._fee_rate, book_source,
-                rules=self.market_rules,
-            )
-        return self._sim_account
+        return self.routing.simulated_exchange()
 
     def _configured_symbols(self) -> list[str]:
-        symbols = list(self.config.get("symbols") or [])
-        if not symbols and self.context is not None:
-            arb = (self.context.config or {}).get("arbitrage") or {}
-            symbols = list(arb.get("symbols") or [])
-        return [str(s).upper() for s in symbols]
+        return self.routing.symbols
 
     # ------------------------------------------------------------------------------------- lifecycle
     async def connect(self) -> None:
@@ -460,11 +411,7 @@ class UpbitExchange(Exchange):
     # ----------------------------------------------------------------------------------------- private
     def _private_sim(self) -> Any | None:
         """The simulated backend for private calls, or None when they go to Upbit."""
-        if self.mock:
-            return self._simulated_exchange()
-        if not self.live_private:
-            return self._simulated_account()
-        return None
+        return self.routing.private_backend()
 
     async def fetch_balances(self) -> dict[str, Decimal]:
         sim = self._private_sim()
