@@ -43,8 +43,11 @@ from arbframe import (
     OrderType,
     PluginContext,
     Side,
+    VenueRouting,
+    configured_symbols,
     hookimpl,
     mask_secret,
+    paper_balances,
 )
 from arbframe_exchange_binance.errors import (
     BinanceAPIError,
@@ -240,9 +243,17 @@ class BinanceExchange(Exchange):
         self._symbol_map = {str(k).upper(): str(v).upper() for k, v in (cfg.get("symbol_map") or {}).items()}
         self._api_key = _credential(cfg.get("api_key"))
         self._api_secret = _credential(cfg.get("api_secret"))
-        self.mode = context.mode if context is not None else "paper"
-        self.mock = bool(context.mock) if context is not None else False
-        self.live_private = self.mode == "live" and self.has_credentials and not self.mock
+        self._last_books: dict[str, OrderBook] = {}
+        self.routing = VenueRouting(
+            self.name, context=context, quote_currency=self.quote_asset, fee_rate=self._fee_rate,
+            balances=paper_balances(self.name, context, section or {}) or cfg["simulated_balances"],
+            api_key=self._api_key, api_secret=self._api_secret, base_url=str(cfg["base_url"]),
+            symbols=configured_symbols(cfg, context), last_book=lambda symbol: self._last_books.get(symbol),
+            rules=self.market_rules, log=log,
+        )
+        self.mode = self.routing.mode
+        self.mock = self.routing.mock
+        self.live_private = self.routing.live_private
         registry = getattr(context, "registry", None)
         self.metrics = _Metrics(registry, self.name) if registry is not None else None
         self.limiter = RateLimiter(
@@ -263,14 +274,11 @@ class BinanceExchange(Exchange):
         self._markets_to_symbols: dict[str, str] = {}
         self._stream: BookStream | None = None
         self._ws_client: Any = None
-        self._sim_exchange: Any = None
-        self._sim_account: Any = None
-        self._last_books: dict[str, OrderBook] = {}
         self._client_ids: set[str] = set()
         self._background: set[asyncio.Task[Any]] = set()
         self._ban: BinanceBanned | None = None
         self._closed = False
-        self._announce()
+        self.routing.announce()
 
     def _rest_settings(self, *, timeout: float | None = None, retries: int | None = None) -> RestSettings:
         cfg = self.config
@@ -291,25 +299,8 @@ class BinanceExchange(Exchange):
     def has_credentials(self) -> bool:
         return bool(self._api_key and self._api_secret)
 
-    def _announce(self) -> None:
-        if self.mock:
-            log.info("binance: mock mode - market data from the simulated market (SimulatedExchange), balances "
-                     "and orders from its simulated account")
-        elif not self.has_credentials:
-            log.warning("binance: no API credentials - market data from Binance (%s), balances and orders from a "
-                        "simulated account (SimulatedAccount)", self.config["base_url"])
-        elif not self.live_private:
-            log.info("binance: mode=%s - market data from Binance, balances and orders from a simulated account "
-                     "(orders reach Binance only in live mode)", self.mode)
-        else:
-            log.warning("binance: LIVE - private calls signed with key %s go to %s",
-                        mask_secret(self._api_key), self.config["base_url"])
-
     def describe(self) -> str:
-        if self.mock:
-            return "BinanceExchange(mock: SimulatedExchange)"
-        private = "binance" if self.live_private else "SimulatedAccount"
-        return f"BinanceExchange(market data: {self.config['base_url']}, private: {private})"
+        return self.routing.describe("BinanceExchange")
 
     @property
     def fee_rate(self) -> Decimal:
@@ -349,45 +340,10 @@ class BinanceExchange(Exchange):
         return m
 
     def _configured_symbols(self) -> list[str]:
-        symbols = list(self.config.get("symbols") or [])
-        if not symbols and self.context is not None:
-            arb = (self.context.config or {}).get("arbitrage") or {}
-            symbols = list(arb.get("symbols") or [])
-        return [str(s).upper() for s in symbols]
+        return self.routing.symbols
 
-    # -------------------------------------------------------------------------------- mock components
     def _simulated_exchange(self) -> Any:
-        if self._sim_exchange is None:
-            import arbframe
-
-            market = getattr(self.context, "market", None)
-            if market is None:
-                market = arbframe.SimulatedMarket(self._configured_symbols() or ["BTC", "ETH"])
-                if self.context is not None:
-                    self.context.market = market
-            self._sim_exchange = arbframe.SimulatedExchange(
-                self.name, market, quote_currency=self.quote_asset, fee_rate=self._fee_rate,
-                balances=self.config["simulated_balances"],
-            )
-        return self._sim_exchange
-
-    def _simulated_account(self) -> Any:
-        if self._sim_account is None:
-            import arbframe
-
-            def book_source(symbol: str) -> OrderBook:
-                book = self._last_books.get(symbol)
-                if book is None:
-                    raise ValueError(f"binance: no order book for {symbol} fetched yet")
-                return book
-
-            self._sim_account = arbframe.SimulatedAccount(
-                self.name, self.quote_asset, self.config["simulated_balances"], self._fee_rate, book_source,
-                rules=self.market_rules,
-            )
-            if not self.has_credentials:
-                log.warning("binance: no API credentials - balances and orders are simulated (SimulatedAccount)")
-        return self._sim_account
+        return self.routing.simulated_exchange()
 
     # ------------------------------------------------------------------------------------- lifecycle
     async def connect(self) -> None:
@@ -598,11 +554,7 @@ class BinanceExchange(Exchange):
     # ------------------------------------------------------------------------------------------ private
     def _private_sim(self) -> Any:
         """The simulated private API in use, or None when calls go to Binance."""
-        if self.mock:
-            return self._simulated_exchange()
-        if not self.live_private:
-            return self._simulated_account()
-        return None
+        return self.routing.private_backend()
 
     async def _sim_call(self, coro: Any) -> Any:
         from arbframe.paper import InsufficientFunds  # kernel's paper wallet error (mock mode only)
