@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 #: public name -> module that defines it
 _LAZY: dict[str, str] = {
+    "usable_credential": "arbframe.secrets",
     "paper_balances": "arbframe.venue",
     "configured_symbols": "arbframe.venue",
     "VenueRouting": "arbframe.venue",
@@ -194,5 +195,6 @@ __all__ = [
     "to_dict",
     "to_row",
     "url_endpoint",
+    "usable_credential",
     "utcnow",
 ]

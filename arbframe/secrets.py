@@ -44,3 +44,16 @@ def url_endpoint(url: str) -> str:
     port = f":{parts.port}" if parts.port else ""
     path = parts.path.lstrip("/")
     return f"{host}{port}/{path}" if path else f"{host}{port}"
+
+
+_PLACEHOLDERS = ("none", "null", "changeme", "your_api_key", "your_api_secret")
+
+
+def usable_credential(value: object) -> str | None:
+    """A credential worth using, or None for empty, unset, placeholder or uninterpolated (``${...}``) values."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text or text.startswith("${") or text.lower() in _PLACEHOLDERS:
+        return None
+    return text

@@ -48,6 +48,7 @@ from arbframe import (
     hookimpl,
     mask_secret,
     paper_balances,
+    usable_credential,
 )
 from arbframe_exchange_binance.errors import (
     BinanceAPIError,
@@ -121,16 +122,6 @@ DEFAULTS: dict[str, Any] = {
     "health_timeout_seconds": 3.0,
     "clock_offset_warn_ms": 1000,
 }
-
-
-def _credential(value: Any) -> str | None:
-    """A usable credential, or None for empty/unset/uninterpolated values."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    if not text or text.startswith("${") or text.lower() in ("none", "null", "changeme", "your_api_key"):
-        return None
-    return text
 
 
 class _Metrics:
@@ -241,8 +232,8 @@ class BinanceExchange(Exchange):
         self._fee_rate = Decimal(str(cfg["fee_rate"]))
         self.quote_asset = str(cfg["quote_asset"]).upper()
         self._symbol_map = {str(k).upper(): str(v).upper() for k, v in (cfg.get("symbol_map") or {}).items()}
-        self._api_key = _credential(cfg.get("api_key"))
-        self._api_secret = _credential(cfg.get("api_secret"))
+        self._api_key = usable_credential(cfg.get("api_key"))
+        self._api_secret = usable_credential(cfg.get("api_secret"))
         self._last_books: dict[str, OrderBook] = {}
         self.routing = VenueRouting(
             self.name, context=context, quote_currency=self.quote_asset, fee_rate=self._fee_rate,

@@ -42,6 +42,7 @@ from arbframe import (
     hookimpl,
     mask_secret,
     paper_balances,
+    usable_credential,
 )
 
 from .errors import (
@@ -97,16 +98,6 @@ DEFAULTS: dict[str, Any] = {
     "order_lookup_attempts": 3,
     "order_lookup_delay_seconds": 1.0,
 }
-
-
-def _credential(value: Any) -> str | None:
-    """A usable credential, or None for empty/unset/uninterpolated values."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    if not text or text.startswith("${") or text.lower() in ("none", "null", "changeme", "your_api_key"):
-        return None
-    return text
 
 
 class _Metrics(RestObserver):
@@ -217,8 +208,8 @@ class UpbitExchange(Exchange):
         self._table = build_table(cfg["price_units"])
         overrides = cfg["price_unit_overrides"] if cfg["price_unit_overrides"] is not None else _DEFAULT_OVERRIDES
         self._overrides = {str(k).upper(): build_table(v) for k, v in (overrides or {}).items()}
-        self._access_key = _credential(cfg.get("api_key"))
-        self._secret_key = _credential(cfg.get("api_secret"))
+        self._access_key = usable_credential(cfg.get("api_key"))
+        self._secret_key = usable_credential(cfg.get("api_secret"))
         self.routing = VenueRouting(
             self.name, context=context, quote_currency=QUOTE, fee_rate=self._fee_rate,
             balances=paper_balances(self.name, context, section or {}) or cfg["simulated_balances"],
