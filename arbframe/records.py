@@ -38,11 +38,22 @@ class RowError(ValueError):
     """A row that cannot become a record; the message names the column and the value."""
 
 
+_COLUMNS: dict[type, tuple[str, ...]] = {}
+
+
 def columns(cls: type) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
+    cols = _COLUMNS.get(cls)
+    if cols is None:  # dataclass fields are fixed once the class exists: computed once per class
+        cols = _COLUMNS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return cols
 
 
 def _fmt(value: Any) -> str:
+    kind = type(value)  # exact types first: the common cases without the isinstance chain
+    if kind is str:
+        return value
+    if kind is Decimal:
+        return format(value, "f")
     if value is None:
         return ""
     if isinstance(value, Enum):
