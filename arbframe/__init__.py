@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 #: public name -> module that defines it
 _LAZY: dict[str, str] = {
+    "InsufficientFunds": "arbframe.paper",
     "usable_credential": "arbframe.secrets",
     "paper_balances": "arbframe.venue",
     "configured_symbols": "arbframe.venue",
@@ -116,6 +117,7 @@ if TYPE_CHECKING:
         new_id,
         utcnow,
     )
+    from arbframe.paper import InsufficientFunds
     from arbframe.records import TABLES, RowError, columns, from_row, read_csv_table, to_dict, to_row
     from arbframe.secrets import mask_secret, mask_url, url_endpoint
     from arbframe.simulation import SimulatedAccount, SimulatedExchange, SimulatedMarket
@@ -159,6 +161,7 @@ __all__ = [
     "HealthResult",
     "HealthStatus",
     "IdGenerator",
+    "InsufficientFunds",
     "MarketRules",
     "Order",
     "OrderBook",

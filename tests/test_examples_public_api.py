@@ -1,4 +1,4 @@
-"""The example plugin is written against the public API only: ``arbframe`` top-level names and ``arbframe.testing``."""
+"""Plugins (the example and every plugin shipped here) import only ``arbframe`` names and ``arbframe.testing``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import arbframe
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = sorted((ROOT / "examples").rglob("*.py"))
+SOURCES = sorted([*(ROOT / "examples").rglob("*.py"), *(ROOT / "plugins").glob("*/src/**/*.py")])
 
 
 def _arbframe_imports(path: Path) -> list[tuple[int, str, list[str]]]:

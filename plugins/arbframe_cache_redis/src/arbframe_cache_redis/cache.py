@@ -130,7 +130,7 @@ class RedisCache(Cache):
             from prometheus_client import CollectorRegistry
 
             registry = CollectorRegistry()
-        from arbframe.instruments import CacheMetrics
+        from arbframe import CacheMetrics  # shared, registry-scoped families
 
         metrics = CacheMetrics.get(registry)
         self._writes = metrics.writes.labels(backend=BACKEND)

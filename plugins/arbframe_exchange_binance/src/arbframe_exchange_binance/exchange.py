@@ -128,7 +128,7 @@ class _Metrics:
     """ExchangeMetrics of the kernel registry with cached label children (hot path = one dict lookup)."""
 
     def __init__(self, registry: Any, exchange: str) -> None:
-        from arbframe.instruments import ExchangeMetrics  # registry-scoped families shared by exchange plugins
+        from arbframe import ExchangeMetrics  # shared, registry-scoped families
 
         m = ExchangeMetrics.get(registry)
         self.requests, self.request_seconds, self.errors = m.requests, m.request_seconds, m.errors
@@ -548,7 +548,7 @@ class BinanceExchange(Exchange):
         return self.routing.private_backend()
 
     async def _sim_call(self, coro: Any) -> Any:
-        from arbframe.paper import InsufficientFunds  # kernel's paper wallet error (mock mode only)
+        from arbframe import InsufficientFunds  # the paper wallet's error (mock mode only)
 
         try:
             return await coro
@@ -681,7 +681,7 @@ class BinanceExchange(Exchange):
     # ---------------------------------------------------------------------------------- health, metrics
     @hookimpl
     def arbframe_register_metrics(self, registry: Any, context: Any) -> None:
-        from arbframe.instruments import ExchangeMetrics
+        from arbframe import ExchangeMetrics  # shared, registry-scoped families
 
         ExchangeMetrics.get(registry)
 

@@ -104,7 +104,7 @@ class _Metrics(RestObserver):
     """Feeds ExchangeMetrics; labelled children are cached (the hot path costs a dict lookup)."""
 
     def __init__(self, registry: Any, exchange: str) -> None:
-        from arbframe.instruments import ExchangeMetrics  # kernel module; registry-scoped families
+        from arbframe import ExchangeMetrics  # shared, registry-scoped families
 
         self.m = ExchangeMetrics.get(registry)
         self.exchange = exchange
@@ -529,7 +529,7 @@ class UpbitExchange(Exchange):
     # ---------------------------------------------------------------------------------- health, metrics
     @hookimpl
     def arbframe_register_metrics(self, registry: Any, context: Any) -> None:
-        from arbframe.instruments import ExchangeMetrics
+        from arbframe import ExchangeMetrics  # shared, registry-scoped families
 
         ExchangeMetrics.get(registry)
 
