@@ -64,7 +64,7 @@ lint: install
 	$(VENV)/bin/ruff check .
 
 bench: install
-	@$(PY) -m pip install --quiet --disable-pip-version-check ccxt matplotlib >/dev/null 2>&1 \
+	@$(PY) -m pip install --quiet --disable-pip-version-check ccxt matplotlib orjson >/dev/null 2>&1 \
 		|| echo "note: ccxt not installable; the ccxt comparisons will say so"
 	@set -e; for b in benchmarks/bench_*.py; do echo; echo "=== $$b"; $(PY) $$b; done
 
