@@ -73,10 +73,13 @@ class SymbolDecision:
         self.closes: list[CloseDecision] = _EMPTY
         self.open: OpenDecision | None = None
         self.blocked: str | None = None
-        self.marks: dict[str, Decimal] = {}  # position id -> unrealized PnL (KRW)
+        self.marks: dict[str, Decimal] = _NO_MARKS  # position id -> unrealized PnL (KRW); replaced when set
 
 
 _EMPTY: list[Any] = []  # shared, never mutated: SymbolDecision lists are replaced, not appended to
+_NO_MARKS: dict[str, Decimal] = {}  # shared, never mutated (pop on it finds nothing)
+_UNSEEN = object()  # a symbol whose entry state was never noted
+_perf_counter = time.perf_counter
 
 
 @dataclass
@@ -161,6 +164,7 @@ class Engine:
         self.last_fx: FxRate | None = None
         self._blocked: dict[str, str | None] = {}
         self._fx_stale_logged = False
+        self._last_fresh: bool | None = None  # FX freshness of the previous tick (_note_fx acts on changes)
         self._step: dict[str, Decimal] = {}
         for sym in cfg.symbols:
             steps = [r.step_size for (venue, s), r in self.rules.items() if s == sym]
@@ -249,7 +253,11 @@ class Engine:
         books = snap.books
         dom = books.get((self.domestic, symbol))
         fgn = books.get((self.foreign, symbol))
-        if fx is None or dom is None or fgn is None or not dom.bids or not dom.asks or not fgn.bids or not fgn.asks:
+        if fx is None or dom is None or fgn is None:
+            out.blocked = "missing book or FX rate"
+            return out
+        d_bids = dom.bids
+        if not d_bids or not dom.asks or not fgn.bids or not fgn.asks:
             out.blocked = "missing book or FX rate"
             return out
         now = snap.ts
@@ -259,12 +267,15 @@ class Engine:
         if usdt is False:
             usdt = usdt_mid(books.get((self.domestic, "USDT"))) if self.cfg.use_tether else None
         strategy = self.strategy
-        qty = strategy.order_qty(top_price(dom.bids), self._step.get(symbol) or _STEP)
+        qty = strategy.order_qty(top_price(d_bids), self._step.get(symbol) or _STEP)
         if qty > 0:
-            out.quotes = self.calc.quotes(symbol, dom, fgn, qty, rate, usdt)  # type: ignore[arg-type]
+            out.quotes = quotes = self.calc.quotes(symbol, dom, fgn, qty, rate, usdt)  # type: ignore[arg-type]
+        else:
+            quotes = _EMPTY
         # closes and marks of the open positions on this symbol
         if self.positions:
             closes = []
+            marks = None
             for position in self.positions.values():
                 if position.symbol != symbol:
                     continue
@@ -272,21 +283,27 @@ class Engine:
                 close_prem = None
                 if prices is not None:
                     close_prem = premium_at(position.direction, prices[0], prices[1], rate)
-                    out.marks[position.id] = self._mark(position, prices, rate)
+                    if marks is None:
+                        marks = out.marks = {}
+                    marks[position.id] = self._mark(position, prices, rate)
                 reason = strategy.close_reason(position, close_prem, now)
                 if reason is not None and prices is not None:
                     closes.append(CloseDecision(position, reason, close_prem))
             if closes:
                 out.closes = closes
-        # entry
-        best = strategy.best_entry(out.quotes)
-        if best is not None:
-            books_fresh = self._book_fresh(dom, now) and self._book_fresh(fgn, now)
-            block = strategy.entry_block(best, self.view(), now, fx_fresh=fx_fresh, books_fresh=books_fresh)
-            if block is None:
-                out.open = OpenDecision(symbol, best.direction, best.qty, best)
-            else:
-                out.blocked = block
+        # entry: only a net premium at or above the threshold can open (best_entry would return None otherwise)
+        if quotes:
+            threshold = strategy.cfg.entry_threshold
+            if quotes[0].net_premium >= threshold or (len(quotes) > 1 and quotes[1].net_premium >= threshold) \
+                    or len(quotes) > 2:
+                best = strategy.best_entry(quotes)
+                if best is not None:
+                    books_fresh = self._book_fresh(dom, now) and self._book_fresh(fgn, now)
+                    block = strategy.entry_block(best, self.view(), now, fx_fresh=fx_fresh, books_fresh=books_fresh)
+                    if block is None:
+                        out.open = OpenDecision(symbol, best.direction, best.qty, best)
+                    else:
+                        out.blocked = block
         return out
 
     def _mark(self, p: Position, prices: tuple[Decimal, Decimal], rate: Decimal) -> Decimal:
@@ -302,50 +319,62 @@ class Engine:
 
     # ----------------------------------------------------------------------------------------------- tick
     def process(self, snap: MarketSnapshot) -> TickResult:
-        t0 = time.perf_counter()
+        t0 = _perf_counter()
         now = snap.ts
         result = TickResult(now)
         self.executor.begin_tick()
-        self.stats.now = now
+        stats = self.stats
+        stats.now = now
         fx = snap.fx
-        fresh = self.fx_fresh(fx, now)
-        self._note_fx(fx, now, fresh)
+        fresh = fx is not None and fx.age_seconds(now) <= self.cfg.max_fx_age_seconds  # self.fx_fresh(fx, now)
+        if fresh is not self._last_fresh or not fresh:
+            self._note_fx(fx, now, fresh)
+            self._last_fresh = fresh
         unrealized = ZERO
         storage = self.storage
         usdt = usdt_mid(snap.books.get((self.domestic, "USDT"))) if self.cfg.use_tether else None
+        quotes = result.quotes
+        decide = self.decide_symbol
+        blocked = self._blocked
         for symbol in self.cfg.symbols:
-            decision = self.decide_symbol(symbol, snap, fx_fresh=fresh, usdt=usdt)
-            result.quotes.extend(decision.quotes)
-            for close in decision.closes:
-                closed = self._close(close, snap, result)
-                if closed is not None:
-                    decision.marks.pop(closed.id, None)
+            decision = decide(symbol, snap, fx_fresh=fresh, usdt=usdt)
+            quotes.extend(decision.quotes)
+            if decision.closes:
+                for close in decision.closes:
+                    closed = self._close(close, snap, result)
+                    if closed is not None:
+                        decision.marks.pop(closed.id, None)
             if decision.open is not None:
                 self._open(decision.open, snap, result)
-            self._note_block(symbol, decision.blocked)
-            for mark in decision.marks.values():
-                unrealized += mark
+            if blocked.get(symbol, _UNSEEN) != decision.blocked:
+                self._note_block(symbol, decision.blocked)
+            marks = decision.marks
+            if marks:
+                for mark in marks.values():
+                    unrealized += mark
+        last_log = self._last_spread_log
         log_due = self.log_spreads and (
-            self._last_spread_log is None
+            last_log is None
             or self.spread_log_interval <= 0
-            or (now - self._last_spread_log).total_seconds() >= self.spread_log_interval
+            or (now - last_log).total_seconds() >= self.spread_log_interval
         )
         if fx is not None and (log_due or self.spread_listeners or self.cache is not None):
             age = fx_age(fx, now)
             simulated = self.simulated or snap.simulated
             to_spread = self.calc.to_spread
-            result.spreads = [to_spread(q, fx, now, simulated=simulated, age=age) for q in result.quotes]
-            if log_due and result.quotes:
+            result.spreads = [to_spread(q, fx, now, simulated=simulated, age=age) for q in quotes]
+            if log_due and quotes:
                 self._last_spread_log = now
                 for spread in result.spreads:
                     storage.log_spread(spread)
         self.ticks += 1
-        self.stats.open_positions = len(self.positions)
-        self.stats.unrealized_pnl_krw = unrealized
+        stats.open_positions = len(self.positions)
+        stats.unrealized_pnl_krw = unrealized
         if fx is not None:
             self.last_fx = fx
-        self._publish(snap, result, fresh)
-        result.duration_seconds = time.perf_counter() - t0
+        if self.metrics is not None or self.cache is not None or (self.notify is not None and self.spread_listeners):
+            self._publish(snap, result, fresh)
+        result.duration_seconds = _perf_counter() - t0
         if self.metrics is not None:
             self.metrics.tick_seconds.observe(result.duration_seconds)
         return result

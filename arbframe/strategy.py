@@ -22,6 +22,7 @@ from arbframe.models import ZERO, Direction, MarketRules, Position, Side, Spread
 from arbframe.premium import PremiumQuote
 
 Signal = Spread | PremiumQuote
+_QTY_CACHE_SIZE = 4096
 
 
 def _dec(value: Any, default: str | None = None) -> Decimal | None:
@@ -165,13 +166,25 @@ class Strategy:
     def __init__(self, cfg: StrategyConfig) -> None:
         self.cfg = cfg
         self._notional = min(cfg.order_notional_krw, cfg.max_position_notional_krw)
+        # (price text, step text) -> quantity: best bids sit on a price grid and repeat from tick to tick
+        self._qty_cache: dict[tuple[str, str], Decimal] = {}
 
     # ------------------------------------------------------------------------------------------------ sizing
     def order_qty(self, reference_price_krw: Decimal, step: Decimal) -> Decimal:
         """Coin quantity worth ``order_notional_krw`` (capped by the per-position limit), on the ``step`` grid."""
         if reference_price_krw is None or reference_price_krw <= 0:
             return ZERO
-        return (self._notional / reference_price_krw / step).to_integral_value(rounding=ROUND_DOWN) * step
+        cache = self._qty_cache
+        # keyed on the exact text: equal decimals with other exponents may give another spelling of the result
+        key = (str(reference_price_krw), str(step))
+        qty = cache.get(key)
+        if qty is not None:
+            return qty
+        qty = (self._notional / reference_price_krw / step).to_integral_value(rounding=ROUND_DOWN) * step
+        if len(cache) >= _QTY_CACHE_SIZE:
+            cache.clear()
+        cache[key] = qty
+        return qty
 
     # ----------------------------------------------------------------------------------------------- closing
     def close_reason(
