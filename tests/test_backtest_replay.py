@@ -250,3 +250,27 @@ def test_chart_is_optional(tmp_path, monkeypatch):
     points = [(datetime(2026, 1, 1, tzinfo=timezone.utc), 0.02, 0.0)]
     assert write_chart(points, tmp_path / "c.png") is False
     assert not (tmp_path / "c.png").exists()
+
+
+def test_lazy_levels_best_level_parsed_at_once_bad_values_still_reported_when_read():
+    good = LazyLevels("10 1 9 2", ("f", 1, "v", "S", "bids"))
+    assert good.top_price() == D(10) and good.vwap(D("0.5")) == D(10) and good.vwap(D(0)) is None
+    for packed, message in (("abc 1 9 2", "level 1: price and quantity must be positive decimals"),
+                            ("10 -1", "level 1: price and quantity must be positive decimals"),
+                            ("10", "got a lone '10'")):
+        levels = LazyLevels(packed, ("f", 3, "v", "S", "asks"))  # no error until the side is read
+        with pytest.raises(BacktestDataError, match=f"f:3: book v/S asks.*{message}"):
+            levels.top_price()
+
+
+def test_order_size_cache_keeps_the_exact_spelling():
+    from arbframe.strategy import Strategy, StrategyConfig
+
+    strategy = Strategy(StrategyConfig(order_notional_krw=D("1000000")))
+    step = D("0.01")
+    plain = strategy.order_qty(D("100"), step)
+    assert plain == D("10000") and str(plain) == str((D("1000000") / D("100") / step).to_integral_value() * step)
+    spelled = strategy.order_qty(D("1.00E+2"), step)  # equal value, other exponent: computed, not the cached text
+    expected = (D("1000000") / D("1.00E+2") / step).to_integral_value() * step
+    assert str(spelled) == str(expected)
+    assert strategy.order_qty(D("100"), step) is plain
