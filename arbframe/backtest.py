@@ -33,14 +33,14 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from arbframe.engine import Engine, MarketSnapshot
+from arbframe.engine import _STEP, Engine, MarketSnapshot
 from arbframe.errors import ArbframeError
 from arbframe.metrics import TradingMetrics
 from arbframe.models import ZERO, BookLevel, Direction, FxRate, IdGenerator, MarketRules, OrderBook, utcnow
 from arbframe.paper import PaperWallet
-from arbframe.premium import PREMIUM_QUANTUM
+from arbframe.premium import ONE, PREMIUM_QUANTUM
 from arbframe.strategy import StrategyConfig
 
 if TYPE_CHECKING:
@@ -342,10 +342,15 @@ class RecordingReader:
         self._fh.close()
 
     def __iter__(self) -> Iterator[MarketSnapshot]:
+        decode = self.decode
+        for row in self.rows():
+            yield decode(row)
+
+    def rows(self) -> Iterator[Any]:
+        """The decoded JSON of each snapshot line (not yet checked: :meth:`decode` does that)."""
         fh = self._fh
         readline = fh.readline
         loads = json.loads
-        decode = self.decode
         try:
             while True:
                 try:
@@ -362,7 +367,7 @@ class RecordingReader:
                         continue
                     self._json(line)  # raises with the line number
                     raise
-                yield decode(row)
+                yield row
         finally:
             self.close()
 
@@ -560,6 +565,246 @@ def build_engine(
     )
 
 
+# ------------------------------------------------------------------------------------------------- replay fast path
+# A snapshot on which nothing can happen (no open position, FX fresh as before, no spread due, every net premium
+# well below the entry threshold, every premium well inside the range seen so far, no entry note pending) changes
+# nothing but a few counters: the fast path proves that with float arithmetic on the recorded text and then only
+# updates those counters. Anything unusual or close to a boundary (a margin far above float rounding) goes through
+# the full decode and the engine, so every recorded number is computed exactly as before.
+_REL = 1e-12
+_MARGIN = 1e-9
+_UNSURE = object()
+
+
+def _pos_float(text: str) -> float | None:
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return v if 0.0 < v < _INF else None
+
+
+_INF = float("inf")
+
+
+def _fvwap(text: str, qf: float) -> Any:
+    """(float VWAP, best price text when the best level alone holds ``qf`` else None), None when too thin,
+    or ``_UNSURE`` (bad text, a comparison too close to call)."""
+    parts = text.split(None, 2)
+    if len(parts) < 2:
+        return _UNSURE
+    try:
+        p = float(parts[0])
+        q = float(parts[1])
+    except ValueError:
+        return _UNSURE
+    if not (0.0 < p < _INF and 0.0 < q < _INF):
+        return _UNSURE
+    if q >= qf * (1 + _REL):
+        return p, parts[0]
+    if q > qf * (1 - _REL):
+        return _UNSURE
+    remaining = qf - q
+    cost = q * p
+    tol = qf * _MARGIN
+    rest = parts[2] if len(parts) == 3 else ""
+    while True:
+        if not rest:
+            return None
+        parts = rest.split(None, 2)
+        if len(parts) < 2:
+            return _UNSURE
+        try:
+            p = float(parts[0])
+            q = float(parts[1])
+        except ValueError:
+            return _UNSURE
+        if not (0.0 < p < _INF and 0.0 < q < _INF):
+            return _UNSURE
+        if q >= remaining + tol:
+            return (cost + remaining * p) / qf, None
+        if q > remaining - tol:
+            return _UNSURE
+        cost += q * p
+        remaining -= q
+        rest = parts[2] if len(parts) == 3 else ""
+
+
+def _fast_tick(row: Any, reader: RecordingReader, engine: Engine, lo_f: dict[Direction, float],
+               hi_f: dict[Direction, float], chart: bool) -> Any:
+    """``(ts, fx, kimchi premium or None, unrealized PnL)`` when ``row`` provably changes nothing but counters
+    and marks, else None."""
+    if type(row) is not dict or len(row) != 3:
+        return None
+    t, fx_row, b = row.get("t"), row.get("fx"), row.get("b")
+    if type(t) is not str or type(fx_row) is not list or type(b) is not dict:
+        return None
+    for symbols in b.values():
+        if type(symbols) is not dict:
+            return None
+        for entry in symbols.values():
+            if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not str or type(entry[1]) is not str:
+                return None
+    try:
+        if t == reader._last_t_text:
+            ts = reader._last_t
+        else:
+            ts = _parse_ts(t, reader, '"t"')
+            reader._last_t, reader._last_t_text = ts, t
+        fx = reader._fx(fx_row, reader)
+    except BacktestDataError:
+        return None
+    cfg = engine.cfg
+    if engine._last_fresh is not True or not fx.age_seconds(ts) <= cfg.max_fx_age_seconds:  # type: ignore[union-attr]
+        return None
+    last_log = engine._last_spread_log
+    if engine.log_spreads and (
+        last_log is None or engine.spread_log_interval <= 0
+        or (ts - last_log).total_seconds() >= engine.spread_log_interval
+    ):
+        return None
+    dom_books, fgn_books = b.get(engine.domestic), b.get(engine.foreign)
+    if dom_books is None or fgn_books is None:
+        return None
+    if cfg.use_tether:
+        usdt = dom_books.get("USDT")
+        if usdt is not None:
+            for text in usdt:
+                parts = text.split(None, 2)
+                if len(parts) < 2 or _pos_float(parts[0]) is None or _pos_float(parts[1]) is None:
+                    return None
+    rate = fx.rate  # type: ignore[union-attr]
+    rate_f = float(rate)
+    positions = engine.positions
+    mark = engine._mark
+    unrealized = ZERO
+    strategy = engine.strategy
+    threshold = float(strategy.cfg.entry_threshold)
+    allowed = strategy.cfg.directions
+    limit = cfg.max_book_age_seconds
+    books_fresh = limit is None or limit >= 0.0  # every book carries the snapshot's own time here
+    notes: list[tuple[str, str | None]] = []
+    round_trip = float(engine.calc.round_trip)
+    blocked = engine._blocked
+    steps = engine._step
+    kimchi_premium = None
+    for symbol in cfg.symbols:
+        entry = False
+        dom, fgn = dom_books.get(symbol), fgn_books.get(symbol)
+        if dom is None or fgn is None:
+            return None
+        d_bids, d_asks = dom
+        f_bids, f_asks = fgn
+        if not (d_asks.strip() and f_bids.strip() and f_asks.strip()):
+            return None
+        top = d_bids.split(None, 2)
+        if len(top) < 2 or _pos_float(top[1]) is None or _pos_float(top[0]) is None:
+            return None
+        try:
+            top_price = Decimal(top[0])
+        except InvalidOperation:
+            return None
+        qty = strategy.order_qty(top_price, steps.get(symbol) or _STEP)
+        if not qty > 0:
+            return None
+        qf = float(qty)
+        for direction in engine.calc.directions:
+            kimchi = direction is Direction.KIMCHI
+            d = _fvwap(d_bids if kimchi else d_asks, qf)
+            if d is _UNSURE:
+                return None
+            if d is None:
+                continue
+            f = _fvwap(f_asks if kimchi else f_bids, qf)
+            if f is _UNSURE:
+                return None
+            if f is None:
+                continue
+            if kimchi:
+                premium = d[0] / (f[0] * rate_f) - 1.0
+                if chart and kimchi_premium is None:
+                    if d[1] is None or f[1] is None:
+                        return None
+                    kimchi_premium = float(Decimal(d[1]) / (Decimal(f[1]) * fx.rate) - ONE)  # type: ignore[union-attr]
+            else:
+                premium = f[0] * rate_f / d[0] - 1.0
+            net = premium - round_trip
+            if net >= threshold - _MARGIN:
+                if net <= threshold + _MARGIN:
+                    return None
+                if direction in allowed:
+                    entry = True
+            lo = lo_f.get(direction)
+            if lo is None or premium <= lo + _MARGIN or premium >= hi_f[direction] - _MARGIN:
+                return None
+        if positions:
+            # closes and marks exactly as Engine.decide_symbol computes them
+            for position in positions.values():
+                if position.symbol != symbol:
+                    continue
+                pq = position.qty
+                if position.direction is Direction.KIMCHI:  # close: buy domestic, sell foreign
+                    dp = _exact_vwap(d_asks, pq)
+                    fp = _exact_vwap(f_bids, pq) if dp is not None and dp is not _UNSURE else None
+                    if dp is None or dp is _UNSURE or fp is None or fp is _UNSURE:
+                        return None
+                    close_prem = dp / (fp * rate) - ONE
+                else:
+                    dp = _exact_vwap(d_bids, pq)
+                    fp = _exact_vwap(f_asks, pq) if dp is not None and dp is not _UNSURE else None
+                    if dp is None or dp is _UNSURE or fp is None or fp is _UNSURE:
+                        return None
+                    close_prem = fp * rate / dp - ONE
+                if strategy.close_reason(position, close_prem, ts) is not None:
+                    return None
+                unrealized += mark(position, (dp, fp), rate)
+        note = None
+        if entry:
+            # Engine.decide_symbol would check the entry; only an entry that stays blocked is handled here
+            # (entry_block reads nothing of the quote but its symbol)
+            stats = engine.stats
+            stats.now = ts  # as Engine.process sets it before deciding (the view's daily PnL reads it)
+            note = strategy.entry_block(_SymbolOnly(symbol), engine.view(), ts, fx_fresh=True,  # type: ignore[arg-type]
+                                        books_fresh=books_fresh)
+            if note is None:
+                return None
+        if blocked.get(symbol, _SymbolOnly) != note:
+            notes.append((symbol, note))
+    return ts, fx, kimchi_premium, unrealized, notes
+
+
+class _SymbolOnly(NamedTuple):
+    symbol: str
+
+
+def _exact_vwap(text: str, qty: Decimal) -> Any:
+    """:meth:`LazyLevels.vwap` on the text, same arithmetic; ``_UNSURE`` on anything unusual."""
+    if not qty > 0:
+        return _UNSURE
+    parts = text.split(None, 2)
+    remaining = qty
+    cost = ZERO
+    first = True
+    while True:
+        if len(parts) < 2:
+            return None if not parts else _UNSURE
+        try:
+            price, level_qty = Decimal(parts[0]), Decimal(parts[1])
+            if not (price.is_finite() and level_qty.is_finite() and price > 0 and level_qty > 0):
+                return _UNSURE
+        except (InvalidOperation, ValueError):
+            return _UNSURE
+        if first:
+            if level_qty >= qty:
+                return price
+            first = False
+        if level_qty >= remaining:
+            return (cost + remaining * price) / qty
+        cost += level_qty * price
+        remaining -= level_qty
+        parts = parts[2].split(None, 2) if len(parts) == 3 else []
+
+
 def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[Any, ...]] | None = None
            ) -> BacktestSummary:
     """Run every snapshot of ``reader`` through ``engine`` as fast as it goes; returns the summary."""
@@ -574,7 +819,42 @@ def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[
     n = 0
     fx_logged: str | None = None
     process = engine.process
-    for snap in reader:
+    decode = reader.decode
+    lo_f: dict[Direction, float] = {}
+    hi_f: dict[Direction, float] = {}
+    fast = (type(reader) is RecordingReader and engine.metrics is None and engine.cache is None
+            and not engine.spread_listeners)
+    chart = chart_points is not None
+    begin_tick = engine.executor.begin_tick
+    for row in reader.rows():
+        hit = _fast_tick(row, reader, engine, lo_f, hi_f, chart) if fast else None
+        if hit is not None:
+            # what Engine.process does on a tick without spreads, positions, entries or notes
+            ts, fx, kim, unrealized, notes = hit
+            if first is None:
+                first = ts
+            last = ts
+            if fx.id != fx_logged:
+                fx_logged = fx.id
+                storage.log_fx_rate(fx)
+            begin_tick()
+            stats.now = ts
+            engine.ticks += 1
+            for symbol, note in notes:
+                engine._note_block(symbol, note)
+            stats.open_positions = len(engine.positions)
+            stats.unrealized_pnl_krw = unrealized
+            engine.last_fx = fx
+            n += 1
+            equity = stats.total_pnl_krw + stats.unrealized_pnl_krw
+            if equity > peak:
+                peak = equity
+            elif peak - equity > max_dd:
+                max_dd = peak - equity
+            if chart_points is not None:
+                chart_points.append((ts, kim, float(equity)))
+            continue
+        snap = decode(row)
         if first is None:
             first = snap.ts
         last = snap.ts
@@ -590,9 +870,11 @@ def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[
             cur = lo.get(d)
             if cur is None or p < cur:
                 lo[d] = p
+                lo_f[d] = float(p)
             cur = hi.get(d)
             if cur is None or p > cur:
                 hi[d] = p
+                hi_f[d] = float(p)
         equity = stats.total_pnl_krw + stats.unrealized_pnl_krw
         if equity > peak:
             peak = equity
