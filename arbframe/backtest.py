@@ -651,17 +651,20 @@ def _fast_tick(row: Any, reader: RecordingReader, engine: Engine, lo_f: dict[Dir
         else:
             ts = _parse_ts(t, reader, '"t"')
             reader._last_t, reader._last_t_text = ts, t
-        fx = reader._fx(fx_row, reader)
     except BacktestDataError:
-        return None
-    cfg = engine.cfg
-    if engine._last_fresh is not True or not fx.age_seconds(ts) <= cfg.max_fx_age_seconds:  # type: ignore[union-attr]
         return None
     last_log = engine._last_spread_log
     if engine.log_spreads and (
         last_log is None or engine.spread_log_interval <= 0
         or (ts - last_log).total_seconds() >= engine.spread_log_interval
     ):
+        return None
+    try:
+        fx = reader._fx(fx_row, reader)
+    except BacktestDataError:
+        return None
+    cfg = engine.cfg
+    if engine._last_fresh is not True or not fx.age_seconds(ts) <= cfg.max_fx_age_seconds:  # type: ignore[union-attr]
         return None
     dom_books, fgn_books = b.get(engine.domestic), b.get(engine.foreign)
     if dom_books is None or fgn_books is None:
@@ -823,7 +826,7 @@ def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[
     lo_f: dict[Direction, float] = {}
     hi_f: dict[Direction, float] = {}
     fast = (type(reader) is RecordingReader and engine.metrics is None and engine.cache is None
-            and not engine.spread_listeners)
+            and not engine.spread_listeners and not (engine.log_spreads and engine.spread_log_interval <= 0))
     chart = chart_points is not None
     begin_tick = engine.executor.begin_tick
     for row in reader.rows():
