@@ -47,7 +47,7 @@ def order_cash(order, rate: D) -> D:
     return flow * (rate if order.exchange == "binance" else 1)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(
     entry_premium=st.decimals("0.03", "0.15", places=4),
     exit_premium=st.decimals("-0.05", "0.005", places=4),
@@ -127,7 +127,7 @@ def test_the_property_run_covered_closes():
         assert any(CLOSES) and len(CLOSES) >= 10
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, derandomize=True)
 @given(spec=levels_st, takes=st.lists(st.integers(1, 4000), min_size=1, max_size=5))
 def test_liquidity_is_not_reused_within_a_tick(spec, takes):
     book = make_book("upbit", D(100000), D(1), spec, spec, T0)
