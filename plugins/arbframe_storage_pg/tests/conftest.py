@@ -106,3 +106,22 @@ def run_arbframe(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[st
                               env=full_env, timeout=timeout, cwd=cwd or tmp_path)
 
     return run
+
+
+@pytest.fixture
+def open_storage(section: dict[str, Any], make_context: Callable[..., PluginContext]):  # type: ignore[no-untyped-def]
+    """Open PostgresStorage instances on the test's schema (overrides per call); all closed afterwards."""
+    from arbframe_storage_pg.storage import PostgresStorage
+
+    opened: list[PostgresStorage] = []
+
+    def open_(**overrides: Any) -> PostgresStorage:
+        context = make_context()
+        storage = PostgresStorage({**section, **overrides}, context)
+        storage.context = context  # for the tests' metric reads
+        opened.append(storage)
+        return storage
+
+    yield open_
+    for storage in opened:
+        storage.close()

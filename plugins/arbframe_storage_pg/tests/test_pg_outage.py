@@ -41,24 +41,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> bool:
     return condition()
 
 
-@pytest.fixture
-def open_storage(section: dict[str, Any], make_context: Callable[..., Any]):  # type: ignore[no-untyped-def]
-    from arbframe_storage_pg.storage import PostgresStorage
-
-    opened: list[PostgresStorage] = []
-
-    def open_(**overrides: Any) -> PostgresStorage:
-        context = make_context()
-        storage = PostgresStorage({**section, **overrides}, context)
-        storage.context = context
-        opened.append(storage)
-        return storage
-
-    yield open_
-    for storage in opened:
-        storage.close()
-
-
 def ids_in(pg: PostgresServer, schema: str, table: str) -> list[str]:
     from psycopg2 import sql
 

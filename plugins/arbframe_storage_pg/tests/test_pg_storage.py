@@ -52,24 +52,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
     return condition()
 
 
-@pytest.fixture
-def open_storage(section: dict[str, Any], make_context: Callable[..., Any]):  # type: ignore[no-untyped-def]
-    from arbframe_storage_pg.storage import PostgresStorage
-
-    opened: list[PostgresStorage] = []
-
-    def open_(**overrides: Any) -> PostgresStorage:
-        context = make_context()
-        storage = PostgresStorage({**section, **overrides}, context)
-        storage.context = context  # for the tests' metric reads
-        opened.append(storage)
-        return storage
-
-    yield open_
-    for storage in opened:
-        storage.close()
-
-
 # --------------------------------------------------------------------------------------------------- schema
 def test_tables_columns_and_indexes(open_storage, pg: PostgresServer, schema: str) -> None:
     open_storage().close()
