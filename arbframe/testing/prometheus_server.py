@@ -20,6 +20,7 @@ Binaries are looked up on PATH, then ``/usr/bin`` and ``/usr/sbin``; ``ARBFRAME_
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import os
@@ -147,7 +148,7 @@ def metric_values(text: str, name: str) -> list[tuple[dict[str, str], float]]:
     return found
 
 
-class ServedBinary:
+class ServedBinary(abc.ABC):
     """A long-running binary serving HTTP on a free port of 127.0.0.1, with its files in a temp dir."""
 
     binary = ""
@@ -173,8 +174,9 @@ class ServedBinary:
     def url(self) -> str:
         return f"http://{self.address}"
 
+    @abc.abstractmethod
     def args(self) -> list[str]:
-        raise NotImplementedError
+        """Command-line arguments of the binary (each subclass says how it serves)."""
 
     def start(self: T, timeout: float = 30) -> T:
         if self._proc is not None:
