@@ -31,7 +31,7 @@ install: $(STAMP)
 
 $(STAMP): $(PROJECT_FILES) | deb
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,server]' \
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,server,fast]' \
 		$(foreach d,$(PLUGIN_DIRS),-e $(d))
 	@mkdir -p $(XDG_CACHE_HOME)
 	@# wheels of the kernel's dependencies, so tests can build fresh virtual environments offline

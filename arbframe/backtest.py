@@ -33,14 +33,15 @@ from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any
 
-from arbframe.engine import _STEP, Engine, MarketSnapshot
+from arbframe.engine import Engine, MarketSnapshot
 from arbframe.errors import ArbframeError
 from arbframe.metrics import TradingMetrics
 from arbframe.models import ZERO, BookLevel, Direction, FxRate, IdGenerator, MarketRules, OrderBook, utcnow
 from arbframe.paper import PaperWallet
-from arbframe.premium import ONE, PREMIUM_QUANTUM
+from arbframe.premium import PREMIUM_QUANTUM
+from arbframe.replay_fastpath import ReplayFastPath
 from arbframe.strategy import StrategyConfig
 
 if TYPE_CHECKING:
@@ -295,6 +296,16 @@ assert [f.name for f in fields(OrderBook)] == ["exchange", "symbol", "bids", "as
 assert [f.name for f in fields(MarketSnapshot)] == ["ts", "books", "fx", "simulated"]
 
 
+def _fast_loads() -> Any:
+    """orjson's decoder when installed (the ``fast`` extra: about three times json's speed on snapshot lines; the
+    recorded numbers are strings, so both give the same objects), else json's."""
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+    return orjson.loads
+
+
 class RecordingReader:
     """Iterates a recording: :attr:`header`, then :class:`MarketSnapshot` objects, with line-numbered errors."""
 
@@ -350,7 +361,7 @@ class RecordingReader:
         """The decoded JSON of each snapshot line (not yet checked: :meth:`decode` does that)."""
         fh = self._fh
         readline = fh.readline
-        loads = json.loads
+        loads = _fast_loads()
         try:
             while True:
                 try:
@@ -362,11 +373,10 @@ class RecordingReader:
                 self.lineno += 1
                 try:
                     row = loads(line)
-                except json.JSONDecodeError:
+                except ValueError:  # json's and orjson's decode errors
                     if line.isspace():
                         continue
-                    self._json(line)  # raises with the line number
-                    raise
+                    row = self._json(line)  # raises with the line number (or takes what only json reads)
                 yield row
         finally:
             self.close()
@@ -565,257 +575,19 @@ def build_engine(
     )
 
 
-# ------------------------------------------------------------------------------------------------- replay fast path
-# A snapshot on which nothing can happen (no open position, FX fresh as before, no spread due, every net premium
-# well below the entry threshold, every premium well inside the range seen so far, no entry note pending) changes
-# nothing but a few counters: the fast path proves that with float arithmetic on the recorded text and then only
-# updates those counters. Anything unusual or close to a boundary (a margin far above float rounding) goes through
-# the full decode and the engine, so every recorded number is computed exactly as before.
-_REL = 1e-12
-_MARGIN = 1e-9
-_UNSURE = object()
-
-
-def _pos_float(text: str) -> float | None:
-    try:
-        v = float(text)
-    except ValueError:
-        return None
-    return v if 0.0 < v < _INF else None
-
-
-_INF = float("inf")
-
-
-def _fvwap(text: str, qf: float) -> Any:
-    """(float VWAP, best price text when the best level alone holds ``qf`` else None), None when too thin,
-    or ``_UNSURE`` (bad text, a comparison too close to call)."""
-    parts = text.split(None, 2)
-    if len(parts) < 2:
-        return _UNSURE
-    try:
-        p = float(parts[0])
-        q = float(parts[1])
-    except ValueError:
-        return _UNSURE
-    if not (0.0 < p < _INF and 0.0 < q < _INF):
-        return _UNSURE
-    if q >= qf * (1 + _REL):
-        return p, parts[0]
-    if q > qf * (1 - _REL):
-        return _UNSURE
-    remaining = qf - q
-    cost = q * p
-    tol = qf * _MARGIN
-    rest = parts[2] if len(parts) == 3 else ""
-    while True:
-        if not rest:
-            return None
-        parts = rest.split(None, 2)
-        if len(parts) < 2:
-            return _UNSURE
-        try:
-            p = float(parts[0])
-            q = float(parts[1])
-        except ValueError:
-            return _UNSURE
-        if not (0.0 < p < _INF and 0.0 < q < _INF):
-            return _UNSURE
-        if q >= remaining + tol:
-            return (cost + remaining * p) / qf, None
-        if q > remaining - tol:
-            return _UNSURE
-        cost += q * p
-        remaining -= q
-        rest = parts[2] if len(parts) == 3 else ""
-
-
-def _fast_tick(row: Any, reader: RecordingReader, engine: Engine, lo_f: dict[Direction, float],
-               hi_f: dict[Direction, float], chart: bool) -> Any:
-    """``(ts, fx, kimchi premium or None, unrealized PnL)`` when ``row`` provably changes nothing but counters
-    and marks, else None."""
-    if type(row) is not dict or len(row) != 3:
-        return None
-    t, fx_row, b = row.get("t"), row.get("fx"), row.get("b")
-    if type(t) is not str or type(fx_row) is not list or type(b) is not dict:
-        return None
-    for symbols in b.values():
-        if type(symbols) is not dict:
-            return None
-        for entry in symbols.values():
-            if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not str or type(entry[1]) is not str:
-                return None
-    try:
-        if t == reader._last_t_text:
-            ts = reader._last_t
-        else:
-            ts = _parse_ts(t, reader, '"t"')
-            reader._last_t, reader._last_t_text = ts, t
-    except BacktestDataError:
-        return None
-    last_log = engine._last_spread_log
-    if engine.log_spreads and (
-        last_log is None or engine.spread_log_interval <= 0
-        or (ts - last_log).total_seconds() >= engine.spread_log_interval
-    ):
-        return None
-    try:
-        fx = reader._fx(fx_row, reader)
-    except BacktestDataError:
-        return None
-    cfg = engine.cfg
-    if engine._last_fresh is not True or not fx.age_seconds(ts) <= cfg.max_fx_age_seconds:  # type: ignore[union-attr]
-        return None
-    dom_books, fgn_books = b.get(engine.domestic), b.get(engine.foreign)
-    if dom_books is None or fgn_books is None:
-        return None
-    if cfg.use_tether:
-        usdt = dom_books.get("USDT")
-        if usdt is not None:
-            for text in usdt:
-                parts = text.split(None, 2)
-                if len(parts) < 2 or _pos_float(parts[0]) is None or _pos_float(parts[1]) is None:
-                    return None
-    rate = fx.rate  # type: ignore[union-attr]
-    rate_f = float(rate)
-    positions = engine.positions
-    mark = engine._mark
-    unrealized = ZERO
-    strategy = engine.strategy
-    threshold = float(strategy.cfg.entry_threshold)
-    allowed = strategy.cfg.directions
-    limit = cfg.max_book_age_seconds
-    books_fresh = limit is None or limit >= 0.0  # every book carries the snapshot's own time here
-    notes: list[tuple[str, str | None]] = []
-    round_trip = float(engine.calc.round_trip)
-    blocked = engine._blocked
-    steps = engine._step
-    kimchi_premium = None
-    for symbol in cfg.symbols:
-        entry = False
-        dom, fgn = dom_books.get(symbol), fgn_books.get(symbol)
-        if dom is None or fgn is None:
-            return None
-        d_bids, d_asks = dom
-        f_bids, f_asks = fgn
-        if not (d_asks.strip() and f_bids.strip() and f_asks.strip()):
-            return None
-        top = d_bids.split(None, 2)
-        if len(top) < 2 or _pos_float(top[1]) is None or _pos_float(top[0]) is None:
-            return None
-        try:
-            top_price = Decimal(top[0])
-        except InvalidOperation:
-            return None
-        qty = strategy.order_qty(top_price, steps.get(symbol) or _STEP)
-        if not qty > 0:
-            return None
-        qf = float(qty)
-        for direction in engine.calc.directions:
-            kimchi = direction is Direction.KIMCHI
-            d = _fvwap(d_bids if kimchi else d_asks, qf)
-            if d is _UNSURE:
-                return None
-            if d is None:
-                continue
-            f = _fvwap(f_asks if kimchi else f_bids, qf)
-            if f is _UNSURE:
-                return None
-            if f is None:
-                continue
-            if kimchi:
-                premium = d[0] / (f[0] * rate_f) - 1.0
-                if chart and kimchi_premium is None:
-                    if d[1] is None or f[1] is None:
-                        return None
-                    kimchi_premium = float(Decimal(d[1]) / (Decimal(f[1]) * fx.rate) - ONE)  # type: ignore[union-attr]
-            else:
-                premium = f[0] * rate_f / d[0] - 1.0
-            net = premium - round_trip
-            if net >= threshold - _MARGIN:
-                if net <= threshold + _MARGIN:
-                    return None
-                if direction in allowed:
-                    entry = True
-            lo = lo_f.get(direction)
-            if lo is None or premium <= lo + _MARGIN or premium >= hi_f[direction] - _MARGIN:
-                return None
-        if positions:
-            # closes and marks exactly as Engine.decide_symbol computes them
-            for position in positions.values():
-                if position.symbol != symbol:
-                    continue
-                pq = position.qty
-                if position.direction is Direction.KIMCHI:  # close: buy domestic, sell foreign
-                    dp = _exact_vwap(d_asks, pq)
-                    fp = _exact_vwap(f_bids, pq) if dp is not None and dp is not _UNSURE else None
-                    if dp is None or dp is _UNSURE or fp is None or fp is _UNSURE:
-                        return None
-                    close_prem = dp / (fp * rate) - ONE
-                else:
-                    dp = _exact_vwap(d_bids, pq)
-                    fp = _exact_vwap(f_asks, pq) if dp is not None and dp is not _UNSURE else None
-                    if dp is None or dp is _UNSURE or fp is None or fp is _UNSURE:
-                        return None
-                    close_prem = fp * rate / dp - ONE
-                if strategy.close_reason(position, close_prem, ts) is not None:
-                    return None
-                unrealized += mark(position, (dp, fp), rate)
-        note = None
-        if entry:
-            # Engine.decide_symbol would check the entry; only an entry that stays blocked is handled here
-            # (entry_block reads nothing of the quote but its symbol)
-            stats = engine.stats
-            stats.now = ts  # as Engine.process sets it before deciding (the view's daily PnL reads it)
-            note = strategy.entry_block(_SymbolOnly(symbol), engine.view(), ts, fx_fresh=True,  # type: ignore[arg-type]
-                                        books_fresh=books_fresh)
-            if note is None:
-                return None
-        if blocked.get(symbol, _SymbolOnly) != note:
-            notes.append((symbol, note))
-    return ts, fx, kimchi_premium, unrealized, notes
-
-
-class _SymbolOnly(NamedTuple):
-    symbol: str
-
-
-def _exact_vwap(text: str, qty: Decimal) -> Any:
-    """:meth:`LazyLevels.vwap` on the text, same arithmetic; ``_UNSURE`` on anything unusual."""
-    if not qty > 0:
-        return _UNSURE
-    parts = text.split(None, 2)
-    remaining = qty
-    cost = ZERO
-    first = True
-    while True:
-        if len(parts) < 2:
-            return None if not parts else _UNSURE
-        try:
-            price, level_qty = Decimal(parts[0]), Decimal(parts[1])
-            if not (price.is_finite() and level_qty.is_finite() and price > 0 and level_qty > 0):
-                return _UNSURE
-        except (InvalidOperation, ValueError):
-            return _UNSURE
-        if first:
-            if level_qty >= qty:
-                return price
-            first = False
-        if level_qty >= remaining:
-            return (cost + remaining * price) / qty
-        cost += level_qty * price
-        remaining -= level_qty
-        parts = parts[2].split(None, 2) if len(parts) == 3 else []
-
-
 def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[Any, ...]] | None = None
            ) -> BacktestSummary:
-    """Run every snapshot of ``reader`` through ``engine`` as fast as it goes; returns the summary."""
+    """Run every snapshot of ``reader`` through ``engine`` as fast as it goes; returns the summary.
+
+    ``fx_rates`` gets each rate that a recorded spread or a position opened or closed was computed with (a
+    recording carries every rate already; logging each would double the output for nothing).
+    """
     summary = BacktestSummary(simulated=reader.simulated)
     stats = engine.stats
     storage = engine.storage
     peak = ZERO
     max_dd = ZERO
+    peak_f = max_dd_f = 0.0
     lo: dict[Direction, Decimal] = {}
     hi: dict[Direction, Decimal] = {}
     first = last = None
@@ -825,48 +597,71 @@ def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[
     decode = reader.decode
     lo_f: dict[Direction, float] = {}
     hi_f: dict[Direction, float] = {}
-    fast = (type(reader) is RecordingReader and engine.metrics is None and engine.cache is None
-            and not engine.spread_listeners and not (engine.log_spreads and engine.spread_log_interval <= 0))
     chart = chart_points is not None
+    fast = None
+    if (type(reader) is RecordingReader and engine.metrics is None and engine.cache is None
+            and not engine.spread_listeners and not (engine.log_spreads and engine.spread_log_interval <= 0)):
+        fast = ReplayFastPath(engine, lo_f, hi_f, chart)
+    fast_tick = fast.tick if fast is not None else None
     begin_tick = engine.executor.begin_tick
+    positions = engine.positions
+    last_fast_fx: Any = None  # the FX row of the last snapshot when it took the fast path
+    stale_marks = False  # stats.unrealized_pnl_krw lags the last fast snapshot (its exact value was not needed)
     for row in reader.rows():
-        hit = _fast_tick(row, reader, engine, lo_f, hi_f, chart) if fast else None
+        hit = fast_tick(row, reader) if fast_tick is not None else None
         if hit is not None:
-            # what Engine.process does on a tick without spreads, positions, entries or notes
-            ts, fx, kim, unrealized, notes = hit
+            # what Engine.process does on a tick without spreads, closes, entries or new notes
+            ts, last_fast_fx, kim, unrealized_f, error, notes = hit
             if first is None:
                 first = ts
             last = ts
-            if fx.id != fx_logged:
-                fx_logged = fx.id
-                storage.log_fx_rate(fx)
             begin_tick()
             stats.now = ts
             engine.ticks += 1
             for symbol, note in notes:
                 engine._note_block(symbol, note)
-            stats.open_positions = len(engine.positions)
-            stats.unrealized_pnl_krw = unrealized
-            engine.last_fx = fx
+            stats.open_positions = len(positions)
             n += 1
-            equity = stats.total_pnl_krw + stats.unrealized_pnl_krw
+            total = stats.total_pnl_krw
+            if unrealized_f is None:
+                stats.unrealized_pnl_krw = ZERO
+                stale_marks = False
+                equity = total
+            else:
+                equity_f = float(total) + unrealized_f
+                slack = error + 1e-9 * (abs(equity_f) + abs(peak_f)) + 1e-6
+                if chart or equity_f + slack >= peak_f or peak_f - equity_f + slack >= max_dd_f:
+                    stats.unrealized_pnl_krw = fast.exact_unrealized()  # type: ignore[union-attr]
+                    stale_marks = False
+                    equity = total + stats.unrealized_pnl_krw
+                else:  # provably neither a new peak nor a new drawdown: the exact mark can wait
+                    stale_marks = True
+                    continue
             if equity > peak:
                 peak = equity
+                peak_f = float(peak)
             elif peak - equity > max_dd:
                 max_dd = peak - equity
+                max_dd_f = float(max_dd)
             if chart_points is not None:
                 chart_points.append((ts, kim, float(equity)))
             continue
+        stale_marks = False
+        last_fast_fx = None
+        if fast is not None:
+            fast.forget()
         snap = decode(row)
         if first is None:
             first = snap.ts
         last = snap.ts
-        fx = snap.fx
-        if fx is not None and fx.id != fx_logged:
-            fx_logged = fx.id
-            storage.log_fx_rate(fx)
+        logged = engine.spread_logs
         result = process(snap)
         n += 1
+        fx = snap.fx
+        if (fx is not None and fx.id != fx_logged
+                and (engine.spread_logs != logged or result.opened or result.closed)):
+            fx_logged = fx.id
+            storage.log_fx_rate(fx)
         for s in result.quotes:
             p = s.premium
             d = s.direction
@@ -881,11 +676,17 @@ def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[
         equity = stats.total_pnl_krw + stats.unrealized_pnl_krw
         if equity > peak:
             peak = equity
+            peak_f = float(peak)
         elif peak - equity > max_dd:
             max_dd = peak - equity
+            max_dd_f = float(max_dd)
         if chart_points is not None:
             kim = next((float(s.premium) for s in result.quotes if s.direction is Direction.KIMCHI), None)
             chart_points.append((snap.ts, kim, float(equity)))
+    if stale_marks:
+        stats.unrealized_pnl_krw = fast.exact_unrealized()  # type: ignore[union-attr]
+    if last_fast_fx is not None:
+        engine.last_fx = reader._fx(last_fast_fx, reader)
     storage.flush()
     summary.snapshots = n
     summary.first_ts = first.isoformat() if first else None

@@ -143,6 +143,7 @@ class Engine:
         self.spread_log_interval = float(spread_log_interval_seconds)
         self.spread_listeners = spread_listeners
         self._last_spread_log: datetime | None = None
+        self.spread_logs = 0  # ticks that recorded their spreads (a replay logs the FX rate they used)
         self.domestic = cfg.domestic
         self.foreign = cfg.foreign
         self.fee_domestic = Decimal(fee_domestic)
@@ -365,6 +366,7 @@ class Engine:
             result.spreads = [to_spread(q, fx, now, simulated=simulated, age=age) for q in quotes]
             if log_due and quotes:
                 self._last_spread_log = now
+                self.spread_logs += 1
                 for spread in result.spreads:
                     storage.log_spread(spread)
         self.ticks += 1

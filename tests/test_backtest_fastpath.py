@@ -3,11 +3,14 @@ every record, the summary and the chart points equal those of the full path on t
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 import arbframe.backtest as backtest
-from arbframe.backtest import RecordingReader, build_engine, replay, simulate_recording
+from arbframe.backtest import BacktestDataError, RecordingReader, build_engine, replay, simulate_recording
 from arbframe.engine import MemoryStorage
+from arbframe.replay_fastpath import ReplayFastPath
 
 CONFIGS = [
     {"arbitrage": {"symbols": ["BTC", "ETH"], "cooldown_seconds": 5}},
@@ -31,27 +34,113 @@ def _run(rec, config, interval, chart):
 
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("interval", [60.0, 0.0])
-def test_fast_path_matches_full_path(tmp_path, monkeypatch, config, interval):
+@pytest.mark.parametrize("chart", [True, False])
+def test_fast_path_matches_full_path(tmp_path, monkeypatch, config, interval, chart):
     rec = simulate_recording(tmp_path / "rec.jsonl", snapshots=800, seed=5, depth=15, excursion_prob=0.03)
     hits = []
-    real = backtest._fast_tick
+    real = ReplayFastPath.tick
 
-    def counting(*args):
-        out = real(*args)
+    def counting(self, row, reader):
+        out = real(self, row, reader)
         hits.append(out is not None)
         return out
 
-    monkeypatch.setattr(backtest, "_fast_tick", counting)
-    fast = _run(rec, config, interval, chart=True)
-    monkeypatch.setattr(backtest, "_fast_tick", lambda *args: None)
-    full = _run(rec, config, interval, chart=True)
+    monkeypatch.setattr(ReplayFastPath, "tick", counting)
+    fast = _run(rec, config, interval, chart=chart)
+    monkeypatch.setattr(ReplayFastPath, "tick", lambda self, row, reader: None)
+    full = _run(rec, config, interval, chart=chart)
     assert fast[0] == full[0]
     for table in ("spreads", "positions", "orders", "trades", "fx_rates", "errors"):
         assert getattr(fast[1], table) == getattr(full[1], table), table
     assert fast[2] == full[2]
     assert fast[3].stats.unrealized_pnl_krw == full[3].stats.unrealized_pnl_krw
     assert fast[3]._blocked == full[3]._blocked and fast[3].ticks == full[3].ticks
+    assert fast[3].last_fx == full[3].last_fx
     if interval > 0:
         assert sum(hits) > len(hits) // 2  # most snapshots take the fast path
     else:
         assert not any(hits)  # every spread recorded: the full path each time
+
+
+def _late_bad(tmp_path, mutate):
+    rec = simulate_recording(tmp_path / "good.jsonl", snapshots=400, seed=5, depth=15, excursion_prob=0.03)
+    lines = rec.read_text(encoding="utf-8").splitlines(keepends=True)
+    row = json.loads(lines[350])  # line 351: long after the fast path took over
+    lines[350] = json.dumps(mutate(row), separators=(",", ":")) + "\n"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(lines), encoding="utf-8")
+    return bad
+
+
+def _fx(row):
+    row["fx"][0] = "-1"
+    return row
+
+
+def _bid(row):
+    bids, asks = row["b"]["upbit"]["BTC"]
+    row["b"]["upbit"]["BTC"] = ["12x " + bids, asks]
+    return row
+
+
+def _usdt(row):
+    bids, asks = row["b"]["upbit"]["USDT"]
+    row["b"]["upbit"]["USDT"] = [bids, "0 " + asks]
+    return row
+
+
+def _ts(row):
+    row["t"] = "2026-13-01T00:00:00+00:00"
+    return row
+
+
+@pytest.mark.parametrize(("mutate", "message"), [
+    (_fx, ":351: FX rate must be a positive decimal string"),
+    (_bid, ":351: book upbit/BTC bids, level 1: price and quantity must be positive decimals"),
+    (_usdt, ":351: book upbit/USDT asks, level 1: price and quantity must be positive decimals"),
+    (_ts, ':351: "t" is not an ISO-8601 timestamp'),
+])
+def test_bad_data_after_the_fast_path_took_over_names_its_line(tmp_path, monkeypatch, mutate, message):
+    hits = []
+    real = ReplayFastPath.tick
+
+    def counting(self, row, reader):
+        out = real(self, row, reader)
+        hits.append(out is not None)
+        return out
+
+    monkeypatch.setattr(ReplayFastPath, "tick", counting)
+    reader = RecordingReader(_late_bad(tmp_path, mutate))
+    engine = build_engine(reader, CONFIGS[0], MemoryStorage(), spread_log_interval_seconds=60.0)
+    with pytest.raises(BacktestDataError) as info:
+        replay(reader, engine)
+    assert message in str(info.value)
+    assert len(hits) == 350 and sum(hits[:349]) > 250 and not hits[349]  # line 351 is snapshot 350
+
+
+def test_stdlib_json_and_orjson_replay_alike(tmp_path, monkeypatch):
+    """The optional orjson decoder gives the same replay; a line only json reads (NaN) still replays."""
+    pytest.importorskip("orjson")
+    rec = simulate_recording(tmp_path / "rec.jsonl", snapshots=300, seed=5, depth=15, excursion_prob=0.03)
+    lines = rec.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[100] = lines[100].rstrip("\n")[:-1] + ',"note":NaN}\n'
+    rec.write_text("".join(lines), encoding="utf-8")
+    fast = _run(rec, CONFIGS[0], 60.0, chart=True)
+    monkeypatch.setattr(backtest, "_fast_loads", lambda: json.loads)
+    plain = _run(rec, CONFIGS[0], 60.0, chart=True)
+    assert fast[0] == plain[0] and fast[2] == plain[2] and fast[0].snapshots == 300
+    for table in ("spreads", "positions", "orders", "trades", "fx_rates", "errors"):
+        assert getattr(fast[1], table) == getattr(plain[1], table), table
+
+
+def test_fx_rates_hold_the_rates_spreads_and_positions_used(tmp_path):
+    rec = simulate_recording(tmp_path / "rec.jsonl", snapshots=800, seed=5, depth=15, excursion_prob=0.03)
+    summary, storage, _, _ = _run(rec, CONFIGS[0], 60.0, chart=False)
+    logged = [fx.rate for fx in storage.fx_rates]
+    assert len(logged) == len(set(fx.id for fx in storage.fx_rates))  # each rate once
+    used = {s.fx_rate for s in storage.spreads}
+    used |= {p.entry_fx_rate for p in storage.positions} | {p.exit_fx_rate for p in storage.positions}
+    used.discard(None)
+    assert storage.spreads and summary.trades > 0
+    assert set(logged) == used
+    assert len(logged) < summary.snapshots // 4  # not one row per snapshot

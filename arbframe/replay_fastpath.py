@@ -1,0 +1,418 @@
+"""The backtest replay's fast path: snapshots on which nothing can happen skip the decoder and the engine.
+
+Why: on nearly every snapshot of a replay the engine would only update counters (no spread due, no close, no
+entry, every premium inside the range seen so far, every entry note unchanged). :class:`ReplayFastPath` proves
+that from the recorded text with float arithmetic and a margin (``1e-9``) far above float rounding, and marks open
+positions in floats with an error bound. Anything close to a boundary, unusual or malformed returns ``None`` and
+goes through the full path, so every recorded number is still computed exactly (``Decimal``) by the engine and a
+bad line still fails with its line number. ``tests/test_backtest_fastpath.py`` holds both paths to identical
+outputs.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from arbframe.models import ZERO, Direction
+from arbframe.premium import ONE
+
+if TYPE_CHECKING:
+    from arbframe.engine import Engine
+
+_REL = 1e-12  # a level holding the whole remaining quantity, within this, is too close to call
+_MARGIN = 1e-9  # premiums within this of a threshold or of the seen range go through the full path
+_INF = float("inf")
+_UNSURE = object()
+_STEP = Decimal(1)
+_ABOVE = 1 + _REL
+_fromisoformat = datetime.fromisoformat
+
+
+class FastTick(NamedTuple):
+    """What a snapshot the engine need not see changes: the replay loop applies it."""
+
+    ts: datetime
+    fx_row: list[Any]
+    kimchi_premium: float | None  # exact for the first symbol, only when a chart is drawn
+    unrealized: float | None  # open positions marked in floats (None: no open position, exactly zero)
+    error: float  # bound on |unrealized - the exact Decimal mark|
+    notes: list[tuple[str, str | None]]  # entry notes that change (symbol, note)
+
+
+class _SymbolOnly(NamedTuple):
+    symbol: str
+
+
+def fvwap(text: str, qf: float) -> Any:
+    """(float VWAP, best price text when the best level alone holds ``qf`` else None), None when too thin,
+    or ``_UNSURE`` (bad text, a comparison too close to call)."""
+    parts = text.split(None, 2)
+    if len(parts) < 2:
+        return _UNSURE
+    try:
+        p = float(parts[0])
+        q = float(parts[1])
+    except ValueError:
+        return _UNSURE
+    if not (0.0 < p < _INF and 0.0 < q < _INF):
+        return _UNSURE
+    if q >= qf * (1 + _REL):
+        return p, parts[0]
+    if q > qf * (1 - _REL):
+        return _UNSURE
+    remaining = qf - q
+    cost = q * p
+    tol = qf * _MARGIN
+    rest = parts[2] if len(parts) == 3 else ""
+    while True:
+        if not rest:
+            return None
+        parts = rest.split(None, 2)
+        if len(parts) < 2:
+            return _UNSURE
+        try:
+            p = float(parts[0])
+            q = float(parts[1])
+        except ValueError:
+            return _UNSURE
+        if not (0.0 < p < _INF and 0.0 < q < _INF):
+            return _UNSURE
+        if q >= remaining + tol:
+            return (cost + remaining * p) / qf, None
+        if q > remaining - tol:
+            return _UNSURE
+        cost += q * p
+        remaining -= q
+        rest = parts[2] if len(parts) == 3 else ""
+
+
+def exact_vwap(text: str, qty: Decimal) -> Any:
+    """``LazyLevels.vwap`` on the text, same arithmetic; ``_UNSURE`` on anything unusual."""
+    if not qty > 0:
+        return _UNSURE
+    parts = text.split(None, 2)
+    remaining = qty
+    cost = ZERO
+    first = True
+    while True:
+        if len(parts) < 2:
+            return None if not parts else _UNSURE
+        try:
+            price, level_qty = Decimal(parts[0]), Decimal(parts[1])
+            if not (price.is_finite() and level_qty.is_finite() and price > 0 and level_qty > 0):
+                return _UNSURE
+        except (InvalidOperation, ValueError):
+            return _UNSURE
+        if first:
+            if level_qty >= qty:
+                return price
+            first = False
+        if level_qty >= remaining:
+            return (cost + remaining * price) / qty
+        cost += level_qty * price
+        remaining -= level_qty
+        parts = parts[2].split(None, 2) if len(parts) == 3 else []
+
+
+def _walk(text: str, p: float, q: float, qf: float) -> Any:
+    """Float VWAP of ``qf`` on ``text`` whose best level ``(p, q)`` is already parsed (see :func:`fvwap`)."""
+    if q >= qf * _ABOVE:
+        return p
+    if q > qf * (1 - _REL):
+        return _UNSURE
+    walked = fvwap(text, qf)
+    return walked if walked is None or walked is _UNSURE else walked[0]
+
+
+class ReplayFastPath:
+    """Decides, per recorded row, whether the engine can be skipped (see the module docstring).
+
+    ``lo_f``/``hi_f`` are the replay's running premium range per direction (floats), shared with the loop.
+    """
+
+    def __init__(self, engine: Engine, lo_f: dict[Direction, float], hi_f: dict[Direction, float],
+                 chart: bool) -> None:
+        self.engine = engine
+        self.lo_f, self.hi_f = lo_f, hi_f
+        self.chart = chart
+        cfg = engine.cfg
+        scfg = engine.strategy.cfg
+        self.symbols = cfg.symbols
+        self.domestic, self.foreign = engine.domestic, engine.foreign
+        self.use_tether = cfg.use_tether
+        self.max_fx_age = cfg.max_fx_age_seconds
+        limit = cfg.max_book_age_seconds
+        self.books_fresh = limit is None or limit >= 0.0  # every book carries the snapshot's own time here
+        self.threshold = float(scfg.entry_threshold)
+        self.exit_f = float(scfg.exit_threshold)
+        self.stop_f = None if scfg.stop_loss_premium is None else float(scfg.stop_loss_premium)
+        self.max_hold = scfg.max_holding_seconds
+        self.allowed = scfg.directions
+        self.round_trip = float(engine.calc.round_trip)
+        self.notional_f = float(engine.strategy._notional)
+        self.steps_f = {symbol: float(engine._step.get(symbol) or _STEP) for symbol in cfg.symbols}
+        self.dirs = tuple((d, d is Direction.KIMCHI) for d in engine.calc.directions)
+        self.keep_d, self.pay_d = 1.0 - float(engine.fee_domestic), 1.0 + float(engine.fee_domestic)
+        self.keep_f, self.pay_f = 1.0 - float(engine.fee_foreign), 1.0 + float(engine.fee_foreign)
+        self._fx: tuple[Any, Decimal, float, datetime | None] | None = None  # (row, rate, float rate, fx ts)
+        self._floats: dict[str, tuple[float, bool, float, float]] = {}  # position id -> _position_floats
+        self._notes: dict[str, str | None] = {}  # symbol -> entry note that holds until forget()
+        self._last: tuple[dict[str, Any], dict[str, Any], Decimal] | None = None  # books and rate of the last hit
+
+    # ------------------------------------------------------------------------------------------------ checks
+    def _rate(self, fx_row: Any, t: str, ts: datetime) -> tuple[Decimal, float] | None:
+        """The FX rate of ``fx_row`` when it is well formed and fresh, as ``RecordingReader._fx`` reads it."""
+        cached = self._fx
+        if cached is not None and cached[0] == fx_row:
+            _, rate, rate_f, fx_when = cached
+        else:
+            if type(fx_row) is not list or len(fx_row) != 4:
+                return None
+            rate_text, source, fx_ts, fx_id = fx_row
+            if type(rate_text) is not str or type(source) is not str or type(fx_id) is not str:
+                return None
+            try:
+                rate = Decimal(rate_text)
+                if not (rate.is_finite() and rate > 0):
+                    return None
+            except (InvalidOperation, ValueError):
+                return None
+            rate_f = float(rate)
+            if fx_ts == t:
+                fx_when = None  # stamped with the snapshot's own time
+            else:
+                if type(fx_ts) is not str:
+                    return None
+                try:
+                    fx_when = _fromisoformat(fx_ts)
+                except ValueError:
+                    return None
+                if fx_when.tzinfo is None:
+                    return None
+            self._fx = (fx_row, rate, rate_f, fx_when)
+        if fx_when is not None and not max(0.0, (ts - fx_when).total_seconds()) <= self.max_fx_age:
+            return None
+        if fx_when is None and not self.max_fx_age >= 0.0:
+            return None
+        return rate, rate_f
+
+    def _position_floats(self, position: Any) -> tuple[float, bool, float, float]:
+        """(qty, kimchi?, entry cash in KRW, close premium at or above which the stop loss may fire), in floats."""
+        entry = float(self.engine._entry_cash.get(position.id, ZERO))
+        stop = self.stop_f
+        stop_at = _INF if stop is None else float(position.entry_premium) + stop - _MARGIN
+        floats = (float(position.qty), position.direction is Direction.KIMCHI, entry, stop_at)
+        self._floats[position.id] = floats
+        return floats
+
+    # -------------------------------------------------------------------------------------------------- tick
+    def tick(self, row: Any, reader: Any) -> tuple[Any, ...] | None:
+        """The fields of a :class:`FastTick` (a plain tuple: cheaper) for ``row`` when it provably changes nothing
+        but counters, marks and entry notes, else None."""
+        if type(row) is not dict or len(row) != 3:
+            return None
+        t, fx_row, b = row.get("t"), row.get("fx"), row.get("b")
+        if type(t) is not str or type(b) is not dict:
+            return None
+        for symbols in b.values():
+            if type(symbols) is not dict:
+                return None
+            for entry in symbols.values():
+                if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not str or type(entry[1]) is not str:
+                    return None
+        if t == reader._last_t_text:
+            ts = reader._last_t
+        else:
+            try:
+                ts = _fromisoformat(t)
+            except ValueError:
+                return None
+            if ts.tzinfo is None:
+                return None
+            reader._last_t, reader._last_t_text = ts, t
+        engine = self.engine
+        last_log = engine._last_spread_log
+        if engine.log_spreads and (
+            last_log is None or engine.spread_log_interval <= 0
+            or (ts - last_log).total_seconds() >= engine.spread_log_interval
+        ):
+            return None
+        if engine._last_fresh is not True:
+            return None
+        fx = self._rate(fx_row, t, ts)
+        if fx is None:
+            return None
+        rate, rate_f = fx
+        dom_books, fgn_books = b.get(self.domestic), b.get(self.foreign)
+        if dom_books is None or fgn_books is None:
+            return None
+        if self.use_tether:
+            usdt = dom_books.get("USDT")
+            if usdt is not None:  # the engine reads its best bid and ask (the tether premium)
+                try:
+                    ub, ua = usdt[0].split(None, 2), usdt[1].split(None, 2)
+                    if not (_INF > float(ub[0]) > 0.0 and _INF > float(ub[1]) > 0.0
+                            and _INF > float(ua[0]) > 0.0 and _INF > float(ua[1]) > 0.0):
+                        return None
+                except (ValueError, IndexError):
+                    return None
+        positions = engine.positions
+        threshold, round_trip, allowed = self.threshold, self.round_trip, self.allowed
+        lo_f, hi_f = self.lo_f, self.hi_f
+        blocked = engine._blocked
+        notional_f, steps = self.notional_f, self.steps_f
+        notes: list[tuple[str, str | None]] = []
+        kimchi_premium = None
+        unrealized = 0.0
+        error = 0.0
+        for symbol in self.symbols:
+            dom, fgn = dom_books.get(symbol), fgn_books.get(symbol)
+            if dom is None or fgn is None:
+                return None
+            d_bids, d_asks = dom
+            f_bids, f_asks = fgn
+            # the best level of each book: most VWAPs end there
+            try:
+                db, da = d_bids.split(None, 2), d_asks.split(None, 2)
+                fb, fa = f_bids.split(None, 2), f_asks.split(None, 2)
+                dbp, dbq, dap, daq = float(db[0]), float(db[1]), float(da[0]), float(da[1])
+                fbp, fbq, fap, faq = float(fb[0]), float(fb[1]), float(fa[0]), float(fa[1])
+            except (ValueError, IndexError):
+                return None
+            if not (_INF > dbp > 0.0 and _INF > dbq > 0.0 and _INF > dap > 0.0 and _INF > daq > 0.0
+                    and _INF > fbp > 0.0 and _INF > fbq > 0.0 and _INF > fap > 0.0 and _INF > faq > 0.0):
+                return None
+            # Strategy.order_qty at the best bid, in floats: floor(notional / price / step) steps; a quotient too
+            # close to a whole number of steps to be sure of the floor goes through the full path
+            step_f = steps[symbol]
+            x = notional_f / dbp / step_f
+            if not 1.0 <= x < 1e15:
+                return None
+            k = int(x)
+            if x - k < x * _MARGIN or k + 1 - x < x * _MARGIN:
+                return None
+            qf = k * step_f
+            whole = qf * _ABOVE
+            entry = False
+            for direction, kimchi in self.dirs:
+                if kimchi:  # sell domestic (bids), buy foreign (asks)
+                    dv = dbp if dbq >= whole else _walk(d_bids, dbp, dbq, qf)
+                    fv = fap if faq >= whole else _walk(f_asks, fap, faq, qf)
+                else:
+                    dv = dap if daq >= whole else _walk(d_asks, dap, daq, qf)
+                    fv = fbp if fbq >= whole else _walk(f_bids, fbp, fbq, qf)
+                if dv is _UNSURE or fv is _UNSURE:
+                    return None
+                if dv is None or fv is None:
+                    continue
+                if kimchi:
+                    premium = dv / (fv * rate_f) - 1.0
+                    if self.chart and kimchi_premium is None:
+                        if dbq < whole or faq < whole:
+                            return None
+                        kimchi_premium = float(Decimal(db[0]) / (Decimal(fa[0]) * rate) - ONE)
+                else:
+                    premium = fv * rate_f / dv - 1.0
+                net = premium - round_trip
+                if net >= threshold - _MARGIN:
+                    if net <= threshold + _MARGIN:
+                        return None
+                    if direction in allowed:
+                        entry = True
+                lo = lo_f.get(direction)
+                if lo is None or premium <= lo + _MARGIN or premium >= hi_f[direction] - _MARGIN:
+                    return None
+            if positions:
+                for position in positions.values():
+                    if position.symbol != symbol:
+                        continue
+                    max_hold = self.max_hold
+                    if max_hold is not None and (ts - position.opened_at).total_seconds() >= max_hold:
+                        return None
+                    floats = self._floats.get(position.id) or self._position_floats(position)
+                    pq, kimchi, entry_f, stop_at = floats
+                    above = pq * _ABOVE
+                    if kimchi:  # close: buy domestic (asks), sell foreign (bids)
+                        dv = dap if daq >= above else _walk(d_asks, dap, daq, pq)
+                        fv = fbp if fbq >= above else _walk(f_bids, fbp, fbq, pq)
+                        if dv is None or dv is _UNSURE or fv is None or fv is _UNSURE:
+                            return None
+                        close_prem = dv / (fv * rate_f) - 1.0
+                    else:  # close: sell domestic (bids), buy foreign (asks)
+                        dv = dbp if dbq >= above else _walk(d_bids, dbp, dbq, pq)
+                        fv = fap if faq >= above else _walk(f_asks, fap, faq, pq)
+                        if dv is None or dv is _UNSURE or fv is None or fv is _UNSURE:
+                            return None
+                        close_prem = fv * rate_f / dv - 1.0
+                    if close_prem <= self.exit_f + _MARGIN:
+                        return None  # closes (or too close to call)
+                    if close_prem >= stop_at:
+                        return None  # stop loss (or too close to call)
+                    d_cash = pq * dv
+                    f_cash = pq * fv * rate_f
+                    if kimchi:
+                        exit_cash = f_cash * self.keep_f - d_cash * self.pay_d
+                    else:
+                        exit_cash = d_cash * self.keep_d - f_cash * self.pay_f
+                    unrealized += entry_f + exit_cash
+                    # float rounding is ~1e-16 relative per operation: 1e-9 of the magnitudes is a wide margin
+                    error += (abs(entry_f) + d_cash + f_cash) * _MARGIN + 1e-6
+            note = None
+            if entry:
+                # Engine.decide_symbol would check the entry; only an entry that stays blocked is handled here
+                note = self._entry_note(symbol, ts)
+                if note is None:
+                    return None
+            if blocked.get(symbol, _SymbolOnly) != note:
+                notes.append((symbol, note))
+        if positions:
+            self._last = (dom_books, fgn_books, rate)
+            return ts, fx_row, kimchi_premium, unrealized, error, notes
+        return ts, fx_row, kimchi_premium, None, 0.0, notes
+
+    def _entry_note(self, symbol: str, ts: datetime) -> str | None:
+        """``Strategy.entry_block`` for an entry on ``symbol`` (it reads nothing of the quote but its symbol).
+
+        A note that does not depend on the time (stale books, position limits) holds until :meth:`forget`."""
+        note = self._notes.get(symbol, _SymbolOnly)
+        if note is not _SymbolOnly:
+            return note  # type: ignore[return-value]
+        engine = self.engine
+        engine.stats.now = ts  # as Engine.process sets it before deciding (the view's daily PnL reads it)
+        note = engine.strategy.entry_block(_SymbolOnly(symbol), engine.view(), ts, fx_fresh=True,  # type: ignore[arg-type]
+                                           books_fresh=self.books_fresh)
+        scfg = engine.strategy.cfg
+        positions = engine.positions
+        if (not self.books_fresh or len(positions) >= scfg.max_open_positions
+                or sum(p.symbol == symbol for p in positions.values()) >= scfg.max_positions_per_symbol):
+            self._notes[symbol] = note  # entry_block returns before it reads the time
+        return note
+
+    def forget(self) -> None:
+        """Drop what was derived from the engine's state: called after every snapshot the engine processed."""
+        self._notes.clear()
+        self._floats.clear()
+
+    def exact_unrealized(self) -> Decimal:
+        """The exact unrealized PnL of the last hit, summed in the engine's order (symbol, then position)."""
+        engine = self.engine
+        assert self._last is not None
+        dom_books, fgn_books, rate = self._last
+        mark = engine._mark
+        unrealized = ZERO
+        positions = engine.positions
+        for symbol in self.symbols:
+            d_bids, d_asks = dom_books[symbol]
+            f_bids, f_asks = fgn_books[symbol]
+            for position in positions.values():
+                if position.symbol != symbol:
+                    continue
+                pq = position.qty
+                if position.direction is Direction.KIMCHI:
+                    dp, fp = exact_vwap(d_asks, pq), exact_vwap(f_bids, pq)
+                else:
+                    dp, fp = exact_vwap(d_bids, pq), exact_vwap(f_asks, pq)
+                unrealized += mark(position, (dp, fp), rate)
+        return unrealized
