@@ -306,6 +306,9 @@ def _fast_loads() -> Any:
     return orjson.loads
 
 
+_READ_BUFFER = 1 << 20
+
+
 class RecordingReader:
     """Iterates a recording: :attr:`header`, then :class:`MarketSnapshot` objects, with line-numbered errors."""
 
@@ -313,7 +316,11 @@ class RecordingReader:
         self.path = Path(path)
         if not self.path.exists():
             raise BacktestDataError(f"recording not found: {self.path}")
-        self._fh = open_recording(self.path, "r")
+        # bytes, in large reads: lines go to the JSON decoder undecoded (orjson reads UTF-8 itself)
+        if self.path.suffix == ".gz":
+            self._fh: IO[bytes] = gzip.open(self.path, "rb")  # noqa: SIM115 - closed by close()
+        else:
+            self._fh = open(self.path, "rb", buffering=_READ_BUFFER)  # noqa: SIM115 - closed by close()
         self.lineno = 0
         first = self._next_line()
         if first is None:
@@ -330,7 +337,7 @@ class RecordingReader:
         self._last_t_text: Any = None
         self._last_t: datetime | None = None
 
-    def _next_line(self) -> str | None:
+    def _next_line(self) -> bytes | None:
         try:
             line = self._fh.readline()
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
@@ -340,7 +347,13 @@ class RecordingReader:
         self.lineno += 1
         return line
 
-    def _json(self, line: str) -> Any:
+    def _json(self, raw: bytes) -> Any:
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BacktestDataError(
+                f"{self.path}:{self.lineno}: not UTF-8 text (byte {exc.start + 1} of the line)"
+            ) from None
         try:
             return json.loads(line)
         except json.JSONDecodeError as exc:
@@ -373,7 +386,7 @@ class RecordingReader:
                 self.lineno += 1
                 try:
                     row = loads(line)
-                except ValueError:  # json's and orjson's decode errors
+                except ValueError:  # json's and orjson's decode errors, bad UTF-8
                     if line.isspace():
                         continue
                     row = self._json(line)  # raises with the line number (or takes what only json reads)
@@ -606,6 +619,7 @@ def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[
     begin_tick = engine.executor.begin_tick
     positions = engine.positions
     last_fast_fx: Any = None  # the FX row of the last snapshot when it took the fast path
+    ledger_used = True  # the paper executor's liquidity ledger may hold the last full tick's fills
     stale_marks = False  # stats.unrealized_pnl_krw lags the last fast snapshot (its exact value was not needed)
     for row in reader.rows():
         hit = fast_tick(row, reader) if fast_tick is not None else None
@@ -615,7 +629,9 @@ def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[
             if first is None:
                 first = ts
             last = ts
-            begin_tick()
+            if ledger_used:  # Engine.process starts each tick with a fresh liquidity ledger
+                begin_tick()
+                ledger_used = False
             stats.now = ts
             engine.ticks += 1
             for symbol, note in notes:
@@ -648,6 +664,7 @@ def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[
             continue
         stale_marks = False
         last_fast_fx = None
+        ledger_used = True
         if fast is not None:
             fast.forget()
         snap = decode(row)

@@ -274,3 +274,12 @@ def test_order_size_cache_keeps_the_exact_spelling():
     expected = (D("1000000") / D("1.00E+2") / step).to_integral_value() * step
     assert str(spelled) == str(expected)
     assert strategy.order_qty(D("100"), step) is plain
+
+
+def test_a_line_that_is_not_utf8_names_the_line(tmp_path):
+    rec = simulate_recording(tmp_path / "good.jsonl", snapshots=3, symbols=["BTC"], seed=1)
+    lines = rec.read_bytes().splitlines(keepends=True)
+    lines[2] = lines[2][:10] + b"\xff\xfe" + lines[2][10:]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"".join(lines))
+    assert _replay_error(bad) == f"{bad}:3: not UTF-8 text (byte 11 of the line)"
