@@ -670,7 +670,8 @@ class NullStorage(Storage):
 
 
 class MemoryStorage(NullStorage):
-    """Keeps every record in lists (tests); ``load_positions`` returns the latest state of open positions."""
+    """Keeps every record in lists (tests); ``load_positions`` / ``load_closed_positions`` return the latest state
+    of each position id."""
 
     name = "memory"
 
@@ -705,10 +706,16 @@ class MemoryStorage(NullStorage):
         self.errors.append(error)
 
     def load_positions(self) -> list[Position]:
+        return [p for p in self._latest() if p.is_open]
+
+    def load_closed_positions(self) -> list[Position]:
+        return [p for p in self._latest() if not p.is_open]
+
+    def _latest(self) -> list[Position]:
         latest: dict[str, Position] = {}
         for p in self.positions:
             latest[p.id] = p
-        return [p for p in latest.values() if p.is_open]
+        return list(latest.values())
 
     def flush(self) -> None:
         self.flushes += 1

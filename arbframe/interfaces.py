@@ -102,6 +102,12 @@ class Storage(Driver):
     def load_positions(self) -> list[Position]:
         """Positions still open (latest state of each id), for resuming after a restart."""
 
+    def load_closed_positions(self) -> list[Position] | None:
+        """Closed positions (latest state of each id), so PnL totals, win rate, trade count and the daily loss
+        limit survive a restart. Optional: the default ``None`` says this backend keeps no history, and totals
+        then start at zero each run."""
+        return None
+
     @abc.abstractmethod
     def flush(self) -> None: ...
 

@@ -17,6 +17,7 @@ import signal
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from arbframe.engine import Engine, MarketSnapshot
@@ -154,11 +155,7 @@ class TradingService:
         log.info("[BOT] Metrics collector initialized")
         if self.with_engine:
             self.engine = self._build_engine()
-            history = getattr(self.storage, "load_closed_positions", None)
-            if callable(history):  # optional storage capability: totals "since the data began" survive restarts
-                closed = self.engine.restore_history(history())
-                if closed:
-                    log.info("[BOT] restored %d closed positions from storage into the PnL totals", closed)
+            self._restore_totals()
             resumed = self.engine.resume(self.storage.load_positions())
             for p in resumed:
                 log.info("[BOT] resumed open position %s: %s %s qty=%s opened %s", p.id, p.direction.value,
@@ -169,6 +166,23 @@ class TradingService:
                  (self.config.get("storage") or {}).get("backend", "csv"),
                  bool(redis_cfg.get("enabled")), k.context.mode, self.mock)
         k.notify("arbframe_startup", context=k.context)
+
+    def _restore_totals(self) -> None:
+        """PnL totals, win rate, trades and today's realized PnL (the daily loss limit) carry over restarts when the
+        storage keeps closed positions; a storage that cannot load them leaves the totals at zero, with one line."""
+        try:
+            history = self.storage.load_closed_positions()
+        except Exception as exc:  # a backend failing here must not stop the service: totals start at zero
+            log.warning("[BOT] PnL totals start at zero: %s could not load closed positions (%s: %s)",
+                        self.storage.describe(), type(exc).__name__, exc)
+            return
+        if history is None:
+            log.info("[BOT] PnL totals start at zero: %s keeps no closed positions", self.storage.describe())
+            return
+        closed = self.engine.restore_history(history)
+        stats = self.engine.stats
+        log.info("[BOT] restored %d closed positions from storage: pnl=%s₩ trades=%d win_rate=%.1f%%", closed,
+                 stats.total_pnl_krw.quantize(Decimal(1)), stats.trades, stats.win_rate * 100)
 
     def _build_fx(self) -> Any:
         """The configured FX source (``fx.source``) behind the FX service, in mock mode too.

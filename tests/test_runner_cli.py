@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
 
@@ -144,6 +145,10 @@ def test_restart_resumes_an_open_position_and_closes_it_once(workdir):
     assert len(orders) == 4 and {o["position_id"] for o in orders} == {pid}
     third = arbframe(workdir, "run", "--once", "--config", low)
     assert "resumed open position" not in third.stderr
+    # the PnL totals carry over the restart: the closed position counts once, with its realized PnL
+    pnl = Decimal(positions[1]["realized_pnl_krw"]).quantize(Decimal(1))
+    assert f"restored 1 closed positions from storage: pnl={pnl}₩ trades=1" in third.stderr
+    assert "trades=1 " in third.stderr.split("[METRICS]")[-1]
 
 
 def test_live_mode_refuses_without_credentials_and_confirmation(workdir):

@@ -244,3 +244,49 @@ def test_restore_history_feeds_totals_once():
     assert second.restore_history(storage.positions) == 1
     assert second.restore_history(storage.positions) == 0
     assert second.stats.total_pnl_krw == closed[0].realized_pnl_krw and second.stats.trades == 1
+
+
+class _History(MemoryStorage):
+    def __init__(self, history):
+        super().__init__()
+        self.history = history
+
+    def load_closed_positions(self):
+        if isinstance(self.history, Exception):
+            raise self.history
+        return self.history
+
+
+@pytest.mark.parametrize(("history", "level", "says"), [
+    (None, logging.INFO, "PnL totals start at zero: _History keeps no closed positions"),
+    (OSError("disk gone"), logging.WARNING,
+     "PnL totals start at zero: _History could not load closed positions (OSError: disk gone)"),
+])
+def test_runner_totals_start_at_zero_when_storage_has_no_history(caplog, history, level, says):
+    from types import SimpleNamespace
+
+    from arbframe.runner import TradingService
+
+    fake = SimpleNamespace(storage=_History(history), engine=make_engine(MemoryStorage()))
+    with caplog.at_level(logging.INFO, logger="arbframe"):
+        TradingService._restore_totals(fake)  # type: ignore[arg-type]
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(level, f"[BOT] {says}")]
+    assert fake.engine.stats.trades == 0
+
+
+def test_restored_losses_count_against_todays_daily_loss_limit():
+    """A restart does not reset the daily loss limit: today's realized losses come back with the history."""
+    from dataclasses import replace
+
+    storage = MemoryStorage()
+    first = make_engine(storage)
+    first.process(snapshot(T0, *HIGH))
+    closed = first.process(snapshot(T0 + timedelta(seconds=1), *LOW)).closed[0]
+    loss = replace(closed, realized_pnl_krw=D("-60000"))
+    cfg = {"max_daily_loss_krw": "50000"}
+    second = make_engine(MemoryStorage(), **cfg)
+    assert second.process(snapshot(T0 + timedelta(seconds=60), *HIGH)).opened  # no history: the limit is not hit
+    third = make_engine(MemoryStorage(), **cfg)
+    third.restore_history([loss])
+    r = third.process(snapshot(T0 + timedelta(seconds=60), *HIGH))
+    assert not r.opened and "daily loss limit" in (third._blocked.get("BTC") or "")

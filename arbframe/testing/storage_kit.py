@@ -17,6 +17,7 @@ Use it from a plugin's tests with a few lines::
 
 The kit writes records of every table, checks exact decimals and aware timestamps after a restart, that
 ``load_positions`` returns only positions still open (latest state of each id, never duplicated), that
+``load_closed_positions`` (optional: None means no history) returns each closed position's latest state, that
 ``close`` flushes and may be called twice, and that writing the same record id twice is harmless where the
 backend is idempotent (``idempotent_ids = True``).
 """
@@ -178,6 +179,27 @@ class StorageContract:
         third = make_storage()
         assert third.load_positions() == []
         third.close()
+
+    def test_load_closed_positions_after_a_restart(self, make_storage: Callable[[], Storage]) -> None:
+        """The optional history: the latest state of each closed position, exact, once; skipped when the backend
+        keeps none (``load_closed_positions`` returns None)."""
+        storage = make_storage()
+        if storage.load_closed_positions() is None:
+            storage.close()
+            pytest.skip(f"{type(storage).__name__} keeps no closed positions (load_closed_positions is None)")
+        a, b, c = sample_position(), sample_position(), sample_position()
+        for p in (a, b, c):
+            storage.log_position_open(p)
+        storage.log_position_close(closed(a))
+        storage.log_position_close(closed(c, ts=T0 + timedelta(minutes=1)))
+        storage.close()
+        second = make_storage()
+        history = second.load_closed_positions()
+        assert history is not None
+        assert sorted(history, key=lambda p: p.id) == sorted([closed(a), closed(c, ts=T0 + timedelta(minutes=1))],
+                                                            key=lambda p: p.id)
+        assert [p.id for p in second.load_positions()] == [b.id]
+        second.close()
 
     def test_reopening_the_same_position_never_duplicates_it(self, make_storage: Callable[[], Storage]) -> None:
         storage = make_storage()

@@ -127,7 +127,7 @@ def test_load_positions_during_an_outage_says_why(open_storage, pg) -> None:
     storage = open_storage(connect_timeout_seconds=2)
     pg.stop()
     storage.log_position_open(sample_position("during"))
-    with pytest.raises(PostgresUnavailable, match="cannot load positions"):
+    with pytest.raises(PostgresUnavailable, match="cannot load open positions"):
         storage.load_positions()
     pg.start()
     assert [p.id for p in storage.load_positions()] == ["during"]

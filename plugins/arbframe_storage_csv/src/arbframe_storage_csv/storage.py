@@ -145,6 +145,14 @@ class CsvStorage(Storage):
             self._metrics.flush_seconds.labels(backend="csv").observe(time.perf_counter() - started)
 
     def load_positions(self) -> list[Position]:
+        return [p for p in self._latest_positions() if p.is_open]
+
+    def load_closed_positions(self) -> list[Position]:
+        return [p for p in self._latest_positions() if not p.is_open]
+
+    def _latest_positions(self) -> list[Position]:
+        """The last row of each position id in ``positions.csv`` (a position is written when it opens and when it
+        closes); bad rows are reported with their line number and skipped."""
         self.flush()
         path = self.path("positions")
         if not path.exists():
@@ -152,7 +160,7 @@ class CsvStorage(Storage):
         latest: dict[str, Position] = {}
         for _line, position in read_csv_table(path, Position, on_error=log.warning):
             latest[position.id] = position
-        return [p for p in latest.values() if p.is_open]
+        return list(latest.values())
 
     def close(self) -> None:
         if self._closed:

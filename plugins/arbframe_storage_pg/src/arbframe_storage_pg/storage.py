@@ -378,23 +378,31 @@ class PostgresStorage(Storage):
 
     def load_positions(self) -> list[Position]:
         """Open positions (latest state of each id). Flushes first; needs the database."""
+        return self._positions("open", "opened_at")
+
+    def load_closed_positions(self) -> list[Position]:
+        """Closed positions, oldest close first (PnL totals after a restart). Flushes first; needs the database."""
+        return self._positions("closed", "closed_at")
+
+    def _positions(self, status: str, order: str) -> list[Position]:
         from psycopg2 import sql
 
         with self._io_lock:
             self._flush_once(force_retry=True)
             if self._conn is None or self._spooling_since is not None:
                 raise PostgresUnavailable(
-                    f"cannot load positions: PostgreSQL at {self.endpoint} is unreachable ({self._last_error}); "
-                    f"{len(self._spool)} records wait in {self._spool.path}"
+                    f"cannot load {status} positions: PostgreSQL at {self.endpoint} is unreachable "
+                    f"({self._last_error}); {len(self._spool)} records wait in {self._spool.path}"
                 )
             spec = SPECS["positions"]
-            query = sql.SQL("SELECT {} FROM {} WHERE status = 'open' ORDER BY opened_at, id").format(
+            query = sql.SQL("SELECT {} FROM {} WHERE status = %s ORDER BY {}, id").format(
                 sql.SQL(", ").join(map(sql.Identifier, spec.names)),
                 sql.Identifier(self.settings.schema, "positions"),
+                sql.Identifier(order),
             )
             try:
                 with self._conn.cursor() as cur:
-                    cur.execute(query)
+                    cur.execute(query, (status,))
                     rows = cur.fetchall()
                 self._conn.rollback()
             except Exception as exc:
@@ -403,7 +411,7 @@ class PostgresStorage(Storage):
                     self._enter_spooling(reason)
                 else:
                     safe_rollback(self._conn)
-                raise PostgresUnavailable(f"cannot load positions from {self.endpoint}: {reason}") from None
+                raise PostgresUnavailable(f"cannot load {status} positions from {self.endpoint}: {reason}") from None
         return [record_from_db("positions", row) for row in rows]
 
     def close(self) -> None:
