@@ -888,10 +888,20 @@ def simulate_recording(
     start: datetime | None = None,
     fees: Mapping[str, str] | None = None,
     tether: bool = True,
+    book_lag_seconds: float = 0.0,
     **market_kwargs: Any,
 ) -> Path:
-    """Write a recording of the simulated market without the network or a clock (tests, benchmarks)."""
+    """Write a recording of the simulated market without the network or a clock (tests, benchmarks).
+
+    ``book_lag_seconds`` > 0 stamps each book with its own time, up to that much before the snapshot (seeded), as
+    books fetched from real venues are."""
+    import random
+    from dataclasses import replace
+    from datetime import timedelta
+
     from arbframe.simulation import SimulatedMarket
+
+    lag = random.Random(seed)
 
     market = SimulatedMarket(symbols, seed=seed, start=start or datetime(2026, 1, 1, tzinfo=timezone.utc),
                              depth=depth, **market_kwargs)
@@ -910,5 +920,8 @@ def simulate_recording(
             books = {(v, s): market.order_book(v, s, depth) for s in market.symbols for v in (domestic, foreign)}
             if tether:
                 books[(domestic, "USDT")] = market.order_book(domestic, "USDT", depth)
+            if book_lag_seconds > 0:
+                books = {k: replace(b, ts=b.ts - timedelta(seconds=round(lag.uniform(0, book_lag_seconds), 3)))
+                         for k, b in books.items()}
             fh.write(encode_snapshot(MarketSnapshot(market.now, books, market.fx_rate(), True)) + "\n")
     return p

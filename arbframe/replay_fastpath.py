@@ -27,6 +27,7 @@ _INF = float("inf")
 _UNSURE = object()
 _STEP = Decimal(1)
 _ABOVE = 1 + _REL
+_TIMES_CACHE_SIZE = 4096
 _fromisoformat = datetime.fromisoformat
 
 
@@ -144,7 +145,8 @@ class ReplayFastPath:
         self.use_tether = cfg.use_tether
         self.max_fx_age = cfg.max_fx_age_seconds
         limit = cfg.max_book_age_seconds
-        self.books_fresh = limit is None or limit >= 0.0  # every book carries the snapshot's own time here
+        self.book_limit = limit
+        self.books_fresh = limit is None or limit >= 0.0  # for books stamped with the snapshot's own time
         self.threshold = float(scfg.entry_threshold)
         self.exit_f = float(scfg.exit_threshold)
         self.stop_f = None if scfg.stop_loss_premium is None else float(scfg.stop_loss_premium)
@@ -158,7 +160,8 @@ class ReplayFastPath:
         self.keep_f, self.pay_f = 1.0 - float(engine.fee_foreign), 1.0 + float(engine.fee_foreign)
         self._fx: tuple[Any, Decimal, float, datetime | None] | None = None  # (row, rate, float rate, fx ts)
         self._floats: dict[str, tuple[float, bool, float, float]] = {}  # position id -> _position_floats
-        self._notes: dict[str, str | None] = {}  # symbol -> entry note that holds until forget()
+        self._notes: dict[tuple[str, bool], str | None] = {}  # (symbol, books fresh) -> note until forget()
+        self._times: dict[str, datetime] = {}  # book time text -> parsed (books not updated keep their time)
         self._last: tuple[dict[str, Any], dict[str, Any], Decimal] | None = None  # books and rate of the last hit
 
     # ------------------------------------------------------------------------------------------------ checks
@@ -216,11 +219,22 @@ class ReplayFastPath:
         t, fx_row, b = row.get("t"), row.get("fx"), row.get("b")
         if type(t) is not str or type(b) is not dict:
             return None
+        times = self._times
+        if len(times) >= _TIMES_CACHE_SIZE:  # (never in the middle of a row: its times are looked up below)
+            times.clear()
         for symbols in b.values():
             if type(symbols) is not dict:
                 return None
             for entry in symbols.values():
-                if type(entry) is not list or len(entry) != 2 or type(entry[0]) is not str or type(entry[1]) is not str:
+                if type(entry) is not list:
+                    return None
+                n = len(entry)
+                if n != 2:
+                    # [bids, asks, book time]: every book time must read as the decoder reads it
+                    when = entry[2] if n == 3 else None
+                    if type(when) is not str or (when not in times and not self._book_time(when)):
+                        return None
+                if type(entry[0]) is not str or type(entry[1]) is not str:
                     return None
         if t == reader._last_t_text:
             ts = reader._last_t
@@ -271,8 +285,16 @@ class ReplayFastPath:
             dom, fgn = dom_books.get(symbol), fgn_books.get(symbol)
             if dom is None or fgn is None:
                 return None
-            d_bids, d_asks = dom
-            f_bids, f_asks = fgn
+            d_bids, d_asks = dom[0], dom[1]
+            f_bids, f_asks = fgn[0], fgn[1]
+            if len(dom) == 2 and len(fgn) == 2:
+                books_fresh = self.books_fresh
+            else:  # Engine._book_fresh on both books (a book without its own time has the snapshot's)
+                limit = self.book_limit
+                books_fresh = limit is None or (
+                    (len(dom) == 2 or (ts - times[dom[2]]).total_seconds() <= limit)
+                    and (len(fgn) == 2 or (ts - times[fgn[2]]).total_seconds() <= limit)
+                )
             # the best level of each book: most VWAPs end there
             try:
                 db, da = d_bids.split(None, 2), d_asks.split(None, 2)
@@ -362,7 +384,7 @@ class ReplayFastPath:
             note = None
             if entry:
                 # Engine.decide_symbol would check the entry; only an entry that stays blocked is handled here
-                note = self._entry_note(symbol, ts)
+                note = self._entry_note(symbol, ts, books_fresh)
                 if note is None:
                     return None
             if blocked.get(symbol, _SymbolOnly) != note:
@@ -372,23 +394,35 @@ class ReplayFastPath:
             return ts, fx_row, kimchi_premium, unrealized, error, notes
         return ts, fx_row, kimchi_premium, None, 0.0, notes
 
-    def _entry_note(self, symbol: str, ts: datetime) -> str | None:
+    def _entry_note(self, symbol: str, ts: datetime, books_fresh: bool) -> str | None:
         """``Strategy.entry_block`` for an entry on ``symbol`` (it reads nothing of the quote but its symbol).
 
         A note that does not depend on the time (stale books, position limits) holds until :meth:`forget`."""
-        note = self._notes.get(symbol, _SymbolOnly)
+        key = (symbol, books_fresh)
+        note = self._notes.get(key, _SymbolOnly)
         if note is not _SymbolOnly:
             return note  # type: ignore[return-value]
         engine = self.engine
         engine.stats.now = ts  # as Engine.process sets it before deciding (the view's daily PnL reads it)
         note = engine.strategy.entry_block(_SymbolOnly(symbol), engine.view(), ts, fx_fresh=True,  # type: ignore[arg-type]
-                                           books_fresh=self.books_fresh)
+                                           books_fresh=books_fresh)
         scfg = engine.strategy.cfg
         positions = engine.positions
-        if (not self.books_fresh or len(positions) >= scfg.max_open_positions
+        if (not books_fresh or len(positions) >= scfg.max_open_positions
                 or sum(p.symbol == symbol for p in positions.values()) >= scfg.max_positions_per_symbol):
-            self._notes[symbol] = note  # entry_block returns before it reads the time
+            self._notes[key] = note  # entry_block returns before it reads the time
         return note
+
+    def _book_time(self, text: str) -> bool:
+        """Parse a book's own time into the cache; False when the decoder would reject it."""
+        try:
+            when = _fromisoformat(text)
+        except ValueError:
+            return False
+        if when.tzinfo is None:
+            return False
+        self._times[text] = when
+        return True
 
     def forget(self) -> None:
         """Drop what was derived from the engine's state: called after every snapshot the engine processed."""
@@ -404,8 +438,8 @@ class ReplayFastPath:
         unrealized = ZERO
         positions = engine.positions
         for symbol in self.symbols:
-            d_bids, d_asks = dom_books[symbol]
-            f_bids, f_asks = fgn_books[symbol]
+            dom, fgn = dom_books[symbol], fgn_books[symbol]
+            d_bids, d_asks, f_bids, f_asks = dom[0], dom[1], fgn[0], fgn[1]
             for position in positions.values():
                 if position.symbol != symbol:
                     continue

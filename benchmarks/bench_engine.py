@@ -219,6 +219,9 @@ def main() -> int:
             ))
         plain = simulate_recording(tmp / "rec.jsonl", snapshots=REPLAY_SNAPSHOTS, seed=5, depth=DEPTH, **SIM)
         gz = simulate_recording(tmp / "rec.jsonl.gz", snapshots=REPLAY_SNAPSHOTS, seed=5, depth=DEPTH, **SIM)
+        # books stamped with their own times (up to 2 s old), as recordings of the real venues are
+        stamped = simulate_recording(tmp / "stamped.jsonl", snapshots=REPLAY_SNAPSHOTS, seed=5, depth=DEPTH,
+                                     book_lag_seconds=2.0, **SIM)
         # baseline: the same replay with every snapshot through the engine (no fast path), same run
         base_rate = bench_replay(plain, "csv", 60.0, tmp, fast_path=False)
         if base_rate is None:
@@ -234,7 +237,8 @@ def main() -> int:
             cases = [(plain, "jsonl", "csv", 60.0, stdlib, name) for stdlib, name in decoders]
             cases += [(plain, "jsonl", "null", 60.0, False, decoders[0][1]),
                       (plain, "jsonl", "csv", 0.0, False, decoders[0][1]),
-                      (gz, "jsonl.gz", "csv", 60.0, False, decoders[0][1])]
+                      (gz, "jsonl.gz", "csv", 60.0, False, decoders[0][1]),
+                      (stamped, "jsonl, books with own times", "csv", 60.0, False, decoders[0][1])]
             for rec, label, storage_name, interval, stdlib, decoder in cases:
                 rate = bench_replay(rec, storage_name, interval, tmp, stdlib_json=stdlib)
                 assert rate is not None

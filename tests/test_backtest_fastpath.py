@@ -144,3 +144,80 @@ def test_fx_rates_hold_the_rates_spreads_and_positions_used(tmp_path):
     assert storage.spreads and summary.trades > 0
     assert set(logged) == used
     assert len(logged) < summary.snapshots // 4  # not one row per snapshot
+
+
+def _stamp_books(rec, out, seed=3):
+    """Give books their own times, as a recording of real venues has: mostly a few seconds old, some older than
+    ``max_book_age_seconds`` (30 s), some without (the snapshot's time)."""
+    import random
+    from datetime import datetime, timedelta
+
+    rng = random.Random(seed)
+    lines = rec.read_text(encoding="utf-8").splitlines(keepends=True)
+    stamped = [lines[0]]
+    for line in lines[1:]:
+        row = json.loads(line)
+        t = datetime.fromisoformat(row["t"])
+        for books in row["b"].values():
+            for entry in books.values():
+                roll = rng.random()
+                if roll < 0.2:
+                    continue
+                age = rng.uniform(31, 40) if roll > 0.97 else rng.uniform(0, 3)
+                entry.append((t - timedelta(seconds=age)).isoformat())
+        stamped.append(json.dumps(row, separators=(",", ":")) + "\n")
+    out.write_text("".join(stamped), encoding="utf-8")
+    return out
+
+
+@pytest.mark.parametrize("config", CONFIGS[:2])
+def test_books_with_their_own_times_match_the_full_path(tmp_path, monkeypatch, config):
+    rec = simulate_recording(tmp_path / "rec.jsonl", snapshots=800, seed=5, depth=15, excursion_prob=0.03)
+    rec = _stamp_books(rec, tmp_path / "stamped.jsonl")
+    hits = []
+    real = ReplayFastPath.tick
+
+    def counting(self, row, reader):
+        out = real(self, row, reader)
+        hits.append(out is not None)
+        return out
+
+    monkeypatch.setattr(ReplayFastPath, "tick", counting)
+    fast = _run(rec, config, 60.0, chart=False)
+    monkeypatch.setattr(ReplayFastPath, "tick", lambda self, row, reader: None)
+    full = _run(rec, config, 60.0, chart=False)
+    assert fast[0] == full[0] and fast[0].trades > 0
+    for table in ("spreads", "positions", "orders", "trades", "fx_rates", "errors"):
+        assert getattr(fast[1], table) == getattr(full[1], table), table
+    assert fast[3]._blocked == full[3]._blocked and fast[3].stats.unrealized_pnl_krw == full[3].stats.unrealized_pnl_krw
+    assert sum(hits) > len(hits) // 2
+    assert "order books are stale: no new entries" in _notes_seen(rec, config)  # stale books were met
+
+
+def _notes_seen(rec, config):
+    """Every entry note the engine set during a full-path replay (to show stale books were met)."""
+    notes = []
+    reader = RecordingReader(rec)
+    engine = build_engine(reader, config, MemoryStorage(), seed=7, spread_log_interval_seconds=60.0)
+    real = engine._note_block
+
+    def spy(symbol, note):
+        notes.append(note)
+        real(symbol, note)
+
+    engine._note_block = spy
+    for snap in reader:
+        engine.process(snap)
+    return notes
+
+
+def test_a_bad_book_time_after_the_fast_path_took_over_names_its_line(tmp_path):
+    def bad_time(row):
+        row["b"]["binance"]["ETH"].append("not a time")
+        return row
+
+    reader = RecordingReader(_late_bad(tmp_path, bad_time))
+    engine = build_engine(reader, CONFIGS[0], MemoryStorage(), spread_log_interval_seconds=60.0)
+    with pytest.raises(BacktestDataError) as info:
+        replay(reader, engine)
+    assert ":351: book binance/ETH timestamp is not an ISO-8601 timestamp: 'not a time'" in str(info.value)
