@@ -180,6 +180,8 @@ class TradingService:
             log.info("[BOT] PnL totals start at zero: %s keeps no closed positions", self.storage.describe())
             return
         closed = self.engine.restore_history(history)
+        if not closed:
+            return
         stats = self.engine.stats
         log.info("[BOT] restored %d closed positions from storage: pnl=%s₩ trades=%d win_rate=%.1f%%", closed,
                  stats.total_pnl_krw.quantize(Decimal(1)), stats.trades, stats.win_rate * 100)
