@@ -62,17 +62,25 @@ class BacktestDataError(ArbframeError):
     exit_status = 2
 
 
-def open_recording(path: str | Path, mode: str) -> IO[str]:
-    """Open a recording for text ``r``/``w``; gzip when the name ends in ``.gz``."""
+def open_recording(path: str | Path, mode: str) -> IO[Any]:
+    """Open a recording: ``w`` for writing text, ``rb`` for reading bytes (in 1 MiB reads: the replay hands lines
+    to the JSON decoder undecoded); gzip when the name ends in ``.gz``."""
     p = Path(path)
+    if mode == "rb":
+        if p.suffix == ".gz":
+            return gzip.open(p, "rb")
+        return open(p, "rb", buffering=_READ_BUFFER)
+    if mode != "w":
+        raise ValueError(f"open_recording mode must be 'w' or 'rb', not {mode!r}")
     if p.suffix == ".gz":
-        if "w" in mode:
-            # mtime=0 and no file name in the gzip header: the same snapshots give the same bytes
-            raw = open(p, "wb")  # noqa: SIM115 - closed through the wrapper
-            gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
-            return _ClosingTextWrapper(gz, raw)
-        return io.TextIOWrapper(gzip.open(p, "rb"), encoding="utf-8", newline="\n")
-    return open(p, mode, encoding="utf-8", newline="\n")
+        # mtime=0 and no file name in the gzip header: the same snapshots give the same bytes
+        raw = open(p, "wb")  # noqa: SIM115 - closed through the wrapper
+        gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0)
+        return _ClosingTextWrapper(gz, raw)
+    return open(p, "w", encoding="utf-8", newline="\n")
+
+
+_READ_BUFFER = 1 << 20
 
 
 class _ClosingTextWrapper(io.TextIOWrapper):
@@ -306,9 +314,6 @@ def _fast_loads() -> Any:
     return orjson.loads
 
 
-_READ_BUFFER = 1 << 20
-
-
 class RecordingReader:
     """Iterates a recording: :attr:`header`, then :class:`MarketSnapshot` objects, with line-numbered errors."""
 
@@ -316,11 +321,7 @@ class RecordingReader:
         self.path = Path(path)
         if not self.path.exists():
             raise BacktestDataError(f"recording not found: {self.path}")
-        # bytes, in large reads: lines go to the JSON decoder undecoded (orjson reads UTF-8 itself)
-        if self.path.suffix == ".gz":
-            self._fh: IO[bytes] = gzip.open(self.path, "rb")  # noqa: SIM115 - closed by close()
-        else:
-            self._fh = open(self.path, "rb", buffering=_READ_BUFFER)  # noqa: SIM115 - closed by close()
+        self._fh: IO[bytes] = open_recording(self.path, "rb")
         self.lineno = 0
         first = self._next_line()
         if first is None:

@@ -13,80 +13,23 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
+from arbframe.engine import _STEP, Engine
 from arbframe.models import ZERO, Direction
 from arbframe.premium import ONE
-
-if TYPE_CHECKING:
-    from arbframe.engine import Engine
 
 _REL = 1e-12  # a level holding the whole remaining quantity, within this, is too close to call
 _MARGIN = 1e-9  # premiums within this of a threshold or of the seen range go through the full path
 _INF = float("inf")
 _UNSURE = object()
-_STEP = Decimal(1)
 _ABOVE = 1 + _REL
 _TIMES_CACHE_SIZE = 4096
 _fromisoformat = datetime.fromisoformat
 
 
-class FastTick(NamedTuple):
-    """What a snapshot the engine need not see changes: the replay loop applies it."""
-
-    ts: datetime
-    fx_row: list[Any]
-    kimchi_premium: float | None  # exact for the first symbol, only when a chart is drawn
-    unrealized: float | None  # open positions marked in floats (None: no open position, exactly zero)
-    error: float  # bound on |unrealized - the exact Decimal mark|
-    notes: list[tuple[str, str | None]]  # entry notes that change (symbol, note)
-
-
 class _SymbolOnly(NamedTuple):
     symbol: str
-
-
-def fvwap(text: str, qf: float) -> Any:
-    """(float VWAP, best price text when the best level alone holds ``qf`` else None), None when too thin,
-    or ``_UNSURE`` (bad text, a comparison too close to call)."""
-    parts = text.split(None, 2)
-    if len(parts) < 2:
-        return _UNSURE
-    try:
-        p = float(parts[0])
-        q = float(parts[1])
-    except ValueError:
-        return _UNSURE
-    if not (0.0 < p < _INF and 0.0 < q < _INF):
-        return _UNSURE
-    if q >= qf * (1 + _REL):
-        return p, parts[0]
-    if q > qf * (1 - _REL):
-        return _UNSURE
-    remaining = qf - q
-    cost = q * p
-    tol = qf * _MARGIN
-    rest = parts[2] if len(parts) == 3 else ""
-    while True:
-        if not rest:
-            return None
-        parts = rest.split(None, 2)
-        if len(parts) < 2:
-            return _UNSURE
-        try:
-            p = float(parts[0])
-            q = float(parts[1])
-        except ValueError:
-            return _UNSURE
-        if not (0.0 < p < _INF and 0.0 < q < _INF):
-            return _UNSURE
-        if q >= remaining + tol:
-            return (cost + remaining * p) / qf, None
-        if q > remaining - tol:
-            return _UNSURE
-        cost += q * p
-        remaining -= q
-        rest = parts[2] if len(parts) == 3 else ""
 
 
 def exact_vwap(text: str, qty: Decimal) -> Any:
@@ -117,14 +60,43 @@ def exact_vwap(text: str, qty: Decimal) -> Any:
         parts = parts[2].split(None, 2) if len(parts) == 3 else []
 
 
-def _walk(text: str, p: float, q: float, qf: float) -> Any:
-    """Float VWAP of ``qf`` on ``text`` whose best level ``(p, q)`` is already parsed (see :func:`fvwap`)."""
+def _walk(parts: list[str], p: float, q: float, qf: float) -> Any:
+    """Float VWAP of ``qf`` on a book side split as ``text.split(None, 2)``, whose best level ``(p, q)`` is
+    already parsed: the VWAP, None when the side is too thin, or ``_UNSURE`` (bad text, too close to call)."""
     if q >= qf * _ABOVE:
         return p
     if q > qf * (1 - _REL):
         return _UNSURE
-    walked = fvwap(text, qf)
-    return walked if walked is None or walked is _UNSURE else walked[0]
+    remaining = qf - q
+    cost = q * p
+    tol = qf * _MARGIN
+    rest = parts[2] if len(parts) == 3 else ""
+    while rest:
+        parts = rest.split(None, 2)
+        try:
+            p = float(parts[0])
+            q = float(parts[1])
+        except (ValueError, IndexError):
+            return _UNSURE
+        if not (0.0 < p < _INF and 0.0 < q < _INF):
+            return _UNSURE
+        if q >= remaining + tol:
+            return (cost + remaining * p) / qf
+        if q > remaining - tol:
+            return _UNSURE
+        cost += q * p
+        remaining -= q
+        rest = parts[2] if len(parts) == 3 else ""
+    return None
+
+
+def _aware(text: str) -> datetime | None:
+    """``text`` as an aware timestamp, None where the decoder (``backtest._parse_ts``) would raise."""
+    try:
+        when = _fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo is not None else None
 
 
 class ReplayFastPath:
@@ -183,23 +155,14 @@ class ReplayFastPath:
             except (InvalidOperation, ValueError):
                 return None
             rate_f = float(rate)
-            if fx_ts == t:
-                fx_when = None  # stamped with the snapshot's own time
-            else:
-                if type(fx_ts) is not str:
-                    return None
-                try:
-                    fx_when = _fromisoformat(fx_ts)
-                except ValueError:
-                    return None
-                if fx_when.tzinfo is None:
+            fx_when = None  # stamped with the snapshot's own time
+            if fx_ts != t:
+                fx_when = _aware(fx_ts) if type(fx_ts) is str else None
+                if fx_when is None:
                     return None
             self._fx = (fx_row, rate, rate_f, fx_when)
-        if fx_when is not None and not max(0.0, (ts - fx_when).total_seconds()) <= self.max_fx_age:
-            return None
-        if fx_when is None and not self.max_fx_age >= 0.0:
-            return None
-        return rate, rate_f
+        age = 0.0 if fx_when is None else max(0.0, (ts - fx_when).total_seconds())  # FxRate.age_seconds
+        return (rate, rate_f) if age <= self.max_fx_age else None
 
     def _position_floats(self, position: Any) -> tuple[float, bool, float, float]:
         """(qty, kimchi?, entry cash in KRW, close premium at or above which the stop loss may fire), in floats."""
@@ -212,8 +175,9 @@ class ReplayFastPath:
 
     # -------------------------------------------------------------------------------------------------- tick
     def tick(self, row: Any, reader: Any) -> tuple[Any, ...] | None:
-        """The fields of a :class:`FastTick` (a plain tuple: cheaper) for ``row`` when it provably changes nothing
-        but counters, marks and entry notes, else None."""
+        """For ``row``, when it provably changes nothing but counters, marks and entry notes:
+        ``(ts, fx row, kimchi premium (exact, first symbol, only with a chart), unrealized PnL in floats (None: no
+        open position, exactly zero), bound on its error, [(symbol, entry note) that changed]``; else None."""
         if type(row) is not dict or len(row) != 3:
             return None
         t, fx_row, b = row.get("t"), row.get("fx"), row.get("b")
@@ -239,11 +203,8 @@ class ReplayFastPath:
         if t == reader._last_t_text:
             ts = reader._last_t
         else:
-            try:
-                ts = _fromisoformat(t)
-            except ValueError:
-                return None
-            if ts.tzinfo is None:
+            ts = _aware(t)
+            if ts is None:
                 return None
             reader._last_t, reader._last_t_text = ts, t
         engine = self.engine
@@ -320,11 +281,11 @@ class ReplayFastPath:
             entry = False
             for direction, kimchi in self.dirs:
                 if kimchi:  # sell domestic (bids), buy foreign (asks)
-                    dv = dbp if dbq >= whole else _walk(d_bids, dbp, dbq, qf)
-                    fv = fap if faq >= whole else _walk(f_asks, fap, faq, qf)
+                    dv = dbp if dbq >= whole else _walk(db, dbp, dbq, qf)
+                    fv = fap if faq >= whole else _walk(fa, fap, faq, qf)
                 else:
-                    dv = dap if daq >= whole else _walk(d_asks, dap, daq, qf)
-                    fv = fbp if fbq >= whole else _walk(f_bids, fbp, fbq, qf)
+                    dv = dap if daq >= whole else _walk(da, dap, daq, qf)
+                    fv = fbp if fbq >= whole else _walk(fb, fbp, fbq, qf)
                 if dv is _UNSURE or fv is _UNSURE:
                     return None
                 if dv is None or fv is None:
@@ -357,14 +318,14 @@ class ReplayFastPath:
                     pq, kimchi, entry_f, stop_at = floats
                     above = pq * _ABOVE
                     if kimchi:  # close: buy domestic (asks), sell foreign (bids)
-                        dv = dap if daq >= above else _walk(d_asks, dap, daq, pq)
-                        fv = fbp if fbq >= above else _walk(f_bids, fbp, fbq, pq)
+                        dv = dap if daq >= above else _walk(da, dap, daq, pq)
+                        fv = fbp if fbq >= above else _walk(fb, fbp, fbq, pq)
                         if dv is None or dv is _UNSURE or fv is None or fv is _UNSURE:
                             return None
                         close_prem = dv / (fv * rate_f) - 1.0
                     else:  # close: sell domestic (bids), buy foreign (asks)
-                        dv = dbp if dbq >= above else _walk(d_bids, dbp, dbq, pq)
-                        fv = fap if faq >= above else _walk(f_asks, fap, faq, pq)
+                        dv = dbp if dbq >= above else _walk(db, dbp, dbq, pq)
+                        fv = fap if faq >= above else _walk(fa, fap, faq, pq)
                         if dv is None or dv is _UNSURE or fv is None or fv is _UNSURE:
                             return None
                         close_prem = fv * rate_f / dv - 1.0
@@ -415,11 +376,8 @@ class ReplayFastPath:
 
     def _book_time(self, text: str) -> bool:
         """Parse a book's own time into the cache; False when the decoder would reject it."""
-        try:
-            when = _fromisoformat(text)
-        except ValueError:
-            return False
-        if when.tzinfo is None:
+        when = _aware(text)
+        if when is None:
             return False
         self._times[text] = when
         return True

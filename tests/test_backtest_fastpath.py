@@ -23,6 +23,20 @@ CONFIGS = [
 ]
 
 
+def count_fast_hits(monkeypatch) -> list[bool]:
+    """Patch the fast path to record, per snapshot, whether it took the snapshot."""
+    hits: list[bool] = []
+    real = ReplayFastPath.tick
+
+    def counting(self, row, reader):
+        out = real(self, row, reader)
+        hits.append(out is not None)
+        return out
+
+    monkeypatch.setattr(ReplayFastPath, "tick", counting)
+    return hits
+
+
 def _run(rec, config, interval, chart):
     reader = RecordingReader(rec)
     storage = MemoryStorage()
@@ -37,15 +51,7 @@ def _run(rec, config, interval, chart):
 @pytest.mark.parametrize("chart", [True, False])
 def test_fast_path_matches_full_path(tmp_path, monkeypatch, config, interval, chart):
     rec = simulate_recording(tmp_path / "rec.jsonl", snapshots=800, seed=5, depth=15, excursion_prob=0.03)
-    hits = []
-    real = ReplayFastPath.tick
-
-    def counting(self, row, reader):
-        out = real(self, row, reader)
-        hits.append(out is not None)
-        return out
-
-    monkeypatch.setattr(ReplayFastPath, "tick", counting)
+    hits = count_fast_hits(monkeypatch)
     fast = _run(rec, config, interval, chart=chart)
     monkeypatch.setattr(ReplayFastPath, "tick", lambda self, row, reader: None)
     full = _run(rec, config, interval, chart=chart)
@@ -101,15 +107,7 @@ def _ts(row):
     (_ts, ':351: "t" is not an ISO-8601 timestamp'),
 ])
 def test_bad_data_after_the_fast_path_took_over_names_its_line(tmp_path, monkeypatch, mutate, message):
-    hits = []
-    real = ReplayFastPath.tick
-
-    def counting(self, row, reader):
-        out = real(self, row, reader)
-        hits.append(out is not None)
-        return out
-
-    monkeypatch.setattr(ReplayFastPath, "tick", counting)
+    hits = count_fast_hits(monkeypatch)
     reader = RecordingReader(_late_bad(tmp_path, mutate))
     engine = build_engine(reader, CONFIGS[0], MemoryStorage(), spread_log_interval_seconds=60.0)
     with pytest.raises(BacktestDataError) as info:
@@ -174,15 +172,7 @@ def _stamp_books(rec, out, seed=3):
 def test_books_with_their_own_times_match_the_full_path(tmp_path, monkeypatch, config):
     rec = simulate_recording(tmp_path / "rec.jsonl", snapshots=800, seed=5, depth=15, excursion_prob=0.03)
     rec = _stamp_books(rec, tmp_path / "stamped.jsonl")
-    hits = []
-    real = ReplayFastPath.tick
-
-    def counting(self, row, reader):
-        out = real(self, row, reader)
-        hits.append(out is not None)
-        return out
-
-    monkeypatch.setattr(ReplayFastPath, "tick", counting)
+    hits = count_fast_hits(monkeypatch)
     fast = _run(rec, config, 60.0, chart=False)
     monkeypatch.setattr(ReplayFastPath, "tick", lambda self, row, reader: None)
     full = _run(rec, config, 60.0, chart=False)
