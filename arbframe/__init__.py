@@ -9,93 +9,77 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from arbframe.core.version import __version__
 
 #: public name -> module that defines it
 _LAZY: dict[str, str] = {
-    "InsufficientFunds": "arbframe.paper",
-    "usable_credential": "arbframe.secrets",
-    "paper_balances": "arbframe.venue",
-    "configured_symbols": "arbframe.venue",
-    "VenueRouting": "arbframe.venue",
-    "url_endpoint": "arbframe.secrets",
-    "PluginMetrics": "arbframe.instruments",
-    "CacheMetrics": "arbframe.instruments",
-    "StorageMetrics": "arbframe.instruments",
-    "ExchangeMetrics": "arbframe.instruments",
-    "API_VERSION": "arbframe.interfaces",
-    "ArbframeError": "arbframe.errors",
-    "BookLevel": "arbframe.models",
-    "Cache": "arbframe.interfaces",
-    "CacheKeys": "arbframe.keys",
-    "ConfigError": "arbframe.errors",
-    "Direction": "arbframe.models",
-    "Driver": "arbframe.interfaces",
-    "DriverLoadError": "arbframe.errors",
-    "DriverNotInstalled": "arbframe.errors",
-    "ErrorRecord": "arbframe.models",
-    "Exchange": "arbframe.interfaces",
-    "Fill": "arbframe.models",
-    "FxRate": "arbframe.models",
-    "FxSource": "arbframe.interfaces",
-    "HealthCheck": "arbframe.interfaces",
-    "HealthResult": "arbframe.interfaces",
-    "HealthStatus": "arbframe.interfaces",
-    "IdGenerator": "arbframe.models",
-    "MarketRules": "arbframe.models",
-    "Order": "arbframe.models",
-    "OrderBook": "arbframe.models",
-    "OrderRequest": "arbframe.models",
-    "OrderStatus": "arbframe.models",
-    "OrderType": "arbframe.models",
-    "PluginContext": "arbframe.interfaces",
-    "Position": "arbframe.models",
-    "PositionStatus": "arbframe.models",
-    "Quote": "arbframe.models",
-    "RowError": "arbframe.records",
-    "SPREAD_TTL_SECONDS": "arbframe.keys",
-    "Side": "arbframe.models",
-    "SimulatedAccount": "arbframe.simulation",
-    "SimulatedExchange": "arbframe.simulation",
-    "SimulatedMarket": "arbframe.simulation",
-    "Spread": "arbframe.models",
-    "Storage": "arbframe.interfaces",
-    "TABLES": "arbframe.records",
-    "Trade": "arbframe.models",
-    "columns": "arbframe.records",
-    "from_row": "arbframe.records",
-    "hookimpl": "arbframe.hookspecs",
-    "load_config": "arbframe.config",
-    "mask_secret": "arbframe.secrets",
-    "mask_url": "arbframe.secrets",
-    "new_id": "arbframe.models",
-    "read_csv_table": "arbframe.records",
-    "round_to_step": "arbframe.interfaces",
-    "to_dict": "arbframe.records",
-    "to_row": "arbframe.records",
-    "utcnow": "arbframe.models",
+    "InsufficientFunds": "arbframe.trading.paper",
+    "usable_credential": "arbframe.core.secrets",
+    "paper_balances": "arbframe.market.routing",
+    "configured_symbols": "arbframe.market.routing",
+    "VenueRouting": "arbframe.market.routing",
+    "url_endpoint": "arbframe.core.secrets",
+    "PluginMetrics": "arbframe.kernel.instruments",
+    "CacheMetrics": "arbframe.kernel.instruments",
+    "StorageMetrics": "arbframe.kernel.instruments",
+    "ExchangeMetrics": "arbframe.kernel.instruments",
+    "API_VERSION": "arbframe.kernel.interfaces",
+    "ArbframeError": "arbframe.core.errors",
+    "BookLevel": "arbframe.core.models",
+    "Cache": "arbframe.kernel.interfaces",
+    "CacheKeys": "arbframe.core.keys",
+    "ConfigError": "arbframe.core.errors",
+    "Direction": "arbframe.core.models",
+    "Driver": "arbframe.kernel.interfaces",
+    "DriverLoadError": "arbframe.core.errors",
+    "DriverNotInstalled": "arbframe.core.errors",
+    "ErrorRecord": "arbframe.core.models",
+    "Exchange": "arbframe.kernel.interfaces",
+    "Fill": "arbframe.core.models",
+    "FxRate": "arbframe.core.models",
+    "FxSource": "arbframe.kernel.interfaces",
+    "HealthCheck": "arbframe.kernel.interfaces",
+    "HealthResult": "arbframe.kernel.interfaces",
+    "HealthStatus": "arbframe.kernel.interfaces",
+    "IdGenerator": "arbframe.core.models",
+    "MarketRules": "arbframe.core.models",
+    "Order": "arbframe.core.models",
+    "OrderBook": "arbframe.core.models",
+    "OrderRequest": "arbframe.core.models",
+    "OrderStatus": "arbframe.core.models",
+    "OrderType": "arbframe.core.models",
+    "PluginContext": "arbframe.kernel.interfaces",
+    "Position": "arbframe.core.models",
+    "PositionStatus": "arbframe.core.models",
+    "Quote": "arbframe.core.models",
+    "RowError": "arbframe.core.records",
+    "SPREAD_TTL_SECONDS": "arbframe.core.keys",
+    "Side": "arbframe.core.models",
+    "SimulatedAccount": "arbframe.market.simulation",
+    "SimulatedExchange": "arbframe.market.simulation",
+    "SimulatedMarket": "arbframe.market.simulation",
+    "Spread": "arbframe.core.models",
+    "Storage": "arbframe.kernel.interfaces",
+    "TABLES": "arbframe.core.records",
+    "Trade": "arbframe.core.models",
+    "columns": "arbframe.core.records",
+    "from_row": "arbframe.core.records",
+    "hookimpl": "arbframe.kernel.hookspecs",
+    "load_config": "arbframe.kernel.config",
+    "mask_secret": "arbframe.core.secrets",
+    "mask_url": "arbframe.core.secrets",
+    "new_id": "arbframe.core.models",
+    "read_csv_table": "arbframe.core.records",
+    "round_to_step": "arbframe.kernel.interfaces",
+    "to_dict": "arbframe.core.records",
+    "to_row": "arbframe.core.records",
+    "utcnow": "arbframe.core.models",
 }
 
 if TYPE_CHECKING:
-    from arbframe.config import load_config
-    from arbframe.errors import ArbframeError, ConfigError, DriverLoadError, DriverNotInstalled
-    from arbframe.hookspecs import hookimpl
-    from arbframe.instruments import CacheMetrics, ExchangeMetrics, PluginMetrics, StorageMetrics
-    from arbframe.interfaces import (
-        API_VERSION,
-        Cache,
-        Driver,
-        Exchange,
-        FxSource,
-        HealthCheck,
-        HealthResult,
-        HealthStatus,
-        PluginContext,
-        Storage,
-        round_to_step,
-    )
-    from arbframe.keys import SPREAD_TTL_SECONDS, CacheKeys
-    from arbframe.models import (
+    from arbframe.core.errors import ArbframeError, ConfigError, DriverLoadError, DriverNotInstalled
+    from arbframe.core.keys import SPREAD_TTL_SECONDS, CacheKeys
+    from arbframe.core.models import (
         BookLevel,
         Direction,
         ErrorRecord,
@@ -117,11 +101,27 @@ if TYPE_CHECKING:
         new_id,
         utcnow,
     )
-    from arbframe.paper import InsufficientFunds
-    from arbframe.records import TABLES, RowError, columns, from_row, read_csv_table, to_dict, to_row
-    from arbframe.secrets import mask_secret, mask_url, url_endpoint
-    from arbframe.simulation import SimulatedAccount, SimulatedExchange, SimulatedMarket
-    from arbframe.venue import VenueRouting, configured_symbols, paper_balances
+    from arbframe.core.records import TABLES, RowError, columns, from_row, read_csv_table, to_dict, to_row
+    from arbframe.core.secrets import mask_secret, mask_url, url_endpoint
+    from arbframe.kernel.config import load_config
+    from arbframe.kernel.hookspecs import hookimpl
+    from arbframe.kernel.instruments import CacheMetrics, ExchangeMetrics, PluginMetrics, StorageMetrics
+    from arbframe.kernel.interfaces import (
+        API_VERSION,
+        Cache,
+        Driver,
+        Exchange,
+        FxSource,
+        HealthCheck,
+        HealthResult,
+        HealthStatus,
+        PluginContext,
+        Storage,
+        round_to_step,
+    )
+    from arbframe.market.routing import VenueRouting, configured_symbols, paper_balances
+    from arbframe.market.simulation import SimulatedAccount, SimulatedExchange, SimulatedMarket
+    from arbframe.trading.paper import InsufficientFunds
 
 
 def __getattr__(name: str) -> Any:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import re
 import sys
 from collections.abc import Sequence
 
-from arbframe import __version__
-from arbframe.errors import ArbframeError
+from arbframe.commands.options import setup_logging
+from arbframe.core.errors import ArbframeError
+from arbframe.core.version import __version__
 
 #: name -> (module with ``add_parser(subparsers)``, one-line help)
 KERNEL_COMMANDS: dict[str, tuple[str, str]] = {
@@ -27,41 +26,6 @@ KERNEL_COMMANDS: dict[str, tuple[str, str]] = {
     "health": ("arbframe.commands.health", "check every component; exit 1 when any is ERROR (--json for machines)"),
 }
 
-_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)")
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)(\S+)", re.IGNORECASE)
-
-
-class SecretFilter(logging.Filter):
-    """Last line of defence: cut passwords out of URLs and DSNs in every log message."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", message))
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        return True
-
-
-def setup_logging(verbose: bool = False, level: str | None = None) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
-    handler.addFilter(SecretFilter())
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else getattr(logging, level or "INFO", logging.INFO))
-
-
-def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """``--config`` (repeatable: later files overlay earlier ones) and ``--verbose``."""
-    parser.add_argument(
-        "--config", "-c", dest="configs", action="append", default=[], metavar="FILE",
-        help="YAML config overlaid on the embedded defaults (repeat to overlay several, in order)",
-    )
-    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
-
-
 def _selected_command(argv: Sequence[str]) -> str | None:
     for token in argv:
         if not token.startswith("-"):
@@ -72,7 +36,7 @@ def _selected_command(argv: Sequence[str]) -> str | None:
 
 
 def build_parser(selected: str | None) -> argparse.ArgumentParser:
-    from arbframe.entrypoints import COMMAND_GROUP, installed
+    from arbframe.kernel.entrypoints import COMMAND_GROUP, installed
 
     parser = argparse.ArgumentParser(
         prog="arbframe",
@@ -96,7 +60,8 @@ def build_parser(selected: str | None) -> argparse.ArgumentParser:
 
 
 def _add_plugin_command(sub: argparse._SubParsersAction, name: str) -> None:
-    from arbframe.plugins import COMMAND_GROUP, load_entry_point, new_plugin_manager
+    from arbframe.kernel.entrypoints import COMMAND_GROUP
+    from arbframe.kernel.loader import load_entry_point, new_plugin_manager
 
     module = load_entry_point(COMMAND_GROUP, name)
     pm = new_plugin_manager()

@@ -27,14 +27,17 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
-import arbframe.backtest as backtest
-from arbframe.backtest import RecordingReader, build_engine, replay, simulate_recording
-from arbframe.engine import Engine, MarketSnapshot, NullStorage
-from arbframe.models import IdGenerator
-from arbframe.paper import PaperWallet
-from arbframe.replay_fastpath import ReplayFastPath
-from arbframe.simulation import SimulatedMarket
-from arbframe.strategy import StrategyConfig
+import arbframe.replay.backtest as backtest
+from arbframe.builtins.storage import NullStorage
+from arbframe.core.models import IdGenerator
+from arbframe.market.simulation import SimulatedMarket
+from arbframe.replay.backtest import build_engine, replay
+from arbframe.replay.fastpath import ReplayFastPath
+from arbframe.replay.recording import RecordingReader
+from arbframe.replay.synthetic import simulate_recording
+from arbframe.trading.engine import Engine, MarketSnapshot
+from arbframe.trading.paper import PaperWallet
+from arbframe.trading.strategy import StrategyConfig
 
 SYMBOLS = ("BTC", "ETH")
 DEPTH = 15

@@ -124,10 +124,10 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def build_service(data_dir: str):  # type: ignore[no-untyped-def]
-    from arbframe.config import load_config
-    from arbframe.instruments import ExchangeMetrics
-    from arbframe.plugins import Kernel
-    from arbframe.runner import TradingService
+    from arbframe.kernel.config import load_config
+    from arbframe.kernel.instruments import ExchangeMetrics
+    from arbframe.kernel.plugin_host import Kernel
+    from arbframe.service.runner import TradingService
 
     config = load_config([], overrides={
         "mock_mode": True,
@@ -205,7 +205,7 @@ SCENARIOS = [
 
 async def bench(seconds: float, rate: float, conns: int, rounds: int) -> list[tuple[Phase, str]]:
     """Every scenario ``rounds`` times, interleaved, so slow drifts in machine load hit all of them alike."""
-    from arbframe.metrics_server import MetricsServer, render_metrics
+    from arbframe.service.metrics_server import MetricsServer, render_metrics
 
     logging.disable(logging.WARNING)
     with tempfile.TemporaryDirectory(prefix="arbframe-bench-metrics-") as tmp:

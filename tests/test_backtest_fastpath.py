@@ -7,10 +7,12 @@ import json
 
 import pytest
 
-import arbframe.backtest as backtest
-from arbframe.backtest import BacktestDataError, RecordingReader, build_engine, replay, simulate_recording
-from arbframe.engine import MemoryStorage
-from arbframe.replay_fastpath import ReplayFastPath
+import arbframe.replay.recording as recording
+from arbframe.builtins.storage import MemoryStorage
+from arbframe.replay.backtest import build_engine, replay
+from arbframe.replay.fastpath import ReplayFastPath
+from arbframe.replay.recording import BacktestDataError, RecordingReader
+from arbframe.replay.synthetic import simulate_recording
 
 CONFIGS = [
     {"arbitrage": {"symbols": ["BTC", "ETH"], "cooldown_seconds": 5}},
@@ -124,7 +126,7 @@ def test_stdlib_json_and_orjson_replay_alike(tmp_path, monkeypatch):
     lines[100] = lines[100].rstrip("\n")[:-1] + ',"note":NaN}\n'
     rec.write_text("".join(lines), encoding="utf-8")
     fast = _run(rec, CONFIGS[0], 60.0, chart=True)
-    monkeypatch.setattr(backtest, "_fast_loads", lambda: json.loads)
+    monkeypatch.setattr(recording, "_fast_loads", lambda: json.loads)
     plain = _run(rec, CONFIGS[0], 60.0, chart=True)
     assert fast[0] == plain[0] and fast[2] == plain[2] and fast[0].snapshots == 300
     for table in ("spreads", "positions", "orders", "trades", "fx_rates", "errors"):

@@ -16,17 +16,11 @@ from pathlib import Path
 import pytest
 
 from arbframe import Side
-from arbframe.backtest import (
-    BacktestDataError,
-    LazyLevels,
-    RecordingReader,
-    build_engine,
-    encode_snapshot,
-    replay,
-    simulate_recording,
-)
-from arbframe.engine import MemoryStorage
-from arbframe.simulation import SimulatedMarket
+from arbframe.builtins.storage import MemoryStorage
+from arbframe.market.simulation import SimulatedMarket
+from arbframe.replay.backtest import build_engine, replay
+from arbframe.replay.recording import BacktestDataError, LazyLevels, RecordingReader, encode_snapshot
+from arbframe.replay.synthetic import simulate_recording
 
 SIM = {"excursion_prob": 0.08, "premium_reversion": 0.05}
 CONFIG = {
@@ -50,7 +44,7 @@ def test_encode_decode_round_trip(tmp_path):
     market = SimulatedMarket(["BTC"], seed=3)
     market.step()
     books = {(v, "BTC"): market.order_book(v, "BTC") for v in ("upbit", "binance")}
-    from arbframe.engine import MarketSnapshot
+    from arbframe.trading.engine import MarketSnapshot
 
     snap = MarketSnapshot(market.now, books, market.fx_rate(), True)
     path = simulate_recording(tmp_path / "r.jsonl", snapshots=1, symbols=["BTC"], seed=3)
@@ -244,7 +238,7 @@ def test_lazy_levels_errors_and_sequence_behaviour():
 def test_chart_is_optional(tmp_path, monkeypatch):
     from datetime import datetime, timezone
 
-    from arbframe.backtest import write_chart
+    from arbframe.replay.charts import write_chart
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the plot extra were not installed
     points = [(datetime(2026, 1, 1, tzinfo=timezone.utc), 0.02, 0.0)]
@@ -264,7 +258,7 @@ def test_lazy_levels_best_level_parsed_at_once_bad_values_still_reported_when_re
 
 
 def test_order_size_cache_keeps_the_exact_spelling():
-    from arbframe.strategy import Strategy, StrategyConfig
+    from arbframe.trading.strategy import Strategy, StrategyConfig
 
     strategy = Strategy(StrategyConfig(order_notional_krw=D("1000000")))
     step = D("0.01")

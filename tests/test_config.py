@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from arbframe.config import interpolate, load_config, masked
-from arbframe.errors import ConfigError, DriverNotInstalled
+from arbframe.core.errors import ConfigError, DriverNotInstalled
+from arbframe.kernel.config import interpolate, load_config, masked
 
 
 def write(tmp_path: Path, name: str, text: str) -> str:
@@ -29,7 +29,7 @@ def test_embedded_defaults_follow_the_seed() -> None:
 
 def test_config_base_yml_is_the_embedded_defaults() -> None:
     repo = Path(__file__).resolve().parents[1]
-    from arbframe.config import embedded_defaults_text
+    from arbframe.kernel.config import embedded_defaults_text
 
     assert (repo / "config" / "base.yml").read_text() == embedded_defaults_text()
 
@@ -152,7 +152,7 @@ def test_live_overlay_validates_and_keeps_keys_in_the_environment() -> None:
 
 
 def test_not_installed_hint_names_the_real_distribution() -> None:
-    from arbframe.errors import DriverNotInstalled
+    from arbframe.core.errors import DriverNotInstalled
 
     assert "pip install arbframe-exchange-upbit" in str(DriverNotInstalled("arbframe.fx", "exchange", ["static"]))
     assert "pip install arbframe-storage-pg" in str(DriverNotInstalled("arbframe.storage", "postgres", ["csv"]))

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arbframe.config import load_config
-from arbframe.plugins import Kernel, installed_names, validate_selected
+from arbframe.kernel.config import load_config
+from arbframe.kernel.entrypoints import installed_names
+from arbframe.kernel.plugin_host import Kernel, validate_selected
 from arbframe.testing.plugin_harness import PluginHarness
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 
 from arbframe import Cache, FxRate, FxSource
-from arbframe.fx import FxService, FxUnavailable
+from arbframe.trading.fx import FxService, FxUnavailable
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

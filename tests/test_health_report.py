@@ -12,7 +12,7 @@ from decimal import Decimal
 from arbframe import FxRate, HealthCheck, HealthResult, HealthStatus
 from arbframe.builtins.memory_cache import MemoryCache
 from arbframe.builtins.static_fx import StaticFxSource
-from arbframe.health import (
+from arbframe.service.health import (
     HealthReport,
     aggregate_status,
     build_report,
@@ -177,7 +177,7 @@ async def test_async_runner_for_the_metrics_server():
 
 
 def test_metrics_server_accepts_the_report():
-    from arbframe.metrics_server import health_http_status, health_payload
+    from arbframe.service.metrics_server import health_http_status, health_payload
 
     payload = health_payload(build_report([fixed("redis", ERROR, "down")]))
     assert payload["status"] == "ERROR" and health_http_status(payload) == 503

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from arbframe.metrics import TradingMetrics
-from arbframe.metrics_server import MetricsServer
+from arbframe.service.metrics_server import MetricsServer
 from arbframe.testing.prometheus_server import (
     PostgresExporter,
     PrometheusServer,
@@ -30,6 +29,7 @@ from arbframe.testing.prometheus_server import (
     start_or_skip,
     wait_until,
 )
+from arbframe.trading.statistics import TradingMetrics
 
 pytest.importorskip("aiohttp")
 

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from arbframe import HealthResult, HealthStatus
-from arbframe.metrics_server import (
+from arbframe.service.metrics_server import (
     CONTENT_TYPE,
     MetricsServer,
     health_http_status,
@@ -38,7 +38,7 @@ async def _get(url: str) -> tuple[int, str, str]:
 
 
 def test_importing_the_module_does_not_import_aiohttp() -> None:
-    code = "import sys, arbframe.metrics_server; print('aiohttp' in sys.modules)"
+    code = "import sys, arbframe.service.metrics_server; print('aiohttp' in sys.modules)"
     import subprocess
 
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -84,7 +84,7 @@ async def test_metrics_cache_reuses_a_rendering_then_refreshes() -> None:
 
 
 async def test_concurrent_scrapes_share_one_rendering() -> None:
-    from arbframe.metrics_server import _Cached
+    from arbframe.service.metrics_server import _Cached
 
     calls = 0
     release = asyncio.Event()
@@ -108,7 +108,7 @@ async def test_concurrent_scrapes_share_one_rendering() -> None:
 
 
 async def test_a_failed_rendering_is_retried_by_the_next_scrape() -> None:
-    from arbframe.metrics_server import _Cached
+    from arbframe.service.metrics_server import _Cached
 
     outcomes = [RuntimeError("collector broke"), b"ok"]
 
@@ -246,7 +246,7 @@ async def test_start_from_config_disabled_enabled_and_port_taken(caplog: pytest.
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        caplog.set_level("ERROR", logger="arbframe.metrics_server")
+        caplog.set_level("ERROR", logger="arbframe.service.metrics_server")
         got = await start_from_config({"metrics_server": {"enabled": True, "port": port}}, registry)
     assert got is None
     assert "cannot listen" in caplog.text
@@ -254,9 +254,9 @@ async def test_start_from_config_disabled_enabled_and_port_taken(caplog: pytest.
 
 async def test_health_provider_for_a_kernel_serves_the_health_report(tmp_path) -> None:
     from arbframe.builtins.memory_cache import MemoryCache
-    from arbframe.config import load_config
-    from arbframe.metrics_server import health_provider_for
-    from arbframe.plugins import Kernel
+    from arbframe.kernel.config import load_config
+    from arbframe.kernel.plugin_host import Kernel
+    from arbframe.service.metrics_server import health_provider_for
 
     config = load_config([], overrides={"storage": {"csv": {"data_dir": str(tmp_path)}}})
     kernel = Kernel(config)
@@ -275,9 +275,9 @@ async def test_health_provider_for_a_kernel_serves_the_health_report(tmp_path) -
 
 
 async def test_sliced_rendering_gives_the_same_bytes_and_yields() -> None:
-    from arbframe.instruments import ExchangeMetrics
-    from arbframe.metrics import TradingMetrics
-    from arbframe.metrics_server import render_metrics_async
+    from arbframe.kernel.instruments import ExchangeMetrics
+    from arbframe.service.metrics_server import render_metrics_async
+    from arbframe.trading.statistics import TradingMetrics
 
     registry = CollectorRegistry()
     trading = TradingMetrics.get(registry)

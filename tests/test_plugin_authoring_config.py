@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import pytest
 
-import arbframe.plugins
-from arbframe.config import load_config
-from arbframe.errors import ConfigError
+import arbframe.kernel.config
+from arbframe.core.errors import ConfigError
+from arbframe.kernel.config import load_config
 
 
 @pytest.fixture
 def only_third_party_venue(monkeypatch):
     """Pretend the exchange plugins installed are `thirdparty` and `binance` (no upbit plugin)."""
-    real = arbframe.plugins.installed_names
+    real = arbframe.kernel.config.installed_names
 
     def fake(group: str) -> list[str]:
         return ["binance", "thirdparty"] if group == "arbframe.exchange" else real(group)
 
-    monkeypatch.setattr(arbframe.plugins, "installed_names", fake)
+    monkeypatch.setattr(arbframe.kernel.config, "installed_names", fake)
 
 
 def test_default_venue_sections_do_not_need_their_plugin(only_third_party_venue) -> None:

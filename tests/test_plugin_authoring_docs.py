@@ -9,16 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from arbframe import docgen, hookspecs
+from arbframe.kernel import docgen, hookspecs
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "PLUGINS.md"
 
 
 def test_the_generated_reference_is_up_to_date() -> None:
-    result = subprocess.run([sys.executable, "-m", "arbframe.docgen", "--check"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "arbframe.kernel.docgen", "--check"], capture_output=True, text=True,
                             cwd=ROOT)
-    assert result.returncode == 0, f"{result.stderr}\nrun `python -m arbframe.docgen` and commit docs/PLUGINS.md"
+    assert result.returncode == 0, f"{result.stderr}\nrun `python -m arbframe.kernel.docgen` and commit docs/PLUGINS.md"
 
 
 def test_check_notices_a_stale_doc_and_regeneration_fixes_only_the_generated_part(tmp_path: Path) -> None:

@@ -8,9 +8,11 @@ import sys
 import pytest
 
 from arbframe import hookimpl
-from arbframe.config import load_config
-from arbframe.errors import DriverLoadError
-from arbframe.plugins import Kernel, installed_names, load_entry_point, selected_drivers
+from arbframe.core.errors import DriverLoadError
+from arbframe.kernel.config import load_config, selected_drivers
+from arbframe.kernel.entrypoints import installed_names
+from arbframe.kernel.loader import load_entry_point
+from arbframe.kernel.plugin_host import Kernel
 
 BROKEN = "import no_such_module_anywhere\n"
 INCOMPATIBLE = """
@@ -36,7 +38,7 @@ def test_listing_imports_nothing() -> None:
 
 def test_only_selected_drivers_are_imported(run_cli, tmp_path) -> None:
     code = (
-        "import sys, arbframe.config as c, arbframe.plugins as p\n"
+        "import sys, arbframe.kernel.config as c, arbframe.kernel.plugin_host as p\n"
         "k = p.Kernel(c.load_config([])); s = k.load_storage()\n"
         "print(sorted(m for m in sys.modules if m.startswith(('arbframe_', 'psycopg2', 'redis', 'aiohttp'))))\n"
     )

@@ -9,9 +9,9 @@ from importlib import metadata
 
 import pytest
 
-from arbframe.config import load_config
-from arbframe.plugins import Kernel
-from arbframe.runner import RunOptions, StopSignal, live_refusal, paced, run_loop
+from arbframe.kernel.config import load_config
+from arbframe.kernel.plugin_host import Kernel
+from arbframe.service.runner import RunOptions, StopSignal, live_refusal, paced, run_loop
 
 
 def _kernel(tmp_path, **extra):

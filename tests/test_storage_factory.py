@@ -15,8 +15,8 @@ class DownStorage:
 
 
 def test_csv_is_the_default(tmp_path) -> None:
-    from arbframe.config import load_config
-    from arbframe.plugins import Kernel
+    from arbframe.kernel.config import load_config
+    from arbframe.kernel.plugin_host import Kernel
 
     config = load_config([], overrides={"storage": {"csv": {"data_dir": str(tmp_path / "d")}}})
     storage = Kernel(config, register_plugins=False).load_storage()
@@ -28,7 +28,8 @@ def test_unavailable_backend_falls_back_to_csv_with_one_masked_warning(fake_dist
     site = fake_dist("arbframe-storage-down", {"arbframe.storage": {"down": "down_mod:DownStorage"}},
                      {"down_mod": FAILING})
     code = (
-        "import logging, arbframe.config as c, arbframe.plugins as p, arbframe.cli as cli\n"
+        "import logging, arbframe.kernel.config as c, arbframe.kernel.plugin_host as p\n"
+        "import arbframe.commands.options as cli\n"
         "cli.setup_logging()\n"
         "k = p.Kernel(c.load_config([], overrides={'storage': {'backend': 'down'}}))\n"
         "print(k.load_storage().describe())\n"
@@ -45,7 +46,7 @@ def test_unavailable_backend_falls_back_to_csv_with_one_masked_warning(fake_dist
 
 
 def test_secret_filter_masks_urls_in_any_log_line(caplog) -> None:
-    from arbframe.cli import SecretFilter
+    from arbframe.core.secrets import SecretFilter
 
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "dsn %s and %s", (
         "postgresql://u:pw123@h/db", "host=h password=pw456"), None)

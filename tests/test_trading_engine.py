@@ -10,10 +10,11 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from arbframe import BookLevel, Direction, FxRate, IdGenerator, MarketRules, OrderBook, PositionStatus, Side
-from arbframe.engine import Engine, MarketSnapshot, MemoryStorage
-from arbframe.metrics import TradingMetrics, format_metrics_summary
-from arbframe.paper import PaperWallet
-from arbframe.strategy import StrategyConfig
+from arbframe.builtins.storage import MemoryStorage
+from arbframe.trading.engine import Engine, MarketSnapshot
+from arbframe.trading.paper import PaperWallet
+from arbframe.trading.statistics import TradingMetrics, format_metrics_summary
+from arbframe.trading.strategy import StrategyConfig
 
 T0 = datetime(2026, 1, 1, 0, 0, tzinfo=timezone.utc)
 FEE_UP, FEE_BN = D("0.0005"), D("0.001")
@@ -136,7 +137,7 @@ def test_unrealized_pnl_is_marked_every_tick():
 def test_stale_fx_blocks_entries_and_says_why(caplog):
     engine = make_engine()
     stale = snapshot(T0, *HIGH, fx_ts=T0 - timedelta(seconds=301))
-    with caplog.at_level(logging.INFO, logger="arbframe.engine"):
+    with caplog.at_level(logging.INFO, logger="arbframe.trading.engine"):
         result = engine.process(stale)
         engine.process(snapshot(T0 + timedelta(seconds=1), *HIGH, fx_ts=T0 - timedelta(seconds=301)))
     assert not result.opened and result.spreads  # spreads still recorded, with the FX age
@@ -265,7 +266,7 @@ class _History(MemoryStorage):
 def test_runner_totals_start_at_zero_when_storage_has_no_history(caplog, history, level, says):
     from types import SimpleNamespace
 
-    from arbframe.runner import TradingService
+    from arbframe.service.runner import TradingService
 
     fake = SimpleNamespace(storage=_History(history), engine=make_engine(MemoryStorage()))
     with caplog.at_level(logging.INFO, logger="arbframe"):

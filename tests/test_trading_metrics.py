@@ -9,12 +9,13 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from arbframe import BookLevel, FxRate, IdGenerator, MarketRules, OrderBook, hookimpl
 from arbframe.builtins.memory_cache import MemoryCache
+from arbframe.builtins.storage import MemoryStorage
 from arbframe.builtins.trading import arbframe_config_schema
-from arbframe.engine import Engine, MarketSnapshot, MemoryStorage
-from arbframe.metrics import TradingMetrics, TradingStats, format_metrics_summary
-from arbframe.paper import PaperWallet
-from arbframe.plugins import Kernel
-from arbframe.strategy import StrategyConfig
+from arbframe.kernel.plugin_host import Kernel
+from arbframe.trading.engine import Engine, MarketSnapshot
+from arbframe.trading.paper import PaperWallet
+from arbframe.trading.statistics import TradingMetrics, TradingStats, format_metrics_summary
+from arbframe.trading.strategy import StrategyConfig
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 HIGH = ([("105000", "5"), ("104000", "10")], [("105100", "5"), ("106000", "10")],

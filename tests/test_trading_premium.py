@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal as D
 
 from arbframe import BookLevel, Direction, FxRate, IdGenerator, OrderBook
-from arbframe.premium import (
+from arbframe.trading.premium import (
     PremiumCalculator,
     close_premium,
     kimchi_premium,

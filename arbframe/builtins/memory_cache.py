@@ -9,9 +9,9 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from arbframe.interfaces import Cache, PluginContext
-from arbframe.keys import CacheKeys
-from arbframe.models import FxRate
+from arbframe.core.keys import CacheKeys
+from arbframe.core.models import FxRate
+from arbframe.kernel.interfaces import Cache, PluginContext
 
 
 class MemoryCache(Cache):

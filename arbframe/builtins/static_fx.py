@@ -7,8 +7,8 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from arbframe.interfaces import FxSource, PluginContext
-from arbframe.models import FxRate, new_id, utcnow
+from arbframe.core.models import FxRate, new_id, utcnow
+from arbframe.kernel.interfaces import FxSource, PluginContext
 
 
 class StaticFxSource(FxSource):

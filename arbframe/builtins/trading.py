@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from arbframe.hookspecs import hookimpl
+from arbframe.kernel.hookspecs import hookimpl
 
 ARBFRAME_API_VERSION = 1
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from arbframe.cli import add_common_options
+from arbframe.commands.options import add_common_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -35,8 +35,8 @@ def show(args: argparse.Namespace) -> int:
     import yaml
 
     from arbframe.commands import load_kernel
-    from arbframe.config import compose_schema, masked
-    from arbframe.plugins import all_fragments
+    from arbframe.kernel.config import compose_schema, masked
+    from arbframe.kernel.plugin_host import all_fragments
 
     kernel = load_kernel(args)
     full_schema = compose_schema(all_fragments(kernel))
@@ -45,8 +45,9 @@ def show(args: argparse.Namespace) -> int:
 
 
 def schema(args: argparse.Namespace) -> int:
-    from arbframe.config import compose_schema, load_config
-    from arbframe.plugins import DRIVER_GROUPS, Kernel, all_fragments, installed_names
+    from arbframe.kernel.config import compose_schema, load_config
+    from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed_names
+    from arbframe.kernel.plugin_host import Kernel, all_fragments
 
     kernel = Kernel(load_config(args.configs))
     print(json.dumps(

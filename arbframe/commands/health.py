@@ -12,7 +12,7 @@ import logging
 import sys
 import time
 
-from arbframe.cli import add_common_options
+from arbframe.commands.options import add_common_options
 
 #: wall-clock budget of building the drivers and running every check (the process start comes on top)
 BUDGET_SECONDS = 2.0
@@ -35,9 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from arbframe.config import load_config
-    from arbframe.health import report_for_kernel
-    from arbframe.plugins import Kernel, validate_selected
+    from arbframe.kernel.config import load_config
+    from arbframe.kernel.plugin_host import Kernel, validate_selected
+    from arbframe.service.health import report_for_kernel
 
     started = time.monotonic()
     if not args.verbose:

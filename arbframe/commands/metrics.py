@@ -13,8 +13,8 @@ import argparse
 import logging
 import sys
 
-from arbframe.cli import add_common_options
-from arbframe.errors import ArbframeError
+from arbframe.commands.options import add_common_options
+from arbframe.core.errors import ArbframeError
 
 log = logging.getLogger("arbframe.metrics")
 
@@ -72,8 +72,8 @@ def local_text(args: argparse.Namespace) -> bytes:
     import asyncio
 
     from arbframe.commands import load_kernel
-    from arbframe.metrics_server import render_metrics
-    from arbframe.runner import TradingService
+    from arbframe.service.metrics_server import render_metrics
+    from arbframe.service.runner import TradingService
 
     if not getattr(args, "verbose", False):
         logging.getLogger("arbframe").setLevel(logging.ERROR)  # the mock-mode build is ours, not news

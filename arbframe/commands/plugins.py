@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from arbframe.plugins import ALL_GROUPS, probe_all
+from arbframe.kernel.entrypoints import ALL_GROUPS
+from arbframe.kernel.loader import probe_all
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

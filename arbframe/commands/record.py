@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from arbframe.cli import add_common_options
+from arbframe.commands.options import add_common_options
 from arbframe.commands.run import _positive, _positive_int
 
 
@@ -34,8 +34,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from arbframe.backtest import record
-    from arbframe.runner import RunOptions
+    from arbframe.service.recorder import record
+    from arbframe.service.runner import RunOptions
 
     opts = RunOptions(mode="paper", once=args.once, interval=args.interval, duration=args.duration,
                       max_iterations=args.max_iterations, mock=args.mock)

@@ -7,8 +7,12 @@ Modes: ``paper`` (live or simulated quotes, paper fills), ``backtest`` (replay a
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from arbframe.cli import add_common_options
+from arbframe.commands.options import add_common_options
+
+if TYPE_CHECKING:
+    from arbframe.service.runner import RunOptions
 
 
 def _positive(text: str) -> float:
@@ -50,8 +54,8 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from arbframe.config import load_config
-    from arbframe.runner import RunOptions, run
+    from arbframe.kernel.config import load_config
+    from arbframe.service.runner import RunOptions
 
     mode = args.mode
     if mode is None:
@@ -61,3 +65,17 @@ def handle(args: argparse.Namespace) -> int:
         max_iterations=args.max_iterations, mock=args.mock, data=args.data, output=args.output, force=args.force,
     )
     return run(opts, args.configs)
+
+
+def run(opts: RunOptions, configs: list[str]) -> int:
+    """Dispatch on the mode: a backtest replays a recording, paper and live run the service loop."""
+    if opts.mode == "backtest":
+        from arbframe.kernel.config import load_config
+        from arbframe.replay.backtest import backtest_overrides, run_backtest
+        from arbframe.service.runner import kernel_for_run
+
+        extra = backtest_overrides(opts, load_config(configs))
+        return run_backtest(kernel_for_run(opts, configs, extra), opts)
+    from arbframe.service import runner
+
+    return runner.run(opts, configs)

@@ -35,9 +35,9 @@ from typing import Any
 
 import pytest
 
-from arbframe.interfaces import Cache
-from arbframe.keys import SPREAD_TTL_SECONDS, CacheKeys
-from arbframe.models import FxRate
+from arbframe.core.keys import SPREAD_TTL_SECONDS, CacheKeys
+from arbframe.core.models import FxRate
+from arbframe.kernel.interfaces import Cache
 
 __all__ = ["CacheContract", "normalise"]
 

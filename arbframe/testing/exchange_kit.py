@@ -39,8 +39,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from arbframe.interfaces import Exchange
-from arbframe.models import (
+from arbframe.core.models import (
     MarketRules,
     Order,
     OrderBook,
@@ -51,6 +50,7 @@ from arbframe.models import (
     Side,
     new_id,
 )
+from arbframe.kernel.interfaces import Exchange
 
 __all__ = [
     "ExchangeContract",

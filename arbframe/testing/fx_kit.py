@@ -39,9 +39,9 @@ from typing import Any, ClassVar
 
 import pytest
 
-from arbframe.interfaces import FxSource
-from arbframe.models import FxRate
-from arbframe.records import from_row, to_dict
+from arbframe.core.models import FxRate
+from arbframe.core.records import from_row, to_dict
+from arbframe.kernel.interfaces import FxSource
 
 __all__ = ["FxSourceContract", "check_fx_rate"]
 

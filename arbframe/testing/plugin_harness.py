@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from arbframe.interfaces import HealthResult, PluginContext
+from arbframe.kernel.interfaces import HealthResult, PluginContext
 
 __all__ = ["PluginHarness"]
 
@@ -41,8 +41,8 @@ class PluginHarness:
         market: Any = None,
         data_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        from arbframe.config import _load_yaml, deep_merge, embedded_defaults_text, interpolate
-        from arbframe.plugins import Kernel
+        from arbframe.kernel.config import _load_yaml, deep_merge, embedded_defaults_text, interpolate
+        from arbframe.kernel.plugin_host import Kernel
 
         config = interpolate(_load_yaml(embedded_defaults_text(), "<embedded defaults>"), os.environ,
                              source="defaults")
@@ -73,8 +73,8 @@ class PluginHarness:
         """Check ``section`` against ``driver_class.config_schema()``; :class:`arbframe.ConfigError` names the key."""
         from jsonschema import Draft202012Validator
 
-        from arbframe.config import describe_error
-        from arbframe.errors import ConfigError
+        from arbframe.core.errors import ConfigError
+        from arbframe.kernel.config import describe_error
 
         schema = driver_class.config_schema() if hasattr(driver_class, "config_schema") else None
         if not schema:
@@ -100,7 +100,7 @@ class PluginHarness:
     # ------------------------------------------------------------------------------------------- hooks
     def health(self) -> list[HealthResult]:
         """Every registered health check, run like ``arbframe health`` runs them (bounded, concurrently)."""
-        from arbframe.health import run_checks
+        from arbframe.service.health import run_checks
 
         return [outcome.result for outcome in run_checks(self.kernel.health_checks())]
 
@@ -110,7 +110,7 @@ class PluginHarness:
 
     def schema_fragments(self) -> dict[str, Any]:
         """Section path -> schema from the registered plugins' ``arbframe_config_schema`` hooks."""
-        from arbframe.plugins import collect_schema_fragments
+        from arbframe.kernel.loader import collect_schema_fragments
 
         return collect_schema_fragments(self.pm)
 
@@ -123,7 +123,7 @@ class PluginHarness:
 
 
 def _kind_of(driver_class: type) -> str:
-    from arbframe.interfaces import Cache, Exchange, FxSource, Storage
+    from arbframe.kernel.interfaces import Cache, Exchange, FxSource, Storage
 
     for kind, base in (("storage", Storage), ("cache", Cache), ("exchange", Exchange), ("fx", FxSource)):
         if issubclass(driver_class, base):

@@ -31,8 +31,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from arbframe.interfaces import Storage
-from arbframe.models import (
+from arbframe.core.models import (
     Direction,
     ErrorRecord,
     FxRate,
@@ -46,6 +45,7 @@ from arbframe.models import (
     Trade,
     new_id,
 )
+from arbframe.kernel.interfaces import Storage
 
 __all__ = ["StorageContract", "sample_records"]
 

@@ -169,7 +169,7 @@ async def test_scenario_4_static_source_shows_exactly_1350_0(redis_server):  # n
     from arbframe_cache_redis.cache import RedisCache
 
     from arbframe.builtins.static_fx import StaticFxSource
-    from arbframe.fx import FxService
+    from arbframe.trading.fx import FxService
 
     cache = RedisCache({"url": redis_server.url, "prefix": "arb"}, None)
     fx = FxService(StaticFxSource({"static_rate": 1350.0}), cache, ttl_seconds=60)

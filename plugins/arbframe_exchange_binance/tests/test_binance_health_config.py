@@ -93,7 +93,7 @@ def test_config_schema_accepts_the_defaults_and_marks_secrets():
 def test_embedded_defaults_section_validates():
     import yaml
 
-    from arbframe.config import embedded_defaults_text
+    from arbframe.kernel.config import embedded_defaults_text
 
     section = yaml.safe_load(embedded_defaults_text())["binance"]
     section["api_key"] = section["api_secret"] = None

@@ -258,7 +258,7 @@ _num = st.decimals(min_value=D("0.00000001"), max_value=D("1000000"), places=8, 
 def test_interned_levels_equal_a_fresh_parse(snapshots):
     from arbframe_exchange_binance.parsing import clear_level_cache, levels
 
-    from arbframe.models import BookLevel
+    from arbframe.core.models import BookLevel
 
     clear_level_cache()
     for rows in snapshots:  # repeated prices/sizes across snapshots hit the intern cache

@@ -41,7 +41,7 @@ def make_context(tmp_path: Path) -> Callable[..., PluginContext]:
         from prometheus_client import CollectorRegistry
 
         pm = pluggy.PluginManager("arbframe")
-        from arbframe import hookspecs
+        from arbframe.kernel import hookspecs
 
         pm.add_hookspecs(hookspecs)
         return PluginContext(config=config or {}, pm=pm, registry=CollectorRegistry(), data_dir=tmp_path / "data")

@@ -224,7 +224,7 @@ def _needs_escape(text: str) -> bool:
 
 
 def _fmt_generic(value: Any) -> str:
-    """Exactly ``arbframe.records``' formatting, for values of an unexpected type."""
+    """Exactly ``arbframe.core.records``' formatting, for values of an unexpected type."""
     if isinstance(value, Enum):
         return str(value.value)
     if isinstance(value, bool):

@@ -19,12 +19,12 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from arbframe.secrets import mask_secret
+from arbframe.core.secrets import mask_secret
 
 if TYPE_CHECKING:
-    from arbframe.interfaces import PluginContext
-    from arbframe.models import MarketRules, OrderBook
-    from arbframe.simulation import SimulatedAccount, SimulatedExchange
+    from arbframe.core.models import MarketRules, OrderBook
+    from arbframe.kernel.interfaces import PluginContext
+    from arbframe.market.simulation import SimulatedAccount, SimulatedExchange
 
 
 def configured_symbols(section: Mapping[str, Any], context: PluginContext | None) -> list[str]:
@@ -108,7 +108,7 @@ class VenueRouting:
     def simulated_exchange(self) -> SimulatedExchange:
         """The kernel's simulated venue (mock mode), on the context's simulated market (made if missing)."""
         if self._sim_exchange is None:
-            from arbframe.simulation import SimulatedExchange, SimulatedMarket
+            from arbframe.market.simulation import SimulatedExchange, SimulatedMarket
 
             market = getattr(self.context, "market", None)
             if market is None:
@@ -124,7 +124,7 @@ class VenueRouting:
     def simulated_account(self) -> SimulatedAccount:
         """A paper wallet filled against the books this connector last fetched from the venue."""
         if self._sim_account is None:
-            from arbframe.simulation import SimulatedAccount
+            from arbframe.market.simulation import SimulatedAccount
 
             def book_source(symbol: str) -> OrderBook:
                 book = self._last_book(symbol)

@@ -1,153 +1,36 @@
-"""Plugin discovery and the kernel object that owns the plugin manager.
+"""The kernel object: it owns the plugin manager, the metrics registry and the context handed to drivers.
 
-stevedore finds and imports; pluggy dispatches. Drivers (storage, cache, exchange, fx) are imported only when
-the config selects them; listing what is installed reads distribution metadata and imports nothing. Every
-loaded plugin module and built driver instance is registered with one ``pluggy.PluginManager("arbframe")``
-owned by a :class:`Kernel` (never a module global), so tests get a fresh one each time.
+stevedore finds and imports (:mod:`arbframe.kernel.loader`); pluggy dispatches. Drivers (storage, cache, exchange,
+fx) are imported only when the config selects them. Every loaded plugin module and built driver instance is
+registered with one ``pluggy.PluginManager("arbframe")`` owned by a :class:`Kernel` (never a module global), so
+tests get a fresh one each time.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pluggy
-
-from arbframe import hookspecs
-from arbframe.entrypoints import (  # noqa: F401 - re-exported for callers
-    ALL_GROUPS,
-    COMMAND_GROUP,
-    DRIVER_GROUPS,
-    PLUGIN_GROUP,
-    EntryPointInfo,
-    installed,
-    installed_names,
+from arbframe.core.errors import ArbframeError, DriverLoadError, DriverNotInstalled
+from arbframe.core.secrets import mask_url
+from arbframe.kernel.config import cache_backend, driver_section_path, selected_drivers, validate_full
+from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed
+from arbframe.kernel.interfaces import HealthCheck, PluginContext
+from arbframe.kernel.loader import (
+    collect_schema_fragments,
+    load_entry_point,
+    new_plugin_manager,
+    register_builtin_and_plugin_modules,
 )
-from arbframe.errors import ArbframeError, DriverLoadError, DriverNotInstalled
-from arbframe.interfaces import API_VERSION, HealthCheck, PluginContext
 
 if TYPE_CHECKING:
-    from arbframe.interfaces import Cache, Exchange, FxSource, Storage
+    from arbframe.kernel.interfaces import Cache, Exchange, FxSource, Storage
+    from arbframe.kernel.loader import PluginStatus
 
 log = logging.getLogger("arbframe.plugins")
-
-#: Kernel modules registered before any entry point. The kernel's own feature plugins are declared as
-#: ``arbframe.plugins`` entry points of the ``arbframe`` distribution, so they take the same path as third parties'.
-BUILTIN_PLUGINS: tuple[str, ...] = ()
-
-
-def _declared_api_version(obj: Any) -> int | None:
-    version = getattr(obj, "api_version", None)
-    if version is None:
-        version = getattr(obj, "ARBFRAME_API_VERSION", None)
-    if version is None and not isinstance(obj, type) and hasattr(obj, "__module__"):
-        module = importlib.import_module(obj.__module__)
-        version = getattr(module, "ARBFRAME_API_VERSION", None)
-    return version
-
-
-def check_api_version(obj: Any, label: str) -> None:
-    """Refuse a plugin built for another kernel API version, saying which."""
-    version = _declared_api_version(obj)
-    if version is not None and version != API_VERSION:
-        raise DriverLoadError(
-            f"{label} targets arbframe plugin API {version}, but this kernel provides API {API_VERSION}; "
-            "install a version of the plugin built for this kernel"
-        )
-
-
-def load_entry_point(group: str, name: str, *, key_path: str = "") -> Any:
-    """Import one entry point with stevedore; clear errors for missing, broken or incompatible plugins."""
-    from stevedore import NamedExtensionManager
-
-    failures: list[tuple[str, BaseException]] = []
-
-    def on_failure(_manager: Any, entrypoint: Any, exc: BaseException) -> None:
-        failures.append((getattr(entrypoint, "name", name), exc))
-
-    manager = NamedExtensionManager(
-        namespace=group,
-        names=[name],
-        invoke_on_load=False,
-        on_load_failure_callback=on_failure,
-        name_order=True,
-    )
-    if failures:
-        _, exc = failures[0]
-        where = f"{key_path}: " if key_path else ""
-        raise DriverLoadError(f"{where}plugin {name!r} ({group}) is installed but failed to load: {exc!r}")
-    if name not in manager.names():
-        raise DriverNotInstalled(group, name, installed_names(group), key_path)
-    obj = manager[name].plugin
-    check_api_version(obj, f"plugin {name!r} ({group})")
-    return obj
-
-
-@dataclass
-class PluginStatus:
-    info: EntryPointInfo
-    status: str  # ok | failed | incompatible
-    error: str = ""
-
-
-def probe_all(groups: Iterable[str] = ALL_GROUPS) -> list[PluginStatus]:
-    """Import every installed plugin to report its status (``arbframe plugins``)."""
-    results = []
-    for group in groups:
-        for info in installed(group):
-            try:
-                load_entry_point(group, info.name)
-            except DriverLoadError as exc:
-                status = "incompatible" if "plugin API" in str(exc) else "failed"
-                results.append(PluginStatus(info, status, str(exc)))
-            except Exception as exc:  # a broken plugin must never take the listing down
-                results.append(PluginStatus(info, "failed", repr(exc)))
-            else:
-                results.append(PluginStatus(info, "ok"))
-    return results
-
-
-def new_plugin_manager() -> pluggy.PluginManager:
-    pm = pluggy.PluginManager("arbframe")
-    pm.add_hookspecs(hookspecs)
-    return pm
-
-
-def register_builtin_and_plugin_modules(pm: pluggy.PluginManager) -> list[PluginStatus]:
-    """Register the kernel's builtin plugin modules and every ``arbframe.plugins`` module.
-
-    A module that fails to import is reported (returned and logged) and skipped: non-driver plugins never take
-    the kernel down.
-    """
-    for module_name in BUILTIN_PLUGINS:
-        if pm.get_plugin(module_name) is None:
-            pm.register(importlib.import_module(module_name), name=module_name)
-    failures: list[PluginStatus] = []
-    for info in installed(PLUGIN_GROUP):
-        if pm.get_plugin(f"plugin:{info.name}") is not None:
-            continue
-        try:
-            module = load_entry_point(PLUGIN_GROUP, info.name)
-        except Exception as exc:
-            log.warning("plugin %r (%s) not loaded: %s", info.name, info.distribution, exc)
-            failures.append(PluginStatus(info, "failed", str(exc)))
-            continue
-        pm.register(module, name=f"plugin:{info.name}")
-    return failures
-
-
-def collect_schema_fragments(pm: pluggy.PluginManager) -> dict[str, Mapping[str, Any]]:
-    """Dotted section path -> schema fragment, from every registered plugin's ``arbframe_config_schema``."""
-    fragments: dict[str, Mapping[str, Any]] = {}
-    for result in pm.hook.arbframe_config_schema():
-        for path, schema in (result or {}).items():
-            fragments[path] = schema
-    return fragments
-
+storage_log = logging.getLogger("arbframe.storage")
 
 class Kernel:
     """Owns the plugin manager, the metrics registry and the context handed to drivers and hooks."""
@@ -166,7 +49,7 @@ class Kernel:
         self.config = config
         self.pm = new_plugin_manager()
         self.registry = CollectorRegistry(auto_describe=True)
-        from arbframe.instruments import PluginMetrics
+        from arbframe.kernel.instruments import PluginMetrics
 
         PluginMetrics.get(self.registry)  # served from the start: dashboards and alerts rely on the family
         self.plugin_failures: list[PluginStatus] = []
@@ -229,8 +112,6 @@ class Kernel:
         return selected_drivers(self.config)
 
     def load_storage(self) -> Storage:
-        from arbframe.storage_factory import get_storage
-
         return get_storage(self)
 
     def load_cache(self) -> Cache:
@@ -255,7 +136,7 @@ class Kernel:
         try:
             return impl.function(**{k: kwargs[k] for k in impl.argnames if k in kwargs})
         except Exception as exc:
-            from arbframe.instruments import PluginMetrics
+            from arbframe.kernel.instruments import PluginMetrics
 
             PluginMetrics.get(self.registry).errors.labels(plugin=impl.plugin_name, hook=hook_name).inc()
             log.error("plugin %s raised in %s: %r (isolated; carrying on)", impl.plugin_name, hook_name, exc)
@@ -296,33 +177,8 @@ def _is_coroutine_function(fn: Any) -> bool:
     return inspect.iscoroutinefunction(fn)
 
 
-def cache_backend(config: Mapping[str, Any]) -> str:
-    """``redis`` when Redis is enabled (or the hybrid storage asks for it), else the configured/builtin cache."""
-    redis = config.get("redis", {}) or {}
-    if redis.get("enabled") or config.get("storage", {}).get("backend") == "hybrid":
-        return "redis"
-    return str((config.get("cache") or {}).get("backend", "memory"))
-
-
-def selected_drivers(config: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
-    storage = str(config.get("storage", {}).get("backend", "csv"))
-    storage_driver = "csv" if storage == "hybrid" else storage
-    arbitrage = config.get("arbitrage", {}) or {}
-    exchanges = [
-        (str(arbitrage.get(role)), f"arbitrage.{role}") for role in ("domestic", "foreign") if arbitrage.get(role)
-    ]
-    return {
-        "storage": [(storage_driver, "storage.backend")],
-        "cache": [(cache_backend(config), "redis.enabled")],
-        "exchange": exchanges,
-        "fx": [(str((config.get("fx") or {}).get("source", "static")), "fx.source")],
-    }
-
-
 def driver_fragments(kernel: Kernel, kinds_and_names: Iterable[tuple[str, str, str]]) -> dict[str, Any]:
     """Schema fragments of the given drivers' classes (imports them), keyed by their section path."""
-    from arbframe.config import driver_section_path
-
     fragments: dict[str, Any] = {}
     for kind, name, key_path in kinds_and_names:
         cls = kernel.driver_class(kind, name, key_path)
@@ -334,8 +190,6 @@ def driver_fragments(kernel: Kernel, kinds_and_names: Iterable[tuple[str, str, s
 
 def validate_selected(kernel: Kernel) -> None:
     """Config pass 2: import the selected drivers and validate their sections with their fragments."""
-    from arbframe.config import validate_full
-
     picks = [(kind, name, path) for kind, items in kernel.selected_drivers().items() for name, path in items]
     fragments = collect_schema_fragments(kernel.pm)
     fragments.update(driver_fragments(kernel, picks))
@@ -352,3 +206,29 @@ def all_fragments(kernel: Kernel) -> dict[str, Any]:
             except Exception as exc:
                 log.warning("no schema from %s %r: %s", kind, info.name, exc)
     return fragments
+
+
+def get_storage(kernel: Kernel) -> Storage:
+    """Build the storage selected by ``storage.backend``.
+
+    ``csv`` always works. ``hybrid`` is CSV storage plus the Redis cache (the cache is chosen by
+    :func:`arbframe.kernel.config.cache_backend`). Any other backend is a plugin; when its library is missing or it
+    cannot connect, one WARNING names the cause and the service carries on with CSV.
+    """
+    storage_cfg = kernel.config.get("storage", {}) or {}
+    backend = str(storage_cfg.get("backend", "csv"))
+    if backend in ("csv", "hybrid"):
+        return kernel.build_driver("storage", "csv", storage_cfg.get("csv", {}), "storage.backend")
+    try:
+        return kernel.build_driver("storage", backend, storage_cfg.get(backend, {}), "storage.backend")
+    except DriverNotInstalled:
+        raise
+    except Exception as error:
+        exc = error.__cause__ if isinstance(error, DriverLoadError) and error.__cause__ is not None else error
+        reason = mask_url(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        csv_dir = (storage_cfg.get("csv") or {}).get("data_dir", "data")
+        storage_log.warning(
+            "storage backend %r unavailable (%s: %s); falling back to CSV storage at %s",
+            backend, type(exc).__name__, reason, csv_dir,
+        )
+        return kernel.build_driver("storage", "csv", storage_cfg.get("csv", {}), "storage.backend")

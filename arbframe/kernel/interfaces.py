@@ -17,7 +17,7 @@ from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from arbframe.models import (
+from arbframe.core.models import (
     ErrorRecord,
     FxRate,
     MarketRules,
@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     import pluggy
     from prometheus_client import CollectorRegistry
 
-    from arbframe.simulation import SimulatedMarket
 
 #: The kernel plugin API version. Plugins declare the version they target (``api_version`` on a driver class,
 #: ``ARBFRAME_API_VERSION`` on a plugin module); a different major version refuses to load.
@@ -52,7 +51,9 @@ class PluginContext:
     data_dir: Path
     mode: str = "paper"
     mock: bool = False
-    market: SimulatedMarket | None = None
+    #: The kernel's :class:`arbframe.SimulatedMarket` in mock mode (or one a venue made for itself); ``None``
+    #: otherwise. Typed loosely because the simulated market sits above the plugin API in the kernel's layers.
+    market: Any = None
     service_name: str = "bot_service"
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -124,7 +125,7 @@ class Storage(Driver):
 class Cache(Driver):
     """Live state shared between processes (FX rate, heartbeats, spread snapshots).
 
-    Keys are built by :class:`arbframe.keys.CacheKeys`. Failures never raise into the tick: a cache that cannot
+    Keys are built by :class:`arbframe.core.keys.CacheKeys`. Failures never raise into the tick: a cache that cannot
     write returns False and counts the failure.
     """
 

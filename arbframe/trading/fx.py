@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 
-from arbframe.errors import ArbframeError
-from arbframe.interfaces import Cache, FxSource
-from arbframe.models import FxRate, utcnow
+from arbframe.core.errors import ArbframeError
+from arbframe.core.models import FxRate, utcnow
+from arbframe.kernel.interfaces import Cache, FxSource
 
 log = logging.getLogger("arbframe.fx")
 

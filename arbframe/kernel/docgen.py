@@ -2,15 +2,15 @@
 
 Two sections are generated, each between a pair of markers in the document:
 
-* ``hooks``: every hook specification in :mod:`arbframe.hookspecs` (signature, pluggy options, docstring);
-* ``interfaces``: the driver base classes of :mod:`arbframe.interfaces` (each method and property, whether a
-  driver must implement it, its docstring) and the entry-point groups of :mod:`arbframe.entrypoints`.
+* ``hooks``: every hook specification in :mod:`arbframe.kernel.hookspecs` (signature, pluggy options, docstring);
+* ``interfaces``: the driver base classes of :mod:`arbframe.kernel.interfaces` (each method and property, whether a
+  driver must implement it, its docstring) and the entry-point groups of :mod:`arbframe.kernel.entrypoints`.
 
 ::
 
-    python -m arbframe.docgen            # rewrite the generated sections in docs/PLUGINS.md
-    python -m arbframe.docgen --check    # exit 1 when docs/PLUGINS.md is stale (the test suite runs this)
-    python -m arbframe.docgen --print    # print the generated sections
+    python -m arbframe.kernel.docgen            # rewrite the generated sections in docs/PLUGINS.md
+    python -m arbframe.kernel.docgen --check    # exit 1 when docs/PLUGINS.md is stale (the test suite runs this)
+    python -m arbframe.kernel.docgen --print    # print the generated sections
 
 The prose around the markers is hand-written and left alone.
 """
@@ -27,11 +27,11 @@ from typing import Any
 
 __all__ = ["DEFAULT_DOC", "SECTIONS", "generate", "hook_reference", "interface_reference", "main", "render"]
 
-DEFAULT_DOC = Path(__file__).resolve().parent.parent / "docs" / "PLUGINS.md"
+DEFAULT_DOC = Path(__file__).resolve().parents[2] / "docs" / "PLUGINS.md"
 
 
 def _begin(section: str) -> str:
-    return f"<!-- BEGIN GENERATED {section}: python -m arbframe.docgen; edit the docstrings, not this text -->"
+    return f"<!-- BEGIN GENERATED {section}: python -m arbframe.kernel.docgen; edit the docstrings, not this text -->"
 
 
 def _end(section: str) -> str:
@@ -86,7 +86,7 @@ def _first_paragraph(text: str) -> str:
 # ------------------------------------------------------------------------------------------------------ hooks
 def hook_specs() -> list[tuple[str, Callable[..., Any], dict[str, Any]]]:
     """(name, function, pluggy options) of every hook specification, in source order."""
-    from arbframe import hookspecs
+    from arbframe.kernel import hookspecs
 
     found = []
     for name, fn in vars(hookspecs).items():
@@ -142,8 +142,8 @@ def _members(cls: type) -> list[tuple[str, str, str, bool, str]]:
 
 
 def interface_reference() -> str:
-    from arbframe.entrypoints import COMMAND_GROUP, DRIVER_GROUPS, PLUGIN_GROUP
-    from arbframe.interfaces import API_VERSION, Cache, Driver, Exchange, FxSource, Storage
+    from arbframe.kernel.entrypoints import COMMAND_GROUP, DRIVER_GROUPS, PLUGIN_GROUP
+    from arbframe.kernel.interfaces import API_VERSION, Cache, Driver, Exchange, FxSource, Storage
 
     lines = [
         f"Kernel plugin API version: **{API_VERSION}**.",
@@ -187,7 +187,7 @@ def render(text: str, generated: dict[str, str] | None = None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m arbframe.docgen", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m arbframe.kernel.docgen", description=__doc__.split("\n\n")[0])
     parser.add_argument("--doc", type=Path, default=DEFAULT_DOC, help=f"the guide to update (default {DEFAULT_DOC})")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 1 if the guide is stale; change nothing")
@@ -205,7 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.check:
         if updated != current:
-            print(f"docgen: {args.doc} is stale; run `python -m arbframe.docgen` and commit the result",
+            print(f"docgen: {args.doc} is stale; run `python -m arbframe.kernel.docgen` and commit the result",
                   file=sys.stderr)
             return 1
         print(f"docgen: {args.doc} is up to date")

@@ -3,9 +3,9 @@
 The engine is synchronous and does no network I/O: the runner (live/paper) or the backtest replayer gathers a
 :class:`MarketSnapshot` (books of both venues for every symbol, the domestic KRW-USDT book when known, the
 USD/KRW rate) and hands it to :meth:`Engine.process`. Inside, :meth:`Engine.decide_symbol` is the pure decision
-path (premium math + strategy on plain objects); fills go through :class:`arbframe.paper.PaperExecutor`; records
+path (premium math + strategy on plain objects); fills go through :class:`arbframe.trading.paper.PaperExecutor`; records
 go to the :class:`~arbframe.Storage` (buffered), the tick's live state to the :class:`~arbframe.Cache` in one
-``write_tick`` call, numbers to :class:`arbframe.metrics.TradingMetrics`, and events to plugins through the
+``write_tick`` call, numbers to :class:`arbframe.trading.statistics.TradingMetrics`, and events to plugins through the
 kernel's isolated ``notify``.
 """
 
@@ -19,9 +19,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from arbframe.interfaces import Cache, Storage
-from arbframe.metrics import TradingMetrics, TradingStats
-from arbframe.models import (
+from arbframe.core.models import (
     ZERO,
     Direction,
     ErrorRecord,
@@ -32,8 +30,16 @@ from arbframe.models import (
     PositionStatus,
     Spread,
 )
-from arbframe.paper import InsufficientFunds, InsufficientLiquidity, LegResult, LegSpec, PaperExecutor, PaperWallet
-from arbframe.premium import (
+from arbframe.kernel.interfaces import Cache, Storage
+from arbframe.trading.paper import (
+    InsufficientFunds,
+    InsufficientLiquidity,
+    LegResult,
+    LegSpec,
+    PaperExecutor,
+    PaperWallet,
+)
+from arbframe.trading.premium import (
     PREMIUM_QUANTUM,
     PremiumCalculator,
     PremiumQuote,
@@ -43,7 +49,8 @@ from arbframe.premium import (
     top_price,
     usdt_mid,
 )
-from arbframe.strategy import CloseDecision, OpenDecision, PortfolioView, Strategy, StrategyConfig
+from arbframe.trading.statistics import TradingMetrics, TradingStats
+from arbframe.trading.strategy import CloseDecision, OpenDecision, PortfolioView, Strategy, StrategyConfig
 
 log = logging.getLogger("arbframe.engine")
 
@@ -631,91 +638,3 @@ class Engine:
             if prices is not None:
                 out[p.id] = self._mark(p, prices, snap.fx.rate)
         return out
-
-
-class NullStorage(Storage):
-    """Drops everything (benchmarks, dry runs)."""
-
-    name = "null"
-
-    def log_spread(self, spread: Spread) -> None:
-        pass
-
-    def log_position_open(self, position: Position) -> None:
-        pass
-
-    def log_position_close(self, position: Position) -> None:
-        pass
-
-    def log_order(self, order: Any) -> None:
-        pass
-
-    def log_trade(self, trade: Any) -> None:
-        pass
-
-    def log_fx_rate(self, fx: FxRate) -> None:
-        pass
-
-    def log_error(self, error: ErrorRecord) -> None:
-        pass
-
-    def load_positions(self) -> list[Position]:
-        return []
-
-    def flush(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-class MemoryStorage(NullStorage):
-    """Keeps every record in lists (tests); ``load_positions`` / ``load_closed_positions`` return the latest state
-    of each position id."""
-
-    name = "memory"
-
-    def __init__(self) -> None:
-        self.spreads: list[Spread] = []
-        self.positions: list[Position] = []
-        self.orders: list[Any] = []
-        self.trades: list[Any] = []
-        self.fx_rates: list[FxRate] = []
-        self.errors: list[ErrorRecord] = []
-        self.flushes = 0
-
-    def log_spread(self, spread: Spread) -> None:
-        self.spreads.append(spread)
-
-    def log_position_open(self, position: Position) -> None:
-        self.positions.append(position)
-
-    def log_position_close(self, position: Position) -> None:
-        self.positions.append(position)
-
-    def log_order(self, order: Any) -> None:
-        self.orders.append(order)
-
-    def log_trade(self, trade: Any) -> None:
-        self.trades.append(trade)
-
-    def log_fx_rate(self, fx: FxRate) -> None:
-        self.fx_rates.append(fx)
-
-    def log_error(self, error: ErrorRecord) -> None:
-        self.errors.append(error)
-
-    def load_positions(self) -> list[Position]:
-        return [p for p in self._latest() if p.is_open]
-
-    def load_closed_positions(self) -> list[Position]:
-        return [p for p in self._latest() if not p.is_open]
-
-    def _latest(self) -> list[Position]:
-        latest: dict[str, Position] = {}
-        for p in self.positions:
-            latest[p.id] = p
-        return list(latest.values())
-
-    def flush(self) -> None:
-        self.flushes += 1

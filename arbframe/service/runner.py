@@ -1,12 +1,12 @@
 """The service loop behind ``arbframe run`` (seed D3 ``run_bot_service.py`` and D4 ``run_live.py``).
 
-:class:`TradingService` builds everything a tick needs from a :class:`~arbframe.plugins.Kernel`: the simulated
-market (mock mode), both exchanges, the FX service (source -> cache -> read back), storage, cache, the trading
-metrics and the :class:`~arbframe.engine.Engine`; :meth:`TradingService.snapshot` gathers one
-:class:`~arbframe.engine.MarketSnapshot` (all books concurrently). :func:`run_loop` runs ticks at an interval
+:class:`TradingService` builds everything a tick needs from a :class:`~arbframe.kernel.plugin_host.Kernel`:
+the simulated market (mock mode), both exchanges, the FX service (source -> cache -> read back), storage, cache,
+the trading metrics and the :class:`~arbframe.trading.engine.Engine`; :meth:`TradingService.snapshot` gathers one
+:class:`~arbframe.trading.engine.MarketSnapshot` (all books concurrently). :func:`run_loop` runs ticks at an interval
 until ``--once``, ``--max-iterations``, ``--duration`` or SIGINT/SIGTERM; a signal lets the current tick finish,
 then storage is flushed, the final metrics are logged and the exit status is 0. ``arbframe record`` reuses the
-same service to save snapshots (see :mod:`arbframe.backtest`).
+same service to save snapshots (see :mod:`arbframe.replay.backtest`).
 """
 
 from __future__ import annotations
@@ -20,24 +20,20 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from arbframe.engine import Engine, MarketSnapshot
-from arbframe.errors import ArbframeError, DriverLoadError
-from arbframe.metrics import TradingMetrics, format_metrics_summary
-from arbframe.models import ErrorRecord, FxRate, IdGenerator, MarketRules, new_id, utcnow
-from arbframe.paper import PaperWallet
-from arbframe.strategy import StrategyConfig
+from arbframe.core.errors import ArbframeError, DriverLoadError
+from arbframe.core.models import ErrorRecord, FxRate, IdGenerator, MarketRules, new_id, utcnow
+from arbframe.trading.engine import Engine, MarketSnapshot
+from arbframe.trading.paper import DEFAULT_BALANCES, PaperWallet
+from arbframe.trading.statistics import TradingMetrics, format_metrics_summary
+from arbframe.trading.strategy import StrategyConfig
 
 if TYPE_CHECKING:
-    from arbframe.interfaces import Cache, Exchange, Storage
-    from arbframe.plugins import Kernel
-    from arbframe.simulation import SimulatedMarket
+    from arbframe.kernel.interfaces import Cache, Exchange, Storage
+    from arbframe.kernel.plugin_host import Kernel
+    from arbframe.market.simulation import SimulatedMarket
 
 log = logging.getLogger("arbframe.runner")
 
-DEFAULT_BALANCES = {
-    "KRW": {"KRW": "50000000", "BTC": "0.5", "ETH": "10"},
-    "USDT": {"USDT": "40000", "BTC": "0.5", "ETH": "10"},
-}
 
 
 class LiveModeRefused(ArbframeError):
@@ -122,7 +118,7 @@ class TradingService:
         self.cache = k.load_cache()
         log.info("[BOT] Cache initialized: %s (available=%s)", self.cache.describe(), self.cache.available)
         if self.mock:
-            from arbframe.simulation import market_from_config
+            from arbframe.market.simulation import market_from_config
 
             self.market = market_from_config(self.config)
             k.context.market = self.market
@@ -193,7 +189,7 @@ class TradingService:
         plugin) reads the simulated market's KRW-USDT book through the kernel context. The simulated market keeps
         its own USD/KRW for pricing its books, so the gap between the two is a realistic FX error.
         """
-        from arbframe.fx import FxService
+        from arbframe.trading.fx import FxService
 
         source = self.kernel.load_fx_source()
         name = getattr(source, "source_name", None) or getattr(source, "name", "") or type(source).__name__
@@ -241,7 +237,7 @@ class TradingService:
         )
 
     async def current_fx(self) -> FxRate | None:
-        from arbframe.fx import FxUnavailable
+        from arbframe.trading.fx import FxUnavailable
 
         try:
             fx = await self.fx_service.current()
@@ -449,7 +445,7 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
 async def _start_metrics_server(kernel: Kernel, ready: dict[str, bool], cache: Any = None) -> Any:
     if not (kernel.config.get("metrics_server") or {}).get("enabled"):
         return None
-    from arbframe.metrics_server import health_provider_for, start_from_config
+    from arbframe.service.metrics_server import health_provider_for, start_from_config
 
     def ready_provider() -> tuple[bool, str]:
         return (True, "ticking") if ready["ok"] else (False, "waiting for the first tick")
@@ -463,18 +459,18 @@ async def _start_metrics_server(kernel: Kernel, ready: dict[str, bool], cache: A
     return server
 
 
-def run(opts: RunOptions, configs: list[str]) -> int:
-    """Entry point of ``arbframe run``: load the config, build the kernel, run the chosen mode."""
-    from arbframe.config import load_config
-    from arbframe.plugins import Kernel, validate_selected
+def kernel_for_run(opts: RunOptions, configs: list[str], extra_overrides: Mapping[str, Any] | None = None) -> Kernel:
+    """Load the config for ``opts.mode``, apply the live gate and build a validated kernel.
+
+    ``extra_overrides`` lets a caller (the backtest) add keys computed from the config itself.
+    """
+    from arbframe.kernel.config import load_config
+    from arbframe.kernel.plugin_host import Kernel, validate_selected
 
     overrides: dict[str, Any] = {"mode": opts.mode}
     if opts.mock is not None:
         overrides["mock_mode"] = opts.mock
-    if opts.mode == "backtest":
-        from arbframe.backtest import backtest_overrides
-
-        overrides.update(backtest_overrides(opts, load_config(configs)))
+    overrides.update(extra_overrides or {})
     config = load_config(configs, overrides=overrides)
     if opts.mode == "live":
         if opts.mock:
@@ -492,8 +488,9 @@ def run(opts: RunOptions, configs: list[str]) -> int:
     except Exception:
         kernel.close()
         raise
-    if opts.mode == "backtest":
-        from arbframe.backtest import run_backtest
+    return kernel
 
-        return run_backtest(kernel, opts)
-    return asyncio.run(run_loop(kernel, opts))
+
+def run(opts: RunOptions, configs: list[str]) -> int:
+    """``arbframe run --mode paper|live``: build the kernel and run the service loop until it stops."""
+    return asyncio.run(run_loop(kernel_for_run(opts, configs), opts))

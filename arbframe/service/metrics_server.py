@@ -122,7 +122,7 @@ def _jsonable(value: Any) -> Any:
 def health_payload(report: Any) -> dict[str, Any]:
     """Normalise a health report into ``{"status": ..., "checks": [...], ...}`` for the JSON answer.
 
-    Accepts what :mod:`arbframe.health` produces (an object with ``to_dict()``), a mapping, or an iterable of
+    Accepts what :mod:`arbframe.service.health` produces (an object with ``to_dict()``), a mapping, or an iterable of
     :class:`arbframe.HealthResult`. ``status`` is the worst check (ERROR > WARN > OK; SKIP and DISABLED are
     neutral) unless the report states an overall status itself.
     """
@@ -379,11 +379,11 @@ def health_provider_for(
     kernel: Any, cache: Any = None, fx_source: Any = None, *, budget_seconds: float = 3.0
 ) -> HealthProvider:
     """The ``/health`` provider of a running service: every plugin's checks plus the kernel's (FX, heartbeat),
-    run concurrently off the event loop (:func:`arbframe.health.build_report_async`), bounded by
-    ``budget_seconds``. ``kernel`` is the service's :class:`arbframe.plugins.Kernel`."""
+    run concurrently off the event loop (:func:`arbframe.service.health.build_report_async`), bounded by
+    ``budget_seconds``. ``kernel`` is the service's :class:`arbframe.kernel.plugin_host.Kernel`."""
 
     async def provider() -> Any:
-        from arbframe.health import build_report_async, kernel_checks
+        from arbframe.service.health import build_report_async, kernel_checks
 
         checks = list(kernel.health_checks())
         checks += kernel_checks(

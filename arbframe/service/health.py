@@ -31,7 +31,6 @@ import asyncio
 import inspect
 import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -39,11 +38,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from arbframe.interfaces import Cache, FxSource, HealthCheck, HealthResult, HealthStatus
-from arbframe.models import utcnow
+from arbframe.core.models import utcnow
+from arbframe.core.secrets import scrub
+from arbframe.kernel.interfaces import Cache, FxSource, HealthCheck, HealthResult, HealthStatus
 
 if TYPE_CHECKING:
-    from arbframe.plugins import Kernel
+    from arbframe.kernel.plugin_host import Kernel
 
 log = logging.getLogger("arbframe.health")
 
@@ -64,15 +64,6 @@ _SEVERITY = {
     HealthStatus.WARN: 1,
     HealthStatus.ERROR: 2,
 }
-_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)")
-_KV_PASSWORD = re.compile(r"(password\s*=\s*)(\S+)", re.IGNORECASE)
-
-
-def scrub(text: str) -> str:
-    """Cut passwords out of any URL or ``password=`` pair in ``text``."""
-    return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", text))
-
-
 # ---------------------------------------------------------------------------------------------------- results
 @dataclass(frozen=True)
 class CheckOutcome:

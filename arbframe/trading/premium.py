@@ -21,7 +21,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
-from arbframe.models import ZERO, Direction, FxRate, OrderBook, Side, Spread
+from arbframe.core.models import ZERO, Direction, FxRate, OrderBook, Side, Spread
 
 ONE = Decimal(1)
 TWO = Decimal(2)

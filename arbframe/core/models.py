@@ -2,7 +2,7 @@
 
 Every persisted record (`Spread`, `Position`, `Order`, `Trade`, `FxRate`, `ErrorRecord`) carries a stable ``id``
 made when the event happens, so writing it twice (a replay, a CSV -> PostgreSQL migration) is harmless.
-Column order of each table is the field order of its dataclass (see :mod:`arbframe.records`).
+Column order of each table is the field order of its dataclass (see :mod:`arbframe.core.records`).
 """
 
 from __future__ import annotations

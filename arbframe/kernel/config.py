@@ -17,8 +17,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from arbframe.errors import ConfigError, DriverNotInstalled
-from arbframe.secrets import MASK, mask_url
+from arbframe.core.errors import ConfigError, DriverNotInstalled
+from arbframe.core.secrets import MASK, mask_url
+from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed_names
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SECRET_KEY = re.compile(r"(password|secret|api_key|apikey|token|private_key)", re.IGNORECASE)
@@ -209,11 +210,7 @@ def load_config(
 
 def _module_fragments() -> dict[str, Mapping[str, Any]]:
     """Schema fragments of builtin and ``arbframe.plugins`` modules (cheap modules, never drivers)."""
-    from arbframe.plugins import (
-        collect_schema_fragments,
-        new_plugin_manager,
-        register_builtin_and_plugin_modules,
-    )
+    from arbframe.kernel.loader import collect_schema_fragments, new_plugin_manager, register_builtin_and_plugin_modules
 
     pm = new_plugin_manager()
     register_builtin_and_plugin_modules(pm)
@@ -249,7 +246,6 @@ def validate_kernel(
     config: Mapping[str, Any], fragments: Mapping[str, Mapping[str, Any]], *, sources: Sequence[str] = ()
 ) -> None:
     """Pass 1: kernel and module schemas; every selected driver installed (metadata only)."""
-    from arbframe.plugins import DRIVER_GROUPS, installed_names, selected_drivers
 
     exchange_sections = [*installed_names(DRIVER_GROUPS["exchange"]), *default_sections()]
     schema = compose_schema(fragments, extra_sections=exchange_sections)
@@ -263,7 +259,6 @@ def validate_kernel(
 
 def validate_full(config: Mapping[str, Any], fragments: Mapping[str, Mapping[str, Any]]) -> None:
     """Pass 2: everything, including the selected drivers' own sections."""
-    from arbframe.plugins import DRIVER_GROUPS, installed_names
 
     schema = compose_schema(fragments, extra_sections=[*installed_names(DRIVER_GROUPS["exchange"]),
                                                        *default_sections()])
@@ -360,3 +355,25 @@ def masked(config: Any, schema: Mapping[str, Any] | None = None, *, key: str = "
         if "://" in config or "password=" in config.lower():
             return mask_url(config)
     return config
+
+def cache_backend(config: Mapping[str, Any]) -> str:
+    """``redis`` when Redis is enabled (or the hybrid storage asks for it), else the configured/builtin cache."""
+    redis = config.get("redis", {}) or {}
+    if redis.get("enabled") or config.get("storage", {}).get("backend") == "hybrid":
+        return "redis"
+    return str((config.get("cache") or {}).get("backend", "memory"))
+
+
+def selected_drivers(config: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
+    storage = str(config.get("storage", {}).get("backend", "csv"))
+    storage_driver = "csv" if storage == "hybrid" else storage
+    arbitrage = config.get("arbitrage", {}) or {}
+    exchanges = [
+        (str(arbitrage.get(role)), f"arbitrage.{role}") for role in ("domestic", "foreign") if arbitrage.get(role)
+    ]
+    return {
+        "storage": [(storage_driver, "storage.backend")],
+        "cache": [(cache_backend(config), "redis.enabled")],
+        "exchange": exchanges,
+        "fx": [(str((config.get("fx") or {}).get("source", "static")), "fx.source")],
+    }

@@ -3,14 +3,14 @@
 Pure and synchronous (no I/O), so the engine's decision path and the simulated exchange share it:
 
 - :func:`walk_book` fills a market order of ``qty`` against a book's levels, skipping the liquidity already
-  consumed in the same tick (``offset``), and returns a :class:`arbframe.models.Fill` (VWAP, notional, fee in the
+  consumed in the same tick (``offset``), and returns a :class:`arbframe.core.models.Fill` (VWAP, notional, fee in the
   venue's quote currency, slippage against the best untouched price).
 - :class:`PaperWallet` is one venue's balances; :meth:`PaperWallet.apply_fill` is the only way they change
   during trading (fills and fees), which the property tests check.
 - :class:`LiquidityLedger` remembers, within one tick, how much of each book side has been taken, so two orders
   in the same tick never fill against the same resting quantity.
 - :class:`PaperExecutor` ties those together for the engine: it fills both legs of a hedge atomically (both or
-  neither) and makes one :class:`~arbframe.models.Order` and one :class:`~arbframe.models.Trade` per leg.
+  neither) and makes one :class:`~arbframe.core.models.Order` and one :class:`~arbframe.core.models.Trade` per leg.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
-from arbframe.models import (
+from arbframe.core.models import (
     ZERO,
     BookLevel,
     Fill,
@@ -253,3 +253,10 @@ class PaperExecutor:
         if wallet is None:
             raise InsufficientFunds(f"no paper wallet configured for {exchange}")
         return wallet
+
+
+#: Paper balances per quote currency when the config names none for a venue (``paper.balances``).
+DEFAULT_BALANCES = {
+    "KRW": {"KRW": "50000000", "BTC": "0.5", "ETH": "10"},
+    "USDT": {"USDT": "40000", "BTC": "0.5", "ETH": "10"},
+}

@@ -18,8 +18,8 @@ from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from arbframe.models import ZERO, Direction, MarketRules, Position, Side, Spread
-from arbframe.premium import PremiumQuote
+from arbframe.core.models import ZERO, Direction, MarketRules, Position, Side, Spread
+from arbframe.trading.premium import PremiumQuote
 
 Signal = Spread | PremiumQuote
 _QTY_CACHE_SIZE = 4096

@@ -6,7 +6,7 @@ named ``arbframe``; hooks that run while trading (the ``arbframe_on_*`` events) 
 exception in one is logged with the plugin's name, counted in ``arbframe_plugin_errors_total`` and never stops
 the others or the tick.
 
-``docs/PLUGINS.md`` carries a reference generated from these docstrings (``python -m arbframe.docgen``).
+``docs/PLUGINS.md`` carries a reference generated from these docstrings (``python -m arbframe.kernel.docgen``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import pluggy
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from arbframe.interfaces import HealthCheck, PluginContext
-    from arbframe.models import ErrorRecord, Order, Position, Spread, Trade
+    from arbframe.core.models import ErrorRecord, Order, Position, Spread, Trade
+    from arbframe.kernel.interfaces import HealthCheck, PluginContext
 
 hookspec = pluggy.HookspecMarker("arbframe")
 hookimpl = pluggy.HookimplMarker("arbframe")

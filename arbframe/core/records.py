@@ -18,7 +18,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
 
-from arbframe.models import ErrorRecord, FxRate, Order, Position, Spread, Trade
+from arbframe.core.models import ErrorRecord, FxRate, Order, Position, Spread, Trade
 
 R = TypeVar("R")
 

@@ -29,7 +29,7 @@ level_gap_bps=1, level_notional_usd=30000, depth=15)``
     sized by ``quote_amount``; limit orders fill their marketable part and rest otherwise, with funds reserved),
     ``cancel_order(symbol, order_id)``, ``fetch_open_orders(symbol=None)``, ``fetch_order(symbol, order_id)``.
     Resting orders are matched against the current book whenever the account is queried. Invalid requests raise
-    ``ValueError``; :class:`arbframe.paper.InsufficientFunds` when the wallet cannot pay.
+    ``ValueError``; :class:`arbframe.trading.paper.InsufficientFunds` when the wallet cannot pay.
 
 ``SimulatedExchange(name, market, *, quote_currency=None, fee_rate=Decimal("0.001"), balances=None, rules=None)``
     A complete :class:`arbframe.Exchange` over the two above; ``SimulatedExchange.for_venue(...)`` is the same
@@ -47,8 +47,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
-from arbframe.interfaces import Exchange, FxSource
-from arbframe.models import (
+from arbframe.core.models import (
     ZERO,
     BookLevel,
     FxRate,
@@ -62,7 +61,8 @@ from arbframe.models import (
     Side,
     utcnow,
 )
-from arbframe.paper import InsufficientFunds, InsufficientLiquidity, PaperWallet, walk_book
+from arbframe.kernel.interfaces import Exchange, FxSource
+from arbframe.trading.paper import InsufficientFunds, InsufficientLiquidity, PaperWallet, walk_book
 
 DEFAULT_VENUES = {"upbit": "KRW", "binance": "USDT"}
 DEFAULT_BASE_PRICES = {"BTC": 95000.0, "ETH": 3500.0, "XRP": 2.2, "SOL": 180.0}

@@ -3,7 +3,7 @@
 Several plugins of one kind (two exchanges, a storage and its fallback) report into the same metric families,
 told apart by a bounded label. Building the families here, once per kernel registry, keeps names and labels in
 one place (documented in ``docs/METRICS.md``) and avoids duplicate-registration errors. Trading metrics
-(``arbitrage_*``) live in :mod:`arbframe.metrics`.
+(``arbitrage_*``) live in :mod:`arbframe.trading.statistics`.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from arbframe.models import ZERO, Position
+from arbframe.core.models import ZERO, Position
 
 TICK_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -164,7 +164,7 @@ class TradingMetrics:
 
     @classmethod
     def _build(cls, r: CollectorRegistry) -> TradingMetrics:
-        from arbframe import __version__
+        from arbframe.core.version import __version__
 
         build = Gauge("arbframe_build_info", "arbframe version (value is always 1)", ["version", "python"], registry=r)
         build.labels(version=__version__, python=platform.python_version()).set(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from urllib.parse import urlsplit, urlunsplit
 
@@ -57,3 +58,23 @@ def usable_credential(value: object) -> str | None:
     if not text or text.startswith("${") or text.lower() in _PLACEHOLDERS:
         return None
     return text
+
+
+_URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)")
+_KV_PASSWORD = re.compile(r"(password\s*=\s*)(\S+)", re.IGNORECASE)
+
+
+def scrub(text: str) -> str:
+    """Cut passwords out of any URL or ``password=`` pair in ``text``."""
+    return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", text))
+
+
+class SecretFilter(logging.Filter):
+    """Last line of defence: cut passwords out of URLs and DSNs in every log message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = scrub(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True

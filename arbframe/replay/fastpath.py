@@ -15,9 +15,9 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
-from arbframe.engine import _STEP, Engine
-from arbframe.models import ZERO, Direction
-from arbframe.premium import ONE
+from arbframe.core.models import ZERO, Direction
+from arbframe.trading.engine import _STEP, Engine
+from arbframe.trading.premium import ONE
 
 _REL = 1e-12  # a level holding the whole remaining quantity, within this, is too close to call
 _MARGIN = 1e-9  # premiums within this of a threshold or of the seen range go through the full path

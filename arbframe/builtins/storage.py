@@ -1,0 +1,97 @@
+"""Storage drivers of the kernel's own: ``NullStorage`` drops everything (benchmarks, dry runs) and
+``MemoryStorage`` keeps every record in lists (tests, the storage contract kit's reference)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arbframe.core.models import ErrorRecord, FxRate, Position, Spread
+from arbframe.kernel.interfaces import Storage
+
+
+class NullStorage(Storage):
+    """Drops everything (benchmarks, dry runs)."""
+
+    name = "null"
+
+    def log_spread(self, spread: Spread) -> None:
+        pass
+
+    def log_position_open(self, position: Position) -> None:
+        pass
+
+    def log_position_close(self, position: Position) -> None:
+        pass
+
+    def log_order(self, order: Any) -> None:
+        pass
+
+    def log_trade(self, trade: Any) -> None:
+        pass
+
+    def log_fx_rate(self, fx: FxRate) -> None:
+        pass
+
+    def log_error(self, error: ErrorRecord) -> None:
+        pass
+
+    def load_positions(self) -> list[Position]:
+        return []
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class MemoryStorage(NullStorage):
+    """Keeps every record in lists (tests); ``load_positions`` / ``load_closed_positions`` return the latest state
+    of each position id."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self.spreads: list[Spread] = []
+        self.positions: list[Position] = []
+        self.orders: list[Any] = []
+        self.trades: list[Any] = []
+        self.fx_rates: list[FxRate] = []
+        self.errors: list[ErrorRecord] = []
+        self.flushes = 0
+
+    def log_spread(self, spread: Spread) -> None:
+        self.spreads.append(spread)
+
+    def log_position_open(self, position: Position) -> None:
+        self.positions.append(position)
+
+    def log_position_close(self, position: Position) -> None:
+        self.positions.append(position)
+
+    def log_order(self, order: Any) -> None:
+        self.orders.append(order)
+
+    def log_trade(self, trade: Any) -> None:
+        self.trades.append(trade)
+
+    def log_fx_rate(self, fx: FxRate) -> None:
+        self.fx_rates.append(fx)
+
+    def log_error(self, error: ErrorRecord) -> None:
+        self.errors.append(error)
+
+    def load_positions(self) -> list[Position]:
+        return [p for p in self._latest() if p.is_open]
+
+    def load_closed_positions(self) -> list[Position]:
+        return [p for p in self._latest() if not p.is_open]
+
+    def _latest(self) -> list[Position]:
+        latest: dict[str, Position] = {}
+        for p in self.positions:
+            latest[p.id] = p
+        return list(latest.values())
+
+    def flush(self) -> None:
+        self.flushes += 1
