@@ -248,7 +248,7 @@ class Kernel:
 
     def load_fx_source(self) -> FxSource:
         fx = self.config.get("fx", {})
-        return self.build_driver("fx", str(fx.get("source", "static")), fx, "fx.source")
+        return self.build_driver("fx", fx_source_name(self.config), fx, "fx.source")
 
     # ---------------------------------------------------------------------------------------------- hooks
     def call_isolated(self, impl: Any, hook_name: str, **kwargs: Any) -> Any:
@@ -304,6 +304,16 @@ def cache_backend(config: Mapping[str, Any]) -> str:
     return str((config.get("cache") or {}).get("backend", "memory"))
 
 
+def fx_source_name(config: Mapping[str, Any]) -> str:
+    """The FX driver ``fx.source`` selects; ``auto`` (the default) is ``static`` in mock mode and in backtests (no
+    network; a replay reads the recorded rate) and the forex quotation (``forex``, plugin arbframe-fx-forex) when
+    quoting real markets."""
+    name = str((config.get("fx") or {}).get("source", "auto"))
+    if name == "auto":
+        return "static" if config.get("mock_mode", False) or config.get("mode") == "backtest" else "forex"
+    return name
+
+
 def selected_drivers(config: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
     storage = str(config.get("storage", {}).get("backend", "csv"))
     storage_driver = "csv" if storage == "hybrid" else storage
@@ -315,7 +325,7 @@ def selected_drivers(config: Mapping[str, Any]) -> dict[str, list[tuple[str, str
         "storage": [(storage_driver, "storage.backend")],
         "cache": [(cache_backend(config), "redis.enabled")],
         "exchange": exchanges,
-        "fx": [(str((config.get("fx") or {}).get("source", "static")), "fx.source")],
+        "fx": [(fx_source_name(config), "fx.source")],
     }
 
 
