@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import logging
 import re
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from arbframe import __version__
 from arbframe.errors import ArbframeError
@@ -31,35 +33,93 @@ _URL_PASSWORD = re.compile(r"([a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)([^@\s]+)(@)"
 _KV_PASSWORD = re.compile(r"(password\s*=\s*)(\S+)", re.IGNORECASE)
 
 
+def mask_secrets(text: str) -> str:
+    """``text`` with passwords cut out of URLs/DSNs (``scheme://user:***@host``, ``password=***``)."""
+    return _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", text))
+
+
 class SecretFilter(logging.Filter):
     """Last line of defence: cut passwords out of URLs and DSNs in every log message."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        cleaned = _KV_PASSWORD.sub(r"\1***", _URL_PASSWORD.sub(r"\1***\3", message))
+        cleaned = mask_secrets(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
         return True
 
 
-def setup_logging(verbose: bool = False, level: str | None = None) -> None:
+class TextFormatter(logging.Formatter):
+    """The human format; tracebacks are masked like messages (an exception text can quote a DSN)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
+
+    def formatException(self, ei: Any) -> str:  # noqa: N802 - logging's name
+        return mask_secrets(super().formatException(ei))
+
+
+class JsonFormatter(logging.Formatter):
+    """``logging.format: json``: one JSON object per line (``ts`` UTC ISO, ``level``, ``logger``, ``message``, and
+    ``exc`` with the traceback), for log shippers. Messages arrive masked by :class:`SecretFilter`."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from datetime import datetime, timezone
+
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exc"] = mask_secrets(self.formatException(record.exc_info))
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+def setup_logging(verbose: bool = False, level: str | None = None, *, quiet: bool = False,
+                  fmt: str = "text") -> None:
+    """Root logging to stderr: ``--verbose`` (DEBUG) and ``--quiet`` (WARNING) win over the config's
+    ``logging.level``; ``fmt`` is ``text`` or ``json``."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     handler.addFilter(SecretFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else getattr(logging, level or "INFO", logging.INFO))
+    if verbose:
+        root.setLevel(logging.DEBUG)
+    elif quiet:
+        root.setLevel(logging.WARNING)
+    else:
+        root.setLevel(getattr(logging, str(level or "INFO").upper(), logging.INFO))
+
+
+def _config_logging(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``logging`` section of the config the command will load (files and environment overrides). A config
+    that does not load is reported by the command itself, so here it just means the defaults."""
+    if not hasattr(args, "configs"):
+        return {}
+    from arbframe.config import merged_config
+
+    try:
+        section = merged_config(args.configs)[0].get("logging")
+    except ArbframeError:
+        return {}
+    return section if isinstance(section, dict) else {}
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
-    """``--config`` (repeatable: later files overlay earlier ones) and ``--verbose``."""
+    """``--config`` (repeatable: later files overlay earlier ones), ``--verbose`` and ``--quiet``."""
     parser.add_argument(
         "--config", "-c", dest="configs", action="append", default=[], metavar="FILE",
         help="YAML config overlaid on the embedded defaults (repeat to overlay several, in order)",
     )
-    parser.add_argument("--verbose", "-v", action="store_true", help="debug logging")
+    noise = parser.add_mutually_exclusive_group()
+    noise.add_argument("--verbose", "-v", action="store_true", help="debug logging (overrides logging.level)")
+    noise.add_argument("--quiet", "-q", action="store_true",
+                       help="warnings and errors only (overrides logging.level)")
 
 
 def _selected_command(argv: Sequence[str]) -> str | None:
@@ -112,7 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "command", None) or not hasattr(args, "handler"):
             parser.print_help()
             return 0 if not argv else 2
-        setup_logging(getattr(args, "verbose", False))
+        logging_cfg = _config_logging(args)
+        setup_logging(getattr(args, "verbose", False), logging_cfg.get("level"), quiet=getattr(args, "quiet", False),
+                      fmt=str(logging_cfg.get("format") or "text"))
         return int(args.handler(args) or 0)
     except ArbframeError as exc:
         print(f"arbframe: error: {exc}", file=sys.stderr)
