@@ -110,6 +110,19 @@ def _config_logging(args: argparse.Namespace) -> dict[str, Any]:
     return section if isinstance(section, dict) else {}
 
 
+_ROLE = re.compile(r":[a-z]+:`~?([^`]+)`")
+
+
+def plain_help(doc: str | None) -> str | None:
+    """A command module's docstring without its first paragraph, as plain text for ``--help``: no reST
+    literals (````x````), roles (``:class:`x```) or literal-block markers."""
+    if not doc or "\n\n" not in doc:
+        return None
+    text = doc.split("\n\n", 1)[1]
+    text = _ROLE.sub(lambda m: m.group(1).rsplit(".", 1)[-1], text).replace("``", "")
+    return re.sub(r"::$", ":", text, flags=re.MULTILINE).strip()
+
+
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """``--config`` (repeatable: later files overlay earlier ones), ``--verbose`` and ``--quiet``."""
     parser.add_argument(

@@ -11,10 +11,10 @@ budget): a check that does not answer in time is ``ERROR`` and is left behind, s
 report still answers within seconds. Messages never contain secrets (URL passwords are cut out as a last line of
 defence).
 
-The text layout and icons are the seed's::
+The text layout and icons are the seed's (its title with the product renamed)::
 
     ────────────────────────────────────────────────────────────
-    Arbitrage-Lite: Health Check Report
+    arbframe: Health Check Report
     ────────────────────────────────────────────────────────────
 
     [REDIS     ] ✅ OK       Connected to redis://localhost:6379/0
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("arbframe.health")
 
-TITLE = "Arbitrage-Lite: Health Check Report"
+TITLE = "arbframe: Health Check Report"
 RULE = "─" * 60
 #: components shown first, in the seed's order; the rest follow in the order they were contributed
 PREFERRED_ORDER = ("redis", "postgres", "csv")
