@@ -44,8 +44,8 @@ STREAMS = ["btcusdt@depth20@100ms", "ethusdt@depth20@100ms"]
 
 def start_server() -> tuple[subprocess.Popen, str, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "arbframe_exchange_binance.testing.fake_server", "--port", "0", "--flood", str(WS_MESSAGES),
-         "--push-interval", "0", "--weight-limit", "100000000"],
+        [sys.executable, "-m", "arbframe_exchange_binance.testing.fake_server", "--port", "0",
+         "--flood", str(WS_MESSAGES), "--push-interval", "0", "--weight-limit", "100000000"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.stdout is not None
     line = proc.stdout.readline()
