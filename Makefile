@@ -36,7 +36,7 @@ $(STAMP): $(PROJECT_FILES) | deb
 	@mkdir -p $(XDG_CACHE_HOME)
 	@# wheels of the kernel's dependencies, so tests can build fresh virtual environments offline
 	$(PY) -m pip wheel --quiet --disable-pip-version-check -w $(VENV)/wheelhouse \
-		setuptools wheel pluggy stevedore jsonschema PyYAML prometheus-client
+		setuptools wheel pluggy stevedore jsonschema PyYAML prometheus-client tzdata
 	@touch $@
 
 deb:

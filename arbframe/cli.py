@@ -12,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from arbframe.commands.options import setup_logging
+from arbframe.commands.options import config_logging, setup_logging
 from arbframe.core.errors import ArbframeError
 from arbframe.core.version import __version__
 
@@ -77,7 +77,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "command", None) or not hasattr(args, "handler"):
             parser.print_help()
             return 0 if not argv else 2
-        setup_logging(getattr(args, "verbose", False))
+        logging_cfg = config_logging(args)
+        setup_logging(getattr(args, "verbose", False), logging_cfg.get("level"), quiet=getattr(args, "quiet", False),
+                      fmt=str(logging_cfg.get("format") or "text"))
         return int(args.handler(args) or 0)
     except ArbframeError as exc:
         print(f"arbframe: error: {exc}", file=sys.stderr)

@@ -44,8 +44,8 @@ STREAMS = ["btcusdt@depth20@100ms", "ethusdt@depth20@100ms"]
 
 def start_server() -> tuple[subprocess.Popen, str, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "arbframe_exchange_binance.fake_server", "--port", "0", "--flood", str(WS_MESSAGES),
-         "--push-interval", "0", "--weight-limit", "100000000"],
+        [sys.executable, "-m", "arbframe_exchange_binance.testing.fake_server", "--port", "0",
+         "--flood", str(WS_MESSAGES), "--push-interval", "0", "--weight-limit", "100000000"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.stdout is not None
     line = proc.stdout.readline()
@@ -109,7 +109,7 @@ async def ws_bare(ws_url: str, n: int) -> tuple[float, float]:
 def payloads(levels: int) -> list[dict]:
     """A sequence of depth snapshots of one book as the fake exchange evolves it (a few levels change per
     update, the price moves a tick now and then), decoded from JSON like a client receives them."""
-    from arbframe_exchange_binance.fake_server import FakeBinance
+    from arbframe_exchange_binance.testing.fake_server import FakeBinance
 
     fake = FakeBinance(push_interval=None, levels=max(levels, 100), seed=3)
     out = []

@@ -35,7 +35,7 @@ REPEATS = 5
 
 def start_server() -> tuple[subprocess.Popen, str, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "arbframe_exchange_upbit.fake_server", "--port", "0",
+        [sys.executable, "-m", "arbframe_exchange_upbit.testing.fake_server", "--port", "0",
          "--ws-burst", str(WS_MESSAGES + 5000), "--ws-interval", "3600", "--no-limits"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     line = proc.stdout.readline()
@@ -91,7 +91,7 @@ async def ws_bare(ws_url: str, n: int) -> tuple[float, float]:
 
 # --------------------------------------------------------------------------------------------- parsing
 def recorded_payloads() -> list[bytes]:
-    from arbframe_exchange_upbit.fake_server import FakeUpbit
+    from arbframe_exchange_upbit.testing.fake_server import FakeUpbit
 
     fake = FakeUpbit(seed=11)
     out = []

@@ -27,8 +27,8 @@ BINANCE_BID, BINANCE_ASK = D("60000.00"), D("60010.00")
 
 
 async def test_run_once_against_both_fake_exchanges_records_a_two_venue_premium(tmp_path: Path) -> None:
-    upbit_fake = pytest.importorskip("arbframe_exchange_upbit.fake_server")
-    binance_fake = pytest.importorskip("arbframe_exchange_binance.fake_server")
+    upbit_fake = pytest.importorskip("arbframe_exchange_upbit.testing.fake_server")
+    binance_fake = pytest.importorskip("arbframe_exchange_binance.testing.fake_server")
     fu = upbit_fake.FakeUpbit()
     fb = binance_fake.FakeBinance(push_interval=None)
     await fu.start()

@@ -101,7 +101,7 @@ def venv(tmp_path_factory: pytest.TempPathFactory) -> FreshVenv:
 @pytest.fixture
 def fake_bithumb(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
-    from arbframe_exchange_bithumb.fake_server import FakeBithumb
+    from arbframe_exchange_bithumb.testing.fake_server import FakeBithumb
 
     with FakeBithumb() as fake:
         yield fake

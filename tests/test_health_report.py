@@ -34,7 +34,7 @@ def fixed(component: str, status: HealthStatus, message: str = "", **details) ->
 
 SEED_EXAMPLE = """\
 ────────────────────────────────────────────────────────────
-Arbitrage-Lite: Health Check Report
+arbframe: Health Check Report
 ────────────────────────────────────────────────────────────
 
 [REDIS     ] ✅ OK       Connected to redis://localhost:6379/0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from arbframe.commands.options import add_common_options
 
@@ -35,11 +36,14 @@ def show(args: argparse.Namespace) -> int:
     import yaml
 
     from arbframe.commands import load_kernel
-    from arbframe.kernel.config import compose_schema, masked
+    from arbframe.kernel.config import compose_schema, env_overrides, masked
     from arbframe.kernel.plugin_host import all_fragments
 
     kernel = load_kernel(args)
     full_schema = compose_schema(all_fragments(kernel))
+    overridden = [name for name, _path, _value in env_overrides(os.environ)]
+    if overridden:
+        print(f"# environment overrides: {', '.join(overridden)}")
     print(yaml.safe_dump(masked(kernel.config, full_schema), sort_keys=False, allow_unicode=True), end="")
     return 0
 

@@ -13,7 +13,7 @@ import argparse
 import logging
 import sys
 
-from arbframe.commands.options import add_common_options
+from arbframe.commands.options import add_common_options, plain_help
 from arbframe.core.errors import ArbframeError
 
 log = logging.getLogger("arbframe.metrics")
@@ -23,7 +23,7 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "metrics",
         help="print the current metrics once in Prometheus text format",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        description=plain_help(__doc__),
     )
     add_common_options(parser)
     parser.add_argument(

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import argparse
 
-from arbframe.commands.options import add_common_options
+from arbframe.commands.options import add_common_options, plain_help
 from arbframe.commands.run import _positive, _positive_int
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "record", help="record order books and FX to a JSON-lines file for backtests",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        description=plain_help(__doc__),
     )
     add_common_options(parser)
     parser.add_argument("--output", "-o", metavar="FILE",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from arbframe.commands.options import add_common_options
+from arbframe.commands.options import add_common_options, plain_help
 
 if TYPE_CHECKING:
     from arbframe.service.runner import RunOptions
@@ -32,7 +32,7 @@ def _positive_int(text: str) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser(
         "run", help="run the trading service (paper | backtest | live)",
-        description=__doc__.split("\n\n", 1)[1] if __doc__ else None,
+        description=plain_help(__doc__),
     )
     add_common_options(parser)
     parser.add_argument("--mode", choices=["paper", "backtest", "live"], default=None,

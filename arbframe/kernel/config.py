@@ -46,7 +46,10 @@ KERNEL_SCHEMA: dict[str, Any] = {
         },
         "logging": {
             "type": "object",
-            "properties": {"level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR"]}},
+            "properties": {
+                "level": {"enum": ["DEBUG", "INFO", "WARNING", "ERROR"]},
+                "format": {"enum": ["text", "json"], "description": "json: one JSON object per line"},
+            },
             "additionalProperties": False,
         },
         "storage": {
@@ -185,14 +188,67 @@ def deep_merge(base: Mapping[str, Any], overlay: Mapping[str, Any]) -> dict[str,
     return merged
 
 
-def load_config(
-    paths: Sequence[str | os.PathLike[str]] | None = None,
-    *,
-    overrides: Mapping[str, Any] | None = None,
-    env: Mapping[str, str] | None = None,
-    fragments: Mapping[str, Mapping[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """The effective config: embedded defaults, then each file in order, then ``overrides``; validated (pass 1)."""
+#: ``ARBFRAME_<SECTION>__<KEY>[__<KEY>...]`` overrides one key; ``ARBFRAME__<KEY>`` a top-level key (``mode``)
+ENV_PREFIX = "ARBFRAME_"
+
+
+def env_overrides(env: Mapping[str, str]) -> list[tuple[str, list[str], Any]]:
+    """``(variable, key path, value)`` of every ``ARBFRAME_<SECTION>__<KEY>`` variable, values parsed as YAML.
+
+    Only names with a double underscore count, so the single-underscore variables the config files interpolate
+    (``${ARBFRAME_LIVE_CONFIRM}``) are left alone. Keys are matched case-insensitively against the existing
+    config (``PAPER__BALANCES__UPBIT__KRW`` finds ``KRW``), new keys are lower case.
+    """
+    import yaml
+
+    found = []
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        rest = name[len(ENV_PREFIX):]
+        if rest.startswith("_"):
+            parts = [rest[1:]]
+        elif "__" in rest:
+            parts = rest.split("__")
+        else:
+            continue
+        if not all(parts):
+            raise ConfigError(f"environment variable {name}: empty key in the path (write SECTION__KEY)")
+        text = env[name]
+        try:
+            value = yaml.safe_load(text) if text.strip() else text
+        except yaml.YAMLError as exc:
+            path = ".".join(p.lower() for p in parts)
+            raise ConfigError(f"environment variable {name} ({path}): not a YAML value: {exc}") from None
+        found.append((name, parts, value))
+    return found
+
+
+def apply_env_overrides(config: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    """Set every ``ARBFRAME_*__*`` override in ``config`` (in place); returns the variable names applied."""
+    applied = []
+    for name, parts, value in env_overrides(env):
+        node = config
+        path = ""
+        for i, part in enumerate(parts):
+            key = next((k for k in node if str(k).lower() == part.lower()), part.lower())
+            path = _join(path, key)
+            if i == len(parts) - 1:
+                node[key] = value
+            else:
+                child = node.setdefault(key, {})
+                if not isinstance(child, dict):
+                    raise ConfigError(f"environment variable {name}: {path} is {type(child).__name__}, not a section")
+                node = child
+        applied.append(name)
+    return applied
+
+
+def merged_config(
+    paths: Sequence[str | os.PathLike[str]] | None = None, *, env: Mapping[str, str] | None = None
+) -> tuple[dict[str, Any], list[str]]:
+    """Defaults, each file in order, then the environment's overrides, interpolated but not validated; and the
+    sources (files and override variables) for error messages."""
     env = os.environ if env is None else env
     config = interpolate(_load_yaml(embedded_defaults_text(), "<embedded defaults>"), env, source="defaults")
     sources = ["<embedded defaults>"]
@@ -200,6 +256,20 @@ def load_config(
         overlay = interpolate(read_config_file(path), env, source=str(path))
         config = deep_merge(config, overlay)
         sources.append(str(path))
+    sources += [f"${name}" for name in apply_env_overrides(config, env)]
+    return config, sources
+
+
+def load_config(
+    paths: Sequence[str | os.PathLike[str]] | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    fragments: Mapping[str, Mapping[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """The effective config: embedded defaults, then each file in order, then ``ARBFRAME_<SECTION>__<KEY>``
+    environment overrides, then ``overrides`` (command-line options); validated (pass 1)."""
+    config, sources = merged_config(paths, env=env)
     if overrides:
         config = deep_merge(config, overrides)
     if fragments is None:
@@ -364,6 +434,16 @@ def cache_backend(config: Mapping[str, Any]) -> str:
     return str((config.get("cache") or {}).get("backend", "memory"))
 
 
+def fx_source_name(config: Mapping[str, Any]) -> str:
+    """The FX driver ``fx.source`` selects; ``auto`` (the default) is ``static`` in mock mode and in backtests (no
+    network; a replay reads the recorded rate) and the forex quotation (``forex``, plugin arbframe-fx-forex) when
+    quoting real markets."""
+    name = str((config.get("fx") or {}).get("source", "auto"))
+    if name == "auto":
+        return "static" if config.get("mock_mode", False) or config.get("mode") == "backtest" else "forex"
+    return name
+
+
 def selected_drivers(config: Mapping[str, Any]) -> dict[str, list[tuple[str, str]]]:
     storage = str(config.get("storage", {}).get("backend", "csv"))
     storage_driver = "csv" if storage == "hybrid" else storage
@@ -375,5 +455,5 @@ def selected_drivers(config: Mapping[str, Any]) -> dict[str, list[tuple[str, str
         "storage": [(storage_driver, "storage.backend")],
         "cache": [(cache_backend(config), "redis.enabled")],
         "exchange": exchanges,
-        "fx": [(str((config.get("fx") or {}).get("source", "static")), "fx.source")],
+        "fx": [(fx_source_name(config), "fx.source")],
     }

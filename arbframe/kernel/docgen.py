@@ -27,7 +27,14 @@ from typing import Any
 
 __all__ = ["DEFAULT_DOC", "SECTIONS", "generate", "hook_reference", "interface_reference", "main", "render"]
 
-DEFAULT_DOC = Path(__file__).resolve().parents[2] / "docs" / "PLUGINS.md"
+def _checkout_doc() -> Path | None:
+    """``docs/PLUGINS.md`` of the source checkout this module runs from; None when installed from a wheel (the
+    parent of site-packages has no such guide, and docgen must never write outside the project)."""
+    candidate = Path(__file__).resolve().parents[2] / "docs" / "PLUGINS.md"
+    return candidate if (candidate.parent.parent / "pyproject.toml").is_file() and candidate.is_file() else None
+
+
+DEFAULT_DOC = _checkout_doc()
 
 
 def _begin(section: str) -> str:
@@ -188,7 +195,8 @@ def render(text: str, generated: dict[str, str] | None = None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m arbframe.kernel.docgen", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--doc", type=Path, default=DEFAULT_DOC, help=f"the guide to update (default {DEFAULT_DOC})")
+    default = f"default {DEFAULT_DOC}" if DEFAULT_DOC is not None else "required outside a source checkout"
+    parser.add_argument("--doc", type=Path, default=DEFAULT_DOC, help=f"the guide to update ({default})")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--check", action="store_true", help="exit 1 if the guide is stale; change nothing")
     mode.add_argument("--print", action="store_true", help="print the generated sections")
@@ -197,6 +205,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name, body in generate().items():
             print(f"{_begin(name)}\n{body}\n{_end(name)}\n")
         return 0
+    if args.doc is None:
+        print("docgen: not running from a source checkout; pass --doc path/to/docs/PLUGINS.md", file=sys.stderr)
+        return 2
     try:
         current = args.doc.read_text(encoding="utf-8")
         updated = render(current)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from arbframe.core.errors import ArbframeError, DriverLoadError, DriverNotInstalled
 from arbframe.core.secrets import mask_url
-from arbframe.kernel.config import cache_backend, driver_section_path, selected_drivers, validate_full
+from arbframe.kernel.config import cache_backend, driver_section_path, fx_source_name, selected_drivers, validate_full
 from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed
 from arbframe.kernel.interfaces import HealthCheck, PluginContext
 from arbframe.kernel.loader import (
@@ -129,7 +129,7 @@ class Kernel:
 
     def load_fx_source(self) -> FxSource:
         fx = self.config.get("fx", {})
-        return self.build_driver("fx", str(fx.get("source", "static")), fx, "fx.source")
+        return self.build_driver("fx", fx_source_name(self.config), fx, "fx.source")
 
     # ---------------------------------------------------------------------------------------------- hooks
     def call_isolated(self, impl: Any, hook_name: str, **kwargs: Any) -> Any:

@@ -11,10 +11,10 @@ budget): a check that does not answer in time is ``ERROR`` and is left behind, s
 report still answers within seconds. Messages never contain secrets (URL passwords are cut out as a last line of
 defence).
 
-The text layout and icons are the seed's::
+The text layout and icons are the seed's (its title with the product renamed)::
 
     ────────────────────────────────────────────────────────────
-    Arbitrage-Lite: Health Check Report
+    arbframe: Health Check Report
     ────────────────────────────────────────────────────────────
 
     [REDIS     ] ✅ OK       Connected to redis://localhost:6379/0
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("arbframe.health")
 
-TITLE = "Arbitrage-Lite: Health Check Report"
+TITLE = "arbframe: Health Check Report"
 RULE = "─" * 60
 #: components shown first, in the seed's order; the rest follow in the order they were contributed
 PREFERRED_ORDER = ("redis", "postgres", "csv")
@@ -370,14 +370,20 @@ def fx_check(
         except Exception as exc:
             return HealthResult("fx", HealthStatus.ERROR, f"FX source {source.name or type(source).__name__} "
                                                           f"failed: {type(exc).__name__}: {exc}")
-        details = {"rate": str(fx.rate), "source": fx.source, "ts": fx.ts.isoformat(), "via": "source"}
+        age = fx.age_seconds(clock())
+        details = {"rate": str(fx.rate), "source": fx.source, "ts": fx.ts.isoformat(),
+                   "age_seconds": round(age, 3), "via": "source"}
+        if age > max_age_seconds:
+            return HealthResult("fx", HealthStatus.WARN, f"USD/KRW {fx.rate} from {fx.source} is {age:.0f}s old "
+                                                         f"(fx.max_age_seconds={max_age_seconds:g})", details)
         note = ""
         if cache.name != "memory":
             reachable = answered and cache.available and not getattr(cache, "degraded", False)
             if reachable:
                 reachable = _bounded(cache.ping, cache_read_seconds) == ("ok", True)
             note = f" (not published to the {cache.name} cache yet)" if reachable else f" ({cache.name} unreachable)"
-        return HealthResult("fx", HealthStatus.OK, f"USD/KRW {fx.rate} from {fx.source}{note}", details)
+        return HealthResult("fx", HealthStatus.OK, f"USD/KRW {fx.rate} from {fx.source} ({age:.0f}s old){note}",
+                            details)
 
     return HealthCheck("fx", probe, timeout_seconds=timeout_seconds)
 
@@ -415,7 +421,8 @@ def kernel_checks(
     elif fx_source is not None:
         from arbframe.builtins.memory_cache import MemoryCache
 
-        checks.append(fx_check(MemoryCache(), fx_source))
+        checks.append(fx_check(MemoryCache(), fx_source, max_age_seconds=float(_section(config, "fx").get(
+            "max_age_seconds", 300) or 300)))
     return checks
 
 
@@ -487,8 +494,10 @@ def checks_from_kernel(kernel: Kernel, *, build_timeout: float = 0.8) -> tuple[l
         if name:
             build("exchange", str(name), _section(config, str(name)), f"arbitrage.{role}")
 
+    from arbframe.kernel.config import fx_source_name
+
     fx = _section(config, "fx")
-    fx_source = build("fx", str(fx.get("source", "static")), fx, "fx.source")
+    fx_source = build("fx", fx_source_name(config), fx, "fx.source")
 
     checks = kernel.health_checks() + extra
     checks += kernel_checks(config, cache, fx_source=fx_source, service_name=context.service_name)

@@ -156,9 +156,11 @@ class TradingService:
             for p in resumed:
                 log.info("[BOT] resumed open position %s: %s %s qty=%s opened %s", p.id, p.direction.value,
                          p.symbol, p.qty, p.opened_at.isoformat())
+        from arbframe.kernel.config import fx_source_name
+
         redis_cfg = self.config.get("redis") or {}
         log.info("[BOT] Config: fx_mode=%s storage_backend=%s redis_enabled=%s mode=%s mock=%s",
-                 (self.config.get("fx") or {}).get("source", "static"),
+                 fx_source_name(self.config),
                  (self.config.get("storage") or {}).get("backend", "csv"),
                  bool(redis_cfg.get("enabled")), k.context.mode, self.mock)
         k.notify("arbframe_startup", context=k.context)

@@ -25,19 +25,24 @@ TICK_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05
 
 
 def load_timezone(name: str) -> tzinfo:
-    """A zoneinfo time zone; UTC+9 for ``Asia/Seoul`` when the tz database is missing (Korea has no DST)."""
+    """A zoneinfo time zone (the kernel depends on ``tzdata``, so every IANA name resolves even without a system tz
+    database). Should it still fail (a typo, a stripped install): UTC+9 for ``Asia/Seoul`` (Korea has no DST), UTC
+    for anything else, with a warning that daily figures then roll over at UTC midnight."""
     try:
         from zoneinfo import ZoneInfo
 
         return ZoneInfo(name)
-    except Exception:
+    except Exception as exc:
         from datetime import timedelta
 
         if name in ("Asia/Seoul", "KST"):
             return timezone(timedelta(hours=9), "KST")
-        if name in ("UTC", "Etc/UTC"):
-            return timezone.utc
-        raise ValueError(f"unknown time zone {name!r}") from None
+        if name not in ("UTC", "Etc/UTC"):
+            import logging
+
+            logging.getLogger("arbframe.metrics").warning(
+                "time zone %r unavailable (%s); daily PnL and limits use UTC days", name, exc)
+        return timezone.utc
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import pytest
 if importlib.util.find_spec("arbframe_exchange_bithumb") is None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from arbframe_exchange_bithumb.fake_server import FakeBithumb
+from arbframe_exchange_bithumb.testing.fake_server import FakeBithumb
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from arbframe_exchange_binance.exchange import BinanceExchange
-from arbframe_exchange_binance.fake_server import FakeBinance
+from arbframe_exchange_binance.testing.fake_server import FakeBinance
 from prometheus_client import CollectorRegistry
 
 from arbframe import PluginContext

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from arbframe_exchange_binance import BinanceError
 from arbframe_exchange_binance.exchange import BinanceExchange
-from arbframe_exchange_binance.fake_server import FakeBinance
+from arbframe_exchange_binance.testing.fake_server import FakeBinance
 
 import arbframe
 from arbframe.testing.exchange_kit import ExchangeContract

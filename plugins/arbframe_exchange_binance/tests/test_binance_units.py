@@ -7,11 +7,11 @@ from decimal import Decimal
 
 import pytest
 from arbframe_exchange_binance import errors as E
-from arbframe_exchange_binance.fake_server import FakeBinance
 from arbframe_exchange_binance.parsing import book_ticker_to_book, depth_to_book, parse_order, utc_now
 from arbframe_exchange_binance.ratelimit import RateLimiter
 from arbframe_exchange_binance.rules import fmt, parse_exchange_info, parse_symbol, prepare_order
 from arbframe_exchange_binance.signing import Signer, encode_params, verify
+from arbframe_exchange_binance.testing.fake_server import FakeBinance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

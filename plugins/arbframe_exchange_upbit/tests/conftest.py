@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from arbframe_exchange_upbit import UpbitExchange
-from arbframe_exchange_upbit.fake_server import FakeUpbit
+from arbframe_exchange_upbit.testing.fake_server import FakeUpbit
 from prometheus_client import CollectorRegistry
 
 from arbframe import PluginContext

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("use_websocket", [False, True], ids=["rest", "websocket"])
 async def test_run_records_spreads(fake, tmp_path: Path, use_websocket: bool) -> None:
-    binance_fake = pytest.importorskip("arbframe_exchange_binance.fake_server")
+    binance_fake = pytest.importorskip("arbframe_exchange_binance.testing.fake_server")
     fb = binance_fake.FakeBinance()
     await fb.start()
     try:

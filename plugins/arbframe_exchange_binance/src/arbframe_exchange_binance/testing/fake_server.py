@@ -14,7 +14,7 @@ do not answer with a pong; and injects faults on demand::
 Fault kinds: ``429``, ``418``, ``1021``, ``500``, ``500_after``, ``malformed``, ``slow`` (``delay``),
 ``slow_after``, ``drop``, ``drop_after``, ``error`` (``status``/``code``/``msg``).
 
-Run standalone (benchmarks, manual tests): ``python -m arbframe_exchange_binance.fake_server --port 0``
+Run standalone (benchmarks, manual tests): ``python -m arbframe_exchange_binance.testing.fake_server --port 0``
 prints ``BASE_URL=... WS_URL=...`` and serves until interrupted.
 """
 

@@ -11,7 +11,7 @@
 Books are deterministic: ``levels`` levels on each side around ``mid``, one price unit apart, quantities from a
 seeded generator. ``fake.requests`` lists the paths asked for.
 
-Standalone: ``python -m arbframe_exchange_bithumb.fake_server --port 8123`` prints ``BASE_URL=...`` and serves
+Standalone: ``python -m arbframe_exchange_bithumb.testing.fake_server --port 8123`` prints ``BASE_URL=...`` and serves
 until interrupted.
 """
 

@@ -14,7 +14,7 @@ Upbit's error body, and the WebSocket request/stream protocol in DEFAULT and SIM
         fake.drop_ws(after=3)                  # close the next WebSocket after 3 data messages
         fake.ws_silent = True                  # keep WebSocket connections open but send nothing
 
-Usable from the command line too: ``python -m arbframe_exchange_upbit.fake_server --port 8765``.
+Usable from the command line too: ``python -m arbframe_exchange_upbit.testing.fake_server --port 8765``.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 from urllib.parse import unquote
 
-from .auth import JwtError, decode_token, hash_query
-from .ratelimit import DEFAULT_GROUP_LIMITS
-from .ticks import KRW_PRICE_UNITS, price_unit
+from ..auth import JwtError, decode_token, hash_query
+from ..ratelimit import DEFAULT_GROUP_LIMITS
+from ..ticks import KRW_PRICE_UNITS, price_unit
 
 __all__ = ["DEFAULT_MARKETS", "FakeUpbit", "Fault"]
 
