@@ -19,7 +19,28 @@ DEB_NEEDS := initdb:postgresql redis-server:redis-server prometheus:prometheus p
 
 RUN_ARGS ?= --interval 1 --max-iterations 20
 
-.PHONY: install run test lint bench deb clean help
+# The lowest Python every distribution declares (requires-python >= 3.10). `make test` also runs the kernel's
+# tests (tests/) on it when the machine has one, so a construct newer than 3.10 cannot land unnoticed.
+PY_LOWEST ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10.*/bin/python3.10 /usr/local/bin/python3.10 \
+	/usr/bin/python3.10))
+VENV_LOWEST := .venv-py310
+# `make test-pythons`: the whole suite on each of these as well (by hand: about 4 minutes each)
+PY_OTHERS ?= $(PY_LOWEST) $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/bin/python3.12 /usr/bin/python3.12))
+
+# install KERNEL+PLUGINS editable into venv $(1) made by interpreter $(2), with the offline wheelhouse the
+# fresh-environment tests build from
+define venv_install
+	@test -x $(1)/bin/python || $(2) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,server,fast]' \
+		$(foreach d,$(PLUGIN_DIRS),-e $(d))
+	@mkdir -p $(1)/.xdg-cache
+	@# wheels of the kernel's dependencies, so tests can build fresh virtual environments offline
+	$(1)/bin/python -m pip wheel --quiet --disable-pip-version-check -w $(1)/wheelhouse \
+		setuptools wheel pluggy stevedore jsonschema PyYAML prometheus-client tzdata
+	@touch $(1)/.installed
+endef
+
+.PHONY: install run test test-lowest test-pythons lint bench deb clean help
 
 help:
 	@echo "make run    - install (first time) and run a paper session on the embedded defaults"
@@ -30,14 +51,10 @@ help:
 install: $(STAMP)
 
 $(STAMP): $(PROJECT_FILES) | deb
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,server,fast]' \
-		$(foreach d,$(PLUGIN_DIRS),-e $(d))
-	@mkdir -p $(XDG_CACHE_HOME)
-	@# wheels of the kernel's dependencies, so tests can build fresh virtual environments offline
-	$(PY) -m pip wheel --quiet --disable-pip-version-check -w $(VENV)/wheelhouse \
-		setuptools wheel pluggy stevedore jsonschema PyYAML prometheus-client tzdata
-	@touch $@
+	$(call venv_install,$(VENV),$(PYTHON))
+
+$(VENV_LOWEST)/.installed: $(PROJECT_FILES) | deb
+	$(call venv_install,$(VENV_LOWEST),$(PY_LOWEST))
 
 deb:
 	@missing=""; for pair in $(DEB_NEEDS); do bin=$${pair%%:*}; pkg=$${pair##*:}; \
@@ -59,6 +76,26 @@ run: install
 
 test: install
 	$(PY) -m pytest -q
+	@$(MAKE) --no-print-directory test-lowest
+
+# the kernel's tests on the lowest supported Python; missing interpreter: a note, or a failure under CI=true
+test-lowest:
+	@if [ -z "$(PY_LOWEST)" ]; then \
+		echo "no Python 3.10 on this machine: the kernel tests on the lowest supported Python did not run"; \
+		[ "$$CI" != "true" ]; \
+	else $(MAKE) --no-print-directory $(VENV_LOWEST)/.installed && \
+		echo "kernel tests on $$($(VENV_LOWEST)/bin/python --version)" && \
+		XDG_CACHE_HOME=$(CURDIR)/$(VENV_LOWEST)/.xdg-cache $(VENV_LOWEST)/bin/python -m pytest -q tests; fi
+
+# the whole suite on every other Python the machine has (3.10, 3.12); not part of `make test`
+test-pythons: install
+	@set -e; for py in $(PY_OTHERS); do v=$$($$py -c 'import sys; print("%d%d" % sys.version_info[:2])'); \
+		$(MAKE) --no-print-directory .venv-py$$v/.installed VENV_EXTRA=.venv-py$$v PY_EXTRA=$$py; \
+		echo "whole suite on $$($$py --version)"; \
+		XDG_CACHE_HOME=$(CURDIR)/.venv-py$$v/.xdg-cache .venv-py$$v/bin/python -m pytest -q; done
+
+.venv-py%/.installed: $(PROJECT_FILES) | deb
+	$(call venv_install,$(VENV_EXTRA),$(PY_EXTRA))
 
 lint: install
 	$(VENV)/bin/ruff check .
@@ -69,4 +106,4 @@ bench: install
 	@set -e; for b in benchmarks/bench_*.py; do echo; echo "=== $$b"; $(PY) $$b; done
 
 clean:
-	rm -rf $(VENV) build .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-py* build .pytest_cache .ruff_cache

@@ -29,7 +29,7 @@ from arbframe.testing import require_binary
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-WHEELHOUSE = ROOT / ".venv" / "wheelhouse"
+WHEELHOUSE = Path(sys.prefix) / "wheelhouse"  # `make install` keeps the wheels inside the venv running the tests
 EXAMPLE = ROOT / "examples" / "arbframe_exchange_bithumb"
 IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", "tests")
 

@@ -19,7 +19,7 @@ from arbframe.testing import require_binary
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-WHEELHOUSE = ROOT / ".venv" / "wheelhouse"
+WHEELHOUSE = Path(sys.prefix) / "wheelhouse"  # `make install` keeps the wheels inside the venv running the tests
 IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist", ".pytest_cache")
 PLUGINS = sorted(p for p in (ROOT / "plugins").glob("*/") if (p / "pyproject.toml").is_file())
 DISTS = {"arbframe": ROOT, **{p.name: p for p in PLUGINS}}
