@@ -25,6 +25,7 @@ _LAZY: dict[str, str] = {
     "ExchangeMetrics": "arbframe.instruments",
     "API_VERSION": "arbframe.interfaces",
     "ArbframeError": "arbframe.errors",
+    "Balance": "arbframe.models",
     "BookLevel": "arbframe.models",
     "Cache": "arbframe.interfaces",
     "CacheKeys": "arbframe.keys",
@@ -96,6 +97,7 @@ if TYPE_CHECKING:
     )
     from arbframe.keys import SPREAD_TTL_SECONDS, CacheKeys
     from arbframe.models import (
+        Balance,
         BookLevel,
         Direction,
         ErrorRecord,
@@ -142,6 +144,7 @@ __all__ = [
     "SPREAD_TTL_SECONDS",
     "TABLES",
     "ArbframeError",
+    "Balance",
     "BookLevel",
     "Cache",
     "CacheKeys",

@@ -240,6 +240,6 @@ class StorageContract:
 
 
 def vars_of(record: Any) -> list[Any]:
-    import dataclasses
+    from arbframe.records import columns
 
-    return [getattr(record, f.name) for f in dataclasses.fields(record)]
+    return [getattr(record, name) for name in columns(type(record))]

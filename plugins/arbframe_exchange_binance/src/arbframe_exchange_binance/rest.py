@@ -6,9 +6,10 @@ pre-encoded bytes/URL so that what was signed is what is sent.
 
 Retries: idempotent requests (every GET, and DELETE of an order) are retried with exponential backoff after a
 transport error, a 5xx or an unparseable answer. A 429 blocks the rate limiter for ``Retry-After`` in every
-case (so no request goes out before it passes) and is retried when the wait is at most ``max_retry_after_seconds``
-and retries are left (else raised), a 418 stops everything and raises :class:`BinanceBanned` until the ban expires; ``-1021`` (clock
-drift) refreshes the server-time offset from ``GET /api/v3/time`` and retries once with a fresh timestamp. A
+case (so no request goes out before it passes) and is retried when the wait is at most
+``max_retry_after_seconds`` and retries are left (else raised); a 418 stops everything and raises
+:class:`BinanceBanned` until the ban expires; ``-1021`` (clock drift) refreshes the server-time offset from
+``GET /api/v3/time`` and retries once with a fresh timestamp. A
 POST of an order is never retried here: the driver looks the order up first.
 """
 

@@ -116,7 +116,10 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
 def _columns_of(cls: type) -> tuple[Column, ...]:
     hints = typing.get_type_hints(cls)
     out = []
+    wanted = set(columns(cls))  # a field marked metadata={"column": False} (Order.fees) is no column
     for f in dataclasses.fields(cls):
+        if f.name not in wanted:
+            continue
         annotation, optional = _unwrap(hints[f.name])
         enum = None
         if annotation is Decimal:
