@@ -19,8 +19,15 @@ def test_makefile_kills_nothing_by_name() -> None:
     assert not re.search(r"service \S+ stop", text)
 
 
+def _refuse_a_makefile_without_the_seams() -> None:
+    """Never run a recipe that would call the real apt-get (or kill anything): fail before running make."""
+    text = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "DEB_POLICY ?=" in text and "APT_GET ?=" in text, "the deb recipe lacks its test seams"
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("make") is None, reason="needs root and make")
 def test_services_are_kept_from_starting_while_apt_runs_and_the_policy_is_removed(tmp_path: Path) -> None:
+    _refuse_a_makefile_without_the_seams()
     policy = tmp_path / "policy-rc.d"
     seen = tmp_path / "seen"
     fake_apt = tmp_path / "apt-get"
@@ -46,6 +53,7 @@ exit 0
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("make") is None, reason="needs root and make")
 def test_an_existing_policy_is_left_alone(tmp_path: Path) -> None:
+    _refuse_a_makefile_without_the_seams()
     policy = tmp_path / "policy-rc.d"
     policy.write_text("#!/bin/sh\nexit 0\n")
     fake_apt = tmp_path / "apt-get"
