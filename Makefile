@@ -56,18 +56,28 @@ $(STAMP): $(PROJECT_FILES) | deb
 $(VENV_LOWEST)/.installed: $(PROJECT_FILES) | deb
 	$(call venv_install,$(VENV_LOWEST),$(PY_LOWEST))
 
+# While apt-get runs, a policy-rc.d that exits 101 ("action forbidden") stops Debian's maintainer scripts from
+# starting the services the packages ship (prometheus, its exporters, postgresql, redis), so nothing has to be
+# stopped afterwards: no process is started that we did not start, and none is killed by name. An existing
+# policy-rc.d (container images ship one) is left alone; ours is removed on every exit path.
+DEB_POLICY ?= /usr/sbin/policy-rc.d
+APT_GET ?= apt-get
+
 deb:
 	@missing=""; for pair in $(DEB_NEEDS); do bin=$${pair%%:*}; pkg=$${pair##*:}; \
 		if ! command -v $$bin >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/$$bin >/dev/null 2>&1; then \
 			case " $$missing " in *" $$pkg "*) ;; *) missing="$$missing $$pkg";; esac; fi; done; \
 	if [ -n "$$missing" ]; then \
-		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			echo "installing Debian packages:$$missing"; \
+		if [ "$$(id -u)" = 0 ] && command -v $(APT_GET) >/dev/null; then \
+			echo "installing Debian packages:$$missing (their services are not started)"; \
 			export DEBIAN_FRONTEND=noninteractive; \
-			(apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing) >/tmp/arbframe-apt.log 2>&1 \
+			if [ ! -e "$(DEB_POLICY)" ]; then \
+				trap 'rm -f "$(DEB_POLICY)"' EXIT INT TERM; \
+				printf '#!/bin/sh\n# arbframe make deb: no service starts while packages install\nexit 101\n' \
+					> "$(DEB_POLICY)" && chmod 755 "$(DEB_POLICY)"; fi; \
+			($(APT_GET) update -qq && $(APT_GET) install -y -qq --no-install-recommends $$missing) \
+				>/tmp/arbframe-apt.log 2>&1 \
 				|| { echo "apt-get failed (see /tmp/arbframe-apt.log); tests needing:$$missing will skip"; }; \
-			for svc in prometheus prometheus-postgres-exporter prometheus-redis-exporter; do \
-				(service $$svc stop || pkill -x $$svc) >/dev/null 2>&1 || true; done; \
 		else echo "missing Debian packages:$$missing (not root: tests needing them will skip)"; fi; \
 	fi
 

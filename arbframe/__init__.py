@@ -25,6 +25,7 @@ _LAZY: dict[str, str] = {
     "ExchangeMetrics": "arbframe.kernel.instruments",
     "API_VERSION": "arbframe.kernel.interfaces",
     "ArbframeError": "arbframe.core.errors",
+    "Balance": "arbframe.core.models",
     "BookLevel": "arbframe.core.models",
     "Cache": "arbframe.kernel.interfaces",
     "CacheKeys": "arbframe.core.keys",
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
     from arbframe.core.errors import ArbframeError, ConfigError, DriverLoadError, DriverNotInstalled
     from arbframe.core.keys import SPREAD_TTL_SECONDS, CacheKeys
     from arbframe.core.models import (
+        Balance,
         BookLevel,
         Direction,
         ErrorRecord,
@@ -142,6 +144,7 @@ __all__ = [
     "SPREAD_TTL_SECONDS",
     "TABLES",
     "ArbframeError",
+    "Balance",
     "BookLevel",
     "Cache",
     "CacheKeys",

@@ -10,7 +10,18 @@ import pytest
 import arbframe
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = sorted([*(ROOT / "examples").rglob("*.py"), *(ROOT / "plugins").glob("*/src/**/*.py")])
+#: directories that hold copies, not sources: pip/setuptools build trees, wheels, egg-info, caches, venvs
+_NOT_SOURCES = {"build", "dist", "__pycache__", ".venv", "venv", ".tox", ".eggs"}
+
+
+def plugin_sources(root: Path) -> list[Path]:
+    """The examples' and plugins' own modules (leftover ``build/`` copies of them left out)."""
+    found = [*(root / "examples").rglob("*.py"), *(root / "plugins").glob("*/src/**/*.py")]
+    return sorted(p for p in found if not any(part in _NOT_SOURCES or part.endswith(".egg-info")
+                                              for part in p.relative_to(root).parts[:-1]))
+
+
+SOURCES = plugin_sources(ROOT)
 
 
 def _arbframe_imports(path: Path) -> list[tuple[int, str, list[str]]]:
@@ -29,6 +40,15 @@ def _arbframe_imports(path: Path) -> list[tuple[int, str, list[str]]]:
 
 def test_there_are_example_sources() -> None:
     assert any(p.name == "exchange.py" for p in SOURCES)
+
+
+def test_leftover_build_copies_are_not_collected(tmp_path: Path) -> None:
+    for rel in ("examples/demo/src/demo/plugin.py", "examples/demo/build/lib/demo/plugin.py",
+                "plugins/p/src/p/mod.py", "plugins/p/src/p.egg-info/x.py", "plugins/p/src/build/lib/p/mod.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("import arbframe\n")
+    assert [p.relative_to(tmp_path).as_posix() for p in plugin_sources(tmp_path)] == [
+        "examples/demo/src/demo/plugin.py", "plugins/p/src/p/mod.py"]
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=[str(p.relative_to(ROOT)) for p in SOURCES])

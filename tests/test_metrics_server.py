@@ -302,3 +302,42 @@ async def test_sliced_rendering_gives_the_same_bytes_and_yields() -> None:
     task.cancel()
     assert body == render_metrics(registry)
     assert ticks - before > 10  # the loop ran other work between families
+
+
+async def _raw(port: int, payload: bytes, timeout: float = 3.0) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(payload)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+
+
+async def test_malformed_requests_log_no_traceback_and_one_line_at_most(caplog: pytest.LogCaptureFixture) -> None:
+    registry, _ = _registry()
+    caplog.set_level("DEBUG")
+    async with MetricsServer(registry, port=0) as server:
+        for i in range(200):
+            answer = await _raw(server.port, b"GARBAGE \x00\x01 /x HTTP/9\r\n\r\n" if i % 2
+                               else b"GET / HTTP/1.1\r\nno colon here\r\n\r\n")
+            assert answer.startswith((b"HTTP/1.1 400", b"HTTP/1.0 400")) or answer == b"", answer[:80]
+        status, _, _ = await _get(f"{server.url}/metrics")  # still serving
+        assert status == 200
+    lines = [r for r in caplog.records if r.levelno >= 30]
+    assert len(lines) <= 1, [r.getMessage() for r in lines]
+    assert all(r.exc_info is None and "Traceback" not in caplog.text for r in caplog.records)
+    assert lines and "\n" not in lines[0].getMessage() and len(lines[0].getMessage()) < 300
+
+
+async def test_a_half_sent_request_is_closed_after_the_header_timeout() -> None:
+    registry, _ = _registry()
+    async with MetricsServer(registry, port=0, header_timeout_seconds=0.3) as server:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        answer = await _raw(server.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\n", timeout=5.0)  # never finished
+        assert answer == b"" and loop.time() - started < 3.0
+        silent = await _raw(server.port, b"", timeout=5.0)  # connects, sends nothing at all
+        assert silent == b""
+        status, _, _ = await _get(f"{server.url}/metrics")  # a complete request is served as before
+        assert status == 200

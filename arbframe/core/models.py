@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
 from enum import Enum
@@ -215,6 +215,22 @@ class Order:
     client_order_id: str | None = None
     exchange_order_id: str | None = None
     simulated: bool = False
+    #: Every fee asset and amount when a venue charged in more than one (Binance: BNB until it runs out, then
+    #: the received asset); ``fee``/``fee_currency`` are the first of them. Not a table column (metadata), so
+    #: stored tables and their readers are unchanged; empty when the fee is in one asset.
+    fees: tuple[tuple[str, Decimal], ...] = field(default=(), compare=False, metadata={"column": False})
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """One asset on one venue: ``free`` can be spent now, ``locked`` is held by open orders (or withdrawals)."""
+
+    free: Decimal
+    locked: Decimal = ZERO
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.locked
 
 
 @dataclass(frozen=True, slots=True)

@@ -41,10 +41,15 @@ class RowError(ValueError):
 _COLUMNS: dict[type, tuple[str, ...]] = {}
 
 
+def _column_fields(cls: type) -> list[dataclasses.Field]:
+    """The fields that are table columns: all but those marked ``metadata={"column": False}`` (``Order.fees``)."""
+    return [f for f in dataclasses.fields(cls) if f.metadata.get("column", True)]
+
+
 def columns(cls: type) -> tuple[str, ...]:
     cols = _COLUMNS.get(cls)
     if cols is None:  # dataclass fields are fixed once the class exists: computed once per class
-        cols = _COLUMNS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+        cols = _COLUMNS[cls] = tuple(f.name for f in _column_fields(cls))
     return cols
 
 
@@ -129,7 +134,7 @@ def _parsers(cls: type) -> list[tuple[str, Callable[[str], Any], bool, bool]]:
     if cached is None:
         hints = typing.get_type_hints(cls)
         cached = []
-        for f in dataclasses.fields(cls):
+        for f in _column_fields(cls):
             parse, optional = _parser_for(hints[f.name])
             has_default = f.default is not dataclasses.MISSING
             cached.append((f.name, parse, optional, has_default))
@@ -233,7 +238,7 @@ def _record_or_report(
 
 
 def _has_default(cls: type, name: str) -> bool:
-    for f in dataclasses.fields(cls):
+    for f in _column_fields(cls):
         if f.name == name:
             return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
     return False

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from arbframe.core.models import (
+    Balance,
     ErrorRecord,
     FxRate,
     MarketRules,
@@ -240,7 +241,15 @@ class Exchange(Driver):
         return None
 
     @abc.abstractmethod
-    async def fetch_balances(self) -> dict[str, Decimal]: ...
+    async def fetch_balances(self) -> dict[str, Decimal]:
+        """The free (spendable) amount per asset."""
+
+    async def fetch_balance_details(self) -> dict[str, Balance]:
+        """Free and locked (held by open orders) amount per asset.
+
+        The default wraps :meth:`fetch_balances` with ``locked`` 0; a venue that reports locked amounts
+        overrides it, so nothing it says is dropped."""
+        return {asset: Balance(free) for asset, free in (await self.fetch_balances()).items()}
 
     @abc.abstractmethod
     async def place_order(self, request: OrderRequest) -> Order: ...

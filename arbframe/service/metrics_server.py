@@ -20,7 +20,9 @@ service's event loop, where the tick's synchronous engine code is never interrup
 
 aiohttp is imported only when a server starts (``pip install arbframe[server]``): importing this module is
 cheap.
-It binds ``127.0.0.1`` unless configured otherwise; the port defaults to 8000 (the seed's).
+It binds ``127.0.0.1`` unless configured otherwise; the port defaults to 8000 (the seed's). A malformed request
+gets aiohttp's 400 and costs one short log line at most (rate-limited, never a traceback); a connection that has
+not sent a complete request header within ``header_timeout_seconds`` (default 10) is closed.
 """
 
 from __future__ import annotations
@@ -205,8 +207,10 @@ class MetricsServer:
         health_cache_seconds: float = 2.0,
         health_timeout_seconds: float = 5.0,
         own_thread: bool = False,
+        header_timeout_seconds: float = 10.0,
     ) -> None:
         self.registry = registry
+        self.header_timeout_seconds = header_timeout_seconds
         self.health_provider = health_provider
         self.ready_provider = ready_provider
         self.host = host
@@ -217,6 +221,7 @@ class MetricsServer:
         self._health = _Cached(self._run_health, health_cache_seconds)
         self.own_thread = own_thread
         self._runner: web.AppRunner | None = None
+        self._listener: asyncio.AbstractServer | None = None
         self._thread: threading.Thread | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
 
@@ -266,31 +271,43 @@ class MetricsServer:
 
     async def _start_here(self) -> None:
         web = _aiohttp_web()
-        runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False)
+        # a malformed request is logged as one short, rate-limited line (aiohttp would log a traceback each)
+        runner = web.AppRunner(self.build_app(), access_log=None, handle_signals=False, logger=_QuietServerLog())
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        protocols = runner.server  # aiohttp's protocol factory: one request handler per connection
+        assert protocols is not None
+        timeout = self.header_timeout_seconds
         try:
-            await site.start()
+            listener = await asyncio.get_running_loop().create_server(
+                lambda: _HeaderDeadline(protocols(), timeout), self.host, self.port, reuse_address=True)
         except BaseException:
             await runner.cleanup()
             raise
-        self._runner = runner
-        server = getattr(site, "_server", None)
-        sockets = getattr(server, "sockets", None) or ()
+        self._runner, self._listener = runner, listener
+        sockets = listener.sockets or ()
         if sockets:
             self.port = sockets[0].getsockname()[1]
+
+    async def _cleanup(self, runner: web.AppRunner, listener: asyncio.AbstractServer | None) -> None:
+        if listener is not None:
+            listener.close()
+        await runner.cleanup()  # closes the open connections too
+        if listener is not None:
+            await listener.wait_closed()
 
     async def stop(self) -> None:
         """Stop serving; calling it twice is harmless."""
         runner, self._runner = self._runner, None
+        listener, self._listener = self._listener, None
         thread, loop = self._thread, self._thread_loop
         self._thread = self._thread_loop = None
         try:
             if runner is not None:
                 if loop is not None:
-                    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(runner.cleanup(), loop))
+                    await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._cleanup(runner, listener),
+                                                                               loop))
                 else:
-                    await runner.cleanup()
+                    await self._cleanup(runner, listener)
                 log.info("metrics server stopped")
         finally:
             if loop is not None and thread is not None:
@@ -363,6 +380,104 @@ class MetricsServer:
             status=200 if ready else 503,
             content_type="application/json",
         )
+
+
+class _QuietServerLog:
+    """The logger aiohttp's request handlers get: what would be a traceback per malformed request (one client
+    can send thousands) becomes one short line, at most one per ``every`` seconds, with the count of the rest."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self._last = -every
+        self._suppressed = 0
+
+    def _short(self, msg: object, args: tuple[Any, ...], kw: Mapping[str, Any]) -> None:
+        now = time.monotonic()
+        if now - self._last < self.every:
+            self._suppressed += 1
+            return
+        exc = kw.get("exc_info")
+        text = str(msg) % args if args else str(msg)
+        if isinstance(exc, BaseException):
+            reason = str(exc).splitlines()[0] if str(exc) else ""
+            text = f"{text}: {type(exc).__name__}{': ' + reason[:120] if reason else ''}"
+        more = f" ({self._suppressed} more since the last such line)" if self._suppressed else ""
+        self._last, self._suppressed = now, 0
+        log.warning("metrics server: %s%s", text, more)
+
+    def exception(self, msg: object, *args: Any, **kw: Any) -> None:
+        self._short(msg, args, kw)
+
+    def error(self, msg: object, *args: Any, **kw: Any) -> None:
+        self._short(msg, args, kw)
+
+    def warning(self, msg: object, *args: Any, **kw: Any) -> None:
+        self._short(msg, args, kw)
+
+    def info(self, msg: object, *args: Any, **kw: Any) -> None:
+        log.debug(msg, *args)
+
+    def debug(self, msg: object, *args: Any, **kw: Any) -> None:
+        log.debug(msg, *args)
+
+    def isEnabledFor(self, level: int) -> bool:  # logging.Logger API
+        return log.isEnabledFor(level)
+
+
+class _HeaderDeadline(asyncio.Protocol):
+    """Wraps aiohttp's request handler: a connection that starts a request but has not sent its whole header
+    (up to the blank line) within ``timeout`` seconds is closed. aiohttp has no such limit, so a half-sent
+    request would hold its connection forever. Idle keep-alive connections are left to aiohttp's own timeout."""
+
+    def __init__(self, inner: Any, timeout: float) -> None:
+        self.inner = inner
+        self.timeout = timeout
+        self._transport: Any = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._tail = b""
+
+    def connection_made(self, transport: Any) -> None:
+        self._transport = transport
+        self._arm()
+        self.inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        seen = self._tail + data
+        if b"\r\n\r\n" in seen or b"\n\n" in seen:
+            self._disarm()  # a header is complete
+        elif self._timer is None:
+            self._arm()  # a new request has begun
+        self._tail = seen[-3:]
+        self.inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self.inner.eof_received()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self.inner.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self.inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.inner.resume_writing()
+
+    def _arm(self) -> None:
+        if self.timeout > 0:
+            self._timer = asyncio.get_running_loop().call_later(self.timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        if self._transport is not None and not self._transport.is_closing():
+            log.debug("metrics server: closed a connection whose request header was not complete within %gs",
+                      self.timeout)
+            self._transport.close()
 
 
 def _aiohttp_web() -> Any:

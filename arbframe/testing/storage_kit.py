@@ -18,8 +18,9 @@ Use it from a plugin's tests with a few lines::
 The kit writes records of every table, checks exact decimals and aware timestamps after a restart, that
 ``load_positions`` returns only positions still open (latest state of each id, never duplicated), that
 ``load_closed_positions`` (optional: None means no history) returns each closed position's latest state, that
-``close`` flushes and may be called twice, and that writing the same record id twice is harmless where the
-backend is idempotent (``idempotent_ids = True``).
+``close`` flushes and may be called twice, that writing the same record id twice is harmless where the
+backend is idempotent (``idempotent_ids = True``), and that ``describe()`` never shows the secret your
+``make_storage`` planted in the config (``planted_secret``).
 """
 
 from __future__ import annotations
@@ -128,6 +129,9 @@ class StorageContract:
 
     #: True when writing a record id twice stores it once (PostgreSQL); False for append-only logs (CSV)
     idempotent_ids: ClassVar[bool] = False
+    #: A secret your ``make_storage`` puts into the driver's config (a DSN password, a token): the kit checks
+    #: that ``describe()``, ``str()`` and ``repr()`` never show it. None (a driver without secrets): skipped.
+    planted_secret: ClassVar[str | None] = None
 
     @pytest.fixture
     def make_storage(self) -> Callable[[], Storage]:
@@ -235,11 +239,16 @@ class StorageContract:
         storage = make_storage()
         text = storage.describe()
         assert isinstance(text, str) and text
-        assert "password" not in text.lower()
+        secret = self.planted_secret
+        if not secret:
+            storage.close()
+            pytest.skip("no planted_secret: set it to a secret make_storage puts into the config")
+        for shown in (text, str(storage), repr(storage)):
+            assert secret not in shown, f"the planted secret is shown: {shown!r}"
         storage.close()
 
 
 def vars_of(record: Any) -> list[Any]:
-    import dataclasses
+    from arbframe.core.records import columns
 
-    return [getattr(record, f.name) for f in dataclasses.fields(record)]
+    return [getattr(record, name) for name in columns(type(record))]

@@ -256,3 +256,68 @@ async def test_mock_mode_uses_the_simulated_exchange(fake, make_binance, caplog)
     assert fake.requests == [], "mock mode must not touch the network"
     health = await ex.health_probe()
     assert health.status.value == "OK" and health.details["simulated"] is True
+
+
+def _numbers_as_json_numbers(answer):
+    """Every numeric field sent as a JSON number (or a quoted ms time), as some proxies and testnets do."""
+    out = dict(answer)
+    for key in ("price", "origQty", "executedQty", "cummulativeQuoteQty"):
+        out[key] = float(out[key])
+    out["transactTime"] = str(out.get("transactTime", 1_700_000_000_000))
+    out["fills"] = [dict(f, commission=float(f["commission"]), price=float(f["price"])) for f in out.get("fills", ())]
+    return out
+
+
+async def test_order_answer_with_numbers_instead_of_strings_is_read(fake, make_binance):
+    ex = await make_binance()
+    fake.silent = True
+    fake.set_book("BTCUSDT", [("59999", "1")], [("60000", "0.01"), ("60001", "1")])
+    await ex.fetch_order_book("BTC", 5)
+    fake.order_answer_edit = _numbers_as_json_numbers
+    order = await ex.place_order(OrderRequest(symbol="BTC", side=Side.BUY, order_type=OrderType.MARKET,
+                                              client_order_id=new_id(), qty=D("0.02")))
+    assert order.status is OrderStatus.FILLED and order.filled_qty == D("0.02")
+    assert order.fee == D("0.00002") and order.fee_currency == "BTC"
+    assert order.ts.year >= 2023
+
+
+async def test_unreadable_answer_after_acceptance_is_looked_up_never_resent(fake, make_binance):
+    ex = await make_binance(order_lookup_attempts=2)
+    fake.order_answer_edit = lambda answer: dict(answer, executedQty={"oops": 1})
+    req = _limit()
+    with pytest.raises(E.BinanceOrderStatusUnknown) as caught:
+        await ex.place_order(req)
+    message = str(caught.value)
+    assert "'executedQty'" in message and req.client_order_id in message
+    assert caught.value.client_order_id == req.client_order_id
+    assert len(_orders_with(fake, req.client_order_id)) == 1
+    assert [r["method"] for r in fake.requests if r["path"] == "/api/v3/order"] == ["POST", "GET", "GET"]
+    fake.order_answer_edit = None  # readable again: the order is there, once
+    assert (await ex.fetch_order("BTC", req.client_order_id)).status is OrderStatus.OPEN
+
+
+async def test_fees_in_several_assets_are_all_kept(fake, make_binance):
+    ex = await make_binance()
+    fake.silent = True
+    fake.set_book("BTCUSDT", [("59999", "1")], [("60000", "0.01"), ("60001", "1")])
+    await ex.fetch_order_book("BTC", 5)
+
+    def bnb_then_base(answer):
+        fills = [dict(f) for f in answer["fills"]]
+        fills[0].update(commission="0.00015000", commissionAsset="BNB")  # BNB ran out after the first fill
+        return dict(answer, fills=fills)
+
+    fake.order_answer_edit = bnb_then_base
+    order = await ex.place_order(OrderRequest(symbol="BTC", side=Side.BUY, order_type=OrderType.MARKET,
+                                              client_order_id=new_id(), qty=D("0.02")))
+    assert (order.fee, order.fee_currency) == (D("0.00015"), "BNB")
+    assert order.fees == (("BNB", D("0.00015")), ("BTC", D("0.00001")))
+
+
+async def test_locked_balances_are_kept(fake, make_binance):
+    ex = await make_binance()
+    await ex.place_order(_limit(qty="0.001", price="30000"))  # holds 30 USDT
+    details = await ex.fetch_balance_details()
+    assert details["USDT"].locked == D("30") and details["USDT"].free == D("100000") - D("30")
+    assert details["USDT"].total == D("100000")
+    assert (await ex.fetch_balances())["USDT"] == details["USDT"].free

@@ -177,3 +177,20 @@ async def test_unknown_symbol_is_remembered_and_does_not_spoil_the_others(fake, 
     assert _count(fake, "/api/v3/exchangeInfo") == asked, "an unknown market is not asked for again"
     await ex.fetch_order_book("XRP", 5)  # a real one still loads
     assert ex.market_rules("XRP").step_size == D("0.1")
+
+
+async def test_429_with_too_long_retry_after_still_blocks_the_limiter(fake, make_binance):
+    ex = await make_binance(mode="paper", max_retry_after_seconds=5)
+    fake.fail("/api/v3/depth", "429", retry_after=30)
+    with pytest.raises(E.BinanceRateLimited):
+        await ex.fetch_order_book("BTC", 5)
+    assert ex.limiter.blocked_for() > 29, "the next request must wait out Retry-After, not go out at once"
+
+
+async def test_429_that_exhausts_retries_still_blocks_the_limiter(fake, make_binance):
+    ex = await make_binance(mode="paper", max_retries=0)
+    fake.fail("/api/v3/depth", "429", retry_after=7)
+    with pytest.raises(E.BinanceRateLimited):
+        await ex.fetch_order_book("BTC", 5)
+    assert _count(fake, "/api/v3/depth") == 1
+    assert 6 < ex.limiter.blocked_for() <= 7

@@ -118,13 +118,16 @@ async def test_rest_polling_fallback_while_the_stream_is_down(fake, make_binance
     assert books and all(b.symbol == "BTC" for b in books)
     assert sum(1 for r in fake.requests if r["path"] == "/api/v3/depth") > depth_before
     assert ex.stream.latest["BTC"][2] == "rest"
+    poller = ex.stream._poller
+    assert poller is not None and not poller.done()
     fake.refuse_ws = False  # back up: polling stops
     assert await _until(lambda: ex.stream.connected, timeout=5)
-    await asyncio.sleep(0.2)
+    assert await _until(poller.done, timeout=5), "the poller is cancelled when the stream is back"
+    await _take(agen, 3)  # a request the poller had in flight has landed by now
     polled = sum(1 for r in fake.requests if r["path"] == "/api/v3/depth")
-    await asyncio.sleep(0.3)
+    books = await _take(agen, 8)  # 8 pushes at 20 ms: several poll intervals (50 ms) pass
     assert sum(1 for r in fake.requests if r["path"] == "/api/v3/depth") == polled
-    assert ex.stream.latest["BTC"][2] == "ws"
+    assert len(books) == 8 and ex.stream.latest["BTC"][2] == "ws"
     await agen.aclose()
 
 
@@ -178,7 +181,7 @@ async def test_fetch_order_book_serves_the_stream_when_fresh(fake, make_binance)
     text = generate_latest(ex.context.registry).decode()
     assert "arbframe_exchange_ws_message_age_seconds" in text
     fake.silent = True  # stale stream -> REST
-    await asyncio.sleep(0.6)
+    assert await _until(lambda: ex.stream.fresh("BTC", 0.5) is None, timeout=3)
     book = await ex.fetch_order_book("BTC", 5)
     assert sum(1 for r in fake.requests if r["path"] == "/api/v3/depth") == depth_before + 1
     deep = await ex.fetch_order_book("BTC", 50)  # deeper than a partial depth stream: REST
@@ -210,11 +213,15 @@ async def test_close_ends_running_iterators(fake, make_binance):
     agen = ex.stream_order_books(["BTC"], depth=1)
     await _take(agen, 1)
 
+    got = []
+
     async def drain():
-        return [b async for b in agen]
+        async for book in agen:
+            got.append(book)
+        return got
 
     task = asyncio.ensure_future(drain())
-    await asyncio.sleep(0.05)
+    assert await _until(lambda: got, timeout=3)  # the consumer is inside its loop when the driver closes
     await ex.close()
     rest = await asyncio.wait_for(task, 3)
     assert isinstance(rest, list)

@@ -265,3 +265,28 @@ def test_interned_levels_equal_a_fresh_parse(snapshots):
         got = levels([list(r) for r in rows])
         assert got == tuple(BookLevel(D(p), D(q)) for p, q in rows)
         assert all(type(lvl.price) is Decimal and type(lvl.qty) is Decimal for lvl in got)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("executedQty", [1]), ("origQty", "abc"), ("price", True), ("transactTime", "soon"), ("price", "NaN"),
+    ("fills", "none"), ("side", 1),
+])
+def test_order_fields_of_the_wrong_type_raise_a_parse_error_naming_them(field, value):
+    from arbframe_exchange_binance.parsing import parse_order
+
+    payload = {"symbol": "BTCUSDT", "orderId": 7, "clientOrderId": "cid-9", "price": "1", "origQty": "1",
+               "executedQty": "0", "cummulativeQuoteQty": "0", "status": "NEW", "type": "LIMIT", "side": "BUY",
+               "transactTime": 1_700_000_000_000, field: value}
+    with pytest.raises(E.BinanceParseError) as caught:
+        parse_order(payload, "BTC")
+    assert repr(field) in str(caught.value) and "cid-9" in str(caught.value)
+
+
+def test_order_numbers_may_be_json_numbers_or_strings():
+    from arbframe_exchange_binance.parsing import parse_order
+
+    order = parse_order({"orderId": 7, "clientOrderId": "c", "price": 0.1, "origQty": 3, "executedQty": "3",
+                         "cummulativeQuoteQty": 0.3, "transactTime": "1700000000000", "side": "SELL",
+                         "status": "FILLED", "type": "MARKET"}, "BTC")
+    assert order.price == D("0.1") and order.qty == D("3") and order.avg_price == D("0.1")
+    assert order.ts.year == 2023

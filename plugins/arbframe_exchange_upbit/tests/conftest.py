@@ -28,6 +28,7 @@ def section_for(fake: FakeUpbit, **overrides: Any) -> dict[str, Any]:
         "rate_limit": 1000, "group_limits": {g: 1000 for g in ("market", "ticker", "orderbook", "default", "order")},
         "retry_backoff_seconds": 0.01, "retry_backoff_max_seconds": 0.05, "timeout_seconds": 2.0,
         "ws_reconnect_initial_seconds": 0.02, "ws_reconnect_max_seconds": 0.1, "ws_silence_timeout_seconds": 2.0,
+        "ws_ping_interval_seconds": 0.5,
         "order_lookup_delay_seconds": 0.05,
     }
     section.update(overrides)

@@ -38,6 +38,10 @@ async def test_limit_order_is_rounded_signed_and_round_trips(upbit, fake) -> Non
     assert "states%5B%5D" not in query and "states[]=wait&states[]=watch" in query
     balances = await upbit.fetch_balances()
     assert balances["KRW"] < D("100000000")  # funds are locked while the order rests
+    details = await upbit.fetch_balance_details()
+    held = (best_bid - D(50000)) * D("0.01234567")
+    assert details["KRW"].locked >= held and details["KRW"].free == balances["KRW"]  # locked kept, not dropped
+    assert details["KRW"].total == D("100000000")
     cancelled = await upbit.cancel_order("BTC", order.exchange_order_id)
     assert cancelled.status is OrderStatus.CANCELED
     assert await upbit.fetch_open_orders() == []

@@ -56,6 +56,7 @@ async def test_private_call_is_signed_and_verified_by_the_server(upbit, fake) ->
     balances = await upbit.fetch_balances()
     assert balances["KRW"] == D("100000000") and balances["BTC"] == D("1")
     assert [r.status for r in fake.requests if r.path == "/v1/accounts"] == [200]
+    assert fake.jwt_algs == ["HS512"]  # Upbit's guide signs with HS512
 
 
 async def test_wrong_secret_is_rejected_with_upbit_error_name(make_upbit) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from decimal import Decimal
 
@@ -52,7 +53,10 @@ def test_token_claims_and_signature() -> None:
     pad = lambda s: s + "=" * (-len(s) % 4)  # noqa: E731
     import base64
 
-    assert json.loads(base64.urlsafe_b64decode(pad(head))) == {"alg": "HS256", "typ": "JWT"}
+    assert json.loads(base64.urlsafe_b64decode(pad(head))) == {"alg": "HS512", "typ": "JWT"}
+    signing_input = token.rsplit(".", 1)[0].encode()
+    expected = hmac.new(b"sk", signing_input, hashlib.sha512).digest()
+    assert base64.urlsafe_b64decode(pad(_sig)) == expected
     payload = decode_token(token, {"ak": "sk"}.get)
     assert payload == {"access_key": "ak", "nonce": "n-1", "query_hash": hashlib.sha512(raw.encode()).hexdigest(),
                        "query_hash_alg": "SHA512"}

@@ -70,7 +70,7 @@ async def test_reconnects_and_resubscribes_after_a_drop(make_upbit, fake) -> Non
 
 
 async def test_silent_stream_is_treated_as_dead_and_reopened(make_upbit, fake) -> None:
-    ex = await make_upbit(ws_silence_timeout_seconds=0.3)
+    ex = await make_upbit(ws_silence_timeout_seconds=0.3, ws_ping_interval_seconds=0.1)
     agen = ex.stream_order_books(["BTC"], depth=5)
     await _take(agen, 2)
     fake.ws_silent = True
@@ -89,7 +89,7 @@ async def test_keep_alive_pings(make_upbit, fake) -> None:
 
 
 async def test_server_error_message_is_reported(fake) -> None:
-    stream = UpbitStream(url=fake.ws_url, fmt="NOPE", silence_timeout=1.0, backoff_initial=0.02)
+    stream = UpbitStream(url=fake.ws_url, fmt="NOPE", silence_timeout=1.0, ping_interval=0.5, backoff_initial=0.02)
     stream.subscribe(["BTC"])
     stream.start()
     try:
@@ -156,8 +156,44 @@ async def test_every_book_mode_and_conflation(make_upbit, fake) -> None:
     # a slow consumer of the conflating stream skips superseded books and gets the newest one
     latest = ex.stream_order_books(["BTC"], depth=5)
     first = await _take(latest, 1)
-    await asyncio.sleep(0.2)  # ~20 updates arrive meanwhile
     built = ex.stream.books_built
+    await _until(lambda: ex.stream.books_built >= built + 5)  # several updates arrive while we do not read
+    held = ex.stream.latest("BTC", 60.0)
     newest = (await _take(latest, 1))[0]
-    assert newest.ts > first[0].ts and ex.stream.books_built >= built
+    # conflated: the next book read is the newest one (or newer), not the one right after the first
+    assert held is not None and held.ts > first[0].ts
+    assert newest.ts >= held.ts
     await latest.aclose()
+
+
+async def test_quiet_subscription_is_kept_alive_by_pings(make_upbit, fake) -> None:
+    """No market data for several silence timeouts: the PING answers keep the connection, nothing reconnects."""
+    ex = await make_upbit(ws_silence_timeout_seconds=0.4, ws_ping_interval_seconds=0.1)
+    agen = ex.stream_order_books(["BTC"], depth=5)
+    await _take(agen, 1)
+    fake.ws_quiet = True
+    pings = fake.ws_pings
+    await _until(lambda: fake.ws_pings >= pings + 12)  # >= 1.2 s of quiet: three silence timeouts
+    assert ex.stream.reconnects == 0 and fake.ws_connections == 1
+    fake.ws_quiet = False
+    await agen.aclose()
+
+
+@pytest.mark.parametrize(("ping", "silence"), [(20.0, 10.0), (10.0, 10.0), (6.0, 10.0)])
+async def test_keepalive_slower_than_the_watchdog_is_refused(fake, ping, silence) -> None:
+    from arbframe_exchange_upbit.exchange import UpbitExchange
+
+    from arbframe import ConfigError
+
+    with pytest.raises(ConfigError, match="ws_ping_interval_seconds"):
+        UpbitExchange({"ws_ping_interval_seconds": ping, "ws_silence_timeout_seconds": silence}, None)
+    with pytest.raises(ValueError, match="at most half"):
+        UpbitStream(url=fake.ws_url, ping_interval=ping, silence_timeout=silence)
+
+
+def test_default_keepalive_fits_the_watchdog() -> None:
+    from arbframe_exchange_upbit.exchange import DEFAULTS
+
+    assert DEFAULTS["ws_ping_interval_seconds"] * 2 <= DEFAULTS["ws_silence_timeout_seconds"]
+    stream = UpbitStream(url="ws://127.0.0.1:9")
+    assert stream.ping_interval * 2 <= stream.silence_timeout

@@ -15,8 +15,12 @@ from arbframe.testing.storage_kit import StorageContract
 pytestmark = pytest.mark.postgres
 
 
+PLANTED = "planted-pg-password-7f3a"
+
+
 class TestPostgresStorageContract(StorageContract):
     idempotent_ids = True
+    planted_secret = PLANTED
 
     @pytest.fixture
     def make_storage(self, pg: PostgresServer, schema: str, tmp_path: Path, make_context: Callable[..., Any],
@@ -24,7 +28,10 @@ class TestPostgresStorageContract(StorageContract):
         from arbframe_storage_pg.storage import PostgresStorage
 
         self._read = lambda table: read_table(pg, schema, table)
-        section = {"dsn": pg.dsn, "schema": schema, "spool_dir": str(tmp_path / "spool")}
+        # the throwaway server trusts local connections, so a password in the DSN is accepted and unused
+        dsn = pg.dsn.replace("://postgres@", f"://postgres:{PLANTED}@", 1)
+        assert PLANTED in dsn
+        section = {"dsn": dsn, "schema": schema, "spool_dir": str(tmp_path / "spool")}
         opened: list[PostgresStorage] = []
 
         def make() -> Storage:

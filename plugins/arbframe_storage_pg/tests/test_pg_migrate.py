@@ -235,18 +235,29 @@ def test_torn_last_line_and_database_refusals(settings, tmp_path, pg, schema, re
     trades = data / "trades.csv"
     lines = trades.read_text().splitlines(keepends=True)
     cells = lines[1].split(",")
-    cells[lines[0].split(",").index("price")] = "1e999999"  # Python accepts it, PostgreSQL cannot store it
+    cells[lines[0].split(",").index("price")] = "1e999999"  # Python accepts it, the range check does not
     lines[1] = ",".join(cells)
     cells = lines[5].split(",")
-    cells[lines[0].split(",").index("qty")] = "1.2.3"  # passes the fast path's character check, not PostgreSQL
+    cells[lines[0].split(",").index("qty")] = "1.2.3"
     lines[5] = ",".join(cells)
+    cells = lines[7].split(",")
+    cells[lines[0].split(",").index("symbol")] = "a" * 3000  # a huge text: valid for from_row, refused by nothing
+    lines[7] = ",".join(cells)
+    cells = lines[8].split(",")
+    cells[lines[0].split(",").index("side")] = "BUY"  # upper case: not the enum value; PostgreSQL would take it
+    lines[8] = ",".join(cells)
+    cells = lines[9].split(",")
+    cells[lines[0].split(",").index("ts")] = "2026-13-01T00:00:00+00:00"  # looks right to the fast path only
+    lines[9] = ",".join(cells)
     trades.write_text("".join(lines))
     summary, reports = migrate(settings, data, batch_size=4)
     text = "\n".join(reports)
     assert re.search(r"errors\.csv:\d+: torn last line", text)
-    assert re.search(r"trades\.csv:2: refused by PostgreSQL", text)
-    assert re.search(r"trades\.csv:6: refused by PostgreSQL: .*numeric.*1\.2\.3", text), text
-    assert summary.get("trades").skipped == 2 and summary.get("trades").inserted == 10
+    assert re.search(r"trades\.csv:2: column 'price': '1e999999': out of range", text), text
+    assert re.search(r"trades\.csv:6: column 'qty': '1\.2\.3': expected a decimal number", text), text
+    assert re.search(r"trades\.csv:9: column 'side'", text), text
+    assert re.search(r"trades\.csv:10: refused by PostgreSQL", text), text
+    assert summary.get("trades").rejected == 4 and summary.get("trades").inserted == 8
     assert summary.get("errors").inserted == 2
 
 
@@ -296,7 +307,7 @@ def test_cli_round_trip_second_run_dry_run_and_limit(tmp_path, pg, schema, run_a
 
     dry = run_arbframe("migrate", "csv-to-postgres", "--config", config, "--dry-run")
     assert dry.returncode == 0, dry.stderr
-    assert "dry run" in dry.stdout and "would insert" in dry.stdout
+    assert "dry run" in dry.stdout and "would import" in dry.stdout
     assert pg.execute("SELECT count(*) FROM pg_namespace WHERE nspname = %s", (schema,))[0][0] == 0
 
     limited = run_arbframe("migrate", "csv-to-postgres", "--config", config, "--limit", "10")
@@ -339,3 +350,97 @@ def test_cli_help_lists_options(run_arbframe) -> None:
     assert result.returncode == 0
     for option in ("--config", "--dry-run", "--limit"):
         assert option in result.stdout
+
+
+def _trades(n: int) -> list[Trade]:
+    return [Trade(id=f"tq{i:04d}", ts=T0 + timedelta(seconds=i), order_id=f"or{i:04d}", exchange="binance",
+                  symbol="BTC", side=Side.BUY, price=Decimal("97000.5"), qty=Decimal("0.01"), fee=Decimal("0.00001"),
+                  fee_currency="BTC") for i in range(n)]
+
+
+def _write_table(path: Path, records: list[Any]) -> list[str]:
+    """The table's CSV lines as the CSV storage writes them (header first, LF endings)."""
+    import csv as csv_module
+
+    from arbframe import columns
+
+    out = io.StringIO()
+    writer = csv_module.writer(out, lineterminator="\n")
+    writer.writerow(columns(type(records[0])))
+    for r in records:
+        writer.writerow(to_row(r))
+    path.write_text(out.getvalue(), encoding="utf-8")
+    return out.getvalue().splitlines(keepends=True)
+
+
+def test_a_stray_quote_costs_its_own_row_only(settings, tmp_path, pg, schema, read_table) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = _write_table(data / "trades.csv", _trades(36))
+    lines[4] = lines[4].replace(",BTC,", ',"BTC,', 1)  # line 5: a quote that never closes
+    lines[20] = lines[20].replace(",binance,", ',bin"ance,', 1)  # line 21: a literal quote inside a field
+    (data / "trades.csv").write_text("".join(lines), encoding="utf-8")
+    summary, reports = migrate(settings, data, tables=["trades"])
+    s = summary.get("trades")
+    assert (s.read, s.inserted, s.rejected) == (36, 35, 1), reports
+    assert len(reports) == 1 and re.search(r"trades\.csv:5: unbalanced quote", reports[0]), reports
+    stored = {t.id: t for t in read_table(pg, schema, "trades")}
+    assert "tq0003" not in stored and len(stored) == 35
+    assert stored["tq0019"].exchange == 'bin"ance'
+
+
+def test_invalid_utf8_is_reported_and_nul_is_stored_as_replacement(settings, tmp_path, pg, schema,
+                                                                    read_table) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    errors = [ErrorRecord(id=f"e{i}", ts=T0, component="upbit", message=f"message {i}") for i in range(5)]
+    lines = _write_table(data / "errors.csv", errors)
+    raw = "".join(lines).encode()
+    raw = raw.replace(b"message 1", b"mess\xffage 1").replace(b"message 3", b"mess\x00age 3")
+    (data / "errors.csv").write_bytes(raw)
+    summary, reports = migrate(settings, data, tables=["errors"])
+    s = summary.get("errors")
+    assert (s.read, s.inserted, s.rejected) == (5, 4, 1)
+    assert len(reports) == 1 and re.search(r"errors\.csv:3: invalid UTF-8 \(byte 0xff", reports[0]), reports
+    stored = {e.id: e for e in read_table(pg, schema, "errors")}
+    assert "e1" not in stored and stored["e3"].message == "mess\ufffdage 3"  # as docs/DB_SCHEMA.md says
+
+
+def test_numbers_out_of_range_are_rejected_with_their_line(settings, tmp_path, pg, schema, read_table) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = _write_table(data / "trades.csv", _trades(6))
+    lines[2] = lines[2].replace(",97000.5,", ",1e400,", 1)            # line 3
+    lines[4] = lines[4].replace(",97000.5,", "," + "9" * 5000 + ",", 1)  # line 5
+    lines[5] = lines[5].replace(",0.01,", ",0." + "1" * 41 + ",", 1)     # line 6
+    (data / "trades.csv").write_text("".join(lines), encoding="utf-8")
+    summary, reports = migrate(settings, data, tables=["trades"])
+    text = "\n".join(reports)
+    for number, column in ((3, "price"), (5, "price"), (6, "qty")):
+        assert re.search(rf"trades\.csv:{number}: column '{column}': .*out of range", text), text
+    assert all(len(r) < 400 for r in reports), "a 5,000-digit value is not echoed whole"
+    assert summary.get("trades").inserted == 3 and summary.get("trades").rejected == 3
+
+
+def test_conflicting_ids_are_counted_and_listed(settings, tmp_path, pg, schema, read_table) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    trades = _trades(8)
+    _write_table(data / "trades.csv", trades)
+    first, _ = migrate(settings, data, tables=["trades"])
+    assert first.get("trades").inserted == 8
+    changed = list(trades)
+    changed[2] = Trade(**{**{f: getattr(trades[2], f) for f in ("id", "ts", "order_id", "exchange", "symbol",
+                                                                 "side", "price", "qty", "fee", "fee_currency")},
+                          "price": Decimal("1.5")})
+    extra = _trades(10)[8:]  # two new rows
+    _write_table(data / "trades.csv", [*changed, *extra, changed[5]])  # one duplicate of an identical row
+    summary, reports = migrate(settings, data, tables=["trades"])
+    assert reports == []
+    s = summary.get("trades")
+    assert (s.read, s.inserted, s.present, s.conflicting, s.rejected) == (11, 2, 8, 1, 0)
+    assert s.conflicts == ["tq0002"]
+    text = summary.format()
+    assert "conflicting" in text and "id tq0002 is stored with other content" in text
+    stored = {t.id: t for t in read_table(pg, schema, "trades")}
+    assert stored["tq0002"].price == Decimal("97000.5")  # the stored row is kept

@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from arbframe import (
+    Balance,
     Exchange,
     HealthCheck,
     HealthResult,
@@ -66,6 +67,7 @@ from arbframe_exchange_binance.errors import (
 from arbframe_exchange_binance.parsing import (
     book_ticker_to_book,
     depth_to_book,
+    parse_balances,
     parse_order,
     utc_now,
 )
@@ -564,14 +566,20 @@ class BinanceExchange(Exchange):
         sim = self._private_sim()
         if sim is not None:
             return await sim.fetch_balances()
+        return {asset: b.free for asset, b in (await self.fetch_balance_details()).items() if b.free > 0}
+
+    async def fetch_balance_details(self) -> dict[str, Balance]:
+        """Free and locked (held by open orders) balance per asset; an asset with either above 0 is listed."""
+        sim = self._private_sim()
+        if sim is not None:  # the simulated wallet reports free amounts only
+            return {asset: Balance(free) for asset, free in (await sim.fetch_balances()).items()}
         data = await self.rest.request("GET", "/api/v3/account", {"omitZeroBalances": "true"}, signed=True,
                                        weight=20)
-        out: dict[str, Decimal] = {}
-        for row in data.get("balances", ()):
-            free = Decimal(str(row.get("free", "0")))
-            if free > 0:
-                out[str(row["asset"]).upper()] = free
-        return out
+        try:
+            return parse_balances(data)
+        except (TypeError, ValueError, ArithmeticError, KeyError) as exc:
+            raise BinanceParseError(f"binance /api/v3/account: unexpected answer ({exc})",
+                                    endpoint="/api/v3/account") from exc
 
     async def place_order(self, request: OrderRequest) -> Order:
         sim = self._private_sim()
@@ -604,10 +612,18 @@ class BinanceExchange(Exchange):
         except BinanceDuplicateOrder:
             log.warning("binance: client order id %s already in use; returning that order", cid)
             return await self.fetch_order(req.symbol, cid)
-        return parse_order(data, req.symbol, exchange=self.name)
+        try:
+            return parse_order(data, req.symbol, exchange=self.name)
+        except BinanceParseError as exc:
+            # Accepted, but the answer is not what we can read: the order exists, so never fail as if it did
+            # not; look it up (the look-up is not re-sent while it is there) and if that cannot be read either,
+            # BinanceOrderStatusUnknown names the client order id and the field.
+            return await self._recover_order(req, params, exc, accepted=True)
 
-    async def _recover_order(self, req: OrderRequest, params: dict[str, str], cause: BinanceError) -> Order:
-        """The answer to a POST was lost: look the order up by client order id; never re-send blindly."""
+    async def _recover_order(self, req: OrderRequest, params: dict[str, str], cause: BinanceError, *,
+                             accepted: bool = False) -> Order:
+        """The answer to a POST was lost (or unreadable, ``accepted``): look the order up by client order id;
+        never re-send blindly, and never re-send an order Binance accepted."""
         cid = req.client_order_id
         attempts = int(self.config["order_lookup_attempts"])
         interval = float(self.config["order_lookup_interval_seconds"])
@@ -622,7 +638,7 @@ class BinanceExchange(Exchange):
                 absent += 1
             except (BinanceTransportError, BinanceServerError, BinanceParseError) as exc:
                 log.info("binance: look-up of %s failed (%s)", cid, exc)
-        if absent == attempts and self.config["resend_after_lookup"]:
+        if absent == attempts and self.config["resend_after_lookup"] and not accepted:
             log.warning("binance: order %s does not exist after %d look-ups; sending it once more (same client "
                         "order id, so Binance refuses a duplicate of an open order)", cid, attempts)
             try:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from arbframe import BookLevel, Order, OrderBook, OrderStatus, OrderType, Quote, Side
+from arbframe import Balance, BookLevel, Order, OrderBook, OrderStatus, OrderType, Quote, Side
 
 ZERO = Decimal(0)
 _D = Decimal
@@ -140,41 +140,119 @@ def order_status(status: str) -> OrderStatus:
     return _STATUS.get(status, OrderStatus.OPEN)
 
 
+def _field_error(exchange: str, client_id: str, name: str, value: Any, what: str) -> Exception:
+    from arbframe_exchange_binance.errors import BinanceParseError
+
+    return BinanceParseError(f"{exchange}: order {client_id or '?'}: field {name!r} is not {what}: {value!r:.60}",
+                             endpoint="/api/v3/order")
+
+
+def _num(payload: Mapping[str, Any], name: str, exchange: str, client_id: str) -> Decimal:
+    """A decimal field, sent as a string (Binance's form) or as a JSON number; missing or empty means 0."""
+    value = payload.get(name)
+    if value is None or value == "":
+        return ZERO
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise _field_error(exchange, client_id, name, value, "a number")
+    try:
+        out = _D(value) if isinstance(value, (str, int)) else _D(repr(value))
+    except ArithmeticError:  # decimal.InvalidOperation
+        raise _field_error(exchange, client_id, name, value, "a number") from None
+    if not out.is_finite():
+        raise _field_error(exchange, client_id, name, value, "a finite number")
+    return out
+
+
+def _text(payload: Mapping[str, Any], name: str, default: str, exchange: str, client_id: str) -> str:
+    value = payload.get(name, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise _field_error(exchange, client_id, name, value, "a string")
+    return value
+
+
+def _ms(payload: Mapping[str, Any], exchange: str, client_id: str) -> datetime:
+    for name in ("transactTime", "updateTime", "time"):
+        value = payload.get(name)
+        if value is None or value == "":
+            continue
+        ms = _num(payload, name, exchange, client_id)
+        try:
+            return datetime.fromtimestamp(float(ms) / 1000.0, tz=timezone.utc)
+        except (OverflowError, OSError, ValueError):
+            raise _field_error(exchange, client_id, name, value, "a time in ms") from None
+    return datetime.now(timezone.utc)
+
+
+def order_fees(payload: Mapping[str, Any], *, exchange: str = "binance",
+               client_id: str = "") -> list[tuple[str, Decimal]]:
+    """Commission per asset over the ``fills``, in the order the assets first appear (all of them kept)."""
+    fees: dict[str, Decimal] = {}
+    fills = payload.get("fills") or ()
+    if not isinstance(fills, (list, tuple)):
+        raise _field_error(exchange, client_id, "fills", fills, "a list")
+    for fill in fills:
+        if not isinstance(fill, Mapping):
+            raise _field_error(exchange, client_id, "fills", fill, "a list of objects")
+        asset = _text(fill, "commissionAsset", "", exchange, client_id)
+        fees[asset] = fees.get(asset, ZERO) + _num(fill, "commission", exchange, client_id)
+    return list(fees.items())
+
+
 def parse_order(payload: Mapping[str, Any], symbol: str, *, exchange: str = "binance",
                 position_id: str | None = None) -> Order:
-    """An order answer as a kernel :class:`Order` (``id`` = the client order id, stable across look-ups)."""
+    """An order answer as a kernel :class:`Order` (``id`` = the client order id, stable across look-ups).
+
+    Numbers are taken as strings (Binance's form) or JSON numbers; a field of another type raises
+    :class:`BinanceParseError` naming it. A fee paid in several assets (BNB until it runs out, then the received
+    asset) is kept whole: ``fee``/``fee_currency`` are the first asset, ``Order.fees`` lists every one.
+    """
+    if not isinstance(payload, Mapping):
+        raise _field_error(exchange, "", "(answer)", payload, "an object")
     client_id = payload.get("origClientOrderId") or payload.get("clientOrderId") or ""
-    executed = _D(payload.get("executedQty") or "0")
-    cum_quote = _D(payload.get("cummulativeQuoteQty") or "0")
-    orig_qty = _D(payload.get("origQty") or "0")
-    price = _D(payload.get("price") or "0")
-    order_type = OrderType.LIMIT if payload.get("type", "LIMIT").startswith("LIMIT") else OrderType.MARKET
-    fee = ZERO
-    fee_currency = ""
-    for fill in payload.get("fills") or ():
-        asset = fill.get("commissionAsset", "")
-        if not fee_currency:
-            fee_currency = asset
-        if asset == fee_currency:
-            fee += _D(fill.get("commission") or "0")
-    if executed == 0 and orig_qty == 0 and payload.get("origQuoteOrderQty"):
-        orig_qty = ZERO
-    ts_ms = payload.get("transactTime") or payload.get("updateTime") or payload.get("time")
+    if not isinstance(client_id, str):
+        raise _field_error(exchange, "", "clientOrderId", client_id, "a string")
+    executed = _num(payload, "executedQty", exchange, client_id)
+    cum_quote = _num(payload, "cummulativeQuoteQty", exchange, client_id)
+    orig_qty = _num(payload, "origQty", exchange, client_id)
+    price = _num(payload, "price", exchange, client_id)
+    order_type = (OrderType.LIMIT if _text(payload, "type", "LIMIT", exchange, client_id).startswith("LIMIT")
+                  else OrderType.MARKET)
+    side = _text(payload, "side", "", exchange, client_id)
+    status = _text(payload, "status", "NEW", exchange, client_id)
+    fees = order_fees(payload, exchange=exchange, client_id=client_id)
+    fee_currency, fee = fees[0] if fees else ("", ZERO)
+    order_id = payload.get("orderId")
+    if order_id is not None and (isinstance(order_id, bool) or not isinstance(order_id, (int, str))):
+        raise _field_error(exchange, client_id, "orderId", order_id, "an id")
     return Order(
-        id=client_id or str(payload.get("orderId", "")),
-        ts=ms_to_dt(ts_ms),
+        id=client_id or str(order_id if order_id is not None else ""),
+        ts=_ms(payload, exchange, client_id),
         exchange=exchange,
         symbol=symbol,
-        side=Side.BUY if payload.get("side") == "BUY" else Side.SELL,
+        side=Side.BUY if side == "BUY" else Side.SELL,
         order_type=order_type,
         qty=orig_qty,
         price=price if price > 0 else None,
-        status=order_status(payload.get("status", "NEW")),
+        status=order_status(status),
         filled_qty=executed,
         avg_price=(cum_quote / executed) if executed > 0 else None,
         fee=fee,
         fee_currency=fee_currency,
         position_id=position_id,
         client_order_id=client_id or None,
-        exchange_order_id=str(payload["orderId"]) if payload.get("orderId") is not None else None,
+        exchange_order_id=str(order_id) if order_id is not None else None,
+        fees=tuple(fees) if len(fees) > 1 else (),
     )
+
+
+def parse_balances(payload: Mapping[str, Any]) -> dict[str, Balance]:
+    """``GET /api/v3/account`` -> free and locked per asset (assets with both 0 left out)."""
+    out: dict[str, Balance] = {}
+    for row in payload.get("balances", ()):
+        free = _D(str(row.get("free") or "0"))
+        locked = _D(str(row.get("locked") or "0"))
+        if free > 0 or locked > 0:
+            out[str(row["asset"]).upper()] = Balance(free, locked)
+    return out

@@ -5,9 +5,11 @@ string of a GET/DELETE or the ``application/x-www-form-urlencoded`` body of a PO
 pre-encoded bytes/URL so that what was signed is what is sent.
 
 Retries: idempotent requests (every GET, and DELETE of an order) are retried with exponential backoff after a
-transport error, a 5xx or an unparseable answer. A 429 waits ``Retry-After`` (up to ``max_retry_after_seconds``)
-and is retried, a 418 stops everything and raises :class:`BinanceBanned` until the ban expires; ``-1021`` (clock
-drift) refreshes the server-time offset from ``GET /api/v3/time`` and retries once with a fresh timestamp. A
+transport error, a 5xx or an unparseable answer. A 429 blocks the rate limiter for ``Retry-After`` in every
+case (so no request goes out before it passes) and is retried when the wait is at most
+``max_retry_after_seconds`` and retries are left (else raised); a 418 stops everything and raises
+:class:`BinanceBanned` until the ban expires; ``-1021`` (clock drift) refreshes the server-time offset from
+``GET /api/v3/time`` and retries once with a fresh timestamp. A
 POST of an order is never retried here: the driver looks the order up first.
 """
 
@@ -221,7 +223,7 @@ class BinanceRest:
             except BinanceRateLimited as exc:
                 wait = exc.retry_after if exc.retry_after is not None else self._backoff(attempt + 1)
                 if attempt >= self.s.max_retries or wait > self.s.max_retry_after:
-                    raise
+                    raise  # the limiter stays blocked for the whole wait (see _request_once)
                 attempt += 1
                 self.limiter.block(wait)  # the next acquire() waits it out (counted as a rate-limit wait)
             except (BinanceTransportError, BinanceServerError, BinanceParseError) as exc:
@@ -346,7 +348,13 @@ class BinanceRest:
             if self.on_ban is not None:
                 self.on_ban(err)
         elif isinstance(err, BinanceRateLimited):
-            log.warning("binance: rate limited (HTTP %s, code %s); Retry-After %s", status, code, retry_after)
+            # Block here, whatever the retry policy in request() then decides (retry, give up because the wait
+            # is too long, or retries exhausted): the next request from anyone waits it out instead of going
+            # out at once, which is the road from 429s to an IP ban (418).
+            wait = retry_after if retry_after is not None else self._backoff(1)
+            self.limiter.block(wait)
+            log.warning("binance: rate limited (HTTP %s, code %s); Retry-After %s; requests paused for %.1fs",
+                        status, code, retry_after, wait)
         return _raise(err)
 
     def _error(self, kind: str) -> None:

@@ -26,6 +26,8 @@ from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any, ClassVar
 
 from arbframe import (
+    Balance,
+    ConfigError,
     Exchange,
     HealthCheck,
     HealthResult,
@@ -53,7 +55,16 @@ from .errors import (
     UpbitOrderRejected,
     UpbitServerError,
 )
-from .parsing import QUOTE, dec, market_for, parse_accounts, parse_order, parse_rest_orderbook, symbol_for
+from .parsing import (
+    QUOTE,
+    dec,
+    market_for,
+    parse_account_details,
+    parse_accounts,
+    parse_order,
+    parse_rest_orderbook,
+    symbol_for,
+)
 from .ratelimit import RateLimiter
 from .rest import RestObserver, UpbitRest
 from .ticks import KRW_PRICE_UNITS, MIN_ORDER_KRW, build_table, price_unit
@@ -85,8 +96,8 @@ DEFAULTS: dict[str, Any] = {
     "ban_seconds": 60,
     "use_websocket": False,
     "ws_format": "SIMPLE",
-    "ws_ping_interval_seconds": 20.0,
-    "ws_silence_timeout_seconds": 10.0,
+    "ws_ping_interval_seconds": 5.0,
+    "ws_silence_timeout_seconds": 15.0,
     "ws_reconnect_initial_seconds": 0.5,
     "ws_reconnect_max_seconds": 30.0,
     "stream_max_age_seconds": 3.0,
@@ -177,8 +188,11 @@ class UpbitExchange(Exchange):
                 "use_websocket": {"type": "boolean", "default": False,
                                   "description": "serve order books from the WebSocket stream (REST fallback)"},
                 "ws_format": {"enum": ["SIMPLE", "DEFAULT"], "default": "SIMPLE"},
-                "ws_ping_interval_seconds": {**num, "default": 20.0},
-                "ws_silence_timeout_seconds": {**num, "default": 10.0},
+                "ws_ping_interval_seconds": {**num, "default": 5.0, "description": "keep-alive PING interval; at "
+                                             "most half of ws_silence_timeout_seconds"},
+                "ws_silence_timeout_seconds": {**num, "default": 15.0,
+                                               "description": "a stream silent this long (not even the PING "
+                                                              "answer) is dead and reopened"},
                 "ws_reconnect_initial_seconds": {**num, "default": 0.5},
                 "ws_reconnect_max_seconds": {**num, "default": 30.0},
                 "stream_max_age_seconds": {**num, "default": 3.0},
@@ -202,6 +216,11 @@ class UpbitExchange(Exchange):
         cfg.update({k: v for k, v in (section or {}).items() if v is not None or k in ("api_key", "api_secret")})
         self.config = cfg
         self.context = context
+        from .ws import check_keepalive  # light: ws.py imports aiohttp only when a stream runs
+
+        problem = check_keepalive(float(cfg["ws_ping_interval_seconds"]), float(cfg["ws_silence_timeout_seconds"]))
+        if problem is not None:
+            raise ConfigError(f"upbit.ws_ping_interval_seconds / upbit.ws_silence_timeout_seconds: {problem}")
         self.enabled = bool(cfg["enabled"])
         self._fee_rate = Decimal(str(cfg["fee_rate"]))
         self.min_order = Decimal(str(cfg["min_order_krw"])) if cfg["min_order_krw"] is not None else MIN_ORDER_KRW
@@ -409,6 +428,13 @@ class UpbitExchange(Exchange):
         if sim is not None:
             return await sim.fetch_balances()
         return parse_accounts(await self.rest.request("accounts"))
+
+    async def fetch_balance_details(self) -> dict[str, Balance]:
+        """Free and ``locked`` (held by open orders, withdrawals) per currency, from ``GET /v1/accounts``."""
+        sim = self._private_sim()
+        if sim is not None:  # the simulated wallet reports free amounts only
+            return {asset: Balance(free) for asset, free in (await sim.fetch_balances()).items()}
+        return parse_account_details(await self.rest.request("accounts"))
 
     def _order_body(self, request: OrderRequest, book: OrderBook | None) -> dict[str, str]:
         symbol = request.symbol

@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from operator import attrgetter, gt, lt
 from typing import Any
 
-from arbframe import BookLevel, Order, OrderBook, OrderStatus, OrderType, Side
+from arbframe import Balance, BookLevel, Order, OrderBook, OrderStatus, OrderType, Side
 
 from .errors import UpbitProtocolError
 
@@ -25,6 +25,7 @@ __all__ = [
     "dec",
     "loads",
     "market_for",
+    "parse_account_details",
     "parse_accounts",
     "parse_order",
     "parse_rest_orderbook",
@@ -237,17 +238,22 @@ def parse_ws_message(msg: dict, exchange: str, depth: int) -> tuple[str, Any] | 
         raise UpbitProtocolError(f"unexpected WebSocket message shape: missing {exc}") from None
 
 
-def parse_accounts(rows: Any) -> dict[str, Decimal]:
-    """``GET /v1/accounts`` -> free balance per currency (``balance``; ``locked`` is excluded)."""
+def parse_account_details(rows: Any) -> dict[str, Balance]:
+    """``GET /v1/accounts`` -> free (``balance``) and ``locked`` (held by open orders or withdrawals) per currency."""
     if not isinstance(rows, list):
         raise UpbitProtocolError("accounts: expected a list")
-    out: dict[str, Decimal] = {}
+    out: dict[str, Balance] = {}
     for row in rows:
         try:
-            out[str(row["currency"]).upper()] = dec(row["balance"])
-        except (KeyError, TypeError) as exc:
+            out[str(row["currency"]).upper()] = Balance(dec(row["balance"]), dec(row.get("locked") or "0"))
+        except (KeyError, TypeError, AttributeError) as exc:
             raise UpbitProtocolError(f"accounts: missing {exc}") from None
     return out
+
+
+def parse_accounts(rows: Any) -> dict[str, Decimal]:
+    """``GET /v1/accounts`` -> free balance per currency (``balance``; see :func:`parse_account_details`)."""
+    return {currency: b.free for currency, b in parse_account_details(rows).items()}
 
 
 _SIDES = {"bid": Side.BUY, "ask": Side.SELL}

@@ -5,7 +5,8 @@ data type with its codes (``KRW-BTC.15`` asks for 15 orderbook units), and the f
 DEFAULT is parsed too). The client sends ``PING`` every ``ping_interval`` seconds (Upbit answers
 ``{"status":"UP"}``; idle connections are closed by the server after about two minutes) and answers protocol
 pings. A connection that stays silent for ``silence_timeout`` seconds is treated as dead: it is closed and
-re-opened with exponential backoff, and the subscription is sent again.
+re-opened with exponential backoff, and the subscription is sent again. ``ping_interval`` must be at most half of
+``silence_timeout`` (checked when built), so a quiet but healthy stream is never taken for dead.
 """
 
 from __future__ import annotations
@@ -103,10 +104,27 @@ class _Channel:
                     self.waiter = None
 
 
+def check_keepalive(ping_interval: float, silence_timeout: float) -> str | None:
+    """Why the pair cannot work (None when it can): the watchdog must never fire before a keep-alive's answer.
+
+    A quiet subscription (an illiquid market) carries only the ``{"status":"UP"}`` answers to our ``PING``s, so
+    at least two pings must fit in ``silence_timeout``: one answer may be slow or lost without the stream being
+    declared dead and reopened for nothing."""
+    if not ping_interval > 0 or not silence_timeout > 0:
+        return f"ping interval ({ping_interval}s) and silence timeout ({silence_timeout}s) must be positive"
+    if ping_interval * 2 > silence_timeout:
+        return (f"ping interval ({ping_interval:g}s) must be at most half the silence timeout "
+                f"({silence_timeout:g}s), or a quiet stream is closed before its keep-alive is answered")
+    return None
+
+
 class UpbitStream:
-    def __init__(self, *, url: str, exchange: str = "upbit", fmt: str = "SIMPLE", ping_interval: float = 20.0,
-                 silence_timeout: float = 10.0, backoff_initial: float = 0.5, backoff_max: float = 30.0,
+    def __init__(self, *, url: str, exchange: str = "upbit", fmt: str = "SIMPLE", ping_interval: float = 5.0,
+                 silence_timeout: float = 15.0, backoff_initial: float = 0.5, backoff_max: float = 30.0,
                  depth: int = 15, observer: Any = None, jitter: float = 0.2, seed: int | None = None) -> None:
+        problem = check_keepalive(ping_interval, silence_timeout)
+        if problem is not None:
+            raise ValueError(f"upbit ws: {problem}")
         self.url = url
         self.exchange = exchange
         self.fmt = fmt.upper()

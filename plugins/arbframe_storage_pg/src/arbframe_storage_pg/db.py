@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from arbframe import ArbframeError
@@ -242,10 +242,12 @@ class TableResult:
     rows: int = 0
     inserted: int = 0
     updated: int = 0
+    #: ids of rows not inserted because the stored row with that id has other content (asked for only)
+    conflicts: list[str] = field(default_factory=list)
 
     @property
     def present(self) -> int:
-        return self.rows - self.inserted - self.updated
+        return self.rows - self.inserted - self.updated - len(self.conflicts)
 
 
 class BatchWriter:
@@ -325,10 +327,12 @@ class BatchWriter:
         return copy_direct, copy_stage, merge
 
     def write_table(self, cur: Any, table: str, lines: Sequence[str], fmt: str = "text",
-                    rows: int | None = None) -> TableResult:
+                    rows: int | None = None, *, find_conflicts: bool = False) -> TableResult:
         """Write one table's rows inside the caller's transaction (idempotent by id).
 
         ``lines`` are rows (or runs of rows: then ``rows`` says how many) in COPY ``fmt`` (text or csv).
+        ``find_conflicts`` (not for positions): list in ``result.conflicts`` the ids of rows that were not
+        inserted because the stored row with that id holds other values (not a replay: a real conflict).
         """
         import psycopg2.errors
 
@@ -359,7 +363,22 @@ class BatchWriter:
             result.inserted = max(cur.rowcount, 0)
             if result.inserted == result.rows:
                 self._direct[table] = True  # nothing was there: back to the direct path
+            elif find_conflicts:
+                cur.execute(self._conflict_query(table))
+                result.conflicts = [row[0] for row in cur.fetchall()]
         return result
+
+    def _conflict_query(self, table: str) -> Any:
+        """Staged rows whose id is stored with other values (compared as typed values: 1.0 = 1.00)."""
+        from psycopg2 import sql
+
+        names = SPECS[table].names
+        side = lambda alias: sql.SQL(", ").join(  # noqa: E731
+            sql.SQL("{}.{}").format(sql.Identifier(alias), sql.Identifier(n)) for n in names)
+        return sql.SQL("SELECT s.id FROM {stage} AS s JOIN {target} AS t ON t.id = s.id "
+                       "WHERE ({s}) IS DISTINCT FROM ({t})").format(
+            stage=sql.Identifier(STAGE_PREFIX + table), target=sql.Identifier(self.schema, table),
+            s=side("s"), t=side("t"))
 
     def write(self, batch: Mapping[str, Sequence[str]]) -> dict[str, TableResult]:
         """Every table of ``batch`` in one transaction; commits. Raises psycopg2 errors (rolled back)."""

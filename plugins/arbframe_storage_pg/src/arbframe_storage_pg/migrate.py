@@ -2,9 +2,14 @@
 
 Idempotent: every row carries its record id and is inserted with ``ON CONFLICT DO NOTHING`` (positions: the
 newer state wins, an older one never overwrites it), so a second run inserts nothing. Each batch is one
-transaction. A bad row is reported as ``file:line: reason`` and skipped; a missing CSV file is skipped with a
-warning; progress goes to stderr; the per-table summary to stdout. Exit status: 0 when the run completed (even
-with skipped rows), 1 on a fatal error (database unreachable or lost), 2 on a config error.
+transaction. Every row read is imported, already present, conflicting (its id is stored with other content: the
+stored row is kept and the id listed) or rejected: reported as ``file:line: reason`` and skipped. Rejected are
+rows that do not parse (a stray quote costs its own line only), have invalid UTF-8 (reported, never stored as
+replacement characters; a NUL is stored as U+FFFD like every other write, docs/DB_SCHEMA.md), a value of the
+wrong form or out of the numeric range (``tables.NUMERIC_MAX_*``), or that PostgreSQL refuses. A missing CSV
+file is skipped with a warning; progress goes to stderr; the per-table summary and the conflicts to stdout.
+Exit status: 0 when the run completed (even with rejected rows), 1 on a fatal error (database unreachable or
+lost), 2 on a config error.
 
 Rows are parsed and validated on the calling thread while a writer thread streams the previous batch to the
 database (COPY into a staging table, then ``INSERT ... SELECT ... ON CONFLICT DO NOTHING``), so the two
@@ -21,13 +26,13 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from arbframe import TABLES, ArbframeError, hookimpl
-from arbframe_storage_pg.tables import SPECS, BadRow, RowConverter, csv_field, fast_csv_regex
+from arbframe_storage_pg.tables import POSSESSIVE, SPECS, BadRow, RowConverter, csv_field, fast_csv_regex
 
 log = logging.getLogger("arbframe.migrate")
 
@@ -35,6 +40,7 @@ ARBFRAME_API_VERSION = 1
 MAX_REPORTED_PER_FILE = 1000
 PROGRESS_EVERY_SECONDS = 2.0
 _STATUS_RANK = {"open": 1, "closed": 2}
+_INVALID_UTF8 = re.compile("[\udc80-\udcff]")  # what surrogateescape makes of bytes that are not UTF-8
 
 
 class MigrationError(ArbframeError):
@@ -46,15 +52,26 @@ class MigrationError(ArbframeError):
 # ------------------------------------------------------------------------------------------------- results
 @dataclass
 class TableSummary:
+    """One file's outcome: every row read is imported (``inserted``/``updated``), already present (the same
+    row is stored), conflicting (its id is stored with other content; listed in ``conflicts``) or rejected
+    (reported as ``file:line: reason``)."""
+
     table: str
     file: Path
     read: int = 0
     inserted: int = 0
     updated: int = 0
     present: int = 0
-    skipped: int = 0
+    conflicting: int = 0
+    rejected: int = 0
     missing: bool = False
     note: str = ""
+    conflicts: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> int:
+        """Rows not imported because they are bad (the older name of ``rejected``)."""
+        return self.rejected
 
 
 @dataclass
@@ -74,14 +91,15 @@ class MigrationSummary:
         raise KeyError(table)
 
     def format(self) -> str:
-        ins, upd = ("would insert", "would update") if self.dry_run else ("inserted", "updated")
-        headers = ["table", "read", ins, upd, "already present", "skipped", "note"]
+        ins, upd = ("would import", "would update") if self.dry_run else ("imported", "updated")
+        headers = ["table", "read", ins, upd, "already present", "conflicting", "rejected", "note"]
         rows = []
         for t in self.tables:
             note = t.note or ("file not found" if t.missing else "")
-            rows.append([t.table, t.read, t.inserted, t.updated, t.present, t.skipped, note])
+            rows.append([t.table, t.read, t.inserted, t.updated, t.present, t.conflicting, t.rejected, note])
         rows.append(["total", self.total("read"), self.total("inserted"), self.total("updated"),
-                     self.total("present"), self.total("skipped"), f"{self.seconds:.1f} s"])
+                     self.total("present"), self.total("conflicting"), self.total("rejected"),
+                     f"{self.seconds:.1f} s"])
         widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
 
         def line(cells: list[Any]) -> str:
@@ -95,6 +113,13 @@ class MigrationSummary:
         text += [line(r) for r in rows]
         if self.dry_run and not self.database_checked:
             text.append("(database not reachable: 'already present' not checked)")
+        elif self.dry_run:
+            text.append("(dry run: conflicts are found only when writing)")
+        for t in self.tables:
+            for cid in t.conflicts[:MAX_REPORTED_PER_FILE]:
+                text.append(f"conflict: {t.file}: id {cid} is stored with other content; the stored row was kept")
+            if len(t.conflicts) > MAX_REPORTED_PER_FILE:
+                text.append(f"conflict: {t.file}: {len(t.conflicts) - MAX_REPORTED_PER_FILE} more")
         return "\n".join(text)
 
 
@@ -243,7 +268,8 @@ class _Writer:
                 kinds = self._classify_positions(batch.statuses, batch.ids,
                                                  self.writer.positions_state(set(batch.ids)))
             with self.conn.cursor() as cur:
-                result = self.writer.write_table(cur, table, batch.pieces, fmt="csv", rows=rows)
+                result = self.writer.write_table(cur, table, batch.pieces, fmt="csv", rows=rows,
+                                                 find_conflicts=table != "positions")
             self.conn.commit()
         except psycopg2.Error as exc:
             self.writer.rolled_back()
@@ -253,7 +279,7 @@ class _Writer:
                     "already committed stay, re-run to continue (the migration is idempotent)"
                 ) from None
             if rows == 1:
-                summary.skipped += 1
+                summary.rejected += 1
                 self.report(f"{summary.file}:{batch.numbers[0]}: refused by PostgreSQL: {error_reason(exc)}; "
                             "row skipped")
                 return
@@ -266,7 +292,9 @@ class _Writer:
             summary.present += kinds.count("present")
         else:
             summary.inserted += result.inserted
-            summary.present += result.rows - result.inserted
+            summary.conflicting += len(result.conflicts)
+            summary.conflicts.extend(result.conflicts)
+            summary.present += result.rows - result.inserted - len(result.conflicts)
 
     def _classify_positions(self, statuses: list[str], ids: list[str], known: dict[str, str]) -> list[str]:
         """Per row, in file order: 'inserted' (new id), 'updated' (newer state) or 'present'."""
@@ -349,33 +377,60 @@ class _Progress:
 CHUNK_CHARS = 1 << 21
 
 
-def _records(lines: Iterable[str], first_number: int) -> Iterator[tuple[int, str, bool]]:
-    """(first line number, record text without its line break, complete?) for each CSV record.
+#: The most physical lines one CSV record may span (a quoted field with line breaks, e.g. an error's detail).
+MAX_RECORD_LINES = 10_000
+STRAY_QUOTE = "unbalanced quote (a stray '\"'; the lines after it are read as rows of their own)"
 
-    A record is one physical line unless a quoted field spans lines (odd number of quotes so far). ``complete``
-    is False only for a last record the file ends in the middle of (no final line break: an interrupted write).
+
+def _field_count(text: str) -> int:
+    """Fields in ``text`` read as one CSV record (-1 if it is not one: e.g. it ends inside quotes)."""
+    try:
+        return len(next(csv.reader([text], strict=True)))
+    except (csv.Error, StopIteration):
+        return -1
+
+
+def _records(lines: Sequence[str], first_number: int, width: int | None = None) -> Iterator[tuple[int, str, str]]:
+    """(first line number, record text without its line break, problem) for each CSV record.
+
+    A record is one physical line unless a quoted field spans lines. A line whose quotes do not balance starts a
+    multi-line record only if the lines up to the balancing quote read as one record of ``width`` fields;
+    otherwise the line alone is the record, and if it is not a record of ``width`` fields either it is refused
+    (``problem`` says so) and reading goes on at the next line: a stray quote costs its own row, never the rest
+    of the file. ``problem`` is "torn" for a last record the file ends in the middle of (no final line break:
+    an interrupted write), "" for a record to check.
     """
-    number = first_number - 1
-    source = iter(lines)
-    for line in source:
-        number += 1
-        start = number
+    i, n = 0, len(lines)
+    while i < n:
+        line = lines[i]
+        start = first_number + i
+        taken = 1
         if '"' in line and line.count('"') % 2:
-            parts = [line]
             quotes = line.count('"')
-            for more in source:
-                number += 1
-                parts.append(more)
-                quotes += more.count('"')
-                if quotes % 2 == 0:
-                    break
-            line = "".join(parts)
-        if line.endswith("\n"):
-            yield start, line[:-2] if line.endswith("\r\n") else line[:-1], True
-        elif line.endswith("\r"):
-            yield start, line[:-1], True
-        else:
-            yield start, line, False
+            j = i + 1
+            while quotes % 2 and j < n and j - i < MAX_RECORD_LINES:
+                quotes += lines[j].count('"')
+                j += 1
+            joined = "".join(lines[i:j])
+            if quotes % 2 == 0 and (width is None or _field_count(_strip_break(joined)[0]) == width):
+                line, taken = joined, j - i
+            elif width is not None and _field_count(_strip_break(line)[0]) != width:
+                text, complete = _strip_break(line)
+                yield start, text, STRAY_QUOTE if complete else "torn"
+                i += 1
+                continue
+        i += taken
+        text, complete = _strip_break(line)
+        yield start, text, "" if complete else "torn"
+
+
+def _strip_break(line: str) -> tuple[str, bool]:
+    """The line without its terminator, and whether it had one."""
+    if line.endswith("\n"):
+        return (line[:-2] if line.endswith("\r\n") else line[:-1]), True
+    if line.endswith("\r"):
+        return line[:-1], True
+    return line, False
 
 
 def _split_lines(chunk: str) -> list[str]:
@@ -396,11 +451,13 @@ def _chunks(handle: TextIO) -> Iterator[str]:
             return
         if not chunk.endswith("\n"):
             chunk += handle.readline()
-        while chunk.count('"') % 2:
+        extra = 0
+        while chunk.count('"') % 2 and extra < MAX_RECORD_LINES:  # a stray quote: bounded, see _records
             more = handle.readline()
             if not more:
                 break
             chunk += more
+            extra += 1
         yield chunk
 
 
@@ -418,14 +475,16 @@ def _migrate_file(path: Path, summary: TableSummary, writer: _Writer, *, batch_s
 
     def bad(line: int, reason: str) -> None:
         nonlocal reported
-        summary.skipped += 1
+        summary.rejected += 1
         reported += 1
         if reported <= MAX_REPORTED_PER_FILE:
             report(f"{path}:{line}: {reason}; row skipped")
         elif reported == MAX_REPORTED_PER_FILE + 1:
             report(f"{path}: more than {MAX_REPORTED_PER_FILE} bad rows; only counting the rest")
 
-    with path.open("r", newline="", encoding="utf-8", errors="replace") as handle:
+    # surrogateescape: an invalid UTF-8 byte becomes a lone surrogate, so its row is refused and reported
+    # instead of being stored with replacement characters (nothing is silently changed but NUL, see below)
+    with path.open("r", newline="", encoding="utf-8", errors="surrogateescape") as handle:
         header_line = handle.readline()
         if not header_line.strip():
             summary.note = "empty file"
@@ -447,8 +506,9 @@ def _migrate_file(path: Path, summary: TableSummary, writer: _Writer, *, batch_s
         fast = line_rx.fullmatch if converter.exact else None
         per_row = table == "positions" or dry_run  # ids (and statuses) needed row by row
         chunk_rx = None
-        if fast is not None and not per_row:
-            # atomic groups: no backtracking state kept per line, so a 2 MB chunk is checked at regex speed
+        if fast is not None and not per_row and POSSESSIVE:
+            # atomic groups: no backtracking state kept per line, so a 2 MB chunk is checked at regex speed.
+            # Python 3.10 has no atomic groups: there every line is matched on its own (slower, same result).
             chunk_rx = re.compile(f"(?>(?:{line_rx.pattern})\r?\n)*+").fullmatch
         positions = table == "positions"
         batch = _Batch()
@@ -476,7 +536,7 @@ def _migrate_file(path: Path, summary: TableSummary, writer: _Writer, *, batch_s
                 flush_if_full()
                 ticker.tick(summary.read)
                 continue
-            for number, text, complete in _records(_split_lines(chunk), first_line):
+            for number, text, problem in _records(_split_lines(chunk), first_line, converter.width):
                 if limit is not None and seen >= limit:
                     done = True
                     break
@@ -484,9 +544,12 @@ def _migrate_file(path: Path, summary: TableSummary, writer: _Writer, *, batch_s
                     continue  # blank line
                 seen += 1
                 summary.read += 1
-                if not complete:
+                if problem == "torn":
                     bad(number, "torn last line (interrupted write)")
                     break
+                if problem:
+                    bad(number, problem)
+                    continue
                 if fast is not None and fast(text):
                     batch.add(text + "\n", number)
                     if per_row:
@@ -495,6 +558,13 @@ def _migrate_file(path: Path, summary: TableSummary, writer: _Writer, *, batch_s
                         if positions:
                             batch.statuses.append(fields[3])
                 else:
+                    invalid = _INVALID_UTF8.search(text)
+                    if invalid is not None:
+                        byte = ord(invalid.group()) - 0xDC00
+                        bad(number, f"invalid UTF-8 (byte 0x{byte:02x} at character {invalid.start() + 1})")
+                        continue
+                    if "\x00" in text:  # PostgreSQL text cannot hold NUL: stored as U+FFFD (docs/DB_SCHEMA.md)
+                        text = text.replace("\x00", "\ufffd")
                     try:
                         values = converter.values(next(csv.reader([text])))
                     except csv.Error as exc:

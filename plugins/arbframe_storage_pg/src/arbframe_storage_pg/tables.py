@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -116,7 +117,10 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
 def _columns_of(cls: type) -> tuple[Column, ...]:
     hints = typing.get_type_hints(cls)
     out = []
+    wanted = set(columns(cls))  # a field marked metadata={"column": False} (Order.fees) is no column
     for f in dataclasses.fields(cls):
+        if f.name not in wanted:
+            continue
         annotation, optional = _unwrap(hints[f.name])
         enum = None
         if annotation is Decimal:
@@ -372,6 +376,13 @@ class BadRow(ValueError):
     """A CSV row that cannot be stored; the message names the column and the value."""
 
 
+#: The range a stored decimal may take (docs/DB_SCHEMA.md): ``numeric`` itself is unbounded, but no price,
+#: quantity, rate, fee or PnL comes near 10^28 or needs more than 40 decimals, and Python's Decimal arithmetic
+#: (28 significant digits) could not use such a value exactly: a CSV cell outside is corruption, refused.
+NUMERIC_MAX_INTEGER_DIGITS = 28
+NUMERIC_MAX_FRACTION_DIGITS = 40
+
+
 def _check_decimal(text: str) -> str:
     try:
         value = Decimal(text)
@@ -379,6 +390,13 @@ def _check_decimal(text: str) -> str:
         raise ValueError("expected a decimal number") from None
     if not value.is_finite():
         raise ValueError("expected a finite decimal number")
+    if value:  # checked before format(): "1e999999" would spell a million digits
+        exponent = value.as_tuple().exponent
+        assert isinstance(exponent, int)
+        if value.adjusted() >= NUMERIC_MAX_INTEGER_DIGITS:
+            raise ValueError(f"out of range: more than {NUMERIC_MAX_INTEGER_DIGITS} digits before the point")
+        if -exponent > NUMERIC_MAX_FRACTION_DIGITS:
+            raise ValueError(f"out of range: more than {NUMERIC_MAX_FRACTION_DIGITS} digits after the point")
     return format(value, "f")
 
 
@@ -437,13 +455,16 @@ def csv_field(value: str | None) -> str:
 
 
 # Fast-path patterns: cheap character classes with possessive quantifiers (no backtracking), because they run
-# over every row of a migration. They admit a superset of what PostgreSQL reads (``1.2.3`` passes here); the
-# database then refuses the row and the migration isolates and reports it. What they must never admit is a value
-# PostgreSQL accepts but ``from_row`` refuses: NaN/Infinity (letters), timestamps without a zone, unknown enum
-# values, empty required text.
-_NUMBER = r"[-+0-9.eE]++"
-_TIMESTAMP = r"\d{4}-\d\d-\d\d[T ][0-9:.]++(?:[+-]\d\d:\d\d|Z)"
-_PLAIN = r'[^,"\r\n]'
+# over every row of a migration. They must never admit a value that PostgreSQL accepts but ``from_row`` or the
+# range check refuses: NaN/Infinity (letters), exponents and numbers out of range (digits are bounded), timestamps
+# without a zone, unknown enum values, empty required text, NUL (stored as U+FFFD by the slow path) and the lone
+# surrogates that stand for invalid UTF-8. Possessive quantifiers are new in Python 3.11: on 3.10 the same
+# patterns are plain (greedy) ones, which match the same lines (every class stops at the next comma).
+POSSESSIVE = sys.version_info >= (3, 11)
+_P = "+" if POSSESSIVE else ""
+_NUMBER = (rf"-?\d{{1,{NUMERIC_MAX_INTEGER_DIGITS}}}{_P}(?:\.\d{{1,{NUMERIC_MAX_FRACTION_DIGITS}}}{_P})?{_P}")
+_TIMESTAMP = rf"\d{{4}}-\d\d-\d\d[T ][0-9:.]+{_P}(?:[+-]\d\d:\d\d|Z)"
+_PLAIN = r'[^,"\r\n\x00\udc80-\udcff]'
 
 
 def _fast_pattern(col: Column) -> str:
@@ -456,10 +477,10 @@ def _fast_pattern(col: Column) -> str:
     elif col.enum is not None:
         pattern = "(?:" + "|".join(re.escape(str(m.value)) for m in col.enum) + ")"
     elif col.nullable or col.has_default:
-        return _PLAIN + "*+"
+        return _PLAIN + "*" + _P
     else:
-        return _PLAIN + "++"
-    return f"(?:{pattern})?+" if col.nullable else pattern
+        return _PLAIN + "+" + _P
+    return f"(?:{pattern})?{_P}" if col.nullable else pattern
 
 
 def fast_csv_regex(table: str) -> re.Pattern[str]:
@@ -531,7 +552,8 @@ class RowConverter:
                 try:
                     out.append(check(text))
                 except (ValueError, TypeError) as exc:
-                    raise BadRow(f"column {name!r}: {text!r}: {exc}") from None
+                    shown = repr(text) if len(text) <= 60 else f"{text[:40]!r}... ({len(text)} characters)"
+                    raise BadRow(f"column {name!r}: {shown}: {exc}") from None
             else:
                 out.append(text)
         return out

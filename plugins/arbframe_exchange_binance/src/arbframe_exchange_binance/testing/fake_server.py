@@ -27,6 +27,7 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
@@ -128,6 +129,9 @@ class FakeBinance:
         self._runner: Any = None
         self._tasks: list[asyncio.Task[Any]] = []
         self.flood_messages = 0  # >0: each new connection first receives this many book messages back to back
+        # rewrites every order answer (new order and look-ups) after the order was accepted: tests send numbers
+        # as JSON numbers, bad fields or fees in several assets with it
+        self.order_answer_edit: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self._flood_cache: dict[tuple[Any, ...], list[list[list[str]]]] = {}
 
     # ------------------------------------------------------------------ books
@@ -642,6 +646,8 @@ class FakeBinance:
         self.order_counts[window] = self.order_counts.get(window, 0) + 1
         answer = {k: v for k, v in order.items() if k not in ("time", "updateTime")}
         answer["fills"] = fills
+        if self.order_answer_edit is not None:
+            answer = self.order_answer_edit(answer)
         return self._json(answer, headers={"X-MBX-ORDER-COUNT-10S": str(self.order_counts[window]),
                                            "X-MBX-ORDER-COUNT-1D": str(sum(self.order_counts.values()))})
 
@@ -658,7 +664,8 @@ class FakeBinance:
         o = self._find(params)
         if o is None:
             return self._err(400, -2013, "Order does not exist.")
-        return self._json(self._query_view(o))
+        view = self._query_view(o)
+        return self._json(self.order_answer_edit(view) if self.order_answer_edit is not None else view)
 
     async def _cancel_order(self, request: Any) -> Any:
         params, err = self._signed(request)

@@ -12,7 +12,8 @@ Upbit's error body, and the WebSocket request/stream protocol in DEFAULT and SIM
         fake.inject("/v1/accounts", drop=True)  # connection closed without an answer
         fake.inject("/v1/orders", drop=True, after=True)  # order placed, answer lost
         fake.drop_ws(after=3)                  # close the next WebSocket after 3 data messages
-        fake.ws_silent = True                  # keep WebSocket connections open but send nothing
+        fake.ws_silent = True                  # keep WebSocket connections open but send nothing (a hung server)
+        fake.ws_quiet = True                   # no market data, but PINGs are answered (an idle subscription)
 
 Usable from the command line too: ``python -m arbframe_exchange_upbit.testing.fake_server --port 8765``.
 """
@@ -32,7 +33,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 from urllib.parse import unquote
 
-from ..auth import JwtError, decode_token, hash_query
+from ..auth import JwtError, decode_token, hash_query, token_alg
 from ..ratelimit import DEFAULT_GROUP_LIMITS
 from ..ticks import KRW_PRICE_UNITS, price_unit
 
@@ -115,6 +116,8 @@ class FakeUpbit:
         self.ws_requests: list[Any] = []
         self.ws_pings = 0
         self.ws_silent = False
+        self.ws_quiet = False
+        self.jwt_algs: list[str] = []  # the header alg of every signed request, in order
         self.ws_burst = 0
         self.ws_burst_bank: dict[str, list[bytes]] = {}
         self._ws_drop_after: int | None = None
@@ -175,6 +178,7 @@ class FakeUpbit:
         self.faults.clear()
         self._ws_drop_after = None
         self.ws_silent = False
+        self.ws_quiet = False
 
     def _take_fault(self, path: str, method: str) -> Fault | None:
         for fault in self.faults:
@@ -330,6 +334,7 @@ class FakeUpbit:
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
             return None, ("no_authorization_token", "인증 정보가 없습니다. (Authorization header missing)")
+        self.jwt_algs.append(token_alg(header[7:]))
         try:
             payload = decode_token(header[7:], self.keys.get)
         except JwtError as exc:
@@ -605,7 +610,8 @@ class FakeUpbit:
                 text = msg.data if msg.type is WSMsgType.TEXT else msg.data.decode("utf-8", "replace")
                 if text.strip() == "PING":
                     self.ws_pings += 1
-                    await ws.send_str('{"status":"UP"}')
+                    if not self.ws_silent:
+                        await ws.send_str('{"status":"UP"}')
                     continue
                 sub = self._parse_subscription(text)
                 if "error" in sub:
@@ -686,7 +692,7 @@ class FakeUpbit:
                         return
             while not ws.closed:
                 await asyncio.sleep(self.ws_interval)
-                if self.ws_silent:
+                if self.ws_silent or self.ws_quiet:
                     continue
                 self.step()
                 for symbol, count in sub["orderbook"]:
