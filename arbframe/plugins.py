@@ -169,6 +169,7 @@ class Kernel:
         from arbframe.instruments import PluginMetrics
 
         PluginMetrics.get(self.registry)  # served from the start: dashboards and alerts rely on the family
+        register_process_collectors(self.registry)
         self.plugin_failures: list[PluginStatus] = []
         if register_plugins:
             self.plugin_failures = register_builtin_and_plugin_modules(self.pm)
@@ -193,6 +194,12 @@ class Kernel:
 
     # ------------------------------------------------------------------------------------------- drivers
     def _register_metrics_of(self, plugin: Any) -> None:
+        from arbframe.instruments import PluginMetrics
+
+        name = self.pm.get_name(plugin)
+        if name is not None:  # its error counters at 0 per hook, so the first exception is an increase alerts see
+            hooks = tuple(sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ()))
+            PluginMetrics.get(self.registry).precreate(name, hooks)
         for impl in self.pm.hook.arbframe_register_metrics.get_hookimpls():
             if impl.plugin is plugin:
                 self.call_isolated(impl, "arbframe_register_metrics", registry=self.registry, context=self.context)
@@ -288,6 +295,15 @@ class Kernel:
             except Exception as exc:
                 log.warning("closing %s failed: %r", type(driver).__name__, exc)
         self._drivers.clear()
+
+
+def register_process_collectors(registry: Any) -> None:
+    """The process (memory, CPU, open fds) and Python GC collectors, in the kernel's registry rather than
+    prometheus-client's global one, so ``/metrics`` shows them like every other family."""
+    from prometheus_client import GCCollector, ProcessCollector
+
+    ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
 
 
 def _is_coroutine_function(fn: Any) -> bool:

@@ -54,7 +54,7 @@ from .errors import (
     UpbitServerError,
 )
 from .parsing import QUOTE, dec, market_for, parse_accounts, parse_order, parse_rest_orderbook, symbol_for
-from .ratelimit import RateLimiter
+from .ratelimit import DEFAULT_GROUP_LIMITS, RateLimiter
 from .rest import RestObserver, UpbitRest
 from .ticks import KRW_PRICE_UNITS, MIN_ORDER_KRW, build_table, price_unit
 
@@ -108,6 +108,8 @@ class _Metrics(RestObserver):
 
         self.m = ExchangeMetrics.get(registry)
         self.exchange = exchange
+        # counters at 0 for every error kind and limit group, so the first error (a 418 ban) is an increase
+        self.m.precreate(exchange, groups=tuple(DEFAULT_GROUP_LIMITS))
         self._req: dict[tuple[str, str], Any] = {}
         self._lat: dict[str, Any] = {}
         self.ws_reconnect_counter = self.m.ws_reconnects.labels(exchange=exchange)
