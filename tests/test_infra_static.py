@@ -43,6 +43,40 @@ def test_promtool_accepts_the_alert_rules_and_their_unit_tests() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def _alert_rules() -> list[dict]:
+    rules = yaml.safe_load((INFRA / "alerts.yml").read_text())
+    return [rule for group in rules["groups"] for rule in group["rules"]]
+
+
+def test_every_alert_has_a_unit_test_where_it_fires() -> None:
+    tests = yaml.safe_load((INFRA / "alerts_test.yml").read_text())["tests"]
+    fired = {case["alertname"] for t in tests for case in t["alert_rule_test"] if case.get("exp_alerts")}
+    names = {rule["alert"] for rule in _alert_rules()}
+    assert names - fired == set(), f"alerts without a firing case in infra/alerts_test.yml: {names - fired}"
+    # every error-counter rule is tested with a series born at 1 (notation "_xN 1..."), not only a 0 -> 1 step
+    born_at_one = " ".join(s["series"] for t in tests for s in t["input_series"] if s["values"].startswith("_"))
+    for rule in _alert_rules():
+        if "unless" in rule["expr"]:
+            metric = re.search(r"unless (\w+)", rule["expr"]).group(1)
+            assert metric in born_at_one, f"{rule['alert']}: no first-error series born at 1 for {metric}"
+
+
+def test_alert_rules_compare_against_the_configured_limits() -> None:
+    """No copied thresholds: the money, FX and heartbeat rules read the limit gauges the service exports."""
+    exprs = {rule["alert"]: " ".join(rule["expr"].split()) for rule in _alert_rules()}
+    assert "arbitrage_max_daily_loss_krw" in exprs["ArbframeDailyLoss"]
+    assert "arbitrage_max_daily_loss_krw" in exprs["ArbframeDailyLossLimitReached"]
+    assert "arbitrage_max_drawdown_krw" in exprs["ArbframeDrawdown"]
+    assert "arbitrage_max_fx_age_seconds" in exprs["ArbframeFxStale"]
+    assert "arbitrage_tick_interval_seconds" in exprs["ArbframeHeartbeatStale"]
+    assert "arbitrage_tick_interval_seconds" in exprs["ArbframeTickSlow"]
+    for name in ("ArbframeDailyLoss", "ArbframeDailyLossLimitReached", "ArbframeDrawdown", "ArbframeFxStale"):
+        assert not re.search(r"[<>]=? *-?\d{3,}", exprs[name]), f"{name} compares against a copied number"
+    # the rules on error counters also see a series born at a non-zero value
+    for name in ("ArbframePluginErrors", "StorageWriteErrors", "ExchangeBanned"):
+        assert "unless" in exprs[name] and "offset" in exprs[name], name
+
+
 def test_prometheus_yml_has_the_seed_jobs_and_interval() -> None:
     config = yaml.safe_load((INFRA / "prometheus.yml").read_text())
     assert config["global"]["scrape_interval"] == "15s"
