@@ -20,6 +20,7 @@ _LAZY: dict[str, str] = {
     "VenueRouting": "arbframe.venue",
     "url_endpoint": "arbframe.secrets",
     "PluginMetrics": "arbframe.instruments",
+    "DailySummary": "arbframe.metrics",
     "CacheMetrics": "arbframe.instruments",
     "StorageMetrics": "arbframe.instruments",
     "ExchangeMetrics": "arbframe.instruments",
@@ -68,6 +69,7 @@ _LAZY: dict[str, str] = {
     "load_config": "arbframe.config",
     "mask_secret": "arbframe.secrets",
     "mask_url": "arbframe.secrets",
+    "mask_secret_url": "arbframe.secrets",
     "new_id": "arbframe.models",
     "read_csv_table": "arbframe.records",
     "round_to_step": "arbframe.interfaces",
@@ -95,6 +97,7 @@ if TYPE_CHECKING:
         round_to_step,
     )
     from arbframe.keys import SPREAD_TTL_SECONDS, CacheKeys
+    from arbframe.metrics import DailySummary
     from arbframe.models import (
         BookLevel,
         Direction,
@@ -119,7 +122,7 @@ if TYPE_CHECKING:
     )
     from arbframe.paper import InsufficientFunds
     from arbframe.records import TABLES, RowError, columns, from_row, read_csv_table, to_dict, to_row
-    from arbframe.secrets import mask_secret, mask_url, url_endpoint
+    from arbframe.secrets import mask_secret, mask_secret_url, mask_url, url_endpoint
     from arbframe.simulation import SimulatedAccount, SimulatedExchange, SimulatedMarket
     from arbframe.venue import VenueRouting, configured_symbols, paper_balances
 
@@ -147,6 +150,7 @@ __all__ = [
     "CacheKeys",
     "CacheMetrics",
     "ConfigError",
+    "DailySummary",
     "Direction",
     "Driver",
     "DriverLoadError",
@@ -190,6 +194,7 @@ __all__ = [
     "hookimpl",
     "load_config",
     "mask_secret",
+    "mask_secret_url",
     "mask_url",
     "new_id",
     "paper_balances",

@@ -65,6 +65,7 @@ class TradingStats:
         self.wins = 0
         self.duration_total = 0.0
         self.daily: dict[date, Decimal] = {}
+        self.daily_trades: dict[date, int] = {}
         self.open_positions = 0
         self.unrealized_pnl_krw = ZERO
         self.peak_equity_krw: Decimal | None = None  # highest realized + unrealized PnL seen by this process
@@ -84,6 +85,7 @@ class TradingStats:
             self.duration_total += (position.closed_at - position.opened_at).total_seconds()
             day = self.day_of(position.closed_at)
             self.daily[day] = self.daily.get(day, ZERO) + pnl
+            self.daily_trades[day] = self.daily_trades.get(day, 0) + 1
         self._daily_cache = None
 
     @property
@@ -122,6 +124,46 @@ class TradingStats:
             daily_pnl_krw=self.daily_pnl(now),
             avg_trade_duration_seconds=self.avg_trade_duration_seconds,
             unrealized_pnl_krw=self.unrealized_pnl_krw,
+        )
+
+
+@dataclass(frozen=True)
+class DailySummary:
+    """One finished trading day (``arbframe_on_daily_summary``)."""
+
+    day: date
+    realized_pnl_krw: Decimal
+    trades: int
+    total_pnl_krw: Decimal
+    win_rate: float
+    open_positions: int
+    unrealized_pnl_krw: Decimal
+
+    def text(self) -> str:
+        return (
+            f"{self.day.isoformat()}: realized {_krw(self.realized_pnl_krw)}₩ in {self.trades} trades; "
+            f"total {_krw(self.total_pnl_krw)}₩, win rate {self.win_rate * 100:.1f}%, "
+            f"{self.open_positions} open (unrealized {_krw(self.unrealized_pnl_krw)}₩)"
+        )
+
+
+class DayRollover:
+    """Notices the first tick of a new trading day and summarises the day that ended."""
+
+    def __init__(self, stats: TradingStats) -> None:
+        self.stats = stats
+        self.day: date | None = None
+
+    def update(self, now: datetime) -> DailySummary | None:
+        day = self.stats.day_of(now)
+        ended, self.day = self.day, day
+        if ended is None or day <= ended:
+            return None
+        s = self.stats
+        return DailySummary(
+            day=ended, realized_pnl_krw=s.daily.get(ended, ZERO), trades=s.daily_trades.get(ended, 0),
+            total_pnl_krw=s.total_pnl_krw, win_rate=s.win_rate, open_positions=s.open_positions,
+            unrealized_pnl_krw=s.unrealized_pnl_krw,
         )
 
 

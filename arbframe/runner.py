@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from arbframe.engine import Engine, MarketSnapshot
 from arbframe.errors import ArbframeError, DriverLoadError
-from arbframe.metrics import TradingMetrics, format_metrics_summary
+from arbframe.metrics import DayRollover, TradingMetrics, format_metrics_summary
 from arbframe.models import ErrorRecord, FxRate, IdGenerator, MarketRules, new_id, utcnow
 from arbframe.paper import PaperWallet
 from arbframe.strategy import StrategyConfig
@@ -438,12 +438,17 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
         redis_state = "enabled" if (kernel.config.get("redis") or {}).get("enabled") else "disabled"
         service.publish_limits(interval)
         tick_seconds = service.metrics.tick_seconds
+        rollover = DayRollover(engine.stats)
         async for _ in paced(opts, interval, stop):
             snap = await service.snapshot()
             started = time.perf_counter()
             result = engine.process(snap)
             storage.flush()
             tick_seconds.observe(time.perf_counter() - started)  # engine, cache writes and the storage flush
+            summary = rollover.update(snap.ts)
+            if summary is not None:
+                log.info("[BOT] day ended: %s%s", summary.text(), service.note())
+                kernel.notify("arbframe_on_daily_summary", summary=summary)
             iterations += 1
             ready["ok"] = True
             service.log_tick(snap, result)

@@ -38,4 +38,7 @@ def get_storage(kernel: Kernel) -> Storage:
             "storage backend %r unavailable (%s: %s); falling back to CSV storage at %s",
             backend, type(exc).__name__, reason, csv_dir,
         )
-        return kernel.build_driver("storage", "csv", storage_cfg.get("csv", {}), "storage.backend")
+        storage = kernel.build_driver("storage", "csv", storage_cfg.get("csv", {}), "storage.backend")
+        kernel.notify("arbframe_on_storage_fallback", backend=backend, fallback="csv",
+                      reason=f"{type(exc).__name__}: {reason}")
+        return storage
