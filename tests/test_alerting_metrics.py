@@ -146,3 +146,82 @@ def test_tick_duration_includes_the_storage_flush(tmp_path) -> None:
     assert value("arbitrage_tick_duration_seconds_count") == 3
     assert value("arbitrage_tick_duration_seconds_sum") >= 3 * delay
     assert value("arbitrage_tick_duration_seconds_bucket", {"le": "0.025"}) == 0
+
+
+# ------------------------------------------------------------------------------- the kernel's alert-like events
+class _Recorder:
+    """Records the kernel's alert-like hook calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    from arbframe.hookspecs import hookimpl as _hookimpl
+
+    @_hookimpl
+    def arbframe_on_storage_fallback(self, backend: str, fallback: str, reason: str) -> None:
+        self.calls.append(("fallback", {"backend": backend, "fallback": fallback, "reason": reason}))
+
+    @_hookimpl
+    def arbframe_on_daily_summary(self, summary: Any) -> None:
+        self.calls.append(("summary", {"summary": summary}))
+
+
+def test_day_rollover_summarises_the_day_that_ended() -> None:
+    from datetime import datetime, timezone
+
+    from arbframe.metrics import DayRollover
+    from arbframe.models import Direction, Position, PositionStatus
+
+    stats = TradingStats("Asia/Seoul")
+    rollover = DayRollover(stats)
+    t0 = datetime(2025, 1, 1, 10, 0, tzinfo=timezone.utc)  # 19:00 KST, Jan 1
+    assert rollover.update(t0) is None
+    closed = Position(id="p1", symbol="BTC", direction=Direction.KIMCHI, status=PositionStatus.CLOSED, opened_at=t0,
+                      qty=Decimal("0.01"), domestic_exchange="upbit", foreign_exchange="binance",
+                      entry_domestic_price=Decimal(1), entry_foreign_price=Decimal(1), entry_fx_rate=Decimal(1),
+                      entry_premium=Decimal(0), closed_at=t0, realized_pnl_krw=Decimal("-700"))
+    stats.record_close(closed)
+    assert rollover.update(datetime(2025, 1, 1, 14, 59, tzinfo=timezone.utc)) is None  # 23:59 KST
+    summary = rollover.update(datetime(2025, 1, 1, 15, 0, tzinfo=timezone.utc))  # midnight KST
+    assert summary is not None and str(summary.day) == "2025-01-01"
+    assert summary.realized_pnl_krw == Decimal("-700") and summary.trades == 1
+    assert "realized -700₩ in 1 trades" in summary.text()
+    assert rollover.update(datetime(2025, 1, 1, 16, 0, tzinfo=timezone.utc)) is None
+
+
+def test_run_loop_calls_the_daily_summary_hook_at_midnight(tmp_path, monkeypatch) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    import arbframe.runner as runner_module
+
+    times = iter(datetime(2025, 1, 1, 14, 59, 58, tzinfo=timezone.utc) + timedelta(seconds=i) for i in range(100))
+    monkeypatch.setattr(runner_module, "utcnow", lambda: next(times))  # the simulated market's clock
+    kernel = _kernel(tmp_path)
+    recorder = _Recorder()
+    kernel.register(recorder, "recorder")
+    assert asyncio.run(run_loop(kernel, RunOptions(max_iterations=4, interval=0.01))) == 0
+    summaries = [c[1]["summary"] for c in recorder.calls if c[0] == "summary"]
+    assert [str(s.day) for s in summaries] == ["2025-01-01"]
+
+
+def test_storage_fallback_calls_its_hook_with_the_password_masked(tmp_path) -> None:
+    names = {ep.name for ep in metadata.entry_points(group="arbframe.storage")}
+    if "postgres" not in names:
+        pytest.skip("arbframe-storage-pg not installed")
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    kernel = _kernel(tmp_path, storage={
+        "backend": "postgres", "csv": {"data_dir": str(tmp_path / "data")},
+        "postgres": {"dsn": f"postgresql://arb:hunter2secret@127.0.0.1:{port}/arb"},
+    })
+    recorder = _Recorder()
+    kernel.register(recorder, "recorder")
+    storage = kernel.load_storage()
+    assert storage.describe().lower().startswith("csv")
+    ((kind, call),) = recorder.calls
+    assert kind == "fallback" and call["backend"] == "postgres" and call["fallback"] == "csv"
+    assert "hunter2secret" not in call["reason"] and call["reason"]
+    kernel.close()
