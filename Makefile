@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests use: binary -> package. Installed when missing and we run as root.
 DEB_NEEDS := initdb:postgresql redis-server:redis-server prometheus:prometheus promtool:prometheus \
 	prometheus-postgres-exporter:prometheus-postgres-exporter prometheus-redis-exporter:prometheus-redis-exporter \
-	docker-compose:docker-compose
+	docker-compose:docker-compose amtool:prometheus-alertmanager
 
 RUN_ARGS ?= --interval 1 --max-iterations 20
 
@@ -49,7 +49,7 @@ deb:
 			export DEBIAN_FRONTEND=noninteractive; \
 			(apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing) >/tmp/arbframe-apt.log 2>&1 \
 				|| { echo "apt-get failed (see /tmp/arbframe-apt.log); tests needing:$$missing will skip"; }; \
-			for svc in prometheus prometheus-postgres-exporter prometheus-redis-exporter; do \
+			for svc in prometheus prometheus-alertmanager prometheus-postgres-exporter prometheus-redis-exporter; do \
 				(service $$svc stop || pkill -x $$svc) >/dev/null 2>&1 || true; done; \
 		else echo "missing Debian packages:$$missing (not root: tests needing them will skip)"; fi; \
 	fi
