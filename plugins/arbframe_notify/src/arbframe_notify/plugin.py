@@ -176,11 +176,9 @@ def arbframe_configure(config: Mapping[str, Any], context: PluginContext) -> Non
 
 
 @hookimpl
-def arbframe_health_checks(config: Mapping[str, Any], context: PluginContext) -> list[HealthCheck]:
+def arbframe_health_checks(config: Mapping[str, Any], context: PluginContext) -> list[HealthCheck] | None:
+    """A NOTIFY row only when notifications are on: the seed's report layout stays as it is otherwise."""
     plugin = context.pm.get_plugin(PLUGIN_NAME)
     if plugin is None:
-        def disabled() -> HealthResult:
-            return HealthResult(COMPONENT, HealthStatus.DISABLED, "notifications disabled (notify.enabled: false)")
-
-        return [HealthCheck(COMPONENT, disabled, timeout_seconds=1.0)]
+        return None
     return [HealthCheck(COMPONENT, plugin.health, timeout_seconds=1.0)]
