@@ -1,10 +1,11 @@
 # syntax=docker/dockerfile:1
-# The arbframe service image: the kernel and every plugin distribution under plugins/, on python:3.11-slim,
-# running as a non-root user. Built by infra/docker-compose.yml (service arbframe-app) or by hand:
+# The arbframe service image: the kernel and every plugin distribution under plugins/, on
+# python:3.11.9-slim-bookworm (pinned by version: a rebuild gets the same Python and Debian), running as a
+# non-root user. Built by infra/docker-compose.yml (service arbframe-app) or by hand:
 #   docker build -t arbitrage-app .
 #   docker run --rm arbitrage-app arbframe health
 #   docker run --rm -p 127.0.0.1:8000:8000 arbitrage-app arbframe run --mock
-FROM python:3.11-slim
+FROM python:3.11.9-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -20,11 +21,25 @@ RUN apt-get update \
 
 WORKDIR /app
 
-# the kernel (with the aiohttp metrics server) and every plugin, in one resolver run
+# 1) dependencies only: this layer is rebuilt when a pyproject.toml changes, not when the source does
+#    (one COPY per plugin distribution; tests/test_infra_static.py checks every plugins/*/pyproject.toml is here)
 COPY pyproject.toml README.md ./
+COPY infra/requirements_from_pyproject.py ./infra/
+COPY plugins/arbframe_cache_redis/pyproject.toml ./plugins/arbframe_cache_redis/
+COPY plugins/arbframe_exchange_binance/pyproject.toml ./plugins/arbframe_exchange_binance/
+COPY plugins/arbframe_exchange_upbit/pyproject.toml ./plugins/arbframe_exchange_upbit/
+COPY plugins/arbframe_fx_forex/pyproject.toml ./plugins/arbframe_fx_forex/
+COPY plugins/arbframe_notify/pyproject.toml ./plugins/arbframe_notify/
+COPY plugins/arbframe_storage_csv/pyproject.toml ./plugins/arbframe_storage_csv/
+COPY plugins/arbframe_storage_pg/pyproject.toml ./plugins/arbframe_storage_pg/
+RUN python infra/requirements_from_pyproject.py "pyproject.toml[server]" plugins/*/pyproject.toml > /tmp/requirements.txt \
+ && pip install -r /tmp/requirements.txt
+
+# 2) the source: the kernel (with the aiohttp metrics server) and every plugin, without touching the dependencies
 COPY arbframe ./arbframe
 COPY plugins ./plugins
-RUN pip install ".[server]" $(for p in plugins/*/; do [ -f "$p/pyproject.toml" ] && printf './%s ' "$p"; done) \
+RUN pip install --no-deps ".[server]" $(for p in plugins/*/; do [ -f "$p/pyproject.toml" ] && printf './%s ' "$p"; done) \
+ && pip check \
  && arbframe --version \
  && arbframe plugins
 

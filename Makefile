@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 # Debian packages the tests use: binary -> package. Installed when missing and we run as root.
 DEB_NEEDS := initdb:postgresql redis-server:redis-server prometheus:prometheus promtool:prometheus \
 	prometheus-postgres-exporter:prometheus-postgres-exporter prometheus-redis-exporter:prometheus-redis-exporter \
-	docker-compose:docker-compose
+	docker-compose:docker-compose amtool:prometheus-alertmanager
 
 RUN_ARGS ?= --interval 1 --max-iterations 20
 

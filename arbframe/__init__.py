@@ -26,6 +26,8 @@ _LAZY: dict[str, str] = {
     "API_VERSION": "arbframe.kernel.interfaces",
     "ArbframeError": "arbframe.core.errors",
     "Balance": "arbframe.core.models",
+    "DailySummary": "arbframe.core.models",
+    "mask_secret_url": "arbframe.core.secrets",
     "BookLevel": "arbframe.core.models",
     "Cache": "arbframe.kernel.interfaces",
     "CacheKeys": "arbframe.core.keys",
@@ -83,6 +85,7 @@ if TYPE_CHECKING:
     from arbframe.core.models import (
         Balance,
         BookLevel,
+        DailySummary,
         Direction,
         ErrorRecord,
         Fill,
@@ -104,7 +107,7 @@ if TYPE_CHECKING:
         utcnow,
     )
     from arbframe.core.records import TABLES, RowError, columns, from_row, read_csv_table, to_dict, to_row
-    from arbframe.core.secrets import mask_secret, mask_url, url_endpoint
+    from arbframe.core.secrets import mask_secret, mask_secret_url, mask_url, url_endpoint
     from arbframe.kernel.config import load_config
     from arbframe.kernel.hookspecs import hookimpl
     from arbframe.kernel.instruments import CacheMetrics, ExchangeMetrics, PluginMetrics, StorageMetrics
@@ -150,6 +153,7 @@ __all__ = [
     "CacheKeys",
     "CacheMetrics",
     "ConfigError",
+    "DailySummary",
     "Direction",
     "Driver",
     "DriverLoadError",
@@ -193,6 +197,7 @@ __all__ = [
     "hookimpl",
     "load_config",
     "mask_secret",
+    "mask_secret_url",
     "mask_url",
     "new_id",
     "paper_balances",

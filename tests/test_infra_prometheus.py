@@ -459,6 +459,29 @@ def test_arbframe_metrics_command_prints_the_same_families(stack: Stack, tmp_pat
     assert metric_values(fetched.stdout, "arbitrage_ticks_total")[0][1] >= 1
 
 
+def test_limit_rules_match_the_scraped_series(stack: Stack) -> None:
+    """The rules compare two series of one target (a value and its configured limit): on real scrapes the
+    one-to-one match finds a pair, and a healthy service is below every limit."""
+    prom = stack.prometheus
+    assert prom is not None
+    prom.wait_for_query('arbitrage_max_fx_age_seconds{job="arbitrage-metrics"}')
+    for left, right in (
+        ("arbitrage_fx_age_seconds", "arbitrage_max_fx_age_seconds"),
+        ("arbitrage_drawdown_krw", "arbitrage_max_drawdown_krw"),
+        ("-arbitrage_daily_pnl_krw", "arbitrage_max_daily_loss_krw"),
+        ("time() - arbitrage_heartbeat_timestamp_seconds", "clamp_min(3 * arbitrage_tick_interval_seconds, 60)"),
+    ):
+        rows = prom.wait_for_query(f'({left}) < bool ({right})')
+        (row,) = [r for r in rows if r["metric"]["job"] == "arbitrage-metrics"]  # test-app has no limits: NaN
+        assert row["value"][1] == "1", (left, right, row)  # 1: below the limit
+    (limit,) = prom.query('arbitrage_max_daily_loss_krw{job="arbitrage-metrics"}')
+    assert float(limit["value"][1]) == 500000  # the embedded default arbitrage.max_daily_loss_krw
+    (interval,) = prom.query('arbitrage_tick_interval_seconds{job="arbitrage-metrics"}')
+    assert float(interval["value"][1]) == 0.3  # RunningApp's --interval
+    firing = prom.query('ALERTS{alertstate="firing", job="arbitrage-metrics"}')
+    assert firing == [], firing
+
+
 def test_arbframe_run_exits_cleanly_with_its_server(stack: Stack) -> None:
     """Last in the module: SIGTERM stops the loop and the server; the port is released."""
     assert stack.run is not None
@@ -468,3 +491,4 @@ def test_arbframe_run_exits_cleanly_with_its_server(stack: Stack) -> None:
         import urllib.request
 
         urllib.request.urlopen(stack.run.url + "/metrics", timeout=2)
+

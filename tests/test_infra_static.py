@@ -20,6 +20,7 @@ DASHBOARD = INFRA / "grafana" / "dashboards" / "arbframe.json"
 
 SERVICES = {
     "postgres", "redis", "adminer", "arbframe-app", "redis-exporter", "postgres-exporter", "prometheus", "grafana",
+    "alertmanager",
 }
 
 
@@ -43,11 +44,45 @@ def test_promtool_accepts_the_alert_rules_and_their_unit_tests() -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def _alert_rules() -> list[dict]:
+    rules = yaml.safe_load((INFRA / "alerts.yml").read_text())
+    return [rule for group in rules["groups"] for rule in group["rules"]]
+
+
+def test_every_alert_has_a_unit_test_where_it_fires() -> None:
+    tests = yaml.safe_load((INFRA / "alerts_test.yml").read_text())["tests"]
+    fired = {case["alertname"] for t in tests for case in t["alert_rule_test"] if case.get("exp_alerts")}
+    names = {rule["alert"] for rule in _alert_rules()}
+    assert names - fired == set(), f"alerts without a firing case in infra/alerts_test.yml: {names - fired}"
+    # every error-counter rule is tested with a series born at 1 (notation "_xN 1..."), not only a 0 -> 1 step
+    born_at_one = " ".join(s["series"] for t in tests for s in t["input_series"] if s["values"].startswith("_"))
+    for rule in _alert_rules():
+        if "unless" in rule["expr"]:
+            metric = re.search(r"unless (\w+)", rule["expr"]).group(1)
+            assert metric in born_at_one, f"{rule['alert']}: no first-error series born at 1 for {metric}"
+
+
+def test_alert_rules_compare_against_the_configured_limits() -> None:
+    """No copied thresholds: the money, FX and heartbeat rules read the limit gauges the service exports."""
+    exprs = {rule["alert"]: " ".join(rule["expr"].split()) for rule in _alert_rules()}
+    assert "arbitrage_max_daily_loss_krw" in exprs["ArbframeDailyLoss"]
+    assert "arbitrage_max_daily_loss_krw" in exprs["ArbframeDailyLossLimitReached"]
+    assert "arbitrage_max_drawdown_krw" in exprs["ArbframeDrawdown"]
+    assert "arbitrage_max_fx_age_seconds" in exprs["ArbframeFxStale"]
+    assert "arbitrage_tick_interval_seconds" in exprs["ArbframeHeartbeatStale"]
+    assert "arbitrage_tick_interval_seconds" in exprs["ArbframeTickSlow"]
+    for name in ("ArbframeDailyLoss", "ArbframeDailyLossLimitReached", "ArbframeDrawdown", "ArbframeFxStale"):
+        assert not re.search(r"[<>]=? *-?\d{3,}", exprs[name]), f"{name} compares against a copied number"
+    # the rules on error counters also see a series born at a non-zero value
+    for name in ("ArbframePluginErrors", "StorageWriteErrors", "ExchangeBanned"):
+        assert "unless" in exprs[name] and "offset" in exprs[name], name
+
+
 def test_prometheus_yml_has_the_seed_jobs_and_interval() -> None:
     config = yaml.safe_load((INFRA / "prometheus.yml").read_text())
     assert config["global"]["scrape_interval"] == "15s"
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"prometheus", "redis-exporter", "postgres-exporter", "arbitrage-metrics"}
+    assert set(jobs) == {"prometheus", "redis-exporter", "postgres-exporter", "arbitrage-metrics", "alertmanager"}
 
     def targets(job: str) -> list[str]:
         return [t for sc in jobs[job]["static_configs"] for t in sc["targets"]]
@@ -57,6 +92,74 @@ def test_prometheus_yml_has_the_seed_jobs_and_interval() -> None:
     assert targets("postgres-exporter") == ["postgres-exporter:9187"]
     assert targets("arbitrage-metrics") == ["arbframe-app:8000"]
     assert jobs["arbitrage-metrics"].get("metrics_path", "/metrics") == "/metrics"
+    assert targets("alertmanager") == ["alertmanager:9093"]
+    (alertmanagers,) = config["alerting"]["alertmanagers"]
+    assert alertmanagers["static_configs"][0]["targets"] == ["alertmanager:9093"]
+
+
+# ---------------------------------------------------------------------------------------------- alertmanager
+def test_amtool_accepts_the_alertmanager_config() -> None:
+    proc = run_tool("amtool", "check-config", str(INFRA / "alertmanager.yml"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "SUCCESS" in proc.stdout
+
+
+def test_alertmanager_routes_by_severity() -> None:
+    def receiver(*labels: str) -> str:
+        proc = run_tool("amtool", "config", "routes", "test", "--config.file", str(INFRA / "alertmanager.yml"),
+                        *labels)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return proc.stdout.strip()
+
+    assert receiver("alertname=ArbframeDailyLossLimitReached", "severity=critical") == "critical"
+    assert receiver("alertname=ExchangeBanned", "severity=critical", "exchange=binance") == "critical"
+    assert receiver("alertname=StorageWriteErrors", "severity=warning") == "warning"
+    # every severity the rules use has a route, and every receiver the routes name exists
+    config = yaml.safe_load((INFRA / "alertmanager.yml").read_text())
+    names = {r["name"] for r in config["receivers"]}
+    assert config["route"]["receiver"] in names
+    assert {r["receiver"] for r in config["route"]["routes"]} <= names
+    severities = {rule["labels"]["severity"] for rule in _alert_rules()}
+    assert severities == {"critical", "warning"}
+    for rule in config["inhibit_rules"]:  # inhibitions name alerts that exist
+        for matcher in rule["source_matchers"] + rule["target_matchers"]:
+            if matcher.startswith("alertname="):
+                for name in matcher.split("=", 1)[1].strip('"~').split("|"):
+                    assert name in {r["alert"] for r in _alert_rules()}, name
+
+
+_PINS = {  # compose service -> (the binary the tests run, the image whose tag must be its version)
+    "prometheus": ("promtool", "prom/prometheus"),
+    "alertmanager": ("amtool", "prom/alertmanager"),
+    "postgres-exporter": ("prometheus-postgres-exporter", "quay.io/prometheuscommunity/postgres-exporter"),
+    "redis-exporter": ("prometheus-redis-exporter", "oliver006/redis_exporter"),
+}
+
+
+def test_compose_pins_the_versions_the_tests_run() -> None:
+    """Each image tag is the version of the binary the tests run here, and the comment beside it says so."""
+    from arbframe.testing.prometheus_server import find_binary
+
+    raw = yaml.safe_load(COMPOSE.read_text())
+    lines = COMPOSE.read_text().splitlines()
+    missing = []
+    for service, (binary, image) in _PINS.items():
+        name, _, tag = raw["services"][service]["image"].rpartition(":")
+        assert name == image and re.fullmatch(r"v\d+\.\d+\.\d+", tag), raw["services"][service]["image"]
+        (line,) = [ln for ln in lines if f"image: {image}:{tag}" in ln]
+        assert "# tested: " in line and tag[1:] in line.split("# tested:")[1], line
+        path = find_binary(binary)
+        if path is None:
+            missing.append(binary)
+            continue
+        import subprocess
+
+        proc = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
+        version = re.search(r"(\d+\.\d+\.\d+)", proc.stdout + proc.stderr)
+        assert version is not None, proc.stdout + proc.stderr
+        assert version.group(1) == tag[1:], f"{service}: compose pins {tag}, the tests run {binary} {version.group(1)}"
+    if missing:
+        skip_or_fail(f"not installed, their pins unchecked: {missing}")
 
 
 # ------------------------------------------------------------------------------------------------- compose
@@ -254,7 +357,7 @@ def test_dockerfile_builds_a_non_root_image_with_a_healthcheck() -> None:
     instructions = [line for line in re.sub(r"\\\n", " ", text).splitlines()
                     if line.strip() and not line.lstrip().startswith("#")]
     froms = [i for i in instructions if i.startswith("FROM ")]
-    assert froms == ["FROM python:3.11-slim"]
+    assert len(froms) == 1 and re.fullmatch(r"FROM python:3\.11\.\d+-slim-bookworm", froms[0]), froms
     users = [i.split()[1] for i in instructions if i.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
     health = [i for i in instructions if i.startswith("HEALTHCHECK ")]
@@ -272,6 +375,34 @@ def test_dockerfile_builds_a_non_root_image_with_a_healthcheck() -> None:
     expected = {f"./plugins/{d.name}/" for d in (ROOT / "plugins").iterdir() if (d / "pyproject.toml").exists()}
     assert set(listed.stdout.split()) == expected
     assert len(expected) >= 5
+
+
+def test_dockerfile_installs_dependencies_before_the_source() -> None:
+    """Editing code must not reinstall the dependencies: they are installed from the pyproject files alone."""
+    import subprocess
+    import sys
+
+    text = re.sub(r"\\\n", " ", (ROOT / "Dockerfile").read_text())
+    instructions = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    deps = next(i for i, ln in enumerate(instructions) if "requirements_from_pyproject.py" in ln and
+                ln.startswith("RUN "))
+    source = instructions.index("COPY arbframe ./arbframe")
+    assert deps < source < instructions.index("COPY plugins ./plugins")
+    assert "pip install -r" in instructions[deps]
+    copied = {ln.split()[1] for ln in instructions[:deps] if ln.startswith("COPY ")}
+    for project in sorted(ROOT.glob("plugins/*/pyproject.toml")):
+        assert str(project.relative_to(ROOT)) in copied, f"{project.relative_to(ROOT)} not copied before the deps"
+    assert "pyproject.toml" in copied
+    final = next(ln for ln in instructions[source:] if ln.startswith("RUN pip install"))
+    assert "--no-deps" in final and "pip check" in final
+    # the script, run here, lists every third-party requirement of every distribution and none of ours
+    plugins = sorted(ROOT.glob("plugins/*/pyproject.toml"))
+    specs = ["pyproject.toml[server]", *(str(p.relative_to(ROOT)) for p in plugins)]
+    out = subprocess.run([sys.executable, "infra/requirements_from_pyproject.py", *specs], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert not [r for r in out if r.lower().startswith("arbframe")]
+    for needed in ("aiohttp", "apprise", "psycopg2-binary", "redis", "prometheus-client", "pluggy"):
+        assert any(r.lower().startswith(needed) for r in out), needed
 
 
 def _pyproject_readme() -> str:

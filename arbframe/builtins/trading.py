@@ -2,7 +2,8 @@
 
 Sections: ``arbitrage`` (venue pair, symbols, thresholds, limits), ``fx`` (only ``max_age_seconds`` here; the
 source drivers add theirs), ``paper`` (paper wallets, id seed), ``simulation`` (the simulated market of mock
-mode), ``backtest`` (replay output) and ``live`` (the explicit confirmation switch).
+mode), ``backtest`` (replay output), ``live`` (the explicit confirmation switch) and ``alerts`` (thresholds the
+alert rules read from gauges).
 """
 
 from __future__ import annotations
@@ -130,6 +131,19 @@ LIVE_SCHEMA: dict[str, Any] = {
 }
 
 
+ALERTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "alert thresholds exported as gauges for the Prometheus rules (they change no trading decision)",
+    "properties": {
+        "max_drawdown_krw": {
+            **_OPT_POS,
+            "description": "ArbframeDrawdown fires past this drawdown from peak (null: arbitrage.max_daily_loss_krw)",
+        },
+    },
+    "additionalProperties": False,
+}
+
+
 @hookimpl
 def arbframe_config_schema() -> Mapping[str, Mapping[str, Any]]:
     return {
@@ -139,4 +153,5 @@ def arbframe_config_schema() -> Mapping[str, Mapping[str, Any]]:
         "simulation": SIMULATION_SCHEMA,
         "backtest": BACKTEST_SCHEMA,
         "live": LIVE_SCHEMA,
+        "alerts": ALERTS_SCHEMA,
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from enum import Enum
 
@@ -330,3 +330,27 @@ class MarketRules:
     step_size: Decimal
     min_qty: Decimal = ZERO
     min_notional: Decimal = ZERO
+
+
+def _whole_krw(value: Decimal) -> str:
+    return f"{value.quantize(Decimal(1)):,}" if value else "0"
+
+
+@dataclass(frozen=True)
+class DailySummary:
+    """One finished trading day (``arbframe_on_daily_summary``)."""
+
+    day: date
+    realized_pnl_krw: Decimal
+    trades: int
+    total_pnl_krw: Decimal
+    win_rate: float
+    open_positions: int
+    unrealized_pnl_krw: Decimal
+
+    def text(self) -> str:
+        return (
+            f"{self.day.isoformat()}: realized {_whole_krw(self.realized_pnl_krw)}₩ in {self.trades} trades; "
+            f"total {_whole_krw(self.total_pnl_krw)}₩, win rate {self.win_rate * 100:.1f}%, "
+            f"{self.open_positions} open (unrealized {_whole_krw(self.unrealized_pnl_krw)}₩)"
+        )

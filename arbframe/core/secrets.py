@@ -35,6 +35,15 @@ def mask_url(url: str) -> str:
     return _DSN_KV.sub(rf"\g<1>{MASK}", url)
 
 
+def mask_secret_url(url: str) -> str:
+    """``scheme://***``: for URLs whose host and path are themselves tokens (``tgram://bot-token/chat``,
+    ``discord://webhook_id/webhook_token``), where masking only the password would show the secret."""
+    if not isinstance(url, str) or not url:
+        return url
+    scheme, sep, _ = url.partition("://")
+    return f"{scheme}://{MASK}" if sep and scheme.replace("+", "").isalnum() else MASK
+
+
 def url_endpoint(url: str) -> str:
     """``host:port/db`` of a URL or DSN, for messages that must name a server without its credentials."""
     try:

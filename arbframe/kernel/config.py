@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from arbframe.core.errors import ConfigError, DriverNotInstalled
-from arbframe.core.secrets import MASK, mask_url
+from arbframe.core.secrets import MASK, mask_secret_url, mask_url
 from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed_names
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -409,6 +409,10 @@ def _plural(expected: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------------------ masking
+#: schema keyword of a string whose whole URL is secret (notification URLs): ``config show`` prints ``scheme://***``
+SECRET_URL_KEYWORD = "x-arbframe-secret-url"
+
+
 def masked(config: Any, schema: Mapping[str, Any] | None = None, *, key: str = "") -> Any:
     """A copy safe to print: ``writeOnly`` values and secret-looking keys masked, passwords cut out of URLs."""
     schema = schema or {}
@@ -418,6 +422,8 @@ def masked(config: Any, schema: Mapping[str, Any] | None = None, *, key: str = "
     if isinstance(config, list):
         return [masked(v, schema.get("items", {}) if isinstance(schema, Mapping) else {}, key=key) for v in config]
     if isinstance(config, str):
+        if schema.get(SECRET_URL_KEYWORD) and config:  # the whole URL is a token: only its scheme is shown
+            return mask_secret_url(config)
         if _SECRET_KEY.search(key) and config:
             return MASK
         if schema.get("writeOnly") and "://" not in config and config:

@@ -20,7 +20,7 @@ import pluggy
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
-    from arbframe.core.models import ErrorRecord, Order, Position, Spread, Trade
+    from arbframe.core.models import DailySummary, ErrorRecord, Order, Position, Spread, Trade
     from arbframe.kernel.interfaces import HealthCheck, PluginContext
 
 hookspec = pluggy.HookspecMarker("arbframe")
@@ -103,3 +103,17 @@ def arbframe_on_position_closed(position: Position) -> None:
 @hookspec
 def arbframe_on_error(error: ErrorRecord) -> None:
     """Something went wrong that the service survived (a venue timed out, a write failed)."""
+
+
+@hookspec
+def arbframe_on_storage_fallback(backend: str, fallback: str, reason: str) -> None:
+    """The configured storage ``backend`` could not start and the service records to ``fallback`` instead.
+
+    ``reason`` names the cause with any password masked. Called once, before the first tick.
+    """
+
+
+@hookspec
+def arbframe_on_daily_summary(summary: DailySummary) -> None:
+    """A trading day (midnight in ``arbitrage.timezone``) ended while the service ran: its realized PnL and trade
+    count, with the running totals. Called from the first tick of the new day."""

@@ -18,6 +18,12 @@ T = TypeVar("T")
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
+#: ``kind`` values of ``arbframe_exchange_errors_total`` every connector reports; pre-created at 0 so the first
+#: error is an increase Prometheus can see (a series born at 1 is invisible to ``increase()``).
+EXCHANGE_ERROR_KINDS: tuple[str, ...] = ("http", "timeout", "api", "parse", "rate_limited", "banned")
+#: the tables of every storage backend (``docs/DB_SCHEMA.md``)
+STORAGE_TABLES: tuple[str, ...] = ("spreads", "positions", "orders", "trades", "fx_rates", "errors")
+
 _cache: weakref.WeakKeyDictionary[CollectorRegistry, dict[type, object]] = weakref.WeakKeyDictionary()
 
 
@@ -44,6 +50,20 @@ class ExchangeMetrics:
     @classmethod
     def get(cls, registry: CollectorRegistry) -> ExchangeMetrics:
         return _once(registry, cls)
+
+    def precreate(
+        self, exchange: str, *, error_kinds: tuple[str, ...] = EXCHANGE_ERROR_KINDS, groups: tuple[str, ...] = ()
+    ) -> None:
+        """Create the counters of ``exchange`` at 0 for its known label values, so alerts see the first event.
+
+        ``requests_total`` is not pre-created: its ``status`` label is whatever the venue answers.
+        """
+        for kind in dict.fromkeys((*EXCHANGE_ERROR_KINDS, *error_kinds)):
+            self.errors.labels(exchange, kind)
+        for group in groups:
+            self.rate_limit_waits.labels(exchange, group)
+            self.rate_limit_wait_seconds.labels(exchange, group)
+        self.ws_reconnects.labels(exchange)
 
     @classmethod
     def _build(cls, r: CollectorRegistry) -> ExchangeMetrics:
@@ -93,6 +113,18 @@ class StorageMetrics:
     def get(cls, registry: CollectorRegistry) -> StorageMetrics:
         return _once(registry, cls)
 
+    def precreate(
+        self, backend: str, tables: tuple[str, ...] = STORAGE_TABLES, *, errors: bool = True, spool: bool = True
+    ) -> None:
+        """Create the counters of ``backend`` at 0 (rows per table; write errors and the spool depth gauge when
+        the backend has them), so alerts see the first row or error."""
+        for table in tables:
+            self.rows_written.labels(backend, table)
+        if errors:
+            self.write_errors.labels(backend)
+        if spool:
+            self.spool_depth.labels(backend)
+
     @classmethod
     def _build(cls, r: CollectorRegistry) -> StorageMetrics:
         return cls(
@@ -121,6 +153,12 @@ class CacheMetrics:
     def get(cls, registry: CollectorRegistry) -> CacheMetrics:
         return _once(registry, cls)
 
+    def precreate(self, backend: str, ops: tuple[str, ...]) -> None:
+        """Create the counters of ``backend`` at 0: write batches and the errors of each operation it performs."""
+        self.writes.labels(backend)
+        for op in ops:
+            self.errors.labels(backend, op)
+
     @classmethod
     def _build(cls, r: CollectorRegistry) -> CacheMetrics:
         return cls(
@@ -136,6 +174,11 @@ class PluginMetrics:
     @classmethod
     def get(cls, registry: CollectorRegistry) -> PluginMetrics:
         return _once(registry, cls)
+
+    def precreate(self, plugin: str, hooks: tuple[str, ...]) -> None:
+        """Create ``plugin``'s error counters at 0 for every hook it implements (the kernel does this)."""
+        for hook in hooks:
+            self.errors.labels(plugin, hook)
 
     @classmethod
     def _build(cls, r: CollectorRegistry) -> PluginMetrics:

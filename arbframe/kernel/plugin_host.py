@@ -52,6 +52,7 @@ class Kernel:
         from arbframe.kernel.instruments import PluginMetrics
 
         PluginMetrics.get(self.registry)  # served from the start: dashboards and alerts rely on the family
+        register_process_collectors(self.registry)
         self.plugin_failures: list[PluginStatus] = []
         if register_plugins:
             self.plugin_failures = register_builtin_and_plugin_modules(self.pm)
@@ -76,6 +77,12 @@ class Kernel:
 
     # ------------------------------------------------------------------------------------------- drivers
     def _register_metrics_of(self, plugin: Any) -> None:
+        from arbframe.kernel.instruments import PluginMetrics
+
+        name = self.pm.get_name(plugin)
+        if name is not None:  # its error counters at 0 per hook, so the first exception is an increase alerts see
+            hooks = tuple(sorted(caller.name for caller in self.pm.get_hookcallers(plugin) or ()))
+            PluginMetrics.get(self.registry).precreate(name, hooks)
         for impl in self.pm.hook.arbframe_register_metrics.get_hookimpls():
             if impl.plugin is plugin:
                 self.call_isolated(impl, "arbframe_register_metrics", registry=self.registry, context=self.context)
@@ -171,6 +178,15 @@ class Kernel:
         self._drivers.clear()
 
 
+def register_process_collectors(registry: Any) -> None:
+    """The process (memory, CPU, open fds) and Python GC collectors, in the kernel's registry rather than
+    prometheus-client's global one, so ``/metrics`` shows them like every other family."""
+    from prometheus_client import GCCollector, ProcessCollector
+
+    ProcessCollector(registry=registry)
+    GCCollector(registry=registry)
+
+
 def _is_coroutine_function(fn: Any) -> bool:
     import inspect
 
@@ -231,4 +247,7 @@ def get_storage(kernel: Kernel) -> Storage:
             "storage backend %r unavailable (%s: %s); falling back to CSV storage at %s",
             backend, type(exc).__name__, reason, csv_dir,
         )
-        return kernel.build_driver("storage", "csv", storage_cfg.get("csv", {}), "storage.backend")
+        storage = kernel.build_driver("storage", "csv", storage_cfg.get("csv", {}), "storage.backend")
+        kernel.notify("arbframe_on_storage_fallback", backend=backend, fallback="csv",
+                      reason=f"{type(exc).__name__}: {reason}")
+        return storage

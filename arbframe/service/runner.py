@@ -24,7 +24,7 @@ from arbframe.core.errors import ArbframeError, DriverLoadError
 from arbframe.core.models import ErrorRecord, FxRate, IdGenerator, MarketRules, new_id, utcnow
 from arbframe.trading.engine import Engine, MarketSnapshot
 from arbframe.trading.paper import DEFAULT_BALANCES, PaperWallet
-from arbframe.trading.statistics import TradingMetrics, format_metrics_summary
+from arbframe.trading.statistics import DayRollover, TradingMetrics, format_metrics_summary
 from arbframe.trading.strategy import StrategyConfig
 
 if TYPE_CHECKING:
@@ -148,6 +148,8 @@ class TradingService:
                 self.rules[(name, symbol)] = exchange.market_rules(symbol)
         self.fx_service = self._build_fx()
         self.metrics.simulated.set(1 if self.mock else 0)
+        self.metrics.precreate_orders(tuple(self.exchanges))
+        self.publish_limits()
         log.info("[BOT] Metrics collector initialized")
         if self.with_engine:
             self.engine = self._build_engine()
@@ -164,6 +166,17 @@ class TradingService:
                  (self.config.get("storage") or {}).get("backend", "csv"),
                  bool(redis_cfg.get("enabled")), k.context.mode, self.mock)
         k.notify("arbframe_startup", context=k.context)
+
+    def publish_limits(self, interval: float | None = None) -> None:
+        """The configured limits as gauges (``docs/METRICS.md``): the alert rules compare against these."""
+        cfg = self.cfg
+        max_drawdown = (self.config.get("alerts") or {}).get("max_drawdown_krw")
+        self.metrics.publish_limits(
+            max_daily_loss_krw=cfg.max_daily_loss_krw,
+            max_fx_age_seconds=cfg.max_fx_age_seconds,
+            max_drawdown_krw=Decimal(str(max_drawdown)) if max_drawdown is not None else cfg.max_daily_loss_krw,
+            interval_seconds=interval if interval is not None else _interval(RunOptions(), self.config),
+        )
 
     def _restore_totals(self) -> None:
         """PnL totals, win rate, trades and today's realized PnL (the daily loss limit) carry over restarts when the
@@ -236,6 +249,7 @@ class TradingService:
             spread_log_interval_seconds=float(
                 (self.config.get("arbitrage") or {}).get("spread_log_interval_seconds", 0)
             ),
+            observe_tick_seconds=False,  # run_loop times engine + storage flush as one tick
         )
 
     async def current_fx(self) -> FxRate | None:
@@ -420,10 +434,19 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
         assert engine is not None and storage is not None
         backend = (kernel.config.get("storage") or {}).get("backend", "csv")
         redis_state = "enabled" if (kernel.config.get("redis") or {}).get("enabled") else "disabled"
+        service.publish_limits(interval)
+        tick_seconds = service.metrics.tick_seconds
+        rollover = DayRollover(engine.stats)
         async for _ in paced(opts, interval, stop):
             snap = await service.snapshot()
+            started = time.perf_counter()
             result = engine.process(snap)
             storage.flush()
+            tick_seconds.observe(time.perf_counter() - started)  # engine, cache writes and the storage flush
+            summary = rollover.update(snap.ts)
+            if summary is not None:
+                log.info("[BOT] day ended: %s%s", summary.text(), service.note())
+                kernel.notify("arbframe_on_daily_summary", summary=summary)
             iterations += 1
             ready["ok"] = True
             service.log_tick(snap, result)

@@ -15,7 +15,8 @@ In pytest::
 
 When a binary is missing the helpers skip with the reason, except under ``CI=true``, where they fail.
 Binaries are looked up on PATH, then ``/usr/bin`` and ``/usr/sbin``; ``ARBFRAME_PROMETHEUS_BIN``,
-``ARBFRAME_PROMTOOL_BIN``, ``ARBFRAME_POSTGRES_EXPORTER_BIN`` and ``ARBFRAME_REDIS_EXPORTER_BIN`` override.
+``ARBFRAME_PROMTOOL_BIN``, ``ARBFRAME_POSTGRES_EXPORTER_BIN``, ``ARBFRAME_REDIS_EXPORTER_BIN`` and
+``ARBFRAME_AMTOOL_BIN`` override.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ BINARIES: dict[str, tuple[str, str]] = {
     "prometheus-postgres-exporter": ("ARBFRAME_POSTGRES_EXPORTER_BIN", "prometheus-postgres-exporter"),
     "prometheus-redis-exporter": ("ARBFRAME_REDIS_EXPORTER_BIN", "prometheus-redis-exporter"),
     "docker-compose": ("ARBFRAME_DOCKER_COMPOSE_BIN", "docker-compose"),
+    "amtool": ("ARBFRAME_AMTOOL_BIN", "prometheus-alertmanager"),
 }
-_RESERVED_PORTS = {8000, 9090, 9121, 9187, 3000, 5432, 6379}
+_RESERVED_PORTS = {8000, 9090, 9093, 9121, 9187, 3000, 5432, 6379}
 
 
 class BinaryNotAvailable(RuntimeError):
@@ -372,7 +374,7 @@ def start_or_skip(cls: type[T], *args: Any, **kwargs: Any) -> T:
 
 
 def run_tool(name: str, *args: str, timeout: float = 60, **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """Run ``promtool`` / ``docker-compose`` (skips or fails like the servers when missing)."""
+    """Run ``promtool`` / ``amtool`` / ``docker-compose`` (skips or fails like the servers when missing)."""
     path = require(name)[name]
     with contextlib.suppress(KeyError):
         kwargs["env"] = {**os.environ, **kwargs.pop("env")}

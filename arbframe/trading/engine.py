@@ -134,6 +134,7 @@ class Engine:
         log_spreads: bool = True,
         spread_log_interval_seconds: float = 0.0,
         spread_listeners: bool = True,
+        observe_tick_seconds: bool = True,
     ) -> None:
         self.cfg = cfg
         self.strategy = Strategy(cfg)
@@ -149,6 +150,8 @@ class Engine:
         self.log_spreads = log_spreads
         self.spread_log_interval = float(spread_log_interval_seconds)
         self.spread_listeners = spread_listeners
+        # False when the caller times the whole tick itself (the service adds the storage flush to it)
+        self.observe_tick_seconds = observe_tick_seconds
         self._last_spread_log: datetime | None = None
         self.spread_logs = 0  # ticks that recorded their spreads (a replay logs the FX rate they used)
         self.domestic = cfg.domestic
@@ -384,7 +387,7 @@ class Engine:
         if self.metrics is not None or self.cache is not None or (self.notify is not None and self.spread_listeners):
             self._publish(snap, result, fresh)
         result.duration_seconds = _perf_counter() - t0
-        if self.metrics is not None:
+        if self.metrics is not None and self.observe_tick_seconds:
             self.metrics.tick_seconds.observe(result.duration_seconds)
         return result
 

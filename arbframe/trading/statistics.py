@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import math
 import platform
 import weakref
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from decimal import Decimal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from arbframe.core.models import ZERO, Position
+from arbframe.core.models import ZERO, DailySummary, OrderStatus, Position, Side
 
 TICK_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -69,8 +70,10 @@ class TradingStats:
         self.wins = 0
         self.duration_total = 0.0
         self.daily: dict[date, Decimal] = {}
+        self.daily_trades: dict[date, int] = {}
         self.open_positions = 0
         self.unrealized_pnl_krw = ZERO
+        self.peak_equity_krw: Decimal | None = None  # highest realized + unrealized PnL seen by this process
         self.now: datetime | None = None
         self._daily_cache: tuple[datetime, Decimal] | None = None
 
@@ -87,6 +90,7 @@ class TradingStats:
             self.duration_total += (position.closed_at - position.opened_at).total_seconds()
             day = self.day_of(position.closed_at)
             self.daily[day] = self.daily.get(day, ZERO) + pnl
+            self.daily_trades[day] = self.daily_trades.get(day, 0) + 1
         self._daily_cache = None
 
     @property
@@ -96,6 +100,13 @@ class TradingStats:
     @property
     def avg_trade_duration_seconds(self) -> float:
         return self.duration_total / self.trades if self.trades else 0.0
+
+    def drawdown_krw(self) -> Decimal:
+        """How far realized + unrealized PnL is below its peak in this process (0 at a new peak); updates the peak."""
+        equity = self.total_pnl_krw + self.unrealized_pnl_krw
+        if self.peak_equity_krw is None or equity > self.peak_equity_krw:
+            self.peak_equity_krw = equity
+        return self.peak_equity_krw - equity
 
     def daily_pnl(self, now: datetime | None = None) -> Decimal:
         now = now or self.now
@@ -118,6 +129,26 @@ class TradingStats:
             daily_pnl_krw=self.daily_pnl(now),
             avg_trade_duration_seconds=self.avg_trade_duration_seconds,
             unrealized_pnl_krw=self.unrealized_pnl_krw,
+        )
+
+
+class DayRollover:
+    """Notices the first tick of a new trading day and summarises the day that ended."""
+
+    def __init__(self, stats: TradingStats) -> None:
+        self.stats = stats
+        self.day: date | None = None
+
+    def update(self, now: datetime) -> DailySummary | None:
+        day = self.stats.day_of(now)
+        ended, self.day = self.day, day
+        if ended is None or day <= ended:
+            return None
+        s = self.stats
+        return DailySummary(
+            day=ended, realized_pnl_krw=s.daily.get(ended, ZERO), trades=s.daily_trades.get(ended, 0),
+            total_pnl_krw=s.total_pnl_krw, win_rate=s.win_rate, open_positions=s.open_positions,
+            unrealized_pnl_krw=s.unrealized_pnl_krw,
         )
 
 
@@ -158,6 +189,12 @@ class TradingMetrics:
     simulated: Gauge
     heartbeat: Gauge
     build_info: Gauge
+    drawdown: Gauge
+    # configured limits, so alert rules compare against the config instead of copied numbers (NaN: no limit)
+    max_daily_loss: Gauge
+    max_fx_age: Gauge
+    max_drawdown: Gauge
+    interval: Gauge
 
     @classmethod
     def get(cls, registry: CollectorRegistry) -> TradingMetrics:
@@ -207,7 +244,36 @@ class TradingMetrics:
                 "arbitrage_heartbeat_timestamp_seconds", "Unix time of the last service heartbeat", registry=r
             ),
             build_info=build,
+            drawdown=Gauge(
+                "arbitrage_drawdown_krw", "Realized + unrealized PnL below its peak since the process started (KRW)",
+                registry=r,
+            ),
+            max_daily_loss=_limit(
+                r, "arbitrage_max_daily_loss_krw", "Configured daily loss limit: no new entries past it (KRW)"
+            ),
+            max_fx_age=_limit(r, "arbitrage_max_fx_age_seconds", "Configured FX age past which entries are blocked"),
+            max_drawdown=_limit(r, "arbitrage_max_drawdown_krw", "Configured drawdown alert threshold (KRW)"),
+            interval=_limit(r, "arbitrage_tick_interval_seconds", "Configured interval between service ticks"),
         )
+
+    def publish_limits(
+        self, *, max_daily_loss_krw: Decimal | None, max_fx_age_seconds: float | None,
+        max_drawdown_krw: Decimal | None, interval_seconds: float | None,
+    ) -> None:
+        """Export the configured limits (None: no limit, exported as NaN so a comparison never fires)."""
+        for gauge, value in (
+            (self.max_daily_loss, max_daily_loss_krw), (self.max_fx_age, max_fx_age_seconds),
+            (self.max_drawdown, max_drawdown_krw), (self.interval, interval_seconds),
+        ):
+            gauge.set(math.nan if value is None else float(value))
+
+    def precreate_orders(self, exchanges: tuple[str, ...]) -> None:
+        """``arbitrage_orders_total`` at 0 for each venue, side and final status, so alerts see the first one."""
+        for exchange in exchanges:
+            for side in Side:
+                for status in (OrderStatus.FILLED, OrderStatus.PARTIALLY_FILLED, OrderStatus.CANCELED,
+                               OrderStatus.REJECTED):
+                    self.orders.labels(exchange=exchange, side=side.value, status=status.value)
 
     def publish(self, stats: TradingStats, now: datetime) -> None:
         """Copy the computed numbers into the gauges."""
@@ -217,3 +283,10 @@ class TradingMetrics:
         self.win_rate.set(stats.win_rate)
         self.open_positions.set(stats.open_positions)
         self.avg_trade_duration.set(stats.avg_trade_duration_seconds)
+        self.drawdown.set(float(stats.drawdown_krw()))
+
+
+def _limit(registry: CollectorRegistry, name: str, documentation: str) -> Gauge:
+    gauge = Gauge(name, documentation, registry=registry)
+    gauge.set(math.nan)  # unknown until the service publishes its config
+    return gauge

@@ -48,6 +48,8 @@ log = logging.getLogger("arbframe.cache.redis")
 DEFAULT_URL = "redis://localhost:6379/0"
 INSTALL_HINT = "install redis-py: pip install redis (or pip install arbframe-cache-redis)"
 BACKEND = "redis"
+#: the ``op`` label values of ``arbframe_cache_errors_total`` this cache reports
+OPS: tuple[str, ...] = ("fx", "heartbeat", "spread", "tick", "read", "ping")
 
 #: FX metadata key suffix (the plain rate stays at ``CacheKeys.fx()``)
 _META = ":meta"
@@ -133,6 +135,7 @@ class RedisCache(Cache):
         from arbframe import CacheMetrics  # shared, registry-scoped families
 
         metrics = CacheMetrics.get(registry)
+        metrics.precreate(BACKEND, OPS)  # at 0: the first failure of an operation is an increase alerts see
         self._writes = metrics.writes.labels(backend=BACKEND)
         self._errors = metrics.errors
 

@@ -133,6 +133,8 @@ class _Metrics:
         from arbframe import ExchangeMetrics  # shared, registry-scoped families
 
         m = ExchangeMetrics.get(registry)
+        # counters at 0 for every error kind and limit group, so the first error (a 418 ban) is an increase
+        m.precreate(exchange, groups=("requests", "weight", "orders", "retry_after"))
         self.requests, self.request_seconds, self.errors = m.requests, m.request_seconds, m.errors
         self.ws_reconnects, self.ws_message_age_seconds = m.ws_reconnects, m.ws_message_age_seconds
         self.clock_offset_seconds = m.clock_offset_seconds

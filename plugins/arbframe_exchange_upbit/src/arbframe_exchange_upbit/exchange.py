@@ -65,7 +65,7 @@ from .parsing import (
     parse_rest_orderbook,
     symbol_for,
 )
-from .ratelimit import RateLimiter
+from .ratelimit import DEFAULT_GROUP_LIMITS, RateLimiter
 from .rest import RestObserver, UpbitRest
 from .ticks import KRW_PRICE_UNITS, MIN_ORDER_KRW, build_table, price_unit
 
@@ -119,6 +119,8 @@ class _Metrics(RestObserver):
 
         self.m = ExchangeMetrics.get(registry)
         self.exchange = exchange
+        # counters at 0 for every error kind and limit group, so the first error (a 418 ban) is an increase
+        self.m.precreate(exchange, groups=tuple(DEFAULT_GROUP_LIMITS))
         self._req: dict[tuple[str, str], Any] = {}
         self._lat: dict[str, Any] = {}
         self.ws_reconnect_counter = self.m.ws_reconnects.labels(exchange=exchange)

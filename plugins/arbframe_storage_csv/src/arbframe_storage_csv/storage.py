@@ -50,6 +50,8 @@ class CsvStorage(Storage):
         self._metrics = None
         if context is not None:
             self._metrics = StorageMetrics.get(context.registry)
+            # at 0 from the start; CSV writes raise instead of counting errors, and it keeps no spool
+            self._metrics.precreate("csv", tuple(TABLES), errors=False, spool=False)
         self._closed = False
 
     @classmethod

@@ -459,6 +459,7 @@ class PostgresStorage(Storage):
         from arbframe import StorageMetrics
 
         self._metrics = StorageMetrics.get(registry)
+        self._metrics.precreate(BACKEND, tuple(SPECS))  # at 0, so the first write error is an increase
         self._set_depth()
 
     @hookimpl
