@@ -127,7 +127,7 @@ class TradingService:
                         "PnL below is simulated", self.market.seed)
         for role, name in (("domestic", cfg.domestic), ("foreign", cfg.foreign)):
             try:
-                exchange = k.load_exchange(name)
+                exchange = k.load_exchange(name, simulated=_simulated(name, role, k))
             except ArbframeError:
                 raise
             except Exception as exc:
@@ -320,6 +320,13 @@ class TradingService:
             except Exception as exc:
                 log.debug("closing FX source failed: %r", exc)
         k.close()
+
+
+def _simulated(name: str, role: str, kernel: Kernel) -> Any:
+    """The simulated market's stand-in for a venue whose plugin is not installed (used in mock mode only)."""
+    from arbframe.market.routing import simulated_venue
+
+    return lambda: simulated_venue(name, kernel.context, role=role)
 
 
 # ------------------------------------------------------------------------------------------------ run loop
