@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from arbframe.core.errors import ArbframeError, DriverLoadError
 from arbframe.core.models import ErrorRecord, FxRate, IdGenerator, MarketRules, new_id, utcnow
+from arbframe.service.isolation import IsolatedCache, IsolatedStorage
 from arbframe.trading.engine import Engine, MarketSnapshot
 from arbframe.trading.paper import DEFAULT_BALANCES, PaperWallet
 from arbframe.trading.statistics import TradingMetrics, format_metrics_summary
@@ -113,9 +114,9 @@ class TradingService:
         k = self.kernel
         cfg = self.cfg
         log.info("[BOT] Initializing bot service...")
-        self.storage = k.load_storage()
+        self.storage = _isolated(IsolatedStorage, k.load_storage(), k)
         log.info("[BOT] Storage initialized: %s", self.storage.describe())
-        self.cache = k.load_cache()
+        self.cache = _isolated(IsolatedCache, k.load_cache(), k)
         log.info("[BOT] Cache initialized: %s (available=%s)", self.cache.describe(), self.cache.available)
         if self.mock:
             from arbframe.market.simulation import market_from_config
@@ -320,6 +321,11 @@ class TradingService:
             except Exception as exc:
                 log.debug("closing FX source failed: %r", exc)
         k.close()
+
+
+def _isolated(wrapper: Any, driver: Any, kernel: Kernel) -> Any:
+    """The driver behind :mod:`arbframe.service.isolation`'s guard, named as the kernel registered it."""
+    return wrapper(driver, kernel.pm.get_name(driver) or type(driver).__name__, kernel.registry)
 
 
 def _simulated(name: str, role: str, kernel: Kernel) -> Any:
