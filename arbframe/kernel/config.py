@@ -42,6 +42,14 @@ KERNEL_SCHEMA: dict[str, Any] = {
             "properties": {
                 "name": {"type": "string", "minLength": 1, "description": "name used in heartbeat keys"},
                 "interval_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+                "retry_initial_seconds": {
+                    "type": "number", "exclusiveMinimum": 0, "maximum": 3600,
+                    "description": "first retry of a venue's rules, balances and books that did not load",
+                },
+                "retry_max_seconds": {
+                    "type": "number", "exclusiveMinimum": 0, "maximum": 3600,
+                    "description": "the retry interval doubles up to this",
+                },
             },
             "additionalProperties": False,
         },
@@ -196,9 +204,29 @@ def _check_node_graph(root: Any) -> None:
     size(root)
 
 
+#: ``[``/``{`` nesting beyond this is refused before parsing (PyYAML's scanner slows down quadratically with it)
+MAX_FLOW_DEPTH = 64
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest ``[``/``{`` nesting, counted roughly (brackets inside quoted strings count too)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(text):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth = max(depth - 1, 0)
+    return deepest
+
+
 def _load_yaml(text: str, source: str) -> dict[str, Any]:
     import yaml
 
+    if _flow_depth(text) > MAX_FLOW_DEPTH:
+        raise ConfigError(f"invalid YAML in {source}: nested too deeply (more than {MAX_FLOW_DEPTH} levels of "
+                          "[ ] or { })")
     try:
         data = yaml.load(text, Loader=_strict_loader())  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
