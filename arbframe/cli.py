@@ -82,7 +82,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                       fmt=str(logging_cfg.get("format") or "text"))
         return int(args.handler(args) or 0)
     except ArbframeError as exc:
-        print(f"arbframe: error: {exc}", file=sys.stderr)
+        # one line whatever the message holds (a YAML error's context, a plugin's multi-line text)
+        text = " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+        print(f"arbframe: error: {text}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:
         return 130

@@ -151,8 +151,25 @@ def test_live_overlay_validates_and_keeps_keys_in_the_environment() -> None:
     assert "k1" not in (repo / "config" / "live.yml").read_text()
 
 
-def test_not_installed_hint_names_the_real_distribution() -> None:
+def test_not_installed_hint_names_the_real_distribution(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Installed from an index: the distribution's name (no checkout folder to point at)."""
+    from arbframe.core import errors
+
+    monkeypatch.setattr(errors, "checkout_plugin_folder", lambda dist: None)
+    missing = errors.DriverNotInstalled
+    assert "pip install arbframe-exchange-upbit" in str(missing("arbframe.fx", "exchange", ["static"]))
+    assert "pip install arbframe-storage-pg" in str(missing("arbframe.storage", "postgres", ["csv"]))
+
+
+def test_not_installed_hint_from_a_checkout_names_the_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a source checkout the plugins are folders to install, not names an index knows."""
     from arbframe.core.errors import DriverNotInstalled
 
-    assert "pip install arbframe-exchange-upbit" in str(DriverNotInstalled("arbframe.fx", "exchange", ["static"]))
-    assert "pip install arbframe-storage-pg" in str(DriverNotInstalled("arbframe.storage", "postgres", ["csv"]))
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(repo)
+    text = str(DriverNotInstalled("arbframe.storage", "postgres", ["csv"], "storage.backend"))
+    assert "pip install plugins/arbframe_storage_pg" in text and "source checkout" in text
+    monkeypatch.chdir(repo / "docs")
+    text = str(DriverNotInstalled("arbframe.exchange", "upbit", []))
+    assert f"pip install {repo / 'plugins' / 'arbframe_exchange_upbit'}" in text
+    assert "pip install arbframe-storage-sqlite" in str(DriverNotInstalled("arbframe.storage", "sqlite", ["csv"]))

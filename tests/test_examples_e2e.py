@@ -13,89 +13,32 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from arbframe.testing import require_binary
+if TYPE_CHECKING:
+    from conftest import FreshVenv
 
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-WHEELHOUSE = Path(sys.prefix) / "wheelhouse"  # `make install` keeps the wheels inside the venv running the tests
 EXAMPLE = ROOT / "examples" / "arbframe_exchange_bithumb"
-IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist", ".pytest_cache", "tests")
-
-
-@dataclass
-class FreshVenv:
-    root: Path
-    bin: Path
-    env: dict[str, str]
-
-    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(self.bin / "arbframe"), *args], capture_output=True, text=True, env=self.env,
-                              cwd=self.root, timeout=timeout)
-
-
-def _pip_supports_python_option() -> bool:
-    import pip
-
-    major, minor = (int(x) for x in pip.__version__.split(".")[:2])
-    return (major, minor) >= (22, 3)
-
-
-def _check(cmd: list[str], **kwargs) -> None:
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, **kwargs)
-    assert result.returncode == 0, f"{' '.join(map(str, cmd))} failed:\n{result.stdout}\n{result.stderr}"
 
 
 @pytest.fixture(scope="module")
-def venv(tmp_path_factory: pytest.TempPathFactory) -> FreshVenv:
-    require_binary(WHEELHOUSE.is_dir() and any(WHEELHOUSE.glob("pluggy-*.whl")),
-                   f"no offline wheelhouse at {WHEELHOUSE} (run `make install`)")
+def venv(tmp_path_factory: pytest.TempPathFactory, fresh_venv_builder: Callable[..., FreshVenv]) -> FreshVenv:
     base = tmp_path_factory.mktemp("fresh-venv")
-    # build from copies: pip builds in the source tree, and other test runs share the repository
-    src = base / "src"
-    kernel = src / "arbframe"
-    kernel.mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md"):
-        shutil.copy2(ROOT / name, kernel / name)
-    shutil.copytree(ROOT / "arbframe", kernel / "arbframe", ignore=IGNORE)
-    dists = {}
-    for path in (ROOT / "plugins" / "arbframe_storage_csv", ROOT / "plugins" / "arbframe_exchange_binance", EXAMPLE):
-        dists[path.name] = shutil.copytree(path, src / path.name, ignore=IGNORE)
-
-    venv_dir = base / "venv"
-    python = venv_dir / "bin" / "python"
-    quiet = ["--quiet", "--disable-pip-version-check", "--no-index", "--find-links", str(WHEELHOUSE)]
-    if _pip_supports_python_option():
-        _check([sys.executable, "-m", "venv", "--without-pip", str(venv_dir)])
-        pip = [sys.executable, "-m", "pip", "--python", str(python), "install", *quiet]
-    else:  # pragma: no cover - old pip: the fresh venv brings its own
-        _check([sys.executable, "-m", "venv", str(venv_dir)])
-        pip = [str(python), "-m", "pip", "install", *quiet]
-    _check([*pip, "setuptools", "wheel"])
-    targets = [str(kernel), str(dists["arbframe_storage_csv"]), str(dists["arbframe_exchange_bithumb"])]
-    has_aiohttp = any(WHEELHOUSE.glob("aiohttp-*.whl"))
-    if has_aiohttp:
-        targets.append(str(dists["arbframe_exchange_binance"]))
-    _check([*pip, "--no-build-isolation", *targets])
-    if not has_aiohttp:
-        # the other venue runs in mock mode, which never imports aiohttp
-        _check([*pip, "--no-build-isolation", "--no-deps", str(dists["arbframe_exchange_binance"])])
-
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    env["XDG_CACHE_HOME"] = str(base / "xdg-cache")  # stevedore's entry-point cache: private and fresh
-    env["PATH"] = f"{venv_dir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
-    return FreshVenv(base, venv_dir / "bin", env)
+    binance = ROOT / "plugins" / "arbframe_exchange_binance"
+    sources = [ROOT / "plugins" / "arbframe_storage_csv", EXAMPLE]
+    if any((ROOT / ".venv" / "wheelhouse").glob("aiohttp-*.whl")):
+        return fresh_venv_builder(base, [*sources, binance])
+    # the other venue runs in mock mode, which never imports aiohttp
+    return fresh_venv_builder(base, sources, no_deps=[binance])
 
 
 @pytest.fixture

@@ -34,4 +34,9 @@ def test_unknown_sections_are_still_refused(only_third_party_venue) -> None:
 
 def test_selected_venue_must_be_installed(only_third_party_venue) -> None:
     with pytest.raises(ConfigError, match=r"arbitrage\.domestic: no exchange driver named 'upbit' is installed"):
-        load_config([], overrides={"arbitrage": {"domestic": "upbit"}})
+        load_config([], overrides={"mock_mode": False, "arbitrage": {"domestic": "upbit"}})
+
+
+def test_in_mock_mode_the_simulated_market_serves_a_venue_without_plugin(only_third_party_venue) -> None:
+    config = load_config([], overrides={"mock_mode": True, "arbitrage": {"domestic": "upbit"}})
+    assert config["arbitrage"]["domestic"] == "upbit"

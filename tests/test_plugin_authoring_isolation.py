@@ -161,16 +161,36 @@ class Unreachable(SimulatedExchange):
 """
 
 
-def test_selected_driver_whose_connect_fails_stops_the_service_cleanly(run_cli, fake_dist, tmp_path) -> None:
+def test_a_venue_whose_connect_fails_is_retried_and_blocks_entries(run_cli, fake_dist, tmp_path) -> None:
+    """Start-up needs no network: a connect() that fails leaves the service running, the venue blocked."""
     site = fake_dist("arbframe-exchange-unreachable",
                      {"arbframe.exchange": {"unreachable": "unreachable_venue:Unreachable"}},
                      {"unreachable_venue": CONNECT_FAILS})
     cfg = tmp_path / "c.yml"
+    cfg.write_text("arbitrage: {domestic: unreachable}\nservice: {retry_initial_seconds: 0.01}\n")
+    result = run_cli("run", "--max-iterations", "3", "--interval", "0.05", "--config", str(cfg), pythonpath=site)
+    assert "Traceback" not in result.stderr
+    assert result.returncode == 0, result.stderr
+    blocked = [line for line in result.stderr.splitlines() if "entries blocked" in line]
+    assert len(blocked) == 1, result.stderr  # one line, however many retries
+    assert "unreachable: not connected yet (ConnectionError: gateway refused the session)" in blocked[0]
+    assert "completed 3 iterations" in result.stderr and " OPEN " not in result.stderr
+
+
+def test_a_connect_that_raises_a_config_error_stops_the_service(run_cli, fake_dist, tmp_path) -> None:
+    source = CONNECT_FAILS.replace("from arbframe import SimulatedExchange, SimulatedMarket",
+                                   "from arbframe import ConfigError, SimulatedExchange, SimulatedMarket")
+    source = source.replace('raise ConnectionError("gateway refused the session")',
+                            'raise ConfigError("unreachable.region: no such region")')
+    site = fake_dist("arbframe-exchange-unreachable",
+                     {"arbframe.exchange": {"unreachable": "unreachable_venue:Unreachable"}},
+                     {"unreachable_venue": source})
+    cfg = tmp_path / "c.yml"
     cfg.write_text("arbitrage: {domestic: unreachable}\n")
     result = run_cli("run", "--once", "--config", str(cfg), pythonpath=site)
     assert "Traceback" not in result.stderr
-    assert result.returncode == 2
-    assert "gateway refused the session" in result.stderr
+    assert result.returncode == 2, result.stderr
+    assert "unreachable.region: no such region" in result.stderr
 
 
 OLD_COMMAND = """

@@ -43,7 +43,10 @@ ARBITRAGE_SCHEMA: dict[str, Any] = {
             "type": "array", "minItems": 1, "uniqueItems": True, "items": {"enum": ["kimchi", "reverse"]},
         },
         "order_notional_krw": {**_POS, "description": "KRW value of one position (each leg)"},
-        "entry_threshold": {**_RATIO, "description": "net premium (after round-trip fees) that opens a position"},
+        "entry_threshold": {
+            "type": "number", "minimum": 0, "maximum": 10,
+            "description": "net premium (after round-trip fees) that opens a position; exit_threshold <= it",
+        },
         "exit_threshold": {**_RATIO, "description": "close when the premium at closing prices falls to this"},
         "safety_margin": {**_NONNEG, "description": "subtracted from the premium on top of the fees"},
         "max_position_notional_krw": _POS,

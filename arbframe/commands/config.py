@@ -53,7 +53,7 @@ def schema(args: argparse.Namespace) -> int:
     from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed_names
     from arbframe.kernel.plugin_host import Kernel, all_fragments
 
-    kernel = Kernel(load_config(args.configs))
+    kernel = Kernel(load_config(args.configs, check_installed=False))  # the schema needs no driver
     print(json.dumps(
         compose_schema(all_fragments(kernel), extra_sections=installed_names(DRIVER_GROUPS["exchange"])),
         indent=2, default=str,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class ArbframeError(Exception):
     """Base of every error the CLI turns into a one-line message and an exit status."""
@@ -22,6 +24,19 @@ KNOWN_DISTRIBUTIONS: dict[tuple[str, str], str] = {
 }
 
 
+def checkout_plugin_folder(distribution: str) -> str | None:
+    """``plugins/<folder>`` holding ``distribution`` when arbframe runs from a source checkout (relative to the
+    working directory when it is below it), else None: the plugins of a checkout are not on any package index."""
+    root = Path(__file__).resolve().parents[2]
+    folder = root / "plugins" / distribution.replace("-", "_")
+    if not (folder / "pyproject.toml").is_file():
+        return None
+    try:
+        return str(folder.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(folder)
+
+
 class DriverNotInstalled(ConfigError):
     """The config selects a driver no installed distribution provides."""
 
@@ -30,10 +45,12 @@ class DriverNotInstalled(ConfigError):
         where = f"{key_path}: " if key_path else ""
         names = ", ".join(sorted(installed)) or "none"
         dist = KNOWN_DISTRIBUTIONS.get((kind, name), f"arbframe-{kind}-{name}")
-        super().__init__(
-            f"{where}no {kind} driver named {name!r} is installed (installed: {names}); "
-            f"install the distribution {dist} (pip install {dist})"
-        )
+        folder = checkout_plugin_folder(dist)
+        if folder is not None:
+            hint = f"install the plugin from this source checkout (pip install {folder})"
+        else:
+            hint = f"install the distribution {dist} (pip install {dist})"
+        super().__init__(f"{where}no {kind} driver named {name!r} is installed (installed: {names}); {hint}")
         self.group, self.name, self.installed = group, name, installed
 
 

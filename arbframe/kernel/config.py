@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -40,7 +41,15 @@ KERNEL_SCHEMA: dict[str, Any] = {
             "type": "object",
             "properties": {
                 "name": {"type": "string", "minLength": 1, "description": "name used in heartbeat keys"},
-                "interval_seconds": {"type": "number", "exclusiveMinimum": 0},
+                "interval_seconds": {"type": "number", "exclusiveMinimum": 0, "maximum": 86400},
+                "retry_initial_seconds": {
+                    "type": "number", "exclusiveMinimum": 0, "maximum": 3600,
+                    "description": "first retry of a venue's rules, balances and books that did not load",
+                },
+                "retry_max_seconds": {
+                    "type": "number", "exclusiveMinimum": 0, "maximum": 3600,
+                    "description": "the retry interval doubles up to this",
+                },
             },
             "additionalProperties": False,
         },
@@ -107,17 +116,131 @@ def embedded_defaults_text() -> str:
     return resources.files("arbframe").joinpath("defaults/base.yml").read_text(encoding="utf-8")
 
 
+#: a config file larger than this is refused before parsing (the embedded defaults are about 5 kB)
+MAX_CONFIG_BYTES = 1_000_000
+#: at most this many ``*alias`` references per file, and at most this many nodes once aliases are expanded:
+#: anchors stay usable for sharing a block, an alias bomb ("billion laughs") is refused before it is expanded
+MAX_ALIASES = 100
+MAX_EXPANDED_NODES = 100_000
+
+
+def _strict_loader() -> type:
+    """A ``SafeLoader`` that refuses duplicate keys, recursive aliases and alias bombs (built once, lazily)."""
+    global _LOADER
+    if _LOADER is not None:
+        return _LOADER
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        aliases = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            if self.check_event(yaml.AliasEvent):
+                self.aliases += 1
+                if self.aliases > MAX_ALIASES:
+                    event = self.peek_event()
+                    raise yaml.composer.ComposerError(
+                        None, None, f"more than {MAX_ALIASES} aliases (*name); refused", event.start_mark)
+            return super().compose_node(parent, index)
+
+        def construct_document(self, node: Any) -> Any:
+            _check_node_graph(node)
+            return super().construct_document(node)
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                seen: set[Any] = set()
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        duplicate = key in seen
+                        seen.add(key)
+                    except TypeError:
+                        continue  # an unhashable key: SafeLoader's own error says so below
+                    if duplicate:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"duplicate key {str(key)[:60]!r} (each key may appear once in a mapping)",
+                            key_node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    _LOADER = StrictLoader
+    return StrictLoader
+
+
+_LOADER: type | None = None
+
+
+def _check_node_graph(root: Any) -> None:
+    """Refuse a node graph that loops (``a: &a [*a]``) or that expands past :data:`MAX_EXPANDED_NODES`."""
+    import yaml
+
+    sizes: dict[int, int] = {}
+    active: set[int] = set()
+
+    def size(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in active:
+            raise yaml.composer.ComposerError(None, None, "recursive alias (a node that contains itself); refused",
+                                              node.start_mark)
+        active.add(key)
+        total = 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        else:
+            children = []
+        for child in children:
+            total += size(child)
+            if total > MAX_EXPANDED_NODES:
+                raise yaml.composer.ComposerError(
+                    None, None, f"more than {MAX_EXPANDED_NODES:,} values once aliases are expanded "
+                                "(an alias bomb?); refused", node.start_mark)
+        active.discard(key)
+        sizes[key] = total
+        return total
+
+    size(root)
+
+
+#: ``[``/``{`` nesting beyond this is refused before parsing (PyYAML's scanner slows down quadratically with it)
+MAX_FLOW_DEPTH = 64
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _flow_depth(text: str) -> int:
+    """The deepest ``[``/``{`` nesting, counted roughly (brackets inside quoted strings count too)."""
+    depth = deepest = 0
+    for match in _BRACKETS.finditer(text):
+        if match.group() in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth = max(depth - 1, 0)
+    return deepest
+
+
 def _load_yaml(text: str, source: str) -> dict[str, Any]:
     import yaml
 
+    if _flow_depth(text) > MAX_FLOW_DEPTH:
+        raise ConfigError(f"invalid YAML in {source}: nested too deeply (more than {MAX_FLOW_DEPTH} levels of "
+                          "[ ] or { })")
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_strict_loader())  # a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
-        raise ConfigError(f"invalid YAML at {where}: {exc.problem or exc}") from None
+        raise ConfigError(f"invalid YAML at {where}: {_one_line(exc.problem or exc)}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML in {source}: {exc}") from None
+        # a ReaderError (control character) says where by position; its text names no value
+        raise ConfigError(f"invalid YAML in {source}: {_one_line(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"invalid YAML in {source}: nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -125,14 +248,31 @@ def _load_yaml(text: str, source: str) -> dict[str, Any]:
     return data
 
 
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        if p.exists() and not p.is_file():
+            raise ConfigError(f"config file {p} is not a regular file")
+        size = p.stat().st_size
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {p} is {size:,} bytes; at most {MAX_CONFIG_BYTES:,} are read")
+        raw = p.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {p}") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {p}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.start} is not UTF-8); "
+                          "is it a binary file?") from None
+    if "\x00" in text:
+        raise ConfigError(f"config file {p} contains a NUL byte (at offset {text.index(chr(0))}); "
+                          "is it a binary file?")
     return _load_yaml(text, str(p))
 
 
@@ -266,15 +406,18 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     fragments: Mapping[str, Mapping[str, Any]] | None = None,
+    check_installed: bool = True,
 ) -> dict[str, Any]:
     """The effective config: embedded defaults, then each file in order, then ``ARBFRAME_<SECTION>__<KEY>``
-    environment overrides, then ``overrides`` (command-line options); validated (pass 1)."""
+    environment overrides, then ``overrides`` (command-line options); validated (pass 1).
+
+    ``check_installed=False`` skips the check that the selected drivers are installed (``config schema``)."""
     config, sources = merged_config(paths, env=env)
     if overrides:
         config = deep_merge(config, overrides)
     if fragments is None:
         fragments = _module_fragments()
-    validate_kernel(config, fragments, sources=sources)
+    validate_kernel(config, fragments, sources=sources, check_installed=check_installed)
     return config
 
 
@@ -313,18 +456,94 @@ def _merge_schema(node: dict[str, Any], fragment: Mapping[str, Any]) -> None:
 
 
 def validate_kernel(
-    config: Mapping[str, Any], fragments: Mapping[str, Mapping[str, Any]], *, sources: Sequence[str] = ()
+    config: Mapping[str, Any], fragments: Mapping[str, Mapping[str, Any]], *, sources: Sequence[str] = (),
+    check_installed: bool = True,
 ) -> None:
     """Pass 1: kernel and module schemas; every selected driver installed (metadata only)."""
 
     exchange_sections = [*installed_names(DRIVER_GROUPS["exchange"]), *default_sections()]
     schema = compose_schema(fragments, extra_sections=exchange_sections)
+    _check_finite(config, sources)
     _validate(config, schema, sources)
+    check_rules(config, sources)
+    if check_installed:
+        for kind, name, key_path in missing_drivers(config):
+            raise DriverNotInstalled(DRIVER_GROUPS[kind], name, installed_names(DRIVER_GROUPS[kind]), key_path)
+
+
+def missing_drivers(config: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(kind, name, key path) of every selected driver no installed distribution provides.
+
+    In mock mode the venues are served by the kernel's simulated market, so a missing exchange plugin is not
+    missing (``arbframe run --mock`` needs nothing but the kernel and a storage plugin).
+    """
+    mock = bool(config.get("mock_mode"))
+    missing = []
     for kind, picks in selected_drivers(config).items():
+        if kind == "exchange" and mock:
+            continue
         names = installed_names(DRIVER_GROUPS[kind])
-        for name, key_path in picks:
-            if name not in names:
-                raise DriverNotInstalled(DRIVER_GROUPS[kind], name, names, key_path)
+        missing += [(kind, name, key_path) for name, key_path in picks if name not in names]
+    return missing
+
+
+def _check_finite(value: Any, sources: Sequence[str], path: str = "") -> None:
+    """NaN and infinities compare false with everything, so a threshold of ``.nan`` would never trigger."""
+    if isinstance(value, float) and not math.isfinite(value):
+        where = f"config error ({', '.join(sources)}): " if sources else "config error: "
+        raise ConfigError(f"{where}{path or '<top level>'}: {value!r} is not a finite number")
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_finite(item, sources, _join(path, key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(item, sources, f"{path}[{i}]")
+
+
+#: URL schemes redis-py accepts in ``redis.url``
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def check_rules(config: Mapping[str, Any], sources: Sequence[str] = ()) -> None:
+    """Rules that tie keys together (JSON Schema compares no two values): one line naming the keys."""
+    where = f"config error ({', '.join(sources)}): " if sources else "config error: "
+    arb = config.get("arbitrage") if isinstance(config.get("arbitrage"), Mapping) else {}
+    domestic, foreign = arb.get("domestic"), arb.get("foreign")
+    if domestic is not None and domestic == foreign:
+        raise ConfigError(f"{where}arbitrage.domestic and arbitrage.foreign are both {domestic!r}; "
+                          "expected two different venues")
+    entry, exit_ = arb.get("entry_threshold"), arb.get("exit_threshold")
+    if _is_number(entry) and _is_number(exit_) and exit_ > entry:
+        raise ConfigError(f"{where}arbitrage.exit_threshold {exit_!r} is above arbitrage.entry_threshold "
+                          f"{entry!r}; expected exit <= entry (a position would close as soon as it opened)")
+    zone = arb.get("timezone")
+    if isinstance(zone, str) and not _known_zone(zone):
+        raise ConfigError(f"{where}arbitrage.timezone: {zone[:60]!r} is not a time zone name; expected an IANA name "
+                          "such as 'Asia/Seoul' or 'UTC'")
+    redis = config.get("redis") if isinstance(config.get("redis"), Mapping) else {}
+    url = redis.get("url")
+    if isinstance(url, str) and not url.lower().startswith(REDIS_SCHEMES):
+        scheme = url.split("://", 1)[0] if "://" in url else ""
+        shown = f"scheme {scheme + '://'!r}" if re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]{0,15}", scheme) else "no scheme"
+        raise ConfigError(f"{where}redis.url: {MASK} is not a Redis URL ({shown}); expected one starting with "
+                          f"{', '.join(REDIS_SCHEMES)}")
+
+
+def _known_zone(name: str) -> bool:
+    """A name ``arbframe.trading.statistics.load_timezone`` accepts (it falls back for these without tzdata)."""
+    from zoneinfo import ZoneInfo
+
+    if name in ("Asia/Seoul", "KST", "UTC", "Etc/UTC"):
+        return True
+    try:
+        ZoneInfo(name)
+    except (ValueError, OSError, LookupError):  # ZoneInfoNotFoundError is a KeyError; bad names raise ValueError
+        return False
+    return True
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def validate_full(config: Mapping[str, Any], fragments: Mapping[str, Mapping[str, Any]]) -> None:

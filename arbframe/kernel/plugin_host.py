@@ -9,14 +9,14 @@ tests get a fresh one each time.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arbframe.core.errors import ArbframeError, DriverLoadError, DriverNotInstalled
 from arbframe.core.secrets import mask_url
 from arbframe.kernel.config import cache_backend, driver_section_path, fx_source_name, selected_drivers, validate_full
-from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed
+from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed, installed_names
 from arbframe.kernel.interfaces import HealthCheck, PluginContext
 from arbframe.kernel.loader import (
     collect_schema_fragments,
@@ -131,8 +131,17 @@ class Kernel:
             log.warning("cache %r unavailable (%s); using the in-memory cache", name, exc)
             return self.build_driver("cache", "memory", {}, "cache")
 
-    def load_exchange(self, name: str) -> Exchange:
-        return self.build_driver("exchange", name, self.config.get(name, {}), f"arbitrage -> {name}")
+    def load_exchange(self, name: str, *, simulated: Callable[[], Exchange] | None = None) -> Exchange:
+        """The venue's plugin driver. In mock mode, when no plugin provides ``name``, ``simulated()`` (the kernel's
+        simulated market, built by the caller: the market lives above this layer) serves the venue instead."""
+        key_path = f"arbitrage -> {name}"
+        if simulated is not None and self.context.mock and name not in installed_names(DRIVER_GROUPS["exchange"]):
+            exchange = simulated()
+            log.info("exchange %r: no plugin installed; mock mode: the kernel's simulated market serves it", name)
+            self.register(exchange, f"exchange:{name}")
+            self._drivers.append(exchange)
+            return exchange
+        return self.build_driver("exchange", name, self.config.get(name, {}), key_path)
 
     def load_fx_source(self) -> FxSource:
         fx = self.config.get("fx", {})
@@ -207,6 +216,9 @@ def driver_fragments(kernel: Kernel, kinds_and_names: Iterable[tuple[str, str, s
 def validate_selected(kernel: Kernel) -> None:
     """Config pass 2: import the selected drivers and validate their sections with their fragments."""
     picks = [(kind, name, path) for kind, items in kernel.selected_drivers().items() for name, path in items]
+    if kernel.context.mock:  # venues without a plugin are served by the simulated market (no section to check)
+        exchanges = installed_names(DRIVER_GROUPS["exchange"])
+        picks = [(kind, name, path) for kind, name, path in picks if kind != "exchange" or name in exchanges]
     fragments = collect_schema_fragments(kernel.pm)
     fragments.update(driver_fragments(kernel, picks))
     validate_full(kernel.config, fragments)

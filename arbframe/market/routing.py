@@ -23,7 +23,7 @@ from arbframe.core.secrets import mask_secret
 
 if TYPE_CHECKING:
     from arbframe.core.models import MarketRules, OrderBook
-    from arbframe.kernel.interfaces import PluginContext
+    from arbframe.kernel.interfaces import Exchange, PluginContext
     from arbframe.market.simulation import SimulatedAccount, SimulatedExchange
 
 
@@ -144,3 +144,24 @@ class VenueRouting:
         if not self.live_private:
             return self.simulated_account()
         return None
+
+
+def simulated_venue(name: str, context: PluginContext, *, role: str) -> Exchange:
+    """Mock mode without the venue's plugin: the kernel's simulated market serves ``name`` on its own; ``role``
+    (``domestic``: KRW, ``foreign``: USDT) gives the quote currency when the market does not know the venue.
+
+    Quotes, rules and the paper account come from the context's simulated market (made from the config when
+    missing); the fee is the venue section's ``fee_rate`` (0.1 % when absent); balances as :func:`paper_balances`.
+    """
+    from arbframe.market.simulation import SimulatedVenue, market_from_config
+
+    config = context.config or {}
+    section = config.get(name) if isinstance(config.get(name), Mapping) else {}
+    if context.market is None:
+        context.market = market_from_config(config)
+    market = context.market
+    quote = market.venues.get(name) or ("KRW" if role == "domestic" else "USDT")
+    return SimulatedVenue(
+        name, market, quote_currency=quote, fee_rate=Decimal(str(section.get("fee_rate", "0.001"))),
+        balances=paper_balances(name, context, section),
+    )

@@ -61,7 +61,8 @@ from arbframe.core.models import (
     Side,
     utcnow,
 )
-from arbframe.kernel.interfaces import Exchange, FxSource
+from arbframe.kernel.hookspecs import hookimpl
+from arbframe.kernel.interfaces import Exchange, FxSource, HealthCheck, HealthResult, HealthStatus
 from arbframe.trading.paper import InsufficientFunds, InsufficientLiquidity, PaperWallet, walk_book
 
 DEFAULT_VENUES = {"upbit": "KRW", "binance": "USDT"}
@@ -675,6 +676,28 @@ class SimulatedExchange(Exchange):
         if self.quote_currency == "KRW":
             return krw_price_unit(price, symbol)
         return super().price_step(symbol, price)
+
+
+class SimulatedVenue(SimulatedExchange):
+    """A venue whose plugin is not installed, served by the simulated market in mock mode (it has its own row in
+    the health report, saying so)."""
+
+    def describe(self) -> str:
+        return f"{self.name} (simulated market; no plugin installed)"
+
+    @hookimpl
+    def arbframe_health_checks(self, config: Any, context: Any) -> list[HealthCheck]:
+        return [HealthCheck(self.name, self.health_probe, timeout_seconds=1.0)]
+
+    async def health_probe(self) -> HealthResult:
+        symbol = self.market.symbols[0]
+        book = await self.fetch_order_book(symbol, 1)
+        return HealthResult(
+            self.name, HealthStatus.OK,
+            f"mock mode: simulated market ({symbol} {book.best_bid}/{book.best_ask} {self.quote_currency}); "
+            f"no {self.name} plugin installed",
+            {"simulated": True, "quote_currency": self.quote_currency},
+        )
 
 
 class SimulatedFxSource(FxSource):

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from arbframe.core.models import utcnow
 from arbframe.core.secrets import scrub
+from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed_names
 from arbframe.kernel.interfaces import Cache, FxSource, HealthCheck, HealthResult, HealthStatus
 
 if TYPE_CHECKING:
@@ -491,8 +492,16 @@ def checks_from_kernel(kernel: Kernel, *, build_timeout: float = 0.8) -> tuple[l
     arbitrage = _section(config, "arbitrage")
     for role in ("domestic", "foreign"):
         name = arbitrage.get(role)
-        if name:
-            build("exchange", str(name), _section(config, str(name)), f"arbitrage.{role}")
+        if not name:
+            continue
+        if context.mock and str(name) not in installed_names(DRIVER_GROUPS["exchange"]):
+            from arbframe.market.routing import simulated_venue
+
+            venue = kernel.load_exchange(str(name), simulated=lambda n=str(name), r=role: simulated_venue(
+                n, context, role=r))
+            built.append(venue)
+            continue
+        build("exchange", str(name), _section(config, str(name)), f"arbitrage.{role}")
 
     from arbframe.kernel.config import fx_source_name
 

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from arbframe.core.errors import ArbframeError, DriverLoadError
 from arbframe.core.models import ErrorRecord, FxRate, IdGenerator, MarketRules, new_id, utcnow
+from arbframe.service.isolation import IsolatedCache, IsolatedStorage
+from arbframe.service.readiness import Readiness, VenueReadiness
 from arbframe.trading.engine import Engine, MarketSnapshot
 from arbframe.trading.paper import DEFAULT_BALANCES, PaperWallet
 from arbframe.trading.statistics import DayRollover, TradingMetrics, format_metrics_summary
@@ -101,6 +103,7 @@ class TradingService:
         self.rules: dict[tuple[str, str], MarketRules] = {}
         self._last_fx_id: str | None = None
         self._tether_failed = False
+        self.readiness: Readiness | None = None
 
     @property
     def simulated(self) -> bool:
@@ -113,9 +116,9 @@ class TradingService:
         k = self.kernel
         cfg = self.cfg
         log.info("[BOT] Initializing bot service...")
-        self.storage = k.load_storage()
+        self.storage = _isolated(IsolatedStorage, k.load_storage(), k)
         log.info("[BOT] Storage initialized: %s", self.storage.describe())
-        self.cache = k.load_cache()
+        self.cache = _isolated(IsolatedCache, k.load_cache(), k)
         log.info("[BOT] Cache initialized: %s (available=%s)", self.cache.describe(), self.cache.available)
         if self.mock:
             from arbframe.market.simulation import market_from_config
@@ -127,25 +130,20 @@ class TradingService:
                         "PnL below is simulated", self.market.seed)
         for role, name in (("domestic", cfg.domestic), ("foreign", cfg.foreign)):
             try:
-                exchange = k.load_exchange(name)
+                exchange = k.load_exchange(name, simulated=_simulated(name, role, k))
             except ArbframeError:
                 raise
             except Exception as exc:
                 raise DriverLoadError(f"arbitrage.{role}: exchange {name!r} could not be built: {exc}") from exc
             self.exchanges[name] = exchange  # closed on shutdown even when connect fails
-            try:
-                await exchange.connect()
-            except ArbframeError:
-                raise
-            except Exception as exc:
-                raise DriverLoadError(
-                    f"arbitrage.{role}: exchange {name!r} failed to connect: {type(exc).__name__}: {exc}"
-                ) from exc
             log.info("[BOT] Exchange %s initialized (mock=%s, quote=%s, fee=%s)", name,
                      getattr(exchange, "simulated", False), exchange.quote_currency, exchange.fee_rate)
-        for name, exchange in self.exchanges.items():
-            for symbol in cfg.symbols:
-                self.rules[(name, symbol)] = exchange.market_rules(symbol)
+        # start-up needs no network: what does not load now loads with retries while the service runs
+        self.readiness = Readiness.for_exchanges(self.exchanges, list(cfg.symbols), self.config)
+        k.register(self.readiness, "service:readiness")
+        await asyncio.gather(*(v.prepare() for v in self.readiness.venues.values()))
+        for name, venue in self.readiness.venues.items():
+            self.rules.update({(name, symbol): rules for symbol, rules in venue.load_rules().items()})
         self.fx_service = self._build_fx()
         self.metrics.simulated.set(1 if self.mock else 0)
         self.metrics.precreate_orders(tuple(self.exchanges))
@@ -271,9 +269,15 @@ class TradingService:
         if self.market is not None:
             self.market.step(utcnow())
         cfg = self.cfg
-        keys = [(venue, symbol) for symbol in cfg.symbols for venue in (cfg.domestic, cfg.foreign)]
-        if cfg.use_tether and not self._tether_failed:
-            keys.append((cfg.domestic, "USDT"))
+        venues = self.readiness.venues if self.readiness is not None else {}
+        due = [v for v in venues.values() if v.due()]
+        if due:
+            await asyncio.gather(*(v.prepare() for v in due))
+        skip = {name for name, v in venues.items() if not v.ready and not (v in due and v.connected)}
+        keys = [(venue, symbol) for symbol in cfg.symbols for venue in (cfg.domestic, cfg.foreign)
+                if venue not in skip]
+        if cfg.use_tether and not self._tether_failed and cfg.domestic not in skip:
+            keys.append((cfg.domestic, "USDT"))  # while the venue gets ready a failure here is not final
         tasks = [self.exchanges[v].fetch_order_book(s, cfg.book_depth) for v, s in keys]
         results = await asyncio.gather(self.current_fx(), *tasks, return_exceptions=True)
         fx = results[0]
@@ -282,7 +286,13 @@ class TradingService:
             fx = None
         books = {}
         now = self.market.now if self.market is not None else utcnow()
+        waiting: dict[str, dict[str, BaseException]] = {v.name: {} for v in due}
         for key, book in zip(keys, results[1:], strict=True):
+            if key[0] in waiting:  # a venue getting ready: its failures make its one reason line
+                if isinstance(book, BaseException):
+                    waiting[key[0]][key[1]] = book
+                    continue
+                venues[key[0]].book_arrived(key[1])
             if isinstance(book, BaseException):
                 if key[1] == "USDT" and key[0] == cfg.domestic:
                     self._tether_failed = True
@@ -291,7 +301,20 @@ class TradingService:
                 self.record_error(f"{key[0]}", f"order book {key[1]} unavailable: {book!r}", now)
                 continue
             books[key] = book
+        if due:
+            self._settle(due, waiting)
         return MarketSnapshot(now, books, fx, simulated=self.mock)
+
+    def _settle(self, due: list[VenueReadiness], errors: dict[str, dict[str, BaseException]]) -> None:
+        """Rules that arrived go to the engine; each venue tried is ready or says why not (one line)."""
+        for venue in due:
+            for symbol, rules in venue.load_rules().items():
+                self.rules[(venue.name, symbol)] = rules
+                if self.engine is not None:
+                    self.engine.set_rules(venue.name, symbol, rules)
+            venue.settle(errors.get(venue.name))
+        if self.engine is not None and self.readiness is not None:
+            self.engine.unready = self.readiness.unready()
 
     def record_error(self, component: str, message: str, now: Any = None) -> None:
         log.warning("[BOT] %s: %s", component, message)
@@ -336,6 +359,18 @@ class TradingService:
             except Exception as exc:
                 log.debug("closing FX source failed: %r", exc)
         k.close()
+
+
+def _isolated(wrapper: Any, driver: Any, kernel: Kernel) -> Any:
+    """The driver behind :mod:`arbframe.service.isolation`'s guard, named as the kernel registered it."""
+    return wrapper(driver, kernel.pm.get_name(driver) or type(driver).__name__, kernel.registry)
+
+
+def _simulated(name: str, role: str, kernel: Kernel) -> Any:
+    """The simulated market's stand-in for a venue whose plugin is not installed (used in mock mode only)."""
+    from arbframe.market.routing import simulated_venue
+
+    return lambda: simulated_venue(name, kernel.context, role=role)
 
 
 # ------------------------------------------------------------------------------------------------ run loop

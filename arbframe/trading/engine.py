@@ -174,6 +174,9 @@ class Engine:
         self.ticks = 0
         self.last_fx: FxRate | None = None
         self._blocked: dict[str, str | None] = {}
+        #: venue -> why it cannot trade yet (rules, balances or books still loading); the service keeps it current
+        #: and logs the reason itself, so the per-symbol block lines leave it out
+        self.unready: dict[str, str] = {}
         self._fx_stale_logged = False
         self._last_fresh: bool | None = None  # FX freshness of the previous tick (_note_fx acts on changes)
         self._step: dict[str, Decimal] = {}
@@ -265,7 +268,7 @@ class Engine:
         dom = books.get((self.domestic, symbol))
         fgn = books.get((self.foreign, symbol))
         if fx is None or dom is None or fgn is None:
-            out.blocked = "missing book or FX rate"
+            out.blocked = self._venue_block() or "missing book or FX rate"
             return out
         d_bids = dom.bids
         if not d_bids or not dom.asks or not fgn.bids or not fgn.asks:
@@ -311,6 +314,8 @@ class Engine:
                 if best is not None:
                     books_fresh = self._book_fresh(dom, now) and self._book_fresh(fgn, now)
                     block = strategy.entry_block(best, self.view(), now, fx_fresh=fx_fresh, books_fresh=books_fresh)
+                    if block is None and self.unready:
+                        block = self._venue_block()
                     if block is None:
                         out.open = OpenDecision(symbol, best.direction, best.qty, best)
                     else:
@@ -563,10 +568,21 @@ class Engine:
                 )
             self._fx_stale_logged = True
 
+    def _venue_block(self) -> str | None:
+        unready = self.unready
+        return unready.get(self.domestic) or unready.get(self.foreign) if unready else None
+
+    def set_rules(self, venue: str, symbol: str, rules: MarketRules) -> None:
+        """Rules that arrived after start-up (the service loads them with retries); the lot step follows."""
+        self.rules[(venue, symbol)] = rules
+        steps = [r.step_size for (_, s), r in self.rules.items() if s == symbol]
+        self._step[symbol] = max(steps) if steps else _STEP
+
     def _note_block(self, symbol: str, reason: str | None) -> None:
         if self._blocked.get(symbol) != reason:
             self._blocked[symbol] = reason
-            if reason is not None and not reason.startswith("FX rate is stale"):
+            if reason is not None and not reason.startswith("FX rate is stale") \
+                    and reason not in self.unready.values():
                 log.info("[BOT] entry on %s blocked: %s%s", symbol, reason, self._note())
 
     def _publish(self, snap: MarketSnapshot, result: TickResult, fresh: bool) -> None:
