@@ -300,3 +300,30 @@ def test_hypertable_ddl_puts_time_in_the_primary_key(pg) -> None:
         assert 'PRIMARY KEY ("id")' in create_table_sql("s", "positions", timescale=True).as_string(conn)
     finally:
         conn.close()
+
+
+def test_tables_of_an_older_version_get_instance_id_idempotently(open_storage, pg, schema, read_table) -> None:
+    """Tables made before ``instance_id`` existed: the next start adds the column (old rows get ''), a second
+    start changes nothing, and new rows carry their instance id."""
+    from dataclasses import replace
+
+    from psycopg2 import sql
+
+    from arbframe.testing.storage_kit import sample_position
+
+    first = open_storage()
+    first.log_position_open(sample_position("old"))
+    first.close()
+    for table in TABLES:
+        pg.execute(sql.SQL("ALTER TABLE {} DROP COLUMN instance_id").format(sql.Identifier(schema, table)))
+    second = open_storage()
+    second.log_position_open(replace(sample_position("new"), instance_id="bot-a"))
+    second.close()
+    open_storage().close()  # again: nothing left to add
+    back = {p.id: p.instance_id for p in read_table(pg, schema, "positions")}
+    assert back == {"old": "", "new": "bot-a"}
+    count = pg.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s AND column_name = 'instance_id'",
+        (schema,),
+    )[0][0]
+    assert count == len(TABLES)

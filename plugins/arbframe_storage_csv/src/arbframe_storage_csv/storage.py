@@ -81,9 +81,7 @@ class CsvStorage(Storage):
             with path.open("r", newline="", encoding="utf-8") as existing:
                 header = next(csv.reader(existing), None)
             if header is not None and header != wanted:
-                raise RuntimeError(
-                    f"{path} has columns {header} but this version writes {wanted}; move the file aside"
-                )
+                _upgrade_columns(path, table, header, wanted)
             handle = path.open("a", newline="", encoding="utf-8")
         else:
             handle = path.open("a", newline="", encoding="utf-8")
@@ -184,6 +182,35 @@ class CsvStorage(Storage):
         if not os.access(self.data_dir, os.W_OK):
             return HealthResult("csv", HealthStatus.ERROR, f"CSV data dir {self.data_dir} is not writable")
         return HealthResult("csv", HealthStatus.OK, f"CSV storage at {self.data_dir}")
+
+
+def _upgrade_columns(path: Path, table: str, header: list[str], wanted: list[str]) -> None:
+    """A file written by an older version (e.g. before ``instance_id``): rewrite it once with this version's
+    columns, the new ones empty (their defaults), through a temporary file and an atomic rename. Columns this
+    version does not know, or a missing column without a default, stop the service with the file named."""
+    import dataclasses
+
+    cls = TABLES[table]
+    defaults = {f.name for f in dataclasses.fields(cls)
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    unknown = [c for c in header if c not in wanted]
+    missing = [c for c in wanted if c not in header]
+    if unknown or any(c not in defaults for c in missing):
+        raise RuntimeError(f"{path} has columns {header} but this version writes {wanted}; move the file aside")
+    tmp = path.with_name(path.name + ".upgrade")
+    index = [header.index(c) if c in header else None for c in wanted]
+    with path.open("r", newline="", encoding="utf-8") as src, tmp.open("w", newline="", encoding="utf-8") as dst:
+        reader = csv.reader(src)
+        writer = csv.writer(dst)
+        next(reader)
+        writer.writerow(wanted)
+        for row in reader:
+            writer.writerow([row[i] if i is not None and i < len(row) else "" for i in index])
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.replace(tmp, path)
+    log.warning("%s: added column(s) %s (written by an older version; old rows get the default)", path,
+                ", ".join(missing))
 
 
 def _repair_torn_tail(path: Path) -> None:

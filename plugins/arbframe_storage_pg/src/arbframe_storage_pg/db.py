@@ -17,7 +17,13 @@ from typing import Any
 
 from arbframe import ArbframeError
 from arbframe_storage_pg.settings import Settings
-from arbframe_storage_pg.tables import HYPERTABLES, SPECS, create_index_sql, create_table_sql
+from arbframe_storage_pg.tables import (
+    HYPERTABLES,
+    SPECS,
+    add_missing_columns_sql,
+    create_index_sql,
+    create_table_sql,
+)
 
 log = logging.getLogger("arbframe.storage.postgres")
 
@@ -162,6 +168,7 @@ def ensure_schema(conn: Any, settings: Settings) -> bool:
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         for table in SPECS:
             cur.execute(create_table_sql(schema, table, timescale=timescale))
+        _add_missing_columns(cur, schema)
         if timescale:
             timescale = _make_hypertables(cur, conn, schema)
         for table in SPECS:
@@ -169,6 +176,21 @@ def ensure_schema(conn: Any, settings: Settings) -> bool:
                 cur.execute(stmt)
     conn.commit()
     return timescale
+
+
+def _add_missing_columns(cur: Any, schema: str) -> None:
+    """The idempotent migration of tables made by an older version: add the columns they lack (with their
+    defaults), only when some are missing, so an up-to-date schema takes no table lock here."""
+    cur.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s", (schema,)
+    )
+    present: dict[str, list[str]] = {}
+    for table, column in cur.fetchall():
+        present.setdefault(table, []).append(column)
+    for table in SPECS:
+        for stmt in add_missing_columns_sql(schema, table, present.get(table, [])):
+            log.info("migrating %s.%s: %s", schema, table, stmt.as_string(cur))
+            cur.execute(stmt)
 
 
 _TIMESCALE_WARNED = False
