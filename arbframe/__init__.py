@@ -20,6 +20,11 @@ _LAZY: dict[str, str] = {
     "VenueRouting": "arbframe.market.routing",
     "url_endpoint": "arbframe.core.secrets",
     "PluginMetrics": "arbframe.kernel.instruments",
+    "BookKey": "arbframe.kernel.book",
+    "BookLock": "arbframe.kernel.book",
+    "BookLocked": "arbframe.kernel.book",
+    "FileBookLock": "arbframe.kernel.book",
+    "Holder": "arbframe.kernel.book",
     "CacheMetrics": "arbframe.kernel.instruments",
     "StorageMetrics": "arbframe.kernel.instruments",
     "ExchangeMetrics": "arbframe.kernel.instruments",
@@ -103,6 +108,7 @@ if TYPE_CHECKING:
     )
     from arbframe.core.records import TABLES, RowError, columns, from_row, read_csv_table, to_dict, to_row
     from arbframe.core.secrets import mask_secret, mask_url, url_endpoint
+    from arbframe.kernel.book import BookKey, BookLock, BookLocked, FileBookLock, Holder
     from arbframe.kernel.config import load_config
     from arbframe.kernel.hookspecs import hookimpl
     from arbframe.kernel.instruments import CacheMetrics, ExchangeMetrics, PluginMetrics, StorageMetrics
@@ -138,6 +144,11 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "BookKey",
+    "BookLock",
+    "BookLocked",
+    "FileBookLock",
+    "Holder",
     "API_VERSION",
     "SPREAD_TTL_SECONDS",
     "TABLES",

@@ -101,6 +101,11 @@ class TradingService:
         self.rules: dict[tuple[str, str], MarketRules] = {}
         self._last_fx_id: str | None = None
         self._tether_failed = False
+        from arbframe.kernel.book import book_from_config
+
+        self.book = book_from_config(kernel.config)
+        self.book_lock: Any = None
+        self.unreachable: set[str] = set()  # venues that gave no book in the last snapshot
 
     @property
     def simulated(self) -> bool:
@@ -113,8 +118,13 @@ class TradingService:
         k = self.kernel
         cfg = self.cfg
         log.info("[BOT] Initializing bot service...")
-        self.storage = k.load_storage()
-        log.info("[BOT] Storage initialized: %s", self.storage.describe())
+        self.storage = k.load_storage_writer()
+        log.info("[BOT] Storage initialized: %s (writing to %s)", self.storage.describe(),
+                 self.storage.active_backend())
+        if self.with_engine:  # a trading runner: one per book (BookLocked, exit 2, when another has it)
+            self.book_lock = self.storage.lock_book(self.book)
+        if self.book_lock is not None:
+            log.info("[BOT] %s by instance %s", self.book_lock.describe(), self.book.instance_id)
         self.cache = k.load_cache()
         log.info("[BOT] Cache initialized: %s (available=%s)", self.cache.describe(), self.cache.available)
         if self.mock:
@@ -266,7 +276,10 @@ class TradingService:
             fx = None
         books = {}
         now = self.market.now if self.market is not None else utcnow()
+        answered: set[str] = set()
         for key, book in zip(keys, results[1:], strict=True):
+            if not isinstance(book, BaseException):
+                answered.add(key[0])
             if isinstance(book, BaseException):
                 if key[1] == "USDT" and key[0] == cfg.domestic:
                     self._tether_failed = True
@@ -275,7 +288,26 @@ class TradingService:
                 self.record_error(f"{key[0]}", f"order book {key[1]} unavailable: {book!r}", now)
                 continue
             books[key] = book
+        self.unreachable = {cfg.domestic, cfg.foreign} - answered
         return MarketSnapshot(now, books, fx, simulated=self.mock)
+
+    def readiness(self) -> tuple[bool, str]:
+        """Ready to trade: storage writable or safely spooling, both venues answered last tick, not killed."""
+        from arbframe.kernel.interfaces import HealthStatus
+
+        problems = []
+        health = getattr(self.storage, "health", None)
+        if callable(health):
+            result = health()
+            if result.status is HealthStatus.ERROR:
+                problems.append(f"storage: {result.message}")
+        if self.unreachable:
+            problems.append(f"venue(s) unreachable: {', '.join(sorted(self.unreachable))}")
+        if getattr(self.engine, "killed", False):
+            problems.append("kill switch tripped")
+        if problems:
+            return False, "; ".join(problems)
+        return True, f"ticking; storage {self.storage.active_backend() if self.storage else '?'}"
 
     def record_error(self, component: str, message: str, now: Any = None) -> None:
         log.warning("[BOT] %s: %s", component, message)
@@ -406,30 +438,38 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
     stop.install()
     server = None
     iterations = 0
-    ready = {"ok": False}
+    from arbframe.service.liveness import LoopState, heartbeat_path, write_heartbeat
+
+    interval = _interval(opts, kernel.config)
+    state = LoopState(interval, instance_id=service.book.instance_id)
+    beat_file = heartbeat_path(kernel.config)
     try:
         await service.start()
-        server = await _start_metrics_server(kernel, ready, service.cache)
-        interval = _interval(opts, kernel.config)
+        state.backend = service.storage.active_backend() if service.storage else ""
+        _beat(beat_file, state, write_heartbeat)
+        server = await _start_metrics_server(kernel, state, service.cache)
         log.info("[BOT] Starting bot service loop (interval=%gs, mode=%s%s)", interval, kernel.context.mode,
                  ", MOCK" if mock else "")
         log.info("[BOT] %s", service.metrics_line())
         engine, storage = service.engine, service.storage
         assert engine is not None and storage is not None
-        backend = (kernel.config.get("storage") or {}).get("backend", "csv")
         redis_state = "enabled" if (kernel.config.get("redis") or {}).get("enabled") else "disabled"
         async for _ in paced(opts, interval, stop):
             snap = await service.snapshot()
             result = engine.process(snap)
             storage.flush()
             iterations += 1
-            ready["ok"] = True
+            state.tick_done()
+            state.backend = storage.active_backend()
+            state.ready, state.ready_reason = service.readiness()
+            _beat(beat_file, state, write_heartbeat)
             service.log_tick(snap, result)
             log.info("[BOT] %s", service.metrics_line())
-            log.info("[BOT] heartbeat - symbols=%s backend=%s redis=%s%s", list(service.cfg.symbols), backend,
-                     redis_state, service.note())
+            log.info("[BOT] heartbeat - symbols=%s backend=%s redis=%s%s", list(service.cfg.symbols),
+                     state.backend, redis_state, service.note())
     finally:
         stop.uninstall()
+        state.stopped, state.ready, state.ready_reason = True, False, "stopped"
         if server is not None:
             try:
                 await server.stop()
@@ -439,20 +479,33 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
             log.info("[BOT] final %s", service.metrics_line())
         log.info("[BOT] Shutting down (completed %d iterations)", iterations)
         await service.close()
+        if service.storage is not None:
+            _beat(beat_file, state, write_heartbeat)
     return 0
 
 
-async def _start_metrics_server(kernel: Kernel, ready: dict[str, bool], cache: Any = None) -> Any:
+def _beat(path: Any, state: Any, write: Any) -> None:
+    try:
+        write(path, state)
+    except OSError as exc:  # a heartbeat file that cannot be written must not stop trading
+        log.debug("heartbeat file %s not written: %r", path, exc)
+
+
+async def _start_metrics_server(kernel: Kernel, state: Any, cache: Any = None) -> Any:
     if not (kernel.config.get("metrics_server") or {}).get("enabled"):
         return None
     from arbframe.service.metrics_server import health_provider_for, start_from_config
 
     def ready_provider() -> tuple[bool, str]:
-        return (True, "ticking") if ready["ok"] else (False, "waiting for the first tick")
+        live, why = state.live()
+        if not live:
+            return False, f"not live: {why}"
+        return state.ready, state.ready_reason
 
-    # /health: every plugin's checks plus the kernel's FX and HEARTBEAT checks read through the service's cache
+    # /health: liveness decides the HTTP status; the body is every plugin's checks plus the kernel's
     server = await start_from_config(
-        kernel.config, kernel.registry, health_provider_for(kernel, cache), ready_provider
+        kernel.config, kernel.registry, health_provider_for(kernel, cache, loop_state=state), ready_provider,
+        live_provider=state.live,
     )
     if server is not None:
         log.info("[BOT] Metrics server listening on %s/metrics", server.url)

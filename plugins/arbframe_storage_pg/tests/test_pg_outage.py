@@ -64,7 +64,7 @@ def test_server_stopped_and_restarted_while_writing(open_storage, pg, schema, re
             assert storage.spooling and storage.spool_depth > 0
             assert storage.spool_path.stat().st_size > 0
             result = storage.health()
-            assert result.status is HealthStatus.WARN and "spooled" in result.message
+            assert result.status is HealthStatus.ERROR and "spooled" in result.message
             assert reg.get_sample_value("arbframe_storage_spool_depth", {"backend": "postgres"}) > 0
             saw_warn = True
             storage.log_position_close(closed(positions[0]))

@@ -140,10 +140,17 @@ def test_flush_by_time(open_storage, pg, schema, count_rows) -> None:
     assert wait_for(lambda: count_rows(pg, schema, "spreads") == 1)
 
 
-def test_close_flushes_and_shutdown_hook_flushes(open_storage, pg, schema, count_rows) -> None:
+def test_close_flushes_and_shutdown_hook_wakes_the_flusher(open_storage, pg, schema, count_rows) -> None:
+    import time
+
     storage = open_storage(batch_size=100000, flush_interval_seconds=3600)
     storage.log_spread(spread(1))
-    storage.arbframe_shutdown(storage.context)
+    started = time.monotonic()
+    storage.arbframe_shutdown(storage.context)  # never waits: the flusher thread writes
+    assert time.monotonic() - started < 0.05
+    deadline = time.monotonic() + 10
+    while count_rows(pg, schema, "spreads") != 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert count_rows(pg, schema, "spreads") == 1
     storage.log_spread(spread(2))
     storage.close()

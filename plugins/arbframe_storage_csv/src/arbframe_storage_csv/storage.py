@@ -13,6 +13,8 @@ from typing import Any, TextIO
 
 from arbframe import (
     TABLES,
+    BookKey,
+    BookLock,
     ErrorRecord,
     FxRate,
     HealthCheck,
@@ -23,6 +25,7 @@ from arbframe import (
     Position,
     Spread,
     Storage,
+    FileBookLock,
     StorageMetrics,
     Trade,
     columns,
@@ -51,6 +54,7 @@ class CsvStorage(Storage):
         if context is not None:
             self._metrics = StorageMetrics.get(context.registry)
         self._closed = False
+        self._book_lock: BookLock | None = None
 
     @classmethod
     def config_schema(cls) -> dict[str, Any]:
@@ -160,6 +164,11 @@ class CsvStorage(Storage):
             latest[position.id] = position
         return list(latest.values())
 
+    def lock_book(self, book: BookKey) -> BookLock:
+        """One runner per book in this data dir: a ``flock``-ed file per symbol under ``locks/`` naming its holder."""
+        self._book_lock = FileBookLock.acquire(self.data_dir / "locks", book)
+        return self._book_lock
+
     def close(self) -> None:
         if self._closed:
             return
@@ -170,6 +179,9 @@ class CsvStorage(Storage):
                 handle.close()
             self._files.clear()
             self._closed = True
+            if self._book_lock is not None:
+                self._book_lock.release()
+                self._book_lock = None
 
     # --------------------------------------------------------------------------------------------- hooks
     @hookimpl

@@ -35,8 +35,26 @@ class PostgresUnavailable(ArbframeError, ConnectionError):
     """The database cannot be reached or refuses us; the message names the server, never the password."""
 
 
+class PostgresLibraryMissing(PostgresUnavailable):
+    """psycopg2 is not installed: no retry can help (the kernel falls back to CSV)."""
+
+
 class ConnectionLost(Exception):
     """The connection broke while writing; the batch was not committed."""
+
+
+class ServerStalled(ConnectionLost):
+    """The server did not finish in time (statement_timeout / lock_timeout: a held table lock, an overloaded
+    server); the batch was not committed and goes to the spool like an outage."""
+
+
+#: SQLSTATEs that mean "the server is stuck", not "the data is bad": query_canceled (statement_timeout),
+#: lock_not_available (lock_timeout)
+STALL_CODES = frozenset({"57014", "55P03"})
+
+
+def is_stall(exc: BaseException) -> bool:
+    return getattr(exc, "pgcode", None) in STALL_CODES
 
 
 # -------------------------------------------------------------------------------------------- DSN helpers
@@ -88,21 +106,29 @@ def error_reason(exc: BaseException, *secrets: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------- connections
-def connect(settings: Settings, *, readonly: bool = False) -> Any:
-    """A new connection (UTC session time zone, bounded connect time), or PostgresUnavailable."""
+def connect(settings: Settings, *, readonly: bool = False, bounded: bool = False) -> Any:
+    """A new connection (UTC session time zone, bounded connect time), or PostgresUnavailable.
+
+    ``bounded``: the storage's own connection, whose statements and lock waits are bounded by the server
+    (``statement_timeout``, ``lock_timeout``) so a held table lock becomes a spooled outage, not a hung writer.
+    """
     try:
         import psycopg2
     except ImportError as exc:
-        raise PostgresUnavailable(
+        raise PostgresLibraryMissing(
             f"psycopg2 is not installed ({exc}); install it with: pip install psycopg2-binary"
         ) from None
     where = endpoint(settings.dsn)
+    options = "-c TimeZone=UTC"
+    if bounded:
+        options += (f" -c statement_timeout={int(settings.statement_timeout_seconds * 1000)}"
+                    f" -c lock_timeout={int(settings.lock_timeout_seconds * 1000)}")
     try:
         conn = psycopg2.connect(
             settings.dsn,
             connect_timeout=max(2, int(settings.connect_timeout_seconds)),
             application_name=settings.application_name,
-            options="-c TimeZone=UTC",
+            options=options,
             keepalives=1,
             keepalives_idle=10,
             keepalives_interval=5,
