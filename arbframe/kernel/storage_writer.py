@@ -220,6 +220,9 @@ class StorageWriter(Storage):
         self._divert_reason = "records spooled by an earlier run" if self._diverting else ""
         self._busy_since: float | None = None
         self._busy_what = ""
+        # diverted because the driver refused a record (not a stall): queued records, newer than it, follow it
+        # into the spool; after a stall they are older than anything spooled and go to the driver first
+        self._refused = False
         self._unflushed: list[tuple[str, Any]] = []
         self._flush_queued = False
         self._closed = False
@@ -446,14 +449,15 @@ class StorageWriter(Storage):
                 box["error"] = exc
             finally:
                 done.set()
-        elif self._diverting:
-            with self._lock:  # keep order: everything after a diverted record goes behind it
+        elif self._diverting and self._refused:
+            with self._lock:  # keep order: everything after a refused record goes behind it
                 self._spool.append([(method, arg)])
                 self._set_depth()
         else:
             try:
                 self._call(method, lambda: getattr(self.inner, method)(arg))
             except Exception as exc:
+                self._refused = True
                 self._divert(f"{self.inner.name} refused a record ({type(exc).__name__}: {exc})")
                 with self._lock:
                     self._spool.append([(method, arg)])
@@ -500,7 +504,7 @@ class StorageWriter(Storage):
 
     def _undivert(self) -> None:
         was = self._diverting
-        self._diverting = False
+        self._diverting = self._refused = False
         self._divert_reason = ""
         self._set_depth()
         if was:

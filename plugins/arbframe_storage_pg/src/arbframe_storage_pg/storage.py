@@ -180,6 +180,9 @@ class PostgresStorage(Storage):
         else:
             self._retry_delay = min(self._retry_delay * 2, self.settings.max_retry_interval_seconds)
         self._retry_at = now + self._retry_delay
+        wake = getattr(self, "_wake", None)
+        if wake is not None:
+            wake.set()  # the flusher re-arms its wait on the retry time, whatever its flush interval
 
     def _try_recover(self, *, force: bool = False) -> bool:
         """Reconnect (respecting the back-off unless ``force``) and replay the spool. Holds the io lock."""
