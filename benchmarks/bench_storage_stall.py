@@ -31,7 +31,7 @@ INTERVAL = 0.1
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 async def run(pg, tmp: Path) -> int:  # type: ignore[no-untyped-def]

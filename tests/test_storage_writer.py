@@ -60,7 +60,8 @@ def test_records_pass_through_in_order_stamped_with_the_instance(tmp_path: Path)
     w.log_position_close(closed(p))
     w.flush()
     assert w.sync(5)
-    assert [(x.id, x.is_open, x.instance_id) for x in inner.positions] == [("p1", True, "bot-a"), ("p1", False, "bot-a")]
+    got = [(x.id, x.is_open, x.instance_id) for x in inner.positions]
+    assert got == [("p1", True, "bot-a"), ("p1", False, "bot-a")]
     assert w.health().status is HealthStatus.OK and w.active_backend() == "gate"
     w.close()
     assert inner.closed_calls == 1

@@ -43,7 +43,7 @@ KERNEL_SCHEMA: dict[str, Any] = {
                 "interval_seconds": {"type": "number", "exclusiveMinimum": 0},
                 "instance_id": {
                     "type": "string", "minLength": 1, "maxLength": 100,
-                    "description": "stamped on every record this runner writes (default <domestic>-<foreign>-<SYMBOLS>)",
+                    "description": "stamped on every record written (default <domestic>-<foreign>-<SYMBOLS>)",
                 },
             },
             "additionalProperties": False,

@@ -33,9 +33,9 @@ from arbframe.core.models import (
 
 if TYPE_CHECKING:
     import pluggy
+    from prometheus_client import CollectorRegistry
 
     from arbframe.kernel.book import BookKey, BookLock
-    from prometheus_client import CollectorRegistry
 
 
 #: The kernel plugin API version. Plugins declare the version they target (``api_version`` on a driver class,

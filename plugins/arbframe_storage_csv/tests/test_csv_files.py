@@ -115,7 +115,7 @@ def test_file_of_an_older_version_gets_the_new_column_once(tmp_path: Path, caplo
     lines = path.read_text().splitlines()
     assert lines[0] == ",".join(columns(FxRate)) and len(lines) == 3
     rows = [r for _, r in read_csv_table(path, FxRate)]
-    assert [(r.id, r.instance_id) for r in rows][0] == ("old1", "")
+    assert (rows[0].id, rows[0].instance_id) == ("old1", "")
     assert rows[1].instance_id == "bot-a"
     caplog.clear()
     CsvStorage({"data_dir": str(tmp_path)}).close()

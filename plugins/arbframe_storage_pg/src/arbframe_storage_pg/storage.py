@@ -452,7 +452,6 @@ class PostgresStorage(Storage):
         every position row, then the spool)."""
         from arbframe import Position as PositionRecord
         from arbframe import from_row
-
         from arbframe_storage_pg.tables import copy_line_values
 
         names = SPECS["positions"].names
