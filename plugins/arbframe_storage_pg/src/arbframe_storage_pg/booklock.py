@@ -69,9 +69,8 @@ class PgBookLock(BookLock):
             safe_close(conn)
             from arbframe_storage_pg.db import PostgresUnavailable, dsn_password
 
-            raise PostgresUnavailable(
-                f"cannot take the book lock at {endpoint(settings.dsn)}: {error_reason(exc, dsn_password(settings.dsn))}"
-            ) from None
+            reason = error_reason(exc, dsn_password(settings.dsn))
+            raise PostgresUnavailable(f"cannot take the book lock at {endpoint(settings.dsn)}: {reason}") from None
         return cls(conn, settings, book)
 
     def release(self) -> None:
