@@ -6,8 +6,9 @@ appends to a bounded in-memory queue (or, while the writer is stalled, to a loca
 hands the records to the driver, in order, and calls its ``flush``.
 
 - **Stalls.** When the driver call in progress has taken longer than ``stall_seconds``, or the queue is full, the
-  writer *diverts*: every new record (and every queued one, once the writer wakes up) goes to the spool, a JSON-lines
-  file under ``<storage.csv.data_dir>/storage_spool/``. When a driver call returns and the driver flushes again,
+  writer *diverts*: every new record goes to the spool, a JSON-lines file under
+  ``<storage.csv.data_dir>/storage_spool/`` (records already queued are older and go to the driver first; after a
+  record the driver refused, queued ones follow it into the spool, so the order is always kept). When a driver call returns and the driver flushes again,
   the spool is replayed into it in order and the writer goes back to the queue. Records keep their ids, so a
   replay into PostgreSQL is idempotent.
 - **Shutdown** (:meth:`close`) is bounded by ``close_seconds``: the writer drains the queue, flushes and closes the
