@@ -8,8 +8,9 @@ hands the records to the driver, in order, and calls its ``flush``.
 - **Stalls.** When the driver call in progress has taken longer than ``stall_seconds``, or the queue is full, the
   writer *diverts*: every new record goes to the spool, a JSON-lines file under
   ``<storage.csv.data_dir>/storage_spool/`` (records already queued are older and go to the driver first; after a
-  record the driver refused, queued ones follow it into the spool, so the order is always kept). When a driver call returns and the driver flushes again,
-  the spool is replayed into it in order and the writer goes back to the queue. Records keep their ids, so a
+  record the driver refused, queued ones follow it into the spool, so the order is always kept). When a driver
+  call returns and the driver flushes again, the spool is replayed into it in order and the writer goes back to
+  the queue. Records keep their ids, so a
   replay into PostgreSQL is idempotent.
 - **Shutdown** (:meth:`close`) is bounded by ``close_seconds``: the writer drains the queue, flushes and closes the
   driver; if it does not finish in time (the database hangs), the records still queued and those handed to the
