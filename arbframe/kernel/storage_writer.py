@@ -285,18 +285,21 @@ class StorageWriter(Storage):
         if self._closed:
             raise RuntimeError("storage is closed")
         item = (method, self._stamp(record))
-        if not self._diverting:
-            if self.stalled_for() <= self.stall_seconds:
-                try:
-                    self._queue.put_nowait(item)
+        while True:
+            if not self._diverting:
+                if self.stalled_for() <= self.stall_seconds:
+                    try:
+                        self._queue.put_nowait(item)
+                        return
+                    except queue.Full:
+                        self._divert(f"queue full ({self._queue.maxsize} records)")
+                else:
+                    self._divert(f"{self.inner.name} {self._busy_what} stalled {self.stalled_for():.1f}s")
+            with self._lock:  # checked again under the lock: the writer may have just emptied the spool
+                if self._diverting:
+                    self._spool.append([item])
+                    self._set_depth()
                     return
-                except queue.Full:
-                    self._divert(f"queue full ({self._queue.maxsize} records)")
-            else:
-                self._divert(f"{self.inner.name} {self._busy_what} stalled {self.stalled_for():.1f}s")
-        with self._lock:
-            self._spool.append([item])
-            self._set_depth()
 
     def _divert(self, reason: str) -> None:
         with self._lock:

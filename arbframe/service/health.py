@@ -328,14 +328,12 @@ def heartbeat_check(
         age = max(0.0, (clock() - ts).total_seconds())
         details = {"service": service, "last_beat": ts.isoformat(), "age_seconds": round(age, 3),
                    "via": str(path)}
-        if data.get("stopped"):
-            return HealthResult("heartbeat", HealthStatus.WARN, f"{service} stopped; last beat {age:.0f}s ago",
-                                details)
+        stopped = " (service stopped cleanly)" if data.get("stopped") else ""
         if age > stale:
             return HealthResult("heartbeat", HealthStatus.WARN,
                                 f"{service} last beat {age:.0f}s ago (expected every {interval:g}s)", details)
         return HealthResult("heartbeat", HealthStatus.OK, f"{service} alive, last beat {age:.1f}s ago "
-                            "(heartbeat file)", details)
+                            f"(heartbeat file){stopped}", details)
 
     def probe() -> HealthResult:
         if file is not None:
@@ -464,15 +462,20 @@ def kernel_checks(
 def file_loop_checks(path: Path) -> list[HealthCheck]:
     """LIVENESS and READINESS of the service whose heartbeat file is ``path`` (``arbframe health``). No file: no
     service has run with this config here, so both SKIP (``--live`` still fails)."""
-    from arbframe.service.liveness import liveness_from_file, readiness_from_file
+    from arbframe.service.liveness import liveness_from_file, read_heartbeat, readiness_from_file
+
+    def stopped() -> bool:
+        return bool((read_heartbeat(path) or {}).get("stopped"))
 
     def live() -> HealthResult:
         if not path.exists():
             return HealthResult("liveness", HealthStatus.SKIP, f"no service running here (no heartbeat file {path})")
+        if stopped():  # a clean stop is not a failure of the report (``--live`` still says not live)
+            return HealthResult("liveness", HealthStatus.SKIP, "the service stopped cleanly")
         return liveness_from_file(path)
 
     def ready() -> HealthResult:
-        if not path.exists():
+        if not path.exists() or stopped():
             return HealthResult("readiness", HealthStatus.SKIP, "no service running here")
         result = readiness_from_file(path)
         if result.status is HealthStatus.ERROR:  # not ready is a warning in the report; --ready makes it fatal
