@@ -67,9 +67,9 @@ def test_file_verdicts(tmp_path: Path) -> None:
 
 def test_health_http_status_is_liveness_whatever_the_checks(tmp_path: Path) -> None:
     import aiohttp
+    from prometheus_client import CollectorRegistry
 
     from arbframe.service.metrics_server import MetricsServer
-    from prometheus_client import CollectorRegistry
 
     verdict = {"live": True}
 
