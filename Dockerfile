@@ -57,7 +57,9 @@ VOLUME ["/app/data", "/app/logs"]
 # /metrics /health /ready when metrics_server.enabled (infra/app.yml binds 0.0.0.0:8000)
 EXPOSE 8000
 
-HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 CMD ["arbframe", "health"]
+# liveness, as /health answers it: the loop of `arbframe run` (CMD below: the embedded defaults, data in /app/data)
+# completed a tick within max(3 x interval, 10 s), read from its heartbeat file
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 CMD ["arbframe", "health", "--live"]
 
 ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["arbframe", "run"]

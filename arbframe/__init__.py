@@ -20,6 +20,11 @@ _LAZY: dict[str, str] = {
     "VenueRouting": "arbframe.market.routing",
     "url_endpoint": "arbframe.core.secrets",
     "PluginMetrics": "arbframe.kernel.instruments",
+    "BookKey": "arbframe.kernel.book",
+    "BookLock": "arbframe.kernel.book",
+    "BookLocked": "arbframe.kernel.book",
+    "FileBookLock": "arbframe.kernel.book",
+    "Holder": "arbframe.kernel.book",
     "CacheMetrics": "arbframe.kernel.instruments",
     "StorageMetrics": "arbframe.kernel.instruments",
     "ExchangeMetrics": "arbframe.kernel.instruments",
@@ -108,6 +113,7 @@ if TYPE_CHECKING:
     )
     from arbframe.core.records import TABLES, RowError, columns, from_row, read_csv_table, to_dict, to_row
     from arbframe.core.secrets import mask_secret, mask_secret_url, mask_url, url_endpoint
+    from arbframe.kernel.book import BookKey, BookLock, BookLocked, FileBookLock, Holder
     from arbframe.kernel.config import load_config
     from arbframe.kernel.hookspecs import hookimpl
     from arbframe.kernel.instruments import CacheMetrics, ExchangeMetrics, PluginMetrics, StorageMetrics
@@ -148,7 +154,10 @@ __all__ = [
     "TABLES",
     "ArbframeError",
     "Balance",
+    "BookKey",
     "BookLevel",
+    "BookLock",
+    "BookLocked",
     "Cache",
     "CacheKeys",
     "CacheMetrics",
@@ -161,12 +170,14 @@ __all__ = [
     "ErrorRecord",
     "Exchange",
     "ExchangeMetrics",
+    "FileBookLock",
     "Fill",
     "FxRate",
     "FxSource",
     "HealthCheck",
     "HealthResult",
     "HealthStatus",
+    "Holder",
     "IdGenerator",
     "InsufficientFunds",
     "MarketRules",

@@ -218,9 +218,10 @@ def test_fx_check_failing_source_is_error():
     assert result.status is ERROR and "timed out" in result.message
 
 
-def test_kernel_checks_leave_heartbeat_out_for_an_unshared_cache():
-    config = {"service": {"name": "svc", "interval_seconds": 5}, "redis": {"health_ttl_seconds": 30}}
-    assert [c.component for c in kernel_checks(config, MemoryCache())] == ["fx"]
+def test_kernel_checks_leave_heartbeat_out_for_an_unshared_cache(tmp_path):
+    config = {"service": {"name": "svc", "interval_seconds": 5}, "redis": {"health_ttl_seconds": 30},
+              "storage": {"csv": {"data_dir": str(tmp_path)}}}
+    assert [c.component for c in kernel_checks(config, MemoryCache())] == ["fx", "liveness", "readiness"]
     assert [c.component for c in kernel_checks(config, MemoryCache(), same_process=True)] == ["fx", "heartbeat"]
 
 

@@ -30,6 +30,13 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "--timeout", type=float, default=BUDGET_SECONDS, metavar="SECONDS",
         help=f"overall bound on the checks (default {BUDGET_SECONDS:g})",
     )
+    probe = parser.add_mutually_exclusive_group()
+    probe.add_argument("--live", action="store_true",
+                       help="liveness only (what /health answers): exit 0 when the service's loop completed a tick "
+                            "within max(3 x interval, 10 s), read from its heartbeat file; else 1")
+    probe.add_argument("--ready", action="store_true",
+                       help="readiness only (what /ready answers): storage writable or spooling, venues reachable, "
+                            "not killed; exit 0 or 1")
     parser.set_defaults(handler=run)
     return parser
 
@@ -46,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger().setLevel(logging.WARNING)
         logging.getLogger("arbframe.cache").setLevel(logging.ERROR)
     config = load_config(args.configs)
+    if getattr(args, "live", False) or getattr(args, "ready", False):
+        return _probe(config, ready=bool(args.ready), as_json=bool(args.json))
     service = (config.get("service") or {}).get("name") or "bot_service"
     kernel = Kernel(config, service_name=str(service))
     validate_selected(kernel)
@@ -57,3 +66,21 @@ def run(args: argparse.Namespace) -> int:
         print(report.format(verbose=args.verbose))
     sys.stdout.flush()
     return report.exit_code
+
+
+def _probe(config: dict, *, ready: bool, as_json: bool) -> int:
+    """``--live`` / ``--ready``: one line (or JSON) from the heartbeat file; the same rule as /health and /ready."""
+    import json
+
+    from arbframe.kernel.interfaces import HealthStatus
+    from arbframe.service.health import format_line
+    from arbframe.service.liveness import heartbeat_path, liveness_from_file, readiness_from_file
+
+    path = heartbeat_path(config)
+    result = readiness_from_file(path) if ready else liveness_from_file(path)
+    if as_json:
+        print(json.dumps({"component": result.component, "status": result.status.value, "message": result.message},
+                         ensure_ascii=False))
+    else:
+        print(format_line(result))
+    return 0 if result.status is HealthStatus.OK else 1

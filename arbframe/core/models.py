@@ -161,6 +161,8 @@ class FxRate:
     base: str = "USD"
     quote: str = "KRW"
     simulated: bool = False
+    #: the runner that wrote the record (``service.instance_id``); "" for records written before it existed
+    instance_id: str = ""
 
     def age_seconds(self, now: datetime) -> float:
         return max(0.0, (now - self.ts).total_seconds())
@@ -192,6 +194,8 @@ class Spread:
     tether_premium: Decimal | None = None
     usdt_premium: Decimal | None = None
     simulated: bool = False
+    #: the runner that wrote the record (``service.instance_id``); "" for records written before it existed
+    instance_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +219,8 @@ class Order:
     client_order_id: str | None = None
     exchange_order_id: str | None = None
     simulated: bool = False
+    #: the runner that wrote the record (``service.instance_id``); "" for records written before it existed
+    instance_id: str = ""
     #: Every fee asset and amount when a venue charged in more than one (Binance: BNB until it runs out, then
     #: the received asset); ``fee``/``fee_currency`` are the first of them. Not a table column (metadata), so
     #: stored tables and their readers are unchanged; empty when the fee is in one asset.
@@ -249,6 +255,8 @@ class Trade:
     fee_currency: str
     position_id: str | None = None
     simulated: bool = False
+    #: the runner that wrote the record (``service.instance_id``); "" for records written before it existed
+    instance_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +300,8 @@ class Position:
     realized_pnl_krw: Decimal | None = None
     close_reason: str | None = None
     simulated: bool = False
+    #: the runner that wrote the record (``service.instance_id``); "" for records written before it existed
+    instance_id: str = ""
 
     @property
     def is_open(self) -> bool:
@@ -306,6 +316,8 @@ class ErrorRecord:
     message: str
     kind: str = "error"
     detail: str | None = None
+    #: the runner that wrote the record (``service.instance_id``); "" for records written before it existed
+    instance_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,10 @@ KERNEL_SCHEMA: dict[str, Any] = {
                     "type": "number", "exclusiveMinimum": 0, "maximum": 3600,
                     "description": "the retry interval doubles up to this",
                 },
+                "instance_id": {
+                    "type": "string", "minLength": 1, "maxLength": 100,
+                    "description": "stamped on every record written (default <domestic>-<foreign>-<SYMBOLS>)",
+                },
             },
             "additionalProperties": False,
         },
@@ -70,6 +74,18 @@ KERNEL_SCHEMA: dict[str, Any] = {
                     "properties": {
                         "data_dir": {"type": "string", "minLength": 1},
                         "fsync": {"type": "boolean"},
+                    },
+                    "additionalProperties": False,
+                },
+                "writer": {
+                    "type": "object",
+                    "description": "the kernel's non-blocking storage writer",
+                    "properties": {
+                        "queue_size": {"type": "integer", "minimum": 1, "description": "records queued (20000)"},
+                        "stall_seconds": {"type": "number", "exclusiveMinimum": 0,
+                                          "description": "a driver call this slow diverts records to the spool (1)"},
+                        "close_timeout_seconds": {"type": "number", "exclusiveMinimum": 0,
+                                                  "description": "bound on closing the storage at shutdown (7)"},
                     },
                     "additionalProperties": False,
                 },

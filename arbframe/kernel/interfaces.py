@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     import pluggy
     from prometheus_client import CollectorRegistry
 
+    from arbframe.kernel.book import BookKey, BookLock
+
 
 #: The kernel plugin API version. Plugins declare the version they target (``api_version`` on a driver class,
 #: ``ARBFRAME_API_VERSION`` on a plugin module); a different major version refuses to load.
@@ -120,6 +122,20 @@ class Storage(Driver):
     def describe(self) -> str:
         """A short human description for logs (``CsvStorage(data)``); never contains secrets."""
         return type(self).__name__
+
+    def active_backend(self) -> str:
+        """What really takes the records right now (the heartbeat line and health say it): the driver's name,
+        or e.g. ``spool(...)`` while its server is away."""
+        return self.name
+
+    def lock_book(self, book: BookKey) -> BookLock | None:
+        """Take the one-writer-per-book lock for ``book`` in this store, or raise
+        :class:`arbframe.BookLocked` naming the holder. ``None``: this store needs none (in-memory)."""
+        return None
+
+    def abandon(self) -> None:
+        """The kernel's writer gave up waiting for a stuck call at shutdown: let go without blocking (the
+        kernel kept the records in flight in its own spool)."""
 
 
 # ----------------------------------------------------------------------------------------------------- cache

@@ -28,6 +28,7 @@ from arbframe.kernel.loader import (
 if TYPE_CHECKING:
     from arbframe.kernel.interfaces import Cache, Exchange, FxSource, Storage
     from arbframe.kernel.loader import PluginStatus
+    from arbframe.kernel.storage_writer import StorageWriter
 
 log = logging.getLogger("arbframe.plugins")
 storage_log = logging.getLogger("arbframe.storage")
@@ -120,6 +121,34 @@ class Kernel:
 
     def load_storage(self) -> Storage:
         return get_storage(self)
+
+    def load_storage_writer(self, wrap: Callable[[Storage], Storage] | None = None) -> StorageWriter:
+        """The selected storage behind the kernel's non-blocking writer (:mod:`arbframe.kernel.storage_writer`),
+        as the service loop uses it: the kernel closes the writer (bounded), which closes the driver.
+
+        ``wrap`` puts a guard between the writer thread and the driver (the service's error isolation)."""
+        from arbframe.kernel.book import book_from_config
+        from arbframe.kernel.storage_writer import StorageWriter
+
+        driver = get_storage(self)
+        inner = wrap(driver) if wrap is not None else driver
+        section = (self.config.get("storage") or {}).get("writer") or {}
+        book = book_from_config(self.config)
+        writer = StorageWriter(
+            inner,
+            spool_dir=self.context.data_dir / "storage_spool",
+            instance_id=book.instance_id,
+            book=book,
+            queue_size=int(section.get("queue_size", 20_000)),
+            stall_seconds=float(section.get("stall_seconds", 1.0)),
+            close_seconds=float(section.get("close_timeout_seconds", 7.0)),
+            registry=self.registry,
+        )
+        if driver in self._drivers:
+            self._drivers.remove(driver)
+        self._drivers.append(writer)
+        self.register(writer, "storage:writer")
+        return writer
 
     def load_cache(self) -> Cache:
         name = cache_backend(self.config)
@@ -240,8 +269,9 @@ def get_storage(kernel: Kernel) -> Storage:
     """Build the storage selected by ``storage.backend``.
 
     ``csv`` always works. ``hybrid`` is CSV storage plus the Redis cache (the cache is chosen by
-    :func:`arbframe.kernel.config.cache_backend`). Any other backend is a plugin; when its library is missing or it
-    cannot connect, one WARNING names the cause and the service carries on with CSV.
+    :func:`arbframe.kernel.config.cache_backend`). Any other backend is a plugin. A plugin whose server is merely
+    down starts anyway and spools until it answers (the PostgreSQL plugin does); when the driver cannot be built at
+    all (its library is missing, it raises), one WARNING names the cause and the service carries on with CSV.
     """
     storage_cfg = kernel.config.get("storage", {}) or {}
     backend = str(storage_cfg.get("backend", "csv"))

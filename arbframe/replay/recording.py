@@ -289,9 +289,10 @@ _set_snap_ts, _set_snap_books, _set_snap_fx, _set_snap_simulated = (
     getattr(MarketSnapshot, name).__set__ for name in ("ts", "books", "fx", "simulated")
 )
 _FX_SETTERS = tuple(
-    getattr(FxRate, name).__set__ for name in ("id", "ts", "rate", "source", "base", "quote", "simulated")
+    getattr(FxRate, name).__set__
+    for name in ("id", "ts", "rate", "source", "base", "quote", "simulated", "instance_id")
 )
-assert [f.name for f in fields(FxRate)] == ["id", "ts", "rate", "source", "base", "quote", "simulated"]
+assert [f.name for f in fields(FxRate)] == ["id", "ts", "rate", "source", "base", "quote", "simulated", "instance_id"]
 assert [f.name for f in fields(OrderBook)] == ["exchange", "symbol", "bids", "asks", "ts", "simulated"]
 assert [f.name for f in fields(MarketSnapshot)] == ["ts", "books", "fx", "simulated"]
 
@@ -463,8 +464,8 @@ class RecordingReader:
             fx_when = self._last_t  # the rate stamped with the snapshot's own time (the common case)
         else:
             fx_when = _parse_ts(fx_ts, self, "FX timestamp")
-        fx = _new(FxRate)  # FxRate(id, ts, rate, source, "USD", "KRW", simulated), slot by slot
-        for setter, value in zip(_FX_SETTERS, (fx_id, fx_when, rate, source, "USD", "KRW", self.simulated),
+        fx = _new(FxRate)  # FxRate(id, ts, rate, source, "USD", "KRW", simulated, instance_id), slot by slot
+        for setter, value in zip(_FX_SETTERS, (fx_id, fx_when, rate, source, "USD", "KRW", self.simulated, ""),
                                  strict=True):
             setter(fx, value)
         self._fx_cache = (fx_row, fx)

@@ -1,9 +1,12 @@
 """The health report (seed D2 §2–3): one bounded check per component, run concurrently, aggregated.
 
 Checks come from the plugins that own the components (``arbframe_health_checks``: REDIS from the Redis plugin,
-POSTGRES and CSV from the storage plugins, one per enabled exchange) plus the kernel's own: FX (the USD/KRW rate
-read through the cache, as any second process sees it) and HEARTBEAT (freshness of the running service's
-heartbeat, when the cache is shared between processes).
+POSTGRES and CSV from the storage plugins, one per enabled exchange; STORAGE from the kernel's storage writer in
+the running service) plus the kernel's own: FX (the USD/KRW rate read through the cache, as any second process
+sees it), HEARTBEAT (freshness of the running service's heartbeat: its heartbeat file, so no Redis is needed,
+else the shared cache), LIVENESS (the loop completed a tick within ``max(3 x interval, 10 s)``: ERROR when not,
+which is what ``/health`` answers 503 for) and READINESS (storage writable or safely spooling, venues reachable,
+not killed; WARN when not). See :mod:`arbframe.service.liveness`.
 
 Every check runs at the same time as the others, a sync probe in a daemon thread and an async probe as a
 coroutine on its own loop in that thread, each bounded by its ``timeout_seconds`` (and by the report's overall
@@ -36,6 +39,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arbframe.core.models import utcnow
@@ -53,7 +57,7 @@ RULE = "─" * 60
 #: components shown first, in the seed's order; the rest follow in the order they were contributed
 PREFERRED_ORDER = ("redis", "postgres", "csv")
 #: kernel checks come last
-KERNEL_COMPONENTS = ("fx", "heartbeat")
+KERNEL_COMPONENTS = ("fx", "heartbeat", "liveness", "readiness")
 #: the kernel checks read the cache within this bound, so a hung cache makes them SKIP (FX falls back to the
 #: source) instead of timing out; the cache's own row (REDIS) reports the problem
 CACHE_READ_SECONDS = 0.4
@@ -302,12 +306,41 @@ def heartbeat_check(
     clock: Callable[[], datetime] = utcnow,
     timeout_seconds: float = 1.5,
     cache_read_seconds: float = CACHE_READ_SECONDS,
+    file: Path | None = None,
 ) -> HealthCheck:
     """HEARTBEAT: OK when ``service`` beat recently; WARN when the beat is stale or missing (exit status 0);
-    SKIP when the cache cannot be read (the cache's own row reports that)."""
+    SKIP when the cache cannot be read (the cache's own row reports that). With ``file`` (the service's heartbeat
+    file) present, the beat is read from it: no cache needed."""
     stale_after = max(2 * float(interval_seconds), 5.0)
 
+    def from_file(path: Path) -> HealthResult | None:
+        from arbframe.service.liveness import read_heartbeat
+
+        data = read_heartbeat(path)
+        if data is None:
+            return None
+        stamp = data.get("last_tick_at") or data.get("started_at")
+        try:
+            ts = datetime.fromisoformat(str(stamp))
+        except ValueError:
+            return HealthResult("heartbeat", HealthStatus.WARN, f"unreadable heartbeat file {path}")
+        interval = float(data.get("interval_seconds") or interval_seconds)
+        stale = max(2 * interval, 5.0)
+        age = max(0.0, (clock() - ts).total_seconds())
+        details = {"service": service, "last_beat": ts.isoformat(), "age_seconds": round(age, 3),
+                   "via": str(path)}
+        stopped = " (service stopped cleanly)" if data.get("stopped") else ""
+        if age > stale:
+            return HealthResult("heartbeat", HealthStatus.WARN,
+                                f"{service} last beat {age:.0f}s ago (expected every {interval:g}s)", details)
+        return HealthResult("heartbeat", HealthStatus.OK, f"{service} alive, last beat {age:.1f}s ago "
+                            f"(heartbeat file){stopped}", details)
+
     def probe() -> HealthResult:
+        if file is not None:
+            found = from_file(file)
+            if found is not None:
+                return found
         if not cache.available:
             return HealthResult("heartbeat", HealthStatus.SKIP, f"cache unavailable ({cache.describe()})")
         status, ts = _bounded(lambda: cache.get_heartbeat(service), cache_read_seconds)
@@ -407,24 +440,73 @@ def kernel_checks(
     ``same_process``: the report runs inside the service (``/health``), so even the memory cache holds its
     heartbeat. From the ``arbframe health`` command the memory cache is not shared, so HEARTBEAT is left out.
     """
+    from arbframe.service.liveness import heartbeat_path
+
     checks: list[HealthCheck] = []
     redis = _section(config, "redis")
     service = _section(config, "service")
     ttl = int(redis.get("health_ttl_seconds", 60) or 60)
+    beat_file = heartbeat_path(config)
+    has_file = not same_process and beat_file.exists()
     if cache is not None:
         checks.append(fx_check(cache, fx_source, max_age_seconds=float(_section(config, "fx").get(
             "max_age_seconds", 300) or 300)))
-        if same_process or cache.name != "memory":
+        if same_process or cache.name != "memory" or has_file:
             checks.append(heartbeat_check(
                 cache, service_name or str(service.get("name") or "bot_service"),
                 ttl_seconds=ttl, interval_seconds=float(service.get("interval_seconds", 30) or 30),
+                file=beat_file if has_file else None,
             ))
     elif fx_source is not None:
         from arbframe.builtins.memory_cache import MemoryCache
 
         checks.append(fx_check(MemoryCache(), fx_source, max_age_seconds=float(_section(config, "fx").get(
             "max_age_seconds", 300) or 300)))
+    if not same_process:
+        checks += file_loop_checks(beat_file)
     return checks
+
+
+def file_loop_checks(path: Path) -> list[HealthCheck]:
+    """LIVENESS and READINESS of the service whose heartbeat file is ``path`` (``arbframe health``). No file: no
+    service has run with this config here, so both SKIP (``--live`` still fails)."""
+    from arbframe.service.liveness import liveness_from_file, read_heartbeat, readiness_from_file
+
+    def stopped() -> bool:
+        return bool((read_heartbeat(path) or {}).get("stopped"))
+
+    def live() -> HealthResult:
+        if not path.exists():
+            return HealthResult("liveness", HealthStatus.SKIP, f"no service running here (no heartbeat file {path})")
+        if stopped():  # a clean stop is not a failure of the report (``--live`` still says not live)
+            return HealthResult("liveness", HealthStatus.SKIP, "the service stopped cleanly")
+        return liveness_from_file(path)
+
+    def ready() -> HealthResult:
+        if not path.exists() or stopped():
+            return HealthResult("readiness", HealthStatus.SKIP, "no service running here")
+        result = readiness_from_file(path)
+        if result.status is HealthStatus.ERROR:  # not ready is a warning in the report; --ready makes it fatal
+            return HealthResult("readiness", HealthStatus.WARN, result.message, result.details)
+        return result
+
+    return [HealthCheck("liveness", live, timeout_seconds=1.0), HealthCheck("readiness", ready, timeout_seconds=1.0)]
+
+
+def loop_checks(state: Any) -> list[HealthCheck]:
+    """LIVENESS and READINESS of the loop in this process (``/health``)."""
+
+    def live() -> HealthResult:
+        ok, why = state.live()
+        return HealthResult("liveness", HealthStatus.OK if ok else HealthStatus.ERROR, why,
+                            {"ticks": state.ticks, "age_seconds": round(state.age(), 3)})
+
+    def ready() -> HealthResult:
+        if state.ready:
+            return HealthResult("readiness", HealthStatus.OK, state.ready_reason)
+        return HealthResult("readiness", HealthStatus.WARN, f"not ready: {state.ready_reason}")
+
+    return [HealthCheck("liveness", live, timeout_seconds=1.0), HealthCheck("readiness", ready, timeout_seconds=1.0)]
 
 
 # --------------------------------------------------------------------------------------------- from a kernel

@@ -3,8 +3,12 @@
 ``/metrics`` serves the kernel's :class:`prometheus_client.CollectorRegistry` in the Prometheus text format
 (0.0.4): the trading collectors (``arbitrage_*``), the shared infra families (``arbframe_*``) and whatever
 every plugin registered through ``arbframe_register_metrics``: it is one registry, nothing to merge.
-``/health`` runs the health report and answers its JSON, with HTTP 503 when any check is ``ERROR``; ``/ready``
-answers 200 once the service says it is ready (after its first tick, typically) and 503 before.
+``/health`` is *liveness*: with a ``live_provider`` (the service loop's), HTTP 200 while the loop completed a tick
+within ``max(3 x interval, 10 s)`` and 503 otherwise, whatever Redis or PostgreSQL do; the body is the health
+report's JSON (every component's check, the overall status) plus ``live`` and ``liveness``. Without a
+``live_provider`` the status follows the report (503 when any check is ``ERROR``). ``/ready`` is *readiness*:
+200 while the service says it can trade (storage writable or safely spooling, venues reachable, not killed), 503
+otherwise, with the reason.
 
 Serving must not steal time from the tick (``benchmarks/bench_metrics.py`` measures it). The server runs on the
 service's event loop, where the tick's synchronous engine code is never interrupted, and:
@@ -54,6 +58,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 HealthProvider = Callable[[], Any]
 #: A callable returning readiness: ``bool`` or ``(bool, reason)``.
 ReadyProvider = Callable[[], "bool | tuple[bool, str]"]
+#: A callable returning liveness: ``(bool, reason)``.
+LiveProvider = Callable[[], "tuple[bool, str]"]
 
 _SEVERITY = {"OK": 0, "SKIP": 0, "DISABLED": 0, "WARN": 1, "ERROR": 2}
 
@@ -202,6 +208,7 @@ class MetricsServer:
         host: str = DEFAULT_HOST,
         port: int = DEFAULT_PORT,
         ready_provider: ReadyProvider | None = None,
+        live_provider: LiveProvider | None = None,
         cache_seconds: float = 1.0,
         render_in_thread: bool = False,
         health_cache_seconds: float = 2.0,
@@ -213,6 +220,7 @@ class MetricsServer:
         self.header_timeout_seconds = header_timeout_seconds
         self.health_provider = health_provider
         self.ready_provider = ready_provider
+        self.live_provider = live_provider
         self.host = host
         self.port = port
         self.render_in_thread = render_in_thread
@@ -357,6 +365,13 @@ class MetricsServer:
     async def _handle_health(self, request: web.Request) -> web.Response:
         web = _aiohttp_web()
         status, payload = await self._health.get()
+        if self.live_provider is not None:
+            try:
+                live, why = self.live_provider()
+            except Exception as exc:
+                live, why = False, f"liveness check failed: {exc!r}"
+            payload = {**payload, "live": bool(live), "liveness": str(why)}
+            status = 200 if live else 503
         return web.Response(
             text=json.dumps(payload, ensure_ascii=False, sort_keys=True),
             status=status,
@@ -491,20 +506,23 @@ def _aiohttp_web() -> Any:
 
 
 def health_provider_for(
-    kernel: Any, cache: Any = None, fx_source: Any = None, *, budget_seconds: float = 3.0
+    kernel: Any, cache: Any = None, fx_source: Any = None, *, budget_seconds: float = 3.0, loop_state: Any = None
 ) -> HealthProvider:
-    """The ``/health`` provider of a running service: every plugin's checks plus the kernel's (FX, heartbeat),
-    run concurrently off the event loop (:func:`arbframe.service.health.build_report_async`), bounded by
-    ``budget_seconds``. ``kernel`` is the service's :class:`arbframe.kernel.plugin_host.Kernel`."""
+    """The ``/health`` provider of a running service: every plugin's checks plus the kernel's (FX, heartbeat,
+    and with ``loop_state`` LIVENESS and READINESS), run concurrently off the event loop
+    (:func:`arbframe.service.health.build_report_async`), bounded by ``budget_seconds``. ``kernel`` is the
+    service's :class:`arbframe.kernel.plugin_host.Kernel`."""
 
     async def provider() -> Any:
-        from arbframe.service.health import build_report_async, kernel_checks
+        from arbframe.service.health import build_report_async, kernel_checks, loop_checks
 
         checks = list(kernel.health_checks())
         checks += kernel_checks(
             kernel.config, cache, fx_source=fx_source, service_name=kernel.context.service_name,
             same_process=True,
         )
+        if loop_state is not None:
+            checks += loop_checks(loop_state)
         return await build_report_async(checks, budget_seconds=budget_seconds)
 
     return provider
@@ -526,6 +544,7 @@ async def start_from_config(
     registry: CollectorRegistry,
     health_provider: HealthProvider | None = None,
     ready_provider: ReadyProvider | None = None,
+    live_provider: LiveProvider | None = None,
 ) -> MetricsServer | None:
     """What ``arbframe run`` calls: start the server when ``metrics_server.enabled``, else return None.
 
@@ -540,7 +559,8 @@ async def start_from_config(
     options = {k: section[k] for k in ("cache_seconds", "render_in_thread", "own_thread") if k in section}
     try:
         return await start_metrics_server(
-            registry, health_provider, host, port, ready_provider=ready_provider, **options
+            registry, health_provider, host, port, ready_provider=ready_provider, live_provider=live_provider,
+            **options
         )
     except ServerUnavailable as exc:
         log.error("metrics server disabled: %s", exc)

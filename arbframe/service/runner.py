@@ -104,6 +104,11 @@ class TradingService:
         self._last_fx_id: str | None = None
         self._tether_failed = False
         self.readiness: Readiness | None = None
+        from arbframe.kernel.book import book_from_config
+
+        self.book = book_from_config(kernel.config)
+        self.book_lock: Any = None
+        self.unreachable: set[str] = set()  # venues that gave no book in the last snapshot
 
     @property
     def simulated(self) -> bool:
@@ -116,8 +121,13 @@ class TradingService:
         k = self.kernel
         cfg = self.cfg
         log.info("[BOT] Initializing bot service...")
-        self.storage = _isolated(IsolatedStorage, k.load_storage(), k)
-        log.info("[BOT] Storage initialized: %s", self.storage.describe())
+        self.storage = k.load_storage_writer(wrap=lambda driver: _isolated(IsolatedStorage, driver, k))
+        log.info("[BOT] Storage initialized: %s (writing to %s)", self.storage.describe(),
+                 self.storage.active_backend())
+        if self.with_engine:  # a trading runner: one per book (BookLocked, exit 2, when another has it)
+            self.book_lock = self.storage.lock_book(self.book)
+        if self.book_lock is not None:
+            log.info("[BOT] %s by instance %s", self.book_lock.describe(), self.book.instance_id)
         self.cache = _isolated(IsolatedCache, k.load_cache(), k)
         log.info("[BOT] Cache initialized: %s (available=%s)", self.cache.describe(), self.cache.available)
         if self.mock:
@@ -287,7 +297,10 @@ class TradingService:
         books = {}
         now = self.market.now if self.market is not None else utcnow()
         waiting: dict[str, dict[str, BaseException]] = {v.name: {} for v in due}
+        answered: set[str] = set()
         for key, book in zip(keys, results[1:], strict=True):
+            if not isinstance(book, BaseException):
+                answered.add(key[0])
             if key[0] in waiting:  # a venue getting ready: its failures make its one reason line
                 if isinstance(book, BaseException):
                     waiting[key[0]][key[1]] = book
@@ -303,6 +316,7 @@ class TradingService:
             books[key] = book
         if due:
             self._settle(due, waiting)
+        self.unreachable = {cfg.domestic, cfg.foreign} - answered
         return MarketSnapshot(now, books, fx, simulated=self.mock)
 
     def _settle(self, due: list[VenueReadiness], errors: dict[str, dict[str, BaseException]]) -> None:
@@ -315,6 +329,25 @@ class TradingService:
             venue.settle(errors.get(venue.name))
         if self.engine is not None and self.readiness is not None:
             self.engine.unready = self.readiness.unready()
+
+
+    def ready_state(self) -> tuple[bool, str]:
+        """Ready to trade: storage writable or safely spooling, both venues answered last tick, not killed."""
+        from arbframe.kernel.interfaces import HealthStatus
+
+        problems = []
+        health = getattr(self.storage, "health", None)
+        if callable(health):
+            result = health()
+            if result.status is HealthStatus.ERROR:
+                problems.append(f"storage: {result.message}")
+        if self.unreachable:
+            problems.append(f"venue(s) unreachable: {', '.join(sorted(self.unreachable))}")
+        if getattr(self.engine, "killed", False):
+            problems.append("kill switch tripped")
+        if problems:
+            return False, "; ".join(problems)
+        return True, f"ticking; storage {self.storage.active_backend() if self.storage else '?'}"
 
     def record_error(self, component: str, message: str, now: Any = None) -> None:
         log.warning("[BOT] %s: %s", component, message)
@@ -457,17 +490,21 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
     stop.install()
     server = None
     iterations = 0
-    ready = {"ok": False}
+    from arbframe.service.liveness import LoopState, heartbeat_path, write_heartbeat
+
+    interval = _interval(opts, kernel.config)
+    state = LoopState(interval, instance_id=service.book.instance_id)
+    beat_file = heartbeat_path(kernel.config)
     try:
         await service.start()
-        server = await _start_metrics_server(kernel, ready, service.cache)
-        interval = _interval(opts, kernel.config)
+        state.backend = service.storage.active_backend() if service.storage else ""
+        _beat(beat_file, state, write_heartbeat)
+        server = await _start_metrics_server(kernel, state, service.cache)
         log.info("[BOT] Starting bot service loop (interval=%gs, mode=%s%s)", interval, kernel.context.mode,
                  ", MOCK" if mock else "")
         log.info("[BOT] %s", service.metrics_line())
         engine, storage = service.engine, service.storage
         assert engine is not None and storage is not None
-        backend = (kernel.config.get("storage") or {}).get("backend", "csv")
         redis_state = "enabled" if (kernel.config.get("redis") or {}).get("enabled") else "disabled"
         service.publish_limits(interval)
         tick_seconds = service.metrics.tick_seconds
@@ -483,13 +520,17 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
                 log.info("[BOT] day ended: %s%s", summary.text(), service.note())
                 kernel.notify("arbframe_on_daily_summary", summary=summary)
             iterations += 1
-            ready["ok"] = True
+            state.tick_done()
+            state.backend = storage.active_backend()
+            state.ready, state.ready_reason = service.ready_state()
+            _beat(beat_file, state, write_heartbeat)
             service.log_tick(snap, result)
             log.info("[BOT] %s", service.metrics_line())
-            log.info("[BOT] heartbeat - symbols=%s backend=%s redis=%s%s", list(service.cfg.symbols), backend,
-                     redis_state, service.note())
+            log.info("[BOT] heartbeat - symbols=%s backend=%s redis=%s%s", list(service.cfg.symbols),
+                     state.backend, redis_state, service.note())
     finally:
         stop.uninstall()
+        state.stopped, state.ready, state.ready_reason = True, False, "stopped"
         if server is not None:
             try:
                 await server.stop()
@@ -499,20 +540,33 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
             log.info("[BOT] final %s", service.metrics_line())
         log.info("[BOT] Shutting down (completed %d iterations)", iterations)
         await service.close()
+        if service.storage is not None:
+            _beat(beat_file, state, write_heartbeat)
     return 0
 
 
-async def _start_metrics_server(kernel: Kernel, ready: dict[str, bool], cache: Any = None) -> Any:
+def _beat(path: Any, state: Any, write: Any) -> None:
+    try:
+        write(path, state)
+    except OSError as exc:  # a heartbeat file that cannot be written must not stop trading
+        log.debug("heartbeat file %s not written: %r", path, exc)
+
+
+async def _start_metrics_server(kernel: Kernel, state: Any, cache: Any = None) -> Any:
     if not (kernel.config.get("metrics_server") or {}).get("enabled"):
         return None
     from arbframe.service.metrics_server import health_provider_for, start_from_config
 
     def ready_provider() -> tuple[bool, str]:
-        return (True, "ticking") if ready["ok"] else (False, "waiting for the first tick")
+        live, why = state.live()
+        if not live:
+            return False, f"not live: {why}"
+        return state.ready, state.ready_reason
 
-    # /health: every plugin's checks plus the kernel's FX and HEARTBEAT checks read through the service's cache
+    # /health: liveness decides the HTTP status; the body is every plugin's checks plus the kernel's
     server = await start_from_config(
-        kernel.config, kernel.registry, health_provider_for(kernel, cache), ready_provider
+        kernel.config, kernel.registry, health_provider_for(kernel, cache, loop_state=state), ready_provider,
+        live_provider=state.live,
     )
     if server is not None:
         log.info("[BOT] Metrics server listening on %s/metrics", server.url)

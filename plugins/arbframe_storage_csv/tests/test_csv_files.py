@@ -61,9 +61,9 @@ def test_bad_rows_are_reported_with_line_numbers_and_skipped(tmp_path: Path) -> 
     s.close()
     path = tmp_path / "fx_rates.csv"
     with path.open("a") as handle:
-        handle.write("x1,not-a-date,1350,static,USD,KRW,false\n")
-        handle.write("x2,2026-01-01T00:00:00+00:00,abc,static,USD,KRW,false\n")
-        handle.write("x3,2026-01-01T00:00:00,1350,static,USD,KRW,false\n")
+        handle.write("x1,not-a-date,1350,static,USD,KRW,false,\n")
+        handle.write("x2,2026-01-01T00:00:00+00:00,abc,static,USD,KRW,false,\n")
+        handle.write("x3,2026-01-01T00:00:00,1350,static,USD,KRW,false,\n")
         handle.write("x4,too,few\n")
     reported: list[str] = []
     rows = [r for _, r in read_csv_table(path, FxRate, on_error=reported.append)]
@@ -71,7 +71,7 @@ def test_bad_rows_are_reported_with_line_numbers_and_skipped(tmp_path: Path) -> 
     assert [m.split(": ", 1)[0] for m in reported] == [f"{path}:{n}" for n in (3, 4, 5, 6)]
     assert "column 'rate': 'abc'" in reported[1]
     assert "no time zone" in reported[2]
-    assert "expected 7 fields, found 3" in reported[3]
+    assert "expected 8 fields, found 3" in reported[3]
 
 
 def test_load_positions_last_row_wins_across_restart(tmp_path: Path) -> None:
@@ -99,3 +99,39 @@ def test_defaulted_empty_text_fields_round_trip(tmp_path: Path) -> None:
     s.log_order(order)
     s.close()
     assert [r for _, r in read_csv_table(tmp_path / "orders.csv", Order)] == [order]
+
+
+def test_file_of_an_older_version_gets_the_new_column_once(tmp_path: Path, caplog) -> None:
+    """A fx_rates.csv written before ``instance_id`` existed is upgraded in place: old rows read back with the
+    default, new rows carry the column, and a second open changes nothing."""
+    old_header = [c for c in columns(FxRate) if c != "instance_id"]
+    path = tmp_path / "fx_rates.csv"
+    path.write_text(",".join(old_header) + "\nold1,2026-01-01T00:00:00+00:00,1350,static,USD,KRW,false\n")
+    caplog.set_level(logging.WARNING)
+    s = CsvStorage({"data_dir": str(tmp_path)})
+    s.log_fx_rate(replace(fx("1351"), instance_id="bot-a"))
+    s.close()
+    assert any("added column(s) instance_id" in r.getMessage() for r in caplog.records)
+    lines = path.read_text().splitlines()
+    assert lines[0] == ",".join(columns(FxRate)) and len(lines) == 3
+    rows = [r for _, r in read_csv_table(path, FxRate)]
+    assert (rows[0].id, rows[0].instance_id) == ("old1", "")
+    assert rows[1].instance_id == "bot-a"
+    caplog.clear()
+    CsvStorage({"data_dir": str(tmp_path)}).close()
+    s = CsvStorage({"data_dir": str(tmp_path)})
+    s.log_fx_rate(fx("1352"))
+    s.close()
+    assert not any("added column" in r.getMessage() for r in caplog.records)
+    assert len(path.read_text().splitlines()) == 4
+
+
+def test_file_with_unknown_columns_is_refused(tmp_path: Path) -> None:
+    import pytest
+
+    path = tmp_path / "fx_rates.csv"
+    path.write_text(",".join([*columns(FxRate), "surprise"]) + "\n")
+    s = CsvStorage({"data_dir": str(tmp_path)})
+    s.log_fx_rate(fx("1"))
+    with pytest.raises(RuntimeError, match="move the file aside"):
+        s.flush()

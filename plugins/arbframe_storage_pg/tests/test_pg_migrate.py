@@ -178,7 +178,7 @@ def test_dry_run_without_a_database_still_checks_the_files(settings, tmp_path, p
         pg.start()
     assert not summary.database_checked and "not checked" in summary.format()
     assert summary.get("spreads").inserted == 60 and summary.get("orders").skipped == 1
-    assert len(reports) == 1 and "orders.csv:14: expected 17 fields, found 2" in reports[0]
+    assert len(reports) == 1 and "orders.csv:14: expected 18 fields, found 2" in reports[0]
 
 
 def test_limit_takes_the_first_rows_of_each_file(settings, tmp_path, pg, schema, read_table) -> None:
@@ -216,7 +216,7 @@ def test_bad_rows_are_reported_and_skipped(settings, tmp_path, pg, schema, read_
     (data / "fx_rates.csv").unlink()  # a missing file is skipped with a warning
     summary, reports = migrate(settings, data)
     text = "\n".join(reports)
-    for number, reason in ((3, "qty"), (5, "time zone"), (7, "expected 17 fields"), (9, "direction"),
+    for number, reason in ((3, "qty"), (5, "time zone"), (7, "expected 18 fields"), (9, "direction"),
                            (11, "finite"), (13, "symbol")):
         assert re.search(rf"spreads\.csv:{number}: .*{reason}", text), (number, text)
     assert len(reports) == 6
@@ -334,7 +334,7 @@ def test_cli_bad_rows_exit_zero_fatal_exit_one_no_password(tmp_path, pg, schema,
     config = str(write_config(tmp_path, pg, schema))
     result = run_arbframe("migrate", "csv-to-postgres", "--config", config)
     assert result.returncode == 0, result.stderr
-    assert re.search(r"orders\.csv:\d+: expected 17 fields, found 2", result.stderr)
+    assert re.search(r"orders\.csv:\d+: expected 18 fields, found 2", result.stderr)
 
     secret = "N0t-Th3-Pa55w0rd"
     role_dsn = pg.create_role(f"m_{schema}", "right-password")

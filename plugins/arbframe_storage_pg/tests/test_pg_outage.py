@@ -64,7 +64,7 @@ def test_server_stopped_and_restarted_while_writing(open_storage, pg, schema, re
             assert storage.spooling and storage.spool_depth > 0
             assert storage.spool_path.stat().st_size > 0
             result = storage.health()
-            assert result.status is HealthStatus.WARN and "spooled" in result.message
+            assert result.status is HealthStatus.ERROR and "spooled" in result.message
             assert reg.get_sample_value("arbframe_storage_spool_depth", {"backend": "postgres"}) > 0
             saw_warn = True
             storage.log_position_close(closed(positions[0]))
@@ -121,16 +121,21 @@ def test_spool_of_a_dead_process_is_adopted(open_storage, pg, schema, section) -
     assert not orphan.exists()
 
 
-def test_load_positions_during_an_outage_says_why(open_storage, pg) -> None:
-    from arbframe_storage_pg.db import PostgresUnavailable
-
+def test_load_positions_during_an_outage_reads_the_local_copy(open_storage, pg, caplog) -> None:
     storage = open_storage(connect_timeout_seconds=2)
+    storage.log_position_open(sample_position("before"))
+    storage.log_position_open(sample_position("gone"))
+    storage.flush()
     pg.stop()
+    storage.log_position_close(closed(sample_position("gone")))
     storage.log_position_open(sample_position("during"))
-    with pytest.raises(PostgresUnavailable, match="cannot load open positions"):
-        storage.load_positions()
+    caplog.set_level(logging.WARNING)
+    assert sorted(p.id for p in storage.load_positions()) == ["before", "during"]
+    assert [p.id for p in storage.load_closed_positions()] == ["gone"]
+    assert any("read from the local copy" in r.getMessage() for r in caplog.records)
     pg.start()
-    assert [p.id for p in storage.load_positions()] == ["during"]
+    assert sorted(p.id for p in storage.load_positions()) == ["before", "during"]
+    assert [p.id for p in storage.load_closed_positions()] == ["gone"]
 
 
 def test_health_error_when_the_server_is_down_is_bounded(open_storage, pg) -> None:
@@ -162,7 +167,8 @@ def _kernel_config(tmp_path: Path, dsn: str, schema: str) -> dict[str, Any]:
     )
 
 
-def test_wrong_password_falls_back_to_csv_and_never_logs_it(pg, schema, tmp_path, caplog) -> None:
+def test_wrong_password_spools_retries_and_never_logs_it(pg, schema, tmp_path, caplog) -> None:
+    """A refused login at start is an outage like any other: spool, retry, say why (never the password)."""
     from arbframe.kernel.plugin_host import Kernel
 
     role = f"app_{schema}"
@@ -172,11 +178,14 @@ def test_wrong_password_falls_back_to_csv_and_never_logs_it(pg, schema, tmp_path
     kernel = Kernel(_kernel_config(tmp_path, wrong, schema))
     storage = kernel.load_storage()
     try:
-        assert type(storage).__name__ == "CsvStorage"
+        assert type(storage).__name__ == "PostgresStorage" and storage.spooling
+        assert storage.active_backend().startswith("spool(")
         warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
         assert len(warnings) == 1, [r.getMessage() for r in warnings]
         message = warnings[0].getMessage()
-        assert "password authentication failed" in message and "CSV" in message
+        assert "password authentication failed" in message and "spooling" in message
+        health = storage.health()
+        assert health.status is HealthStatus.ERROR and PASSWORD not in health.message
         everything = "\n".join(r.getMessage() for r in caplog.records) + caplog.text
         assert PASSWORD not in everything
     finally:
@@ -184,12 +193,13 @@ def test_wrong_password_falls_back_to_csv_and_never_logs_it(pg, schema, tmp_path
     # the right password works through the same path
     kernel = Kernel(_kernel_config(tmp_path, good, schema))
     try:
-        assert type(kernel.load_storage()).__name__ == "PostgresStorage"
+        storage = kernel.load_storage()
+        assert type(storage).__name__ == "PostgresStorage" and storage.active_backend() == "postgres"
     finally:
         kernel.close()
 
 
-def test_server_down_at_start_falls_back_to_csv(pg, schema, tmp_path, caplog) -> None:
+def test_server_down_at_start_spools_instead_of_csv_forever(pg, schema, tmp_path, caplog) -> None:
     from arbframe.kernel.plugin_host import Kernel
 
     pg.stop()
@@ -199,8 +209,14 @@ def test_server_down_at_start_falls_back_to_csv(pg, schema, tmp_path, caplog) ->
         started = time.monotonic()
         storage = kernel.load_storage()
         assert time.monotonic() - started < 5
-        assert type(storage).__name__ == "CsvStorage"
+        assert type(storage).__name__ == "PostgresStorage" and storage.spooling
         assert len([r for r in caplog.records if r.levelno == logging.WARNING]) == 1
+        storage.log_spread(spread(1))
+        storage.flush()
+        assert storage.spool_depth == 1
+        pg.start()
+        assert wait_for(lambda: storage.active_backend() == "postgres" and storage.spool_depth == 0)
+        assert ids_in(pg, schema, "spreads") == ["out000001"]
     finally:
         kernel.close()
         pg.start()

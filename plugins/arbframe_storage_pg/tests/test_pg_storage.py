@@ -140,10 +140,17 @@ def test_flush_by_time(open_storage, pg, schema, count_rows) -> None:
     assert wait_for(lambda: count_rows(pg, schema, "spreads") == 1)
 
 
-def test_close_flushes_and_shutdown_hook_flushes(open_storage, pg, schema, count_rows) -> None:
+def test_close_flushes_and_shutdown_hook_wakes_the_flusher(open_storage, pg, schema, count_rows) -> None:
+    import time
+
     storage = open_storage(batch_size=100000, flush_interval_seconds=3600)
     storage.log_spread(spread(1))
-    storage.arbframe_shutdown(storage.context)
+    started = time.monotonic()
+    storage.arbframe_shutdown(storage.context)  # never waits: the flusher thread writes
+    assert time.monotonic() - started < 0.05
+    deadline = time.monotonic() + 10
+    while count_rows(pg, schema, "spreads") != 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
     assert count_rows(pg, schema, "spreads") == 1
     storage.log_spread(spread(2))
     storage.close()
@@ -300,3 +307,30 @@ def test_hypertable_ddl_puts_time_in_the_primary_key(pg) -> None:
         assert 'PRIMARY KEY ("id")' in create_table_sql("s", "positions", timescale=True).as_string(conn)
     finally:
         conn.close()
+
+
+def test_tables_of_an_older_version_get_instance_id_idempotently(open_storage, pg, schema, read_table) -> None:
+    """Tables made before ``instance_id`` existed: the next start adds the column (old rows get ''), a second
+    start changes nothing, and new rows carry their instance id."""
+    from dataclasses import replace
+
+    from psycopg2 import sql
+
+    from arbframe.testing.storage_kit import sample_position
+
+    first = open_storage()
+    first.log_position_open(sample_position("old"))
+    first.close()
+    for table in TABLES:
+        pg.execute(sql.SQL("ALTER TABLE {} DROP COLUMN instance_id").format(sql.Identifier(schema, table)))
+    second = open_storage()
+    second.log_position_open(replace(sample_position("new"), instance_id="bot-a"))
+    second.close()
+    open_storage().close()  # again: nothing left to add
+    back = {p.id: p.instance_id for p in read_table(pg, schema, "positions")}
+    assert back == {"old": "", "new": "bot-a"}
+    count = pg.execute(
+        "SELECT count(*) FROM information_schema.columns WHERE table_schema = %s AND column_name = 'instance_id'",
+        (schema,),
+    )[0][0]
+    assert count == len(TABLES)

@@ -13,7 +13,10 @@ from typing import Any, TextIO
 
 from arbframe import (
     TABLES,
+    BookKey,
+    BookLock,
     ErrorRecord,
+    FileBookLock,
     FxRate,
     HealthCheck,
     HealthResult,
@@ -53,6 +56,7 @@ class CsvStorage(Storage):
             # at 0 from the start; CSV writes raise instead of counting errors, and it keeps no spool
             self._metrics.precreate("csv", tuple(TABLES), errors=False, spool=False)
         self._closed = False
+        self._book_lock: BookLock | None = None
 
     @classmethod
     def config_schema(cls) -> dict[str, Any]:
@@ -83,9 +87,7 @@ class CsvStorage(Storage):
             with path.open("r", newline="", encoding="utf-8") as existing:
                 header = next(csv.reader(existing), None)
             if header is not None and header != wanted:
-                raise RuntimeError(
-                    f"{path} has columns {header} but this version writes {wanted}; move the file aside"
-                )
+                _upgrade_columns(path, table, header, wanted)
             handle = path.open("a", newline="", encoding="utf-8")
         else:
             handle = path.open("a", newline="", encoding="utf-8")
@@ -164,6 +166,11 @@ class CsvStorage(Storage):
             latest[position.id] = position
         return list(latest.values())
 
+    def lock_book(self, book: BookKey) -> BookLock:
+        """One runner per book in this data dir: a ``flock``-ed file per symbol under ``locks/`` naming its holder."""
+        self._book_lock = FileBookLock.acquire(self.data_dir / "locks", book)
+        return self._book_lock
+
     def close(self) -> None:
         if self._closed:
             return
@@ -174,6 +181,9 @@ class CsvStorage(Storage):
                 handle.close()
             self._files.clear()
             self._closed = True
+            if self._book_lock is not None:
+                self._book_lock.release()
+                self._book_lock = None
 
     # --------------------------------------------------------------------------------------------- hooks
     @hookimpl
@@ -186,6 +196,35 @@ class CsvStorage(Storage):
         if not os.access(self.data_dir, os.W_OK):
             return HealthResult("csv", HealthStatus.ERROR, f"CSV data dir {self.data_dir} is not writable")
         return HealthResult("csv", HealthStatus.OK, f"CSV storage at {self.data_dir}")
+
+
+def _upgrade_columns(path: Path, table: str, header: list[str], wanted: list[str]) -> None:
+    """A file written by an older version (e.g. before ``instance_id``): rewrite it once with this version's
+    columns, the new ones empty (their defaults), through a temporary file and an atomic rename. Columns this
+    version does not know, or a missing column without a default, stop the service with the file named."""
+    import dataclasses
+
+    cls = TABLES[table]
+    defaults = {f.name for f in dataclasses.fields(cls)
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    unknown = [c for c in header if c not in wanted]
+    missing = [c for c in wanted if c not in header]
+    if unknown or any(c not in defaults for c in missing):
+        raise RuntimeError(f"{path} has columns {header} but this version writes {wanted}; move the file aside")
+    tmp = path.with_name(path.name + ".upgrade")
+    index = [header.index(c) if c in header else None for c in wanted]
+    with path.open("r", newline="", encoding="utf-8") as src, tmp.open("w", newline="", encoding="utf-8") as dst:
+        reader = csv.reader(src)
+        writer = csv.writer(dst)
+        next(reader)
+        writer.writerow(wanted)
+        for row in reader:
+            writer.writerow([row[i] if i is not None and i < len(row) else "" for i in index])
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.replace(tmp, path)
+    log.warning("%s: added column(s) %s (written by an older version; old rows get the default)", path,
+                ", ".join(missing))
 
 
 def _repair_torn_tail(path: Path) -> None:

@@ -17,7 +17,13 @@ from typing import Any
 
 from arbframe import ArbframeError
 from arbframe_storage_pg.settings import Settings
-from arbframe_storage_pg.tables import HYPERTABLES, SPECS, create_index_sql, create_table_sql
+from arbframe_storage_pg.tables import (
+    HYPERTABLES,
+    SPECS,
+    add_missing_columns_sql,
+    create_index_sql,
+    create_table_sql,
+)
 
 log = logging.getLogger("arbframe.storage.postgres")
 
@@ -29,8 +35,26 @@ class PostgresUnavailable(ArbframeError, ConnectionError):
     """The database cannot be reached or refuses us; the message names the server, never the password."""
 
 
+class PostgresLibraryMissing(PostgresUnavailable):
+    """psycopg2 is not installed: no retry can help (the kernel falls back to CSV)."""
+
+
 class ConnectionLost(Exception):
     """The connection broke while writing; the batch was not committed."""
+
+
+class ServerStalled(ConnectionLost):
+    """The server did not finish in time (statement_timeout / lock_timeout: a held table lock, an overloaded
+    server); the batch was not committed and goes to the spool like an outage."""
+
+
+#: SQLSTATEs that mean "the server is stuck", not "the data is bad": query_canceled (statement_timeout),
+#: lock_not_available (lock_timeout)
+STALL_CODES = frozenset({"57014", "55P03"})
+
+
+def is_stall(exc: BaseException) -> bool:
+    return getattr(exc, "pgcode", None) in STALL_CODES
 
 
 # -------------------------------------------------------------------------------------------- DSN helpers
@@ -82,21 +106,29 @@ def error_reason(exc: BaseException, *secrets: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------- connections
-def connect(settings: Settings, *, readonly: bool = False) -> Any:
-    """A new connection (UTC session time zone, bounded connect time), or PostgresUnavailable."""
+def connect(settings: Settings, *, readonly: bool = False, bounded: bool = False) -> Any:
+    """A new connection (UTC session time zone, bounded connect time), or PostgresUnavailable.
+
+    ``bounded``: the storage's own connection, whose statements and lock waits are bounded by the server
+    (``statement_timeout``, ``lock_timeout``) so a held table lock becomes a spooled outage, not a hung writer.
+    """
     try:
         import psycopg2
     except ImportError as exc:
-        raise PostgresUnavailable(
+        raise PostgresLibraryMissing(
             f"psycopg2 is not installed ({exc}); install it with: pip install psycopg2-binary"
         ) from None
     where = endpoint(settings.dsn)
+    options = "-c TimeZone=UTC"
+    if bounded:
+        options += (f" -c statement_timeout={int(settings.statement_timeout_seconds * 1000)}"
+                    f" -c lock_timeout={int(settings.lock_timeout_seconds * 1000)}")
     try:
         conn = psycopg2.connect(
             settings.dsn,
             connect_timeout=max(2, int(settings.connect_timeout_seconds)),
             application_name=settings.application_name,
-            options="-c TimeZone=UTC",
+            options=options,
             keepalives=1,
             keepalives_idle=10,
             keepalives_interval=5,
@@ -162,6 +194,7 @@ def ensure_schema(conn: Any, settings: Settings) -> bool:
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         for table in SPECS:
             cur.execute(create_table_sql(schema, table, timescale=timescale))
+        _add_missing_columns(cur, schema)
         if timescale:
             timescale = _make_hypertables(cur, conn, schema)
         for table in SPECS:
@@ -169,6 +202,21 @@ def ensure_schema(conn: Any, settings: Settings) -> bool:
                 cur.execute(stmt)
     conn.commit()
     return timescale
+
+
+def _add_missing_columns(cur: Any, schema: str) -> None:
+    """The idempotent migration of tables made by an older version: add the columns they lack (with their
+    defaults), only when some are missing, so an up-to-date schema takes no table lock here."""
+    cur.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = %s", (schema,)
+    )
+    present: dict[str, list[str]] = {}
+    for table, column in cur.fetchall():
+        present.setdefault(table, []).append(column)
+    for table in SPECS:
+        for stmt in add_missing_columns_sql(schema, table, present.get(table, [])):
+            log.info("migrating %s.%s: %s", schema, table, stmt.as_string(cur))
+            cur.execute(stmt)
 
 
 _TIMESCALE_WARNED = False

@@ -52,6 +52,16 @@ CONFIG_SCHEMA: dict[str, Any] = {
             "minimum": 1,
             "description": "bound on connecting (start-up, reconnects, health check); libpq waits at least 2 s",
         },
+        "statement_timeout_seconds": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "server-side bound on every statement of the storage's connection (statement_timeout)",
+        },
+        "lock_timeout_seconds": {
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "longest wait for a table lock (lock_timeout): a locked table is an outage, spooled",
+        },
         "retry_interval_seconds": {
             "type": "number",
             "exclusiveMinimum": 0,
@@ -86,6 +96,8 @@ class Settings:
     flush_interval_seconds: float = 1.0
     max_buffered_rows: int = 100_000
     connect_timeout_seconds: int = 5
+    statement_timeout_seconds: float = 5.0
+    lock_timeout_seconds: float = 1.0
     retry_interval_seconds: float = 1.0
     max_retry_interval_seconds: float = 30.0
     spool_dir: Path = Path("data/pg_spool")
@@ -112,6 +124,8 @@ class Settings:
             flush_interval_seconds=_positive(section, "flush_interval_seconds", 1.0, float),
             max_buffered_rows=_positive(section, "max_buffered_rows", 100_000, int),
             connect_timeout_seconds=_positive(section, "connect_timeout_seconds", 5, int),
+            statement_timeout_seconds=_positive(section, "statement_timeout_seconds", 5.0, float),
+            lock_timeout_seconds=_positive(section, "lock_timeout_seconds", 1.0, float),
             retry_interval_seconds=_positive(section, "retry_interval_seconds", 1.0, float),
             max_retry_interval_seconds=_positive(section, "max_retry_interval_seconds", 30.0, float),
             spool_dir=spool_dir,
@@ -127,6 +141,12 @@ class Settings:
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.schema)[:40]
         digest = hashlib.sha1(self.schema.encode("utf-8")).hexdigest()[:8]
         return self.spool_dir / f"postgres-{safe}-{digest}.spool"
+
+    @property
+    def mirror_file(self) -> Path:
+        """Every position row written, kept locally too: open positions resume from it when PostgreSQL is down
+        at start."""
+        return self.spool_file.with_suffix(".positions")
 
     @property
     def rejects_file(self) -> Path:

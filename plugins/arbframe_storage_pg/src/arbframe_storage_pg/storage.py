@@ -24,7 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from arbframe import (
+    BookKey,
+    BookLock,
     ErrorRecord,
+    FileBookLock,
     FxRate,
     HealthCheck,
     HealthResult,
@@ -40,13 +43,16 @@ from arbframe import (
 from arbframe_storage_pg.db import (
     BatchWriter,
     ConnectionLost,
+    PostgresLibraryMissing,
     PostgresUnavailable,
+    ServerStalled,
     connect,
     dsn_password,
     endpoint,
     ensure_schema,
     error_reason,
     is_connection_error,
+    is_stall,
     safe_close,
     safe_rollback,
 )
@@ -93,8 +99,18 @@ class PostgresStorage(Storage):
         self._retry_at = 0.0
         self._retry_delay = self.settings.retry_interval_seconds
 
-        self._open_connection()  # raises PostgresUnavailable: the factory falls back to CSV
         self._spool = Spool.open_for(self.settings.spool_file)
+        self._mirror = open(self.settings.mirror_file, "a", encoding="utf-8")  # noqa: SIM115 - held while open
+        self._book_conn: Any = None
+        try:
+            self._open_connection()
+        except PostgresLibraryMissing:
+            self._spool.close()
+            self._mirror.close()
+            raise  # no retry can help: the kernel falls back to CSV
+        except PostgresUnavailable as exc:
+            # down at start is the same story as down mid-run: spool, keep retrying, replay when it answers
+            self._enter_spooling(str(exc))
         self._set_depth()
         if len(self._spool):
             # replayed by the flusher right away (and before any flush or load_positions), not here: the
@@ -133,7 +149,7 @@ class PostgresStorage(Storage):
 
     # ------------------------------------------------------------------------------------------ connection
     def _open_connection(self) -> None:
-        conn = connect(self.settings)
+        conn = connect(self.settings, bounded=True)
         try:
             self.hypertables = ensure_schema(conn, self.settings)
         except Exception as exc:
@@ -164,6 +180,9 @@ class PostgresStorage(Storage):
         else:
             self._retry_delay = min(self._retry_delay * 2, self.settings.max_retry_interval_seconds)
         self._retry_at = now + self._retry_delay
+        wake = getattr(self, "_wake", None)
+        if wake is not None:
+            wake.set()  # the flusher re-arms its wait on the retry time, whatever its flush interval
 
     def _try_recover(self, *, force: bool = False) -> bool:
         """Reconnect (respecting the back-off unless ``force``) and replay the spool. Holds the io lock."""
@@ -226,6 +245,9 @@ class PostgresStorage(Storage):
         try:
             results = self._writer.write(batch)
         except psycopg2.Error as exc:
+            if is_stall(exc):
+                self._count_error()
+                raise ServerStalled(error_reason(exc, self._password)) from None
             if is_connection_error(exc, self._conn):
                 self._count_error()
                 raise ConnectionLost(error_reason(exc, self._password)) from None
@@ -249,6 +271,9 @@ class PostgresStorage(Storage):
         try:
             results = self._writer.write({table: lines})
         except psycopg2.Error as exc:
+            if is_stall(exc):
+                self._count_error()
+                raise ServerStalled(error_reason(exc, self._password)) from None
             if is_connection_error(exc, self._conn):
                 self._count_error()
                 raise ConnectionLost(error_reason(exc, self._password)) from None
@@ -307,6 +332,11 @@ class PostgresStorage(Storage):
                 return
             try:
                 self._write_batch(batch)
+            except ServerStalled as exc:
+                # statement_timeout / lock_timeout: the server is stuck (a held table lock); no immediate retry
+                self._enter_spooling(f"stalled: {exc}")
+                self._spool.append(batch)
+                self._set_depth()
             except ConnectionLost as exc:
                 reason = str(exc)
                 # a connection dropped while idle (server restart, idle timeout, pg_terminate_backend): one
@@ -355,10 +385,16 @@ class PostgresStorage(Storage):
         self._append("spreads", _SPREAD(spread))
 
     def log_position_open(self, position: Position) -> None:
-        self._append("positions", _POSITION(position))
+        self._append_position(_POSITION(position))
 
     def log_position_close(self, position: Position) -> None:
-        self._append("positions", _POSITION(position))
+        self._append_position(_POSITION(position))
+
+    def _append_position(self, line: str) -> None:
+        self._append("positions", line)
+        with self._buf_lock:
+            self._mirror.write(line)
+            self._mirror.flush()
 
     def log_order(self, order: Order) -> None:
         self._append("orders", _ORDER(order))
@@ -390,10 +426,7 @@ class PostgresStorage(Storage):
         with self._io_lock:
             self._flush_once(force_retry=True)
             if self._conn is None or self._spooling_since is not None:
-                raise PostgresUnavailable(
-                    f"cannot load {status} positions: PostgreSQL at {self.endpoint} is unreachable "
-                    f"({self._last_error}); {len(self._spool)} records wait in {self._spool.path}"
-                )
+                return self._local_positions(status)
             spec = SPECS["positions"]
             query = sql.SQL("SELECT {} FROM {} WHERE status = %s ORDER BY {}, id").format(
                 sql.SQL(", ").join(map(sql.Identifier, spec.names)),
@@ -414,8 +447,52 @@ class PostgresStorage(Storage):
                 raise PostgresUnavailable(f"cannot load {status} positions from {self.endpoint}: {reason}") from None
         return [record_from_db("positions", row) for row in rows]
 
+    def _local_positions(self, status: str) -> list[Position]:
+        """PostgreSQL is down: the latest state of each position from what this host wrote last (the mirror of
+        every position row, then the spool)."""
+        from arbframe import Position as PositionRecord
+        from arbframe import from_row
+        from arbframe_storage_pg.tables import copy_line_values
+
+        names = SPECS["positions"].names
+        latest: dict[str, Position] = {}
+        lines: list[str] = []
+        if self.settings.mirror_file.exists():
+            with open(self.settings.mirror_file, encoding="utf-8") as handle:
+                lines.extend(line for line in handle if line.endswith("\n"))
+        lines.extend(line for table, batch in self._spool.batches() if table == "positions" for line in batch)
+        for line in lines:
+            try:
+                values = copy_line_values(line)
+                position = from_row(PositionRecord, dict(zip(names, values, strict=True)))
+            except (ValueError, TypeError) as exc:
+                log.error("unreadable local position row skipped: %s", exc)
+                continue
+            known = latest.get(position.id)
+            if known is None or known.is_open or not position.is_open:  # closed beats open
+                latest[position.id] = position
+        found = [p for p in latest.values() if p.status.value == status]
+        log.warning("PostgreSQL at %s unreachable (%s): %d %s positions read from the local copy %s",
+                    self.endpoint, self._last_error, len(found), status, self.settings.mirror_file)
+        return found
+
+    def active_backend(self) -> str:
+        """``postgres``, or ``spool(...)`` while PostgreSQL is away (heartbeat line, health)."""
+        if self._spooling_since is not None or self._conn is None:
+            return f"spool(postgres unreachable; {len(self._spool)} records)"
+        return "postgres"
+
+    def abandon(self) -> None:
+        """The kernel gave up waiting for a stuck write: let go without blocking (its records are kept by the
+        kernel's spool, and every write is idempotent by id)."""
+        self._closed = True
+        atexit.unregister(self._atexit)
+        self._stop.set()
+        self._wake.set()
+
     def close(self) -> None:
-        """Stop the flusher, flush (to the database or the spool), disconnect. Twice is harmless."""
+        """Stop the flusher, flush (to the database or the spool), disconnect. Twice is harmless. A write stuck in
+        another thread (a frozen server) is not waited for beyond a few seconds."""
         if self._closed:
             return
         self._closed = True
@@ -423,31 +500,62 @@ class PostgresStorage(Storage):
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
-            self._thread.join(timeout=max(10.0, self.settings.connect_timeout_seconds * 2 + 5))
+            self._thread.join(timeout=min(5.0, self.settings.connect_timeout_seconds + 2))
+        if not self._io_lock.acquire(timeout=2.0):
+            log.warning("PostgreSQL at %s: a write is still stuck at close; %d records in %s wait for the next "
+                        "run", self.endpoint, len(self._spool), self._spool.path)
+            return
         try:
             self._flush_once(force_retry=True)
         finally:
-            with self._io_lock:
-                if len(self._spool):
-                    log.warning(
-                        "PostgreSQL at %s still unreachable at close: %d records stay in %s and will be "
-                        "replayed by the next run", self.endpoint, len(self._spool), self._spool.path,
-                    )
-                self._spool.close()
-                self._drop_connection()
+            if len(self._spool):
+                log.warning(
+                    "PostgreSQL at %s still unreachable at close: %d records stay in %s and will be "
+                    "replayed by the next run", self.endpoint, len(self._spool), self._spool.path,
+                )
+            self._spool.close()
+            self._mirror.close()
+            self._release_book()
+            self._drop_connection()
+            self._io_lock.release()
+
+    # ------------------------------------------------------------------------------------------ book lock
+    def lock_book(self, book: BookKey) -> BookLock:
+        """One session-level advisory lock per (schema, venue pair, symbol) on a connection of its own; the
+        holder is written to ``book_locks`` so a second runner can name it. PostgreSQL down at start: a lock file
+        beside the spool guards this host, with a warning."""
+        from arbframe_storage_pg.booklock import PgBookLock
+
+        try:
+            lock = PgBookLock.acquire(self.settings, book)
+        except PostgresUnavailable as exc:
+            log.warning("book lock: PostgreSQL unreachable (%s); holding a local lock file only, which does not "
+                        "guard against a runner on another host", exc)
+            lock = FileBookLock.acquire(self.settings.spool_dir / "locks", book)
+        self._book_lock = lock
+        return lock
+
+    def _release_book(self) -> None:
+        lock, self._book_lock = getattr(self, "_book_lock", None), None
+        if lock is not None:
+            lock.release()
 
     # ------------------------------------------------------------------------------------- health & hooks
     def health(self) -> HealthResult:
-        """WARN while spooling, else a fresh bounded connection: OK or ERROR (never the password)."""
+        """A fresh bounded connection: OK or ERROR (never the password). While records are spooled: ERROR when
+        the server still does not answer (the kernel's STORAGE row says the records are safe), WARN when it
+        answers and the spool waits for its replay."""
+        result = probe(self.settings)
         if self._spooling_since is not None or len(self._spool):
             reason = f" ({self._last_error})" if self._last_error else ""
-            return HealthResult(
-                "postgres", HealthStatus.WARN,
-                f"PostgreSQL at {self.endpoint} unreachable{reason}; {len(self._spool)} records spooled to "
-                f"{self._spool.path}",
-                {"spool_depth": len(self._spool), "endpoint": self.endpoint},
-            )
-        return probe(self.settings)
+            spooled = f"{len(self._spool)} records spooled to {self._spool.path}"
+            details = {"spool_depth": len(self._spool), "endpoint": self.endpoint}
+            if result.status is HealthStatus.OK:
+                return HealthResult("postgres", HealthStatus.WARN, f"PostgreSQL at {self.endpoint} answers again; "
+                                    f"{spooled} wait for replay", details)
+            return HealthResult("postgres", HealthStatus.ERROR,
+                                f"PostgreSQL at {self.endpoint} unreachable{reason}; {spooled}", details)
+        return result
 
     @hookimpl
     def arbframe_health_checks(self, config: Mapping[str, Any], context: PluginContext) -> list[HealthCheck]:
@@ -464,8 +572,9 @@ class PostgresStorage(Storage):
 
     @hookimpl
     def arbframe_shutdown(self, context: PluginContext) -> None:
+        """Wake the flusher; never waits (a stalled server must not hold up shutdown): ``close`` is the flush."""
         if not self._closed:
-            self.flush()
+            self._wake.set()
 
 
 def probe(settings: Settings) -> HealthResult:

@@ -184,6 +184,45 @@ def create_table_sql(schema: str, table: str, *, timescale: bool = False) -> Any
     )
 
 
+def _default_literal(col: Column) -> Any:
+    from psycopg2 import sql
+
+    value = col.default
+    if isinstance(value, Enum):
+        value = value.value
+    if isinstance(value, bool):
+        return sql.SQL("true" if value else "false")
+    if isinstance(value, Decimal):
+        return sql.Literal(format(value, "f"))
+    return sql.Literal(value)
+
+
+def add_missing_columns_sql(schema: str, table: str, present: Sequence[str]) -> list[Any]:
+    """``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` for every column of the record class that a table created by
+    an older version lacks (``present``: its current columns). Only columns with a default or nullable ones can
+    be added to rows that exist (e.g. ``instance_id``, default ``''``); anything else is a schema change this
+    version cannot make, and is reported by the caller."""
+    from psycopg2 import sql
+
+    out = []
+    have = set(present)
+    for col in SPECS[table].columns:
+        if col.name in have:
+            continue
+        if col.nullable:
+            tail = sql.SQL("")
+        elif col.has_default:
+            tail = sql.SQL(" NOT NULL DEFAULT {}").format(_default_literal(col))
+        else:
+            raise InvalidIdentifier(
+                f"{schema}.{table} lacks the required column {col.name!r}, which has no default to fill old rows with"
+            )
+        out.append(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}{}").format(
+            sql.Identifier(schema, table), sql.Identifier(col.name), sql.SQL(col.pg_type), tail
+        ))
+    return out
+
+
 def index_name(table: str, suffix: str) -> str:
     return f"{table}_{suffix}_idx"
 
