@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 
-import arbframe.replay.recording as recording
+import arbframe.replay.recording as recording_module
 from arbframe.builtins.storage import NullStorage
 from arbframe.core.models import IdGenerator
 from arbframe.market.simulation import SimulatedMarket
@@ -160,15 +160,15 @@ def bench_replay(recording: Path, storage_name: str, interval: float, tmp: Path,
                  stdlib_json: bool = False) -> float | None:
     """Best of REPEATS replays; ``fast_path=False`` sends every snapshot through the engine, ``stdlib_json`` decodes
     with json instead of orjson."""
-    saved_tick, saved_loads = ReplayFastPath.tick, recording._fast_loads
+    saved_tick, saved_loads = ReplayFastPath.tick, recording_module._fast_loads
     if not fast_path:
         ReplayFastPath.tick = lambda self, row, reader: None  # type: ignore[method-assign]
     if stdlib_json:
-        recording._fast_loads = lambda: json.loads
+        recording_module._fast_loads = lambda: json.loads
     try:
         return _best_replay(recording, storage_name, interval, tmp)
     finally:
-        ReplayFastPath.tick, recording._fast_loads = saved_tick, saved_loads  # type: ignore[method-assign]
+        ReplayFastPath.tick, recording_module._fast_loads = saved_tick, saved_loads  # type: ignore[method-assign]
 
 
 def _best_replay(recording: Path, storage_name: str, interval: float, tmp: Path) -> float | None:
