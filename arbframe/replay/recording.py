@@ -37,6 +37,7 @@ from typing import IO, TYPE_CHECKING, Any
 from arbframe.core.errors import ArbframeError
 from arbframe.core.models import ZERO, BookLevel, FxRate, MarketRules, OrderBook
 from arbframe.trading.engine import MarketSnapshot
+from arbframe.trading.marketdata import text_has_nonpositive
 from arbframe.trading.strategy import StrategyConfig
 
 if TYPE_CHECKING:
@@ -153,7 +154,7 @@ class LazyLevels(Sequence[BookLevel]):
         if len(parts) >= 2:
             try:
                 price, qty = Decimal(parts[0]), Decimal(parts[1])
-                ok = price > 0 and qty > 0
+                ok = price.is_finite() and qty.is_finite() and price > 0 and qty > 0
             except (InvalidOperation, ValueError):
                 ok = False
             if ok:
@@ -192,15 +193,22 @@ class LazyLevels(Sequence[BookLevel]):
             self._rest = parts[2] if len(parts) == 3 else ""
             try:
                 price, qty = Decimal(p), Decimal(q)
-                if not (price > 0 and qty > 0):
+                if not (price.is_finite() and qty.is_finite()):
                     raise ValueError
             except (InvalidOperation, ValueError):
                 raise self._fail(
-                    f", level {len(px) + 1}: price and quantity must be positive decimals, got {p!r} and {q!r}"
+                    f", level {len(px) + 1}: price and quantity must be decimal numbers, got {p!r} and {q!r}"
                 ) from None
             px.append(price)
             qx.append(qty)
         return True
+
+    def has_nonpositive(self) -> bool:
+        """A zero or negative price or quantity at any level (parsed levels by value, the rest by its text: see
+        :func:`arbframe.trading.marketdata.text_has_nonpositive`); the replay blocks the symbol for the tick."""
+        if any(p <= 0 for p in self._px) or any(q <= 0 for q in self._qx):
+            return True
+        return text_has_nonpositive(self._rest) if self._rest else False
 
     def top_price(self) -> Decimal | None:
         px = self._px

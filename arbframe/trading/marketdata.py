@@ -1,0 +1,108 @@
+"""Market data checked before it is traded: ONE function (:meth:`MarketDataGuard.check`) for live, paper and replay.
+
+A symbol is blocked for the tick (no spread, no entry, no close; its open positions keep their last mark) when:
+
+- ``crossed_book`` / ``locked_book``: a book's best bid is above / equal to its best ask;
+- ``bad_level``: a price or quantity at any level is zero or negative;
+- ``book_time_backwards`` / ``fx_time_backwards``: a book's (or the FX rate's) timestamp is older than one seen
+  before for that book (that rate source);
+- ``stale_book``: a book is older than ``arbitrage.max_book_age_seconds``.
+
+The reasons are a fixed set (the ``reason`` label of ``arbitrage_market_data_blocked``). Malformed data (text that
+is not a number) is not a block: in replay it stops the run with the file and line, as it always did.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from arbframe.core.models import FxRate, OrderBook
+
+REASONS = ("crossed_book", "locked_book", "bad_level", "book_time_backwards", "fx_time_backwards", "stale_book")
+
+#: a zero written in plain decimal text ("0", "0.000") after a space; a token starting with "." is checked apart
+_ZERO_TOKEN = re.compile(r" 0[0.]*(?: |$)")
+_DOT_ZERO_TOKEN = re.compile(r" \.[0.]*(?: |$)")
+
+
+def text_has_nonpositive(text: str) -> bool:
+    """Does a packed ``"price qty price qty ..."`` text hold a zero or negative number (plain decimal spelling)?"""
+    if "-" in text:
+        return True
+    spaced = " " + text
+    if _ZERO_TOKEN.search(spaced) is not None:
+        return True
+    return " ." in spaced and _DOT_ZERO_TOKEN.search(spaced) is not None
+
+
+def levels_have_nonpositive(levels: Any) -> bool:
+    """Any level of a book side with a price or quantity <= 0 (a lazily parsed side checks its text)."""
+    fast = getattr(levels, "has_nonpositive", None)
+    if fast is not None:
+        return fast()
+    return any(level.price <= 0 or level.qty <= 0 for level in levels)
+
+
+def top_of(levels: Any) -> Any:
+    fast = getattr(levels, "top_price", None)
+    if fast is not None:
+        return fast()
+    return levels[0].price if levels else None
+
+
+class MarketDataGuard:
+    """Checks each symbol's books and the FX rate of a tick; remembers the newest timestamps it has seen."""
+
+    __slots__ = ("book_ts", "fx_ts", "max_book_age")
+
+    def __init__(self, max_book_age_seconds: float | None) -> None:
+        self.max_book_age = max_book_age_seconds
+        self.book_ts: dict[tuple[str, str], datetime] = {}
+        self.fx_ts: dict[str, datetime] = {}
+
+    def check_fx(self, fx: FxRate | None) -> tuple[str, str] | None:
+        """(reason, detail) when the FX rate's timestamp went backwards for its source."""
+        if fx is None:
+            return None
+        last = self.fx_ts.get(fx.source)
+        if last is not None and fx.ts < last:
+            return "fx_time_backwards", f"FX rate from {fx.source} stamped {fx.ts.isoformat()} after {last.isoformat()}"
+        self.fx_ts[fx.source] = fx.ts
+        return None
+
+    def check(self, books: Mapping[Any, OrderBook], now: datetime) -> tuple[str, str] | None:
+        """(reason, detail) for the first problem of ``books`` (a symbol's two books), else None.
+
+        Every book's timestamp is remembered, blocked or not, so "backwards" compares with the newest seen.
+        """
+        problem = None
+        limit = self.max_book_age
+        seen = self.book_ts
+        for book in books.values():
+            key = (book.exchange, book.symbol)
+            last = seen.get(key)
+            ts = book.ts
+            if last is not None and ts < last:
+                problem = problem or ("book_time_backwards",
+                                      f"{book.exchange}/{book.symbol} book stamped {ts.isoformat()} after "
+                                      f"{last.isoformat()}")
+                continue
+            seen[key] = ts
+            if problem is not None:
+                continue
+            if levels_have_nonpositive(book.bids) or levels_have_nonpositive(book.asks):
+                problem = ("bad_level", f"{book.exchange}/{book.symbol} book has a zero or negative price or size")
+                continue
+            bid, ask = top_of(book.bids), top_of(book.asks)
+            if bid is not None and ask is not None and bid >= ask:
+                kind = "crossed_book" if bid > ask else "locked_book"
+                problem = (kind, f"{book.exchange}/{book.symbol} best bid {bid} {'>' if bid > ask else '='} "
+                                 f"best ask {ask}")
+                continue
+            if limit is not None and (now - ts).total_seconds() > limit:
+                problem = ("stale_book", f"{book.exchange}/{book.symbol} book is {(now - ts).total_seconds():.0f}s "
+                                         f"old (max_book_age_seconds={limit:g})")
+        return problem
