@@ -17,7 +17,7 @@ from typing import Any
 
 from arbframe import ArbframeError
 from arbframe_storage_pg.settings import Settings
-from arbframe_storage_pg.tables import HYPERTABLES, SPECS, create_index_sql, create_table_sql
+from arbframe_storage_pg.tables import HYPERTABLES, SPECS, add_columns_sql, create_index_sql, create_table_sql
 
 log = logging.getLogger("arbframe.storage.postgres")
 
@@ -162,6 +162,8 @@ def ensure_schema(conn: Any, settings: Settings) -> bool:
         cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         for table in SPECS:
             cur.execute(create_table_sql(schema, table, timescale=timescale))
+            for stmt in add_columns_sql(schema, table):  # tables of an older version get the new columns
+                cur.execute(stmt)
         if timescale:
             timescale = _make_hypertables(cur, conn, schema)
         for table in SPECS:

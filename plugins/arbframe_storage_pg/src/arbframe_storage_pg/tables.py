@@ -180,6 +180,20 @@ def create_table_sql(schema: str, table: str, *, timescale: bool = False) -> Any
     )
 
 
+def add_columns_sql(schema: str, table: str) -> list[Any]:
+    """``ALTER TABLE ... ADD COLUMN IF NOT EXISTS`` for every nullable column: a table created by an older version
+    gets the columns added since (NULL in its old rows); on an up-to-date table each statement does nothing."""
+    from psycopg2 import sql
+
+    return [
+        sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+            sql.Identifier(schema, table), sql.Identifier(col.name), sql.SQL(col.pg_type)
+        )
+        for col in SPECS[table].columns
+        if col.nullable
+    ]
+
+
 def index_name(table: str, suffix: str) -> str:
     return f"{table}_{suffix}_idx"
 
