@@ -224,3 +224,25 @@ def test_replay_fast_path_and_full_path_agree_on_blocked_data(tmp_path, monkeypa
     for table in ("spreads", "positions", "orders", "trades", "fx_rates", "errors"):
         assert getattr(fast[1], table) == getattr(full[1], table), table
     assert fast[2]._data_blocked == full[2]._data_blocked and fast[2].marks == full[2].marks
+
+
+@pytest.mark.parametrize(("text", "bad"), [
+    ("1 0", True), ("0 1", True), ("1 0.000 2", True), ("1 .0", True), ("1 0.", True), ("1 00.0 2", True),
+    ("1 -2", True), ("5 0.0000", True), ("1 0.5", False), ("100 0.001", False), ("1 2.0 3 .5", False),
+    ("10 20", False), ("5 0.0001", False), ("", False),
+])
+def test_the_text_check_finds_every_plain_zero_or_negative(text, bad):
+    from arbframe.trading.marketdata import text_has_nonpositive
+
+    assert text_has_nonpositive(text) is bad
+
+
+def test_a_zero_not_written_as_a_plain_decimal_is_malformed():
+    """The text check reads plain decimals; a zero spelt otherwise cannot slip past it into a fill."""
+    from arbframe.replay.recording import LazyLevels
+
+    levels = LazyLevels("10 1 9 0E+2", ("f", 3, "v", "S", "asks"))
+    assert not levels.has_nonpositive()
+    with pytest.raises(BacktestDataError, match="level 2: price and quantity must be decimal numbers"):
+        list(levels)
+    assert list(LazyLevels("10 1 9 2E-8", ("f", 3, "v", "S", "asks")))[1].qty == D("2E-8")  # positive: fine

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from arbframe.core.models import ZERO, Direction, Side
 from arbframe.trading.engine import _STEP, TWO, Engine
-from arbframe.trading.marketdata import text_has_nonpositive
+from arbframe.trading.marketdata import spaced_has_nonpositive
 from arbframe.trading.premium import ONE
 
 _REL = 1e-12  # a level holding the whole remaining quantity, within this, is too close to call
@@ -119,6 +119,8 @@ class ReplayFastPath:
         self.max_fx_age = cfg.max_fx_age_seconds
         limit = cfg.max_book_age_seconds
         self.book_limit = limit
+        self.now_fresh = limit is None or limit >= 0.0  # a book stamped with the snapshot's own time is fresh
+        self.keys = {symbol: ((engine.domestic, symbol), (engine.foreign, symbol)) for symbol in cfg.symbols}
         self.threshold = float(scfg.entry_threshold)
         self.exit_f = float(scfg.exit_threshold)
         self.stop_f = None if scfg.stop_loss_premium is None else float(scfg.stop_loss_premium)
@@ -219,6 +221,7 @@ class ReplayFastPath:
         times = self._times
         if len(times) >= _TIMES_CACHE_SIZE:  # (never in the middle of a row: its times are looked up below)
             times.clear()
+        own = False  # does any book carry its own time?
         for symbols in b.values():
             if type(symbols) is not dict:
                 return None
@@ -227,6 +230,7 @@ class ReplayFastPath:
                     return None
                 n = len(entry)
                 if n != 2:
+                    own = True
                     # [bids, asks, book time]: every book time must read as the decoder reads it
                     when = entry[2] if n == 3 else None
                     if type(when) is not str or (when not in times and not self._book_time(when)):
@@ -269,9 +273,16 @@ class ReplayFastPath:
         for reason in engine._data_blocked.values():
             if reason is not None:
                 return None  # the full path logs the symbol usable again
-        book_ts = engine.guard.book_ts
+        guard = engine.guard
+        if not own:  # every book has the snapshot's time: none goes backwards unless the snapshot does
+            if guard.newest is not None and ts < guard.newest:
+                return None
+            if not self.now_fresh:
+                return None
+        book_ts = guard.book_ts
+        floor = guard.floor
         stamps: list[tuple[tuple[str, str], datetime]] = []  # MarketDataGuard's newest book times, set on a hit
-        rests: list[str] = []  # every book side past its best level (checked at once for zero or negative values)
+        rests: list[str] = [""]  # every book side past its best level (checked at once for zero or negative values)
         positions = engine.positions
         threshold, round_trip, allowed = self.threshold, self.round_trip, self.allowed
         lo_f, hi_f = self.lo_f, self.hi_f
@@ -289,15 +300,23 @@ class ReplayFastPath:
             f_bids, f_asks = fgn[0], fgn[1]
             # MarketDataGuard.check: no book older than one seen before, none stale (a book without its own time
             # has the snapshot's)
-            limit = self.book_limit
-            for key, book in (((self.domestic, symbol), dom), ((self.foreign, symbol), fgn)):
-                when = ts if len(book) == 2 else times[book[2]]
-                last = book_ts.get(key)
-                if last is not None and when < last:
-                    return None
-                if limit is not None and (ts - when).total_seconds() > limit:
-                    return None
-                stamps.append((key, when))
+            if own:
+                limit = self.book_limit
+                for key, book in zip(self.keys[symbol], (dom, fgn)):  # noqa: B905
+                    if len(book) == 2:
+                        when = ts
+                        if not self.now_fresh:
+                            return None
+                    else:
+                        when = times[book[2]]
+                        if limit is not None and (ts - when).total_seconds() > limit:
+                            return None
+                    last = book_ts.get(key)
+                    if floor is not None and (last is None or last < floor):
+                        last = floor
+                    if last is not None and when < last:
+                        return None
+                    stamps.append((key, when))
             # the best level of each book: most VWAPs end there
             try:
                 db, da = d_bids.split(None, 2), d_asks.split(None, 2)
@@ -397,10 +416,17 @@ class ReplayFastPath:
                     return None
             if blocked.get(symbol, _SymbolOnly) != note:
                 notes.append((symbol, note))
-        if rests and text_has_nonpositive(" ".join(rests)):
-            return None  # MarketDataGuard.check: a zero or negative level (bad_level)
-        for key, when in stamps:
-            book_ts[key] = when
+        if len(rests) > 1:
+            rests.append("")
+            if spaced_has_nonpositive(" ".join(rests)):  # (rests starts with "": spaces at both ends)
+                return None  # MarketDataGuard.check: a zero or negative level (bad_level)
+        if own:
+            for key, when in stamps:
+                book_ts[key] = when
+                if guard.newest is None or when > guard.newest:
+                    guard.newest = when
+        else:
+            guard.floor = guard.newest = ts
         source, when = self._fx_when
         engine.guard.fx_ts[source] = when
         self._last = (dom_books, fgn_books, rate)

@@ -195,6 +195,8 @@ class LazyLevels(Sequence[BookLevel]):
                 price, qty = Decimal(p), Decimal(q)
                 if not (price.is_finite() and qty.is_finite()):
                     raise ValueError
+                if not (price > 0 and qty > 0) and not (_plain(p) and _plain(q)):
+                    raise ValueError  # the market-data check reads plain decimals: 0E-8 would slip past it
             except (InvalidOperation, ValueError):
                 raise self._fail(
                     f", level {len(px) + 1}: price and quantity must be decimal numbers, got {p!r} and {q!r}"
@@ -272,6 +274,14 @@ class LazyLevels(Sequence[BookLevel]):
 
     def __repr__(self) -> str:
         return f"LazyLevels({len(self)} levels)"
+
+
+_PLAIN_CHARS = frozenset("0123456789.-")
+
+
+def _plain(token: str) -> bool:
+    """Written as a plain decimal (digits, a point, a minus sign): what the market-data check reads."""
+    return _PLAIN_CHARS.issuperset(token)
 
 
 def _parse_ts(value: Any, at: Any, what: str) -> datetime:

@@ -23,19 +23,21 @@ from arbframe.core.models import FxRate, OrderBook
 
 REASONS = ("crossed_book", "locked_book", "bad_level", "book_time_backwards", "fx_time_backwards", "stale_book")
 
-#: a zero written in plain decimal text ("0", "0.000") after a space; a token starting with "." is checked apart
-_ZERO_TOKEN = re.compile(r" 0[0.]*(?: |$)")
-_DOT_ZERO_TOKEN = re.compile(r" \.[0.]*(?: |$)")
+#: a token of only zeros and dots between spaces: a zero written as plain decimal text ("0", "0.000", ".0")
+_ZERO_TOKEN = re.compile(r" [0.]++ ")
+
+
+def spaced_has_nonpositive(spaced: str) -> bool:
+    """:func:`text_has_nonpositive` for a text that already starts and ends with a space."""
+    return "-" in spaced or _ZERO_TOKEN.search(spaced) is not None
 
 
 def text_has_nonpositive(text: str) -> bool:
-    """Does a packed ``"price qty price qty ..."`` text hold a zero or negative number (plain decimal spelling)?"""
-    if "-" in text:
-        return True
-    spaced = " " + text
-    if _ZERO_TOKEN.search(spaced) is not None:
-        return True
-    return " ." in spaced and _DOT_ZERO_TOKEN.search(spaced) is not None
+    """Does a packed ``"price qty price qty ..."`` text hold a zero or negative number written as a plain decimal?
+
+    (Recordings hold plain decimals; the replay's reader refuses a zero or negative value written otherwise, such as
+    ``0E-8``, as malformed when it reads it.)"""
+    return "-" in text or _ZERO_TOKEN.search(" " + text + " ") is not None
 
 
 def levels_have_nonpositive(levels: Any) -> bool:
@@ -56,12 +58,14 @@ def top_of(levels: Any) -> Any:
 class MarketDataGuard:
     """Checks each symbol's books and the FX rate of a tick; remembers the newest timestamps it has seen."""
 
-    __slots__ = ("book_ts", "fx_ts", "max_book_age")
+    __slots__ = ("book_ts", "floor", "fx_ts", "max_book_age", "newest")
 
     def __init__(self, max_book_age_seconds: float | None) -> None:
         self.max_book_age = max_book_age_seconds
         self.book_ts: dict[tuple[str, str], datetime] = {}
         self.fx_ts: dict[str, datetime] = {}
+        self.floor: datetime | None = None  # every book is known to be at least this new (set by the replay)
+        self.newest: datetime | None = None  # the newest book time seen
 
     def check_fx(self, fx: FxRate | None) -> tuple[str, str] | None:
         """(reason, detail) when the FX rate's timestamp went backwards for its source."""
@@ -81,9 +85,12 @@ class MarketDataGuard:
         problem = None
         limit = self.max_book_age
         seen = self.book_ts
+        floor = self.floor
         for book in books.values():
             key = (book.exchange, book.symbol)
             last = seen.get(key)
+            if floor is not None and (last is None or last < floor):
+                last = floor
             ts = book.ts
             if last is not None and ts < last:
                 problem = problem or ("book_time_backwards",
@@ -91,6 +98,8 @@ class MarketDataGuard:
                                       f"{last.isoformat()}")
                 continue
             seen[key] = ts
+            if self.newest is None or ts > self.newest:
+                self.newest = ts
             if problem is not None:
                 continue
             if levels_have_nonpositive(book.bids) or levels_have_nonpositive(book.asks):
