@@ -15,7 +15,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
-from arbframe.core.models import ZERO, Direction, Side
+from arbframe.core.models import ZERO, Direction
 from arbframe.trading.engine import _STEP, TWO, Engine
 from arbframe.trading.marketdata import spaced_has_nonpositive
 from arbframe.trading.premium import ONE
@@ -130,23 +130,23 @@ class ReplayFastPath:
         self.notional_f = float(engine.strategy._notional)
         self.steps_f = {symbol: float(engine._step.get(symbol) or _STEP) for symbol in cfg.symbols}
         self.dirs = tuple((d, d is Direction.KIMCHI) for d in engine.calc.directions)
-        # Engine._leg_sums in floats: per (venue, side) the (KRW, USD, coin) change per unit of notional / quantity
-        self.legs_f = {(venue, side): self._leg_coefficients(venue, side)
-                       for venue in (engine.domestic, engine.foreign) for side in (Side.BUY, Side.SELL)}
-        self._fx: tuple[Any, Decimal, float, datetime | None] | None = None  # (row, rate, float rate, fx ts)
+        # Engine._coefficients in floats: per (venue, side) the (KRW, USD, coin) a fill changes per unit
+        self.legs_f = {key: tuple(float(x) for x in coef) for key, coef in engine._leg_coef.items()}
+        self._fx: tuple[Any, Decimal, float, datetime, str] | None = None  # (row, rate, float rate, fx ts, source)
+        self.fx_seen = engine.guard.fx_ts
         self._floats: dict[str, tuple[Any, ...]] = {}  # position id -> _position_floats
         self._notes: dict[str, str | None] = {}  # symbol -> entry note until forget()
         self._times: dict[str, datetime] = {}  # book time text -> parsed (books not updated keep their time)
         self._last: tuple[dict[str, Any], dict[str, Any], Decimal] | None = None  # books and rate of the last hit
         self.pending = False  # the engine's marks lag the last hit (see sync)
-        self._fx_when: tuple[str, datetime] = ("", datetime.min)  # (source, time) of the last FX rate read
 
     # ------------------------------------------------------------------------------------------------ checks
     def _rate(self, fx_row: Any, t: str, ts: datetime) -> tuple[Decimal, float] | None:
-        """The FX rate of ``fx_row`` when it is well formed and fresh, as ``RecordingReader._fx`` reads it."""
+        """The FX rate of ``fx_row`` when it is well formed, fresh and not older than one seen before from its
+        source (``MarketDataGuard.check_fx``), as ``RecordingReader._fx`` reads it."""
         cached = self._fx
         if cached is not None and cached[0] == fx_row:
-            _, rate, rate_f, fx_when = cached
+            _, rate, rate_f, fx_when, source = cached
         else:
             if type(fx_row) is not list or len(fx_row) != 4:
                 return None
@@ -160,40 +160,19 @@ class ReplayFastPath:
             except (InvalidOperation, ValueError):
                 return None
             rate_f = float(rate)
-            fx_when = None  # stamped with the snapshot's own time
-            if fx_ts != t:
+            if fx_ts == t:
+                fx_when = ts  # stamped with the snapshot's own time
+            else:
                 fx_when = _aware(fx_ts) if type(fx_ts) is str else None
                 if fx_when is None:
                     return None
-            self._fx = (fx_row, rate, rate_f, fx_when)
-        when = ts if fx_when is None else fx_when
-        source = fx_row[1]
-        seen = self.engine.guard.fx_ts
-        last = seen.get(source)
-        if last is not None and when < last:
+            self._fx = (fx_row, rate, rate_f, fx_when, source)
+        last = self.fx_seen.get(source)
+        if last is not None and fx_when < last:
             return None  # MarketDataGuard.check_fx blocks it: the full path says so
-        age = 0.0 if fx_when is None else max(0.0, (ts - fx_when).total_seconds())  # FxRate.age_seconds
-        if age > self.max_fx_age:
+        if fx_when < ts and (ts - fx_when).total_seconds() > self.max_fx_age:  # FxRate.age_seconds
             return None
-        self._fx_when = (source, when)
         return rate, rate_f
-
-    def _leg_coefficients(self, venue: str, side: Side) -> tuple[float, float, float, float]:
-        """(KRW per notional, USD per notional, coin per quantity, USD per notional paid in a priced fee asset) of a
-        fill on ``venue`` (:meth:`Engine._leg_sums`)."""
-        engine = self.engine
-        fee = engine.fees[venue].side(side)
-        rate = float(fee.rate)
-        quote = 1.0 if side is Side.SELL else -1.0
-        coin = 1.0 if side is Side.BUY else -1.0
-        if fee.asset == "quote":
-            quote -= rate
-        elif fee.asset == "base":
-            coin -= rate
-        priced = -rate if fee.asset not in ("quote", "base") else 0.0
-        if engine.quote.get(venue) == "KRW":
-            return quote, 0.0, coin, priced
-        return 0.0, quote, coin, priced
 
     def _position_floats(self, position: Any) -> tuple[Any, ...]:
         """(qty, kimchi?, entry (KRW, USD, coin), close premium at or above which the stop loss may fire, domestic
@@ -402,7 +381,7 @@ class ReplayFastPath:
                     f_cash = pq * fv
                     mark = (dbp + dap) / 2.0
                     krw = entry_f[0] + d_cash * d_leg[0] + f_cash * f_leg[0]
-                    usd = entry_f[1] + d_cash * (d_leg[1] + d_leg[3]) + f_cash * (f_leg[1] + f_leg[3])
+                    usd = entry_f[1] + d_cash * d_leg[1] + f_cash * f_leg[1]
                     coin = entry_f[2] + pq * (d_leg[2] + f_leg[2])
                     unrealized += krw + usd * rate_f + coin * mark
                     # float rounding is ~1e-16 relative per operation: 1e-9 of the magnitudes is a wide margin
@@ -427,8 +406,8 @@ class ReplayFastPath:
                     guard.newest = when
         else:
             guard.floor = guard.newest = ts
-        source, when = self._fx_when
-        engine.guard.fx_ts[source] = when
+        fx_cached = self._fx
+        self.fx_seen[fx_cached[4]] = fx_cached[3]  # type: ignore[index]
         self._last = (dom_books, fgn_books, rate)
         self.pending = True
         if positions:
@@ -461,16 +440,21 @@ class ReplayFastPath:
         return True
 
     def forget(self) -> None:
-        """Drop what was derived from the engine's state: called before every snapshot the engine processes."""
+        """Drop what was derived from the engine's state: called before every snapshot the engine processes, which
+        brings its marks up to the last hit (:meth:`sync`) when it needs them."""
         self._notes.clear()
         self._floats.clear()
         if self.pending:
-            self.sync()
+            self.pending = False
+            self.engine.sync_hook = self._sync
 
     def sync(self) -> None:
         """Bring the engine's coin marks and its positions' last marks to the last hit, as the full path would
         have left them (a blocked symbol keeps them; the final equity reads them)."""
         self.pending = False
+        self._sync()
+
+    def _sync(self) -> None:
         engine = self.engine
         assert self._last is not None
         dom_books, fgn_books, rate = self._last

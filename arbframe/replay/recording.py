@@ -141,11 +141,12 @@ class LazyLevels(Sequence[BookLevel]):
     :meth:`vwap` and :meth:`top_price` (used by the premium math) never build :class:`BookLevel` objects.
     """
 
-    __slots__ = ("_n", "_px", "_qx", "_rest", "_where")
+    __slots__ = ("_bad", "_n", "_px", "_qx", "_rest", "_where")
 
     def __init__(self, packed: str, where: tuple[Any, ...]) -> None:
         self._where = where
         self._n = -1
+        self._bad = False  # a parsed level is zero or negative
         px: list[Decimal] = []
         qx: list[Decimal] = []
         # every tick reads the best level (top price, VWAP): parse it right away, inline. Anything unusual (a lone
@@ -195,8 +196,10 @@ class LazyLevels(Sequence[BookLevel]):
                 price, qty = Decimal(p), Decimal(q)
                 if not (price.is_finite() and qty.is_finite()):
                     raise ValueError
-                if not (price > 0 and qty > 0) and not (_plain(p) and _plain(q)):
-                    raise ValueError  # the market-data check reads plain decimals: 0E-8 would slip past it
+                if not (price > 0 and qty > 0):
+                    if not (_plain(p) and _plain(q)):
+                        raise ValueError  # the market-data check reads plain decimals: 0E-8 would slip past it
+                    self._bad = True
             except (InvalidOperation, ValueError):
                 raise self._fail(
                     f", level {len(px) + 1}: price and quantity must be decimal numbers, got {p!r} and {q!r}"
@@ -208,9 +211,13 @@ class LazyLevels(Sequence[BookLevel]):
     def has_nonpositive(self) -> bool:
         """A zero or negative price or quantity at any level (parsed levels by value, the rest by its text: see
         :func:`arbframe.trading.marketdata.text_has_nonpositive`); the replay blocks the symbol for the tick."""
-        if any(p <= 0 for p in self._px) or any(q <= 0 for q in self._qx):
-            return True
-        return text_has_nonpositive(self._rest) if self._rest else False
+        bad, rest = self.nonpositive_parts()
+        return bad or (text_has_nonpositive(rest) if rest else False)
+
+    def nonpositive_parts(self) -> tuple[bool, str]:
+        """(a parsed level is zero or negative, the text not parsed yet): lets a caller check several sides' texts
+        at once (:class:`arbframe.trading.marketdata.MarketDataGuard`)."""
+        return self._bad, self._rest
 
     def top_price(self) -> Decimal | None:
         px = self._px

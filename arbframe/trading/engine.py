@@ -233,6 +233,11 @@ class Engine:
         self._data_blocked: dict[str, str | None] = {}  # symbol -> reason of the last tick (logged on change)
         self._last_marks: dict[str, Decimal] = {}  # position id -> last unrealized PnL (kept while blocked)
         self._close_failed: dict[str, str] = {}  # position id -> last close failure (recorded once per change)
+        # a replay that skipped snapshots brings marks up to date through this, when a tick needs the old ones
+        self.sync_hook: Callable[[], None] | None = None
+        # (venue, side) -> (KRW per notional, USD per notional, coin per quantity) of a fill, fee included
+        self._leg_coef = {(venue, side): self._coefficients(venue, side)
+                          for venue in (self.domestic, self.foreign) for side in (Side.BUY, Side.SELL)}
         self.last_entry: dict[str, datetime] = {}
         self.ticks = 0
         self.last_fx: FxRate | None = None
@@ -397,32 +402,35 @@ class Engine:
         penalty = self.cfg.thin_book_penalty
         return (penalized_vwap(dom, d_side, p.qty, penalty), penalized_vwap(fgn, d_side.opposite, p.qty, penalty))
 
-    def _leg_sums(self, venue: str, side: Side, qty: Decimal, price: Decimal) -> tuple[Decimal, Decimal, Decimal]:
-        """(KRW, USD units, coin) a fill of ``qty`` at ``price`` would change, fee included (no lot rounding)."""
-        notional = qty * price
+    def _coefficients(self, venue: str, side: Side) -> tuple[Decimal, Decimal, Decimal]:
+        """(KRW per unit of notional, USD per unit of notional, coin per unit of quantity) a fill on ``venue`` of
+        ``side`` changes, fee included: a priced fee asset (BNB) counts at its notional in USDT."""
         fee = self.fees[venue].side(side)
-        usd_quote = self.quote.get(venue) != "KRW"
-        quote = notional if side is Side.SELL else -notional
-        coin = qty if side is Side.BUY else -qty
-        asset = fee.asset
-        if asset == "quote":
-            quote -= notional * fee.rate
-        elif asset == "base":
-            coin -= qty * fee.rate
-        usd = quote if usd_quote else ZERO
-        krw = ZERO if usd_quote else quote
-        if asset not in ("quote", "base"):
-            usd -= notional * fee.rate  # a priced fee asset (BNB) is worth its notional in USDT
-        return krw, usd, coin
+        quote = ONE if side is Side.SELL else -ONE
+        coin = ONE if side is Side.BUY else -ONE
+        usd_fee = ZERO
+        if fee.asset == "quote":
+            quote -= fee.rate
+        elif fee.asset == "base":
+            coin -= fee.rate
+        else:
+            usd_fee = -fee.rate
+        if self.quote.get(venue) == "KRW":
+            return quote, usd_fee, coin
+        return ZERO, quote + usd_fee, coin
 
     def _mark(self, p: Position, prices: tuple[Decimal, Decimal], rate: Decimal, mark: Decimal) -> Decimal:
         """Unrealized PnL in KRW: the balance changes of the entry legs and of a close of ``p`` at ``prices`` now
-        (fees in their assets), valued at ``rate`` and the coin ``mark``."""
+        (fees in their assets, no lot rounding), valued at ``rate`` and the coin ``mark``."""
         krw, usd, coin = self._entry_sums[p.id]
         d_side = p.direction.domestic_side.opposite
-        k1, u1, c1 = self._leg_sums(self.domestic, d_side, p.qty, prices[0])
-        k2, u2, c2 = self._leg_sums(self.foreign, d_side.opposite, p.qty, prices[1])
-        return krw + k1 + k2 + (usd + u1 + u2) * rate + (coin + c1 + c2) * mark
+        q = p.qty
+        dk, du, dc = self._leg_coef[(self.domestic, d_side)]
+        fk, fu, fc = self._leg_coef[(self.foreign, d_side.opposite)]
+        d_notional = q * prices[0]
+        f_notional = q * prices[1]
+        return (krw + d_notional * dk + f_notional * fk + (usd + d_notional * du + f_notional * fu) * rate
+                + (coin + q * (dc + fc)) * mark)
 
     # ----------------------------------------------------------------------------------------------- tick
     def process(self, snap: MarketSnapshot) -> TickResult:
@@ -450,12 +458,16 @@ class Engine:
         check = self.guard.check
         data_blocked = self._data_blocked
         last_marks = self._last_marks
+        hook, self.sync_hook = self.sync_hook, None
         for symbol in self.cfg.symbols:
             dom = books.get((self.domestic, symbol))
             fgn = books.get((self.foreign, symbol))
             problem = fx_problem
             if dom is not None and fgn is not None:
                 problem = check({0: dom, 1: fgn}, now) or problem
+            if hook is not None and (problem is not None or dom is None or fgn is None):
+                hook()  # this tick keeps marks of earlier ones: bring them up to date first
+                hook = None
             if problem is not None or data_blocked.get(symbol) is not None:
                 self._note_data(symbol, problem)
             if problem is not None:  # never traded on: open positions keep their last mark
@@ -531,6 +543,9 @@ class Engine:
 
     def breakdown(self) -> EquityBreakdown | None:
         """Equity now and its decomposition since the engine started (see :class:`~arbframe.trading.accounting.Ledger`)."""
+        if self.sync_hook is not None:
+            self.sync_hook()
+            self.sync_hook = None
         if self.last_fx is None or not self.ledger.started:
             return None
         return self.ledger.breakdown(wallet_balances(self.executor.wallets), self.last_fx.rate, self.marks,

@@ -48,11 +48,35 @@ def levels_have_nonpositive(levels: Any) -> bool:
     return any(level.price <= 0 or level.qty <= 0 for level in levels)
 
 
+def _sides_have_nonpositive(sides: tuple[Any, ...]) -> bool:
+    """:func:`levels_have_nonpositive` of several sides; the texts of lazily parsed ones are checked at once."""
+    texts = [""]
+    for levels in sides:
+        if type(levels) is tuple:
+            for level in levels:
+                if level.price <= 0 or level.qty <= 0:
+                    return True
+            continue
+        parts = getattr(levels, "nonpositive_parts", None)
+        if parts is None:
+            if levels_have_nonpositive(levels):
+                return True
+            continue
+        bad, rest = parts()
+        if bad:
+            return True
+        if rest:
+            texts.append(rest)
+    if len(texts) == 1:
+        return False
+    texts.append("")
+    return spaced_has_nonpositive(" ".join(texts))
+
+
 def top_of(levels: Any) -> Any:
-    fast = getattr(levels, "top_price", None)
-    if fast is not None:
-        return fast()
-    return levels[0].price if levels else None
+    if type(levels) is tuple:
+        return levels[0].price if levels else None
+    return levels.top_price()
 
 
 class MarketDataGuard:
@@ -102,9 +126,6 @@ class MarketDataGuard:
                 self.newest = ts
             if problem is not None:
                 continue
-            if levels_have_nonpositive(book.bids) or levels_have_nonpositive(book.asks):
-                problem = ("bad_level", f"{book.exchange}/{book.symbol} book has a zero or negative price or size")
-                continue
             bid, ask = top_of(book.bids), top_of(book.asks)
             if bid is not None and ask is not None and bid >= ask:
                 kind = "crossed_book" if bid > ask else "locked_book"
@@ -114,4 +135,9 @@ class MarketDataGuard:
             if limit is not None and (now - ts).total_seconds() > limit:
                 problem = ("stale_book", f"{book.exchange}/{book.symbol} book is {(now - ts).total_seconds():.0f}s "
                                          f"old (max_book_age_seconds={limit:g})")
+        if problem is None and _sides_have_nonpositive(tuple(side for book in books.values()
+                                                             for side in (book.bids, book.asks))):
+            bad = [f"{b.exchange}/{b.symbol}" for b in books.values()
+                   if levels_have_nonpositive(b.bids) or levels_have_nonpositive(b.asks)]
+            problem = ("bad_level", f"{', '.join(bad)} book has a zero or negative price or size")
         return problem
