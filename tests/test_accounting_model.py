@@ -128,7 +128,7 @@ def test_hand_computed_round_trip_realized_equity_fx_and_residue():
     engine = hand_engine(storage)
     r1 = engine.process(snap(ENTRY_BOOKS, T0, "1400"))
     assert len(r1.opened) == 1 and r1.opened[0].qty == want["q"] == D("0.0071")
-    buy = [o for o in storage.orders if o.exchange == "binance"][0]
+    buy = next(o for o in storage.orders if o.exchange == "binance")
     assert buy.qty == want["q_buy"] == D("0.00711") and buy.fee_currency == "BTC"
     assert buy.fee == want["q_buy"] * BINANCE_FEE
     r2 = engine.process(snap(EXIT_BOOKS, T0 + timedelta(seconds=60), "1410"))

@@ -12,7 +12,7 @@ from decimal import Decimal
 import pytest
 from prometheus_client import CollectorRegistry
 
-from arbframe import BookLevel, FxRate, OrderBook
+from arbframe import FxRate, OrderBook
 from arbframe.builtins.storage import MemoryStorage
 from arbframe.replay.backtest import build_engine, replay
 from arbframe.replay.recording import BacktestDataError, RecordingReader

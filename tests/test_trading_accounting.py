@@ -16,8 +16,7 @@ from hypothesis import strategies as st
 
 from arbframe import BookLevel, FxRate, IdGenerator, MarketRules, OrderBook, Side
 from arbframe.builtins.storage import MemoryStorage
-from arbframe.trading.engine import Engine, MarketSnapshot
-from arbframe.trading.engine import entry_changes
+from arbframe.trading.engine import Engine, MarketSnapshot, entry_changes
 from arbframe.trading.paper import InsufficientLiquidity, LiquidityLedger, PaperWallet, walk_book
 from arbframe.trading.strategy import StrategyConfig
 

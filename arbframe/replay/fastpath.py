@@ -249,9 +249,8 @@ class ReplayFastPath:
                         return None
                 except (ValueError, IndexError):
                     return None
-        for reason in engine._data_blocked.values():
-            if reason is not None:
-                return None  # the full path logs the symbol usable again
+        if engine.data_blocked_symbols:
+            return None  # the full path logs the symbol usable again
         guard = engine.guard
         if not own:  # every book has the snapshot's time: none goes backwards unless the snapshot does
             if guard.newest is not None and ts < guard.newest:
@@ -308,9 +307,10 @@ class ReplayFastPath:
                     and _INF > fbp > 0.0 and _INF > fbq > 0.0 and _INF > fap > 0.0 and _INF > faq > 0.0
                     and dbp < dap and fbp < fap):  # crossed or locked (or too close to call in floats)
                 return None
-            for parts in (db, da, fb, fa):
-                if len(parts) == 3:
-                    rests.append(parts[2])
+            if len(db) == 3 and len(da) == 3 and len(fb) == 3 and len(fa) == 3:
+                rests += (db[2], da[2], fb[2], fa[2])
+            else:
+                rests += [parts[2] for parts in (db, da, fb, fa) if len(parts) == 3]
             # Strategy.order_qty at the best bid, in floats: floor(notional / price / step) steps; a quotient too
             # close to a whole number of steps to be sure of the floor goes through the full path
             step_f = steps[symbol]
@@ -457,7 +457,7 @@ class ReplayFastPath:
     def _sync(self) -> None:
         engine = self.engine
         assert self._last is not None
-        dom_books, fgn_books, rate = self._last
+        dom_books, _fgn_books, _rate = self._last
         for symbol in self.symbols:
             d_bids, d_asks = dom_books[symbol][0], dom_books[symbol][1]
             engine.marks[symbol] = (Decimal(d_bids.split(None, 2)[0]) + Decimal(d_asks.split(None, 2)[0])) / TWO

@@ -22,13 +22,13 @@ from typing import Any
 from arbframe.core.models import (
     ZERO,
     Direction,
-    Side,
     ErrorRecord,
     FxRate,
     MarketRules,
     OrderBook,
     Position,
     PositionStatus,
+    Side,
     Spread,
 )
 from arbframe.kernel.interfaces import Cache, Storage
@@ -231,6 +231,7 @@ class Engine:
         self.marks: dict[str, Decimal] = {}  # symbol -> coin mark in KRW (mid of the domestic book)
         self.guard = MarketDataGuard(cfg.max_book_age_seconds)
         self._data_blocked: dict[str, str | None] = {}  # symbol -> reason of the last tick (logged on change)
+        self.data_blocked_symbols = 0  # how many symbols the last tick blocked
         self._last_marks: dict[str, Decimal] = {}  # position id -> last unrealized PnL (kept while blocked)
         self._close_failed: dict[str, str] = {}  # position id -> last close failure (recorded once per change)
         # a replay that skipped snapshots brings marks up to date through this, when a tick needs the old ones
@@ -542,7 +543,7 @@ class Engine:
         return self.ledger.valuation(self.last_fx.rate, self.marks)
 
     def breakdown(self) -> EquityBreakdown | None:
-        """Equity now and its decomposition since the engine started (see :class:`~arbframe.trading.accounting.Ledger`)."""
+        """Equity now and its decomposition since the engine started (:class:`arbframe.trading.accounting.Ledger`)."""
         if self.sync_hook is not None:
             self.sync_hook()
             self.sync_hook = None
@@ -755,6 +756,7 @@ class Engine:
         if self._data_blocked.get(symbol) == reason:
             return
         self._data_blocked[symbol] = reason
+        self.data_blocked_symbols = sum(1 for r in self._data_blocked.values() if r is not None)
         if problem is None:
             log.info("[BOT] market data for %s is usable again%s", symbol, self._note())
         else:
