@@ -154,13 +154,16 @@ def _rewrite(rec, out, line: int, mutate):
 def test_replay_blocks_untradeable_data_and_stops_on_malformed_data(tmp_path, caplog):
     rec = simulate_recording(tmp_path / "rec.jsonl", snapshots=300, seed=5, depth=15, excursion_prob=0.03)
 
-    def zero_deep_level(row):  # well formed, not tradeable: a zero quantity at level 9
-        bids, asks = row["b"]["binance"]["ETH"]
-        parts = asks.split()
-        parts[17] = "0.00000"
-        row["b"]["binance"]["ETH"] = [bids, " ".join(parts)]
-        return row
+    def eth_ask_token(index: int, token: str):
+        def mutate(row):
+            bids, asks = row["b"]["binance"]["ETH"]
+            parts = asks.split()
+            parts[index] = token
+            row["b"]["binance"]["ETH"] = [bids, " ".join(parts)]
+            return row
+        return mutate
 
+    zero_deep_level = eth_ask_token(17, "0.00000")  # well formed, not tradeable: a zero quantity at level 9
     untradeable = _rewrite(rec, tmp_path / "zero.jsonl", 251, zero_deep_level)
     caplog.set_level(logging.WARNING, logger="arbframe.engine")
     reader = RecordingReader(untradeable)
@@ -170,13 +173,7 @@ def test_replay_blocks_untradeable_data_and_stops_on_malformed_data(tmp_path, ca
     assert summary.snapshots == 300
     assert any("ETH blocked for trading (bad_level)" in r.getMessage() for r in caplog.records)
 
-    def malformed_level(row):  # not a number: stops the replay (read: the best level always, deeper ones when walked)
-        bids, asks = row["b"]["binance"]["ETH"]
-        parts = asks.split()
-        parts[1] = "0.0x"
-        row["b"]["binance"]["ETH"] = [bids, " ".join(parts)]
-        return row
-
+    malformed_level = eth_ask_token(1, "0.0x")  # not a number: stops the replay (the best level is always read)
     bad = _rewrite(rec, tmp_path / "bad.jsonl", 251, malformed_level)
     reader = RecordingReader(bad)
     engine = build_engine(reader, {"arbitrage": {"symbols": ["BTC", "ETH"]}}, MemoryStorage(),

@@ -202,16 +202,23 @@ class Ledger:
         val = self.valuation(rate, marks)
         with localcontext() as ctx:
             ctx.prec = PRECISION
-            for (_venue, asset), amount in balances.items():
-                if asset == "KRW":
-                    continue
-                units = val.usd_units(asset)
+            for key, amount in balances.items():
+                units = val.usd_units(key[1])
                 if units is not None:
-                    self.usd_amount += amount * units
-                    self.usd_cost += amount * units * rate
-                else:
-                    self._unmarked[(_venue, asset)] = amount
+                    self._add_usd(amount * units, rate)
+                elif key[1] != "KRW":
+                    self._unmarked[key] = amount
         self.see_marks(marks)
+
+    def _add_usd(self, amount: Decimal, rate: Decimal) -> None:
+        """``amount`` USDT entered the wallets at ``rate`` (call within the accounting precision)."""
+        self.usd_amount += amount
+        self.usd_cost += amount * rate
+
+    def _add_coin(self, asset: str, amount: Decimal, mark: Decimal) -> None:
+        """``amount`` of the coin ``asset`` entered the wallets at ``mark`` (call within the accounting precision)."""
+        self.coin_amount[asset] = self.coin_amount.get(asset, ZERO) + amount
+        self.coin_cost[asset] = self.coin_cost.get(asset, ZERO) + amount * mark
 
     def see_marks(self, marks: Mapping[str, Decimal]) -> None:
         """Give coins their starting mark the first time they have one."""
@@ -221,11 +228,8 @@ class Ledger:
             ctx.prec = PRECISION
             for key in [k for k in self._unmarked if k[1] in marks]:
                 asset = key[1]
-                amount = self._unmarked.pop(key)
-                mark = marks[asset]
-                self.start_marks.setdefault(asset, mark)
-                self.coin_amount[asset] = self.coin_amount.get(asset, ZERO) + amount
-                self.coin_cost[asset] = self.coin_cost.get(asset, ZERO) + amount * self.start_marks[asset]
+                self.start_marks.setdefault(asset, marks[asset])
+                self._add_coin(asset, self._unmarked.pop(key), self.start_marks[asset])
 
     def close(self, changes: Mapping[tuple[str, str], Decimal], rate: Decimal, marks: Mapping[str, Decimal],
               realized: Decimal) -> None:
@@ -236,15 +240,11 @@ class Ledger:
             ctx.prec = PRECISION
             self.realized += realized
             for (_venue, asset), amount in changes.items():
-                if asset == "KRW":
-                    continue
                 units = val.usd_units(asset)
                 if units is not None:
-                    self.usd_amount += amount * units
-                    self.usd_cost += amount * units * rate
+                    self._add_usd(amount * units, rate)
                 elif asset in marks:
-                    self.coin_amount[asset] = self.coin_amount.get(asset, ZERO) + amount
-                    self.coin_cost[asset] = self.coin_cost.get(asset, ZERO) + amount * marks[asset]
+                    self._add_coin(asset, amount, marks[asset])
                     self.residue[asset] = self.residue.get(asset, ZERO) + amount
 
     def breakdown(self, balances: Mapping[tuple[str, str], Decimal], rate: Decimal, marks: Mapping[str, Decimal],

@@ -4,13 +4,15 @@ Pure and synchronous (no I/O), so the engine's decision path and the simulated e
 
 - :func:`walk_book` fills a market order of ``qty`` against a book's levels, skipping the liquidity already
   consumed in the same tick (``offset``), and returns a :class:`arbframe.core.models.Fill` (VWAP, notional, fee in the
-  venue's quote currency, slippage against the best untouched price).
+  asset the venue charges it in — quote currency, the coin, or a priced asset such as BNB — and slippage against
+  the best untouched price); :func:`fill_changes` is what a fill changes in its wallet.
 - :class:`PaperWallet` is one venue's balances; :meth:`PaperWallet.apply_fill` is the only way they change
   during trading (fills and fees), which the property tests check.
 - :class:`LiquidityLedger` remembers, within one tick, how much of each book side has been taken, so two orders
   in the same tick never fill against the same resting quantity.
 - :class:`PaperExecutor` ties those together for the engine: it fills both legs of a hedge atomically (both or
-  neither) and makes one :class:`~arbframe.core.models.Order` and one :class:`~arbframe.core.models.Trade` per leg.
+  neither; each leg may have its own quantity, e.g. a buy grossed up for a fee taken from the coin) and makes one
+  :class:`~arbframe.core.models.Order` and one :class:`~arbframe.core.models.Trade` per leg.
 """
 
 from __future__ import annotations
