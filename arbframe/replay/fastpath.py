@@ -458,9 +458,11 @@ class ReplayFastPath:
         engine = self.engine
         assert self._last is not None
         dom_books, _fgn_books, _rate = self._last
+        engine._mark_books.clear()  # the hit's books are newer than any the engine kept
+        marks = engine._marks
         for symbol in self.symbols:
             d_bids, d_asks = dom_books[symbol][0], dom_books[symbol][1]
-            engine.marks[symbol] = (Decimal(d_bids.split(None, 2)[0]) + Decimal(d_asks.split(None, 2)[0])) / TWO
+            marks[symbol] = (Decimal(d_bids.split(None, 2)[0]) + Decimal(d_asks.split(None, 2)[0])) / TWO
         if engine.positions:
             engine._last_marks.update(self._exact_marks())
 

@@ -222,7 +222,7 @@ class Ledger:
 
     def see_marks(self, marks: Mapping[str, Decimal]) -> None:
         """Give coins their starting mark the first time they have one."""
-        if not self._unmarked:
+        if not self._unmarked or not any(key[1] in marks for key in self._unmarked):
             return
         with localcontext() as ctx:
             ctx.prec = PRECISION

@@ -88,7 +88,7 @@ class MarketSnapshot:
 class SymbolDecision:
     """What the decision path concluded for one symbol in one tick."""
 
-    __slots__ = ("blocked", "closes", "mark", "marks", "open", "quotes", "symbol")
+    __slots__ = ("blocked", "closes", "marks", "open", "quotes", "symbol")
 
     def __init__(self, symbol: str) -> None:
         self.symbol = symbol
@@ -96,7 +96,6 @@ class SymbolDecision:
         self.closes: list[CloseDecision] = _EMPTY
         self.open: OpenDecision | None = None
         self.blocked: str | None = None
-        self.mark: Decimal | None = None  # the coin mark (domestic mid) in KRW
         self.marks: dict[str, Decimal] = _NO_MARKS  # position id -> unrealized PnL (KRW); replaced when set
 
 
@@ -228,7 +227,8 @@ class Engine:
                         raise ValueError(f"{venue}: a fee paid in {side_fee.asset} needs a USDT venue")
                     self.priced[side_fee.asset] = side_fee.asset_price  # type: ignore[assignment]
         self.ledger = Ledger(self.priced)
-        self.marks: dict[str, Decimal] = {}  # symbol -> coin mark in KRW (mid of the domestic book)
+        self._marks: dict[str, Decimal] = {}  # symbol -> coin mark in KRW (mid of the domestic book)
+        self._mark_books: dict[str, OrderBook] = {}  # symbol -> domestic book whose mid is the newer mark
         self.guard = MarketDataGuard(cfg.max_book_age_seconds)
         self._data_blocked: dict[str, str | None] = {}  # symbol -> reason of the last tick (logged on change)
         self.data_blocked_symbols = 0  # how many symbols the last tick blocked
@@ -356,7 +356,6 @@ class Engine:
             usdt = usdt_mid(books.get((self.domestic, "USDT"))) if self.cfg.use_tether else None
         strategy = self.strategy
         best_bid = top_price(d_bids)
-        out.mark = mark = (best_bid + top_price(dom.asks)) / TWO  # type: ignore[operator]
         qty = strategy.order_qty(best_bid, self._step.get(symbol) or _STEP)  # type: ignore[arg-type]
         if qty > 0:
             out.quotes = quotes = self.calc.quotes(symbol, dom, fgn, qty, rate, usdt)  # type: ignore[arg-type]
@@ -366,6 +365,7 @@ class Engine:
         if self.positions:
             closes = []
             marks = None
+            mark = ZERO
             for position in self.positions.values():
                 if position.symbol != symbol:
                     continue
@@ -373,6 +373,7 @@ class Engine:
                 close_prem = None
                 if marks is None:
                     marks = out.marks = {}
+                    mark = (best_bid + top_price(dom.asks)) / TWO  # type: ignore[operator]
                 if prices is not None:
                     close_prem = premium_at(position.direction, prices[0], prices[1], rate)
                     marks[position.id] = self._mark(position, prices, rate, mark)
@@ -460,12 +461,13 @@ class Engine:
         data_blocked = self._data_blocked
         last_marks = self._last_marks
         hook, self.sync_hook = self.sync_hook, None
+        mark_books = self._mark_books
         for symbol in self.cfg.symbols:
             dom = books.get((self.domestic, symbol))
             fgn = books.get((self.foreign, symbol))
             problem = fx_problem
             if dom is not None and fgn is not None:
-                problem = check({0: dom, 1: fgn}, now) or problem
+                problem = check((dom, fgn), now) or problem
             if hook is not None and (problem is not None or dom is None or fgn is None):
                 hook()  # this tick keeps marks of earlier ones: bring them up to date first
                 hook = None
@@ -477,8 +479,8 @@ class Engine:
                         unrealized += last_marks.get(position.id, ZERO)
                 continue
             decision = decide(symbol, snap, fx_fresh=fresh, usdt=usdt)
-            if decision.mark is not None:
-                self.marks[symbol] = decision.mark
+            if dom is not None and dom.bids and dom.asks:
+                mark_books[symbol] = dom  # the coin mark is its mid, computed when something reads it
             quotes.extend(decision.quotes)
             if decision.closes:
                 for close in decision.closes:
@@ -495,7 +497,7 @@ class Engine:
                 for pid, mark in marks.items():
                     unrealized += mark
                     last_marks[pid] = mark
-        if self.ledger._unmarked:
+        if self.ledger._unmarked:  # coins get their starting mark on the first tick that marks them
             self.ledger.see_marks(self.marks)
         last_log = self._last_spread_log
         log_due = self.log_spreads and (
@@ -536,6 +538,17 @@ class Engine:
         return (bid + ask) / TWO
 
     # ------------------------------------------------------------------------------------------ accounting
+    @property
+    def marks(self) -> dict[str, Decimal]:
+        """Symbol -> coin mark in KRW: the mid of the newest domestic book of each symbol that passed the checks."""
+        pending = self._mark_books
+        if pending:
+            marks = self._marks
+            for symbol, book in pending.items():
+                marks[symbol] = (top_price(book.bids) + top_price(book.asks)) / TWO  # type: ignore[operator]
+            pending.clear()
+        return self._marks
+
     def valuation(self) -> Valuation | None:
         """The current FX rate and coin marks (None before the first FX rate)."""
         if self.last_fx is None:

@@ -15,7 +15,6 @@ is not a number) is not a block: in replay it stops the run with the file and li
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -48,7 +47,7 @@ def levels_have_nonpositive(levels: Any) -> bool:
     return any(level.price <= 0 or level.qty <= 0 for level in levels)
 
 
-def _sides_have_nonpositive(sides: tuple[Any, ...]) -> bool:
+def _sides_have_nonpositive(sides: list[Any]) -> bool:
     """:func:`levels_have_nonpositive` of several sides; the texts of lazily parsed ones are checked at once."""
     texts = [""]
     for levels in sides:
@@ -57,12 +56,12 @@ def _sides_have_nonpositive(sides: tuple[Any, ...]) -> bool:
                 if level.price <= 0 or level.qty <= 0:
                     return True
             continue
-        parts = getattr(levels, "nonpositive_parts", None)
-        if parts is None:
+        try:
+            bad, rest = levels.nonpositive_parts()
+        except AttributeError:  # another sequence of levels
             if levels_have_nonpositive(levels):
                 return True
             continue
-        bad, rest = parts()
         if bad:
             return True
         if rest:
@@ -76,7 +75,10 @@ def _sides_have_nonpositive(sides: tuple[Any, ...]) -> bool:
 def top_of(levels: Any) -> Any:
     if type(levels) is tuple:
         return levels[0].price if levels else None
-    return levels.top_price()
+    try:
+        return levels.top_price()
+    except AttributeError:  # another sequence of levels
+        return levels[0].price if levels else None
 
 
 class MarketDataGuard:
@@ -101,7 +103,7 @@ class MarketDataGuard:
         self.fx_ts[fx.source] = fx.ts
         return None
 
-    def check(self, books: Mapping[Any, OrderBook], now: datetime) -> tuple[str, str] | None:
+    def check(self, books: tuple[OrderBook, ...], now: datetime) -> tuple[str, str] | None:
         """(reason, detail) for the first problem of ``books`` (a symbol's two books), else None.
 
         Every book's timestamp is remembered, blocked or not, so "backwards" compares with the newest seen.
@@ -110,7 +112,8 @@ class MarketDataGuard:
         limit = self.max_book_age
         seen = self.book_ts
         floor = self.floor
-        for book in books.values():
+        sides = []
+        for book in books:
             key = (book.exchange, book.symbol)
             last = seen.get(key)
             if floor is not None and (last is None or last < floor):
@@ -122,22 +125,26 @@ class MarketDataGuard:
                                       f"{last.isoformat()}")
                 continue
             seen[key] = ts
-            if self.newest is None or ts > self.newest:
+            newest = self.newest
+            if newest is None or ts > newest:
                 self.newest = ts
             if problem is not None:
                 continue
-            bid, ask = top_of(book.bids), top_of(book.asks)
+            bids, asks = book.bids, book.asks
+            bid, ask = top_of(bids), top_of(asks)
             if bid is not None and ask is not None and bid >= ask:
                 kind = "crossed_book" if bid > ask else "locked_book"
                 problem = (kind, f"{book.exchange}/{book.symbol} best bid {bid} {'>' if bid > ask else '='} "
                                  f"best ask {ask}")
                 continue
-            if limit is not None and (now - ts).total_seconds() > limit:
+            if limit is not None and ts != now and (now - ts).total_seconds() > limit:
                 problem = ("stale_book", f"{book.exchange}/{book.symbol} book is {(now - ts).total_seconds():.0f}s "
                                          f"old (max_book_age_seconds={limit:g})")
-        if problem is None and _sides_have_nonpositive(tuple(side for book in books.values()
-                                                             for side in (book.bids, book.asks))):
-            bad = [f"{b.exchange}/{b.symbol}" for b in books.values()
+                continue
+            sides.append(bids)
+            sides.append(asks)
+        if problem is None and _sides_have_nonpositive(sides):
+            bad = [f"{b.exchange}/{b.symbol}" for b in books
                    if levels_have_nonpositive(b.bids) or levels_have_nonpositive(b.asks)]
             problem = ("bad_level", f"{', '.join(bad)} book has a zero or negative price or size")
         return problem
