@@ -181,7 +181,7 @@ def test_wrong_types_name_the_line(tmp_path):
         return [ls[0], json.dumps(row) + "\n", *ls[2:]]
 
     message = _replay_error(_bad(tmp_path, bad_price))
-    assert ":2: book upbit/BTC bids, level 1: price and quantity must be positive decimals" in message
+    assert ":2: book upbit/BTC bids, level 1: price and quantity must be decimal numbers" in message
 
     def list_books(ls):
         row = json.loads(ls[1])
@@ -232,7 +232,7 @@ def test_lazy_levels_errors_and_sequence_behaviour():
     with pytest.raises(BacktestDataError, match="odd count"):
         len(LazyLevels("10 1 9", ("f", 1, "v", "S", "bids")))
     with pytest.raises(BacktestDataError, match="f:1: book v/S bids, level 2"):
-        list(LazyLevels("10 1 9 -2", ("f", 1, "v", "S", "bids")))
+        list(LazyLevels("10 1 9 x2", ("f", 1, "v", "S", "bids")))
 
 
 def test_chart_is_optional(tmp_path, monkeypatch):
@@ -249,12 +249,17 @@ def test_chart_is_optional(tmp_path, monkeypatch):
 def test_lazy_levels_best_level_parsed_at_once_bad_values_still_reported_when_read():
     good = LazyLevels("10 1 9 2", ("f", 1, "v", "S", "bids"))
     assert good.top_price() == D(10) and good.vwap(D("0.5")) == D(10) and good.vwap(D(0)) is None
-    for packed, message in (("abc 1 9 2", "level 1: price and quantity must be positive decimals"),
-                            ("10 -1", "level 1: price and quantity must be positive decimals"),
+    for packed, message in (("abc 1 9 2", "level 1: price and quantity must be decimal numbers"),
+                            ("10 NaN", "level 1: price and quantity must be decimal numbers"),
                             ("10", "got a lone '10'")):
         levels = LazyLevels(packed, ("f", 3, "v", "S", "asks"))  # no error until the side is read
         with pytest.raises(BacktestDataError, match=f"f:3: book v/S asks.*{message}"):
             levels.top_price()
+    # well-formed but not positive: no error, the market-data check blocks the symbol for the tick
+    for packed in ("10 -1", "10 1 0 2", "10 1 9 0.000"):
+        levels = LazyLevels(packed, ("f", 3, "v", "S", "asks"))
+        assert levels.has_nonpositive() and levels.top_price() is not None
+    assert not LazyLevels("10 1 9 0.5 8 .5", ("f", 3, "v", "S", "asks")).has_nonpositive()
 
 
 def test_order_size_cache_keeps_the_exact_spelling():

@@ -58,7 +58,11 @@ ARBITRAGE_SCHEMA: dict[str, Any] = {
         "max_holding_seconds": {**_OPT_POS, "description": "close positions held this long"},
         "max_daily_loss_krw": {**_OPT_POS, "description": "no new entries once the day's realized loss reaches it"},
         "max_fx_age_seconds": {**_POS, "description": "older FX rates block new entries (default fx.max_age_seconds)"},
-        "max_book_age_seconds": {**_OPT_POS, "description": "older order books block new entries"},
+        "max_book_age_seconds": {**_OPT_POS, "description": "an older order book blocks its symbol for the tick"},
+        "thin_book_penalty": {
+            **_NONNEG, "description": "a position the book is too thin to close is marked at the depth there is "
+            "and the rest at the last price moved this fraction against it",
+        },
         "book_depth": {"type": "integer", "minimum": 1, "maximum": 200},
         "use_tether": {"type": "boolean", "description": "also read the domestic KRW-USDT book (tether premium)"},
         "log_spreads": {"type": "boolean", "description": "record every spread (both directions, every tick)"},
@@ -77,11 +81,32 @@ FX_SCHEMA: dict[str, Any] = {
     },
 }
 
+_SIDE_FEE = {
+    "type": "object",
+    "properties": {
+        "rate": {**_NONNEG, "description": "fee fraction (default: the exchange's fee_rate)"},
+        "asset": {"type": "string", "minLength": 1,
+                  "description": "quote | base | an asset priced in USDT such as BNB (then asset_price)"},
+        "asset_price": {**_POS, "description": "price of the fee asset in the venue's quote currency"},
+    },
+    "additionalProperties": False,
+}
+_FEES = {
+    "type": "object",
+    "description": "venue -> {buy, sell}: the fee schedule paper fills charge",
+    "additionalProperties": {
+        "type": "object",
+        "properties": {"buy": _SIDE_FEE, "sell": _SIDE_FEE},
+        "additionalProperties": False,
+    },
+}
+
 PAPER_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "paper execution",
     "properties": {
         "balances": _BALANCES,
+        "fees": _FEES,
         "seed": {"type": ["integer", "null"], "description": "seed of record ids (null: random ids)"},
     },
     "additionalProperties": False,

@@ -302,6 +302,9 @@ class Position:
     simulated: bool = False
     #: the runner that wrote the record (``service.instance_id``); "" for records written before it existed
     instance_id: str = ""
+    balance_changes: str | None = None  # what its legs changed in the wallets: "venue:asset=amount ..." (fees in)
+    coin_residue: Decimal | None = None  # net coin its legs left across both venues (lot rounding, coin fees)
+    exit_coin_mark_krw: Decimal | None = None  # the coin mark (domestic mid) its realized PnL was valued at
 
     @property
     def is_open(self) -> bool:

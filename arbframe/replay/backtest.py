@@ -21,6 +21,7 @@ from arbframe.core.models import ZERO, Direction, IdGenerator
 from arbframe.replay.charts import write_chart
 from arbframe.replay.fastpath import ReplayFastPath
 from arbframe.replay.recording import BacktestDataError, RecordingReader
+from arbframe.trading.accounting import fee_schedules
 from arbframe.trading.engine import Engine
 from arbframe.trading.paper import PaperWallet
 from arbframe.trading.premium import PREMIUM_QUANTUM
@@ -50,6 +51,13 @@ class BacktestSummary:
     unrealized_pnl_krw: str = "0"
     open_positions: int = 0
     max_drawdown_krw: str = "0"
+    equity_krw: str = "0"
+    start_equity_krw: str = "0"
+    equity_change_krw: str = "0"
+    open_positions_value_krw: str = "0"
+    fx_translation_krw: str = "0"
+    coin_revaluation_krw: str = "0"
+    coin_residue: dict[str, str] = field(default_factory=dict)
     premium_range: dict[str, dict[str, str | None]] = field(default_factory=dict)
     simulated: bool = False
 
@@ -66,7 +74,15 @@ class BacktestSummary:
             ("unrealized PnL at end (KRW)", f"{Decimal(self.unrealized_pnl_krw).quantize(Decimal(1)):,}"),
             ("open positions at end", str(self.open_positions)),
             ("max drawdown (KRW)", f"{Decimal(self.max_drawdown_krw).quantize(Decimal(1)):,}"),
+            ("equity at start / end (KRW)", f"{_krw(self.start_equity_krw)} / {_krw(self.equity_krw)}"),
+            ("equity change (KRW)", _krw(self.equity_change_krw)),
+            ("  = realized trade PnL", _krw(self.realized_pnl_krw)),
+            ("  + open positions at marks", _krw(self.open_positions_value_krw)),
+            ("  + FX translation of USDT held", _krw(self.fx_translation_krw)),
+            ("  + coin revaluation", _krw(self.coin_revaluation_krw)),
         ]
+        for coin, qty in sorted(self.coin_residue.items()):
+            rows.append((f"coin residue {coin}", qty))
         for direction, rng in sorted(self.premium_range.items()):
             lo, hi = rng.get("min"), rng.get("max")
             text = "n/a" if lo is None else f"{float(lo) * 100:+.3f}% .. {float(hi) * 100:+.3f}%"  # type: ignore[arg-type]
@@ -75,6 +91,14 @@ class BacktestSummary:
         note = " [simulated data]" if self.simulated else ""
         lines = [f"[BACKTEST] summary{note}"] + [f"[BACKTEST]   {k.ljust(width)}  {v}" for k, v in rows]
         return "\n".join(lines)
+
+
+def _krw(text: str) -> str:
+    return f"{Decimal(text).quantize(Decimal(1)):,}"
+
+
+def _exact(value: Decimal) -> str:
+    return format(value.quantize(Decimal("0.0001")), "f")
 
 
 def build_engine(
@@ -120,8 +144,13 @@ def build_engine(
         })
         for venue in (domestic, foreign)
     }
+    try:
+        schedules = fee_schedules(config, {domestic: fee_d, foreign: fee_f})
+    except (ValueError, InvalidOperation) as exc:
+        raise BacktestDataError(f"paper.fees: {exc}") from None
     return Engine(
-        cfg, storage=storage, fee_domestic=fee_d, fee_foreign=fee_f, rules=rules, quote_currencies=quotes,
+        cfg, storage=storage, fee_domestic=fee_d, fee_foreign=fee_f, fees=schedules, rules=rules,
+        quote_currencies=quotes,
         wallets=wallets, ids=IdGenerator(seed), cache=None, metrics=metrics, notify=notify,
         simulated=reader.simulated,
         log_spreads=bool((config.get("arbitrage") or {}).get("log_spreads", True)),
@@ -247,6 +276,8 @@ def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[
             chart_points.append((snap.ts, kim, float(equity)))
     if stale_marks:
         stats.unrealized_pnl_krw = fast.exact_unrealized()  # type: ignore[union-attr]
+    if fast is not None and fast.pending:
+        fast.sync()
     if last_fast_fx is not None:
         engine.last_fx = reader._fx(last_fast_fx, reader)
     storage.flush()
@@ -260,6 +291,15 @@ def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[
     summary.unrealized_pnl_krw = format(stats.unrealized_pnl_krw.quantize(Decimal("0.0001")), "f")
     summary.open_positions = len(engine.positions)
     summary.max_drawdown_krw = format(max_dd.quantize(Decimal("0.0001")), "f")
+    parts = engine.breakdown()
+    if parts is not None:
+        summary.equity_krw = _exact(parts.equity)
+        summary.start_equity_krw = _exact(parts.start_equity)
+        summary.equity_change_krw = _exact(parts.change)
+        summary.open_positions_value_krw = _exact(parts.open_value)
+        summary.fx_translation_krw = _exact(parts.fx_translation)
+        summary.coin_revaluation_krw = _exact(parts.coin_revaluation)
+        summary.coin_residue = {coin: format(qty, "f") for coin, qty in sorted(parts.coin_residue.items()) if qty}
     for d in Direction:
         summary.premium_range[d.value] = {
             "min": None if d not in lo else format(lo[d].quantize(PREMIUM_QUANTUM), "f"),

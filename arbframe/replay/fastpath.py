@@ -16,7 +16,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple
 
 from arbframe.core.models import ZERO, Direction
-from arbframe.trading.engine import _STEP, Engine
+from arbframe.trading.engine import _STEP, TWO, Engine
+from arbframe.trading.marketdata import spaced_has_nonpositive
 from arbframe.trading.premium import ONE
 
 _REL = 1e-12  # a level holding the whole remaining quantity, within this, is too close to call
@@ -118,7 +119,8 @@ class ReplayFastPath:
         self.max_fx_age = cfg.max_fx_age_seconds
         limit = cfg.max_book_age_seconds
         self.book_limit = limit
-        self.books_fresh = limit is None or limit >= 0.0  # for books stamped with the snapshot's own time
+        self.now_fresh = limit is None or limit >= 0.0  # a book stamped with the snapshot's own time is fresh
+        self.keys = {symbol: ((engine.domestic, symbol), (engine.foreign, symbol)) for symbol in cfg.symbols}
         self.threshold = float(scfg.entry_threshold)
         self.exit_f = float(scfg.exit_threshold)
         self.stop_f = None if scfg.stop_loss_premium is None else float(scfg.stop_loss_premium)
@@ -128,20 +130,23 @@ class ReplayFastPath:
         self.notional_f = float(engine.strategy._notional)
         self.steps_f = {symbol: float(engine._step.get(symbol) or _STEP) for symbol in cfg.symbols}
         self.dirs = tuple((d, d is Direction.KIMCHI) for d in engine.calc.directions)
-        self.keep_d, self.pay_d = 1.0 - float(engine.fee_domestic), 1.0 + float(engine.fee_domestic)
-        self.keep_f, self.pay_f = 1.0 - float(engine.fee_foreign), 1.0 + float(engine.fee_foreign)
-        self._fx: tuple[Any, Decimal, float, datetime | None] | None = None  # (row, rate, float rate, fx ts)
-        self._floats: dict[str, tuple[float, bool, float, float]] = {}  # position id -> _position_floats
-        self._notes: dict[tuple[str, bool], str | None] = {}  # (symbol, books fresh) -> note until forget()
+        # Engine._coefficients in floats: per (venue, side) the (KRW, USD, coin) a fill changes per unit
+        self.legs_f = {key: tuple(float(x) for x in coef) for key, coef in engine._leg_coef.items()}
+        self._fx: tuple[Any, Decimal, float, datetime, str] | None = None  # (row, rate, float rate, fx ts, source)
+        self.fx_seen = engine.guard.fx_ts
+        self._floats: dict[str, tuple[Any, ...]] = {}  # position id -> _position_floats
+        self._notes: dict[str, str | None] = {}  # symbol -> entry note until forget()
         self._times: dict[str, datetime] = {}  # book time text -> parsed (books not updated keep their time)
         self._last: tuple[dict[str, Any], dict[str, Any], Decimal] | None = None  # books and rate of the last hit
+        self.pending = False  # the engine's marks lag the last hit (see sync)
 
     # ------------------------------------------------------------------------------------------------ checks
     def _rate(self, fx_row: Any, t: str, ts: datetime) -> tuple[Decimal, float] | None:
-        """The FX rate of ``fx_row`` when it is well formed and fresh, as ``RecordingReader._fx`` reads it."""
+        """The FX rate of ``fx_row`` when it is well formed, fresh and not older than one seen before from its
+        source (``MarketDataGuard.check_fx``), as ``RecordingReader._fx`` reads it."""
         cached = self._fx
         if cached is not None and cached[0] == fx_row:
-            _, rate, rate_f, fx_when = cached
+            _, rate, rate_f, fx_when, source = cached
         else:
             if type(fx_row) is not list or len(fx_row) != 4:
                 return None
@@ -155,21 +160,30 @@ class ReplayFastPath:
             except (InvalidOperation, ValueError):
                 return None
             rate_f = float(rate)
-            fx_when = None  # stamped with the snapshot's own time
-            if fx_ts != t:
+            if fx_ts == t:
+                fx_when = ts  # stamped with the snapshot's own time
+            else:
                 fx_when = _aware(fx_ts) if type(fx_ts) is str else None
                 if fx_when is None:
                     return None
-            self._fx = (fx_row, rate, rate_f, fx_when)
-        age = 0.0 if fx_when is None else max(0.0, (ts - fx_when).total_seconds())  # FxRate.age_seconds
-        return (rate, rate_f) if age <= self.max_fx_age else None
+            self._fx = (fx_row, rate, rate_f, fx_when, source)
+        last = self.fx_seen.get(source)
+        if last is not None and fx_when < last:
+            return None  # MarketDataGuard.check_fx blocks it: the full path says so
+        if fx_when < ts and (ts - fx_when).total_seconds() > self.max_fx_age:  # FxRate.age_seconds
+            return None
+        return rate, rate_f
 
-    def _position_floats(self, position: Any) -> tuple[float, bool, float, float]:
-        """(qty, kimchi?, entry cash in KRW, close premium at or above which the stop loss may fire), in floats."""
-        entry = float(self.engine._entry_cash.get(position.id, ZERO))
+    def _position_floats(self, position: Any) -> tuple[Any, ...]:
+        """(qty, kimchi?, entry (KRW, USD, coin), close premium at or above which the stop loss may fire, domestic
+        and foreign close-leg coefficients), in floats."""
+        engine = self.engine
+        krw, usd, coin = engine._entry_sums[position.id]
         stop = self.stop_f
         stop_at = _INF if stop is None else float(position.entry_premium) + stop - _MARGIN
-        floats = (float(position.qty), position.direction is Direction.KIMCHI, entry, stop_at)
+        d_side = position.direction.domestic_side.opposite
+        floats = (float(position.qty), position.direction is Direction.KIMCHI, (float(krw), float(usd), float(coin)),
+                  stop_at, self.legs_f[(engine.domestic, d_side)], self.legs_f[(engine.foreign, d_side.opposite)])
         self._floats[position.id] = floats
         return floats
 
@@ -186,6 +200,7 @@ class ReplayFastPath:
         times = self._times
         if len(times) >= _TIMES_CACHE_SIZE:  # (never in the middle of a row: its times are looked up below)
             times.clear()
+        own = False  # does any book carry its own time?
         for symbols in b.values():
             if type(symbols) is not dict:
                 return None
@@ -194,6 +209,7 @@ class ReplayFastPath:
                     return None
                 n = len(entry)
                 if n != 2:
+                    own = True
                     # [bids, asks, book time]: every book time must read as the decoder reads it
                     when = entry[2] if n == 3 else None
                     if type(when) is not str or (when not in times and not self._book_time(when)):
@@ -233,6 +249,18 @@ class ReplayFastPath:
                         return None
                 except (ValueError, IndexError):
                     return None
+        if engine.data_blocked_symbols:
+            return None  # the full path logs the symbol usable again
+        guard = engine.guard
+        if not own:  # every book has the snapshot's time: none goes backwards unless the snapshot does
+            if guard.newest is not None and ts < guard.newest:
+                return None
+            if not self.now_fresh:
+                return None
+        book_ts = guard.book_ts
+        floor = guard.floor
+        stamps: list[tuple[tuple[str, str], datetime]] = []  # MarketDataGuard's newest book times, set on a hit
+        rests: list[str] = [""]  # every book side past its best level (checked at once for zero or negative values)
         positions = engine.positions
         threshold, round_trip, allowed = self.threshold, self.round_trip, self.allowed
         lo_f, hi_f = self.lo_f, self.hi_f
@@ -248,14 +276,25 @@ class ReplayFastPath:
                 return None
             d_bids, d_asks = dom[0], dom[1]
             f_bids, f_asks = fgn[0], fgn[1]
-            if len(dom) == 2 and len(fgn) == 2:
-                books_fresh = self.books_fresh
-            else:  # Engine._book_fresh on both books (a book without its own time has the snapshot's)
+            # MarketDataGuard.check: no book older than one seen before, none stale (a book without its own time
+            # has the snapshot's)
+            if own:
                 limit = self.book_limit
-                books_fresh = limit is None or (
-                    (len(dom) == 2 or (ts - times[dom[2]]).total_seconds() <= limit)
-                    and (len(fgn) == 2 or (ts - times[fgn[2]]).total_seconds() <= limit)
-                )
+                for key, book in zip(self.keys[symbol], (dom, fgn)):  # noqa: B905
+                    if len(book) == 2:
+                        when = ts
+                        if not self.now_fresh:
+                            return None
+                    else:
+                        when = times[book[2]]
+                        if limit is not None and (ts - when).total_seconds() > limit:
+                            return None
+                    last = book_ts.get(key)
+                    if floor is not None and (last is None or last < floor):
+                        last = floor
+                    if last is not None and when < last:
+                        return None
+                    stamps.append((key, when))
             # the best level of each book: most VWAPs end there
             try:
                 db, da = d_bids.split(None, 2), d_asks.split(None, 2)
@@ -265,8 +304,13 @@ class ReplayFastPath:
             except (ValueError, IndexError):
                 return None
             if not (_INF > dbp > 0.0 and _INF > dbq > 0.0 and _INF > dap > 0.0 and _INF > daq > 0.0
-                    and _INF > fbp > 0.0 and _INF > fbq > 0.0 and _INF > fap > 0.0 and _INF > faq > 0.0):
+                    and _INF > fbp > 0.0 and _INF > fbq > 0.0 and _INF > fap > 0.0 and _INF > faq > 0.0
+                    and dbp < dap and fbp < fap):  # crossed or locked (or too close to call in floats)
                 return None
+            if len(db) == 3 and len(da) == 3 and len(fb) == 3 and len(fa) == 3:
+                rests += (db[2], da[2], fb[2], fa[2])
+            else:
+                rests += [parts[2] for parts in (db, da, fb, fa) if len(parts) == 3]
             # Strategy.order_qty at the best bid, in floats: floor(notional / price / step) steps; a quotient too
             # close to a whole number of steps to be sure of the floor goes through the full path
             step_f = steps[symbol]
@@ -315,7 +359,7 @@ class ReplayFastPath:
                     if max_hold is not None and (ts - position.opened_at).total_seconds() >= max_hold:
                         return None
                     floats = self._floats.get(position.id) or self._position_floats(position)
-                    pq, kimchi, entry_f, stop_at = floats
+                    pq, kimchi, entry_f, stop_at, d_leg, f_leg = floats
                     above = pq * _ABOVE
                     if kimchi:  # close: buy domestic (asks), sell foreign (bids)
                         dv = dap if daq >= above else _walk(da, dap, daq, pq)
@@ -334,44 +378,57 @@ class ReplayFastPath:
                     if close_prem >= stop_at:
                         return None  # stop loss (or too close to call)
                     d_cash = pq * dv
-                    f_cash = pq * fv * rate_f
-                    if kimchi:
-                        exit_cash = f_cash * self.keep_f - d_cash * self.pay_d
-                    else:
-                        exit_cash = d_cash * self.keep_d - f_cash * self.pay_f
-                    unrealized += entry_f + exit_cash
+                    f_cash = pq * fv
+                    mark = (dbp + dap) / 2.0
+                    krw = entry_f[0] + d_cash * d_leg[0] + f_cash * f_leg[0]
+                    usd = entry_f[1] + d_cash * d_leg[1] + f_cash * f_leg[1]
+                    coin = entry_f[2] + pq * (d_leg[2] + f_leg[2])
+                    unrealized += krw + usd * rate_f + coin * mark
                     # float rounding is ~1e-16 relative per operation: 1e-9 of the magnitudes is a wide margin
-                    error += (abs(entry_f) + d_cash + f_cash) * _MARGIN + 1e-6
+                    error += (abs(entry_f[0]) + abs(entry_f[1]) * rate_f + abs(entry_f[2]) * mark + d_cash
+                              + f_cash * rate_f + pq * mark) * _MARGIN + 1e-6
             note = None
             if entry:
                 # Engine.decide_symbol would check the entry; only an entry that stays blocked is handled here
-                note = self._entry_note(symbol, ts, books_fresh)
+                note = self._entry_note(symbol, ts)
                 if note is None:
                     return None
             if blocked.get(symbol, _SymbolOnly) != note:
                 notes.append((symbol, note))
+        if len(rests) > 1:
+            rests.append("")
+            if spaced_has_nonpositive(" ".join(rests)):  # (rests starts with "": spaces at both ends)
+                return None  # MarketDataGuard.check: a zero or negative level (bad_level)
+        if own:
+            for key, when in stamps:
+                book_ts[key] = when
+                if guard.newest is None or when > guard.newest:
+                    guard.newest = when
+        else:
+            guard.floor = guard.newest = ts
+        fx_cached = self._fx
+        self.fx_seen[fx_cached[4]] = fx_cached[3]  # type: ignore[index]
+        self._last = (dom_books, fgn_books, rate)
+        self.pending = True
         if positions:
-            self._last = (dom_books, fgn_books, rate)
             return ts, fx_row, kimchi_premium, unrealized, error, notes
         return ts, fx_row, kimchi_premium, None, 0.0, notes
 
-    def _entry_note(self, symbol: str, ts: datetime, books_fresh: bool) -> str | None:
+    def _entry_note(self, symbol: str, ts: datetime) -> str | None:
         """``Strategy.entry_block`` for an entry on ``symbol`` (it reads nothing of the quote but its symbol).
 
-        A note that does not depend on the time (stale books, position limits) holds until :meth:`forget`."""
-        key = (symbol, books_fresh)
-        note = self._notes.get(key, _SymbolOnly)
+        A note that does not depend on the time (position limits) holds until :meth:`forget`."""
+        note = self._notes.get(symbol, _SymbolOnly)
         if note is not _SymbolOnly:
             return note  # type: ignore[return-value]
         engine = self.engine
         engine.stats.now = ts  # as Engine.process sets it before deciding (the view's daily PnL reads it)
-        note = engine.strategy.entry_block(_SymbolOnly(symbol), engine.view(), ts, fx_fresh=True,  # type: ignore[arg-type]
-                                           books_fresh=books_fresh)
+        note = engine.strategy.entry_block(_SymbolOnly(symbol), engine.view(), ts, fx_fresh=True)  # type: ignore[arg-type]
         scfg = engine.strategy.cfg
         positions = engine.positions
-        if (not books_fresh or len(positions) >= scfg.max_open_positions
+        if (len(positions) >= scfg.max_open_positions
                 or sum(p.symbol == symbol for p in positions.values()) >= scfg.max_positions_per_symbol):
-            self._notes[key] = note  # entry_block returns before it reads the time
+            self._notes[symbol] = note  # entry_block returns before it reads the time
         return note
 
     def _book_time(self, text: str) -> bool:
@@ -383,21 +440,44 @@ class ReplayFastPath:
         return True
 
     def forget(self) -> None:
-        """Drop what was derived from the engine's state: called after every snapshot the engine processed."""
+        """Drop what was derived from the engine's state: called before every snapshot the engine processes, which
+        brings its marks up to the last hit (:meth:`sync`) when it needs them."""
         self._notes.clear()
         self._floats.clear()
+        if self.pending:
+            self.pending = False
+            self.engine.sync_hook = self._sync
 
-    def exact_unrealized(self) -> Decimal:
-        """The exact unrealized PnL of the last hit, summed in the engine's order (symbol, then position)."""
+    def sync(self) -> None:
+        """Bring the engine's coin marks and its positions' last marks to the last hit, as the full path would
+        have left them (a blocked symbol keeps them; the final equity reads them)."""
+        self.pending = False
+        self._sync()
+
+    def _sync(self) -> None:
+        engine = self.engine
+        assert self._last is not None
+        dom_books, _fgn_books, _rate = self._last
+        engine._mark_books.clear()  # the hit's books are newer than any the engine kept
+        marks = engine._marks
+        for symbol in self.symbols:
+            d_bids, d_asks = dom_books[symbol][0], dom_books[symbol][1]
+            marks[symbol] = (Decimal(d_bids.split(None, 2)[0]) + Decimal(d_asks.split(None, 2)[0])) / TWO
+        if engine.positions:
+            engine._last_marks.update(self._exact_marks())
+
+    def _exact_marks(self) -> dict[str, Decimal]:
+        """Position id -> exact unrealized PnL at the last hit, in the engine's order (symbol, then position)."""
         engine = self.engine
         assert self._last is not None
         dom_books, fgn_books, rate = self._last
         mark = engine._mark
-        unrealized = ZERO
+        out = {}
         positions = engine.positions
         for symbol in self.symbols:
             dom, fgn = dom_books[symbol], fgn_books[symbol]
             d_bids, d_asks, f_bids, f_asks = dom[0], dom[1], fgn[0], fgn[1]
+            coin_mark = (Decimal(d_bids.split(None, 2)[0]) + Decimal(d_asks.split(None, 2)[0])) / TWO
             for position in positions.values():
                 if position.symbol != symbol:
                     continue
@@ -406,5 +486,12 @@ class ReplayFastPath:
                     dp, fp = exact_vwap(d_asks, pq), exact_vwap(f_bids, pq)
                 else:
                     dp, fp = exact_vwap(d_bids, pq), exact_vwap(f_asks, pq)
-                unrealized += mark(position, (dp, fp), rate)
+                out[position.id] = mark(position, (dp, fp), rate, coin_mark)
+        return out
+
+    def exact_unrealized(self) -> Decimal:
+        """The exact unrealized PnL of the last hit, summed in the engine's order (symbol, then position)."""
+        unrealized = ZERO
+        for value in self._exact_marks().values():
+            unrealized += value
         return unrealized

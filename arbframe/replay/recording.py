@@ -37,6 +37,7 @@ from typing import IO, TYPE_CHECKING, Any
 from arbframe.core.errors import ArbframeError
 from arbframe.core.models import ZERO, BookLevel, FxRate, MarketRules, OrderBook
 from arbframe.trading.engine import MarketSnapshot
+from arbframe.trading.marketdata import text_has_nonpositive
 from arbframe.trading.strategy import StrategyConfig
 
 if TYPE_CHECKING:
@@ -140,11 +141,12 @@ class LazyLevels(Sequence[BookLevel]):
     :meth:`vwap` and :meth:`top_price` (used by the premium math) never build :class:`BookLevel` objects.
     """
 
-    __slots__ = ("_n", "_px", "_qx", "_rest", "_where")
+    __slots__ = ("_bad", "_n", "_px", "_qx", "_rest", "_where")
 
     def __init__(self, packed: str, where: tuple[Any, ...]) -> None:
         self._where = where
         self._n = -1
+        self._bad = False  # a parsed level is zero or negative
         px: list[Decimal] = []
         qx: list[Decimal] = []
         # every tick reads the best level (top price, VWAP): parse it right away, inline. Anything unusual (a lone
@@ -153,7 +155,7 @@ class LazyLevels(Sequence[BookLevel]):
         if len(parts) >= 2:
             try:
                 price, qty = Decimal(parts[0]), Decimal(parts[1])
-                ok = price > 0 and qty > 0
+                ok = price.is_finite() and qty.is_finite() and price > 0 and qty > 0
             except (InvalidOperation, ValueError):
                 ok = False
             if ok:
@@ -192,15 +194,30 @@ class LazyLevels(Sequence[BookLevel]):
             self._rest = parts[2] if len(parts) == 3 else ""
             try:
                 price, qty = Decimal(p), Decimal(q)
-                if not (price > 0 and qty > 0):
+                if not (price.is_finite() and qty.is_finite()):
                     raise ValueError
+                if not (price > 0 and qty > 0):
+                    if not (_plain(p) and _plain(q)):
+                        raise ValueError  # the market-data check reads plain decimals: 0E-8 would slip past it
+                    self._bad = True
             except (InvalidOperation, ValueError):
                 raise self._fail(
-                    f", level {len(px) + 1}: price and quantity must be positive decimals, got {p!r} and {q!r}"
+                    f", level {len(px) + 1}: price and quantity must be decimal numbers, got {p!r} and {q!r}"
                 ) from None
             px.append(price)
             qx.append(qty)
         return True
+
+    def has_nonpositive(self) -> bool:
+        """A zero or negative price or quantity at any level (parsed levels by value, the rest by its text: see
+        :func:`arbframe.trading.marketdata.text_has_nonpositive`); the replay blocks the symbol for the tick."""
+        bad, rest = self.nonpositive_parts()
+        return bad or (text_has_nonpositive(rest) if rest else False)
+
+    def nonpositive_parts(self) -> tuple[bool, str]:
+        """(a parsed level is zero or negative, the text not parsed yet): lets a caller check several sides' texts
+        at once (:class:`arbframe.trading.marketdata.MarketDataGuard`)."""
+        return self._bad, self._rest
 
     def top_price(self) -> Decimal | None:
         px = self._px
@@ -264,6 +281,14 @@ class LazyLevels(Sequence[BookLevel]):
 
     def __repr__(self) -> str:
         return f"LazyLevels({len(self)} levels)"
+
+
+_PLAIN_CHARS = frozenset("0123456789.-")
+
+
+def _plain(token: str) -> bool:
+    """Written as a plain decimal (digits, a point, a minus sign): what the market-data check reads."""
+    return _PLAIN_CHARS.issuperset(token)
 
 
 def _parse_ts(value: Any, at: Any, what: str) -> datetime:

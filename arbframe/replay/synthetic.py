@@ -44,6 +44,7 @@ def simulate_recording(
     from arbframe.market.simulation import SimulatedMarket
 
     lag = random.Random(seed)
+    last_ts: dict[tuple[str, str], datetime] = {}
 
     market = SimulatedMarket(symbols, seed=seed, start=start or datetime(2026, 1, 1, tzinfo=timezone.utc),
                              depth=depth, **market_kwargs)
@@ -62,8 +63,12 @@ def simulate_recording(
             books = {(v, s): market.order_book(v, s, depth) for s in market.symbols for v in (domestic, foreign)}
             if tether:
                 books[(domestic, "USDT")] = market.order_book(domestic, "USDT", depth)
-            if book_lag_seconds > 0:
-                books = {k: replace(b, ts=b.ts - timedelta(seconds=round(lag.uniform(0, book_lag_seconds), 3)))
-                         for k, b in books.items()}
+            if book_lag_seconds > 0:  # a book's own time never goes backwards (its last update)
+                stamped = {}
+                for k, b in books.items():
+                    when = b.ts - timedelta(seconds=round(lag.uniform(0, book_lag_seconds), 3))
+                    when = last_ts[k] = max(when, last_ts.get(k, when))
+                    stamped[k] = replace(b, ts=when)
+                books = stamped
             fh.write(encode_snapshot(MarketSnapshot(market.now, books, market.fx_rate(), True)) + "\n")
     return p

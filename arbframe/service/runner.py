@@ -24,6 +24,7 @@ from arbframe.core.errors import ArbframeError, DriverLoadError
 from arbframe.core.models import ErrorRecord, FxRate, IdGenerator, MarketRules, new_id, utcnow
 from arbframe.service.isolation import IsolatedCache, IsolatedStorage
 from arbframe.service.readiness import Readiness, VenueReadiness
+from arbframe.trading.accounting import fee_schedules
 from arbframe.trading.engine import Engine, MarketSnapshot
 from arbframe.trading.paper import DEFAULT_BALANCES, PaperWallet
 from arbframe.trading.statistics import DayRollover, TradingMetrics, format_metrics_summary
@@ -242,6 +243,7 @@ class TradingService:
             storage=self.storage,  # type: ignore[arg-type]
             fee_domestic=d.fee_rate,
             fee_foreign=f.fee_rate,
+            fees=fee_schedules(self.config, {n: e.fee_rate for n, e in self.exchanges.items()}),
             rules=self.rules,
             quote_currencies={n: e.quote_currency for n, e in self.exchanges.items()},
             wallets=self.wallets(),

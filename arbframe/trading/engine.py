@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from arbframe.core.models import (
@@ -28,9 +28,23 @@ from arbframe.core.models import (
     OrderBook,
     Position,
     PositionStatus,
+    Side,
     Spread,
 )
 from arbframe.kernel.interfaces import Cache, Storage
+from arbframe.trading.accounting import (
+    Changes,
+    EquityBreakdown,
+    FeeSchedule,
+    Ledger,
+    Valuation,
+    decode_changes,
+    encode_changes,
+    merge,
+    value_of,
+    wallet_balances,
+)
+from arbframe.trading.marketdata import MarketDataGuard
 from arbframe.trading.paper import (
     InsufficientFunds,
     InsufficientLiquidity,
@@ -45,6 +59,7 @@ from arbframe.trading.premium import (
     PremiumQuote,
     exit_prices,
     fx_age,
+    penalized_vwap,
     premium_at,
     top_price,
     usdt_mid,
@@ -55,6 +70,7 @@ from arbframe.trading.strategy import CloseDecision, OpenDecision, PortfolioView
 log = logging.getLogger("arbframe.engine")
 
 ONE = Decimal(1)
+TWO = Decimal(2)
 _STEP = Decimal("0.00000001")
 BookKey = tuple[str, str]
 
@@ -100,13 +116,41 @@ class TickResult:
     duration_seconds: float = 0.0
 
 
-def entry_cash_krw(position: Position) -> Decimal:
-    """KRW cash flow of a position's two entry legs, fees included, rebuilt from the position record."""
+def entry_changes(position: Position, quotes: Mapping[str, str]) -> Changes:
+    """The balance changes of a position's entry legs: its ``balance_changes`` column, or (a record written before
+    that column existed) rebuilt from its prices with fees in the quote currencies."""
+    if position.balance_changes:
+        return decode_changes(position.balance_changes)
     q = position.qty
-    domestic = q * position.entry_domestic_price
-    foreign = q * position.entry_foreign_price * position.entry_fx_rate
-    gross = domestic - foreign if position.direction is Direction.KIMCHI else foreign - domestic
-    return gross - position.entry_fees_krw
+    sign = 1 if position.direction is Direction.KIMCHI else -1  # kimchi sold domestic, bought foreign
+    d, f = position.domestic_exchange, position.foreign_exchange
+    fee_f = position.entry_fees_krw / position.entry_fx_rate / 2 if position.entry_fx_rate else ZERO
+    return {
+        (d, position.symbol): -sign * q,
+        (d, quotes.get(d, "KRW")): sign * q * position.entry_domestic_price - position.entry_fees_krw / 2,
+        (f, position.symbol): sign * q,
+        (f, quotes.get(f, "USDT")): -sign * q * position.entry_foreign_price - fee_f,
+    }
+
+
+def _sums(changes: Mapping[tuple[str, str], Decimal], symbol: str, priced: Mapping[str, Decimal]
+          ) -> tuple[Decimal, Decimal, Decimal]:
+    """(KRW, USD units, coin) of ``changes``: the three buckets a valuation multiplies by 1, the rate, the mark."""
+    krw = usd = coin = ZERO
+    for (_venue, asset), amount in changes.items():
+        if asset == "KRW":
+            krw += amount
+        elif asset == "USDT" or asset == "USD":
+            usd += amount
+        elif asset == symbol:
+            coin += amount
+        elif asset in priced:
+            usd += amount * priced[asset]
+    return krw, usd, coin
+
+
+def _coin(changes: Mapping[tuple[str, str], Decimal], symbol: str) -> Decimal:
+    return sum((amount for (_venue, asset), amount in changes.items() if asset == symbol), ZERO)
 
 
 class Engine:
@@ -135,6 +179,7 @@ class Engine:
         spread_log_interval_seconds: float = 0.0,
         spread_listeners: bool = True,
         observe_tick_seconds: bool = True,
+        fees: Mapping[str, FeeSchedule] | None = None,
     ) -> None:
         self.cfg = cfg
         self.strategy = Strategy(cfg)
@@ -156,8 +201,14 @@ class Engine:
         self.spread_logs = 0  # ticks that recorded their spreads (a replay logs the FX rate they used)
         self.domestic = cfg.domestic
         self.foreign = cfg.foreign
-        self.fee_domestic = Decimal(fee_domestic)
-        self.fee_foreign = Decimal(fee_foreign)
+        fees = dict(fees or {})
+        self.fees = {
+            self.domestic: fees.get(self.domestic) or FeeSchedule.flat(fee_domestic),
+            self.foreign: fees.get(self.foreign) or FeeSchedule.flat(fee_foreign),
+        }
+        # the premium math charges each venue its average side rate twice (open and close)
+        self.fee_domestic = self.fees[self.domestic].round_trip / 2
+        self.fee_foreign = self.fees[self.foreign].round_trip / 2
         self.rules = dict(rules)
         self.quote = dict(quote_currencies)
         self.ids = ids
@@ -169,7 +220,28 @@ class Engine:
         self.stats = TradingStats(cfg.timezone)
         self.positions: dict[str, Position] = {}
         self._history_ids: set[str] = set()
-        self._entry_cash: dict[str, Decimal] = {}
+        self._changes: dict[str, Changes] = {}  # open position id -> what its entry legs changed
+        self._entry_sums: dict[str, tuple[Decimal, Decimal, Decimal]] = {}  # id -> _sums of those changes
+        self.priced: dict[str, Decimal] = {}  # fee assets priced in USDT (BNB) -> price
+        for venue, schedule in self.fees.items():
+            for side_fee in (schedule.buy, schedule.sell):
+                if side_fee.asset not in ("quote", "base"):
+                    if self.quote.get(venue) != "USDT":
+                        raise ValueError(f"{venue}: a fee paid in {side_fee.asset} needs a USDT venue")
+                    self.priced[side_fee.asset] = side_fee.asset_price  # type: ignore[assignment]
+        self.ledger = Ledger(self.priced)
+        self._marks: dict[str, Decimal] = {}  # symbol -> coin mark in KRW (mid of the domestic book)
+        self._mark_books: dict[str, OrderBook] = {}  # symbol -> domestic book whose mid is the newer mark
+        self.guard = MarketDataGuard(cfg.max_book_age_seconds)
+        self._data_blocked: dict[str, str | None] = {}  # symbol -> reason of the last tick (logged on change)
+        self.data_blocked_symbols = 0  # how many symbols the last tick blocked
+        self._last_marks: dict[str, Decimal] = {}  # position id -> last unrealized PnL (kept while blocked)
+        self._close_failed: dict[str, str] = {}  # position id -> last close failure (recorded once per change)
+        # a replay that skipped snapshots brings marks up to date through this, when a tick needs the old ones
+        self.sync_hook: Callable[[], None] | None = None
+        # (venue, side) -> (KRW per notional, USD per notional, coin per quantity) of a fill, fee included
+        self._leg_coef = {(venue, side): self._coefficients(venue, side)
+                          for venue in (self.domestic, self.foreign) for side in (Side.BUY, Side.SELL)}
         self.last_entry: dict[str, datetime] = {}
         self.ticks = 0
         self.last_fx: FxRate | None = None
@@ -196,8 +268,8 @@ class Engine:
         return PortfolioView(self.positions, None, self.last_entry, self.stats.daily_pnl())
 
     def resume(self, positions: list[Position]) -> list[Position]:
-        """Take over open positions loaded from storage (each id once); their entry legs are re-applied to the
-        paper wallets so inventory limits stay consistent. Returns the positions taken over."""
+        """Take over open positions loaded from storage (each id once); what their entry legs changed is re-applied
+        to the paper wallets, so the wallets hold what they held before the stop. Returns the positions taken over."""
         taken = []
         for position in positions:
             if not position.is_open or position.id in self.positions:
@@ -207,8 +279,9 @@ class Engine:
                             position.id, position.domestic_exchange, position.foreign_exchange)
                 continue
             self.positions[position.id] = position
-            self._entry_cash[position.id] = entry_cash_krw(position)
-            self._reapply_entry(position)
+            changes = entry_changes(position, self.quote)
+            self._track_open(position, changes)
+            self._apply_changes(changes)
             last = self.last_entry.get(position.symbol)
             if last is None or position.opened_at > last:
                 self.last_entry[position.symbol] = position.opened_at
@@ -217,7 +290,8 @@ class Engine:
         return taken
 
     def restore_history(self, positions: list[Position]) -> int:
-        """Feed closed positions loaded from storage into the PnL totals (each id once); returns how many."""
+        """Feed closed positions loaded from storage into the PnL totals and their balance changes (cash and fees
+        of both legs, open and close) into the paper wallets, each id once; returns how many."""
         seen = self._history_ids
         count = 0
         for p in positions:
@@ -225,22 +299,27 @@ class Engine:
                 continue
             seen.add(p.id)
             self.stats.record_close(p)
+            if p.balance_changes:
+                self._apply_changes(decode_changes(p.balance_changes))
+            if p.close_reason == "stop" and p.closed_at is not None:
+                last = self.last_entry.get(p.symbol)
+                if last is None or p.closed_at > last:
+                    self.last_entry[p.symbol] = p.closed_at
             count += 1
         if count and self.metrics is not None:
             self.metrics.trades.inc(count)
         return count
 
-    def _reapply_entry(self, p: Position) -> None:
+    def _apply_changes(self, changes: Mapping[tuple[str, str], Decimal]) -> None:
         wallets = self.executor.wallets
-        d, f = wallets.get(self.domestic), wallets.get(self.foreign)
-        if d is None or f is None:
-            return
-        q = p.qty
-        sign = 1 if p.direction is Direction.KIMCHI else -1  # kimchi sold domestic, bought foreign
-        d.balances[p.symbol] = d.get(p.symbol) - sign * q
-        d.balances[d.quote_currency] = d.get(d.quote_currency) + sign * q * p.entry_domestic_price
-        f.balances[p.symbol] = f.get(p.symbol) + sign * q
-        f.balances[f.quote_currency] = f.get(f.quote_currency) - sign * q * p.entry_foreign_price
+        for (venue, asset), amount in changes.items():
+            wallet = wallets.get(venue)
+            if wallet is not None:
+                wallet.balances[asset] = wallet.get(asset) + amount
+
+    def _track_open(self, position: Position, changes: Changes) -> None:
+        self._changes[position.id] = changes
+        self._entry_sums[position.id] = _sums(changes, position.symbol, self.priced)
 
     # ------------------------------------------------------------------------------------------ decisions
     def fx_fresh(self, fx: FxRate | None, now: datetime) -> bool:
@@ -260,7 +339,8 @@ class Engine:
     ) -> SymbolDecision:
         """The pure decision path for one symbol: spreads, closes, at most one open. No state changes.
 
-        ``usdt`` is the KRW-USDT mid when the caller already knows it (``False``: read it from ``snap``).
+        ``usdt`` is the KRW-USDT mid when the caller already knows it (``False``: read it from ``snap``). The books
+        are taken as checked (:class:`~arbframe.trading.marketdata.MarketDataGuard`, in :meth:`process`).
         """
         out = SymbolDecision(symbol)
         fx = snap.fx
@@ -281,7 +361,8 @@ class Engine:
         if usdt is False:
             usdt = usdt_mid(books.get((self.domestic, "USDT"))) if self.cfg.use_tether else None
         strategy = self.strategy
-        qty = strategy.order_qty(top_price(d_bids), self._step.get(symbol) or _STEP)
+        best_bid = top_price(d_bids)
+        qty = strategy.order_qty(best_bid, self._step.get(symbol) or _STEP)  # type: ignore[arg-type]
         if qty > 0:
             out.quotes = quotes = self.calc.quotes(symbol, dom, fgn, qty, rate, usdt)  # type: ignore[arg-type]
         else:
@@ -290,18 +371,22 @@ class Engine:
         if self.positions:
             closes = []
             marks = None
+            mark = ZERO
             for position in self.positions.values():
                 if position.symbol != symbol:
                     continue
                 prices = exit_prices(position.direction, dom, fgn, position.qty)
                 close_prem = None
+                if marks is None:
+                    marks = out.marks = {}
+                    mark = (best_bid + top_price(dom.asks)) / TWO  # type: ignore[operator]
                 if prices is not None:
                     close_prem = premium_at(position.direction, prices[0], prices[1], rate)
-                    if marks is None:
-                        marks = out.marks = {}
-                    marks[position.id] = self._mark(position, prices, rate)
+                    marks[position.id] = self._mark(position, prices, rate, mark)
+                else:  # too thin to close: the depth there is, plus a penalty for the rest
+                    marks[position.id] = self._mark(position, self._thin_prices(position, dom, fgn), rate, mark)
                 reason = strategy.close_reason(position, close_prem, now)
-                if reason is not None and prices is not None:
+                if reason is not None:
                     closes.append(CloseDecision(position, reason, close_prem))
             if closes:
                 out.closes = closes
@@ -312,8 +397,7 @@ class Engine:
                     or len(quotes) > 2:
                 best = strategy.best_entry(quotes)
                 if best is not None:
-                    books_fresh = self._book_fresh(dom, now) and self._book_fresh(fgn, now)
-                    block = strategy.entry_block(best, self.view(), now, fx_fresh=fx_fresh, books_fresh=books_fresh)
+                    block = strategy.entry_block(best, self.view(), now, fx_fresh=fx_fresh)
                     if block is None and self.unready:
                         block = self._venue_block()
                     if block is None:
@@ -322,16 +406,41 @@ class Engine:
                         out.blocked = block
         return out
 
-    def _mark(self, p: Position, prices: tuple[Decimal, Decimal], rate: Decimal) -> Decimal:
-        """Unrealized PnL in KRW if ``p`` closed now at ``prices`` (exit fees included)."""
-        q = p.qty
-        d_cash = q * prices[0]
-        f_cash = q * prices[1] * rate
-        if p.direction is Direction.KIMCHI:  # close: buy domestic, sell foreign
-            exit_cash = f_cash * (ONE - self.fee_foreign) - d_cash * (ONE + self.fee_domestic)
+    def _thin_prices(self, p: Position, dom: OrderBook, fgn: OrderBook) -> tuple[Decimal, Decimal]:
+        """Close prices of ``p`` on books too thin for its quantity (see :func:`penalized_vwap`)."""
+        d_side = p.direction.domestic_side.opposite
+        penalty = self.cfg.thin_book_penalty
+        return (penalized_vwap(dom, d_side, p.qty, penalty), penalized_vwap(fgn, d_side.opposite, p.qty, penalty))
+
+    def _coefficients(self, venue: str, side: Side) -> tuple[Decimal, Decimal, Decimal]:
+        """(KRW per unit of notional, USD per unit of notional, coin per unit of quantity) a fill on ``venue`` of
+        ``side`` changes, fee included: a priced fee asset (BNB) counts at its notional in USDT."""
+        fee = self.fees[venue].side(side)
+        quote = ONE if side is Side.SELL else -ONE
+        coin = ONE if side is Side.BUY else -ONE
+        usd_fee = ZERO
+        if fee.asset == "quote":
+            quote -= fee.rate
+        elif fee.asset == "base":
+            coin -= fee.rate
         else:
-            exit_cash = d_cash * (ONE - self.fee_domestic) - f_cash * (ONE + self.fee_foreign)
-        return self._entry_cash.get(p.id, ZERO) + exit_cash
+            usd_fee = -fee.rate
+        if self.quote.get(venue) == "KRW":
+            return quote, usd_fee, coin
+        return ZERO, quote + usd_fee, coin
+
+    def _mark(self, p: Position, prices: tuple[Decimal, Decimal], rate: Decimal, mark: Decimal) -> Decimal:
+        """Unrealized PnL in KRW: the balance changes of the entry legs and of a close of ``p`` at ``prices`` now
+        (fees in their assets, no lot rounding), valued at ``rate`` and the coin ``mark``."""
+        krw, usd, coin = self._entry_sums[p.id]
+        d_side = p.direction.domestic_side.opposite
+        q = p.qty
+        dk, du, dc = self._leg_coef[(self.domestic, d_side)]
+        fk, fu, fc = self._leg_coef[(self.foreign, d_side.opposite)]
+        d_notional = q * prices[0]
+        f_notional = q * prices[1]
+        return (krw + d_notional * dk + f_notional * fk + (usd + d_notional * du + f_notional * fu) * rate
+                + (coin + q * (dc + fc)) * mark)
 
     # ----------------------------------------------------------------------------------------------- tick
     def process(self, snap: MarketSnapshot) -> TickResult:
@@ -342,32 +451,62 @@ class Engine:
         stats = self.stats
         stats.now = now
         fx = snap.fx
+        if fx is not None and not self.ledger.started:
+            self.ledger.start(wallet_balances(self.executor.wallets), fx.rate, self.marks)
         fresh = fx is not None and fx.age_seconds(now) <= self.cfg.max_fx_age_seconds  # self.fx_fresh(fx, now)
         if fresh is not self._last_fresh or not fresh:
             self._note_fx(fx, now, fresh)
             self._last_fresh = fresh
+        fx_problem = self.guard.check_fx(fx)
         unrealized = ZERO
         storage = self.storage
-        usdt = usdt_mid(snap.books.get((self.domestic, "USDT"))) if self.cfg.use_tether else None
+        usdt = self._usdt(snap) if self.cfg.use_tether else None
         quotes = result.quotes
         decide = self.decide_symbol
         blocked = self._blocked
+        books = snap.books
+        check = self.guard.check
+        data_blocked = self._data_blocked
+        last_marks = self._last_marks
+        hook, self.sync_hook = self.sync_hook, None
+        mark_books = self._mark_books
         for symbol in self.cfg.symbols:
+            dom = books.get((self.domestic, symbol))
+            fgn = books.get((self.foreign, symbol))
+            problem = fx_problem
+            if dom is not None and fgn is not None:
+                problem = check((dom, fgn), now) or problem
+            if hook is not None and (problem is not None or dom is None or fgn is None):
+                hook()  # this tick keeps marks of earlier ones: bring them up to date first
+                hook = None
+            if problem is not None or data_blocked.get(symbol) is not None:
+                self._note_data(symbol, problem)
+            if problem is not None:  # never traded on: open positions keep their last mark
+                for position in self.positions.values():
+                    if position.symbol == symbol:
+                        unrealized += last_marks.get(position.id, ZERO)
+                continue
             decision = decide(symbol, snap, fx_fresh=fresh, usdt=usdt)
+            if dom is not None and dom.bids and dom.asks:
+                mark_books[symbol] = dom  # the coin mark is its mid, computed when something reads it
             quotes.extend(decision.quotes)
             if decision.closes:
                 for close in decision.closes:
                     closed = self._close(close, snap, result)
                     if closed is not None:
                         decision.marks.pop(closed.id, None)
+                        last_marks.pop(closed.id, None)
             if decision.open is not None:
                 self._open(decision.open, snap, result)
             if blocked.get(symbol, _UNSEEN) != decision.blocked:
                 self._note_block(symbol, decision.blocked)
             marks = decision.marks
             if marks:
-                for mark in marks.values():
+                for pid, mark in marks.items():
                     unrealized += mark
+                    last_marks[pid] = mark
+        if self.ledger._unmarked:  # coins get their starting mark on the first tick that marks them
+            self.ledger.see_marks(self.marks)
         last_log = self._last_spread_log
         log_due = self.log_spreads and (
             last_log is None
@@ -396,15 +535,65 @@ class Engine:
             self.metrics.tick_seconds.observe(result.duration_seconds)
         return result
 
+    def _usdt(self, snap: MarketSnapshot) -> Decimal | None:
+        """Mid of the domestic KRW-USDT book; None when it is missing, crossed or not positive at the top."""
+        book = snap.books.get((self.domestic, "USDT"))
+        if book is None:
+            return None
+        bid, ask = top_price(book.bids), top_price(book.asks)
+        if bid is None or ask is None or not ZERO < bid < ask:
+            return None
+        return (bid + ask) / TWO
+
+    # ------------------------------------------------------------------------------------------ accounting
+    @property
+    def marks(self) -> dict[str, Decimal]:
+        """Symbol -> coin mark in KRW: the mid of the newest domestic book of each symbol that passed the checks."""
+        pending = self._mark_books
+        if pending:
+            marks = self._marks
+            for symbol, book in pending.items():
+                marks[symbol] = (top_price(book.bids) + top_price(book.asks)) / TWO  # type: ignore[operator]
+            pending.clear()
+        return self._marks
+
+    def valuation(self) -> Valuation | None:
+        """The current FX rate and coin marks (None before the first FX rate)."""
+        if self.last_fx is None:
+            return None
+        return self.ledger.valuation(self.last_fx.rate, self.marks)
+
+    def breakdown(self) -> EquityBreakdown | None:
+        """Equity now and its decomposition since the engine started (:class:`arbframe.trading.accounting.Ledger`)."""
+        if self.sync_hook is not None:
+            self.sync_hook()
+            self.sync_hook = None
+        if self.last_fx is None or not self.ledger.started:
+            return None
+        return self.ledger.breakdown(wallet_balances(self.executor.wallets), self.last_fx.rate, self.marks,
+                                     self._changes.values())
+
     # ------------------------------------------------------------------------------------------ execution
-    def _legs(self, direction: Direction, snap: MarketSnapshot, symbol: str, closing: bool, rate: Decimal):
+    def _legs(self, direction: Direction, snap: MarketSnapshot, symbol: str, closing: bool, qty: Decimal
+              ) -> tuple[LegSpec, LegSpec]:
+        """Both legs of a hedge of ``qty``; a buy whose fee is taken from the coin is grossed up (to its venue's lot
+        step, upwards) so that the coin it delivers covers what the other leg sells."""
         d_side = direction.domestic_side.opposite if closing else direction.domestic_side
-        return (
-            LegSpec(snap.books[(self.domestic, symbol)], d_side, self.fee_domestic, self.quote[self.domestic],
-                    ONE if self.quote[self.domestic] == "KRW" else rate),
-            LegSpec(snap.books[(self.foreign, symbol)], d_side.opposite, self.fee_foreign, self.quote[self.foreign],
-                    ONE if self.quote[self.foreign] == "KRW" else rate),
-        )
+        out = []
+        for venue, side in ((self.domestic, d_side), (self.foreign, d_side.opposite)):
+            fee = self.fees[venue].side(side)
+            leg_qty = qty
+            if side is Side.BUY and fee.asset == "base" and fee.rate:
+                step = self.rules[(venue, symbol)].step_size if (venue, symbol) in self.rules else _STEP
+                leg_qty = (qty / (ONE - fee.rate) / step).to_integral_value(rounding=ROUND_CEILING) * step
+            out.append(LegSpec(snap.books[(venue, symbol)], side, fee, self.quote[venue], leg_qty))
+        return out[0], out[1]
+
+    @staticmethod
+    def _fees_krw(legs: tuple[LegResult, ...], valuation: Valuation) -> Decimal:
+        """The legs' fees, each in the asset it was paid in, valued at ``valuation``."""
+        return sum((value_of({(leg.fill.exchange, leg.fill.fee_currency): leg.fill.fee}, valuation) for leg in legs),
+                   ZERO)
 
     def _open(self, decision: OpenDecision, snap: MarketSnapshot, result: TickResult) -> Position | None:
         spread = decision.spread
@@ -428,7 +617,7 @@ class Engine:
             return None
         rate = snap.fx.rate
         position_id = self.ids()
-        legs = self._legs(spread.direction, snap, symbol, False, rate)
+        legs = self._legs(spread.direction, snap, symbol, False, qty)
         try:
             done = ex.execute(legs, qty, snap.ts, position_id)
         except (InsufficientFunds, InsufficientLiquidity) as exc:
@@ -436,7 +625,8 @@ class Engine:
             self._error(result, "paper", f"entry on {symbol} not filled: {exc}", kind="fill")
             return None
         d_leg, f_leg = done
-        fees_krw = d_leg.fill.fee * legs[0].krw_per_quote + f_leg.fill.fee * legs[1].krw_per_quote
+        changes = merge(d_leg.changes, f_leg.changes)
+        valuation = self.ledger.valuation(rate, self.marks)
         position = Position(
             id=position_id,
             symbol=symbol,
@@ -452,11 +642,13 @@ class Engine:
             entry_premium=premium_at(spread.direction, d_leg.fill.avg_price, f_leg.fill.avg_price, rate).quantize(
                 PREMIUM_QUANTUM
             ),
-            entry_fees_krw=fees_krw,
+            entry_fees_krw=self._fees_krw(done, valuation),
             simulated=self.simulated or snap.simulated,
+            balance_changes=encode_changes(changes),
+            coin_residue=_coin(changes, symbol),
         )
         self.positions[position_id] = position
-        self._entry_cash[position_id] = d_leg.cash_flow_krw + f_leg.cash_flow_krw
+        self._track_open(position, changes)
         self.last_entry[symbol] = snap.ts
         self._record_legs(done)
         self.storage.log_position_open(position)
@@ -476,19 +668,23 @@ class Engine:
         if fx is None:
             return None
         rate = fx.rate
-        legs = self._legs(p.direction, snap, p.symbol, True, rate)
+        legs = self._legs(p.direction, snap, p.symbol, True, p.qty)
         try:
             done = self.executor.execute(legs, p.qty, snap.ts, p.id)
         except (InsufficientFunds, InsufficientLiquidity) as exc:
-            self._rejected(legs)
-            self._error(result, "paper", f"close of {p.symbol} position {p.id} not filled: {exc}", kind="fill")
+            message = f"close ({decision.reason}) of {p.symbol} position {p.id} not filled: {exc}"
+            if self._close_failed.get(p.id) != message:  # once per change: a thin book may last many ticks
+                self._close_failed[p.id] = message
+                self._rejected(legs)
+                self._error(result, "paper", message, kind="fill")
             return None
+        self._close_failed.pop(p.id, None)
         d_leg, f_leg = done
-        exit_fees = d_leg.fill.fee * legs[0].krw_per_quote + f_leg.fill.fee * legs[1].krw_per_quote
-        realized = self._entry_cash.pop(p.id, None)
-        if realized is None:
-            realized = entry_cash_krw(p)
-        realized = realized + d_leg.cash_flow_krw + f_leg.cash_flow_krw
+        changes = merge(self._changes.pop(p.id), d_leg.changes, f_leg.changes)
+        self._entry_sums.pop(p.id, None)
+        valuation = self.ledger.valuation(rate, self.marks)
+        realized = value_of(changes, valuation)
+        self.ledger.close(changes, rate, self.marks, realized)
         closed = replace(
             p,
             status=PositionStatus.CLOSED,
@@ -499,11 +695,16 @@ class Engine:
             exit_premium=premium_at(p.direction, d_leg.fill.avg_price, f_leg.fill.avg_price, rate).quantize(
                 PREMIUM_QUANTUM
             ),
-            exit_fees_krw=exit_fees,
+            exit_fees_krw=self._fees_krw(done, valuation),
             realized_pnl_krw=realized,
             close_reason=decision.reason,
+            balance_changes=encode_changes(changes),
+            coin_residue=_coin(changes, p.symbol),
+            exit_coin_mark_krw=self.marks.get(p.symbol),
         )
         del self.positions[p.id]
+        if decision.reason == "stop":  # the cooldown after a stop-loss counts from the close
+            self.last_entry[p.symbol] = snap.ts
         self._record_legs(done)
         self.storage.log_position_close(closed)
         self.stats.record_close(closed)
@@ -578,6 +779,20 @@ class Engine:
         steps = [r.step_size for (_, s), r in self.rules.items() if s == symbol]
         self._step[symbol] = max(steps) if steps else _STEP
 
+    def _note_data(self, symbol: str, problem: tuple[str, str] | None) -> None:
+        """Count a blocked tick; log one line when the symbol's market-data verdict changes."""
+        reason = None if problem is None else problem[0]
+        if problem is not None and self.metrics is not None:
+            self.metrics.data_blocked.labels(symbol=symbol, reason=reason).inc()
+        if self._data_blocked.get(symbol) == reason:
+            return
+        self._data_blocked[symbol] = reason
+        self.data_blocked_symbols = sum(1 for r in self._data_blocked.values() if r is not None)
+        if problem is None:
+            log.info("[BOT] market data for %s is usable again%s", symbol, self._note())
+        else:
+            log.warning("[BOT] %s blocked for trading (%s): %s%s", symbol, reason, problem[1], self._note())
+
     def _note_block(self, symbol: str, reason: str | None) -> None:
         if self._blocked.get(symbol) != reason:
             self._blocked[symbol] = reason
@@ -592,6 +807,7 @@ class Engine:
         if metrics is not None:
             metrics.ticks.inc()
             self.metrics.publish(self.stats, now)  # type: ignore[union-attr]
+            metrics.publish_equity(self.breakdown())
             if fx is not None:
                 metrics.fx_rate.set(float(fx.rate))
                 metrics.fx_age.set(fx.age_seconds(now))
@@ -642,6 +858,7 @@ class Engine:
         metrics.simulated.set(1 if self.simulated else 0)
         if self.last_fx is not None:
             metrics.fx_rate.set(float(self.last_fx.rate))
+        metrics.publish_equity(self.breakdown())
 
     def unrealized_by_position(self, snap: MarketSnapshot) -> dict[str, Decimal]:
         """Mark every open position to market against ``snap`` (exit fees included)."""
@@ -654,6 +871,8 @@ class Engine:
             if dom is None or fgn is None:
                 continue
             prices = exit_prices(p.direction, dom, fgn, p.qty)
-            if prices is not None:
-                out[p.id] = self._mark(p, prices, snap.fx.rate)
+            if prices is None:
+                prices = self._thin_prices(p, dom, fgn)
+            mark = (top_price(dom.bids) + top_price(dom.asks)) / TWO  # type: ignore[operator]
+            out[p.id] = self._mark(p, prices, snap.fx.rate, mark)
         return out

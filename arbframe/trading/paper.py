@@ -4,13 +4,15 @@ Pure and synchronous (no I/O), so the engine's decision path and the simulated e
 
 - :func:`walk_book` fills a market order of ``qty`` against a book's levels, skipping the liquidity already
   consumed in the same tick (``offset``), and returns a :class:`arbframe.core.models.Fill` (VWAP, notional, fee in the
-  venue's quote currency, slippage against the best untouched price).
+  asset the venue charges it in — quote currency, the coin, or a priced asset such as BNB — and slippage against
+  the best untouched price); :func:`fill_changes` is what a fill changes in its wallet.
 - :class:`PaperWallet` is one venue's balances; :meth:`PaperWallet.apply_fill` is the only way they change
   during trading (fills and fees), which the property tests check.
 - :class:`LiquidityLedger` remembers, within one tick, how much of each book side has been taken, so two orders
   in the same tick never fill against the same resting quantity.
 - :class:`PaperExecutor` ties those together for the engine: it fills both legs of a hedge atomically (both or
-  neither) and makes one :class:`~arbframe.core.models.Order` and one :class:`~arbframe.core.models.Trade` per leg.
+  neither; each leg may have its own quantity, e.g. a buy grossed up for a fee taken from the coin) and makes one
+  :class:`~arbframe.core.models.Order` and one :class:`~arbframe.core.models.Trade` per leg.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from arbframe.core.models import (
     Side,
     Trade,
 )
+from arbframe.trading.accounting import SideFee
 
 ONE = Decimal(1)
 
@@ -74,15 +77,16 @@ def walk_book(
     book: OrderBook,
     side: Side,
     qty: Decimal,
-    fee_rate: Decimal,
-    fee_currency: str,
+    fee: SideFee | Decimal,
+    quote_currency: str,
     offset: Decimal = ZERO,
 ) -> Fill:
     """Fill a market order of ``qty`` against ``book`` (buy lifts asks, sell hits bids).
 
-    ``offset`` is the quantity of that side already consumed in this tick. The fee is ``notional * fee_rate`` in
-    ``fee_currency`` (the venue's quote currency). Slippage is the VWAP's distance from the best untouched price,
-    as a fraction, positive when worse for us.
+    ``offset`` is the quantity of that side already consumed in this tick. The fee follows ``fee`` (a
+    :class:`~arbframe.trading.accounting.SideFee`; a bare rate means the quote currency): ``notional x rate`` in
+    the quote currency, ``qty x rate`` in the coin, or its value in a priced asset (BNB). Slippage is the VWAP's
+    distance from the best untouched price, as a fraction, positive when worse for us.
     """
     if qty <= 0:
         raise ValueError(f"order quantity must be positive, got {qty}")
@@ -90,7 +94,20 @@ def walk_book(
     notional, first = walk_levels(levels, qty, offset)
     avg = notional / qty
     slippage = avg / first - ONE if side is Side.BUY else ONE - avg / first
-    return Fill(book.exchange, book.symbol, side, qty, avg, notional, notional * fee_rate, fee_currency, slippage)
+    if not isinstance(fee, SideFee):
+        fee = SideFee(Decimal(fee))
+    fee_asset, fee_amount = fee.charge(qty, notional, book.symbol, quote_currency)
+    return Fill(book.exchange, book.symbol, side, qty, avg, notional, fee_amount, fee_asset, slippage)
+
+
+def fill_changes(fill: Fill, quote_currency: str) -> dict[tuple[str, str], Decimal]:
+    """What ``fill`` changes in its venue's wallet: (venue, asset) -> amount, fee included."""
+    venue = fill.exchange
+    sign = ONE if fill.side is Side.BUY else -ONE
+    out = {(venue, fill.symbol): sign * fill.qty, (venue, quote_currency): -sign * fill.notional}
+    key = (venue, fill.fee_currency)
+    out[key] = out.get(key, ZERO) - fill.fee
+    return out
 
 
 class LiquidityLedger:
@@ -125,34 +142,35 @@ class PaperWallet:
     def get(self, asset: str) -> Decimal:
         return self.balances.get(asset, ZERO)
 
-    def can_fill(self, symbol: str, side: Side, qty: Decimal, notional: Decimal, fee: Decimal) -> bool:
-        if side is Side.SELL:
-            return self.get(symbol) >= qty
-        return self.get(self.quote_currency) >= notional + fee
+    def needs(self, fill: Fill) -> dict[str, Decimal]:
+        """What the wallet must hold for ``fill``: the coin sold or the quote paid, and the fee's asset."""
+        need: dict[str, Decimal] = {}
+        if fill.side is Side.SELL:
+            need[fill.symbol] = fill.qty
+        else:
+            need[self.quote_currency] = fill.notional
+        if fill.fee_currency != (fill.symbol if fill.side is Side.BUY else self.quote_currency):
+            need[fill.fee_currency] = need.get(fill.fee_currency, ZERO) + fill.fee  # paid from what is held
+        return need
+
+    def can_fill(self, fill: Fill) -> bool:
+        return all(self.get(asset) >= amount for asset, amount in self.needs(fill).items())
 
     def check(self, fill: Fill) -> None:
-        if not self.can_fill(fill.symbol, fill.side, fill.qty, fill.notional, fill.fee):
-            if fill.side is Side.SELL:
+        for asset, amount in self.needs(fill).items():
+            if self.get(asset) < amount:
+                what = "selling" if fill.side is Side.SELL else "buying"
                 raise InsufficientFunds(
-                    f"{self.exchange}: selling {fill.qty} {fill.symbol} but wallet holds {self.get(fill.symbol)}"
+                    f"{self.exchange}: {what} {fill.qty} {fill.symbol} needs {amount} {asset} "
+                    f"but wallet holds {self.get(asset)}"
                 )
-            raise InsufficientFunds(
-                f"{self.exchange}: buying costs {fill.notional + fill.fee} {self.quote_currency} "
-                f"but wallet holds {self.get(self.quote_currency)}"
-            )
 
     def apply_fill(self, fill: Fill) -> None:
-        """Move the coin and the quote currency of ``fill``, and charge its fee (in the quote currency)."""
+        """Move the coin and the quote currency of ``fill``, and charge its fee in the asset it is paid in."""
         self.check(fill)
         b = self.balances
-        q = self.quote_currency
-        if fill.side is Side.BUY:
-            b[fill.symbol] = b.get(fill.symbol, ZERO) + fill.qty
-            b[q] = b.get(q, ZERO) - fill.notional
-        else:
-            b[fill.symbol] = b.get(fill.symbol, ZERO) - fill.qty
-            b[q] = b.get(q, ZERO) + fill.notional
-        b[fill.fee_currency] = b.get(fill.fee_currency, ZERO) - fill.fee
+        for (_venue, asset), amount in fill_changes(fill, self.quote_currency).items():
+            b[asset] = b.get(asset, ZERO) + amount
 
     def snapshot(self) -> dict[str, Decimal]:
         return dict(self.balances)
@@ -160,24 +178,24 @@ class PaperWallet:
 
 @dataclass(frozen=True, slots=True)
 class LegResult:
-    """One executed leg: the fill, its Order and Trade records, and its signed cash flow in KRW."""
+    """One executed leg: the fill, its Order and Trade records, and what it changed in its wallet."""
 
     fill: Fill
     order: Order
     trade: Trade
-    cash_flow_quote: Decimal  # + received / - paid, fee included, in the venue's quote currency
-    cash_flow_krw: Decimal  # cash_flow_quote converted with the FX rate of the moment (1 for KRW venues)
+    changes: dict[tuple[str, str], Decimal]  # (venue, asset) -> amount, fee included
 
 
 @dataclass(frozen=True, slots=True)
 class LegSpec:
-    """One leg to execute: a book, a side, the fee rate and the KRW value of one unit of the quote currency."""
+    """One leg to execute: a book, a side, the fee of that venue and side, the venue's quote currency and the
+    quantity (None: the hedge's quantity)."""
 
     book: OrderBook
     side: Side
-    fee_rate: Decimal
+    fee: SideFee
     quote_currency: str
-    krw_per_quote: Decimal
+    qty: Decimal | None = None
 
 
 class PaperExecutor:
@@ -196,7 +214,7 @@ class PaperExecutor:
         """What filling ``qty`` on ``leg`` would give now (no state change)."""
         book = leg.book
         offset = self.ledger.consumed(book.exchange, book.symbol, leg.side)
-        return walk_book(book, leg.side, qty, leg.fee_rate, leg.quote_currency, offset)
+        return walk_book(book, leg.side, leg.qty or qty, leg.fee, leg.quote_currency, offset)
 
     def execute(
         self, legs: tuple[LegSpec, ...], qty: Decimal, ts: datetime, position_id: str | None
@@ -209,7 +227,7 @@ class PaperExecutor:
         for leg, fill in zip(legs, fills, strict=True):
             book = leg.book
             self._wallet(book.exchange).apply_fill(fill)
-            self.ledger.take(book.exchange, book.symbol, leg.side, qty)
+            self.ledger.take(book.exchange, book.symbol, leg.side, fill.qty)
             order_id = self.ids()
             order = Order(
                 id=order_id,
@@ -218,10 +236,10 @@ class PaperExecutor:
                 symbol=book.symbol,
                 side=leg.side,
                 order_type=OrderType.MARKET,
-                qty=qty,
+                qty=fill.qty,
                 price=None,
                 status=OrderStatus.FILLED,
-                filled_qty=qty,
+                filled_qty=fill.qty,
                 avg_price=fill.avg_price,
                 fee=fill.fee,
                 fee_currency=fill.fee_currency,
@@ -238,14 +256,13 @@ class PaperExecutor:
                 symbol=book.symbol,
                 side=leg.side,
                 price=fill.avg_price,
-                qty=qty,
+                qty=fill.qty,
                 fee=fill.fee,
                 fee_currency=fill.fee_currency,
                 position_id=position_id,
                 simulated=self.simulated,
             )
-            flow = (fill.notional if leg.side is Side.SELL else -fill.notional) - fill.fee
-            results.append(LegResult(fill, order, trade, flow, flow * leg.krw_per_quote))
+            results.append(LegResult(fill, order, trade, fill_changes(fill, leg.quote_currency)))
         return tuple(results)
 
     def _wallet(self, exchange: str) -> PaperWallet:

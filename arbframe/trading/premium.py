@@ -6,9 +6,9 @@ Definitions (``R`` = USD/KRW, ``U`` = the KRW price of USDT on the domestic venu
 - reverse (buy domestic, sell foreign): ``P_r = F_bid_vwap(q) * R / D_ask_vwap(q) - 1``
 - net premium: ``P - 2 * (fee_domestic + fee_foreign) - safety_margin`` (taker fees of both legs at entry and at the
   expected exit, as fractions of notional).
-- tether premium ``T = U / R - 1`` and USDT-implied premium ``P_usdt`` (the same formula with ``U`` for ``R``), so
-  ``(1 + P_k) = (1 + P_usdt) * (1 + T)``. For the reverse direction the tether term is oriented the same way as
-  the premium (``T_r = R / U - 1``), so the identity ``(1 + P) = (1 + P_usdt) * (1 + T)`` holds for both rows.
+- tether premium ``T = U / R - 1`` (the same figure on every row, whatever the direction) and USDT-implied premium
+  ``P_usdt`` (the direction's formula with ``U`` for ``R``), so ``(1 + P_k) = (1 + P_usdt) * (1 + T)`` for kimchi
+  rows and ``(1 + P_r) = (1 + P_usdt) / (1 + T)`` for reverse rows.
 - close premium of a position: the same direction's premium evaluated at the prices a close would execute at
   (kimchi close buys domestic and sells foreign: ``D_ask_vwap / (F_bid_vwap * R) - 1``); profit is roughly
   ``q * notional * (entry premium - close premium)``.
@@ -54,6 +54,28 @@ def top_price(levels: Any) -> Decimal | None:
     if fast is not None:
         return fast()
     return levels[0].price if levels else None
+
+
+def penalized_vwap(book: OrderBook, side: Side, qty: Decimal, penalty: Decimal) -> Decimal:
+    """Average price of ``qty`` on a book too thin for it: the levels there are, and the rest at the last price
+    moved ``penalty`` (a fraction) against us; an empty side prices everything at the other side's best price so
+    moved. Marks a position that cannot be closed (never used to fill)."""
+    levels = book.asks if side is Side.BUY else book.bids
+    worse = ONE + penalty if side is Side.BUY else ONE - penalty
+    remaining = qty
+    cost = ZERO
+    last = None
+    for level in levels:
+        take = level.qty if level.qty < remaining else remaining
+        cost += take * level.price
+        remaining -= take
+        last = level.price
+        if remaining <= 0:
+            return cost / qty
+    if last is None:
+        other = top_price(book.bids if side is Side.BUY else book.asks)
+        last = other if other is not None else ZERO
+    return (cost + remaining * last * worse) / qty
 
 
 def kimchi_premium(domestic_bid: Decimal, foreign_ask: Decimal, rate: Decimal) -> Decimal:
@@ -198,7 +220,7 @@ class PremiumCalculator:
                     continue
                 premium = f * rate / d - ONE
                 if usdt_krw is not None:
-                    tether = rate / usdt_krw - ONE
+                    tether = usdt_krw / rate - ONE
                     usdt_prem = f * usdt_krw / d - ONE
                 else:
                     tether = usdt_prem = None

@@ -17,6 +17,7 @@ import weakref
 from dataclasses import dataclass
 from datetime import date, datetime, timezone, tzinfo
 from decimal import Decimal
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -195,6 +196,13 @@ class TradingMetrics:
     max_fx_age: Gauge
     max_drawdown: Gauge
     interval: Gauge
+    equity: Gauge
+    equity_change: Gauge
+    session_pnl: Gauge
+    open_value: Gauge
+    fx_translation: Gauge
+    coin_revaluation: Gauge
+    data_blocked: Counter  # symbol, reason (arbframe.trading.marketdata.REASONS)
 
     @classmethod
     def get(cls, registry: CollectorRegistry) -> TradingMetrics:
@@ -244,6 +252,21 @@ class TradingMetrics:
                 "arbitrage_heartbeat_timestamp_seconds", "Unix time of the last service heartbeat", registry=r
             ),
             build_info=build,
+            equity=Gauge("arbitrage_equity_krw", "Every paper balance valued at the current FX rate and coin marks",
+                         registry=r),
+            equity_change=Gauge(
+                "arbitrage_equity_change_krw", "Equity change since the service started (= session PnL + open "
+                "positions value + FX translation + coin revaluation)", registry=r),
+            session_pnl=Gauge("arbitrage_session_pnl_krw", "Realized trade PnL of positions closed since the "
+                              "service started", registry=r),
+            open_value=Gauge("arbitrage_open_positions_value_krw", "What the open positions' entry legs changed in "
+                             "the balances, at the current FX rate and coin marks", registry=r),
+            fx_translation=Gauge("arbitrage_fx_translation_krw", "Equity change from the USD/KRW move on the USDT "
+                                 "held, since the service started", registry=r),
+            coin_revaluation=Gauge("arbitrage_coin_revaluation_krw", "Equity change from coin marks moving on the "
+                                   "coin held (inventory and residue), since the service started", registry=r),
+            data_blocked=Counter("arbitrage_market_data_blocked", "Symbol ticks blocked by a market-data check",
+                                 ["symbol", "reason"], registry=r),
             drawdown=Gauge(
                 "arbitrage_drawdown_krw", "Realized + unrealized PnL below its peak since the process started (KRW)",
                 registry=r,
@@ -255,6 +278,17 @@ class TradingMetrics:
             max_drawdown=_limit(r, "arbitrage_max_drawdown_krw", "Configured drawdown alert threshold (KRW)"),
             interval=_limit(r, "arbitrage_tick_interval_seconds", "Configured interval between service ticks"),
         )
+
+    def publish_equity(self, breakdown: Any) -> None:
+        """Copy an :class:`~arbframe.trading.accounting.EquityBreakdown` (None: no FX rate yet) into the gauges."""
+        if breakdown is None:
+            return
+        self.equity.set(float(breakdown.equity))
+        self.equity_change.set(float(breakdown.change))
+        self.session_pnl.set(float(breakdown.realized))
+        self.open_value.set(float(breakdown.open_value))
+        self.fx_translation.set(float(breakdown.fx_translation))
+        self.coin_revaluation.set(float(breakdown.coin_revaluation))
 
     def publish_limits(
         self, *, max_daily_loss_krw: Decimal | None, max_fx_age_seconds: float | None,

@@ -3,7 +3,8 @@
 Entry: a direction's net premium (after both venues' round-trip fees and the safety margin) at or above
 ``entry_threshold`` opens a hedged position, provided every limit allows it: FX fresh, per-symbol and total open
 position counts, per-position and total notional, cooldown after the last entry on the symbol, daily loss limit,
-each venue's minimum order size and what each paper wallet holds.
+each venue's minimum order size and what each paper wallet holds. The cooldown counts from the last entry on the
+symbol, or from the close of a stop-loss when that is later.
 
 Exit (first match wins): ``exit`` when the position's close premium (the same direction's premium at the prices
 a close executes at) has fallen to ``exit_threshold``; ``stop`` when it has risen ``stop_loss_premium`` above the
@@ -53,6 +54,7 @@ class StrategyConfig:
     max_daily_loss_krw: Decimal | None = Decimal("500000")
     max_fx_age_seconds: float = 300.0
     max_book_age_seconds: float | None = 30.0
+    thin_book_penalty: Decimal = Decimal("0.05")
     book_depth: int = 15
     use_tether: bool = True
     timezone: str = "Asia/Seoul"
@@ -103,6 +105,7 @@ class StrategyConfig:
             max_daily_loss_krw=opt_dec("max_daily_loss_krw", d.max_daily_loss_krw),
             max_fx_age_seconds=float(s.get("max_fx_age_seconds", d.max_fx_age_seconds)),
             max_book_age_seconds=opt_float("max_book_age_seconds", d.max_book_age_seconds),
+            thin_book_penalty=_dec(s.get("thin_book_penalty"), str(d.thin_book_penalty)),  # type: ignore[arg-type]
             book_depth=int(s.get("book_depth", d.book_depth)),
             use_tether=bool(s.get("use_tether", d.use_tether)),
             timezone=str(s.get("timezone", d.timezone)),
@@ -236,7 +239,7 @@ class Strategy:
             return f"max_positions_per_symbol={cfg.max_positions_per_symbol} reached for {spread.symbol}"
         last = view.last_entry.get(spread.symbol)
         if last is not None and (now - last).total_seconds() < cfg.cooldown_seconds:
-            return f"cooldown: last entry on {spread.symbol} less than {cfg.cooldown_seconds:g}s ago"
+            return f"cooldown: last entry or stop-loss on {spread.symbol} less than {cfg.cooldown_seconds:g}s ago"
         if cfg.max_daily_loss_krw is not None and view.daily_realized_krw <= -cfg.max_daily_loss_krw:
             return f"daily loss limit {cfg.max_daily_loss_krw} KRW reached"
         return None

@@ -135,3 +135,27 @@ def test_file_with_unknown_columns_is_refused(tmp_path: Path) -> None:
     s.log_fx_rate(fx("1"))
     with pytest.raises(RuntimeError, match="move the file aside"):
         s.flush()
+
+
+def test_a_positions_file_of_an_older_version_gets_the_new_columns(tmp_path: Path) -> None:
+    """Columns added at the end of a record (here the accounting columns of positions) upgrade an existing file:
+    its rows keep their values and read back with NULL in the new columns; new rows carry them."""
+    from decimal import Decimal
+
+    from arbframe import Position
+    from arbframe.core.records import to_row
+
+    old_columns = list(columns(Position))[:-3]
+    assert old_columns[-1] == "instance_id"
+    position = sample_position()
+    path = tmp_path / "positions.csv"
+    path.write_text(",".join(old_columns) + "\n" + ",".join(to_row(position)[:-3]) + "\n", encoding="utf-8")
+    s = CsvStorage({"data_dir": str(tmp_path)})
+    done = replace(closed(position), balance_changes="upbit:BTC=-1 upbit:KRW=100", coin_residue=Decimal("0.001"))
+    s.log_position_close(done)
+    s.close()
+    assert path.read_text(encoding="utf-8").splitlines()[0] == ",".join(columns(Position))
+    rows = [p for _, p in read_csv_table(path, Position)]
+    assert rows[0] == position and rows[0].balance_changes is None
+    assert rows[1] == done
+    assert CsvStorage({"data_dir": str(tmp_path)}).load_closed_positions() == [done]

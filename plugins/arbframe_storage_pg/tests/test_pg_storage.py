@@ -79,6 +79,36 @@ def test_tables_columns_and_indexes(open_storage, pg: PostgresServer, schema: st
         assert wanted in indexes
 
 
+def test_an_older_positions_table_gets_the_new_columns_idempotently(open_storage, pg, schema, read_table) -> None:
+    """A positions table made before the accounting columns existed gains them (NULL in its rows) when the storage
+    opens; opening again changes nothing; new rows carry the columns."""
+    from arbframe import Position
+
+    old = [c for c in columns(Position) if c not in ("balance_changes", "coin_residue", "exit_coin_mark_krw")]
+    assert len(old) == len(columns(Position)) - 3
+    open_storage().close()  # every table as today ...
+    for name in ("balance_changes", "coin_residue", "exit_coin_mark_krw"):  # ... then as an older version had it
+        pg.execute(f'ALTER TABLE "{schema}".positions DROP COLUMN {name}')
+    position = sample_position()
+    values = to_row(position)[: len(old)]
+    placeholders = ", ".join(["%s"] * len(old))
+    pg.execute(f'INSERT INTO "{schema}".positions ({", ".join(old)}) VALUES ({placeholders})',
+               tuple(v if v != "" else None for v in values))
+    for _ in range(2):  # the migration runs on every start: the second time it does nothing
+        open_storage().close()
+        cols = [r[0] for r in pg.execute("SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+                                         "AND table_name = 'positions' ORDER BY ordinal_position", (schema,))]
+        assert cols == list(columns(Position))
+    rows = read_table(pg, schema, "positions")
+    assert rows == [position] and rows[0].balance_changes is None
+    storage = open_storage()
+    done = dataclasses.replace(closed(position), balance_changes="binance:BTC=0.0001 upbit:KRW=5",
+                               coin_residue=Decimal("0.0001"), exit_coin_mark_krw=Decimal("135000000.5"))
+    storage.log_position_close(done)
+    storage.close()
+    assert read_table(pg, schema, "positions") == [done]
+
+
 def test_encoder_spells_rows_like_to_row() -> None:
     from arbframe_storage_pg.tables import ENCODERS, SPECS, copy_line_values, row_to_copy_line
 

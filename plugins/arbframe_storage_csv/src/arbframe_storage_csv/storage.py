@@ -86,6 +86,9 @@ class CsvStorage(Storage):
             _repair_torn_tail(path)
             with path.open("r", newline="", encoding="utf-8") as existing:
                 header = next(csv.reader(existing), None)
+            if header is not None and header != wanted and header == wanted[: len(header)]:
+                _add_columns(path, header, wanted)  # a file of an older version: the new (nullable) columns appended
+                header = wanted
             if header is not None and header != wanted:
                 _upgrade_columns(path, table, header, wanted)
             handle = path.open("a", newline="", encoding="utf-8")
@@ -248,3 +251,20 @@ def _repair_torn_tail(path: Path) -> None:
             aside.write(torn + b"\n")
         handle.truncate(keep)
     log.warning("%s: torn last line (%d bytes, interrupted write) moved to %s.torn", path, len(torn), path.name)
+
+
+def _add_columns(path: Path, header: list[str], wanted: list[str]) -> None:
+    """Rewrite ``path`` with the header ``wanted``, every row padded with empty cells (NULL) for the columns a
+    newer version added at the end; written to a temporary file first, then renamed over the old one."""
+    tmp = path.with_name(path.name + ".upgrade")
+    with path.open("r", newline="", encoding="utf-8") as src, tmp.open("w", newline="", encoding="utf-8") as dst:
+        reader = csv.reader(src)
+        next(reader, None)
+        writer = csv.writer(dst)
+        writer.writerow(wanted)
+        for row in reader:
+            writer.writerow(row + [""] * (len(wanted) - len(row)))
+        dst.flush()
+        os.fsync(dst.fileno())
+    os.replace(tmp, path)
+    log.info("%s: added the columns %s", path, ", ".join(wanted[len(header):]))

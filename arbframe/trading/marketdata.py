@@ -1,0 +1,150 @@
+"""Market data checked before it is traded: ONE function (:meth:`MarketDataGuard.check`) for live, paper and replay.
+
+A symbol is blocked for the tick (no spread, no entry, no close; its open positions keep their last mark) when:
+
+- ``crossed_book`` / ``locked_book``: a book's best bid is above / equal to its best ask;
+- ``bad_level``: a price or quantity at any level is zero or negative;
+- ``book_time_backwards`` / ``fx_time_backwards``: a book's (or the FX rate's) timestamp is older than one seen
+  before for that book (that rate source);
+- ``stale_book``: a book is older than ``arbitrage.max_book_age_seconds``.
+
+The reasons are a fixed set (the ``reason`` label of ``arbitrage_market_data_blocked``). Malformed data (text that
+is not a number) is not a block: in replay it stops the run with the file and line, as it always did.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from arbframe.core.models import FxRate, OrderBook
+
+REASONS = ("crossed_book", "locked_book", "bad_level", "book_time_backwards", "fx_time_backwards", "stale_book")
+
+#: a token of only zeros and dots between spaces: a zero written as plain decimal text ("0", "0.000", ".0")
+_ZERO_TOKEN = re.compile(r" [0.]++ ")
+
+
+def spaced_has_nonpositive(spaced: str) -> bool:
+    """:func:`text_has_nonpositive` for a text that already starts and ends with a space."""
+    return "-" in spaced or _ZERO_TOKEN.search(spaced) is not None
+
+
+def text_has_nonpositive(text: str) -> bool:
+    """Does a packed ``"price qty price qty ..."`` text hold a zero or negative number written as a plain decimal?
+
+    (Recordings hold plain decimals; the replay's reader refuses a zero or negative value written otherwise, such as
+    ``0E-8``, as malformed when it reads it.)"""
+    return "-" in text or _ZERO_TOKEN.search(" " + text + " ") is not None
+
+
+def levels_have_nonpositive(levels: Any) -> bool:
+    """Any level of a book side with a price or quantity <= 0 (a lazily parsed side checks its text)."""
+    fast = getattr(levels, "has_nonpositive", None)
+    if fast is not None:
+        return fast()
+    return any(level.price <= 0 or level.qty <= 0 for level in levels)
+
+
+def _sides_have_nonpositive(sides: list[Any]) -> bool:
+    """:func:`levels_have_nonpositive` of several sides; the texts of lazily parsed ones are checked at once."""
+    texts = [""]
+    for levels in sides:
+        if type(levels) is tuple:
+            for level in levels:
+                if level.price <= 0 or level.qty <= 0:
+                    return True
+            continue
+        try:
+            bad, rest = levels.nonpositive_parts()
+        except AttributeError:  # another sequence of levels
+            if levels_have_nonpositive(levels):
+                return True
+            continue
+        if bad:
+            return True
+        if rest:
+            texts.append(rest)
+    if len(texts) == 1:
+        return False
+    texts.append("")
+    return spaced_has_nonpositive(" ".join(texts))
+
+
+def top_of(levels: Any) -> Any:
+    if type(levels) is tuple:
+        return levels[0].price if levels else None
+    try:
+        return levels.top_price()
+    except AttributeError:  # another sequence of levels
+        return levels[0].price if levels else None
+
+
+class MarketDataGuard:
+    """Checks each symbol's books and the FX rate of a tick; remembers the newest timestamps it has seen."""
+
+    __slots__ = ("book_ts", "floor", "fx_ts", "max_book_age", "newest")
+
+    def __init__(self, max_book_age_seconds: float | None) -> None:
+        self.max_book_age = max_book_age_seconds
+        self.book_ts: dict[tuple[str, str], datetime] = {}
+        self.fx_ts: dict[str, datetime] = {}
+        self.floor: datetime | None = None  # every book is known to be at least this new (set by the replay)
+        self.newest: datetime | None = None  # the newest book time seen
+
+    def check_fx(self, fx: FxRate | None) -> tuple[str, str] | None:
+        """(reason, detail) when the FX rate's timestamp went backwards for its source."""
+        if fx is None:
+            return None
+        last = self.fx_ts.get(fx.source)
+        if last is not None and fx.ts < last:
+            return "fx_time_backwards", f"FX rate from {fx.source} stamped {fx.ts.isoformat()} after {last.isoformat()}"
+        self.fx_ts[fx.source] = fx.ts
+        return None
+
+    def check(self, books: tuple[OrderBook, ...], now: datetime) -> tuple[str, str] | None:
+        """(reason, detail) for the first problem of ``books`` (a symbol's two books), else None.
+
+        Every book's timestamp is remembered, blocked or not, so "backwards" compares with the newest seen.
+        """
+        problem = None
+        limit = self.max_book_age
+        seen = self.book_ts
+        floor = self.floor
+        sides = []
+        for book in books:
+            key = (book.exchange, book.symbol)
+            last = seen.get(key)
+            if floor is not None and (last is None or last < floor):
+                last = floor
+            ts = book.ts
+            if last is not None and ts < last:
+                problem = problem or ("book_time_backwards",
+                                      f"{book.exchange}/{book.symbol} book stamped {ts.isoformat()} after "
+                                      f"{last.isoformat()}")
+                continue
+            seen[key] = ts
+            newest = self.newest
+            if newest is None or ts > newest:
+                self.newest = ts
+            if problem is not None:
+                continue
+            bids, asks = book.bids, book.asks
+            bid, ask = top_of(bids), top_of(asks)
+            if bid is not None and ask is not None and bid >= ask:
+                kind = "crossed_book" if bid > ask else "locked_book"
+                problem = (kind, f"{book.exchange}/{book.symbol} best bid {bid} {'>' if bid > ask else '='} "
+                                 f"best ask {ask}")
+                continue
+            if limit is not None and ts != now and (now - ts).total_seconds() > limit:
+                problem = ("stale_book", f"{book.exchange}/{book.symbol} book is {(now - ts).total_seconds():.0f}s "
+                                         f"old (max_book_age_seconds={limit:g})")
+                continue
+            sides.append(bids)
+            sides.append(asks)
+        if problem is None and _sides_have_nonpositive(sides):
+            bad = [f"{b.exchange}/{b.symbol}" for b in books
+                   if levels_have_nonpositive(b.bids) or levels_have_nonpositive(b.asks)]
+            problem = ("bad_level", f"{', '.join(bad)} book has a zero or negative price or size")
+        return problem
