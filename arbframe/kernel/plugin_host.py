@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from arbframe.core.errors import ArbframeError, DriverLoadError, DriverNotInstalled
-from arbframe.core.secrets import mask_url
+from arbframe.core.secrets import mask_url, scrub
 from arbframe.kernel.config import cache_backend, driver_section_path, fx_source_name, selected_drivers, validate_full
 from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed, installed_names
 from arbframe.kernel.interfaces import HealthCheck, PluginContext
@@ -283,7 +283,7 @@ def get_storage(kernel: Kernel) -> Storage:
         raise
     except Exception as error:
         exc = error.__cause__ if isinstance(error, DriverLoadError) and error.__cause__ is not None else error
-        reason = mask_url(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        reason = scrub(mask_url(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__))
         csv_dir = (storage_cfg.get("csv") or {}).get("data_dir", "data")
         storage_log.warning(
             "storage backend %r unavailable (%s: %s); falling back to CSV storage at %s",

@@ -306,7 +306,7 @@ async def test_a_service_run_sends_position_messages(tmp_path: Path, endpoint: E
     from arbframe.service.runner import RunOptions, run_loop
 
     # every tick is an entry signal
-    kernel = _kernel(tmp_path, endpoint.url(), {"entry_threshold": -1, "cooldown_seconds": 0},
+    kernel = _kernel(tmp_path, endpoint.url(), {"entry_threshold": 0, "exit_threshold": 0, "cooldown_seconds": 0},
                      events=["position_opened", "position_closed"])
     # the service on its own loop in a thread, as in production: this loop serves the endpoint meanwhile
     assert await asyncio.to_thread(asyncio.run, run_loop(kernel, RunOptions(max_iterations=2, interval=0.01))) == 0

@@ -86,9 +86,6 @@ class CsvStorage(Storage):
             _repair_torn_tail(path)
             with path.open("r", newline="", encoding="utf-8") as existing:
                 header = next(csv.reader(existing), None)
-            if header is not None and header != wanted and header == wanted[: len(header)]:
-                _add_columns(path, header, wanted)  # a file of an older version: the new (nullable) columns appended
-                header = wanted
             if header is not None and header != wanted:
                 _upgrade_columns(path, table, header, wanted)
             handle = path.open("a", newline="", encoding="utf-8")
