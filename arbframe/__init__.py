@@ -13,7 +13,6 @@ from arbframe.core.version import __version__
 
 #: public name -> module that defines it
 _LAZY: dict[str, str] = {
-    "InsufficientFunds": "arbframe.trading.paper",
     "usable_credential": "arbframe.core.secrets",
     "paper_balances": "arbframe.market.routing",
     "configured_symbols": "arbframe.market.routing",
@@ -25,6 +24,21 @@ _LAZY: dict[str, str] = {
     "ExchangeMetrics": "arbframe.kernel.instruments",
     "API_VERSION": "arbframe.kernel.interfaces",
     "ArbframeError": "arbframe.core.errors",
+    "AuthenticationError": "arbframe.core.errors",
+    "Banned": "arbframe.core.errors",
+    "EXCHANGE_ERROR_KINDS": "arbframe.core.errors",
+    "ExchangeError": "arbframe.core.errors",
+    "InsufficientFunds": "arbframe.core.errors",
+    "InvalidRequest": "arbframe.core.errors",
+    "OrderRejected": "arbframe.core.errors",
+    "OrderStatusUnknown": "arbframe.core.errors",
+    "ProtocolError": "arbframe.core.errors",
+    "RateLimited": "arbframe.core.errors",
+    "RequestTimeout": "arbframe.core.errors",
+    "TransportError": "arbframe.core.errors",
+    "UnknownOrder": "arbframe.core.errors",
+    "VenueUnavailable": "arbframe.core.errors",
+    "error_kind": "arbframe.core.errors",
     "BookLevel": "arbframe.core.models",
     "Cache": "arbframe.kernel.interfaces",
     "CacheKeys": "arbframe.core.keys",
@@ -77,7 +91,27 @@ _LAZY: dict[str, str] = {
 }
 
 if TYPE_CHECKING:
-    from arbframe.core.errors import ArbframeError, ConfigError, DriverLoadError, DriverNotInstalled
+    from arbframe.core.errors import (
+        EXCHANGE_ERROR_KINDS,
+        ArbframeError,
+        AuthenticationError,
+        Banned,
+        ConfigError,
+        DriverLoadError,
+        DriverNotInstalled,
+        ExchangeError,
+        InsufficientFunds,
+        InvalidRequest,
+        OrderRejected,
+        OrderStatusUnknown,
+        ProtocolError,
+        RateLimited,
+        RequestTimeout,
+        TransportError,
+        UnknownOrder,
+        VenueUnavailable,
+        error_kind,
+    )
     from arbframe.core.keys import SPREAD_TTL_SECONDS, CacheKeys
     from arbframe.core.models import (
         BookLevel,
@@ -121,7 +155,6 @@ if TYPE_CHECKING:
     )
     from arbframe.market.routing import VenueRouting, configured_symbols, paper_balances
     from arbframe.market.simulation import SimulatedAccount, SimulatedExchange, SimulatedMarket
-    from arbframe.trading.paper import InsufficientFunds
 
 
 def __getattr__(name: str) -> Any:
@@ -139,9 +172,12 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "API_VERSION",
+    "EXCHANGE_ERROR_KINDS",
     "SPREAD_TTL_SECONDS",
     "TABLES",
     "ArbframeError",
+    "AuthenticationError",
+    "Banned",
     "BookLevel",
     "Cache",
     "CacheKeys",
@@ -153,6 +189,7 @@ __all__ = [
     "DriverNotInstalled",
     "ErrorRecord",
     "Exchange",
+    "ExchangeError",
     "ExchangeMetrics",
     "Fill",
     "FxRate",
@@ -162,17 +199,23 @@ __all__ = [
     "HealthStatus",
     "IdGenerator",
     "InsufficientFunds",
+    "InvalidRequest",
     "MarketRules",
     "Order",
     "OrderBook",
+    "OrderRejected",
     "OrderRequest",
     "OrderStatus",
+    "OrderStatusUnknown",
     "OrderType",
     "PluginContext",
     "PluginMetrics",
     "Position",
     "PositionStatus",
+    "ProtocolError",
     "Quote",
+    "RateLimited",
+    "RequestTimeout",
     "RowError",
     "Side",
     "SimulatedAccount",
@@ -182,10 +225,14 @@ __all__ = [
     "Storage",
     "StorageMetrics",
     "Trade",
+    "TransportError",
+    "UnknownOrder",
     "VenueRouting",
+    "VenueUnavailable",
     "__version__",
     "columns",
     "configured_symbols",
+    "error_kind",
     "from_row",
     "hookimpl",
     "load_config",

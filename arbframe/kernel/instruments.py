@@ -14,6 +14,8 @@ from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from arbframe.core.errors import EXCHANGE_ERROR_KINDS, error_kind
+
 T = TypeVar("T")
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -45,6 +47,14 @@ class ExchangeMetrics:
     def get(cls, registry: CollectorRegistry) -> ExchangeMetrics:
         return _once(registry, cls)
 
+    def count_error(self, exchange: str, error: BaseException | str) -> str:
+        """Count one venue failure under its bounded ``kind`` (:data:`arbframe.EXCHANGE_ERROR_KINDS`); an
+        exception outside the taxonomy counts as ``exchange_error``. Returns the label used."""
+        kind = error if isinstance(error, str) and error in EXCHANGE_ERROR_KINDS else (
+            error_kind(error) if isinstance(error, BaseException) else "exchange_error")
+        self.errors.labels(exchange=exchange, kind=kind).inc()
+        return kind
+
     @classmethod
     def _build(cls, r: CollectorRegistry) -> ExchangeMetrics:
         return cls(
@@ -57,7 +67,8 @@ class ExchangeMetrics:
                 ["exchange", "endpoint"], buckets=_LATENCY_BUCKETS, registry=r,
             ),
             errors=Counter(
-                "arbframe_exchange_errors", "Exchange errors by kind (http, timeout, api, parse, banned)",
+                "arbframe_exchange_errors",
+                "Exchange errors by kind (arbframe.EXCHANGE_ERROR_KINDS: order_rejected, rate_limited, ...)",
                 ["exchange", "kind"], registry=r,
             ),
             rate_limit_waits=Counter(
