@@ -80,6 +80,7 @@ _LAZY: dict[str, str] = {
     "from_row": "arbframe.core.records",
     "hookimpl": "arbframe.kernel.hookspecs",
     "load_config": "arbframe.kernel.config",
+    "schema_defaults": "arbframe.kernel.config",
     "mask_secret": "arbframe.core.secrets",
     "mask_url": "arbframe.core.secrets",
     "new_id": "arbframe.core.models",
@@ -88,6 +89,19 @@ _LAZY: dict[str, str] = {
     "to_dict": "arbframe.core.records",
     "to_row": "arbframe.core.records",
     "utcnow": "arbframe.core.models",
+    "HeaderFeedback": "arbframe.venues.ratelimit",
+    "Quota": "arbframe.venues.ratelimit",
+    "RateLimiter": "arbframe.venues.ratelimit",
+    "RateLimits": "arbframe.venues.ratelimit",
+    "Backoff": "arbframe.venues.retry",
+    "RetryPolicy": "arbframe.venues.retry",
+    "HttpAnswer": "arbframe.venues.http",
+    "HttpRequest": "arbframe.venues.http",
+    "VenueHttp": "arbframe.venues.http",
+    "BookStream": "arbframe.venues.stream",
+    "StreamSettings": "arbframe.venues.stream",
+    "StreamSpec": "arbframe.venues.stream",
+    "VenueMetrics": "arbframe.venues.metrics",
 }
 
 if TYPE_CHECKING:
@@ -137,7 +151,7 @@ if TYPE_CHECKING:
     )
     from arbframe.core.records import TABLES, RowError, columns, from_row, read_csv_table, to_dict, to_row
     from arbframe.core.secrets import mask_secret, mask_url, url_endpoint
-    from arbframe.kernel.config import load_config
+    from arbframe.kernel.config import load_config, schema_defaults
     from arbframe.kernel.hookspecs import hookimpl
     from arbframe.kernel.instruments import CacheMetrics, ExchangeMetrics, PluginMetrics, StorageMetrics
     from arbframe.kernel.interfaces import (
@@ -155,6 +169,11 @@ if TYPE_CHECKING:
     )
     from arbframe.market.routing import VenueRouting, configured_symbols, paper_balances
     from arbframe.market.simulation import SimulatedAccount, SimulatedExchange, SimulatedMarket
+    from arbframe.venues.http import HttpAnswer, HttpRequest, VenueHttp
+    from arbframe.venues.metrics import VenueMetrics
+    from arbframe.venues.ratelimit import HeaderFeedback, Quota, RateLimiter, RateLimits
+    from arbframe.venues.retry import Backoff, RetryPolicy
+    from arbframe.venues.stream import BookStream, StreamSettings, StreamSpec
 
 
 def __getattr__(name: str) -> Any:
@@ -177,8 +196,10 @@ __all__ = [
     "TABLES",
     "ArbframeError",
     "AuthenticationError",
+    "Backoff",
     "Banned",
     "BookLevel",
+    "BookStream",
     "Cache",
     "CacheKeys",
     "CacheMetrics",
@@ -194,9 +215,12 @@ __all__ = [
     "Fill",
     "FxRate",
     "FxSource",
+    "HeaderFeedback",
     "HealthCheck",
     "HealthResult",
     "HealthStatus",
+    "HttpAnswer",
+    "HttpRequest",
     "IdGenerator",
     "InsufficientFunds",
     "InvalidRequest",
@@ -213,9 +237,13 @@ __all__ = [
     "Position",
     "PositionStatus",
     "ProtocolError",
+    "Quota",
     "Quote",
     "RateLimited",
+    "RateLimiter",
+    "RateLimits",
     "RequestTimeout",
+    "RetryPolicy",
     "RowError",
     "Side",
     "SimulatedAccount",
@@ -224,9 +252,13 @@ __all__ = [
     "Spread",
     "Storage",
     "StorageMetrics",
+    "StreamSettings",
+    "StreamSpec",
     "Trade",
     "TransportError",
     "UnknownOrder",
+    "VenueHttp",
+    "VenueMetrics",
     "VenueRouting",
     "VenueUnavailable",
     "__version__",
@@ -242,6 +274,7 @@ __all__ = [
     "paper_balances",
     "read_csv_table",
     "round_to_step",
+    "schema_defaults",
     "to_dict",
     "to_row",
     "url_endpoint",
