@@ -19,6 +19,7 @@ from arbframe.kernel.config import cache_backend, driver_section_path, selected_
 from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed
 from arbframe.kernel.interfaces import HealthCheck, PluginContext
 from arbframe.kernel.loader import (
+    check_hooks,
     collect_schema_fragments,
     load_entry_point,
     new_plugin_manager,
@@ -85,6 +86,11 @@ class Kernel:
         if self.pm.get_plugin(name) is not None:
             self.pm.unregister(name=name)
         self.pm.register(plugin, name=name)
+        try:
+            check_hooks(self.pm, name)
+        except DriverLoadError:
+            self.pm.unregister(name=name)
+            raise
         self._register_metrics_of(plugin)
 
     def driver_class(self, kind: str, name: str, key_path: str = "") -> type:
