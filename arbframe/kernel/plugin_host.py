@@ -131,7 +131,17 @@ class Kernel:
             return self.build_driver("cache", "memory", {}, "cache")
 
     def load_exchange(self, name: str) -> Exchange:
-        return self.build_driver("exchange", name, self.config.get(name, {}), f"arbitrage -> {name}")
+        """Build an exchange driver; it must offer market data, and trading too when ``mode: live``."""
+        from arbframe.kernel.interfaces import MarketData, Trading
+
+        where = f"arbitrage -> {name}"
+        cls = self.driver_class("exchange", name, where)
+        if not (isinstance(cls, type) and issubclass(cls, MarketData)):
+            raise DriverLoadError(f"{where}: {cls!r} is not an arbframe.MarketData (or Exchange) driver")
+        if self.context.mode == "live" and not issubclass(cls, Trading):
+            raise DriverLoadError(f"{where}: exchange {name!r} is read-only (arbframe.MarketData only); mode: live "
+                                  "needs a driver that also implements arbframe.Trading")
+        return self.build_driver("exchange", name, self.config.get(name, {}), where)
 
     def load_fx_source(self) -> FxSource:
         fx = self.config.get("fx", {})

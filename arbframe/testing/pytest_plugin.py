@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,10 @@ from arbframe.testing.plugin_harness import plugin_context as _plugin_context
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    chosen = getattr(config.option, "asyncio_mode", None) or config.inicfg.get("asyncio_mode")
+    with warnings.catch_warnings():  # inicfg (deprecated for reading values) is how to tell "set" from "default"
+        warnings.simplefilter("ignore")
+        in_ini = "asyncio_mode" in config.inicfg
+    chosen = getattr(config.option, "asyncio_mode", None) or in_ini
     if not chosen and config.pluginmanager.hasplugin("asyncio"):
         config.option.asyncio_mode = "auto"
 
