@@ -10,7 +10,13 @@ import pytest
 import arbframe
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = sorted([*(ROOT / "examples").rglob("*.py"), *(ROOT / "plugins").glob("*/src/**/*.py")])
+#: plugins whose tests still reach into kernel internals; they join when they are ported to the venue SDK
+TESTS_LATER = ("arbframe_exchange_upbit", "arbframe_exchange_binance")
+SOURCES = sorted([
+    *(ROOT / "examples").rglob("*.py"),
+    *(ROOT / "plugins").glob("*/src/**/*.py"),
+    *(p for p in (ROOT / "plugins").glob("*/tests/**/*.py") if p.relative_to(ROOT).parts[1] not in TESTS_LATER),
+])
 
 
 def _arbframe_imports(path: Path) -> list[tuple[int, str, list[str]]]:
