@@ -13,7 +13,6 @@ from arbframe.core.version import __version__
 
 #: public name -> module that defines it
 _LAZY: dict[str, str] = {
-    "InsufficientFunds": "arbframe.trading.paper",
     "usable_credential": "arbframe.core.secrets",
     "paper_balances": "arbframe.market.routing",
     "configured_symbols": "arbframe.market.routing",
@@ -33,6 +32,21 @@ _LAZY: dict[str, str] = {
     "Balance": "arbframe.core.models",
     "DailySummary": "arbframe.core.models",
     "mask_secret_url": "arbframe.core.secrets",
+    "AuthenticationError": "arbframe.core.errors",
+    "Banned": "arbframe.core.errors",
+    "EXCHANGE_ERROR_KINDS": "arbframe.core.errors",
+    "ExchangeError": "arbframe.core.errors",
+    "InsufficientFunds": "arbframe.core.errors",
+    "InvalidRequest": "arbframe.core.errors",
+    "OrderRejected": "arbframe.core.errors",
+    "OrderStatusUnknown": "arbframe.core.errors",
+    "ProtocolError": "arbframe.core.errors",
+    "RateLimited": "arbframe.core.errors",
+    "RequestTimeout": "arbframe.core.errors",
+    "TransportError": "arbframe.core.errors",
+    "UnknownOrder": "arbframe.core.errors",
+    "VenueUnavailable": "arbframe.core.errors",
+    "error_kind": "arbframe.core.errors",
     "BookLevel": "arbframe.core.models",
     "Cache": "arbframe.kernel.interfaces",
     "CacheKeys": "arbframe.core.keys",
@@ -43,6 +57,8 @@ _LAZY: dict[str, str] = {
     "DriverNotInstalled": "arbframe.core.errors",
     "ErrorRecord": "arbframe.core.models",
     "Exchange": "arbframe.kernel.interfaces",
+    "MarketData": "arbframe.kernel.interfaces",
+    "Trading": "arbframe.kernel.interfaces",
     "Fill": "arbframe.core.models",
     "FxRate": "arbframe.core.models",
     "FxSource": "arbframe.kernel.interfaces",
@@ -74,6 +90,7 @@ _LAZY: dict[str, str] = {
     "from_row": "arbframe.core.records",
     "hookimpl": "arbframe.kernel.hookspecs",
     "load_config": "arbframe.kernel.config",
+    "schema_defaults": "arbframe.kernel.config",
     "mask_secret": "arbframe.core.secrets",
     "mask_url": "arbframe.core.secrets",
     "new_id": "arbframe.core.models",
@@ -82,10 +99,43 @@ _LAZY: dict[str, str] = {
     "to_dict": "arbframe.core.records",
     "to_row": "arbframe.core.records",
     "utcnow": "arbframe.core.models",
+    "HeaderFeedback": "arbframe.venues.ratelimit",
+    "Quota": "arbframe.venues.ratelimit",
+    "RateLimiter": "arbframe.venues.ratelimit",
+    "RateLimits": "arbframe.venues.ratelimit",
+    "Backoff": "arbframe.venues.retry",
+    "RetryPolicy": "arbframe.venues.retry",
+    "HttpAnswer": "arbframe.venues.http",
+    "HttpRequest": "arbframe.venues.http",
+    "VenueHttp": "arbframe.venues.http",
+    "BookStream": "arbframe.venues.stream",
+    "StreamSettings": "arbframe.venues.stream",
+    "StreamSpec": "arbframe.venues.stream",
+    "VenueMetrics": "arbframe.venues.metrics",
 }
 
 if TYPE_CHECKING:
-    from arbframe.core.errors import ArbframeError, ConfigError, DriverLoadError, DriverNotInstalled
+    from arbframe.core.errors import (
+        EXCHANGE_ERROR_KINDS,
+        ArbframeError,
+        AuthenticationError,
+        Banned,
+        ConfigError,
+        DriverLoadError,
+        DriverNotInstalled,
+        ExchangeError,
+        InsufficientFunds,
+        InvalidRequest,
+        OrderRejected,
+        OrderStatusUnknown,
+        ProtocolError,
+        RateLimited,
+        RequestTimeout,
+        TransportError,
+        UnknownOrder,
+        VenueUnavailable,
+        error_kind,
+    )
     from arbframe.core.keys import SPREAD_TTL_SECONDS, CacheKeys
     from arbframe.core.models import (
         Balance,
@@ -114,7 +164,7 @@ if TYPE_CHECKING:
     from arbframe.core.records import TABLES, RowError, columns, from_row, read_csv_table, to_dict, to_row
     from arbframe.core.secrets import mask_secret, mask_secret_url, mask_url, url_endpoint
     from arbframe.kernel.book import BookKey, BookLock, BookLocked, FileBookLock, Holder
-    from arbframe.kernel.config import load_config
+    from arbframe.kernel.config import load_config, schema_defaults
     from arbframe.kernel.hookspecs import hookimpl
     from arbframe.kernel.instruments import CacheMetrics, ExchangeMetrics, PluginMetrics, StorageMetrics
     from arbframe.kernel.interfaces import (
@@ -126,13 +176,19 @@ if TYPE_CHECKING:
         HealthCheck,
         HealthResult,
         HealthStatus,
+        MarketData,
         PluginContext,
         Storage,
+        Trading,
         round_to_step,
     )
     from arbframe.market.routing import VenueRouting, configured_symbols, paper_balances
     from arbframe.market.simulation import SimulatedAccount, SimulatedExchange, SimulatedMarket
-    from arbframe.trading.paper import InsufficientFunds
+    from arbframe.venues.http import HttpAnswer, HttpRequest, VenueHttp
+    from arbframe.venues.metrics import VenueMetrics
+    from arbframe.venues.ratelimit import HeaderFeedback, Quota, RateLimiter, RateLimits
+    from arbframe.venues.retry import Backoff, RetryPolicy
+    from arbframe.venues.stream import BookStream, StreamSettings, StreamSpec
 
 
 def __getattr__(name: str) -> Any:
@@ -150,14 +206,19 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "API_VERSION",
+    "EXCHANGE_ERROR_KINDS",
     "SPREAD_TTL_SECONDS",
     "TABLES",
     "ArbframeError",
+    "AuthenticationError",
+    "Backoff",
     "Balance",
+    "Banned",
     "BookKey",
     "BookLevel",
     "BookLock",
     "BookLocked",
+    "BookStream",
     "Cache",
     "CacheKeys",
     "CacheMetrics",
@@ -169,28 +230,43 @@ __all__ = [
     "DriverNotInstalled",
     "ErrorRecord",
     "Exchange",
+    "ExchangeError",
     "ExchangeMetrics",
     "FileBookLock",
     "Fill",
     "FxRate",
     "FxSource",
+    "HeaderFeedback",
     "HealthCheck",
     "HealthResult",
     "HealthStatus",
     "Holder",
+    "HttpAnswer",
+    "HttpRequest",
     "IdGenerator",
     "InsufficientFunds",
+    "InvalidRequest",
+    "MarketData",
     "MarketRules",
     "Order",
     "OrderBook",
+    "OrderRejected",
     "OrderRequest",
     "OrderStatus",
+    "OrderStatusUnknown",
     "OrderType",
     "PluginContext",
     "PluginMetrics",
     "Position",
     "PositionStatus",
+    "ProtocolError",
+    "Quota",
     "Quote",
+    "RateLimited",
+    "RateLimiter",
+    "RateLimits",
+    "RequestTimeout",
+    "RetryPolicy",
     "RowError",
     "Side",
     "SimulatedAccount",
@@ -199,11 +275,20 @@ __all__ = [
     "Spread",
     "Storage",
     "StorageMetrics",
+    "StreamSettings",
+    "StreamSpec",
     "Trade",
+    "Trading",
+    "TransportError",
+    "UnknownOrder",
+    "VenueHttp",
+    "VenueMetrics",
     "VenueRouting",
+    "VenueUnavailable",
     "__version__",
     "columns",
     "configured_symbols",
+    "error_kind",
     "from_row",
     "hookimpl",
     "load_config",
@@ -214,6 +299,7 @@ __all__ = [
     "paper_balances",
     "read_csv_table",
     "round_to_step",
+    "schema_defaults",
     "to_dict",
     "to_row",
     "url_endpoint",

@@ -110,7 +110,7 @@ async def run(pg, tmp: Path) -> int:  # type: ignore[no-untyped-def]
 
 def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    for name in ("arbframe.runner", "arbframe.engine"):
+    for name in ("arbframe.service.runner", "arbframe.trading.engine"):
         logging.getLogger(name).setLevel(logging.ERROR)
     from arbframe.testing.postgres_server import PostgresServer
 

@@ -46,7 +46,7 @@ def fake_bithumb(monkeypatch: pytest.MonkeyPatch) -> Iterator[object]:
     monkeypatch.syspath_prepend(str(EXAMPLE / "src"))
     from arbframe_exchange_bithumb.testing.fake_server import FakeBithumb
 
-    with FakeBithumb() as fake:
+    with FakeBithumb().in_thread() as fake:
         yield fake
 
 
@@ -99,8 +99,8 @@ def test_run_once_records_spreads_from_the_example_venue(venv: FreshVenv, fake_b
     btc = [Decimal(r["domestic_price"]) for r in rows if r["symbol"] == "BTC"]
     # executable prices walked from the fake venue's BTC book (mid 135,000,000 KRW, 1,000 KRW apart)
     assert all(Decimal("134900000") < p < Decimal("135100000") for p in btc), btc
-    assert "/public/orderbook/BTC_KRW" in fake_bithumb.requests
-    assert "/public/orderbook/USDT_KRW" in fake_bithumb.requests  # the tether premium's KRW-USDT book
+    assert ("GET", "/public/orderbook/BTC_KRW") in fake_bithumb.requests
+    assert ("GET", "/public/orderbook/USDT_KRW") in fake_bithumb.requests  # the tether premium's KRW-USDT book
 
 
 def test_run_once_in_mock_mode_quotes_the_example_from_the_simulated_market(venv: FreshVenv) -> None:

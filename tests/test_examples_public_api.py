@@ -13,10 +13,25 @@ ROOT = Path(__file__).resolve().parents[1]
 #: directories that hold copies, not sources: pip/setuptools build trees, wheels, egg-info, caches, venvs
 _NOT_SOURCES = {"build", "dist", "__pycache__", ".venv", "venv", ".tox", ".eggs"}
 
+#: plugins whose tests still reach into kernel internals; they join when they are ported to the venue SDK
+TESTS_LATER = ("arbframe_exchange_upbit", "arbframe_exchange_binance")
+#: end-to-end tests of a plugin inside the kernel's service loop that drive kernel internals (the service loop,
+#: the FX service, the kernel object); they move to a public test harness with the venue-SDK port
+TEST_FILES_LATER = (
+    "plugins/arbframe_fx_forex/tests/test_forex_source.py",
+    "plugins/arbframe_notify/tests/test_notify.py",
+    "plugins/arbframe_storage_pg/tests/test_pg_stall.py",
+)
+
 
 def plugin_sources(root: Path) -> list[Path]:
-    """The examples' and plugins' own modules (leftover ``build/`` copies of them left out)."""
-    found = [*(root / "examples").rglob("*.py"), *(root / "plugins").glob("*/src/**/*.py")]
+    """The examples' and plugins' own modules and tests (leftover ``build/`` copies of them left out)."""
+    found = [
+        *(root / "examples").rglob("*.py"),
+        *(root / "plugins").glob("*/src/**/*.py"),
+        *(p for p in (root / "plugins").glob("*/tests/**/*.py")
+          if p.relative_to(root).parts[1] not in TESTS_LATER and str(p.relative_to(root)) not in TEST_FILES_LATER),
+    ]
     return sorted(p for p in found if not any(part in _NOT_SOURCES or part.endswith(".egg-info")
                                               for part in p.relative_to(root).parts[:-1]))
 

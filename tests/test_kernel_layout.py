@@ -18,14 +18,15 @@ KERNEL = Path(__file__).resolve().parents[1] / "arbframe"
 LAYERS: dict[str, int] = {
     "core": 0,
     "kernel": 1,
-    "builtins": 2,
-    "trading": 3,
-    "market": 4,
-    "replay": 5,
-    "service": 6,
-    "testing": 7,
-    "commands": 8,
-    "arbframe": 9,
+    "venues": 2,
+    "builtins": 3,
+    "trading": 4,
+    "market": 5,
+    "replay": 6,
+    "service": 7,
+    "testing": 8,
+    "commands": 9,
+    "arbframe": 10,
 }
 
 

@@ -56,7 +56,8 @@ def test_every_hook_and_interface_is_documented() -> None:
     for name, fn, _opts in docgen.hook_specs():
         assert f"#### `{name}`" in text
         assert fn.__doc__.strip().splitlines()[0] in text
-    for cls in ("Driver", "Storage(Driver)", "Cache(Driver)", "FxSource(Driver)", "Exchange(Driver)"):
+    for cls in ("Driver", "Storage(Driver)", "Cache(Driver)", "FxSource(Driver)", "MarketData(Driver)", "Trading",
+                "Exchange(MarketData, Trading)"):
         assert f"#### `{cls}`" in text
     assert "| `fetch_order_book` | async method | `(symbol: str, depth: int = 15) -> OrderBook` | **yes** |" in text
 

@@ -17,8 +17,8 @@ from arbframe import (
     SimulatedExchange,
     SimulatedMarket,
 )
+from arbframe.core.errors import InsufficientFunds
 from arbframe.market.simulation import krw_price_unit
-from arbframe.trading.paper import InsufficientFunds
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

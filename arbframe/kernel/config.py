@@ -698,3 +698,19 @@ def selected_drivers(config: Mapping[str, Any]) -> dict[str, list[tuple[str, str
         "exchange": exchanges,
         "fx": [(fx_source_name(config), "fx.source")],
     }
+
+
+def schema_defaults(schema: Mapping[str, Any] | None, section: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """``section`` with every missing (or null) key filled from the schema's ``default`` values, nested objects
+    included, so a driver declares each default once, in its ``config_schema()``."""
+    out: dict[str, Any] = {k: v for k, v in (section or {}).items() if v is not None}
+    for key, prop in ((schema or {}).get("properties") or {}).items():
+        if not isinstance(prop, Mapping):
+            continue
+        if key not in out and "default" in prop:
+            out[key] = copy.deepcopy(prop["default"])
+        if prop.get("properties") and isinstance(out.get(key, {}), Mapping):
+            nested = schema_defaults(prop, out.get(key) or {})
+            if nested or key in out:
+                out[key] = nested
+    return out

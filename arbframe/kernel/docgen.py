@@ -150,7 +150,16 @@ def _members(cls: type) -> list[tuple[str, str, str, bool, str]]:
 
 def interface_reference() -> str:
     from arbframe.kernel.entrypoints import COMMAND_GROUP, DRIVER_GROUPS, PLUGIN_GROUP
-    from arbframe.kernel.interfaces import API_VERSION, Cache, Driver, Exchange, FxSource, Storage
+    from arbframe.kernel.interfaces import (
+        API_VERSION,
+        Cache,
+        Driver,
+        Exchange,
+        FxSource,
+        MarketData,
+        Storage,
+        Trading,
+    )
 
     lines = [
         f"Kernel plugin API version: **{API_VERSION}**.",
@@ -160,14 +169,19 @@ def interface_reference() -> str:
     ]
     bases = {"storage": Storage, "cache": Cache, "exchange": Exchange, "fx": FxSource}
     for kind, group in DRIVER_GROUPS.items():
-        lines.append(f"| `{group}` | the config value | a subclass of `{bases[kind].__name__}` (`module:Class`) |")
+        what = "`MarketData` (read-only) or `Exchange`" if kind == "exchange" else f"`{bases[kind].__name__}`"
+        lines.append(f"| `{group}` | the config value | a subclass of {what} (`module:Class`) |")
     lines.append(f"| `{PLUGIN_GROUP}` | the plugin's name | a module with hook implementations |")
     lines.append(f"| `{COMMAND_GROUP}` | the sub-command | a module implementing `arbframe_register_commands` |")
-    for cls in (Driver, Storage, Cache, FxSource, Exchange):
-        base = "" if cls is Driver else f"({cls.__mro__[1].__name__})"
+    for cls in (Driver, Storage, Cache, FxSource, MarketData, Trading, Exchange):
+        parents = [b.__name__ for b in cls.__bases__ if b is not object and b.__name__ != "ABC"]
+        base = f"({', '.join(parents)})" if parents and cls is not Driver else ""
         lines += ["", f"#### `{cls.__name__}{base}`", "", _first_paragraph(_doc(cls)), ""]
+        members = _members(cls)
+        if not members:
+            continue
         lines += ["| member | kind | signature | must implement | notes |", "|---|---|---|---|---|"]
-        for name, kind, sig, required, doc in _members(cls):
+        for name, kind, sig, required, doc in members:
             cell = f"`{sig}`".replace("|", "\\|") if sig else ""
             lines.append(f"| `{name}` | {kind} | {cell} | {'**yes**' if required else 'no'} | "
                          f"{doc.replace('|', '/')} |")

@@ -45,3 +45,12 @@ def installed(group: str) -> list[EntryPointInfo]:
 
 def installed_names(group: str) -> list[str]:
     return [e.name for e in installed(group)]
+
+
+def duplicate_names(group: str) -> dict[str, list[str]]:
+    """Entry-point names of ``group`` declared by more than one distribution -> those distributions."""
+    seen: dict[str, set[str]] = {}
+    for ep in metadata.entry_points(group=group):
+        dist = getattr(ep, "dist", None)
+        seen.setdefault(ep.name, set()).add(dist.metadata["Name"] if dist is not None else "?")
+    return {name: sorted(dists) for name, dists in seen.items() if len(dists) > 1}

@@ -14,13 +14,16 @@ from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from arbframe.core.errors import EXCHANGE_ERROR_KINDS, error_kind
+
 T = TypeVar("T")
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 #: ``kind`` values of ``arbframe_exchange_errors_total`` every connector reports; pre-created at 0 so the first
 #: error is an increase Prometheus can see (a series born at 1 is invisible to ``increase()``).
-EXCHANGE_ERROR_KINDS: tuple[str, ...] = ("http", "timeout", "api", "parse", "rate_limited", "banned")
+#: (the labels Upbit and Binance count until they are ported to the taxonomy, beside the taxonomy's own kinds)
+CONNECTOR_ERROR_KINDS: tuple[str, ...] = ("http", "timeout", "api", "parse", "rate_limited", "banned")
 #: the tables of every storage backend (``docs/DB_SCHEMA.md``)
 STORAGE_TABLES: tuple[str, ...] = ("spreads", "positions", "orders", "trades", "fx_rates", "errors")
 
@@ -58,12 +61,20 @@ class ExchangeMetrics:
 
         ``requests_total`` is not pre-created: its ``status`` label is whatever the venue answers.
         """
-        for kind in dict.fromkeys((*EXCHANGE_ERROR_KINDS, *error_kinds)):
+        for kind in dict.fromkeys((*EXCHANGE_ERROR_KINDS, *CONNECTOR_ERROR_KINDS, *error_kinds)):
             self.errors.labels(exchange, kind)
         for group in groups:
             self.rate_limit_waits.labels(exchange, group)
             self.rate_limit_wait_seconds.labels(exchange, group)
         self.ws_reconnects.labels(exchange)
+
+    def count_error(self, exchange: str, error: BaseException | str) -> str:
+        """Count one venue failure under its bounded ``kind`` (:data:`arbframe.EXCHANGE_ERROR_KINDS`); an
+        exception outside the taxonomy counts as ``exchange_error``. Returns the label used."""
+        kind = error if isinstance(error, str) and error in EXCHANGE_ERROR_KINDS else (
+            error_kind(error) if isinstance(error, BaseException) else "exchange_error")
+        self.errors.labels(exchange=exchange, kind=kind).inc()
+        return kind
 
     @classmethod
     def _build(cls, r: CollectorRegistry) -> ExchangeMetrics:
@@ -77,7 +88,8 @@ class ExchangeMetrics:
                 ["exchange", "endpoint"], buckets=_LATENCY_BUCKETS, registry=r,
             ),
             errors=Counter(
-                "arbframe_exchange_errors", "Exchange errors by kind (http, timeout, api, parse, banned)",
+                "arbframe_exchange_errors",
+                "Exchange errors by kind (arbframe.EXCHANGE_ERROR_KINDS: order_rejected, rate_limited, ...)",
                 ["exchange", "kind"], registry=r,
             ),
             rate_limit_waits=Counter(

@@ -217,35 +217,43 @@ def round_to_step(value: Decimal, step: Decimal, *, down: bool = True) -> Decima
     return (units * step).quantize(step)
 
 
-class Exchange(Driver):
-    """One venue: public market data and, in live mode, the private API.
+class MarketData(Driver):
+    """A venue's public side: books, rules, streams. This alone is a complete exchange plugin for ``mode: paper``
+    and mock mode, where the engine fills orders on paper wallets; ``mode: live`` also needs :class:`Trading`.
 
-    ``quote_currency`` is the currency its books are priced in (``KRW`` for Upbit, ``USDT`` for Binance);
-    ``fee_rate`` is the taker fee as a fraction, from config. Symbols are the base asset (``BTC``); the connector
-    maps them to its own market names.
+    ``quote_currency`` is the currency its books are priced in (``KRW``, ``USDT``); ``fee_rate`` the taker fee as
+    a fraction. Symbols are base assets (``BTC``); the driver maps them to its own market names. Every method
+    raises :class:`arbframe.ExchangeError` kinds for venue failures (never a bare library exception).
     """
 
     quote_currency: ClassVar[str] = ""
 
     @property
     @abc.abstractmethod
-    def fee_rate(self) -> Decimal: ...
+    def fee_rate(self) -> Decimal:
+        """Required. The taker fee as a fraction (``Decimal``), from config; never blocks."""
 
     @property
     def simulated(self) -> bool:
-        """True when market data comes from the kernel's simulated market (mock mode)."""
+        """Optional. True when market data comes from the kernel's simulated market (mock mode)."""
         return False
 
     async def connect(self) -> None:
-        """Open sessions, load market rules."""
+        """Optional. Open sessions and load market rules. Raises an ``ExchangeError`` kind when the venue cannot
+        be reached; the service then stops before its first tick. Bounded by the driver's timeouts."""
 
     async def close(self) -> None:
-        """Close sessions and streams."""
+        """Optional. Close sessions and streams. Never raises; calling it twice is harmless."""
 
     @abc.abstractmethod
-    async def fetch_order_book(self, symbol: str, depth: int = 15) -> OrderBook: ...
+    async def fetch_order_book(self, symbol: str, depth: int = 15) -> OrderBook:
+        """Required. At most ``depth`` levels per side, best first, exact ``Decimal`` prices, ``ts`` aware UTC.
+        Raises: ``InvalidRequest`` (unknown symbol), ``RateLimited``, ``Banned``, ``TransportError`` /
+        ``RequestTimeout``, ``VenueUnavailable``, ``ProtocolError``. A read: safe to retry on ``transient``
+        kinds. Blocks at most the driver's request timeout times its retries."""
 
     async def fetch_ticker(self, symbol: str) -> Quote:
+        """Optional. Best bid and ask; by default from a depth-1 book (same errors as ``fetch_order_book``)."""
         book = await self.fetch_order_book(symbol, depth=1)
         quote = book.quote()
         if quote is None:
@@ -253,42 +261,22 @@ class Exchange(Driver):
         return quote
 
     def stream_order_books(self, symbols: list[str], depth: int = 15) -> AsyncIterator[OrderBook] | None:
-        """An endless stream of books (WebSocket), or None if the venue cannot stream."""
+        """Optional. An endless stream of books (reconnecting by itself), or None if the venue cannot stream.
+        Iterating never raises for a dropped connection; closing the iterator stops it."""
         return None
 
     @abc.abstractmethod
-    async def fetch_balances(self) -> dict[str, Decimal]:
-        """The free (spendable) amount per asset."""
-
-    async def fetch_balance_details(self) -> dict[str, Balance]:
-        """Free and locked (held by open orders) amount per asset.
-
-        The default wraps :meth:`fetch_balances` with ``locked`` 0; a venue that reports locked amounts
-        overrides it, so nothing it says is dropped."""
-        return {asset: Balance(free) for asset, free in (await self.fetch_balances()).items()}
-
-    @abc.abstractmethod
-    async def place_order(self, request: OrderRequest) -> Order: ...
-
-    @abc.abstractmethod
-    async def cancel_order(self, symbol: str, order_id: str) -> Order: ...
-
-    @abc.abstractmethod
-    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]: ...
-
-    @abc.abstractmethod
-    async def fetch_order(self, symbol: str, order_id: str) -> Order: ...
-
-    @abc.abstractmethod
-    def market_rules(self, symbol: str) -> MarketRules: ...
+    def market_rules(self, symbol: str) -> MarketRules:
+        """Required. Tick size, step size and minimums of ``symbol``. Never blocks (rules are loaded by
+        ``connect``); ``InvalidRequest`` (a ``ValueError``) or ``KeyError`` for an unknown symbol."""
 
     def price_step(self, symbol: str, price: Decimal) -> Decimal:
-        """The price increment at ``price``; venues with price bands (Upbit) override this."""
+        """Optional. The price increment at ``price``; venues with price bands (Upbit) override this."""
         tick = self.market_rules(symbol).tick_size
         return tick if tick is not None else Decimal("0.00000001")
 
     def round_price(self, symbol: str, price: Decimal, side: Side) -> Decimal:
-        """A valid price no better for us than ``price`` would be: buys round up, sells round down."""
+        """Optional. A valid price no better for us than ``price`` would be: buys round up, sells round down."""
         step = self.price_step(symbol, price)
         units = (price / step).to_integral_value(rounding=ROUND_DOWN)
         rounded = units * step
@@ -297,7 +285,49 @@ class Exchange(Driver):
         return rounded.quantize(step) if step.as_tuple().exponent < 0 else rounded
 
     def round_qty(self, symbol: str, qty: Decimal) -> Decimal:
+        """Optional. ``qty`` rounded down to the venue's step size."""
         return round_to_step(qty, self.market_rules(symbol).step_size)
+
+
+class Trading(abc.ABC):
+    """A venue's private side: balances and orders. Needed for ``mode: live`` only. Order ids: ``Order.id`` is
+    the venue's id or the client order id; every method accepts either where it takes ``order_id``."""
+
+    @abc.abstractmethod
+    async def fetch_balances(self) -> dict[str, Decimal]:
+        """Required. Free balance per asset (upper-case names, ``Decimal`` >= 0). A read: safe to retry on
+        ``transient`` kinds. Raises ``AuthenticationError``, ``RateLimited``, ``TransportError`` ..."""
+
+    async def fetch_balance_details(self) -> dict[str, Balance]:
+        """Optional. Free and locked (held by open orders) amount per asset. The default wraps
+        :meth:`fetch_balances` with ``locked`` 0; a venue that reports locked amounts overrides it, so nothing it
+        says is dropped. Raises as :meth:`fetch_balances`."""
+        return {asset: Balance(free) for asset, free in (await self.fetch_balances()).items()}
+
+    @abc.abstractmethod
+    async def place_order(self, request: OrderRequest) -> Order:
+        """Required. Send one order carrying ``request.client_order_id``; returns it as the venue accepted it.
+        Raises ``OrderRejected`` / ``InsufficientFunds`` (no order exists), ``OrderStatusUnknown`` (sent, outcome
+        unknown: reconcile with ``fetch_order(symbol, client_order_id)``, never resend), ``RateLimited`` (refused
+        before acting: ``retry_safe``). Never retried by the driver after a transport error or a 5xx."""
+
+    @abc.abstractmethod
+    async def cancel_order(self, symbol: str, order_id: str) -> Order:
+        """Required. Cancel and return the order's state (``CANCELED``, or filled if it filled first). Raises
+        ``UnknownOrder``. Idempotent: safe to retry on ``transient`` kinds."""
+
+    @abc.abstractmethod
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Required. Orders still open (every symbol when ``symbol`` is None). A read: safe to retry."""
+
+    @abc.abstractmethod
+    async def fetch_order(self, symbol: str, order_id: str) -> Order:
+        """Required. One order by venue id or client order id. Raises ``UnknownOrder``. A read: safe to retry."""
+
+
+class Exchange(MarketData, Trading):
+    """One venue: market data and trading (the union of :class:`MarketData` and :class:`Trading`). Existing
+    drivers subclass this; a read-only venue may subclass :class:`MarketData` alone."""
 
 
 # ---------------------------------------------------------------------------------------------------- health

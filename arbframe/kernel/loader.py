@@ -16,7 +16,14 @@ import pluggy
 
 from arbframe.core.errors import DriverLoadError, DriverNotInstalled
 from arbframe.kernel import hookspecs
-from arbframe.kernel.entrypoints import ALL_GROUPS, PLUGIN_GROUP, EntryPointInfo, installed, installed_names
+from arbframe.kernel.entrypoints import (
+    ALL_GROUPS,
+    PLUGIN_GROUP,
+    EntryPointInfo,
+    duplicate_names,
+    installed,
+    installed_names,
+)
 from arbframe.kernel.interfaces import API_VERSION
 
 log = logging.getLogger("arbframe.plugins")
@@ -50,6 +57,11 @@ def load_entry_point(group: str, name: str, *, key_path: str = "") -> Any:
     """Import one entry point with stevedore; clear errors for missing, broken or incompatible plugins."""
     from stevedore import NamedExtensionManager
 
+    dists = duplicate_names(group).get(name)
+    if dists:
+        where = f"{key_path}: " if key_path else ""
+        raise DriverLoadError(f"{where}plugin name {name!r} ({group}) is declared by several distributions "
+                              f"({', '.join(dists)}); uninstall all but one")
     failures: list[tuple[str, BaseException]] = []
 
     def on_failure(_manager: Any, entrypoint: Any, exc: BaseException) -> None:
@@ -88,7 +100,8 @@ def probe_all(groups: Iterable[str] = ALL_GROUPS) -> list[PluginStatus]:
             try:
                 load_entry_point(group, info.name)
             except DriverLoadError as exc:
-                status = "incompatible" if "plugin API" in str(exc) else "failed"
+                status = "incompatible" if "plugin API" in str(exc) else (
+                    "duplicate" if "several distributions" in str(exc) else "failed")
                 results.append(PluginStatus(info, status, str(exc)))
             except Exception as exc:  # a broken plugin must never take the listing down
                 results.append(PluginStatus(info, "failed", repr(exc)))
@@ -123,7 +136,36 @@ def register_builtin_and_plugin_modules(pm: pluggy.PluginManager) -> list[Plugin
             failures.append(PluginStatus(info, "failed", str(exc)))
             continue
         pm.register(module, name=f"plugin:{info.name}")
+        try:
+            check_hooks(pm, f"plugin:{info.name}")
+        except DriverLoadError as exc:
+            pm.unregister(name=f"plugin:{info.name}")
+            log.warning("%s", exc)
+            failures.append(PluginStatus(info, "failed", str(exc)))
     return failures
+
+
+def check_hooks(pm: pluggy.PluginManager, name: str | None = None) -> None:
+    """Refuse a registered plugin whose hook implementation matches no hook spec (a misspelled hook would never
+    be called): one line naming the plugin and the hook. ``name`` limits the check to one plugin."""
+    for hook_name in sorted(dir(pm.hook)):
+        caller = getattr(pm.hook, hook_name, None)
+        if hook_name.startswith("_") or caller is None or not hasattr(caller, "get_hookimpls"):
+            continue
+        if caller.spec is not None:
+            continue
+        for impl in caller.get_hookimpls():
+            if getattr(impl, "optionalhook", False):
+                continue
+            if name is None or impl.plugin_name == name:
+                close = [h for h in dir(hookspecs) if h.startswith("arbframe_")]
+                import difflib
+
+                hint = difflib.get_close_matches(hook_name, close, 1)
+                raise DriverLoadError(
+                    f"plugin {impl.plugin_name!r} implements unknown hook {hook_name!r}"
+                    + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                )
 
 
 def collect_schema_fragments(pm: pluggy.PluginManager) -> dict[str, Mapping[str, Any]]:

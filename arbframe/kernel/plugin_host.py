@@ -19,6 +19,7 @@ from arbframe.kernel.config import cache_backend, driver_section_path, fx_source
 from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed, installed_names
 from arbframe.kernel.interfaces import HealthCheck, PluginContext
 from arbframe.kernel.loader import (
+    check_hooks,
     collect_schema_fragments,
     load_entry_point,
     new_plugin_manager,
@@ -93,6 +94,11 @@ class Kernel:
         if self.pm.get_plugin(name) is not None:
             self.pm.unregister(name=name)
         self.pm.register(plugin, name=name)
+        try:
+            check_hooks(self.pm, name)
+        except DriverLoadError:
+            self.pm.unregister(name=name)
+            raise
         self._register_metrics_of(plugin)
 
     def driver_class(self, kind: str, name: str, key_path: str = "") -> type:
@@ -161,16 +167,25 @@ class Kernel:
             return self.build_driver("cache", "memory", {}, "cache")
 
     def load_exchange(self, name: str, *, simulated: Callable[[], Exchange] | None = None) -> Exchange:
-        """The venue's plugin driver. In mock mode, when no plugin provides ``name``, ``simulated()`` (the kernel's
-        simulated market, built by the caller: the market lives above this layer) serves the venue instead."""
-        key_path = f"arbitrage -> {name}"
+        """The venue's plugin driver: it must offer market data, and trading too when ``mode: live``. In mock mode,
+        when no plugin provides ``name``, ``simulated()`` (the kernel's simulated market, built by the caller: the
+        market lives above this layer) serves the venue instead."""
+        from arbframe.kernel.interfaces import MarketData, Trading
+
+        where = f"arbitrage -> {name}"
         if simulated is not None and self.context.mock and name not in installed_names(DRIVER_GROUPS["exchange"]):
             exchange = simulated()
             log.info("exchange %r: no plugin installed; mock mode: the kernel's simulated market serves it", name)
             self.register(exchange, f"exchange:{name}")
             self._drivers.append(exchange)
             return exchange
-        return self.build_driver("exchange", name, self.config.get(name, {}), key_path)
+        cls = self.driver_class("exchange", name, where)
+        if not (isinstance(cls, type) and issubclass(cls, MarketData)):
+            raise DriverLoadError(f"{where}: {cls!r} is not an arbframe.MarketData (or Exchange) driver")
+        if self.context.mode == "live" and not issubclass(cls, Trading):
+            raise DriverLoadError(f"{where}: exchange {name!r} is read-only (arbframe.MarketData only); mode: live "
+                                  "needs a driver that also implements arbframe.Trading")
+        return self.build_driver("exchange", name, self.config.get(name, {}), where)
 
     def load_fx_source(self) -> FxSource:
         fx = self.config.get("fx", {})

@@ -28,8 +28,9 @@ level_gap_bps=1, level_notional_usd=30000, depth=15)``
     ``fetch_balances()``, ``place_order(OrderRequest) -> Order`` (market orders walk the book, market buys may be
     sized by ``quote_amount``; limit orders fill their marketable part and rest otherwise, with funds reserved),
     ``cancel_order(symbol, order_id)``, ``fetch_open_orders(symbol=None)``, ``fetch_order(symbol, order_id)``.
-    Resting orders are matched against the current book whenever the account is queried. Invalid requests raise
-    ``ValueError``; :class:`arbframe.trading.paper.InsufficientFunds` when the wallet cannot pay.
+    Resting orders are matched against the current book whenever the account is queried. Invalid orders raise
+    :class:`arbframe.OrderRejected` (a ``ValueError``), :class:`arbframe.InsufficientFunds` (one of those) when the
+    wallet cannot pay, and an unknown order id :class:`arbframe.UnknownOrder` (a ``KeyError``).
 
 ``SimulatedExchange(name, market, *, quote_currency=None, fee_rate=Decimal("0.001"), balances=None, rules=None)``
     A complete :class:`arbframe.Exchange` over the two above; ``SimulatedExchange.for_venue(...)`` is the same
@@ -47,6 +48,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
+from arbframe.core.errors import InsufficientFunds, OrderRejected, UnknownOrder
 from arbframe.core.models import (
     ZERO,
     BookLevel,
@@ -63,7 +65,7 @@ from arbframe.core.models import (
 )
 from arbframe.kernel.hookspecs import hookimpl
 from arbframe.kernel.interfaces import Exchange, FxSource, HealthCheck, HealthResult, HealthStatus
-from arbframe.trading.paper import InsufficientFunds, InsufficientLiquidity, PaperWallet, walk_book
+from arbframe.trading.paper import InsufficientLiquidity, PaperWallet, walk_book
 
 DEFAULT_VENUES = {"upbit": "KRW", "binance": "USDT"}
 DEFAULT_BASE_PRICES = {"BTC": 95000.0, "ETH": 3500.0, "XRP": 2.2, "SOL": 180.0}
@@ -428,13 +430,13 @@ class SimulatedAccount:
         if request.order_type is OrderType.MARKET:
             if qty is None:
                 if request.side is not Side.BUY or request.quote_amount is None:
-                    raise ValueError("a market order needs qty (or quote_amount for a buy)")
+                    raise OrderRejected("a market order needs qty (or quote_amount for a buy)")
                 qty = self._qty_for_quote(book, request.quote_amount)
             self._check_minimums(symbol, qty, book, rules)
             try:
                 fill = walk_book(book, request.side, qty, self.fee_rate, self.quote_currency)
             except InsufficientLiquidity as exc:
-                raise ValueError(f"{self.exchange}: {exc}") from None
+                raise OrderRejected(f"{self.exchange}: {exc}") from None
             self._apply(fill)
             order = Order(
                 id=order_id, ts=now, exchange=self.exchange, symbol=symbol, side=request.side,
@@ -446,7 +448,7 @@ class SimulatedAccount:
             return order
         # limit order
         if qty is None or request.price is None:
-            raise ValueError("a limit order needs qty and price")
+            raise OrderRejected("a limit order needs qty and price")
         self._check_minimums(symbol, qty, book, rules, price=request.price)
         order = Order(
             id=order_id, ts=now, exchange=self.exchange, symbol=symbol, side=request.side,
@@ -473,7 +475,7 @@ class SimulatedAccount:
         self._match_resting()
         order = self._orders.get(order_id)
         if order is None or order.symbol != symbol:
-            raise KeyError(f"{self.exchange}: unknown order {order_id} for {symbol}")
+            raise UnknownOrder(f"{self.exchange}: unknown order {order_id} for {symbol}")
         if order_id not in self._open:
             return order
         self._release_for(order)
@@ -490,7 +492,7 @@ class SimulatedAccount:
         self._match_resting()
         order = self._orders.get(order_id)
         if order is None or order.symbol != symbol:
-            raise KeyError(f"{self.exchange}: unknown order {order_id} for {symbol}")
+            raise UnknownOrder(f"{self.exchange}: unknown order {order_id} for {symbol}")
         return order
 
     # ------------------------------------------------------------------------------------------ internals
@@ -504,20 +506,20 @@ class SimulatedAccount:
                 return qty + budget / level.price
             qty += level.qty
             budget -= cost
-        raise ValueError(f"{self.exchange}: book too thin for a buy of {amount} {self.quote_currency}")
+        raise OrderRejected(f"{self.exchange}: book too thin for a buy of {amount} {self.quote_currency}")
 
     def _check_minimums(
         self, symbol: str, qty: Decimal, book: OrderBook, rules: MarketRules | None, price: Decimal | None = None
     ) -> None:
         if qty <= 0:
-            raise ValueError(f"{self.exchange}: order quantity must be positive (got {qty})")
+            raise OrderRejected(f"{self.exchange}: order quantity must be positive (got {qty})")
         if rules is None:
             return
         if qty < rules.min_qty:
-            raise ValueError(f"{self.exchange}: quantity {qty} below the minimum {rules.min_qty} for {symbol}")
+            raise OrderRejected(f"{self.exchange}: quantity {qty} below the minimum {rules.min_qty} for {symbol}")
         ref = price or book.best_ask or book.best_bid or ZERO
         if qty * ref < rules.min_notional:
-            raise ValueError(
+            raise OrderRejected(
                 f"{self.exchange}: order value {qty * ref} below the minimum {rules.min_notional} "
                 f"{self.quote_currency} for {symbol}"
             )

@@ -25,6 +25,14 @@ what is checked:
 ``resting_orders``         True when a limit order far from the market stays open (a real or fake venue);
                            False for venues that fill or reject at once (simple simulators)
 ``error_types``            exceptions the driver raises for venue errors (unknown order, rejected order)
+``error_taxonomy``         True: venue errors are :class:`arbframe.ExchangeError` kinds, and the kit asserts the
+                           exact kind (``UnknownOrder`` for an unknown id, ``OrderRejected`` below the minimum)
+
+Fault mapping (optional): provide a ``venue_faults`` fixture yielding ``(fake, kinds)`` - a
+:class:`arbframe.testing.fake_venue.FakeVenue` the ``exchange`` fixture talks to, and the fault kinds to check -
+and the kit injects each kind and asserts the driver raises the kind in
+:data:`arbframe.testing.fake_venue.EXPECTED_ERRORS` (``fetch_order_book``), then that the venue recovers. Without
+the fixture those checks are skipped; a missing ``exchange`` fixture fails.
 ``cancel_settle_polls``    how many times to re-fetch an order after cancelling (venues that cancel async)
 
 Each check is also available as a plain function (``check_order_book`` ...) for use outside the class.
@@ -39,6 +47,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from arbframe.core.errors import ExchangeError, OrderRejected, UnknownOrder
 from arbframe.core.models import (
     MarketRules,
     Order,
@@ -51,6 +60,7 @@ from arbframe.core.models import (
     new_id,
 )
 from arbframe.kernel.interfaces import Exchange
+from arbframe.testing.fake_venue import EXPECTED_ERRORS
 
 __all__ = [
     "ExchangeContract",
@@ -186,10 +196,33 @@ class ExchangeContract:
     error_types: ClassVar[tuple[type[BaseException], ...]] = (Exception,)
     cancel_settle_polls: ClassVar[int] = 20
     stream_timeout_seconds: ClassVar[float] = 5.0
+    error_taxonomy: ClassVar[bool] = False
 
     @pytest.fixture
-    def exchange(self) -> Exchange:  # pragma: no cover - always overridden
-        pytest.skip("override the `exchange` fixture in your ExchangeContract subclass")
+    def exchange(self) -> Exchange:
+        pytest.fail(f"{type(self).__name__} must override the `exchange` fixture (a connected driver on a test "
+                    "venue); see arbframe.testing.exchange_kit", pytrace=False)
+
+    @pytest.fixture
+    def venue_faults(self) -> Any:
+        pytest.skip("no `venue_faults` fixture: fault-to-error-kind mapping not checked for this venue")
+
+    # ------------------------------------------------------------------------------------- fault mapping
+    @pytest.mark.parametrize("fault", sorted(EXPECTED_ERRORS))
+    async def test_contract_fault_maps_to_error_kind(self, exchange: Exchange, venue_faults: Any, fault: str) -> None:
+        fake, kinds = venue_faults
+        if fault not in kinds:
+            pytest.skip(f"{exchange.name}: fault {fault!r} not checked")
+        fake.inject(fault, 10)  # more than any sane number of retries
+        try:
+            with pytest.raises(EXPECTED_ERRORS[fault]) as info:
+                await exchange.fetch_order_book(self.symbol, depth=self.depth)
+        finally:
+            fake.clear()
+        assert isinstance(info.value, ExchangeError)
+        assert info.value.kind == EXPECTED_ERRORS[fault].kind  # type: ignore[attr-defined]
+        if fault != "banned":  # a ban lasts; everything else is over once the venue behaves again
+            check_order_book(await exchange.fetch_order_book(self.symbol, depth=self.depth), exchange, self.symbol)
 
     # ---------------------------------------------------------------------------------- identity & config
     async def test_contract_identity(self, exchange: Exchange) -> None:
@@ -311,7 +344,8 @@ class ExchangeContract:
     async def test_contract_unknown_order_raises(self, exchange: Exchange) -> None:
         if not self.supports_orders:
             pytest.skip("read-only venue")
-        with pytest.raises(self.error_types):
+        expected = UnknownOrder if self.error_taxonomy else self.error_types
+        with pytest.raises(expected):
             await exchange.fetch_order(self.symbol, "00000000-0000-4000-8000-000000000000")
 
     async def test_contract_too_small_order_refused(self, exchange: Exchange) -> None:
@@ -329,7 +363,10 @@ class ExchangeContract:
                                client_order_id=new_id(), qty=qty, price=price)
         try:
             order = await exchange.place_order(request)
+        except OrderRejected:
+            return
         except self.error_types:
+            assert not self.error_taxonomy, "an order below the minimum must raise arbframe.OrderRejected"
             return
         assert order.status is OrderStatus.REJECTED, "an order below the minimum must raise or be REJECTED"
 

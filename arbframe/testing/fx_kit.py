@@ -91,7 +91,8 @@ class FxSourceContract:
 
     @pytest.fixture
     def fx_source(self) -> FxSource:  # pragma: no cover - always overridden
-        pytest.skip("override the `fx_source` fixture in your FxSourceContract subclass")
+        pytest.fail(f"{type(self).__name__} must override the `fx_source` fixture; see arbframe.testing.fx_kit",
+                    pytrace=False)
 
     @pytest.fixture
     def failing_fx_source(self) -> FxSource:

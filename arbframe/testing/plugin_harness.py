@@ -28,7 +28,19 @@ from typing import Any
 
 from arbframe.kernel.interfaces import HealthResult, PluginContext
 
-__all__ = ["PluginHarness"]
+__all__ = ["PluginHarness", "plugin_context"]
+
+
+def plugin_context(config: Mapping[str, Any] | None = None, *, data_dir: str | os.PathLike[str] = "data",
+                   mode: str = "paper", mock: bool = False) -> PluginContext:
+    """A bare :class:`arbframe.PluginContext` (fresh plugin manager with the hook specs, fresh registry) around
+    exactly ``config``, for building a driver by hand."""
+    from prometheus_client import CollectorRegistry
+
+    from arbframe.kernel.loader import new_plugin_manager
+
+    return PluginContext(config=dict(config or {}), pm=new_plugin_manager(), registry=CollectorRegistry(),
+                         data_dir=Path(data_dir), mode=mode, mock=mock)
 
 
 class PluginHarness:
@@ -117,6 +129,17 @@ class PluginHarness:
     def metric(self, name: str, labels: Mapping[str, str] | None = None) -> float | None:
         """A sample's value from the kernel's registry (``None`` when absent)."""
         return self.registry.get_sample_value(name, dict(labels or {}))
+
+    def load_storage(self) -> Any:
+        """The storage the config selects, built the kernel's way (fallback to CSV included)."""
+        return self.kernel.load_storage()
+
+    def fx_service(self, cache: Any, *, ttl_seconds: int = 60, source: Any = "config") -> Any:
+        """The kernel's FX service over ``cache`` with the configured FX source (``source=None``: read only)."""
+        from arbframe.trading.fx import FxService
+
+        fx_source = self.kernel.load_fx_source() if source == "config" else source
+        return FxService(fx_source, cache, ttl_seconds=ttl_seconds)
 
     def close(self) -> None:
         self.kernel.close()

@@ -19,6 +19,7 @@ from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
+from arbframe.core.errors import InsufficientFunds
 from arbframe.core.models import (
     ZERO,
     Direction,
@@ -45,14 +46,7 @@ from arbframe.trading.accounting import (
     wallet_balances,
 )
 from arbframe.trading.marketdata import MarketDataGuard
-from arbframe.trading.paper import (
-    InsufficientFunds,
-    InsufficientLiquidity,
-    LegResult,
-    LegSpec,
-    PaperExecutor,
-    PaperWallet,
-)
+from arbframe.trading.paper import InsufficientLiquidity, LegResult, LegSpec, PaperExecutor, PaperWallet
 from arbframe.trading.premium import (
     PREMIUM_QUANTUM,
     PremiumCalculator,

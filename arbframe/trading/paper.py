@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from arbframe.core.errors import InsufficientFunds  # one class for paper wallets and venues (public)
 from arbframe.core.models import (
     ZERO,
     BookLevel,
@@ -40,10 +41,6 @@ ONE = Decimal(1)
 
 class InsufficientLiquidity(ValueError):
     """The book (after what this tick already consumed) cannot fill the whole quantity."""
-
-
-class InsufficientFunds(ValueError):
-    """A wallet does not hold what an order needs (coin to sell, or quote currency to pay)."""
 
 
 def walk_levels(levels: Iterable[BookLevel], qty: Decimal, offset: Decimal = ZERO) -> tuple[Decimal, Decimal]:

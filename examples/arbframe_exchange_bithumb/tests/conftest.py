@@ -1,7 +1,7 @@
-"""Fixtures for the Bithumb example's tests.
+"""Fixtures for the Bithumb example's tests (arbframe's pytest plugin brings the kit fixtures and asyncio mode).
 
-The tests run against the installed distribution (``pip install ./examples/arbframe_exchange_bithumb``); when it
-is not installed (a checkout of the arbframe repository), ``src/`` is put on ``sys.path`` instead.
+The tests run against the installed distribution; in a checkout where it is not installed, ``src/`` is put on
+``sys.path`` instead.
 """
 
 from __future__ import annotations
@@ -21,6 +21,6 @@ from arbframe_exchange_bithumb.testing.fake_server import FakeBithumb
 
 @pytest.fixture
 def fake_bithumb() -> Iterator[FakeBithumb]:
-    """A fake Bithumb public API on a free local port."""
-    with FakeBithumb() as fake:
+    """A fake Bithumb public API on a free local port (served from a thread: sync and async tests alike)."""
+    with FakeBithumb().in_thread() as fake:
         yield fake

@@ -6,15 +6,19 @@ from decimal import Decimal
 
 import pytest
 from arbframe_exchange_bithumb import ARBFRAME_API_VERSION
-from arbframe_exchange_bithumb.client import (
-    BithumbApiError,
-    BithumbNetworkError,
-    BithumbParseError,
-    parse_orderbook,
-)
-from arbframe_exchange_bithumb.exchange import BithumbExchange
+from arbframe_exchange_bithumb.exchange import SCHEMA, BithumbExchange, parse_orderbook
 
-from arbframe import API_VERSION, ConfigError, HealthStatus, Side
+from arbframe import (
+    API_VERSION,
+    ConfigError,
+    HealthStatus,
+    InvalidRequest,
+    ProtocolError,
+    Side,
+    TransportError,
+    VenueUnavailable,
+    schema_defaults,
+)
 from arbframe.testing.plugin_harness import PluginHarness
 
 REQUESTS = "arbframe_exchange_requests_total"
@@ -43,26 +47,49 @@ def test_parse_orderbook_sorts_merges_and_keeps_exact_decimals() -> None:
                                  {"data": {"bids": [{"price": "abc", "quantity": "1"}], "asks": []}},
                                  {"data": {"timestamp": "soon", "bids": [], "asks": []}}])
 def test_parse_orderbook_rejects_garbage(bad) -> None:
-    with pytest.raises(BithumbParseError):
+    with pytest.raises(ProtocolError):
         parse_orderbook(bad, "BTC", 5)
 
 
 async def test_api_and_http_errors_are_typed_counted_and_not_fatal(fake_bithumb) -> None:
     harness = PluginHarness(mock=False)
-    ex = harness.build(BithumbExchange, {"market_data": "rest", "base_url": fake_bithumb.url})
-    with pytest.raises(BithumbApiError, match="5500"):
+    ex = harness.build(BithumbExchange, {"market_data": "rest", "base_url": fake_bithumb.url, "max_retries": 0})
+    with pytest.raises(InvalidRequest, match="5500"):
         await ex.fetch_order_book("NOPE")
-    fake_bithumb.fail(times=1, status=503)
-    with pytest.raises(BithumbNetworkError, match="HTTP 503"):
+    fake_bithumb.inject("unavailable")
+    with pytest.raises(VenueUnavailable, match="HTTP 503"):
+        await ex.fetch_order_book("BTC")
+    fake_bithumb.inject("venue_error", code="5600")
+    with pytest.raises(VenueUnavailable, match="5600"):
         await ex.fetch_order_book("BTC")
     book = await ex.fetch_order_book("BTC", depth=3)  # the venue is back
     assert len(book.bids) == 3
     labels = {"exchange": "bithumb", "endpoint": "orderbook"}
-    assert harness.metric(REQUESTS, {**labels, "status": "200"}) == 2
+    assert harness.metric(REQUESTS, {**labels, "status": "200"}) == 3
     assert harness.metric(REQUESTS, {**labels, "status": "503"}) == 1
-    assert harness.metric("arbframe_exchange_errors_total", {"exchange": "bithumb", "kind": "api"}) == 1
-    assert harness.metric("arbframe_exchange_errors_total", {"exchange": "bithumb", "kind": "http"}) == 1
-    assert harness.metric("arbframe_exchange_request_duration_seconds_count", labels) == 3
+    errors = "arbframe_exchange_errors_total"
+    assert harness.metric(errors, {"exchange": "bithumb", "kind": "invalid_request"}) == 1
+    assert harness.metric(errors, {"exchange": "bithumb", "kind": "venue_unavailable"}) == 2
+    assert harness.metric("arbframe_exchange_request_duration_seconds_count", labels) == 4
+
+
+async def test_a_transient_read_failure_is_retried_with_backoff(fake_bithumb) -> None:
+    ex = BithumbExchange({"market_data": "rest", "base_url": fake_bithumb.url, "max_retries": 2}, None)
+    ex.http.retry.sleep = _no_sleep
+    fake_bithumb.inject("unavailable", 2)
+    book = await ex.fetch_order_book("BTC", depth=2)
+    assert len(book.asks) == 2
+    assert fake_bithumb.requests[-3:] == [("GET", "/public/orderbook/BTC_KRW")] * 3
+
+
+async def _no_sleep(seconds: float) -> None:
+    return None
+
+
+def test_every_default_is_declared_once_in_the_schema() -> None:
+    ex = BithumbExchange({}, None)
+    assert ex.config == schema_defaults(SCHEMA, {})
+    assert ex.config["timeout_seconds"] == 3.0 and ex.config["simulated_balances"] == {"KRW": 10000000}
 
 
 async def test_unreachable_venue_fails_fast() -> None:
@@ -71,8 +98,9 @@ async def test_unreachable_venue_fails_fast() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    ex = BithumbExchange({"market_data": "rest", "base_url": f"http://127.0.0.1:{port}", "timeout_seconds": 1}, None)
-    with pytest.raises(BithumbNetworkError, match="unreachable"):
+    ex = BithumbExchange({"market_data": "rest", "base_url": f"http://127.0.0.1:{port}", "timeout_seconds": 1,
+                          "max_retries": 0}, None)
+    with pytest.raises(TransportError, match="unreachable"):
         await ex.fetch_order_book("BTC")
 
 
@@ -82,9 +110,9 @@ def test_health_check_ok_then_error(fake_bithumb) -> None:
     [ok] = harness.health()
     assert ok.component == "bithumb" and ok.status is HealthStatus.OK
     assert "BTC/KRW bid 134999000 ask 135001000" in ok.message
-    fake_bithumb.fail(times=1, status=500)
+    fake_bithumb.inject("unavailable", 10)
     [down] = harness.health()
-    assert down.status is HealthStatus.ERROR and "HTTP 500" in down.message
+    assert down.status is HealthStatus.ERROR and "HTTP 503" in down.message
 
 
 def test_health_check_in_mock_mode() -> None:

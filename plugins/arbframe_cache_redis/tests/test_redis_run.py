@@ -168,15 +168,15 @@ async def test_scenario_4_static_source_shows_exactly_1350_0(redis_server):  # n
     """The seed's fx_mode=static path, exactly: the static source published through FxService reads 1350.0."""
     from arbframe_cache_redis.cache import RedisCache
 
-    from arbframe.builtins.static_fx import StaticFxSource
-    from arbframe.trading.fx import FxService
+    from arbframe.testing.plugin_harness import PluginHarness
 
     cache = RedisCache({"url": redis_server.url, "prefix": "arb"}, None)
-    fx = FxService(StaticFxSource({"static_rate": 1350.0}), cache, ttl_seconds=60)
+    harness = PluginHarness({"fx": {"source": "static", "static_rate": 1350.0}})
+    fx = harness.fx_service(cache, ttl_seconds=60)
     rate = await fx.current()
     assert sorted(redis_server.cli("KEYS", "arb:fx:*").split()) == ["arb:fx:usdkrw", "arb:fx:usdkrw:meta"]
     assert redis_server.cli("GET", "arb:fx:usdkrw") == "1350.0"
     assert 55 <= int(redis_server.cli("TTL", "arb:fx:usdkrw")) <= 60
-    reader = FxService(None, RedisCache({"url": redis_server.url, "prefix": "arb"}, None))
+    reader = harness.fx_service(RedisCache({"url": redis_server.url, "prefix": "arb"}, None), source=None)
     assert reader.read() == rate  # a second reader sees the same rate, id, timestamp and source
     cache.close()

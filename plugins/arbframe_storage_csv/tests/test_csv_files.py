@@ -142,8 +142,7 @@ def test_a_positions_file_of_an_older_version_gets_the_new_columns(tmp_path: Pat
     its rows keep their values and read back with NULL in the new columns; new rows carry them."""
     from decimal import Decimal
 
-    from arbframe import Position
-    from arbframe.core.records import to_row
+    from arbframe import Position, to_row
 
     old_columns = list(columns(Position))[:-3]
     assert old_columns[-1] == "instance_id"

@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pluggy
 import pytest
 
 from arbframe import PluginContext
+from arbframe.testing.plugin_harness import plugin_context
 from arbframe.testing.postgres_server import PostgresServer, postgres_server_fixture
 
 postgres_server = postgres_server_fixture(scope="session")
@@ -38,13 +38,7 @@ def schema() -> str:
 @pytest.fixture
 def make_context(tmp_path: Path) -> Callable[..., PluginContext]:
     def make(config: dict[str, Any] | None = None) -> PluginContext:
-        from prometheus_client import CollectorRegistry
-
-        pm = pluggy.PluginManager("arbframe")
-        from arbframe.kernel import hookspecs
-
-        pm.add_hookspecs(hookspecs)
-        return PluginContext(config=config or {}, pm=pm, registry=CollectorRegistry(), data_dir=tmp_path / "data")
+        return plugin_context(config, data_dir=tmp_path / "data")
 
     return make
 

@@ -157,7 +157,7 @@ def test_health_error_when_the_server_is_down_is_bounded(open_storage, pg) -> No
 
 # --------------------------------------------------------------------------------------- start-up fallback
 def _kernel_config(tmp_path: Path, dsn: str, schema: str) -> dict[str, Any]:
-    from arbframe.kernel.config import load_config
+    from arbframe import load_config
 
     return load_config(
         [],
@@ -169,7 +169,7 @@ def _kernel_config(tmp_path: Path, dsn: str, schema: str) -> dict[str, Any]:
 
 def test_wrong_password_spools_retries_and_never_logs_it(pg, schema, tmp_path, caplog) -> None:
     """A refused login at start is an outage like any other: spool, retry, say why (never the password)."""
-    from arbframe.kernel.plugin_host import Kernel
+    from arbframe.testing.plugin_harness import PluginHarness as Kernel  # builds storage the kernel's way
 
     role = f"app_{schema}"
     good = pg.create_role(role, "the-right-one")
@@ -200,7 +200,7 @@ def test_wrong_password_spools_retries_and_never_logs_it(pg, schema, tmp_path, c
 
 
 def test_server_down_at_start_spools_instead_of_csv_forever(pg, schema, tmp_path, caplog) -> None:
-    from arbframe.kernel.plugin_host import Kernel
+    from arbframe.testing.plugin_harness import PluginHarness as Kernel  # builds storage the kernel's way
 
     pg.stop()
     caplog.set_level(logging.WARNING)

@@ -1,0 +1,271 @@
+"""The venue building blocks: rate limits as data, retries by error kind, the stream supervisor, a fake venue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from decimal import Decimal
+
+import pytest
+
+from arbframe import (
+    Backoff,
+    BookLevel,
+    BookStream,
+    HeaderFeedback,
+    OrderBook,
+    OrderRejected,
+    Quota,
+    RateLimited,
+    RateLimiter,
+    RateLimits,
+    RetryPolicy,
+    StreamSettings,
+    StreamSpec,
+    TransportError,
+    VenueUnavailable,
+    utcnow,
+)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+LIMITS = RateLimits(
+    quotas=(Quota("requests", 2, 1.0), Quota("weight", 10, 60.0, fixed=True)),
+    costs={"depth": {"weight": 5}},
+    default_cost={"requests": 1},
+    feedback=(HeaderFeedback("X-Used-Weight", "weight"),),
+)
+
+
+async def test_limiter_waits_per_quota_and_endpoint_cost() -> None:
+    clock = Clock()
+    waits: list[tuple[str, float]] = []
+    limiter = RateLimiter(LIMITS, clock=clock, sleep=clock.sleep, on_wait=lambda q, s: waits.append((q, s)))
+    assert await limiter.acquire("ticker") == 0 and await limiter.acquire("ticker") == 0
+    assert await limiter.acquire("ticker") == pytest.approx(1.0)  # the 3rd in one second waits for the 1st
+    assert waits[0][0] == "requests"
+    clock.now = 1020.0  # 1020 // 60 == 17: the fixed window runs to 1080
+    await limiter.acquire("depth")
+    await limiter.acquire("depth")
+    waited = await limiter.acquire("depth")  # weight 15 > 10 in this minute
+    assert waits[-1][0] == "weight" and waited == pytest.approx(60.0 + 1e-3)
+
+
+async def test_limiter_takes_the_venues_higher_count_and_blocks_on_retry_after_and_bans() -> None:
+    clock = Clock()
+    limiter = RateLimiter(LIMITS, clock=clock, sleep=clock.sleep)
+    limiter.observe({"x-used-weight": "9"})  # another process on our IP used 9 already (case-insensitive)
+    assert limiter.used("weight") == 9
+    assert limiter.delay("depth")[0] == "weight"
+    limiter.block(2.5)
+    assert limiter.delay("ticker") == ("retry_after", 2.5)
+    limiter.ban(30)
+    with pytest.raises(Exception, match="banned for another 30s") as info:
+        limiter.check_ban("v", "depth")
+    assert type(info.value).__name__ == "Banned" and info.value.retry_after == 30
+
+
+def test_remaining_feedback_blocks_the_quota_at_zero() -> None:
+    clock = Clock()
+    limits = RateLimits(quotas=(Quota("order", 8, 1.0),), default_cost={"order": 1},
+                        feedback=(HeaderFeedback("Remaining-Req", meaning="remaining",
+                                                 parse=lambda v: (v.split(";")[0].split("=")[1],
+                                                                  float(v.split("sec=")[1]))),))
+    limiter = RateLimiter(limits, clock=clock)
+    limiter.observe({"Remaining-Req": "group=order; min=1800; sec=0"})
+    assert limiter.delay("x") == ("order", 1.0)
+
+
+def test_limits_refuse_a_cost_in_an_undeclared_quota() -> None:
+    with pytest.raises(ValueError, match="unknown quota"):
+        RateLimits(quotas=(Quota("requests", 1),), costs={"depth": {"weight": 5}})
+
+
+async def test_retry_honours_retry_safe_and_transient_with_seeded_jitter() -> None:
+    clock = Clock()
+    policy = RetryPolicy(attempts=4, backoff=Backoff(initial=0.1, jitter=0.5), rng=random.Random(1),
+                         sleep=clock.sleep)
+    calls = {"n": 0}
+
+    async def flaky() -> str:
+        calls["n"] += 1
+        if calls["n"] < 3:
+            raise VenueUnavailable("503")
+        return "ok"
+
+    assert await policy.call(flaky, idempotent=True) == "ok" and calls["n"] == 3
+    first = list(clock.slept)
+    assert len(first) == 2 and first[0] != 0.1 and 0.05 <= first[0] <= 0.15 and 0.1 <= first[1] <= 0.3
+    again = RetryPolicy(attempts=4, backoff=Backoff(initial=0.1, jitter=0.5), rng=random.Random(1), sleep=clock.sleep)
+    calls["n"] = 0
+    clock.slept.clear()
+    await again.call(flaky, idempotent=True)
+    assert clock.slept == first  # the same seed, the same waits
+
+    async def placing() -> None:
+        calls["n"] += 1
+        raise TransportError("dropped")
+
+    calls["n"] = 0
+    with pytest.raises(TransportError):
+        await policy.call(placing, idempotent=False)  # an order is never resent after a transport error
+    assert calls["n"] == 1
+
+    async def limited() -> None:
+        calls["n"] += 1
+        raise RateLimited("429", retry_after=0.7)
+
+    calls["n"] = 0
+    clock.slept.clear()
+    with pytest.raises(RateLimited):
+        await policy.call(limited, idempotent=False)  # retry_safe: resent even for an order, after Retry-After
+    assert calls["n"] == 4 and clock.slept == [0.7, 0.7, 0.7]
+
+    async def rejected() -> None:
+        calls["n"] += 1
+        raise OrderRejected("min notional")
+
+    calls["n"] = 0
+    with pytest.raises(OrderRejected):
+        await policy.call(rejected, idempotent=True)
+    assert calls["n"] == 1
+
+
+def test_stream_settings_refuse_an_idle_watchdog_that_could_fire_before_a_keepalive() -> None:
+    with pytest.raises(ValueError, match="shorter than idle_timeout"):
+        StreamSettings(ping_interval=10, idle_timeout=10)
+    assert StreamSettings(ping_interval=None, idle_timeout=5).idle_timeout == 5
+
+
+# ------------------------------------------------------------------------------------ the stream supervisor
+class FakeWs:
+    """A WebSocket server on 127.0.0.1 sending one book per subscription message and answering text pings."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.pings = 0
+        self.silent = False
+        self.clients: list = []
+
+    async def handler(self, request):
+        from aiohttp import WSMsgType, web
+
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        self.connections += 1
+        self.clients.append(ws)
+        async for msg in ws:
+            if msg.type is not WSMsgType.TEXT:
+                continue
+            if msg.data == "PING":
+                self.pings += 1
+                if not self.silent:
+                    await ws.send_str('{"status":"UP"}')
+            elif not self.silent:
+                for symbol in json.loads(msg.data)["symbols"]:
+                    await ws.send_str(json.dumps({"symbol": symbol, "bid": "100", "ask": "101",
+                                                  "conn": self.connections}))
+        return ws
+
+    async def push(self, symbol: str, bid: str) -> None:
+        for ws in self.clients:
+            if not ws.closed:
+                await ws.send_str(json.dumps({"symbol": symbol, "bid": bid, "ask": "999", "conn": 0}))
+
+
+def _parse(data: str) -> list[OrderBook]:
+    msg = json.loads(data)
+    if "symbol" not in msg:
+        return []
+    return [OrderBook("fake", msg["symbol"], (BookLevel(Decimal(msg["bid"]), Decimal(1)),),
+                      (BookLevel(Decimal(msg["ask"]), Decimal(1)),), utcnow())]
+
+
+@pytest.fixture
+async def fake_ws():
+    from aiohttp import web
+
+    fake = FakeWs()
+    app = web.Application()
+    app.router.add_get("/ws", fake.handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    fake.url = f"ws://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/ws"
+    yield fake
+    await runner.cleanup()
+
+
+def _stream(fake: FakeWs, **settings) -> BookStream:
+    spec = StreamSpec(url=lambda symbols, depth: fake.url, parse=_parse, ping_text="PING",
+                      subscribe=lambda symbols, depth: [json.dumps({"symbols": symbols})])
+    return BookStream("fake", spec, ["BTC"], 5, rng=random.Random(3),
+                      settings=StreamSettings(**{"ping_interval": 0.05, "idle_timeout": 0.3,
+                                                 "backoff": Backoff(initial=0.01, maximum=0.05), **settings}))
+
+
+async def test_stream_subscribes_keeps_alive_and_serves_latest(fake_ws) -> None:
+    stream = _stream(fake_ws)
+    books = stream.books(["BTC"])
+    first = await asyncio.wait_for(books.__anext__(), 5)
+    assert first.symbol == "BTC" and stream.latest("BTC") is first
+    await fake_ws.push("BTC", "105")
+    assert (await asyncio.wait_for(books.__anext__(), 5)).best_bid == Decimal(105)
+    await asyncio.sleep(0.4)  # longer than idle_timeout: the keepalive answers keep the quiet connection alive
+    assert fake_ws.pings >= 3 and fake_ws.connections == 1 and stream.reconnects == 0
+    await books.aclose()
+    await stream.stop()
+    assert stream.latest("BTC") is None  # nothing is "latest" on a stream that is down
+
+
+async def test_stream_replaces_a_silent_connection_and_resubscribes(fake_ws) -> None:
+    stream = _stream(fake_ws)
+    books = stream.books(["BTC"])
+    await asyncio.wait_for(books.__anext__(), 5)
+    fake_ws.silent = True  # the server stops answering even pings: the watchdog must replace the connection
+    for _ in range(200):
+        if fake_ws.connections >= 2:
+            break
+        await asyncio.sleep(0.02)
+    fake_ws.silent = False
+    await asyncio.wait_for(stream.connected.wait(), 5)
+    await fake_ws.push("ETH", "1")  # noise for a symbol nobody asked for
+    await fake_ws.push("BTC", "107")
+    book = await asyncio.wait_for(books.__anext__(), 5)
+    while book.best_bid != Decimal(107):  # (the resubscription's own book may come first)
+        book = await asyncio.wait_for(books.__anext__(), 5)
+    assert book.symbol == "BTC" and stream.reconnects >= 1 and fake_ws.connections >= 2
+    await books.aclose()
+    await stream.stop()
+
+
+async def test_stream_rolls_over_without_a_gap_when_the_subscription_grows(fake_ws) -> None:
+    stream = _stream(fake_ws, ping_interval=None, idle_timeout=5)
+    books = stream.books()
+    await asyncio.wait_for(books.__anext__(), 5)
+    stream.update(["ETH"])
+    seen = set()
+    while "ETH" not in seen:
+        seen.add((await asyncio.wait_for(books.__anext__(), 5)).symbol)
+    for _ in range(100):  # the old connection retires right after the new one delivered
+        if stream.rollovers:
+            break
+        await asyncio.sleep(0.01)
+    assert stream.rollovers == 1 and stream.reconnects == 0 and fake_ws.connections == 2
+    assert stream.latest("BTC") is not None and stream.latest("ETH") is not None
+    await books.aclose()
+    await stream.stop()
