@@ -67,7 +67,7 @@ def test_each_reason_blocks_the_symbol_logs_once_and_counts(caplog, reason, make
     first = engine.process(with_books(ENTRY_BOOKS, T0))
     assert first.quotes and not first.opened
     engine.strategy.cfg = engine.cfg  # now an entry would open, were the data good
-    caplog.set_level(logging.INFO, logger="arbframe.trading.engine")
+    caplog.set_level(logging.INFO, logger="arbframe.engine")
     for i in (1, 2, 3):
         result = engine.process(make(T0 + timedelta(seconds=i)))
         assert not result.quotes and not result.opened and not result.spreads  # never traded on
@@ -165,7 +165,7 @@ def test_replay_blocks_untradeable_data_and_stops_on_malformed_data(tmp_path, ca
 
     zero_deep_level = eth_ask_token(17, "0.00000")  # well formed, not tradeable: a zero quantity at level 9
     untradeable = _rewrite(rec, tmp_path / "zero.jsonl", 251, zero_deep_level)
-    caplog.set_level(logging.WARNING, logger="arbframe.trading.engine")
+    caplog.set_level(logging.WARNING, logger="arbframe.engine")
     reader = RecordingReader(untradeable)
     engine = build_engine(reader, {"arbitrage": {"symbols": ["BTC", "ETH"]}}, MemoryStorage(),
                           spread_log_interval_seconds=60.0)
@@ -210,7 +210,7 @@ def test_replay_fast_path_and_full_path_agree_on_blocked_data(tmp_path, monkeypa
                               spread_log_interval_seconds=60.0)
         return replay(reader, engine), storage, engine
 
-    caplog.set_level(logging.WARNING, logger="arbframe.trading.engine")
+    caplog.set_level(logging.WARNING, logger="arbframe.engine")
     fast = run()
     seen = " ".join(r.getMessage() for r in caplog.records)
     for reason in ("bad_level", "locked_book", "book_time_backwards"):

@@ -23,7 +23,7 @@ from arbframe.core.models import FxRate, OrderBook
 REASONS = ("crossed_book", "locked_book", "bad_level", "book_time_backwards", "fx_time_backwards", "stale_book")
 
 #: a token of only zeros and dots between spaces: a zero written as plain decimal text ("0", "0.000", ".0")
-_ZERO_TOKEN = re.compile(r" [0.]++ ")
+_ZERO_TOKEN = re.compile(r" [0.]+ ")  # (no possessive ++: Python 3.10 has none; [0.] never eats the space)
 
 
 def spaced_has_nonpositive(spaced: str) -> bool:
