@@ -246,7 +246,7 @@ async def test_start_from_config_disabled_enabled_and_port_taken(caplog: pytest.
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        caplog.set_level("ERROR", logger="arbframe.service.metrics_server")
+        caplog.set_level("ERROR", logger="arbframe.metrics_server")
         got = await start_from_config({"metrics_server": {"enabled": True, "port": port}}, registry)
     assert got is None
     assert "cannot listen" in caplog.text

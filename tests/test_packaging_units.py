@@ -22,7 +22,7 @@ def test_timezone_fallback_without_a_tz_database(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(zoneinfo, "ZoneInfo", missing)
     assert load_timezone("Asia/Seoul").utcoffset(None) == timedelta(hours=9)
     assert load_timezone("UTC") is timezone.utc
-    with caplog.at_level(logging.WARNING, logger="arbframe.trading.statistics"):
+    with caplog.at_level(logging.WARNING, logger="arbframe.metrics"):
         assert load_timezone("America/New_York") is timezone.utc
     assert "America/New_York" in caplog.text and "UTC days" in caplog.text
 

@@ -137,7 +137,7 @@ def test_unrealized_pnl_is_marked_every_tick():
 def test_stale_fx_blocks_entries_and_says_why(caplog):
     engine = make_engine()
     stale = snapshot(T0, *HIGH, fx_ts=T0 - timedelta(seconds=301))
-    with caplog.at_level(logging.INFO, logger="arbframe.trading.engine"):
+    with caplog.at_level(logging.INFO, logger="arbframe.engine"):
         result = engine.process(stale)
         engine.process(snapshot(T0 + timedelta(seconds=1), *HIGH, fx_ts=T0 - timedelta(seconds=301)))
     assert not result.opened and result.spreads  # spreads still recorded, with the FX age
