@@ -13,7 +13,10 @@ import re
 import sys
 from pathlib import Path
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10 (the tests run it with the interpreter under test)
+    import tomli as tomllib
 
 
 def requirements(specs: list[str]) -> list[str]:

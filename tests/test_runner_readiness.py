@@ -58,8 +58,8 @@ async def _health(port: int) -> dict:
 
 
 async def test_run_waits_for_an_unreachable_venue_then_trades(tmp_path: Path) -> None:
-    upbit_fake = pytest.importorskip("arbframe_exchange_upbit.fake_server")
-    binance_fake = pytest.importorskip("arbframe_exchange_binance.fake_server")
+    upbit_fake = pytest.importorskip("arbframe_exchange_upbit.testing.fake_server")
+    binance_fake = pytest.importorskip("arbframe_exchange_binance.testing.fake_server")
     binance_port, metrics_port = _free_port(), _free_port()
     fu = await upbit_fake.FakeUpbit().start()
     fb = binance_fake.FakeBinance(push_interval=None)
