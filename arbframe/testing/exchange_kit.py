@@ -152,7 +152,10 @@ def check_order(order: Order, exchange: Exchange, request: OrderRequest | None =
     assert type(order.filled_qty) is Decimal and order.filled_qty >= 0
     assert order.price is None or type(order.price) is Decimal
     assert order.avg_price is None or type(order.avg_price) is Decimal
-    assert type(order.fee) is Decimal and order.fee >= 0
+    assert order.fee is not None, (f"{exchange.name}: order.fee is None; report Decimal(0) when the venue charged "
+                                   "nothing, and the fee in the asset the venue charged (Order.fee_currency)")
+    assert type(order.fee) is Decimal, f"{exchange.name}: order.fee is {type(order.fee).__name__}, not Decimal"
+    assert order.fee >= 0, f"{exchange.name}: negative fee {order.fee}"
     assert order.id, "order.id must be set"
     check_utc(order.ts, "order.ts")
     if request is not None:
@@ -263,6 +266,17 @@ class ExchangeContract:
             aclose = getattr(agen, "aclose", None)
             if aclose is not None:
                 await aclose()
+
+    async def test_contract_krw_venue_quotes_usdt(self, exchange: Exchange) -> None:
+        """A KRW venue must quote ``USDT`` (its KRW-USDT book gives the tether premium; docs/PLUGINS.md)."""
+        if exchange.quote_currency != "KRW":
+            pytest.skip(f"{exchange.name} quotes {exchange.quote_currency}, not KRW")
+        try:
+            quote = await exchange.fetch_ticker("USDT")
+        except Exception as exc:  # the message names what the venue lacks
+            pytest.fail(f"{exchange.name}: a KRW venue must quote USDT (KRW-USDT), but fetch_ticker('USDT') raised "
+                        f"{type(exc).__name__}: {exc}", pytrace=False)
+        check_quote(quote, exchange, "USDT")
 
     # ------------------------------------------------------------------------------- rules and rounding
     async def test_contract_market_rules(self, exchange: Exchange) -> None:
