@@ -16,9 +16,10 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from arbframe.core.errors import ConfigError, DriverNotInstalled
+from arbframe.core.mappings import section as config_section
 from arbframe.core.secrets import MASK, mask_secret_url, mask_url
 from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed_names
 
@@ -523,7 +524,7 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 def check_rules(config: Mapping[str, Any], sources: Sequence[str] = ()) -> None:
     """Rules that tie keys together (JSON Schema compares no two values): one line naming the keys."""
     where = f"config error ({', '.join(sources)}): " if sources else "config error: "
-    arb = config.get("arbitrage") if isinstance(config.get("arbitrage"), Mapping) else {}
+    arb = config_section(config, "arbitrage")
     domestic, foreign = arb.get("domestic"), arb.get("foreign")
     if domestic is not None and domestic == foreign:
         raise ConfigError(f"{where}arbitrage.domestic and arbitrage.foreign are both {domestic!r}; "
@@ -536,7 +537,7 @@ def check_rules(config: Mapping[str, Any], sources: Sequence[str] = ()) -> None:
     if isinstance(zone, str) and not _known_zone(zone):
         raise ConfigError(f"{where}arbitrage.timezone: {zone[:60]!r} is not a time zone name; expected an IANA name "
                           "such as 'Asia/Seoul' or 'UTC'")
-    redis = config.get("redis") if isinstance(config.get("redis"), Mapping) else {}
+    redis = config_section(config, "redis")
     url = redis.get("url")
     if isinstance(url, str) and not url.lower().startswith(REDIS_SCHEMES):
         scheme = url.split("://", 1)[0] if "://" in url else ""
@@ -558,7 +559,7 @@ def _known_zone(name: str) -> bool:
     return True
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 

@@ -126,7 +126,7 @@ def hook_reference() -> str:
 # ------------------------------------------------------------------------------------------------- interfaces
 def _members(cls: type) -> list[tuple[str, str, str, bool, str]]:
     """(name, kind, signature, must implement, first docstring paragraph) of the members ``cls`` defines."""
-    abstract = getattr(cls, "__abstractmethods__", frozenset())
+    abstract: frozenset[str] = getattr(cls, "__abstractmethods__", frozenset())
     rows = []
     for name, value in vars(cls).items():
         if name.startswith("_"):
@@ -203,7 +203,8 @@ def render(text: str, generated: dict[str, str] | None = None) -> str:
         pattern = re.compile(re.escape(_begin(name)) + r"\n.*?" + re.escape(_end(name)), re.DOTALL)
         if not pattern.search(text):
             raise ValueError(f"missing markers for the generated section {name!r}:\n{_begin(name)}\n{_end(name)}")
-        text = pattern.sub(lambda _m, body=body, name=name: f"{_begin(name)}\n{body}\n{_end(name)}", text)
+        replacement = f"{_begin(name)}\n{body}\n{_end(name)}"
+        text = pattern.sub(lambda _m: replacement, text)  # noqa: B023 - used at once, in this iteration
     return text
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -148,7 +149,7 @@ class RecordSpool:
             try:
                 entry = json.loads(raw)
                 cls = TABLES[entry["t"]]
-                record = from_row(cls, dict(zip(columns(cls), entry["r"], strict=True)))
+                record: Any = from_row(cls, dict(zip(columns(cls), entry["r"], strict=True)))
                 method = entry["m"] if entry["m"] in _LOG_METHODS else _METHOD_OF[entry["t"]]
             except (ValueError, KeyError, TypeError) as exc:
                 log.error("%s:%d: unreadable spool entry skipped: %s", self.path, number, exc)
@@ -188,6 +189,12 @@ class RecordSpool:
 
 _METHOD_OF = {"spreads": "log_spread", "positions": "log_position_close", "orders": "log_order",
               "trades": "log_trade", "fx_rates": "log_fx_rate", "errors": "log_error"}
+
+
+
+def _invoke(target: Any, method: str, record: Any) -> Any:
+    """``target.<method>(record)``: the method is looked up when called, inside the caller's error isolation."""
+    return getattr(target, method)(record)
 
 
 class StorageWriter(Storage):
@@ -493,7 +500,7 @@ class StorageWriter(Storage):
                     return True
             try:
                 for method, record in items:
-                    self._call("replay", lambda m=method, r=record: getattr(self.inner, m)(r))
+                    self._call("replay", functools.partial(_invoke, self.inner, method, record))
                 self._call("flush", self.inner.flush)
             except Exception as exc:
                 self._error(f"replaying the spool into {self.inner.describe()} failed: {type(exc).__name__}: "

@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from arbframe.core.mappings import section as config_section
 from arbframe.core.secrets import mask_secret
 
 if TYPE_CHECKING:
@@ -156,7 +157,7 @@ def simulated_venue(name: str, context: PluginContext, *, role: str) -> Exchange
     from arbframe.market.simulation import SimulatedVenue, market_from_config
 
     config = context.config or {}
-    section = config.get(name) if isinstance(config.get(name), Mapping) else {}
+    section = config_section(config, name)
     if context.market is None:
         context.market = market_from_config(config)
     market = context.market

@@ -31,6 +31,7 @@ The text layout and icons are the seed's (its title with the product renamed)::
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import json
 import logging
@@ -42,6 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from arbframe.core.mappings import section
 from arbframe.core.models import utcnow
 from arbframe.core.secrets import scrub
 from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed_names
@@ -194,8 +196,10 @@ def _run_probe(check: HealthCheck, box: dict[str, Any], timeout: float) -> None:
     try:
         value = check.probe()
         if inspect.isawaitable(value):
+            pending: Awaitable[Any] = value
+
             async def bounded() -> Any:
-                return await asyncio.wait_for(value, timeout)
+                return await asyncio.wait_for(pending, timeout)
 
             value = asyncio.run(bounded())
         box["result"] = value
@@ -422,11 +426,6 @@ def fx_check(
     return HealthCheck("fx", probe, timeout_seconds=timeout_seconds)
 
 
-def _section(config: Mapping[str, Any], name: str) -> Mapping[str, Any]:
-    value = config.get(name)
-    return value if isinstance(value, Mapping) else {}
-
-
 def kernel_checks(
     config: Mapping[str, Any],
     cache: Cache | None,
@@ -443,13 +442,13 @@ def kernel_checks(
     from arbframe.service.liveness import heartbeat_path
 
     checks: list[HealthCheck] = []
-    redis = _section(config, "redis")
-    service = _section(config, "service")
+    redis = section(config, "redis")
+    service = section(config, "service")
     ttl = int(redis.get("health_ttl_seconds", 60) or 60)
     beat_file = heartbeat_path(config)
     has_file = not same_process and beat_file.exists()
     if cache is not None:
-        checks.append(fx_check(cache, fx_source, max_age_seconds=float(_section(config, "fx").get(
+        checks.append(fx_check(cache, fx_source, max_age_seconds=float(section(config, "fx").get(
             "max_age_seconds", 300) or 300)))
         if same_process or cache.name != "memory" or has_file:
             checks.append(heartbeat_check(
@@ -460,7 +459,7 @@ def kernel_checks(
     elif fx_source is not None:
         from arbframe.builtins.memory_cache import MemoryCache
 
-        checks.append(fx_check(MemoryCache(), fx_source, max_age_seconds=float(_section(config, "fx").get(
+        checks.append(fx_check(MemoryCache(), fx_source, max_age_seconds=float(section(config, "fx").get(
             "max_age_seconds", 300) or 300)))
     if not same_process:
         checks += file_loop_checks(beat_file)
@@ -558,11 +557,11 @@ def checks_from_kernel(kernel: Kernel, *, build_timeout: float = 0.8) -> tuple[l
         extra.append(_failed(name, f"{kind} {name!r}", value if status == "error" else None, build_timeout))
         return None
 
-    storage = _section(config, "storage")
+    storage = section(config, "storage")
     backend = str(storage.get("backend", "csv"))
-    build("storage", "csv", _section(storage, "csv"), "storage.backend")
+    build("storage", "csv", section(storage, "csv"), "storage.backend")
     if backend not in ("csv", "hybrid"):
-        build("storage", backend, _section(storage, backend), "storage.backend")
+        build("storage", backend, section(storage, backend), "storage.backend")
 
     cache = None
     try:
@@ -571,7 +570,7 @@ def checks_from_kernel(kernel: Kernel, *, build_timeout: float = 0.8) -> tuple[l
     except Exception as exc:
         extra.append(_failed("cache", "cache", exc, build_timeout))
 
-    arbitrage = _section(config, "arbitrage")
+    arbitrage = section(config, "arbitrage")
     for role in ("domestic", "foreign"):
         name = arbitrage.get(role)
         if not name:
@@ -579,15 +578,15 @@ def checks_from_kernel(kernel: Kernel, *, build_timeout: float = 0.8) -> tuple[l
         if context.mock and str(name) not in installed_names(DRIVER_GROUPS["exchange"]):
             from arbframe.market.routing import simulated_venue
 
-            venue = kernel.load_exchange(str(name), simulated=lambda n=str(name), r=role: simulated_venue(
-                n, context, role=r))
+            venue = kernel.load_exchange(str(name), simulated=functools.partial(simulated_venue, str(name), context,
+                                                                                 role=role))
             built.append(venue)
             continue
-        build("exchange", str(name), _section(config, str(name)), f"arbitrage.{role}")
+        build("exchange", str(name), section(config, str(name)), f"arbitrage.{role}")
 
     from arbframe.kernel.config import fx_source_name
 
-    fx = _section(config, "fx")
+    fx = section(config, "fx")
     fx_source = build("fx", fx_source_name(config), fx, "fx.source")
 
     checks = kernel.health_checks() + extra
@@ -603,7 +602,7 @@ def close_drivers(drivers: Iterable[Any]) -> None:
         try:
             result = close()
             if inspect.isawaitable(result):
-                _bounded(lambda r=result: _await(r), 1.0)
+                _bounded(functools.partial(_await, result), 1.0)
         except Exception as exc:
             log.debug("closing %s failed: %r", type(driver).__name__, exc)
 
@@ -614,7 +613,7 @@ def report_for_kernel(kernel: Kernel, *, budget_seconds: float = 2.0, build_time
     checks, built = checks_from_kernel(kernel, build_timeout=build_timeout)
     remaining = max(1.0, budget_seconds - (time.monotonic() - started))
     try:
-        arbitrage = _section(kernel.config, "arbitrage")
+        arbitrage = section(kernel.config, "arbitrage")
         exchanges = [str(arbitrage[r]).lower() for r in ("domestic", "foreign") if arbitrage.get(r)]
         report = build_report(checks, budget_seconds=remaining, then=exchanges)
     finally:

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from arbframe.core.errors import ConfigError
+from arbframe.core.mappings import section
 from arbframe.kernel.hookspecs import hookimpl
 from arbframe.kernel.interfaces import HealthCheck, HealthResult, HealthStatus
 
@@ -136,7 +137,7 @@ class Readiness:
     @classmethod
     def for_exchanges(cls, exchanges: Mapping[str, Exchange], symbols: list[str], config: Mapping[str, Any],
                       clock: Callable[[], float] = time.monotonic) -> Readiness:
-        service = config.get("service") if isinstance(config.get("service"), Mapping) else {}
+        service = section(config, "service")
         initial = float(service.get("retry_initial_seconds", DEFAULT_RETRY_INITIAL))
         maximum = float(service.get("retry_max_seconds", DEFAULT_RETRY_MAX))
         return cls({name: VenueReadiness(name, exchange, symbols, initial=initial, maximum=maximum, clock=clock)

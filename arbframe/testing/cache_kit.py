@@ -99,6 +99,18 @@ class CacheContract:
             pytest.skip(f"{type(cache).__name__} has no ttl(key); TTLs not checked")
         return ttl(key)
 
+    def snapshot_of(self, cache: Cache, symbol: str) -> dict[str, Any]:
+        """The cached spread snapshot of ``symbol``, failing the test when there is none."""
+        got = cache.get_spread_snapshot(symbol)
+        assert got is not None, f"no spread snapshot cached for {symbol}"
+        return got
+
+    def remaining_ttl(self, cache: Cache, key: str) -> float:
+        """Seconds ``key`` has left, failing the test when it has no expiry."""
+        ttl = self.ttl_of(cache, key)
+        assert ttl is not None, f"{key} has no expiry"
+        return ttl
+
     # -------------------------------------------------------------------------------------------- basics
     def test_is_a_cache(self, cache: Cache) -> None:
         assert isinstance(cache, Cache)
@@ -177,13 +189,13 @@ class CacheContract:
         assert cache.get_spread_snapshot("ETH") is None
 
     def test_spread_snapshot_is_a_copy(self, cache: Cache) -> None:
-        snapshot = {"symbol": "ETH", "levels": [1]}
-        cache.set_spread_snapshot("ETH", snapshot)
-        snapshot["levels"].append(2)
-        got = cache.get_spread_snapshot("ETH")
+        levels = [1]
+        cache.set_spread_snapshot("ETH", {"symbol": "ETH", "levels": levels})
+        levels.append(2)
+        got = self.snapshot_of(cache, "ETH")
         assert got["levels"] == [1]
         got["levels"].append(3)
-        assert cache.get_spread_snapshot("ETH")["levels"] == [1]
+        assert self.snapshot_of(cache, "ETH")["levels"] == [1]
 
     def test_spread_default_ttl_is_60s(self, cache: Cache) -> None:
         cache.set_spread_snapshot("BTC", {"symbol": "BTC"})
@@ -214,12 +226,12 @@ class CacheContract:
         assert ok is True
         assert cache.get_fx_rate() == fx
         assert cache.get_heartbeat("bot_service") == T0
-        assert cache.get_spread_snapshot("BTC")["premium"] == "0.03"
-        assert cache.get_spread_snapshot("ETH")["symbol"] == "ETH"
+        assert self.snapshot_of(cache, "BTC")["premium"] == "0.03"
+        assert self.snapshot_of(cache, "ETH")["symbol"] == "ETH"
         if getattr(cache, "ttl", None) is not None:
-            assert 45 <= self.ttl_of(cache, self.keys.fx()) <= 50
-            assert 35 <= self.ttl_of(cache, self.keys.heartbeat("bot_service")) <= 40
-            assert 25 <= self.ttl_of(cache, self.keys.spread("ETH")) <= 30
+            assert 45 <= self.remaining_ttl(cache, self.keys.fx()) <= 50
+            assert 35 <= self.remaining_ttl(cache, self.keys.heartbeat("bot_service")) <= 40
+            assert 25 <= self.remaining_ttl(cache, self.keys.spread("ETH")) <= 30
 
     def test_write_tick_with_nothing_is_true(self, cache: Cache) -> None:
         assert cache.write_tick() is True

@@ -120,8 +120,9 @@ class PostgresServer:
         reason = missing_reason()
         if reason:
             raise PostgresNotAvailable(reason)
-        self.bindir = find_bindir()
-        assert self.bindir is not None
+        bindir = find_bindir()
+        assert bindir is not None
+        self.bindir: Path = bindir
         self.dbname = dbname
         self.fast = fast
         self.settings = dict(settings or {})
@@ -380,7 +381,7 @@ def postgres_server_fixture(scope: str = "session", **kwargs: Any) -> Callable[.
     """
     import pytest
 
-    @pytest.fixture(scope=scope)  # type: ignore[misc]
+    @pytest.fixture(scope=scope)  # type: ignore[misc,call-overload]  # scope: any pytest scope name
     def _postgres_server() -> Iterator[PostgresServer]:
         server = start_or_skip(**kwargs)
         try:

@@ -114,14 +114,15 @@ def sample_records() -> dict[str, list[Any]]:
 
 
 def _log(storage: Storage, table: str, record: Any) -> None:
-    {
+    writers: dict[str, Callable[[Any], None]] = {
         "spreads": storage.log_spread,
         "positions": storage.log_position_open,
         "orders": storage.log_order,
         "trades": storage.log_trade,
         "fx_rates": storage.log_fx_rate,
         "errors": storage.log_error,
-    }[table](record)
+    }
+    writers[table](record)
 
 
 class StorageContract:
