@@ -30,6 +30,17 @@ if TYPE_CHECKING:
     from arbframe.kernel.plugin_host import Kernel
 
 
+#: JSON Schema pieces of the ``--json`` documents: money is an exact decimal string
+MONEY: dict[str, Any] = {"type": "string", "pattern": r"^-?[0-9]+(\.[0-9]+)?$"}
+MONEY_OR_NULL: dict[str, Any] = {**MONEY, "type": ["string", "null"]}
+TIME_OR_NULL: dict[str, Any] = {"type": ["string", "null"], "format": "date-time"}
+
+
+def obj(properties: Mapping[str, Any], **extra: Any) -> dict[str, Any]:
+    """An object schema requiring every one of ``properties``."""
+    return {"type": "object", "required": list(properties), "properties": dict(properties), **extra}
+
+
 class BadOption(ArbframeError):
     """A command-line value the command cannot use (exit 2, one line)."""
 
@@ -62,14 +73,15 @@ class Store:
 
 
 @contextmanager
-def open_store(args: argparse.Namespace, **kernel_kwargs: Any) -> Iterator[Store]:
-    """The validated config's kernel and its storage driver (``storage.backend``), closed afterwards. Without
+def open_store(args: argparse.Namespace, overrides: Mapping[str, Any] | None = None) -> Iterator[Store]:
+    """The validated config's kernel (``overrides`` applied) and its storage driver (``storage.backend``), closed
+    afterwards. Without
     ``--verbose`` the drivers' start-up lines stay out of the report (warnings still show)."""
     from arbframe.commands import load_kernel
 
     if not getattr(args, "verbose", False):
         logging.getLogger().setLevel(logging.WARNING)
-    kernel = load_kernel(args, **kernel_kwargs)
+    kernel = load_kernel(args, overrides)
     try:
         yield Store(kernel, kernel.load_storage())
     finally:

@@ -12,6 +12,9 @@ from __future__ import annotations
 import argparse
 
 from arbframe.commands.bookkeeping import (
+    MONEY,
+    MONEY_OR_NULL,
+    TIME_OR_NULL,
     BadOption,
     add_store_options,
     dec,
@@ -21,6 +24,7 @@ from arbframe.commands.bookkeeping import (
     krw,
     local_time,
     newest_first,
+    obj,
     open_store,
     percent,
     print_json,
@@ -31,6 +35,21 @@ from arbframe.commands.options import plain_help
 from arbframe.core.models import Position
 
 DEFAULT_LIMIT = 20
+
+#: JSON Schema of ``arbframe history --json``
+POSITION_SCHEMA = obj({
+    "id": {"type": "string"}, "symbol": {"type": "string"}, "direction": {"enum": ["kimchi", "reverse"]},
+    "qty": MONEY, "opened_at": {"type": "string", "format": "date-time"}, "closed_at": TIME_OR_NULL,
+    "held_seconds": {"type": ["number", "null"]}, "entry_premium": MONEY, "exit_premium": MONEY_OR_NULL,
+    "entry_fx_rate": MONEY, "exit_fx_rate": MONEY_OR_NULL, "close_reason": {"type": ["string", "null"]},
+    "fees_krw": MONEY, "realized_pnl_krw": MONEY_OR_NULL, "domestic_exchange": {"type": "string"},
+    "foreign_exchange": {"type": "string"}, "simulated": {"type": "boolean"}, "instance_id": {"type": "string"},
+})
+JSON_SCHEMA = obj({
+    "storage": {"type": "string"}, "keeps_history": {"type": "boolean"}, "timezone": {"type": "string"},
+    "total_closed": {"type": "integer", "minimum": 0}, "shown": {"type": "integer", "minimum": 0},
+    "positions": {"type": "array", "items": POSITION_SCHEMA},
+})
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -22,6 +22,9 @@ from decimal import Decimal
 from typing import Any
 
 from arbframe.commands.bookkeeping import (
+    MONEY,
+    MONEY_OR_NULL,
+    TIME_OR_NULL,
     add_store_options,
     dec,
     duration,
@@ -29,6 +32,7 @@ from arbframe.commands.bookkeeping import (
     fees_krw,
     iso,
     krw,
+    obj,
     open_store,
     parse_since,
     percent,
@@ -39,6 +43,21 @@ from arbframe.commands.bookkeeping import (
 )
 from arbframe.commands.options import plain_help
 from arbframe.core.models import FxRate, Position
+
+_TALLY = {
+    "trades": {"type": "integer", "minimum": 0}, "wins": {"type": "integer", "minimum": 0},
+    "losses": {"type": "integer", "minimum": 0}, "win_rate": MONEY_OR_NULL, "realized_pnl_krw": MONEY,
+    "fees_krw": MONEY, "avg_held_seconds": {"type": ["number", "null"]},
+}
+#: JSON Schema of ``arbframe profit --json``
+JSON_SCHEMA = obj({
+    "storage": {"type": "string"}, "keeps_history": {"type": "boolean"}, "since": TIME_OR_NULL,
+    "timezone": {"type": "string"}, "first_close": TIME_OR_NULL, "last_close": TIME_OR_NULL, **_TALLY,
+    "fx_translation": obj({"krw": MONEY_OR_NULL, "rate": MONEY_OR_NULL, "rate_source": {"type": ["string", "null"]},
+                           "rate_ts": TIME_OR_NULL, "positions_left_out": {"type": "integer", "minimum": 0}}),
+    "per_symbol": {"type": "array", "items": obj({"symbol": {"type": "string"}, **_TALLY})},
+    "per_day": {"type": "array", "items": obj({"day": {"type": "string", "format": "date"}, **_TALLY})},
+})
 
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:

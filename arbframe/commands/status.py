@@ -8,9 +8,9 @@ Open positions and paper balances come from the configured storage (any backend)
 configured starting wallets plus every stored position's balance changes, exactly what a restarted runner holds.
 Unrealized PnL is the engine's mark (docs/TRADING.md "PnL": entry legs plus a close at the current VWAPs, exit
 fees included, at the current FX rate and coin mark). Where the prices come from, per symbol, first that has
-both books: mock mode: a fresh simulated market from the config's seed (not the running service's state);
-otherwise the venues (bounded by --timeout; skipped with --offline), then the cache's spread snapshots, then
-the store's last spreads (a close priced at their VWAPs). The output names each mark's source and age; a
+both books: the venues (bounded by --timeout) or, in mock mode, a fresh simulated market from the config's seed
+(not the running service's state), both skipped with --offline; then the cache's spread snapshots; then the
+store's last spreads (a close priced at their VWAPs). The output names each mark's source and age; a
 position without one shows no unrealized PnL. With mode: live (not mock) the balances are asked from the
 venues instead.
 """
@@ -27,6 +27,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from arbframe.commands.bookkeeping import (
+    MONEY,
+    MONEY_OR_NULL,
+    TIME_OR_NULL,
     add_store_options,
     dec,
     duration,
@@ -34,6 +37,7 @@ from arbframe.commands.bookkeeping import (
     iso,
     krw,
     local_time,
+    obj,
     open_store,
     percent,
     print_json,
@@ -53,13 +57,58 @@ log = logging.getLogger("arbframe.status")
 
 DEFAULT_TIMEOUT = 3.0
 
+_SECONDS = {"type": ["number", "null"]}
+_MARK = obj({"source": {"enum": ["market", "simulated", "cache", "storage"]}, "detail": {"type": "string"},
+             "as_of": TIME_OR_NULL, "age_seconds": _SECONDS})
+#: JSON Schema of ``arbframe status --json``
+JSON_SCHEMA = obj({
+    "now": {"type": "string", "format": "date-time"}, "mode": {"type": "string"}, "mock": {"type": "boolean"},
+    "storage": {"type": "string"}, "storage_backend": {"type": "string"}, "timezone": {"type": "string"},
+    "service": obj({"from": {"type": ["string", "null"]}, "last_tick_at": TIME_OR_NULL,
+                    "last_tick_age_seconds": _SECONDS, "stopped": {"type": ["boolean", "null"]}}),
+    "kill_switch": {"type": ["object", "null"], "description": "null: this version has no kill switch"},
+    "limits": obj({
+        "daily_loss": obj({"limit_krw": MONEY_OR_NULL, "day": {"type": "string", "format": "date"},
+                           "today_realized_krw": MONEY, "reached": {"type": "boolean"}}),
+        "open_positions": obj({"open": {"type": "integer"}, "max": {"type": "integer"}}),
+        "positions_per_symbol": obj({"max": {"type": "integer"},
+                                     "open": {"type": "object", "additionalProperties": {"type": "integer"}}}),
+        "open_notional_krw": obj({"open": MONEY, "max_total": MONEY, "max_per_position": MONEY}),
+        "fx_age": obj({"max_seconds": {"type": "number"}, "age_seconds": _SECONDS,
+                       "blocks_entries": {"type": "boolean"}}),
+    }),
+    "fx": {"oneOf": [{"type": "null"}, obj({"rate": MONEY, "source": {"type": "string"},
+                                            "from": {"enum": ["fx source", "cache", "storage"]},
+                                            "as_of": TIME_OR_NULL, "age_seconds": _SECONDS})]},
+    "marks": {"type": "object", "additionalProperties": _MARK},
+    "mark_notes": {"type": "array", "items": {"type": "string"}},
+    "positions": {"type": "array", "items": obj({
+        "id": {"type": "string"}, "symbol": {"type": "string"}, "direction": {"enum": ["kimchi", "reverse"]},
+        "qty": MONEY, "opened_at": {"type": "string", "format": "date-time"}, "age_seconds": _SECONDS,
+        "entry_premium": MONEY, "entry_fx_rate": MONEY, "entry_fees_krw": MONEY, "unrealized_pnl_krw": MONEY_OR_NULL,
+        "mark": {"oneOf": [{"type": "null"}, _MARK]}, "configured_pair": {"type": "boolean"},
+    })},
+    "unrealized_pnl_krw": MONEY_OR_NULL,
+    "positions_unmarked": {"type": "integer", "minimum": 0},
+    "balances": obj({
+        "kind": {"enum": ["paper", "live"]}, "basis": {"type": "string"},
+        "venues": {"type": "object", "additionalProperties": {
+            "type": "object", "additionalProperties": obj({"amount": MONEY, "value_krw": MONEY_OR_NULL})}},
+        "equity_krw": MONEY_OR_NULL, "unvalued_assets": {"type": "array", "items": {"type": "string"}},
+        "errors": {"type": "object", "additionalProperties": {"type": "string"}},
+    }),
+    "realized": obj({"keeps_history": {"type": "boolean"}, "total_krw": MONEY, "trades": {"type": "integer"},
+                     "wins": {"type": "integer"}, "win_rate": MONEY_OR_NULL, "today_krw": MONEY}),
+})
+
 
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser("status", help="open positions with unrealized PnL, balances, limits, last tick age",
                             description=plain_help(__doc__))
     add_store_options(parser)
     parser.add_argument("--offline", action="store_true",
-                        help="do not ask the venues or the FX source: mark with the cache's or the store's data")
+                        help="do not ask the venues (or the simulated market) nor the FX source: mark with the "
+                             "cache's or the store's data")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"bound on asking the venues and the FX source (default {DEFAULT_TIMEOUT:g})")
     mock = parser.add_mutually_exclusive_group()
@@ -149,8 +198,7 @@ def _age(ts: datetime | None, now: datetime) -> float | None:
 
 # --------------------------------------------------------------------------------------------- gathering
 def run(args: argparse.Namespace) -> int:
-    kwargs = {} if args.mock is None else {"mock": bool(args.mock)}
-    with open_store(args, **kwargs) as store:
+    with open_store(args, None if args.mock is None else {"mock_mode": bool(args.mock)}) as store:
         if not args.verbose:  # the venue drivers' start-up notes (no credentials: simulated account) are not news
             for key in ("domestic", "foreign"):
                 venue = (store.config.get("arbitrage") or {}).get(key)
@@ -282,7 +330,7 @@ async def gather_prices(kernel: Kernel, exchanges: Mapping[str, Exchange], stora
     """Books per symbol and an FX rate, from the first source that has them (module docstring)."""
     prices = Prices()
     symbols = list(dict.fromkeys([*symbols, *(p.symbol for p in opened)]))
-    if mock or not offline:
+    if not offline:
         await _from_venues(kernel, exchanges, symbols, prices, mock=mock, timeout=timeout, venues=venues)
     missing = [s for s in symbols if s not in prices.marks]
     if (missing or prices.fx is None) and cache is not None:
