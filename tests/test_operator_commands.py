@@ -247,7 +247,7 @@ def test_empty_store(tmp_path: Path, capsys) -> None:
     check_schema(doc, profit.JSON_SCHEMA)
     assert (doc["trades"], doc["realized_pnl_krw"], doc["fees_krw"], doc["win_rate"]) == (0, "0", "0", None)
     assert doc["fx_translation"] == {"krw": None, "rate": None, "rate_source": None, "rate_ts": None,
-                                     "positions_left_out": 0}
+                                     "positions_left_out": 0, "note": None}
     doc = cli_json(capsys, "status", "-c", cfg, "--offline")
     check_schema(doc, status.JSON_SCHEMA)
     assert doc["positions"] == [] and doc["unrealized_pnl_krw"] is None and doc["fx"] is None

@@ -54,7 +54,8 @@ JSON_SCHEMA = obj({
     "storage": {"type": "string"}, "keeps_history": {"type": "boolean"}, "since": TIME_OR_NULL,
     "timezone": {"type": "string"}, "first_close": TIME_OR_NULL, "last_close": TIME_OR_NULL, **_TALLY,
     "fx_translation": obj({"krw": MONEY_OR_NULL, "rate": MONEY_OR_NULL, "rate_source": {"type": ["string", "null"]},
-                           "rate_ts": TIME_OR_NULL, "positions_left_out": {"type": "integer", "minimum": 0}}),
+                           "rate_ts": TIME_OR_NULL, "positions_left_out": {"type": "integer", "minimum": 0},
+                           "note": {"type": ["string", "null"]}}),
     "per_symbol": {"type": "array", "items": obj({"symbol": {"type": "string"}, **_TALLY})},
     "per_day": {"type": "array", "items": obj({"day": {"type": "string", "format": "date"}, **_TALLY})},
 })
@@ -113,7 +114,7 @@ class FxTranslation:
         fx = self.rate
         return {
             "krw": dec(self.krw), "rate": dec(fx.rate) if fx else None, "rate_source": fx.source if fx else None,
-            "rate_ts": iso(fx.ts) if fx else None, "positions_left_out": self.left_out,
+            "rate_ts": iso(fx.ts) if fx else None, "positions_left_out": self.left_out, "note": None,
         }
 
 
@@ -182,9 +183,15 @@ def run(args: argparse.Namespace) -> int:
         tz_name, tz = timezone_of(store.config)
         since = parse_since(args.since, tz) if args.since else None
         loaded = store.closed_positions()
-        last_fx = store.storage.load_last_fx_rate()
+        note = None
+        try:
+            last_fx = store.storage.load_last_fx_rate()
+        except Exception as exc:  # the rates may be out of reach while the positions come from a local copy
+            last_fx, note = None, f"the store's FX rates could not be read ({type(exc).__name__}: {exc})"
         report = profit_report(loaded or [], since=since, tz=tz, tz_name=tz_name, last_fx=last_fx,
                                priced=priced_assets(store.config))
+        if note is not None:
+            report["fx_translation"]["note"] = note
         report = {"storage": store.describe(), "keeps_history": loaded is not None, **report}
         if args.json:
             print_json(report)
@@ -206,6 +213,8 @@ def format_report(r: Mapping[str, Any]) -> list[str]:
               f"{fx['rate_ts']})"
     if fx["positions_left_out"]:
         fx_line += f"; {fx['positions_left_out']} positions without balance changes left out"
+    if fx["note"]:
+        fx_line += f"; {fx['note']}"
     rows = [
         ("round trips", f"{r['trades']} ({r['wins']} won, {r['losses']} lost)"),
         ("win rate", percent(_d(r["win_rate"]), 1)),
