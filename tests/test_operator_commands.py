@@ -285,6 +285,9 @@ OPEN = replace(position("open1", "BTC", Direction.KIMCHI, "2026-01-03T04:00:00",
                balance_changes="binance:BTC=0.01 binance:USDT=-960.96 upbit:BTC=-0.01 upbit:KRW=1396500")
 LOSS = position("loss1", "BTC", Direction.REVERSE, "2026-01-03T01:00:00")
 NOW = at("2026-01-03T06:00:00")  # 15:00 in Seoul
+OTHER_OPEN = replace(position("xrp1", "XRP", Direction.KIMCHI, "2026-01-03T04:00:00"),
+                     balance_changes="upbit:KRW=77 binance:USDT=-7")
+OTHER_CLOSED = replace(position("btc-z", "BTC", Direction.KIMCHI, "2026-01-03T02:30:00"), instance_id="bot-z")
 
 
 def spread(sid: str, ts: str, direction: Direction, domestic: str, foreign: str) -> Spread:
@@ -299,7 +302,11 @@ def status_store(tmp_path: Path) -> Path:
     write_store(
         tmp_path / "live", fx=[FxRate("fx2", at("2026-01-03T05:00:00"), D("1420"), "forex:dunamu")],
         positions=[(OPEN, None), (LOSS, closed(LOSS, "2026-01-03T02:00:00", pnl="-600000", exit_fees="1",
-                                               exit_fx="1410", changes="binance:USDT=-0.5 upbit:KRW=1000"))],
+                                               exit_fx="1410", changes="binance:USDT=-0.5 upbit:KRW=1000")),
+                   # other books in the same store: never counted (they would change every figure below)
+                   (OTHER_OPEN, None), (OTHER_CLOSED, closed(OTHER_CLOSED, "2026-01-03T03:00:00", pnl="-1000000",
+                                                             exit_fees="1", exit_fx="1410",
+                                                             changes="binance:USDT=-99 upbit:KRW=-99"))],
         spreads=[spread("s0", "2026-01-03T05:00:00", Direction.KIMCHI, "120000000", "90000"),  # older: not used
                  spread("s1", "2026-01-03T05:59:00", Direction.KIMCHI, "139000000", "96500"),
                  spread("s2", "2026-01-03T05:59:30", Direction.REVERSE, "139100000", "96400")])
@@ -352,6 +359,8 @@ def test_status_marks_from_the_stores_last_spreads_hand_computed(status_store: P
                             "as_of": "2026-01-03T05:00:00+00:00", "age_seconds": 3600.0}
     assert report["service"]["last_tick_age_seconds"] == 30.0 and report["service"]["pid"] == 4242
     assert report["kill_switch"] is None
+    assert report["book"] == {"instance_id": "upbit-binance-BTC", "venues": ["upbit", "binance"], "symbols": ["BTC"],
+                              "open_elsewhere": 1, "closed_elsewhere": 1}
     limits = report["limits"]
     # today in Seoul is 2026-01-03; the loss closed at 02:00Z (11:00 there): -600,000 <= -500,000
     assert limits["daily_loss"] == {"limit_krw": "500000", "day": "2026-01-03", "today_realized_krw": "-600000",

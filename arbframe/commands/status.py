@@ -4,8 +4,10 @@ Prints the service's last tick (its heartbeat file, else the cache's heartbeat),
 (daily loss limit against today's realized PnL, open positions, open notional, FX age), every open position
 with its unrealized PnL, the balances per venue and asset with their KRW value, equity and the realized totals.
 
-Open positions and paper balances come from the configured storage (any backend): the balances are the
-configured starting wallets plus every stored position's balance changes, exactly what a restarted runner holds.
+Open positions and paper balances come from the configured storage (any backend), for the book of the
+configured runner (service.instance_id, its venue pair and symbols) by the rules of its restart: open positions
+of its venue pair and symbols, closed positions of its instance. The balances are the configured starting
+wallets plus those positions' balance changes, exactly what the restarted runner would hold.
 Unrealized PnL is the engine's mark (docs/TRADING.md "PnL": entry legs plus a close at the current VWAPs, exit
 fees included, at the current FX rate and coin mark). Where the prices come from, per symbol, first that has
 both books: the venues (bounded by --timeout) or, in mock mode, a fresh simulated market from the config's seed
@@ -64,6 +66,10 @@ _MARK = obj({"source": {"enum": ["market", "simulated", "cache", "storage"]}, "d
 JSON_SCHEMA = obj({
     "now": {"type": "string", "format": "date-time"}, "mode": {"type": "string"}, "mock": {"type": "boolean"},
     "storage": {"type": "string"}, "storage_backend": {"type": "string"}, "timezone": {"type": "string"},
+    "book": obj({"instance_id": {"type": "string"}, "venues": {"type": "array", "items": {"type": "string"}},
+                 "symbols": {"type": "array", "items": {"type": "string"}},
+                 "open_elsewhere": {"type": "integer", "minimum": 0},
+                 "closed_elsewhere": {"type": "integer", "minimum": 0}}),
     "service": obj({"from": {"type": ["string", "null"]}, "last_tick_at": TIME_OR_NULL,
                     "last_tick_age_seconds": _SECONDS, "stopped": {"type": ["boolean", "null"]}}),
     "kill_switch": {"type": ["object", "null"], "description": "null: this version has no kill switch"},
@@ -163,6 +169,7 @@ class StatusReport:
     mock: bool
     storage: str
     storage_backend: str
+    book: dict[str, Any]  # the configured runner's instance, venues, symbols; positions of other books in the store
     timezone: str
     service: dict[str, Any]
     limits: dict[str, Any]
@@ -179,7 +186,8 @@ class StatusReport:
         marked = [x["unrealized_pnl_krw"] for x in self.positions if x["unrealized_pnl_krw"] is not None]
         return {
             "now": iso(self.now), "mode": self.mode, "mock": self.mock, "storage": self.storage,
-            "storage_backend": self.storage_backend, "timezone": self.timezone, "service": self.service,
+            "storage_backend": self.storage_backend, "book": self.book, "timezone": self.timezone,
+            "service": self.service,
             "kill_switch": self.kill_switch, "limits": self.limits,
             "fx": None if p.fx is None else {"rate": dec(p.fx.rate), "source": p.fx.source, "from": p.fx_from,
                                              "as_of": iso(p.fx.ts), "age_seconds": _age(p.fx.ts, self.now)},
@@ -216,14 +224,18 @@ def run(args: argparse.Namespace) -> int:
 async def gather(kernel: Kernel, storage: Storage, *, offline: bool = False, timeout: float = DEFAULT_TIMEOUT,
                  now: datetime | None = None) -> StatusReport:
     """Read the store, gather prices (see the module docstring) and build the report; ``now`` for tests."""
+    from arbframe.kernel.book import book_from_config
     from arbframe.trading.strategy import StrategyConfig
 
     config = kernel.config
     cfg = StrategyConfig.from_config(config)
     mock = bool(kernel.context.mock)
     live = kernel.context.mode == "live" and not mock
-    opened = storage.load_positions()
-    history = storage.load_closed_positions()
+    book = book_from_config(config)  # what the configured runner holds: the rules of its restart
+    stored = storage.load_positions()
+    opened = [p for p in stored if book.holds(p)]
+    loaded = storage.load_closed_positions()
+    history = None if loaded is None else [p for p in loaded if book.counts(p)]
     exchanges = build_exchanges(kernel, cfg.domestic, cfg.foreign, mock)
     cache: Cache | None = None
     try:
@@ -248,6 +260,9 @@ async def gather(kernel: Kernel, storage: Storage, *, offline: bool = False, tim
     stats = engine.stats
     return StatusReport(
         now=when, mode=kernel.context.mode, mock=mock, storage=storage.describe(),
+        book={"instance_id": book.instance_id, "venues": [book.domestic, book.foreign], "symbols": list(book.symbols),
+              "open_elsewhere": len(stored) - len(opened),
+              "closed_elsewhere": 0 if loaded is None else len(loaded) - len(history or [])},
         storage_backend=storage.active_backend(), timezone=tz_name, service=service,
         limits=limits(cfg, engine, opened, prices.fx, when),
         prices=prices,
@@ -572,8 +587,8 @@ async def gather_balances(engine: Engine, exchanges: Mapping[str, Exchange], pri
     unvalued = sorted({a for (_v, a), _x in amounts.items() if valuation is None or valuation.value(a, ZERO) is None})
     return {
         "kind": "live" if live else "paper",
-        "basis": "the venues' balances" if live else "configured paper balances plus every stored position's "
-                                                     "balance changes",
+        "basis": "the venues' balances" if live else "configured paper balances plus the book's stored balance "
+                                                     "changes",
         "venues": venues, "equity_krw": dec(equity), "unvalued_assets": unvalued, "errors": errors,
     }
 
@@ -585,8 +600,12 @@ def format_report(r: Mapping[str, Any]) -> list[str]:
 
     tz = load_timezone(r["timezone"])
     mode = f"{r['mode']} mode" + (", simulated market (mock)" if r["mock"] else "")
+    book = r["book"]
     out = [f"arbframe status: {mode}; storage {r['storage']} (writing to {r['storage_backend']}); times in "
-           f"{r['timezone']}", ""]
+           f"{r['timezone']}",
+           f"book: instance {book['instance_id']}, {'/'.join(book['venues'])} {', '.join(book['symbols'])}"
+           + (f" ({book['open_elsewhere']} open and {book['closed_elsewhere']} closed positions of other books in "
+              "the store are not counted)" if book["open_elsewhere"] or book["closed_elsewhere"] else ""), ""]
     s = r["service"]
     if s["from"] is None:
         tick = s.get("note", "no heartbeat")

@@ -393,8 +393,7 @@ class StorageWriter(Storage):
         book = self.book
         if book is None:
             return positions
-        mine = [p for p in positions if p.symbol.upper() in book.symbols
-                and p.domestic_exchange == book.domestic and p.foreign_exchange == book.foreign]
+        mine = [p for p in positions if book.holds(p)]
         for p in mine:
             if p.instance_id and p.instance_id != self.instance_id:
                 log.warning("resuming position %s written by instance %r: its symbol %s is in this runner's book",
@@ -407,9 +406,8 @@ class StorageWriter(Storage):
         positions = self._merge(loaded, False)
         if positions is None or self.book is None:
             return positions
-        symbols = self.book.symbols
-        return [p for p in positions
-                if p.instance_id == self.instance_id or (not p.instance_id and p.symbol.upper() in symbols)]
+        book = dataclasses.replace(self.book, instance_id=self.instance_id)
+        return [p for p in positions if book.counts(p)]
 
     def load_last_fx_rate(self) -> FxRate | None:
         """The driver's newest FX rate, or a newer one still spooled."""

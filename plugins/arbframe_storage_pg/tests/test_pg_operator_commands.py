@@ -103,7 +103,7 @@ def store(open_storage, section: dict[str, Any], tmp_path: Path) -> Path:
     doc = {
         "mode": "paper", "mock_mode": False,
         "storage": {"backend": "postgres", "postgres": section, "csv": {"data_dir": str(tmp_path / "csv")}},
-        "arbitrage": {"symbols": ["BTC"], "timezone": "Asia/Seoul", "max_daily_loss_krw": 500},
+        "arbitrage": {"symbols": ["BTC", "ETH"], "timezone": "Asia/Seoul", "max_daily_loss_krw": 500},
         "paper": {"balances": {"upbit": {"KRW": 5000000, "BTC": 2}, "binance": {"USDT": 5000, "BTC": 2}},
                   "fees": {"upbit": {"buy": {"rate": 0.001}, "sell": {"rate": 0.001}},
                            "binance": {"buy": {"rate": 0}, "sell": {"rate": 0}}}},
@@ -183,6 +183,9 @@ def test_status_from_postgres_hand_computed(store: Path) -> None:
     equity = (D(7699160) + D("1.98") * mark + D("3101.5") * 1400 + D("2.02") * mark)
     assert D(report["balances"]["equity_krw"]) == equity == D(554241260)
     assert report["realized"]["trades"] == 3 and report["storage"].startswith("PostgresStorage(")
+    # ETH: one direction recorded only, so no mark; its (default) balances are left out of equity
+    assert report["balances"]["unvalued_assets"] == ["ETH"]
+    assert "storage: no recorded spreads of ETH in both directions" in report["mark_notes"]
 
 
 def test_profit_while_postgres_is_down_reads_the_local_copy(store: Path, pg, capsys) -> None:
