@@ -261,6 +261,16 @@ def test_empty_store(tmp_path: Path, capsys) -> None:
     assert "kill switch     not available in this version" in text and "Open positions (0)" in text
 
 
+def test_json_schema_is_printed_without_a_store(tmp_path: Path, capsys) -> None:
+    from arbframe.commands import history, profit, status
+
+    for name, module in (("status", status), ("profit", profit), ("history", history)):
+        printed = json.loads(cli_text(capsys, name, "--json-schema", "-c", str(tmp_path / "missing.yml")))
+        Draft202012Validator.check_schema(printed)
+        assert printed == {"$schema": "https://json-schema.org/draft/2020-12/schema", **module.JSON_SCHEMA}
+    assert not (tmp_path / "data").exists()
+
+
 def test_bad_since_and_limit_exit_2_with_one_line(profit_store: Path, run_cli) -> None:
     for argv, expected in ((("profit", "--since", "yesterday"), "--since: 'yesterday' is neither a date"),
                            (("profit", "--since", "2026-02-30"), "--since: '2026-02-30'"),

@@ -47,10 +47,21 @@ class BadOption(ArbframeError):
     exit_status = 2
 
 
-def add_store_options(parser: argparse.ArgumentParser) -> None:
-    """``--config``, ``--verbose``, ``--quiet`` and ``--json``."""
+def add_store_options(parser: argparse.ArgumentParser, schema: Mapping[str, Any]) -> None:
+    """``--config``, ``--verbose``, ``--quiet``, ``--json`` and ``--json-schema`` (prints ``schema``)."""
     add_common_options(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object (money as exact decimal strings)")
+    parser.add_argument("--json-schema", action="store_true",
+                        help="print the JSON Schema (Draft 2020-12) of the --json output and exit")
+    parser.set_defaults(json_schema_document=schema)
+
+
+def printed_schema(args: argparse.Namespace) -> bool:
+    """``--json-schema``: print the command's schema (True: the command is done)."""
+    if not getattr(args, "json_schema", False):
+        return False
+    print_json({"$schema": "https://json-schema.org/draft/2020-12/schema", **args.json_schema_document})
+    return True
 
 
 @dataclass

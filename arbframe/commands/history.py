@@ -28,6 +28,7 @@ from arbframe.commands.bookkeeping import (
     open_store,
     percent,
     print_json,
+    printed_schema,
     table,
     timezone_of,
 )
@@ -55,7 +56,7 @@ JSON_SCHEMA = obj({
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser("history", help="closed positions, newest first (--limit N, --json)",
                             description=plain_help(__doc__))
-    add_store_options(parser)
+    add_store_options(parser, JSON_SCHEMA)
     parser.add_argument("--limit", "-n", default=str(DEFAULT_LIMIT), metavar="N",
                         help=f"show at most N positions (default {DEFAULT_LIMIT}; 0: all)")
     parser.set_defaults(handler=run)
@@ -87,6 +88,8 @@ def position_entry(p: Position) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if printed_schema(args):
+        return 0
     limit = limit_of(args.limit)
     with open_store(args) as store:
         tz_name, tz = timezone_of(store.config)

@@ -37,6 +37,7 @@ from arbframe.commands.bookkeeping import (
     parse_since,
     percent,
     print_json,
+    printed_schema,
     ratio,
     table,
     timezone_of,
@@ -64,7 +65,7 @@ JSON_SCHEMA = obj({
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser("profit", help="realized PnL, trades, win rate, fees, FX translation; per symbol "
                             "and per day (--since DATE, --json)", description=plain_help(__doc__))
-    add_store_options(parser)
+    add_store_options(parser, JSON_SCHEMA)
     parser.add_argument("--since", metavar="DATE",
                         help="only positions closed at or after DATE (YYYY-MM-DD: midnight in arbitrage.timezone; "
                              "or an ISO time)")
@@ -179,6 +180,8 @@ def profit_report(closed: Sequence[Position], *, since: datetime | None, tz: tzi
 
 
 def run(args: argparse.Namespace) -> int:
+    if printed_schema(args):
+        return 0
     with open_store(args) as store:
         tz_name, tz = timezone_of(store.config)
         since = parse_since(args.since, tz) if args.since else None

@@ -43,6 +43,7 @@ from arbframe.commands.bookkeeping import (
     open_store,
     percent,
     print_json,
+    printed_schema,
     ratio,
     table,
     timezone_of,
@@ -111,7 +112,7 @@ JSON_SCHEMA = obj({
 def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser("status", help="open positions with unrealized PnL, balances, limits, last tick age",
                             description=plain_help(__doc__))
-    add_store_options(parser)
+    add_store_options(parser, JSON_SCHEMA)
     parser.add_argument("--offline", action="store_true",
                         help="do not ask the venues (or the simulated market) nor the FX source: mark with the "
                              "cache's or the store's data")
@@ -206,6 +207,8 @@ def _age(ts: datetime | None, now: datetime) -> float | None:
 
 # --------------------------------------------------------------------------------------------- gathering
 def run(args: argparse.Namespace) -> int:
+    if printed_schema(args):
+        return 0
     with open_store(args, None if args.mock is None else {"mock_mode": bool(args.mock)}) as store:
         if not args.verbose:  # the venue drivers' start-up notes (no credentials: simulated account) are not news
             for key in ("domestic", "foreign"):
@@ -594,6 +597,8 @@ async def gather_balances(engine: Engine, exchanges: Mapping[str, Exchange], pri
 
 
 # ------------------------------------------------------------------------------------------------- text
+_FROM = {"fx source": "the FX source", "cache": "the cache", "storage": "the store"}
+
 def format_report(r: Mapping[str, Any]) -> list[str]:
     """The text form of :meth:`StatusReport.to_json`."""
     from arbframe.trading.statistics import load_timezone
@@ -623,7 +628,7 @@ def format_report(r: Mapping[str, Any]) -> list[str]:
     notional = lim["open_notional_krw"]
     fx = r["fx"]
     fx_text = "no FX rate" if fx is None else (
-        f"{fx['rate']} ({fx['source'] or '?'}, read from the {fx['from']}), {duration(fx['age_seconds'])} old")
+        f"{fx['rate']} ({fx['source'] or '?'}, read from {_FROM[fx['from']]}), {duration(fx['age_seconds'])} old")
     fx_limit = lim["fx_age"]
     rows = [
         ("last tick", tick),

@@ -1,15 +1,15 @@
 """``arbframe status``, ``profit`` and ``history`` reading PostgreSQL (a throwaway server, a fresh schema per test).
 
-The rows are written by the driver itself (``log_*`` then ``close``); every expected figure is computed here by
-hand, in Decimal, from those rows: realized PnL and fees as recorded, FX translation ``USD units changed x (newest
-rate - exit rate)``, an unrealized mark as entry legs plus a close at the recorded VWAPs with the configured fees.
+The rows are written by the driver itself (``log_*`` then ``close``); the commands run as an operator runs them
+(``python -m arbframe ... --json``) and their output is checked against the schema each prints with
+``--json-schema``. Every expected figure is computed here by hand, in Decimal, from those rows: realized PnL and
+fees as recorded, FX translation ``USD units changed x (newest rate - exit rate)``, an unrealized mark as entry
+legs plus a close at the recorded VWAPs with the configured fees.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 from dataclasses import replace
 from datetime import datetime, timezone
 from decimal import Decimal as D
@@ -21,7 +21,6 @@ import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
 from arbframe import Direction, FxRate, Position, PositionStatus, Spread
-from arbframe.cli import main
 
 pytestmark = pytest.mark.postgres
 
@@ -30,20 +29,6 @@ UTC = timezone.utc
 
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging():
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    for h in handlers:
-        root.addHandler(h)
-    root.setLevel(level)
-    for name in ("arbframe.upbit", "arbframe.binance"):
-        logging.getLogger(name).setLevel(logging.NOTSET)
 
 
 def opened(pid: str, symbol: str, direction: Direction, when: str, *, qty: str = "0.01", fees: str = "0",
@@ -74,7 +59,6 @@ CLOSES = [closing(Q1, "2026-03-01T01:00:00", pnl="2000.5", fees="250.25", fx="13
                   changes="binance:USDT=0.5 upbit:KRW=-1440"),
           closing(Q3, "2026-03-02T03:30:00", pnl="1.25", fees="50", fx="1385",
                   changes="binance:USDT=2 upbit:KRW=-2800")]
-NOW = at("2026-03-02T05:00:00")  # 14:00 on March 2 in Seoul
 
 
 def spread(sid: str, ts: str, symbol: str, direction: Direction, domestic: str, foreign: str) -> Spread:
@@ -113,21 +97,28 @@ def store(open_storage, section: dict[str, Any], tmp_path: Path) -> Path:
     return path
 
 
-def cli_json(capsys, *argv: str) -> dict[str, Any]:
-    capsys.readouterr()
-    assert main([*argv, "--json"]) == 0
-    return json.loads(capsys.readouterr().out)
+@pytest.fixture
+def cli(run_arbframe):
+    """cli(command, *args) -> the command's --json document, validated against its --json-schema."""
+    schemas: dict[str, Any] = {}
+
+    def run(command: str, *args: str) -> dict[str, Any]:
+        if command not in schemas:
+            printed = run_arbframe(command, "--json-schema")
+            assert printed.returncode == 0, printed.stderr
+            schemas[command] = json.loads(printed.stdout)
+            Draft202012Validator.check_schema(schemas[command])
+        result = run_arbframe(command, *args, "--json")
+        assert result.returncode == 0, result.stderr
+        document = json.loads(result.stdout)
+        Draft202012Validator(schemas[command], format_checker=FormatChecker()).validate(document)
+        return document
+
+    return run
 
 
-def valid(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
-    Draft202012Validator(schema, format_checker=FormatChecker()).validate(document)
-    return document
-
-
-def test_profit_and_history_from_postgres(store: Path, capsys) -> None:
-    from arbframe.commands import history, profit
-
-    doc = valid(cli_json(capsys, "profit", "-c", str(store)), profit.JSON_SCHEMA)
+def test_profit_and_history_from_postgres(store: Path, cli) -> None:
+    doc = cli("profit", "-c", str(store))
     assert doc["storage"].startswith("PostgresStorage(")
     assert (doc["trades"], doc["wins"], doc["losses"]) == (3, 2, 1)
     assert D(doc["win_rate"]) == D(2) / D(3)
@@ -143,27 +134,16 @@ def test_profit_and_history_from_postgres(store: Path, capsys) -> None:
                     "2026-03-02": (2, 1, D("-750.75") + D("1.25"), D("199.5") + D(100))}
     symbols = {g["symbol"]: (g["trades"], g["wins"], D(g["realized_pnl_krw"])) for g in doc["per_symbol"]}
     assert symbols == {"BTC": (2, 2, D("2001.75")), "ETH": (1, 0, D("-750.75"))}
-    since = cli_json(capsys, "profit", "-c", str(store), "--since", "2026-03-02")
+    since = cli("profit", "-c", str(store), "--since", "2026-03-02")
     assert since["since"] == "2026-03-01T15:00:00+00:00"
     assert (since["trades"], since["wins"], D(since["realized_pnl_krw"])) == (2, 1, D("-749.5"))
     assert D(since["fx_translation"]["krw"]) == D("0.5") * 10 + D(2) * 15
-    hist = valid(cli_json(capsys, "history", "-c", str(store), "--limit", "2"), history.JSON_SCHEMA)
+    hist = cli("history", "-c", str(store), "--limit", "2")
     assert [p["id"] for p in hist["positions"]] == ["q3", "q2"] and hist["total_closed"] == 3
 
 
-def test_status_from_postgres_hand_computed(store: Path) -> None:
-    from arbframe.commands import status
-    from arbframe.kernel.config import load_config
-    from arbframe.kernel.plugin_host import Kernel, validate_selected
-
-    kernel = Kernel(load_config([str(store)]))
-    validate_selected(kernel)
-    try:
-        storage = kernel.load_storage()
-        report = valid(asyncio.run(status.gather(kernel, storage, offline=True, now=NOW)).to_json(),
-                       status.JSON_SCHEMA)
-    finally:
-        kernel.close()
+def test_status_from_postgres_hand_computed(store: Path, cli) -> None:
+    report = cli("status", "-c", str(store), "--offline")
     # close of the 0.02 BTC kimchi position: buy on Upbit at the reverse row's 135,600,000 plus 0.1 %, sell on
     # Binance at its 95,100 without a fee; USDT at the newest stored rate, 1400
     krw = D(2700000) - D("0.02") * 135600000 * (1 + D("0.001"))
@@ -172,28 +152,29 @@ def test_status_from_postgres_hand_computed(store: Path) -> None:
     [pos] = report["positions"]
     assert D(pos["unrealized_pnl_krw"]) == krw + usdt * 1400 == D(-11912)
     assert pos["mark"]["source"] == "storage" and pos["mark"]["as_of"] == "2026-03-02T04:10:00+00:00"
-    assert report["fx"]["from"] == "storage" and report["fx"]["age_seconds"] == 3600.0
-    # today in Seoul (March 2): -750.75 + 1.25 = -749.5 <= -500: the limit is reached
-    assert report["limits"]["daily_loss"]["today_realized_krw"] == "-749.50"
-    assert report["limits"]["daily_loss"]["reached"] is True
+    assert report["fx"]["from"] == "storage" and report["fx"]["as_of"] == "2026-03-02T04:00:00+00:00"
+    # the closes were in March 2026, before the clock's today (tests/test_operator_commands.py pins the clock)
+    assert report["limits"]["daily_loss"] == {"limit_krw": "500", "day": report["limits"]["daily_loss"]["day"],
+                                              "today_realized_krw": "0", "reached": False}
     venues = report["balances"]["venues"]
     assert D(venues["upbit"]["KRW"]["amount"]) == D(5000000) + 3400 - 1440 - 2800 + 2700000
     assert D(venues["binance"]["USDT"]["amount"]) == D(5000) - 1 + D("0.5") + 2 - 1900
     mark = (D(135500000) + D(135600000)) / 2
     equity = (D(7699160) + D("1.98") * mark + D("3101.5") * 1400 + D("2.02") * mark)
     assert D(report["balances"]["equity_krw"]) == equity == D(554241260)
-    assert report["realized"]["trades"] == 3 and report["storage"].startswith("PostgresStorage(")
+    assert report["realized"]["trades"] == 3 and D(report["realized"]["total_krw"]) == D(1251)
+    assert report["storage"].startswith("PostgresStorage(") and report["kill_switch"] is None
     # ETH: one direction recorded only, so no mark; its (default) balances are left out of equity
     assert report["balances"]["unvalued_assets"] == ["ETH"]
     assert "storage: no recorded spreads of ETH in both directions" in report["mark_notes"]
 
 
-def test_profit_while_postgres_is_down_reads_the_local_copy(store: Path, pg, capsys) -> None:
+def test_profit_while_postgres_is_down_reads_the_local_copy(store: Path, pg, cli) -> None:
     """Positions come from the driver's local copy of what this host wrote; the FX rates cannot be read, so the
     translation uses the newest close's own rate and says why."""
     pg.stop()
     try:
-        doc = cli_json(capsys, "profit", "-c", str(store))
+        doc = cli("profit", "-c", str(store))
     finally:
         pg.start()
     assert doc["trades"] == 3 and D(doc["realized_pnl_krw"]) == D(1251)
