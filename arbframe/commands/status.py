@@ -93,7 +93,7 @@ JSON_SCHEMA = obj({
         "id": {"type": "string"}, "symbol": {"type": "string"}, "direction": {"enum": ["kimchi", "reverse"]},
         "qty": MONEY, "opened_at": {"type": "string", "format": "date-time"}, "age_seconds": _SECONDS,
         "entry_premium": MONEY, "entry_fx_rate": MONEY, "entry_fees_krw": MONEY, "unrealized_pnl_krw": MONEY_OR_NULL,
-        "mark": {"oneOf": [{"type": "null"}, _MARK]}, "configured_pair": {"type": "boolean"},
+        "mark": {"oneOf": [{"type": "null"}, _MARK]},
     })},
     "unrealized_pnl_krw": MONEY_OR_NULL,
     "positions_unmarked": {"type": "integer", "minimum": 0},
@@ -244,7 +244,7 @@ async def gather(kernel: Kernel, storage: Storage, *, offline: bool = False, tim
     try:
         engine = build_engine(kernel, exchanges, mock)
         engine.restore_history(history or [])
-        resumed = {p.id for p in engine.resume(opened)}
+        engine.resume(opened)
         cache = _cache(kernel)
         prices = await gather_prices(kernel, exchanges, storage, cache, cfg.symbols, opened, mock=mock,
                                      offline=offline, timeout=timeout, venues=(cfg.domestic, cfg.foreign))
@@ -269,7 +269,7 @@ async def gather(kernel: Kernel, storage: Storage, *, offline: bool = False, tim
         storage_backend=storage.active_backend(), timezone=tz_name, service=service,
         limits=limits(cfg, engine, opened, prices.fx, when),
         prices=prices,
-        positions=[position_entry(p, marks.get(p.id), prices.marks.get(p.symbol), p.id in resumed, when)
+        positions=[position_entry(p, marks.get(p.id), prices.marks.get(p.symbol), when)
                    for p in sorted(opened, key=lambda p: (p.opened_at, p.id))],
         balances=balances,
         realized={"keeps_history": history is not None, "total_krw": dec(stats.total_pnl_krw),
@@ -541,8 +541,7 @@ def limits(cfg: Any, engine: Engine, opened: Sequence[Position], fx: FxRate | No
     }
 
 
-def position_entry(p: Position, unrealized: Decimal | None, mark: Mark | None, resumed: bool,
-                   now: datetime) -> dict[str, Any]:
+def position_entry(p: Position, unrealized: Decimal | None, mark: Mark | None, now: datetime) -> dict[str, Any]:
     return {
         "id": p.id, "symbol": p.symbol, "direction": p.direction.value, "qty": dec(p.qty),
         "opened_at": iso(p.opened_at), "age_seconds": _age(p.opened_at, now),
@@ -550,7 +549,7 @@ def position_entry(p: Position, unrealized: Decimal | None, mark: Mark | None, r
         "entry_premium": dec(p.entry_premium), "entry_fx_rate": dec(p.entry_fx_rate),
         "entry_fees_krw": dec(p.entry_fees_krw), "unrealized_pnl_krw": dec(unrealized),
         "mark": None if unrealized is None or mark is None else mark.to_json(now),
-        "configured_pair": resumed, "simulated": p.simulated, "instance_id": p.instance_id,
+        "simulated": p.simulated, "instance_id": p.instance_id,
     }
 
 
