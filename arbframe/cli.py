@@ -24,6 +24,9 @@ KERNEL_COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("arbframe.commands.config", "validate, show (secrets masked) or print the schema of the config"),
     "metrics": ("arbframe.commands.metrics", "print the current metrics once in Prometheus text format"),
     "health": ("arbframe.commands.health", "check every component; exit 1 when any is ERROR (--json for machines)"),
+    "status": ("arbframe.commands.status", "open positions with unrealized PnL, balances, limits, last tick age"),
+    "profit": ("arbframe.commands.profit", "realized PnL, trades, win rate, fees, FX translation; per symbol and day"),
+    "history": ("arbframe.commands.history", "closed positions, newest first"),
 }
 
 def _selected_command(argv: Sequence[str]) -> str | None:

@@ -149,3 +149,35 @@ def _error(i: int):
     from arbframe.core.models import ErrorRecord, utcnow
 
     return ErrorRecord(id=f"e{i}", ts=utcnow(), component="test", message=f"m{i}")
+
+
+def test_the_operator_reads_go_through_the_writer_and_see_spooled_records(tmp_path: Path) -> None:
+    """``load_last_fx_rate`` / ``load_last_spreads`` reach the driver behind the writer (after what is queued);
+    what a hung driver left in the spool is read back by the next run; a driver keeping no history says None."""
+    from datetime import timedelta
+
+    from arbframe.builtins.storage import NullStorage
+    from arbframe.testing.storage_kit import T0, sample_records
+
+    base_fx, base_spread = sample_records()["fx_rates"][0], sample_records()["spreads"][0]
+    inner = Gate()
+    w = writer(tmp_path, inner, close_seconds=1.0)
+    old, new = base_fx, replace(base_fx, id="fx-new", ts=T0 + timedelta(seconds=5))
+    w.log_fx_rate(new)
+    w.log_fx_rate(old)
+    w.log_spread(base_spread)
+    assert w.load_last_fx_rate() == replace(new, instance_id="bot-a")
+    assert [s.id for s in w.load_last_spreads(["BTC"]) or []] == [base_spread.id]
+    inner.open.clear()  # hung: the next records stay in the spool at close
+    w.flush()
+    assert wait_for(lambda: w.stalled_for() > 0.05)
+    newest = replace(base_fx, id="fx-newest", ts=T0 + timedelta(seconds=9))
+    w.log_fx_rate(newest)
+    w.close()
+    inner.open.set()
+    w2 = writer(tmp_path, Gate())
+    assert w2.load_last_fx_rate().id == "fx-newest"
+    w2.close()
+    none = StorageWriter(NullStorage(), spool_dir=tmp_path / "spool-null")
+    assert none.load_last_fx_rate() is None and none.load_last_spreads(["BTC"]) is None
+    none.close()

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from arbframe.core.models import ErrorRecord, FxRate, Position, Spread
+from arbframe.core.records import newest_fx_rate, newest_spreads
 from arbframe.kernel.interfaces import Storage
 
 
@@ -47,7 +49,7 @@ class NullStorage(Storage):
 
 class MemoryStorage(NullStorage):
     """Keeps every record in lists (tests); ``load_positions`` / ``load_closed_positions`` return the latest state
-    of each position id."""
+    of each position id, ``load_last_fx_rate`` / ``load_last_spreads`` the newest records."""
 
     name = "memory"
 
@@ -86,6 +88,12 @@ class MemoryStorage(NullStorage):
 
     def load_closed_positions(self) -> list[Position]:
         return [p for p in self._latest() if not p.is_open]
+
+    def load_last_fx_rate(self) -> FxRate | None:
+        return newest_fx_rate(self.fx_rates)
+
+    def load_last_spreads(self, symbols: Sequence[str]) -> list[Spread]:
+        return newest_spreads(self.spreads, symbols)
 
     def _latest(self) -> list[Position]:
         latest: dict[str, Position] = {}

@@ -11,7 +11,7 @@ import dataclasses
 import os
 import types
 import typing
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from enum import Enum
@@ -235,6 +235,26 @@ def _record_or_report(
     except RowError as exc:
         report(f"{path}:{line}: {exc}; row skipped")
         return None
+
+
+def newest_fx_rate(rates: Iterable[FxRate]) -> FxRate | None:
+    """The newest of ``rates`` (largest ``ts``, then ``id``): what ``Storage.load_last_fx_rate`` answers."""
+    return max(rates, key=lambda fx: (fx.ts, fx.id), default=None)
+
+
+def newest_spreads(spreads: Iterable[Spread], symbols: Iterable[str]) -> list[Spread]:
+    """The newest spread (largest ``ts``, then ``id``) of each (symbol, direction) among ``symbols``: what
+    ``Storage.load_last_spreads`` answers."""
+    wanted = {s.upper() for s in symbols}
+    newest: dict[tuple[str, Any], Spread] = {}
+    for spread in spreads:
+        if spread.symbol.upper() not in wanted:
+            continue
+        key = (spread.symbol, spread.direction)
+        known = newest.get(key)
+        if known is None or (spread.ts, spread.id) > (known.ts, known.id):
+            newest[key] = spread
+    return list(newest.values())
 
 
 def _has_default(cls: type, name: str) -> bool:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from arbframe.core.errors import ArbframeError
-from arbframe.core.models import utcnow
+from arbframe.core.models import Position, utcnow
 
 
 class BookLocked(ArbframeError):
@@ -76,6 +76,17 @@ class BookKey:
 
     def describe(self) -> str:
         return f"{self.domestic}/{self.foreign} {','.join(self.symbols)}"
+
+    def holds(self, position: Position) -> bool:
+        """``position`` is in this book (its venue pair, one of its symbols): the open positions a runner resumes."""
+        return (position.symbol.upper() in self.symbols and position.domestic_exchange == self.domestic
+                and position.foreign_exchange == self.foreign)
+
+    def counts(self, position: Position) -> bool:
+        """``position`` counts in this runner's PnL totals: written by its instance or, written before instance
+        ids existed, on one of its symbols."""
+        return position.instance_id == self.instance_id or (
+            not position.instance_id and position.symbol.upper() in self.symbols)
 
 
 def book_from_config(config: Mapping[str, Any]) -> BookKey:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import abc
 import enum
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
@@ -110,6 +110,20 @@ class Storage(Driver):
         """Closed positions (latest state of each id), so PnL totals, win rate, trade count and the daily loss
         limit survive a restart. Optional: the default ``None`` says this backend keeps no history, and totals
         then start at zero each run."""
+        return None
+
+    def load_last_fx_rate(self) -> FxRate | None:
+        """Optional read for the operator commands (``arbframe status``, ``arbframe profit``): the newest FX rate
+        recorded (largest ``ts``; ties broken by ``id``). ``None`` when none is stored or when the backend keeps
+        no history (the default); the commands then say they have no rate. Reads may raise when the backend is
+        unreachable: the commands report that reason."""
+        return None
+
+    def load_last_spreads(self, symbols: Sequence[str]) -> list[Spread] | None:
+        """Optional read for ``arbframe status``: the newest recorded spread of each (symbol, direction) for
+        ``symbols`` (at most two per symbol), any order. ``[]`` when none is stored; ``None`` when the backend
+        keeps no history (the default). Status marks open positions with them when no market is reachable, and
+        says so with the spreads' age. Reads may raise when the backend is unreachable."""
         return None
 
     @abc.abstractmethod

@@ -33,12 +33,12 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from arbframe.core.models import ErrorRecord, FxRate, Order, Position, Spread, Trade
-from arbframe.core.records import TABLE_OF, TABLES, columns, from_row, to_row
+from arbframe.core.records import TABLE_OF, TABLES, columns, from_row, newest_fx_rate, newest_spreads, to_row
 from arbframe.kernel.book import BookKey, BookLock, safe_name
 from arbframe.kernel.hookspecs import hookimpl
 from arbframe.kernel.interfaces import HealthCheck, HealthResult, HealthStatus, PluginContext, Storage
@@ -375,10 +375,14 @@ class StorageWriter(Storage):
             raise box["error"]
         return box.get("value")
 
-    def _spooled_positions(self) -> dict[str, Position]:
+    def _spooled(self, cls: type) -> list[Any]:
+        """The records of type ``cls`` waiting in the spool, in order."""
         with self._lock:
             items, _ = self._spool.read()
-        return {r.id: r for _m, r in items if isinstance(r, Position)}
+        return [r for _m, r in items if isinstance(r, cls)]
+
+    def _spooled_positions(self) -> dict[str, Position]:
+        return {r.id: r for r in self._spooled(Position)}
 
     def _merge(self, loaded: list[Position] | None, want_open: bool) -> list[Position] | None:
         spooled = self._spooled_positions()
@@ -396,8 +400,7 @@ class StorageWriter(Storage):
         book = self.book
         if book is None:
             return positions
-        mine = [p for p in positions if p.symbol.upper() in book.symbols
-                and p.domestic_exchange == book.domestic and p.foreign_exchange == book.foreign]
+        mine = [p for p in positions if book.holds(p)]
         for p in mine:
             if p.instance_id and p.instance_id != self.instance_id:
                 log.warning("resuming position %s written by instance %r: its symbol %s is in this runner's book",
@@ -410,9 +413,21 @@ class StorageWriter(Storage):
         positions = self._merge(loaded, False)
         if positions is None or self.book is None:
             return positions
-        symbols = self.book.symbols
-        return [p for p in positions
-                if p.instance_id == self.instance_id or (not p.instance_id and p.symbol.upper() in symbols)]
+        book = dataclasses.replace(self.book, instance_id=self.instance_id)
+        return [p for p in positions if book.counts(p)]
+
+    def load_last_fx_rate(self) -> FxRate | None:
+        """The driver's newest FX rate, or a newer one still spooled."""
+        loaded = self._on_writer(self.inner.load_last_fx_rate, self.call_timeout_seconds)
+        return newest_fx_rate([*([loaded] if loaded is not None else []), *self._spooled(FxRate)])
+
+    def load_last_spreads(self, symbols: Sequence[str]) -> list[Spread] | None:
+        """The driver's newest spreads, overlaid with newer ones still spooled (None: the driver keeps none)."""
+        loaded = self._on_writer(lambda: self.inner.load_last_spreads(symbols), self.call_timeout_seconds)
+        spooled = self._spooled(Spread)
+        if loaded is None and not spooled:
+            return None
+        return newest_spreads([*(loaded or []), *spooled], symbols)
 
     def lock_book(self, book: BookKey) -> BookLock | None:
         lock = getattr(self.inner, "lock_book", None)

@@ -226,13 +226,7 @@ class TradingService:
         return FxService(source, self.cache, ttl_seconds=ttl, max_age_seconds=self.cfg.max_fx_age_seconds)
 
     def wallets(self) -> dict[str, PaperWallet]:
-        paper = (self.config.get("paper") or {}).get("balances") or {}
-        out = {}
-        for name, exchange in self.exchanges.items():
-            ccy = exchange.quote_currency
-            balances = paper.get(name) or DEFAULT_BALANCES.get(ccy, {})
-            out[name] = PaperWallet(name, ccy, {k: str(v) for k, v in balances.items()})
-        return out
+        return paper_wallets(self.config, {name: e.quote_currency for name, e in self.exchanges.items()})
 
     def _build_engine(self) -> Engine:
         cfg = self.cfg
@@ -394,6 +388,17 @@ class TradingService:
             except Exception as exc:
                 log.debug("closing FX source failed: %r", exc)
         k.close()
+
+
+def paper_wallets(config: Mapping[str, Any], quote_currencies: Mapping[str, str]) -> dict[str, PaperWallet]:
+    """The paper wallets a run starts from: ``paper.balances.<venue>``, else the defaults of the venue's quote
+    currency (``quote_currencies``: venue -> KRW / USDT)."""
+    paper = (config.get("paper") or {}).get("balances") or {}
+    out = {}
+    for name, ccy in quote_currencies.items():
+        balances = paper.get(name) or DEFAULT_BALANCES.get(ccy, {})
+        out[name] = PaperWallet(name, ccy, {k: str(v) for k, v in balances.items()})
+    return out
 
 
 def _isolated(wrapper: Any, driver: Any, kernel: Kernel) -> Any:

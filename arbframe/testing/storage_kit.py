@@ -18,6 +18,7 @@ Use it from a plugin's tests with a few lines::
 The kit writes records of every table, checks exact decimals and aware timestamps after a restart, that
 ``load_positions`` returns only positions still open (latest state of each id, never duplicated), that
 ``load_closed_positions`` (optional: None means no history) returns each closed position's latest state, that
+``load_last_fx_rate`` / ``load_last_spreads`` (optional: None means no history) return the newest records, that
 ``close`` flushes and may be called twice, that writing the same record id twice is harmless where the
 backend is idempotent (``idempotent_ids = True``), and that ``describe()`` never shows the secret your
 ``make_storage`` planted in the config (``planted_secret``).
@@ -205,6 +206,43 @@ class StorageContract:
                                                             key=lambda p: p.id)
         assert [p.id for p in second.load_positions()] == [b.id]
         second.close()
+
+    def test_last_fx_rate_and_spreads_after_a_restart(self, make_storage: Callable[[], Storage]) -> None:
+        """The optional reads of ``arbframe status`` / ``profit``: the newest FX rate (by time, not by write
+        order) and the newest spread of each (symbol, direction) of the symbols asked; skipped when the backend
+        keeps none (both return None)."""
+        from dataclasses import replace
+
+        storage = make_storage()
+        if storage.load_last_fx_rate() is None and storage.load_last_spreads(["BTC"]) is None:
+            storage.close()
+            pytest.skip(f"{type(storage).__name__} keeps no FX rates or spreads to read back")
+        assert storage.load_last_spreads(["BTC"]) == []
+        base_fx = sample_records()["fx_rates"][0]
+        rates = [replace(base_fx, id=new_id(), ts=T0 + timedelta(minutes=m), rate=Decimal(1350) + m)
+                 for m in (0, 2, 1)]  # the newest is not the last written
+        base = sample_records()["spreads"][0]
+        kimchi_old = replace(base, id=new_id(), ts=T0)
+        kimchi_new = replace(base, id=new_id(), ts=T0 + timedelta(minutes=1), domestic_price=Decimal("135000001"))
+        reverse = replace(base, id=new_id(), ts=T0, direction=Direction.REVERSE)
+        other = replace(base, id=new_id(), ts=T0 + timedelta(minutes=5), symbol="ETH")
+        for fx in rates:
+            storage.log_fx_rate(fx)
+        for spread in (kimchi_new, kimchi_old, reverse, other):
+            storage.log_spread(spread)
+        storage.close()
+        second = make_storage()
+        try:
+            assert second.load_last_fx_rate() == rates[1]
+            found = second.load_last_spreads(["BTC"])
+            assert found is not None
+            assert sorted(found, key=lambda s: s.direction.value) == [kimchi_new, reverse]
+            assert second.load_last_spreads(["BTC", "ETH"]) is not None
+            assert {s.id for s in second.load_last_spreads(["BTC", "ETH"]) or []} == {kimchi_new.id, reverse.id,
+                                                                                    other.id}
+            assert second.load_last_spreads(["XRP"]) == []
+        finally:
+            second.close()
 
     def test_reopening_the_same_position_never_duplicates_it(self, make_storage: Callable[[], Storage]) -> None:
         storage = make_storage()

@@ -158,3 +158,63 @@ def test_a_positions_file_of_an_older_version_gets_the_new_columns(tmp_path: Pat
     assert rows[0] == position and rows[0].balance_changes is None
     assert rows[1] == done
     assert CsvStorage({"data_dir": str(tmp_path)}).load_closed_positions() == [done]
+
+
+def test_lines_backwards_across_block_boundaries_without_the_torn_tail(tmp_path: Path) -> None:
+    from arbframe_storage_csv.storage import _lines_backwards
+
+    path = tmp_path / "t.csv"
+    rows = [f"row{i},{'x' * (i % 7)},ü" for i in range(40)]
+    path.write_bytes(("a,b,c\n" + "\n".join(rows) + "\nrow40,torn").encode("utf-8"))
+    for block in (1, 2, 5, 7, 64, 1 << 16):
+        assert list(_lines_backwards(path, block)) == rows[::-1], block
+    path.write_bytes(b"a,b,c\n")
+    assert list(_lines_backwards(path, 3)) == []
+
+
+def test_last_fx_rate_skips_a_bad_row_and_a_torn_line(tmp_path: Path, caplog) -> None:
+    from datetime import timedelta
+    from decimal import Decimal
+
+    s = CsvStorage({"data_dir": str(tmp_path)})
+    good = replace(fx("1350"), ts=T0 + timedelta(seconds=1))
+    s.log_fx_rate(fx("1349"))
+    s.log_fx_rate(good)
+    s.close()
+    with (tmp_path / "fx_rates.csv").open("a", encoding="utf-8") as handle:
+        handle.write("bad,row,with,too,few\n")
+        handle.write("torn-without-newline")
+    with caplog.at_level(logging.WARNING, logger="arbframe.storage.csv"):
+        again = CsvStorage({"data_dir": str(tmp_path)})
+        assert again.load_last_fx_rate() == good
+        assert again.load_last_fx_rate().rate == Decimal("1350")
+        assert again.load_last_spreads(["BTC"]) == []  # no spreads file at all
+    assert "a row near the end skipped" in caplog.text
+    again.close()
+
+
+def test_last_spreads_scan_stops_after_rows_that_change_nothing(tmp_path: Path, monkeypatch) -> None:
+    """The backwards scan ends TAIL_SLACK_ROWS rows after the last row that changed the answer: a pair last seen
+    further back is not found (documented); one within reach is, even out of time order."""
+    from datetime import timedelta
+
+    import arbframe_storage_csv.storage as module
+
+    from arbframe import Direction
+    from arbframe.testing.storage_kit import sample_records
+
+    monkeypatch.setattr(module, "TAIL_SLACK_ROWS", 3)
+    base = sample_records()["spreads"][0]
+    s = CsvStorage({"data_dir": str(tmp_path)})
+    far = replace(base, id=new_id(), symbol="XRP", ts=T0)
+    eth = [replace(base, id=new_id(), symbol="ETH", ts=T0 + timedelta(seconds=i)) for i in range(1, 6)]
+    late = replace(base, id=new_id(), direction=Direction.REVERSE, ts=T0 + timedelta(seconds=30))
+    older_written_last = replace(base, id=new_id(), ts=T0 + timedelta(seconds=10))
+    newer = replace(base, id=new_id(), ts=T0 + timedelta(seconds=20))
+    for spread in (far, *eth, late, newer, older_written_last):
+        s.log_spread(spread)
+    found = {(sp.symbol, sp.direction.value): sp for sp in s.load_last_spreads(["BTC", "ETH", "XRP"])}
+    assert found[("BTC", "kimchi")] == newer and found[("BTC", "reverse")] == late
+    assert found[("ETH", "kimchi")] == eth[-1]
+    assert ("XRP", "kimchi") not in found  # three older ETH rows that changed nothing end the scan first
+    s.close()

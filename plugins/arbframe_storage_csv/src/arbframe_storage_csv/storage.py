@@ -7,9 +7,9 @@ import io
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from arbframe import (
     TABLES,
@@ -24,11 +24,13 @@ from arbframe import (
     Order,
     PluginContext,
     Position,
+    RowError,
     Spread,
     Storage,
     StorageMetrics,
     Trade,
     columns,
+    from_row,
     hookimpl,
     read_csv_table,
     to_row,
@@ -38,6 +40,9 @@ log = logging.getLogger("arbframe.storage.csv")
 
 #: rows buffered across all tables before a write is forced
 AUTO_FLUSH_ROWS = 1000
+#: the newest-row reads (``load_last_*``) stop after this many rows in a row that changed nothing
+TAIL_SLACK_ROWS = 1000
+R = TypeVar("R")
 
 
 class CsvStorage(Storage):
@@ -166,6 +171,61 @@ class CsvStorage(Storage):
             latest[position.id] = position
         return list(latest.values())
 
+    def load_last_fx_rate(self) -> FxRate | None:
+        """The newest row of ``fx_rates.csv`` by time, read from the end of the file (rates are appended in time
+        order; rows out of order within ``TAIL_SLACK_ROWS`` of the newest still count)."""
+        found = self.load_newest("fx_rates", FxRate, lambda fx: "fx")
+        return found[0] if found else None
+
+    def load_last_spreads(self, symbols: Sequence[str]) -> list[Spread]:
+        """The newest row of each (symbol, direction) of ``symbols`` in ``spreads.csv``, read from the end of the
+        file (see :meth:`load_newest` for where the scan stops)."""
+        wanted = {s.upper() for s in symbols}
+        if not wanted:
+            return []
+        return self.load_newest(
+            "spreads", Spread, lambda s: (s.symbol, s.direction.value) if s.symbol.upper() in wanted else None)
+
+    def load_newest(self, table: str, cls: type[R], key: Callable[[R], Any]) -> list[R]:
+        """The newest record (largest ``ts``, then ``id``) of each ``key(record)`` (None: not wanted) in
+        ``table``'s file, read backwards from its end. The scan stops once ``TAIL_SLACK_ROWS`` rows in a row
+        changed nothing, or at the file's start: a key last seen further back than that is not found."""
+        newest: dict[Any, Any] = {}
+        quiet = 0
+        for record in self._tail(table, cls):
+            k = key(record)
+            known = newest.get(k) if k is not None else None
+            if k is not None and (known is None or (record.ts, record.id) > (known.ts, known.id)):  # type: ignore[attr-defined]
+                newest[k] = record
+                quiet = 0
+            else:
+                quiet += 1
+                if quiet >= TAIL_SLACK_ROWS:
+                    break
+        return list(newest.values())
+
+    def _tail(self, table: str, cls: type[R]) -> Iterator[R]:
+        """The rows of ``table``'s file as records, LAST row first (buffered rows are flushed first); a torn last
+        line is left out and an unreadable row skipped with a warning."""
+        self.flush()
+        path = self.path(table)
+        if not path.exists() or path.stat().st_size == 0:
+            return
+        with path.open("r", newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), None)
+        if not header:
+            return
+        for raw in _lines_backwards(path):
+            try:
+                values = next(csv.reader([raw]))
+                if len(values) != len(header):
+                    raise RowError(f"expected {len(header)} fields, found {len(values)}")
+                record = from_row(cls, dict(zip(header, values, strict=True)))
+            except (RowError, csv.Error) as exc:
+                log.warning("%s: a row near the end skipped: %s", path, exc)
+                continue
+            yield record
+
     def lock_book(self, book: BookKey) -> BookLock:
         """One runner per book in this data dir: a ``flock``-ed file per symbol under ``locks/`` naming its holder."""
         self._book_lock = FileBookLock.acquire(self.data_dir / "locks", book)
@@ -196,6 +256,32 @@ class CsvStorage(Storage):
         if not os.access(self.data_dir, os.W_OK):
             return HealthResult("csv", HealthStatus.ERROR, f"CSV data dir {self.data_dir} is not writable")
         return HealthResult("csv", HealthStatus.OK, f"CSV storage at {self.data_dir}")
+
+
+def _lines_backwards(path: Path, block: int = 1 << 16) -> Iterator[str]:
+    """The complete lines of ``path`` after its first (the header), last first, without their line ends; an
+    unterminated last line (a torn write) is left out. Reads ``block`` bytes at a time from the end."""
+    with path.open("rb") as handle:
+        header_end = len(handle.readline())
+        pos = handle.seek(0, os.SEEK_END)
+        while pos > header_end:  # the end of the last complete line
+            start = max(header_end, pos - block)
+            handle.seek(start)
+            cut = handle.read(pos - start).rfind(b"\n")
+            if cut >= 0:
+                pos = start + cut + 1
+                break
+            pos = start
+        carry = b""  # the start of a line whose beginning lies in an earlier block
+        while pos > header_end:
+            start = max(header_end, pos - block)
+            handle.seek(start)
+            lines = (handle.read(pos - start) + carry).split(b"\n")
+            pos = start
+            carry = lines.pop(0) if pos > header_end else b""
+            for line in reversed(lines):
+                if line.strip():
+                    yield line.rstrip(b"\r").decode("utf-8", errors="replace")
 
 
 def _upgrade_columns(path: Path, table: str, header: list[str], wanted: list[str]) -> None:

@@ -19,13 +19,14 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from arbframe import (
     BookKey,
     BookLock,
+    Direction,
     ErrorRecord,
     FileBookLock,
     FxRate,
@@ -420,23 +421,63 @@ class PostgresStorage(Storage):
         """Closed positions, oldest close first (PnL totals after a restart). Flushes first; needs the database."""
         return self._positions("closed", "closed_at")
 
+    def load_last_fx_rate(self) -> FxRate | None:
+        """The newest FX rate (by ``ts``, then ``id``). Flushes first; needs the database (raises
+        ``PostgresUnavailable`` naming the reason while it is away)."""
+        from psycopg2 import sql
+
+        rows = self._select("fx_rates", sql.SQL("ORDER BY ts DESC, id DESC LIMIT 1"), (), "the last FX rate")
+        if rows is None:
+            raise PostgresUnavailable(f"cannot read the last FX rate: PostgreSQL at {self.endpoint} unreachable "
+                                      f"({self._last_error})")
+        return record_from_db("fx_rates", rows[0]) if rows else None
+
+    def load_last_spreads(self, symbols: Sequence[str]) -> list[Spread]:
+        """The newest spread of each (symbol, direction) of ``symbols``: one indexed query per symbol. Flushes
+        first; needs the database (raises ``PostgresUnavailable`` while it is away)."""
+        from psycopg2 import sql
+
+        out: list[Spread] = []
+        for symbol in dict.fromkeys(s.upper() for s in symbols):
+            rows = self._select(
+                "spreads", sql.SQL("WHERE symbol = %s AND direction = %s ORDER BY ts DESC, id DESC LIMIT 1"),
+                None, "the last spreads", params_each=[(symbol, d.value) for d in Direction])
+            if rows is None:
+                raise PostgresUnavailable(f"cannot read the last spreads: PostgreSQL at {self.endpoint} "
+                                          f"unreachable ({self._last_error})")
+            out.extend(record_from_db("spreads", row) for row in rows)
+        return out
+
     def _positions(self, status: str, order: str) -> list[Position]:
+        from psycopg2 import sql
+
+        rows = self._select("positions", sql.SQL("WHERE status = %s ORDER BY {}, id").format(sql.Identifier(order)),
+                            (status,), f"{status} positions")
+        if rows is None:
+            return self._local_positions(status)
+        return [record_from_db("positions", row) for row in rows]
+
+    def _select(self, table: str, tail: Any, params: tuple[Any, ...] | None, what: str, *,
+                params_each: Sequence[tuple[Any, ...]] = ()) -> list[Any] | None:
+        """``SELECT <every column> FROM <table> <tail>`` once with ``params`` (or once per ``params_each``, rows
+        joined), after flushing what is buffered. None while PostgreSQL is away (spooling); a failed query
+        raises ``PostgresUnavailable`` naming ``what``."""
         from psycopg2 import sql
 
         with self._io_lock:
             self._flush_once(force_retry=True)
             if self._conn is None or self._spooling_since is not None:
-                return self._local_positions(status)
-            spec = SPECS["positions"]
-            query = sql.SQL("SELECT {} FROM {} WHERE status = %s ORDER BY {}, id").format(
-                sql.SQL(", ").join(map(sql.Identifier, spec.names)),
-                sql.Identifier(self.settings.schema, "positions"),
-                sql.Identifier(order),
-            )
+                return None
+            spec = SPECS[table]
+            query = sql.SQL("SELECT {} FROM {} ").format(
+                sql.SQL(", ").join(map(sql.Identifier, spec.names)), sql.Identifier(self.settings.schema, table),
+            ) + tail
+            rows: list[Any] = []
             try:
                 with self._conn.cursor() as cur:
-                    cur.execute(query, (status,))
-                    rows = cur.fetchall()
+                    for each in (params_each or [params or ()]):
+                        cur.execute(query, each)
+                        rows.extend(cur.fetchall())
                 self._conn.rollback()
             except Exception as exc:
                 reason = error_reason(exc, self._password)
@@ -444,8 +485,8 @@ class PostgresStorage(Storage):
                     self._enter_spooling(reason)
                 else:
                     safe_rollback(self._conn)
-                raise PostgresUnavailable(f"cannot load {status} positions from {self.endpoint}: {reason}") from None
-        return [record_from_db("positions", row) for row in rows]
+                raise PostgresUnavailable(f"cannot load {what} from {self.endpoint}: {reason}") from None
+        return rows
 
     def _local_positions(self, status: str) -> list[Position]:
         """PostgreSQL is down: the latest state of each position from what this host wrote last (the mirror of
