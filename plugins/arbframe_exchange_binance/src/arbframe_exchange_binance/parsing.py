@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from arbframe import Balance, BookLevel, Order, OrderBook, OrderStatus, OrderType, Quote, Side
+from arbframe import Balance, BookLevel, Order, OrderBook, OrderStatus, OrderType, ProtocolError, Quote, Side
 
 ZERO = Decimal(0)
 _D = Decimal
@@ -141,10 +141,8 @@ def order_status(status: str) -> OrderStatus:
 
 
 def _field_error(exchange: str, client_id: str, name: str, value: Any, what: str) -> Exception:
-    from arbframe_exchange_binance.errors import BinanceParseError
-
-    return BinanceParseError(f"{exchange}: order {client_id or '?'}: field {name!r} is not {what}: {value!r:.60}",
-                             endpoint="/api/v3/order")
+    return ProtocolError(f"{exchange}: order {client_id or '?'}: field {name!r} is not {what}: {value!r:.60}",
+                         exchange=exchange, endpoint="/api/v3/order")
 
 
 def _num(payload: Mapping[str, Any], name: str, exchange: str, client_id: str) -> Decimal:
@@ -205,7 +203,7 @@ def parse_order(payload: Mapping[str, Any], symbol: str, *, exchange: str = "bin
     """An order answer as a kernel :class:`Order` (``id`` = the client order id, stable across look-ups).
 
     Numbers are taken as strings (Binance's form) or JSON numbers; a field of another type raises
-    :class:`BinanceParseError` naming it. A fee paid in several assets (BNB until it runs out, then the received
+    :class:`arbframe.ProtocolError` naming it. A fee paid in several assets (BNB until it runs out, then the received
     asset) is kept whole: ``fee``/``fee_currency`` are the first asset, ``Order.fees`` lists every one.
     """
     if not isinstance(payload, Mapping):
