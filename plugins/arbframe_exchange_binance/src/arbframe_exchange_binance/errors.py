@@ -78,9 +78,15 @@ def error_for(code: int | None, msg: str, *, status: int, endpoint: str = "",
 
 
 def classify(answer: HttpAnswer) -> ExchangeError | None:
-    """``VenueHttp``'s hook: the error an answer carries, None for a success."""
+    """``VenueHttp``'s hook: the error an answer carries, None for a success. A 2xx body that cannot be a JSON
+    object or array (an HTML page, a truncated answer) is a :class:`arbframe.ProtocolError` here, so it is counted
+    and a read is retried (checked on its first and last byte: the body is decoded once, later)."""
     if answer.status < 400:
-        return None
+        body = answer.body.strip()
+        if body[:1] + body[-1:] in (b"{}", b"[]"):
+            return None
+        return ProtocolError(f"binance {answer.endpoint}: answer is not JSON ({body[:60]!r})", exchange="binance",
+                             endpoint=answer.endpoint, status=answer.status)
     try:
         body = answer.json()
     except ProtocolError:

@@ -118,6 +118,9 @@ class FakeBinance(FakeVenue):
         self.flood_messages = 0  # >0: each new connection first receives this many book messages back to back
         #: rewrites every order answer (placement and look-ups): tests send numbers as JSON numbers, bad fields...
         self.order_answer_edit: Any = None
+        #: the next this many order look-ups answer -2013 "Order does not exist." even for a known order (Binance's
+        #: query side lags its matching engine: an order just placed may not be found yet)
+        self.lookup_misses = 0
         self._flood_cache: dict[tuple[str, ...], list[list[list[str]]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -541,7 +544,8 @@ class FakeBinance(FakeVenue):
         if err is not None:
             return err
         order = self._find(params)
-        if order is None:
+        if order is None or self.lookup_misses > 0:
+            self.lookup_misses = max(0, self.lookup_misses - 1)
             return self._err(400, -2013, "Order does not exist.")
         view = self.order_json(order, query=True)
         return self._json(self.order_answer_edit(view) if self.order_answer_edit else view)
