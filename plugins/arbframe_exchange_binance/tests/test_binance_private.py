@@ -18,8 +18,8 @@ from arbframe import (
     OrderStatus,
     OrderStatusUnknown,
     OrderType,
-    SimulatedMarket,
     Side,
+    SimulatedMarket,
     UnknownOrder,
     new_id,
 )
@@ -201,7 +201,7 @@ async def test_lost_answer_to_an_order_is_looked_up_never_doubled(fake, make_bin
     assert order.client_order_id == req.client_order_id and order.status is OrderStatus.OPEN
     assert len(fake.orders_with(req.client_order_id)) == 1 and fake.placements.count(req.client_order_id) == 1
     assert _order_calls(fake)[:2] == ["POST", "GET"], "looked up, not re-sent"
-    lookup = [r for r in fake.received if r.path == "/api/v3/order" and r.method == "GET"][0]
+    lookup = next(r for r in fake.received if r.path == "/api/v3/order" and r.method == "GET")
     assert f"origClientOrderId={req.client_order_id}" in lookup.query
 
 

@@ -264,7 +264,6 @@ class FakeBinance(FakeVenue):
             if self.used_weight > self.weight_limit:
                 return self._err(429, -1003, f"Too much request weight used; current limit is {self.weight_limit} "
                                  "request weight per 1 MINUTE.", {"Retry-After": "1"})
-            request["raw_query"], request["raw_body"] = query, body
             return await handler(request)
 
         app.middlewares.append(binance)
@@ -316,11 +315,11 @@ class FakeBinance(FakeVenue):
         return self.url
 
     # ---------------------------------------------------------------------------------------------- auth
-    def _signed(self, request: Any) -> tuple[dict[str, str] | None, Any]:
+    async def _signed(self, request: Any) -> tuple[dict[str, str] | None, Any]:
         """Verify key, signature, timestamp and recvWindow: ``(params, None)`` or ``(None, error answer)``."""
         if request.headers.get("X-MBX-APIKEY") != self.api_key:
             return None, self._err(401, -2015, "Invalid API-key, IP, or permissions for action.")
-        query, body = request["raw_query"], request["raw_body"]
+        query, body = request.raw_path.partition("?")[2], await request.text()  # exactly as received
         if "signature=" not in query + body:
             return None, self._err(400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or "
                                    "malformed.")
@@ -412,7 +411,7 @@ class FakeBinance(FakeVenue):
 
     # ------------------------------------------------------------------------------------------- private
     async def _account(self, request: Any) -> Any:
-        params, err = self._signed(request)
+        params, err = await self._signed(request)
         if err is not None:
             return err
         omit = params.get("omitZeroBalances") == "true"
@@ -465,7 +464,7 @@ class FakeBinance(FakeVenue):
         return await self._new_order(request, test=True)
 
     async def _new_order(self, request: Any, test: bool = False) -> Any:
-        params, err = self._signed(request)
+        params, err = await self._signed(request)
         if err is not None:
             return err
         symbol = self._symbol_of(params.get("symbol"))
@@ -540,7 +539,7 @@ class FakeBinance(FakeVenue):
         return order if order is not None and self.market(order.symbol) == params.get("symbol") else None
 
     async def _query_order(self, request: Any) -> Any:
-        params, err = self._signed(request)
+        params, err = await self._signed(request)
         if err is not None:
             return err
         order = self._find(params)
@@ -551,7 +550,7 @@ class FakeBinance(FakeVenue):
         return self._json(self.order_answer_edit(view) if self.order_answer_edit else view)
 
     async def _cancel_order(self, request: Any) -> Any:
-        params, err = self._signed(request)
+        params, err = await self._signed(request)
         if err is not None:
             return err
         order = self._find(params)
@@ -568,7 +567,7 @@ class FakeBinance(FakeVenue):
         return self._json(answer)
 
     async def _open_orders(self, request: Any) -> Any:
-        params, err = self._signed(request)
+        params, err = await self._signed(request)
         if err is not None:
             return err
         market = params.get("symbol")
