@@ -5,21 +5,12 @@ from __future__ import annotations
 
 import pytest
 from arbframe_exchange_binance.exchange import BinanceExchange
-from arbframe_exchange_binance.testing.fake_server import FakeBinance
 
 from arbframe import SimulatedMarket
 from arbframe.testing.exchange_kit import ExchangeContract
 from arbframe.testing.fake_venue import EXPECTED_ERRORS, ORDER_FAULT_KINDS
 
-from .conftest import API_KEY, API_SECRET, section_for
-
-
-@pytest.fixture
-async def live_fake():
-    fake = FakeBinance(api_key=API_KEY, api_secret=API_SECRET, push_interval=0.02)
-    await fake.start()
-    yield fake
-    await fake.close()
+from .conftest import section_for
 
 
 class TestBinanceLiveContract(ExchangeContract):
@@ -30,17 +21,17 @@ class TestBinanceLiveContract(ExchangeContract):
     error_taxonomy = True
 
     @pytest.fixture
-    async def exchange(self, live_fake, plugin_context):
+    async def exchange(self, fake, plugin_context):
         # a request timeout below the kit's 1 s ``timeout`` fault, and quick retries
-        ex = BinanceExchange(section_for(live_fake, timeout_seconds=0.3), plugin_context(mode="live"))
+        ex = BinanceExchange(section_for(fake, timeout_seconds=0.3), plugin_context(mode="live"))
         await ex.connect()
         assert ex.live_private
         yield ex
         await ex.close()
 
     @pytest.fixture
-    def venue_faults(self, live_fake):
-        return live_fake, set(EXPECTED_ERRORS) - set(ORDER_FAULT_KINDS)
+    def venue_faults(self, fake):
+        return fake, set(EXPECTED_ERRORS) - set(ORDER_FAULT_KINDS)
 
 
 class TestBinancePaperContract(ExchangeContract):
@@ -51,12 +42,12 @@ class TestBinancePaperContract(ExchangeContract):
     error_taxonomy = True
 
     @pytest.fixture
-    async def exchange(self, live_fake, plugin_context):
-        ex = BinanceExchange(section_for(live_fake, simulated_balances={"USDT": 100000}), plugin_context(mode="paper"))
+    async def exchange(self, fake, plugin_context):
+        ex = BinanceExchange(section_for(fake, simulated_balances={"USDT": 100000}), plugin_context(mode="paper"))
         await ex.connect()
         yield ex
         await ex.close()
-        private = [p for _, p in live_fake.requests if p in ("/api/v3/account", "/api/v3/order", "/api/v3/openOrders")]
+        private = [p for _, p in fake.requests if p in ("/api/v3/account", "/api/v3/order", "/api/v3/openOrders")]
         assert private == [], "paper mode must never send a private request"
 
 

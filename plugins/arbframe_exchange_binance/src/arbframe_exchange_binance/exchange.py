@@ -179,7 +179,7 @@ class BinanceExchange(Exchange):
             self.name, context=context, quote_currency=self.quote_asset, fee_rate=self._fee_rate,
             balances=paper_balances(self.name, context, section or {}) or cfg["simulated_balances"],
             api_key=self._api_key, api_secret=self._api_secret, base_url=str(cfg["base_url"]),
-            symbols=configured_symbols(cfg, context), last_book=self._last_books.get, rules=self.market_rules,
+            symbols=configured_symbols(cfg, context), last_book=self._last_book, rules=self.market_rules,
             log=log,
         )
         self.mode, self.mock, self.live_private = self.routing.mode, self.routing.mock, self.routing.live_private
@@ -389,16 +389,12 @@ class BinanceExchange(Exchange):
                 task = loop.create_task(self._ensure_rules_quietly(s))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
-        return self._remember(stream.books(wanted, depth))
+        return stream.books(wanted, depth)
 
-    async def _remember(self, books: AsyncIterator[OrderBook]) -> AsyncIterator[OrderBook]:
-        last = self._last_books
-        try:
-            async for book in books:
-                last[book.symbol] = book
-                yield book
-        finally:
-            await books.aclose()  # type: ignore[attr-defined]
+    def _last_book(self, symbol: str) -> OrderBook | None:
+        """The newest book of ``symbol`` this driver saw (the stream's while it is up): paper fills use it."""
+        latest = self._stream.latest(symbol) if self._stream is not None else None
+        return latest if latest is not None else self._last_books.get(symbol)
 
     @property
     def stream(self) -> BookStream | None:
@@ -456,7 +452,7 @@ class BinanceExchange(Exchange):
         if sim is None:
             return await self._live_place(request)
         if not self.mock:
-            if request.symbol not in self._last_books:
+            if self._last_book(request.symbol) is None:
                 await self.fetch_order_book(request.symbol, 15)
             await self._ensure_rules_quietly(request.symbol)
         if request.test:
@@ -467,9 +463,7 @@ class BinanceExchange(Exchange):
         rules = await self.symbol_rules(req.symbol)
         reference = None
         if req.order_type is OrderType.MARKET and req.qty is not None:
-            book = self._last_books.get(req.symbol)
-            if book is None and self._stream is not None:
-                book = self._stream.latest(req.symbol)
+            book = self._last_book(req.symbol)
             if book is not None:
                 reference = book.best_ask if req.side is Side.BUY else book.best_bid
         prepared = prepare_order(req, rules, reference_price=reference)

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from arbframe import Balance, BookLevel, Order, OrderBook, OrderStatus, OrderType, ProtocolError, Quote, Side
+from arbframe import Balance, BookLevel, Order, OrderBook, OrderStatus, OrderType, ProtocolError, Side
 
 ZERO = Decimal(0)
 _D = Decimal
@@ -89,12 +89,6 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def ms_to_dt(ms: int | float | None) -> datetime:
-    if ms is None:
-        return datetime.now(timezone.utc)
-    return datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc)
-
-
 def depth_to_book(payload: Mapping[str, Any], symbol: str, ts: datetime, *, depth: int | None = None,
                   exchange: str = "binance", simulated: bool = False) -> OrderBook:
     """A depth snapshot (REST or partial depth stream) as an :class:`OrderBook`."""
@@ -112,15 +106,6 @@ def book_ticker_to_book(payload: Mapping[str, Any], symbol: str, ts: datetime, *
     bids = (_level(bid, bid_q),) if _D(bid_q) > 0 else ()
     asks = (_level(ask, ask_q),) if _D(ask_q) > 0 else ()
     return OrderBook(exchange, symbol, bids, asks, ts)
-
-
-def book_ticker_to_quote(payload: Mapping[str, Any], symbol: str, ts: datetime, *,
-                         exchange: str = "binance") -> Quote:
-    book = book_ticker_to_book(payload, symbol, ts, exchange=exchange)
-    quote = book.quote()
-    if quote is None:
-        raise ValueError(f"{exchange}: empty book ticker for {symbol}")
-    return quote
 
 
 _STATUS = {
