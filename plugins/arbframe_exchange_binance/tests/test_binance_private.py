@@ -12,6 +12,7 @@ import pytest
 
 from arbframe import (
     AuthenticationError,
+    Banned,
     InsufficientFunds,
     OrderRejected,
     OrderRequest,
@@ -241,6 +242,45 @@ async def test_reused_client_order_id_of_an_open_order_returns_it(fake, make_bin
     second = await ex.place_order(req)  # Binance: "Duplicate order sent." -> the open order is ours
     assert second.exchange_order_id == first.exchange_order_id
     assert len(fake.orders_with(req.client_order_id)) == 1
+
+
+async def test_delayed_fill_shows_new_then_fills_on_a_later_lookup(fake, make_binance):
+    ex = await make_binance()
+    fake.silent = True
+    fake.set_book("BTCUSDT", [("59999", "1")], [("60000", "1")])
+    fake.inject("delayed_fill", polls=1)
+    req = _limit(qty="0.01", price="60000", tif="IOC")
+    order = await ex.place_order(req)
+    assert order.status is OrderStatus.OPEN and order.filled_qty == 0  # Binance: NEW, funds locked
+    assert (await ex.fetch_balance_details())["USDT"].locked == D("600")
+    assert (await ex.fetch_order("BTC", req.client_order_id)).status is OrderStatus.OPEN
+    filled = await ex.fetch_order("BTC", req.client_order_id)
+    assert filled.status is OrderStatus.FILLED and filled.filled_qty == D("0.01") and filled.avg_price == 60000
+    assert (await ex.fetch_balance_details())["USDT"].locked == 0
+
+
+async def test_partial_fill_of_an_ioc_order_expires_the_rest(fake, make_binance):
+    ex = await make_binance()
+    fake.silent = True
+    fake.set_book("BTCUSDT", [("59999", "1")], [("60000", "1")])
+    fake.inject("partial", fraction="0.5")
+    req = _limit(qty="0.02", price="60000", tif="IOC")
+    order = await ex.place_order(req)
+    assert order.status is OrderStatus.CANCELED and order.filled_qty == D("0.01") and order.qty == D("0.02")
+    [placed] = fake.orders_with(req.client_order_id)
+    assert fake.order_json(placed)["status"] == "EXPIRED"  # Binance's word for an IOC's unfilled rest
+
+
+async def test_order_ban_418_raises_banned_and_nothing_more_is_sent(fake, make_binance):
+    ex = await make_binance()
+    fake.inject("banned", path="/api/v3/order", retry_after=60)
+    with pytest.raises(Banned) as caught:
+        await ex.place_order(_limit())
+    assert caught.value.retry_after == 60 and not caught.value.retry_safe
+    count = len(fake.requests)
+    with pytest.raises(Banned):
+        await ex.fetch_balances()
+    assert len(fake.requests) == count and fake.placements == []
 
 
 async def test_order_rate_limit_429_waits_and_sends_once(fake, make_binance):

@@ -93,6 +93,7 @@ class BinanceRest:
         self.last_sync: float | None = None  # monotonic
         self._sync_lock: asyncio.Lock | None = None
         self._ban_reported = 0.0
+        self._queries: dict[tuple[Any, ...], str] = {}
 
     @property
     def has_credentials(self) -> bool:
@@ -126,7 +127,15 @@ class BinanceRest:
 
     # ------------------------------------------------------------------------------------------ requests
     def _sign(self, request: HttpRequest) -> None:
-        if request.endpoint not in SIGNED:
+        if request.endpoint not in SIGNED:  # public: the encoded query, memoised (the same few repeat every tick)
+            if request.params:
+                key = tuple(request.params.items())
+                query = self._queries.get(key)
+                if query is None:
+                    if len(self._queries) > 512:
+                        self._queries.clear()
+                    query = self._queries[key] = encode_params(request.params)
+                request.query = query
             return
         assert self._signer is not None and self._api_key is not None
         items = [(k, v) for k, v in request.params.items() if v is not None]
