@@ -114,8 +114,8 @@ def payloads(levels: int) -> list[dict]:
     fake = FakeBinance(push_interval=None, levels=max(levels, 100), seed=3)
     out = []
     for _ in range(PARSE_PAYLOADS):
-        fake.tick("BTCUSDT")
-        out.append(json.loads(json.dumps(fake.depth_payload("BTCUSDT", levels))))
+        fake.evolve("BTC")
+        out.append(json.loads(json.dumps(fake.depth_payload("BTC", levels))))
     return out
 
 

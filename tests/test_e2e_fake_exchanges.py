@@ -75,12 +75,12 @@ async def test_run_once_against_both_fake_exchanges_records_a_two_venue_premium(
             assert D(row["net_premium"]) < premium  # both venues' fees come off
 
         # both books were read over REST, and nothing private was sent anywhere (paper mode, no keys)
-        binance_paths = [r["path"] for r in fb.requests]
+        binance_paths = [path for _, path in fb.requests]
         assert "/api/v3/depth" in binance_paths and "/api/v3/exchangeInfo" in binance_paths
         assert not [p for p in binance_paths if p in ("/api/v3/account", "/api/v3/order", "/api/v3/openOrders")]
         assert not [r for r in fu.requests if r.authenticated]
         assert "/v1/orderbook" in [r.path for r in fu.requests]
         assert "binance: no API credentials" in text
     finally:
-        await fb.stop()
+        await fb.close()
         await fu.close()

@@ -119,11 +119,11 @@ async def test_run_waits_for_an_unreachable_venue_then_trades(tmp_path: Path) ->
         assert proc.returncode == 0, "".join(seen[-40:])
         text = "".join(seen)
         assert "Traceback" not in text
-        assert "/api/v3/exchangeInfo" in [r["path"] for r in fb.requests]
+        assert "/api/v3/exchangeInfo" in [path for _, path in fb.requests]
         assert (data / "positions.csv").read_text().count("\n") >= 2  # header + the opened position
     finally:
         if proc is not None and proc.returncode is None:
             proc.kill()
             await proc.wait()
-        await fb.stop()
+        await fb.close()
         await fu.close()

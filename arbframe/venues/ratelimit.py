@@ -96,11 +96,12 @@ class RateLimits:
 
 
 class _Window:
-    __slots__ = ("blocked_until", "fixed_start", "fixed_used", "quota", "sent")
+    __slots__ = ("blocked_until", "fixed_start", "fixed_used", "quota", "sent", "sent_total")
 
     def __init__(self, quota: Quota) -> None:
         self.quota = quota
         self.sent: deque[tuple[float, float]] = deque()
+        self.sent_total = 0.0  # the units in ``sent`` (kept as they come and go: no sum per request)
         self.fixed_start = -math.inf
         self.fixed_used = 0.0
         self.blocked_until = 0.0
@@ -114,8 +115,10 @@ class _Window:
             return self.fixed_used
         sent = self.sent
         while sent and sent[0][0] <= now - q.window:
-            sent.popleft()
-        return sum(units for _, units in sent)
+            self.sent_total -= sent.popleft()[1]
+        if not sent:
+            self.sent_total = 0.0
+        return self.sent_total
 
     def delay(self, units: float, now: float) -> float:
         wait = max(0.0, self.blocked_until - now)
@@ -139,7 +142,9 @@ class _Window:
             self.used(now)
             self.fixed_used += units
         else:
+            self.used(now)
             self.sent.append((now, units))
+            self.sent_total += units
 
     def observe(self, meaning: str, value: float, now: float) -> None:
         used = self.used(now)

@@ -12,7 +12,8 @@ the rest, the same way for every venue:
 * reconnect with exponential backoff and seeded jitter (:class:`~arbframe.venues.retry.Backoff`), resubscribing;
 * rollover: before a connection reaches ``max_age`` (venues close them after 24 h), or when :meth:`BookStream.update`
   changes the subscription, a new connection is opened and the old one closed only after the new one delivered a
-  book, so there is no gap;
+  frame its ``parse`` accepted (a venue's parse may drop updates the old connection already delivered), so there
+  is no gap;
 * latest book per symbol: :meth:`BookStream.latest` (``None`` when older than ``max_age`` or the connection it came
   on is down); every book also goes to each consumer of :meth:`BookStream.books` (a bounded buffer per consumer
   that drops its oldest book when full).
@@ -263,8 +264,10 @@ class BookStream:
                 max_age = self.settings.max_age
                 until = None if max_age is None else max(0.0, max_age - (time.monotonic() - opened))
                 notice = loop.create_task(self._roll.wait())
-                done, _ = await asyncio.wait({reader, notice}, timeout=until, return_when=asyncio.FIRST_COMPLETED)
-                notice.cancel()
+                try:
+                    done, _ = await asyncio.wait({reader, notice}, timeout=until, return_when=asyncio.FIRST_COMPLETED)
+                finally:  # also when stop() cancels us here: never leave the waiter pending
+                    notice.cancel()
                 delivered = delivered or got.is_set()
                 if reader in done:
                     return delivered
@@ -319,8 +322,7 @@ class BookStream:
                         continue
                     for book in books:
                         self._publish(book, conn)
-                    if books:
-                        got.set()
+                    got.set()  # a frame the venue's parse accepted (it may drop updates it already delivered)
                 elif msg.type in ends:
                     return
         finally:

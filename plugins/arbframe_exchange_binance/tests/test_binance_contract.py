@@ -1,16 +1,16 @@
-"""The shared exchange contract kit, run in live mode (fake Binance), paper mode and mock mode."""
+"""The shared exchange contract kit, run in live mode (fake Binance), paper mode and mock mode; the live run also
+has the kit inject every request fault and check the error kind the driver raises for it."""
 
 from __future__ import annotations
 
 import pytest
-from arbframe_exchange_binance import BinanceError
 from arbframe_exchange_binance.exchange import BinanceExchange
-from arbframe_exchange_binance.testing.fake_server import FakeBinance
 
-import arbframe
+from arbframe import SimulatedMarket
 from arbframe.testing.exchange_kit import ExchangeContract
+from arbframe.testing.fake_venue import EXPECTED_ERRORS, ORDER_FAULT_KINDS
 
-from .conftest import API_KEY, API_SECRET, make_context, section_for
+from .conftest import section_for
 
 
 class TestBinanceLiveContract(ExchangeContract):
@@ -18,18 +18,20 @@ class TestBinanceLiveContract(ExchangeContract):
 
     symbol = "BTC"
     depth = 5
-    error_types = (BinanceError,)
+    error_taxonomy = True
 
     @pytest.fixture
-    async def exchange(self):
-        fake = FakeBinance(api_key=API_KEY, api_secret=API_SECRET, push_interval=0.02)
-        await fake.start()
-        ex = BinanceExchange(section_for(fake), make_context("live"))
+    async def exchange(self, fake, plugin_context):
+        # a request timeout below the kit's 1 s ``timeout`` fault, and quick retries
+        ex = BinanceExchange(section_for(fake, timeout_seconds=0.3), plugin_context(mode="live"))
         await ex.connect()
         assert ex.live_private
         yield ex
         await ex.close()
-        await fake.stop()
+
+    @pytest.fixture
+    def venue_faults(self, fake):
+        return fake, set(EXPECTED_ERRORS) - set(ORDER_FAULT_KINDS)
 
 
 class TestBinancePaperContract(ExchangeContract):
@@ -37,19 +39,15 @@ class TestBinancePaperContract(ExchangeContract):
 
     symbol = "ETH"
     depth = 10
-    error_types = (BinanceError,)
+    error_taxonomy = True
 
     @pytest.fixture
-    async def exchange(self):
-        fake = FakeBinance(api_key=API_KEY, api_secret=API_SECRET, push_interval=0.02)
-        await fake.start()
-        ex = BinanceExchange(section_for(fake, simulated_balances={"USDT": 100000}), make_context("paper"))
+    async def exchange(self, fake, plugin_context):
+        ex = BinanceExchange(section_for(fake, simulated_balances={"USDT": 100000}), plugin_context(mode="paper"))
         await ex.connect()
         yield ex
         await ex.close()
-        private = [r for r in fake.requests if r["path"] in ("/api/v3/account", "/api/v3/order",
-                                                               "/api/v3/openOrders")]
-        await fake.stop()
+        private = [p for _, p in fake.requests if p in ("/api/v3/account", "/api/v3/order", "/api/v3/openOrders")]
         assert private == [], "paper mode must never send a private request"
 
 
@@ -58,12 +56,12 @@ class TestBinanceMockContract(ExchangeContract):
 
     symbol = "BTC"
     depth = 5
-    error_types = (BinanceError,)
+    error_taxonomy = True
 
     @pytest.fixture
-    async def exchange(self):
-        ctx = make_context("paper", mock=True)
-        ctx.market = arbframe.SimulatedMarket(["BTC", "ETH"], seed=11)
+    async def exchange(self, plugin_context):
+        ctx = plugin_context(mode="paper", mock=True)
+        ctx.market = SimulatedMarket(["BTC", "ETH"], seed=11)
         ex = BinanceExchange({"simulated_balances": {"USDT": 100000}}, ctx)
         await ex.connect()
         yield ex

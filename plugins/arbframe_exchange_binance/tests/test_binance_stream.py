@@ -1,4 +1,5 @@
-"""WebSocket market streams against the fake Binance: single/combined, pings, reconnect, rollover, fallback."""
+"""WebSocket market streams against the fake Binance (arbframe.BookStream supervising): combined streams, pings,
+reconnect, rollover without a gap or a duplicate, the REST fallback of fetch_order_book, no task left behind."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import itertools
 import time
 from decimal import Decimal
 
+import pytest
 from arbframe_exchange_binance.stream import stream_name, stream_url
 from prometheus_client import generate_latest
 
@@ -24,11 +26,13 @@ async def _until(predicate, timeout=5.0, step=0.01):
 
 async def _take(agen, n, timeout=5.0):
     out = []
+
     async def run():
         async for book in agen:
             out.append(book)
             if len(out) >= n:
                 return
+
     await asyncio.wait_for(run(), timeout)
     return out
 
@@ -39,19 +43,18 @@ def test_stream_names_and_urls():
     assert stream_name("BTCUSDT", 7, "1000ms") == "btcusdt@depth10"
     assert stream_name("BTCUSDT", 50) == "btcusdt@depth20@100ms"
     assert stream_url("wss://stream.binance.com:9443", ["btcusdt@bookTicker"]) == \
-        "wss://stream.binance.com:9443/ws/btcusdt@bookTicker"
+        "wss://stream.binance.com:9443/stream?streams=btcusdt@bookTicker"
     assert stream_url("wss://x/", ["a@bookTicker", "b@bookTicker"]) == "wss://x/stream?streams=a@bookTicker/b@bookTicker"
 
 
-async def test_single_raw_book_ticker_stream(fake, make_binance):
+async def test_book_ticker_stream(fake, make_binance):
     ex = await make_binance(mode="paper", symbols=["BTC"])
     agen = ex.stream_order_books(["BTC"], depth=1)
     books = await _take(agen, 3)
     await agen.aclose()
     assert all(b.symbol == "BTC" and len(b.bids) == 1 and len(b.asks) == 1 for b in books)
     assert type(books[0].bids[0].price) is Decimal and books[0].best_bid < books[0].best_ask
-    conn = fake.connections[0]
-    assert conn.streams == ["btcusdt@bookTicker"] and not conn.combined
+    assert fake.connections[0].streams == ["btcusdt@bookTicker"]
 
 
 async def test_combined_partial_depth_streams(fake, make_binance):
@@ -61,11 +64,9 @@ async def test_combined_partial_depth_streams(fake, make_binance):
     await agen.aclose()
     assert {b.symbol for b in books} == {"BTC", "ETH"}
     assert all(len(b.bids) == 5 and len(b.asks) == 5 for b in books)
-    conn = fake.connections[0]
-    assert conn.combined and conn.streams == ["btcusdt@depth5@100ms", "ethusdt@depth5@100ms"]
+    assert fake.connections[0].streams == ["btcusdt@depth5@100ms", "ethusdt@depth5@100ms"]
     eth = next(b for b in books if b.symbol == "ETH")
-    mid = fake.books["ETHUSDT"]["mid"]
-    assert abs(eth.best_bid - mid) < D(1)
+    assert abs(eth.best_bid - fake.mids["ETH"]) < D(1)
 
 
 async def test_server_pings_are_answered_with_their_payload(fake, make_binance):
@@ -80,11 +81,16 @@ async def test_server_pings_are_answered_with_their_payload(fake, make_binance):
     await agen.aclose()
 
 
-async def test_dropped_connection_reconnects_and_resubscribes(fake, make_binance):
+@pytest.mark.parametrize("how", ["drop_ws", "ws_drop_fault"])
+async def test_dropped_connection_reconnects_and_resubscribes(fake, make_binance, how):
     ex = await make_binance(mode="paper", symbols=["BTC", "ETH"])
     agen = ex.stream_order_books(["BTC", "ETH"], depth=5)
     await _take(agen, 2)
-    assert await fake.drop_ws() == 1
+    if how == "drop_ws":
+        assert await fake.drop_ws() == 1
+    else:  # the shared fault vocabulary: the next request closes every WebSocket client, then is served
+        fake.inject("ws_drop")
+        await ex.rest_order_book("BTC", 5)
     books = await _take(agen, 6)
     assert len(fake.connections) >= 2
     assert fake.connections[-1].streams == fake.connections[0].streams
@@ -95,95 +101,72 @@ async def test_dropped_connection_reconnects_and_resubscribes(fake, make_binance
 
 
 async def test_silent_stream_is_treated_as_dead(fake, make_binance):
-    ex = await make_binance(mode="paper", symbols=["BTC"], ws_silence_timeout_seconds=0.3,
-                            rest_poll_interval_seconds=10)
+    ex = await make_binance(mode="paper", symbols=["BTC"], ws_silence_timeout_seconds=0.3)
     agen = ex.stream_order_books(["BTC"], depth=1)
     await _take(agen, 1)
     fake.silent = True
     assert await _until(lambda: len(fake.connections) >= 2, timeout=3)
     fake.silent = False
-    books = await _take(agen, 3)
-    assert books
+    assert await _take(agen, 3)
     await agen.aclose()
 
 
-async def test_rest_polling_fallback_while_the_stream_is_down(fake, make_binance):
-    ex = await make_binance(mode="paper", symbols=["BTC"], rest_poll_interval_seconds=0.05)
-    agen = ex.stream_order_books(["BTC"], depth=5)
-    await _take(agen, 1)
+async def test_fetch_order_book_falls_back_to_rest_while_the_stream_is_down(fake, make_binance):
+    ex = await make_binance(mode="paper", symbols=["BTC"], use_websocket=True, stream_max_age_seconds=0.5)
+    assert await _until(lambda: ex.stream is not None and ex.stream.latest("BTC") is not None, timeout=3)
     fake.refuse_ws = True
     await fake.drop_ws()
-    depth_before = sum(1 for r in fake.requests if r["path"] == "/api/v3/depth")
-    books = await _take(agen, 3)
-    assert books and all(b.symbol == "BTC" for b in books)
-    assert sum(1 for r in fake.requests if r["path"] == "/api/v3/depth") > depth_before
-    assert ex.stream.latest["BTC"][2] == "rest"
-    poller = ex.stream._poller
-    assert poller is not None and not poller.done()
-    fake.refuse_ws = False  # back up: polling stops
-    assert await _until(lambda: ex.stream.connected, timeout=5)
-    assert await _until(poller.done, timeout=5), "the poller is cancelled when the stream is back"
-    await _take(agen, 3)  # a request the poller had in flight has landed by now
-    polled = sum(1 for r in fake.requests if r["path"] == "/api/v3/depth")
-    books = await _take(agen, 8)  # 8 pushes at 20 ms: several poll intervals (50 ms) pass
-    assert sum(1 for r in fake.requests if r["path"] == "/api/v3/depth") == polled
-    assert len(books) == 8 and ex.stream.latest["BTC"][2] == "ws"
-    await agen.aclose()
+    assert await _until(lambda: ex.stream.latest("BTC") is None, timeout=3)  # its connection is down
+    before = [p for _, p in fake.requests].count("/api/v3/depth")
+    book = await ex.fetch_order_book("BTC", 5)
+    assert book.symbol == "BTC" and [p for _, p in fake.requests].count("/api/v3/depth") == before + 1
+    fake.refuse_ws = False  # back up: books come from the stream again
+    assert await _until(lambda: ex.stream.latest("BTC") is not None, timeout=5)
+    await ex.fetch_order_book("BTC", 5)
+    assert [p for _, p in fake.requests].count("/api/v3/depth") == before + 1
 
 
 async def test_rollover_opens_the_new_connection_before_closing_the_old(fake, make_binance):
     fake.push_interval = 0.01
     ex = await make_binance(mode="paper", symbols=["BTC"], ws_max_connection_age_seconds=0.3)
+    seen: list[int] = []  # update id of every book the parser delivers
+    parse = ex.stream_parser.parse
+
+    def recording(text):
+        books = parse(text)
+        if books:
+            seen.append(ex.stream_parser.last_ids["BTC"])
+        return books
+
+    ex.stream_parser.parse = recording  # before the stream is built: its spec takes this parse
     agen = ex.stream_order_books(["BTC"], depth=1)
-    await _take(agen, 1)
-    stream = ex.stream
-    seen: list[int] = []  # update id of every book the stream publishes
-    publish = stream._publish
-
-    def recording(symbol, book, source):
-        if source == "ws":
-            seen.append(stream._ids[symbol])
-        publish(symbol, book, source)
-
-    stream._publish = recording
     deadline = time.monotonic() + 1.4
     async for _book in agen:
         if time.monotonic() > deadline:
             break
     await agen.aclose()
+    stream = ex.stream
     assert stream.rollovers >= 2 and stream.reconnects == 0
     conns = fake.connections
     assert len(conns) >= 3
     for old, new in itertools.pairwise(conns):
         assert old.closed_at is None or old.closed_at >= new.opened_at, "old closed before the new one opened"
-    # every update id delivered once, in order, no gap across the rollovers
-    assert seen == sorted(set(seen))
-    assert seen[-1] - seen[0] + 1 == len(seen), "an update was lost during a rollover"
-
-
-async def test_server_shutdown_event_triggers_a_rollover(fake, make_binance):
-    ex = await make_binance(mode="paper", symbols=["BTC", "ETH"])
-    agen = ex.stream_order_books(["BTC", "ETH"], depth=5)
-    await _take(agen, 2)
-    await fake.server_shutdown()
-    assert await _until(lambda: ex.stream.rollovers == 1, timeout=3)
-    assert len(fake.open_connections()) == 1 and ex.stream.reconnects == 0
-    await agen.aclose()
+    assert seen == sorted(set(seen)), "an update was delivered twice during a rollover"
+    assert len(seen) > 20
 
 
 async def test_fetch_order_book_serves_the_stream_when_fresh(fake, make_binance):
     ex = await make_binance(mode="paper", symbols=["BTC"], use_websocket=True, stream_max_age_seconds=0.5)
-    assert await _until(lambda: ex.stream is not None and "BTC" in ex.stream.latest, timeout=3)
-    depth_before = sum(1 for r in fake.requests if r["path"] == "/api/v3/depth")
+    assert await _until(lambda: ex.stream is not None and ex.stream.latest("BTC") is not None, timeout=3)
+    depth_before = [p for _, p in fake.requests].count("/api/v3/depth")
     book = await ex.fetch_order_book("BTC", 5)
     assert len(book.bids) == 5
-    assert sum(1 for r in fake.requests if r["path"] == "/api/v3/depth") == depth_before, "served from the stream"
-    text = generate_latest(ex.context.registry).decode()
-    assert "arbframe_exchange_ws_message_age_seconds" in text
+    assert [p for _, p in fake.requests].count("/api/v3/depth") == depth_before, "served from the stream"
+    assert "arbframe_exchange_ws_message_age_seconds" in generate_latest(ex.context.registry).decode()
     fake.silent = True  # stale stream -> REST
-    assert await _until(lambda: ex.stream.fresh("BTC", 0.5) is None, timeout=3)
-    book = await ex.fetch_order_book("BTC", 5)
-    assert sum(1 for r in fake.requests if r["path"] == "/api/v3/depth") == depth_before + 1
+    assert await _until(lambda: ex.stream.latest("BTC", 0.5) is None, timeout=3)
+    await ex.fetch_order_book("BTC", 5)
+    assert [p for _, p in fake.requests].count("/api/v3/depth") == depth_before + 1
     deep = await ex.fetch_order_book("BTC", 50)  # deeper than a partial depth stream: REST
     assert len(deep.bids) == 50
 
@@ -191,7 +174,6 @@ async def test_fetch_order_book_serves_the_stream_when_fresh(fake, make_binance)
 async def test_new_symbols_widen_the_running_stream_in_place(fake, make_binance):
     ex = await make_binance(mode="paper", symbols=["BTC"], use_websocket=True, stream_max_age_seconds=1.0,
                             connect=False)
-    await ex.rest.open()
     agen = ex.stream_order_books(["BTC"], depth=5)
     await _take(agen, 2)
     stream = ex.stream
@@ -202,7 +184,7 @@ async def test_new_symbols_widen_the_running_stream_in_place(fake, make_binance)
     books = await _take(agen, 6)  # the BTC iterator keeps flowing across the change (5 of the 10 levels)
     assert all(b.symbol == "BTC" and len(b.bids) == 5 for b in books)
     assert fake.open_connections()[-1].streams == ["btcusdt@depth10@100ms", "xrpusdt@depth10@100ms"]
-    assert await _until(lambda: "XRP" in stream.latest, timeout=3)
+    assert await _until(lambda: stream.latest("XRP") is not None, timeout=3)
     xrp = await ex.fetch_order_book("XRP", 10)
     assert len(xrp.bids) == 10 and xrp.best_bid < xrp.best_ask
     await agen.aclose()
@@ -212,7 +194,6 @@ async def test_close_ends_running_iterators(fake, make_binance):
     ex = await make_binance(mode="paper", symbols=["BTC"])
     agen = ex.stream_order_books(["BTC"], depth=1)
     await _take(agen, 1)
-
     got = []
 
     async def drain():
@@ -223,8 +204,30 @@ async def test_close_ends_running_iterators(fake, make_binance):
     task = asyncio.ensure_future(drain())
     assert await _until(lambda: got, timeout=3)  # the consumer is inside its loop when the driver closes
     await ex.close()
-    rest = await asyncio.wait_for(task, 3)
-    assert isinstance(rest, list)
+    assert isinstance(await asyncio.wait_for(task, 3), list)
+
+
+@pytest.mark.parametrize("state", ["streaming", "connection_down"])
+async def test_close_leaves_no_task_behind(fake, make_binance, state):
+    """Closing the combined stream (while it streams, or while its connection is down and it reconnects) must
+    not leave a pending task behind (a leaked task is destroyed pending when the loop closes)."""
+    ex = await make_binance(mode="paper", symbols=["BTC", "ETH"])
+    before = asyncio.all_tasks()
+    agen = ex.stream_order_books(["BTC", "ETH"], depth=5)
+    await _take(agen, 2)
+    if state == "connection_down":
+        fake.refuse_ws = True
+        await fake.drop_ws()
+        assert await _until(lambda: not ex.stream.connected.is_set(), timeout=3)
+    await agen.aclose()
+    await ex.close()
+    await fake.drop_ws()  # the fake's own connection handlers end too
+
+    def leftover():
+        return [t for t in asyncio.all_tasks() - before if not t.done() and t is not asyncio.current_task()]
+
+    await _until(lambda: not leftover(), timeout=2)
+    assert leftover() == []
 
 
 async def test_stream_decodes_with_the_stdlib_json_too(fake, make_binance, monkeypatch):

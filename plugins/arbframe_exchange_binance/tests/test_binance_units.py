@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
-import asyncio
 from decimal import Decimal
 
 import pytest
-from arbframe_exchange_binance import errors as E
+from arbframe_exchange_binance.errors import error_for
+from arbframe_exchange_binance.exchange import SCHEMA
 from arbframe_exchange_binance.parsing import book_ticker_to_book, depth_to_book, parse_order, utc_now
-from arbframe_exchange_binance.ratelimit import RateLimiter
+from arbframe_exchange_binance.rest import SIGNED, depth_endpoint, rate_limits
 from arbframe_exchange_binance.rules import fmt, parse_exchange_info, parse_symbol, prepare_order
 from arbframe_exchange_binance.signing import Signer, encode_params, verify
 from arbframe_exchange_binance.testing.fake_server import FakeBinance
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arbframe import OrderRequest, OrderStatus, OrderType, Side
+from arbframe import (
+    EXCHANGE_ERROR_KINDS,
+    AuthenticationError,
+    Banned,
+    InsufficientFunds,
+    InvalidRequest,
+    OrderRejected,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    ProtocolError,
+    RateLimited,
+    RateLimiter,
+    Side,
+    UnknownOrder,
+    VenueUnavailable,
+    schema_defaults,
+)
 
 D = Decimal
 
@@ -54,7 +71,9 @@ def test_encode_params_keeps_order_and_encodes_json_arrays():
 @pytest.fixture
 def info():
     fake = FakeBinance(push_interval=None)
-    entries = [fake._symbol_entry(m) for m in fake.markets]
+    legacy = {"symbol": "ETHBTC", "status": "TRADING", "baseAsset": "ETH", "quoteAsset": "BTC", "filters": [
+        {"filterType": "MIN_NOTIONAL", "minNotional": "0.00010000", "applyToMarket": True, "avgPriceMins": 5}]}
+    entries = [fake._symbol_entry(m) for m in fake.markets] + [legacy]
     return {"symbols": entries, "rateLimits": [
         {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
         {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
@@ -104,7 +123,7 @@ def test_limit_orders_round_to_tick_and_step_keeping_the_limit(info):
 ])
 def test_invalid_limit_orders_are_refused_before_sending(info, qty, price, filter_type):
     rules = parse_exchange_info(info)[0]["BTCUSDT"]
-    with pytest.raises(E.BinanceFilterError) as caught:
+    with pytest.raises(OrderRejected) as caught:
         prepare_order(_req(Side.BUY, OrderType.LIMIT, qty, price), rules)
     assert caught.value.filter_type == filter_type
 
@@ -116,17 +135,17 @@ def test_market_orders(info):
                                "newClientOrderId": "cid-1"}
     by_qty = prepare_order(_req(Side.SELL, OrderType.MARKET, qty=D("0.0123456")), rules, reference_price=D("60000"))
     assert by_qty.params["quantity"] == "0.01234" and "price" not in by_qty.params
-    with pytest.raises(E.BinanceFilterError):  # min notional applies to market orders (applyMinToMarket)
+    with pytest.raises(OrderRejected):  # min notional applies to market orders (applyMinToMarket)
         prepare_order(_req(Side.SELL, OrderType.MARKET, qty=D("0.00005")), rules, reference_price=D("60000"))
-    with pytest.raises(E.BinanceFilterError):
+    with pytest.raises(OrderRejected):
         prepare_order(_req(Side.BUY, OrderType.MARKET, quote=D("4")), rules)
-    with pytest.raises(E.BinanceFilterError):  # MARKET_LOT_SIZE maxQty
+    with pytest.raises(OrderRejected):  # MARKET_LOT_SIZE maxQty
         prepare_order(_req(Side.SELL, OrderType.MARKET, qty=D("150")), rules)
 
 
 def test_symbol_not_trading_is_refused(info):
     entry = dict(info["symbols"][0], status="HALT")
-    with pytest.raises(E.BinanceFilterError):
+    with pytest.raises(OrderRejected):
         prepare_order(_req(Side.BUY, OrderType.LIMIT, D("1"), D("60000")), parse_symbol(entry))
 
 
@@ -138,29 +157,52 @@ def test_fmt_never_uses_exponents():
 
 # --------------------------------------------------------------------------------------------- errors
 @pytest.mark.parametrize(("code", "msg", "status", "cls"), [
-    (-1021, "Timestamp for this request is outside of the recvWindow.", 400, E.BinanceTimestampError),
-    (-1013, "Filter failure: LOT_SIZE", 400, E.BinanceFilterError),
-    (-2010, "Account has insufficient balance for requested action.", 400, E.BinanceInsufficientBalance),
-    (-2010, "Duplicate order sent.", 400, E.BinanceDuplicateOrder),
-    (-2010, "Market is closed.", 400, E.BinanceOrderRejected),
-    (-2011, "Unknown order sent.", 400, E.BinanceUnknownOrder),
-    (-2013, "Order does not exist.", 400, E.BinanceUnknownOrder),
-    (-1022, "Signature for this request is not valid.", 400, E.BinanceAuthError),
-    (-2015, "Invalid API-key, IP, or permissions for action.", 401, E.BinanceAuthError),
-    (-1003, "Too much request weight used", 429, E.BinanceRateLimited),
-    (-1003, "IP banned", 418, E.BinanceBanned),
-    (-1007, "Timeout waiting for response from backend server.", 500, E.BinanceServerError),
-    (None, "Internal Server Error", 502, E.BinanceServerError),
-    (-1121, "Invalid symbol.", 400, E.BinanceAPIError),
+    (-1021, "Timestamp for this request is outside of the recvWindow.", 400, InvalidRequest),
+    (-1013, "Filter failure: LOT_SIZE", 400, OrderRejected),
+    (-1014, "Unsupported order combination.", 400, OrderRejected),
+    (-2010, "Account has insufficient balance for requested action.", 400, InsufficientFunds),
+    (-2010, "Duplicate order sent.", 400, OrderRejected),
+    (-2010, "Order would immediately match and take.", 400, OrderRejected),
+    (-2011, "Unknown order sent.", 400, UnknownOrder),
+    (-2011, "Order was canceled or expired.", 400, InvalidRequest),
+    (-2013, "Order does not exist.", 400, UnknownOrder),
+    (-2026, "Order was canceled or expired, and too old to query.", 400, UnknownOrder),
+    (-1002, "You are not authorized to execute this request.", 401, AuthenticationError),
+    (-1022, "Signature for this request is not valid.", 400, AuthenticationError),
+    (-2014, "API-key format invalid.", 400, AuthenticationError),
+    (-2015, "Invalid API-key, IP, or permissions for action.", 401, AuthenticationError),
+    (-1003, "Too much request weight used", 429, RateLimited),
+    (-1015, "Too many new orders.", 400, RateLimited),
+    (None, "WAF limit violated", 403, Banned),
+    (-1000, "An unknown error occurred while processing the request.", 400, VenueUnavailable),
+    (-1006, "An unexpected response was received from the message bus. Execution status unknown.", 500,
+     VenueUnavailable),
+    (-1007, "Timeout waiting for response from backend server.", 500, VenueUnavailable),
+    (-1008, "Server is currently overloaded with other requests.", 503, VenueUnavailable),
+    (None, "Internal Server Error", 502, VenueUnavailable),
+    (-1121, "Invalid symbol.", 400, InvalidRequest),
+    (-1102, "Mandatory parameter 'timeInForce' was not sent.", 400, InvalidRequest),
 ])
-def test_error_classification(code, msg, status, cls):
-    err = E.classify(code, msg, status=status, endpoint="/api/v3/order", retry_after=3.0)
-    assert type(err) is cls
-    assert err.code == code and err.status == status
-    if isinstance(err, E.BinanceRateLimited):
-        assert err.retry_after == 3.0
-    if isinstance(err, E.BinanceFilterError) and code == -1013:
+def test_every_binance_error_is_a_taxonomy_kind(code, msg, status, cls):
+    err = error_for(code, msg, status=status, endpoint="/api/v3/order", retry_after=3.0)
+    assert type(err) is cls and err.kind in EXCHANGE_ERROR_KINDS
+    assert err.code == code and err.status == status and err.exchange == "binance"
+    assert err.retry_after == 3.0
+    if code == -1013:
         assert err.filter_type == "LOT_SIZE"
+
+
+def test_a_2xx_body_that_is_not_json_is_a_protocol_error():
+    from arbframe_exchange_binance.errors import classify
+
+    from arbframe import HttpAnswer
+
+    assert classify(HttpAnswer(200, {}, b'{"serverTime": 1}', "/api/v3/time")) is None
+    assert classify(HttpAnswer(200, {}, b"[]", "/api/v3/openOrders")) is None
+    for body in (b"<html>busy</html>", b'{"lastUpdateId": 1, "bids": [["1.0", ', b""):
+        assert type(classify(HttpAnswer(200, {}, body, "/api/v3/depth"))) is ProtocolError
+    err = classify(HttpAnswer(400, {"Retry-After": "2"}, b'{"code": -1121, "msg": "Invalid symbol."}', "/x"))
+    assert type(err) is InvalidRequest and err.code == -1121 and err.retry_after == 2.0
 
 
 # -------------------------------------------------------------------------------------------- parsing
@@ -204,49 +246,39 @@ def test_order_parsing():
 
 
 # --------------------------------------------------------------------------------------------- limiter
-async def test_weight_window_waits_for_the_next_minute(monkeypatch):
+async def test_binance_limits_as_data_weight_window_waits_for_the_next_minute():
     now = [120.0]
     waits: list[tuple[str, float]] = []
-    limiter = RateLimiter(requests_per_second=0, weight_per_minute=100, safety=1.0, clock=lambda: now[0],
-                          on_wait=lambda g, s: waits.append((g, s)))
-    slept: list[float] = []
 
-    async def fake_sleep(seconds):
-        slept.append(seconds)
+    async def sleep(seconds):
         now[0] += seconds
 
-    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    cfg = schema_defaults(SCHEMA, {"rate_limit": 1000, "weight_limit_per_minute": 100, "rate_limit_safety": 1.0})
+    limiter = RateLimiter(rate_limits(cfg), clock=lambda: now[0], sleep=sleep,
+                          on_wait=lambda g, s: waits.append((g, s)))
     for _ in range(4):
-        await limiter.acquire(25)
-    assert limiter.used_weight == 100 and not waits
+        await limiter.acquire("/api/v3/exchangeInfo")  # weight 20 each
+    await limiter.acquire("/api/v3/account")  # 20: exactly 100
+    assert limiter.used("weight") == 100 and not waits
     now[0] = 150.0
-    await limiter.acquire(5)  # would cross 100 in this minute -> waits until 180
+    await limiter.acquire(depth_endpoint(5))  # 5 more would cross 100 in this minute -> waits until 180
     assert waits and waits[0][0] == "weight" and 29.9 < waits[0][1] < 30.1
-    assert limiter.used_weight == 5
-    # the server's figure wins when higher (other clients on the same IP)
-    limiter.observe_headers({"X-MBX-USED-WEIGHT-1M": "90"})
-    assert limiter.used_weight == 90
+    assert limiter.used("weight") == 5
+    limiter.observe({"X-MBX-USED-WEIGHT-1M": "90"})  # the server's figure wins when higher (same IP)
+    assert limiter.used("weight") == 90
+    await limiter.acquire("/api/v3/order")  # an order counts in the 10 s order window, weight 1
+    assert limiter.used("orders") == 1 and limiter.used("weight") == 91
 
 
-async def test_requests_per_second_and_retry_after(monkeypatch):
-    limiter = RateLimiter(requests_per_second=5, weight_per_minute=10**6)
-    waits: list[str] = []
-    limiter.on_wait = lambda g, s: waits.append(g)
-    real_sleep = asyncio.sleep
-
-    async def quick_sleep(seconds):
-        await real_sleep(0)
-
-    monkeypatch.setattr(asyncio, "sleep", quick_sleep)
-    for _ in range(5):
-        await limiter.acquire(1)
-    assert waits == []
-    await limiter.acquire(1)
-    assert waits == ["requests"]
-    limiter.block(2.0)
-    assert 1.9 < limiter.blocked_for() <= 2.0
-    await limiter.acquire(1)
-    assert "retry_after" in waits
+def test_endpoint_labels_and_weights():
+    assert [depth_endpoint(n) for n in (5, 100, 101, 500, 1000, 5000)] == [
+        "/api/v3/depth", "/api/v3/depth", "/api/v3/depth:500", "/api/v3/depth:500", "/api/v3/depth:1000",
+        "/api/v3/depth:5000"]
+    limits = rate_limits(schema_defaults(SCHEMA, {}))
+    assert limits.cost("/api/v3/order:GET") == {"requests": 1, "weight": 4}
+    assert limits.cost("/api/v3/order") == {"requests": 1, "weight": 1, "orders": 1}
+    assert limits.cost("/api/v3/depth:5000")["weight"] == 250
+    assert "/api/v3/depth" not in SIGNED and "/api/v3/order/test" in SIGNED
 
 
 _num = st.decimals(min_value=D("0.00000001"), max_value=D("1000000"), places=8, allow_nan=False,
@@ -258,7 +290,7 @@ _num = st.decimals(min_value=D("0.00000001"), max_value=D("1000000"), places=8, 
 def test_interned_levels_equal_a_fresh_parse(snapshots):
     from arbframe_exchange_binance.parsing import clear_level_cache, levels
 
-    from arbframe.core.models import BookLevel
+    from arbframe import BookLevel
 
     clear_level_cache()
     for rows in snapshots:  # repeated prices/sizes across snapshots hit the intern cache
@@ -277,7 +309,7 @@ def test_order_fields_of_the_wrong_type_raise_a_parse_error_naming_them(field, v
     payload = {"symbol": "BTCUSDT", "orderId": 7, "clientOrderId": "cid-9", "price": "1", "origQty": "1",
                "executedQty": "0", "cummulativeQuoteQty": "0", "status": "NEW", "type": "LIMIT", "side": "BUY",
                "transactTime": 1_700_000_000_000, field: value}
-    with pytest.raises(E.BinanceParseError) as caught:
+    with pytest.raises(ProtocolError) as caught:
         parse_order(payload, "BTC")
     assert repr(field) in str(caught.value) and "cid-9" in str(caught.value)
 

@@ -1,51 +1,17 @@
 """arbframe-exchange-binance: the Binance spot exchange driver for arbframe (entry point ``binance``).
 
-Importing this package is cheap; aiohttp is imported when a connection is first opened.
+Importing this package is cheap; aiohttp is imported when a connection is first opened. Every error the driver
+raises is a kind of arbframe's exchange error taxonomy (``arbframe.ExchangeError``; see ``errors``).
 """
 
 from __future__ import annotations
 
-from arbframe_exchange_binance.errors import (
-    BinanceAPIError,
-    BinanceAuthError,
-    BinanceBanned,
-    BinanceDuplicateOrder,
-    BinanceError,
-    BinanceFilterError,
-    BinanceInsufficientBalance,
-    BinanceNotLive,
-    BinanceOrderRejected,
-    BinanceOrderStatusUnknown,
-    BinanceParseError,
-    BinanceRateLimited,
-    BinanceServerError,
-    BinanceTimestampError,
-    BinanceTransportError,
-    BinanceUnknownOrder,
-)
+#: The arbframe plugin API this distribution is written for.
+ARBFRAME_API_VERSION = 1
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
-__all__ = [
-    "BinanceAPIError",
-    "BinanceAuthError",
-    "BinanceBanned",
-    "BinanceDuplicateOrder",
-    "BinanceError",
-    "BinanceExchange",
-    "BinanceFilterError",
-    "BinanceInsufficientBalance",
-    "BinanceNotLive",
-    "BinanceOrderRejected",
-    "BinanceOrderStatusUnknown",
-    "BinanceParseError",
-    "BinanceRateLimited",
-    "BinanceServerError",
-    "BinanceTimestampError",
-    "BinanceTransportError",
-    "BinanceUnknownOrder",
-    "__version__",
-]
+__all__ = ["ARBFRAME_API_VERSION", "BinanceExchange", "__version__"]
 
 
 def __getattr__(name: str) -> object:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
 
-from arbframe import Balance, BookLevel, Order, OrderBook, OrderStatus, OrderType, Quote, Side
+from arbframe import Balance, BookLevel, Order, OrderBook, OrderStatus, OrderType, ProtocolError, Side
 
 ZERO = Decimal(0)
 _D = Decimal
@@ -89,12 +89,6 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def ms_to_dt(ms: int | float | None) -> datetime:
-    if ms is None:
-        return datetime.now(timezone.utc)
-    return datetime.fromtimestamp(ms / 1000.0, tz=timezone.utc)
-
-
 def depth_to_book(payload: Mapping[str, Any], symbol: str, ts: datetime, *, depth: int | None = None,
                   exchange: str = "binance", simulated: bool = False) -> OrderBook:
     """A depth snapshot (REST or partial depth stream) as an :class:`OrderBook`."""
@@ -112,15 +106,6 @@ def book_ticker_to_book(payload: Mapping[str, Any], symbol: str, ts: datetime, *
     bids = (_level(bid, bid_q),) if _D(bid_q) > 0 else ()
     asks = (_level(ask, ask_q),) if _D(ask_q) > 0 else ()
     return OrderBook(exchange, symbol, bids, asks, ts)
-
-
-def book_ticker_to_quote(payload: Mapping[str, Any], symbol: str, ts: datetime, *,
-                         exchange: str = "binance") -> Quote:
-    book = book_ticker_to_book(payload, symbol, ts, exchange=exchange)
-    quote = book.quote()
-    if quote is None:
-        raise ValueError(f"{exchange}: empty book ticker for {symbol}")
-    return quote
 
 
 _STATUS = {
@@ -141,10 +126,8 @@ def order_status(status: str) -> OrderStatus:
 
 
 def _field_error(exchange: str, client_id: str, name: str, value: Any, what: str) -> Exception:
-    from arbframe_exchange_binance.errors import BinanceParseError
-
-    return BinanceParseError(f"{exchange}: order {client_id or '?'}: field {name!r} is not {what}: {value!r:.60}",
-                             endpoint="/api/v3/order")
+    return ProtocolError(f"{exchange}: order {client_id or '?'}: field {name!r} is not {what}: {value!r:.60}",
+                         exchange=exchange, endpoint="/api/v3/order")
 
 
 def _num(payload: Mapping[str, Any], name: str, exchange: str, client_id: str) -> Decimal:
@@ -205,7 +188,7 @@ def parse_order(payload: Mapping[str, Any], symbol: str, *, exchange: str = "bin
     """An order answer as a kernel :class:`Order` (``id`` = the client order id, stable across look-ups).
 
     Numbers are taken as strings (Binance's form) or JSON numbers; a field of another type raises
-    :class:`BinanceParseError` naming it. A fee paid in several assets (BNB until it runs out, then the received
+    :class:`arbframe.ProtocolError` naming it. A fee paid in several assets (BNB until it runs out, then the received
     asset) is kept whole: ``fee``/``fee_currency`` are the first asset, ``Order.fees`` lists every one.
     """
     if not isinstance(payload, Mapping):

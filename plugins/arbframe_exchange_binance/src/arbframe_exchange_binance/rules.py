@@ -10,7 +10,7 @@ Filters used (Binance spot "Filters" documentation):
 
 Quantities are rounded down to the step, limit prices to the tick on the side that keeps the caller's limit
 (a buy never pays more than asked, a sell never receives less); then the order is validated and a
-:class:`~arbframe_exchange_binance.errors.BinanceFilterError` names the filter it breaks, before anything is sent.
+:class:`arbframe.OrderRejected` (``filter_type``) names the filter it breaks, before anything is sent.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
 from typing import Any
 
 from arbframe import MarketRules, OrderRequest, OrderType, Side
-from arbframe_exchange_binance.errors import BinanceFilterError
+from arbframe_exchange_binance.errors import filter_error
 
 ZERO = Decimal(0)
 
@@ -139,14 +139,14 @@ class PreparedOrder:
     quote_amount: Decimal | None
 
 
-def prepare_order(req: OrderRequest, rules: SymbolRules, *, reference_price: Decimal | None = None,
-                  time_in_force: str = "GTC") -> PreparedOrder:
-    """Round ``req`` to the symbol's grid and check every filter; raises :class:`BinanceFilterError`.
+def prepare_order(req: OrderRequest, rules: SymbolRules, *, reference_price: Decimal | None = None) -> PreparedOrder:
+    """Round ``req`` to the symbol's grid and check every filter; raises :class:`arbframe.OrderRejected`.
 
-    ``reference_price`` (e.g. the current best price) is used to check the notional of MARKET orders.
+    ``reference_price`` (e.g. the current best price) is used to check the notional of MARKET orders. A LIMIT
+    order carries ``req.time_in_force`` (``GTC``, ``IOC``, ``FOK``) as ``timeInForce``.
     """
     if rules.status != "TRADING":
-        raise BinanceFilterError(f"{rules.market} is not trading (status {rules.status})", filter_type="STATUS")
+        raise filter_error(f"{rules.market} is not trading (status {rules.status})", "STATUS")
     params: dict[str, str] = {
         "symbol": rules.market,
         "side": "BUY" if req.side is Side.BUY else "SELL",
@@ -157,7 +157,9 @@ def prepare_order(req: OrderRequest, rules: SymbolRules, *, reference_price: Dec
     quote_amount: Decimal | None = None
     if req.order_type is OrderType.LIMIT:
         if req.price is None or req.qty is None:
-            raise BinanceFilterError("a LIMIT order needs price and qty", filter_type="PARAMS")
+            raise filter_error("a LIMIT order needs price and qty", "PARAMS")
+        if req.time_in_force not in ("GTC", "IOC", "FOK"):
+            raise filter_error(f"timeInForce {req.time_in_force!r} is not GTC, IOC or FOK", "PARAMS")
         rounding = ROUND_FLOOR if req.side is Side.BUY else ROUND_CEILING
         price = _on_step(req.price, rules.tick_size, rounding)
         origin = rules.min_qty if req.qty >= rules.min_qty else ZERO
@@ -165,19 +167,19 @@ def prepare_order(req: OrderRequest, rules: SymbolRules, *, reference_price: Dec
         _check_price(price, rules)
         _check_qty(qty, rules.min_qty, rules.max_qty, "LOT_SIZE", rules)
         _check_notional(price * qty, rules, market=False)
-        params.update(timeInForce=time_in_force, quantity=fmt(qty), price=fmt(price))
+        params.update(timeInForce=req.time_in_force, quantity=fmt(qty), price=fmt(price))
     else:
         if req.quote_amount is not None and req.qty is None:
             if req.side is not Side.BUY:
-                raise BinanceFilterError("quote_amount is for MARKET buys", filter_type="PARAMS")
+                raise filter_error("quote_amount is for MARKET buys", "PARAMS")
             quote_amount = req.quote_amount.quantize(Decimal(1).scaleb(-rules.quote_precision), ROUND_DOWN)
             if quote_amount <= 0:
-                raise BinanceFilterError("quote amount rounds to zero", filter_type="NOTIONAL")
+                raise filter_error("quote amount rounds to zero", "NOTIONAL")
             _check_notional(quote_amount, rules, market=True)
             params["quoteOrderQty"] = fmt(quote_amount)
         else:
             if req.qty is None:
-                raise BinanceFilterError("a MARKET order needs qty or quote_amount", filter_type="PARAMS")
+                raise filter_error("a MARKET order needs qty or quote_amount", "PARAMS")
             step = rules.market_step_size if rules.market_step_size > 0 else rules.step_size
             min_q = rules.market_min_qty if rules.market_min_qty > 0 else rules.min_qty
             qty = _on_step(req.qty, step, ROUND_DOWN, min_q if req.qty >= min_q else ZERO)
@@ -193,24 +195,22 @@ def prepare_order(req: OrderRequest, rules: SymbolRules, *, reference_price: Dec
 
 def _check_price(price: Decimal, r: SymbolRules) -> None:
     if price <= 0:
-        raise BinanceFilterError(f"{r.market}: price rounds to {price}", filter_type="PRICE_FILTER")
+        raise filter_error(f"{r.market}: price rounds to {price}", "PRICE_FILTER")
     if r.min_price > 0 and price < r.min_price:
-        raise BinanceFilterError(f"{r.market}: price {price} < minPrice {r.min_price}", filter_type="PRICE_FILTER")
+        raise filter_error(f"{r.market}: price {price} < minPrice {r.min_price}", "PRICE_FILTER")
     if r.max_price > 0 and price > r.max_price:
-        raise BinanceFilterError(f"{r.market}: price {price} > maxPrice {r.max_price}", filter_type="PRICE_FILTER")
+        raise filter_error(f"{r.market}: price {price} > maxPrice {r.max_price}", "PRICE_FILTER")
 
 
 def _check_qty(qty: Decimal, min_q: Decimal, max_q: Decimal, name: str, r: SymbolRules) -> None:
     if qty <= 0 or (min_q > 0 and qty < min_q):
-        raise BinanceFilterError(f"{r.market}: quantity {qty} < minQty {min_q}", filter_type=name)
+        raise filter_error(f"{r.market}: quantity {qty} < minQty {min_q}", name)
     if max_q > 0 and qty > max_q:
-        raise BinanceFilterError(f"{r.market}: quantity {qty} > maxQty {max_q}", filter_type=name)
+        raise filter_error(f"{r.market}: quantity {qty} > maxQty {max_q}", name)
 
 
 def _check_notional(notional: Decimal, r: SymbolRules, *, market: bool) -> None:
     if r.min_notional > 0 and notional < r.min_notional and (not market or r.min_notional_applies_to_market):
-        raise BinanceFilterError(f"{r.market}: notional {notional} < minNotional {r.min_notional}",
-                                 filter_type="NOTIONAL")
+        raise filter_error(f"{r.market}: notional {notional} < minNotional {r.min_notional}", "NOTIONAL")
     if r.max_notional > 0 and notional > r.max_notional and (not market or r.max_notional_applies_to_market):
-        raise BinanceFilterError(f"{r.market}: notional {notional} > maxNotional {r.max_notional}",
-                                 filter_type="NOTIONAL")
+        raise filter_error(f"{r.market}: notional {notional} > maxNotional {r.max_notional}", "NOTIONAL")
