@@ -263,8 +263,11 @@ class BookStream:
                 max_age = self.settings.max_age
                 until = None if max_age is None else max(0.0, max_age - (time.monotonic() - opened))
                 notice = loop.create_task(self._roll.wait())
-                done, _ = await asyncio.wait({reader, notice}, timeout=until, return_when=asyncio.FIRST_COMPLETED)
-                notice.cancel()
+                try:
+                    done, _ = await asyncio.wait({reader, notice}, timeout=until,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                finally:  # also when stop() cancels us: no pending task is left behind
+                    notice.cancel()
                 delivered = delivered or got.is_set()
                 if reader in done:
                     return delivered

@@ -140,6 +140,15 @@ async def test_close_ends_consumers(make_upbit) -> None:
     assert len([b async for b in every]) < 1024
 
 
+async def test_close_leaves_no_task_of_the_stream_behind(make_upbit) -> None:
+    ex = await make_upbit()
+    await _take(ex.stream_order_books(["BTC"]), 2)
+    await ex.close()
+    await asyncio.sleep(0)
+    left = [t for t in asyncio.all_tasks() if not t.done() and "Event.wait" in repr(t.get_coro())]
+    assert left == [], left  # the supervisor's rollover watch is cancelled with it
+
+
 async def test_symbols_added_together_are_one_new_subscription(make_upbit, fake, until) -> None:
     ex = await make_upbit()
     await _take(ex.stream_order_books(["BTC"]), 1)
