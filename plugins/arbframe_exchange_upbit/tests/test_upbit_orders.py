@@ -156,7 +156,8 @@ async def test_an_accepted_order_whose_answer_times_out_is_found(make_upbit, fak
     assert _posts(fake) == 1
 
 
-async def test_timeout_before_the_venue_acts_is_status_unknown_and_found_later(make_upbit, fake, until) -> None:
+async def test_timeout_before_the_venue_acts_is_status_unknown_and_found_later(make_upbit, fake, until,
+                                                                              sample) -> None:
     """The order lands after every lookup missed it: the outcome is unknown (the connector used to say "not
     placed" although the venue then filled it); ``fetch_order`` by identifier finds it once it landed."""
     ex = await make_upbit(timeout_seconds=0.2, order_lookup_attempts=2)
@@ -167,6 +168,7 @@ async def test_timeout_before_the_venue_acts_is_status_unknown_and_found_later(m
         await ex.place_order(request)
     assert info.value.client_order_id == request.client_order_id and info.value.kind == "order_status_unknown"
     assert not info.value.retry_safe and "fetch_order" in str(info.value)
+    assert sample(ex, "arbframe_exchange_errors_total", kind="order_status_unknown") == 1
     await until(lambda: fake.placements)
     found = await ex.fetch_order("BTC", request.client_order_id)
     assert found.status is OrderStatus.FILLED and found.filled_qty == (q1 / 2)

@@ -294,9 +294,13 @@ class UpbitExchange(Exchange):
         if not isinstance(rows, list):
             raise ProtocolError("upbit /v1/orderbook: expected a list", exchange=self.name, endpoint="/v1/orderbook")
         books = {}
-        for row in rows:
-            book = parse_rest_orderbook(row, self.name, depth)
-            books[book.symbol] = self._last_books[book.symbol] = book
+        try:
+            for row in rows:
+                book = parse_rest_orderbook(row, self.name, depth)
+                books[book.symbol] = self._last_books[book.symbol] = book
+        except ProtocolError as exc:
+            self.metrics.error(exc)
+            raise
         missing = [s for s in symbols if s not in books]
         if missing:
             raise InvalidRequest(f"upbit /v1/orderbook: no order book for {', '.join(missing)}", exchange=self.name,
@@ -467,10 +471,12 @@ class UpbitExchange(Exchange):
                 continue
             log.warning("upbit: order %s was placed despite the lost answer: %s", cid, order.status.value)
             return order
-        raise OrderStatusUnknown(
+        unknown = OrderStatusUnknown(
             f"upbit: order {cid}: {lost}; {why} after {attempts} lookups by identifier; nothing was re-sent: "
             f"reconcile with fetch_order({request.symbol!r}, {cid!r})", exchange=self.name, endpoint="/v1/orders",
-            client_order_id=cid) from lost
+            client_order_id=cid)
+        self.metrics.error(unknown)
+        raise unknown from lost
 
     @staticmethod
     def _id_params(order_id: str) -> dict[str, str]:
