@@ -96,11 +96,12 @@ class RateLimits:
 
 
 class _Window:
-    __slots__ = ("blocked_until", "fixed_start", "fixed_used", "quota", "sent")
+    __slots__ = ("blocked_until", "fixed_start", "fixed_used", "quota", "sent", "sent_units")
 
     def __init__(self, quota: Quota) -> None:
         self.quota = quota
         self.sent: deque[tuple[float, float]] = deque()
+        self.sent_units = 0.0  # the sum of ``sent``'s units, kept as they come and go (not summed per request)
         self.fixed_start = -math.inf
         self.fixed_used = 0.0
         self.blocked_until = 0.0
@@ -113,9 +114,12 @@ class _Window:
                 self.fixed_start, self.fixed_used = start, 0.0
             return self.fixed_used
         sent = self.sent
-        while sent and sent[0][0] <= now - q.window:
-            sent.popleft()
-        return sum(units for _, units in sent)
+        expired = now - q.window
+        while sent and sent[0][0] <= expired:
+            self.sent_units -= sent.popleft()[1]
+        if not sent:
+            self.sent_units = 0.0  # no rounding drift survives an empty window
+        return self.sent_units
 
     def delay(self, units: float, now: float) -> float:
         wait = max(0.0, self.blocked_until - now)
@@ -140,6 +144,7 @@ class _Window:
             self.fixed_used += units
         else:
             self.sent.append((now, units))
+            self.sent_units += units
 
     def observe(self, meaning: str, value: float, now: float) -> None:
         used = self.used(now)
