@@ -76,11 +76,13 @@ async def test_health_without_keys_warns(make_upbit) -> None:
     assert result.status is HealthStatus.WARN and "no API keys" in result.message
 
 
-async def test_health_reports_bad_keys_and_unreachable_servers(make_upbit, fake, context_factory) -> None:
+async def test_health_reports_bad_keys_and_unreachable_servers(make_upbit, fake, context_factory,
+                                                              sample) -> None:
     bad = await make_upbit(api_secret="nope")
     result = await bad.health_probe()
     assert result.status is HealthStatus.ERROR and "jwt_verification" in result.message
-    assert "nope" not in repr(result)
+    assert result.details["error"] == "jwt_verification" and "nope" not in repr(result)
+    assert sample(bad, "arbframe_exchange_errors_total", kind="authentication_error") == 0  # a probe, not trading
     down = UpbitExchange({"base_url": "http://127.0.0.1:9", "health_timeout_seconds": 0.5},
                          context_factory("paper"))
     result = await down.health_probe()

@@ -191,18 +191,18 @@ class UpbitExchange(Exchange):
         self.metrics = VenueMetrics(self.name)
         if context is not None and context.registry is not None:
             self._bind_metrics(context.registry)
-        self.rest = self._rest(float(cfg["timeout_seconds"]), int(cfg["max_retries"]))
+        self.rest = self._rest(float(cfg["timeout_seconds"]), int(cfg["max_retries"]), self.metrics)
         self.use_websocket = bool(cfg["use_websocket"]) and not self.mock
         self._stream: Any = None
         self.routing.announce()
 
-    def _rest(self, timeout: float, retries: int) -> UpbitRest:
+    def _rest(self, timeout: float, retries: int, metrics: VenueMetrics | None = None) -> UpbitRest:
         cfg = self.config
         return UpbitRest(str(cfg["base_url"]), access_key=self._access_key, secret_key=self._secret_key,
                          rate_limit=float(cfg["rate_limit"]), group_limits=cfg["group_limits"], timeout=timeout,
                          max_retries=retries, backoff=float(cfg["retry_backoff_seconds"]),
                          backoff_max=float(cfg["retry_backoff_max_seconds"]), ban_seconds=float(cfg["ban_seconds"]),
-                         metrics=self.metrics, exchange=self.name)
+                         metrics=metrics, exchange=self.name)
 
     def _bind_metrics(self, registry: Any) -> None:
         """Report into the kernel's registry, every error kind and rate-limit group at 0 so alerts see the first."""
@@ -545,7 +545,7 @@ class UpbitExchange(Exchange):
             details["banned_for_seconds"] = round(banned)
             return HealthResult("upbit", HealthStatus.ERROR, f"suspended after HTTP 418 (IP/account blocked) for "
                                 f"another {banned:.0f}s", details)
-        probe = self._rest(float(self.config["health_timeout_seconds"]), 0)
+        probe = self._rest(float(self.config["health_timeout_seconds"]), 0)  # not counted in the venue's metrics
         try:
             started = time.perf_counter()
             markets = await probe.call("markets", {"is_details": "false"})
