@@ -62,6 +62,10 @@ async def test_reconnects_and_resubscribes_after_a_drop(make_upbit, fake, until)
     assert len(await _take(agen, 5)) == 5
     assert len(fake.ws_requests) >= 2 and fake.ws_requests[-1]["orderbook"] == [("ETH", 5)]
     assert ex.stream.reconnects >= 1
+    fake.inject("ws_drop")  # the scripted form: the next request drops every WebSocket client first
+    await ex.rest_order_book("ETH")
+    await until(lambda: fake.ws_connections >= 3)
+    assert len(await _take(agen, 3)) == 3
     assert ex.context.registry.get_sample_value("arbframe_exchange_ws_reconnects_total", {"exchange": "upbit"}) >= 1
     await agen.aclose()
 
