@@ -35,7 +35,7 @@ REPEATS = 5
 
 def start_server() -> tuple[subprocess.Popen, str, str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "arbframe_exchange_upbit.testing.fake_server", "--port", "0",
+        [sys.executable, "-m", "arbframe_exchange_upbit.testing.fake_server",
          "--ws-burst", str(WS_MESSAGES + 5000), "--ws-interval", "3600", "--no-limits"],
         stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     line = proc.stdout.readline()
@@ -52,8 +52,10 @@ async def ws_connector(ws_url: str, n: int, conflate: bool = True) -> tuple[floa
     the consumer gets the newest book; every message is parsed into an OrderBook by the stream)."""
     from arbframe_exchange_upbit.ws import UpbitStream
 
-    stream = UpbitStream(url=ws_url, fmt="SIMPLE", depth=15, silence_timeout=30)
-    stream.subscribe(["BTC"])
+    from arbframe import StreamSettings
+
+    stream = UpbitStream(ws_url, fmt="SIMPLE", depth=15, settings=StreamSettings(ping_interval=10, idle_timeout=30))
+    stream.subscribe(["BTC"], 15)
     agen = stream.books({"BTC"}, conflate=conflate)
     first = started = cpu = 0.0
     async for _book in agen:
@@ -71,12 +73,10 @@ async def ws_connector(ws_url: str, n: int, conflate: bool = True) -> tuple[floa
 
 async def ws_bare(ws_url: str, n: int) -> tuple[float, float]:
     import aiohttp
-    from arbframe_exchange_upbit.ws import UpbitStream
+    from arbframe_exchange_upbit.ws import request_message
 
-    request = UpbitStream(url=ws_url, fmt="SIMPLE", depth=15)
-    request.subscribe(["BTC"])
     async with aiohttp.ClientSession() as session, session.ws_connect(ws_url, max_msg_size=8 << 20) as ws:
-        await ws.send_str(request.request_message())
+        await ws.send_str(request_message(["BTC"], 15, "SIMPLE"))
         count = 0
         started = cpu = 0.0
         while count <= n:
@@ -93,12 +93,7 @@ async def ws_bare(ws_url: str, n: int) -> tuple[float, float]:
 def recorded_payloads() -> list[bytes]:
     from arbframe_exchange_upbit.testing.fake_server import FakeUpbit
 
-    fake = FakeUpbit(seed=11)
-    out = []
-    for _ in range(PARSE_PAYLOADS):
-        fake.step()
-        out.append(json.dumps([fake.orderbook_json("BTC", 15)]).encode())
-    return out
+    return [json.dumps([book]).encode() for book in FakeUpbit(seed=11).evolving_books("BTC", 15, PARSE_PAYLOADS)]
 
 
 def parse_ours(payloads: list[bytes]) -> tuple[float, float]:

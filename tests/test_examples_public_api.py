@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _NOT_SOURCES = {"build", "dist", "__pycache__", ".venv", "venv", ".tox", ".eggs"}
 
 #: plugins whose tests still reach into kernel internals; they join when they are ported to the venue SDK
-TESTS_LATER = ("arbframe_exchange_upbit",)
+TESTS_LATER: tuple[str, ...] = ()
 #: end-to-end tests of a plugin inside the kernel's service loop that drive kernel internals (the service loop,
 #: the FX service, the kernel object); they move to a public test harness with the venue-SDK port
 TEST_FILES_LATER = (

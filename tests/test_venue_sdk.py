@@ -64,6 +64,21 @@ async def test_limiter_waits_per_quota_and_endpoint_cost() -> None:
     assert waits[-1][0] == "weight" and waited == pytest.approx(60.0 + 1e-3)
 
 
+async def test_a_sliding_window_counts_what_it_holds_as_requests_come_and_expire() -> None:
+    clock = Clock()
+    limiter = RateLimiter(RateLimits(quotas=(Quota("requests", 1000, 1.0),), default_cost={"requests": 1},
+                                     costs={"heavy": {"requests": 2.5}}), clock=clock, sleep=clock.sleep)
+    for i in range(600):
+        clock.now = 1000.0 + i / 1000  # 600 requests in 0.6 s
+        await limiter.acquire("ticker")
+    await limiter.acquire("heavy")
+    assert limiter.used("requests") == 602.5
+    clock.now = 1001.2995  # the first 300 (sent at 1000.000-1000.299) expired
+    assert limiter.used("requests") == 302.5
+    clock.now = 1002.0
+    assert limiter.used("requests") == 0
+
+
 async def test_limiter_takes_the_venues_higher_count_and_blocks_on_retry_after_and_bans() -> None:
     clock = Clock()
     limiter = RateLimiter(LIMITS, clock=clock, sleep=clock.sleep)

@@ -593,10 +593,37 @@ def driver_section_path(kind: str, name: str) -> str:
     return name
 
 
-def _validate(config: Mapping[str, Any], schema: Mapping[str, Any], sources: Sequence[str]) -> None:
-    from jsonschema import Draft202012Validator
+#: schema keyword of an object section, ``{"key": "other_key", ...}``: each key's value (or its schema default) must
+#: be greater than the other key's (JSON Schema compares no two values); ``arbframe config validate`` refuses it
+GREATER_THAN_KEYWORD = "x-arbframe-greater-than"
 
-    validator = Draft202012Validator(schema)
+
+def _greater_than(validator: Any, rule: Mapping[str, str], instance: Any, schema: Mapping[str, Any]) -> Any:
+    from jsonschema import ValidationError
+
+    if not isinstance(instance, Mapping):
+        return
+    props = schema.get("properties") or {}
+
+    def value(key: str) -> Any:
+        found = instance.get(key)
+        return found if found is not None else (props.get(key) or {}).get("default")
+
+    for key, other in rule.items():
+        mine, theirs = value(key), value(other)
+        if _is_number(mine) and _is_number(theirs) and not mine > theirs:
+            yield ValidationError(repr(theirs), path=[key], instance=mine)
+
+
+def schema_validator(schema: Mapping[str, Any]) -> Any:
+    """A Draft 2020-12 validator of ``schema`` that also checks :data:`GREATER_THAN_KEYWORD`."""
+    from jsonschema import Draft202012Validator, validators
+
+    return validators.extend(Draft202012Validator, {GREATER_THAN_KEYWORD: _greater_than})(schema)
+
+
+def _validate(config: Mapping[str, Any], schema: Mapping[str, Any], sources: Sequence[str]) -> None:
+    validator = schema_validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
     if errors:
         raise ConfigError(describe_error(errors[0], schema, sources))
@@ -634,6 +661,9 @@ def describe_error(error: Any, schema: Mapping[str, Any], sources: Sequence[str]
         return f"{where}{path}: {shown} is out of range; expected a number {op} {error.validator_value}"
     if kind == "required":
         return f"{where}{path}: {error.message}"
+    if kind == GREATER_THAN_KEYWORD:
+        other = _join(path.rpartition(".")[0], error.validator_value[last_key])
+        return f"{where}{path}: {shown} must be greater than {other} ({error.message})"
     return f"{where}{path}: {shown} is not valid: {error.message if shown != MASK else kind}"
 
 

@@ -31,8 +31,14 @@ what is checked:
 Fault mapping (optional): provide a ``venue_faults`` fixture yielding ``(fake, kinds)`` - a
 :class:`arbframe.testing.fake_venue.FakeVenue` the ``exchange`` fixture talks to, and the fault kinds to check -
 and the kit injects each kind and asserts the driver raises the kind in
-:data:`arbframe.testing.fake_venue.EXPECTED_ERRORS` (``fetch_order_book``), then that the venue recovers. Without
-the fixture those checks are skipped; a missing ``exchange`` fixture fails.
+:data:`arbframe.testing.fake_venue.EXPECTED_ERRORS`: a request fault on ``fetch_order_book`` (then the venue must
+recover), an order fault (:data:`~arbframe.testing.fake_venue.ORDER_FAULT_KINDS`) on ``place_order`` of a resting
+limit order. ``reject``/``insufficient_balance`` must raise their kind; after ``accept_then_timeout`` and
+``error_after_accept`` (the venue placed the order, its answer was lost) the driver returns the order found by its
+own lookup or raises ``OrderStatusUnknown`` naming the client order id, and ``fetch_order(symbol,
+client_order_id)`` finds it. Order faults skip when the order never reached the fake (orders on a simulated
+account). Without the fixture those checks are skipped; a missing ``exchange`` fixture fails. The driver's
+request timeout must be shorter than the faults' ``delay`` (1 s).
 ``cancel_settle_polls``    how many times to re-fetch an order after cancelling (venues that cancel async)
 
 Each check is also available as a plain function (``check_order_book`` ...) for use outside the class.
@@ -60,7 +66,7 @@ from arbframe.core.models import (
     new_id,
 )
 from arbframe.kernel.interfaces import Exchange
-from arbframe.testing.fake_venue import EXPECTED_ERRORS
+from arbframe.testing.fake_venue import EXPECTED_ERRORS, ORDER_FAULT_KINDS
 
 __all__ = [
     "ExchangeContract",
@@ -216,6 +222,9 @@ class ExchangeContract:
         fake, kinds = venue_faults
         if fault not in kinds:
             pytest.skip(f"{exchange.name}: fault {fault!r} not checked")
+        if fault in ORDER_FAULT_KINDS:
+            await self._check_order_fault(exchange, fake, fault)
+            return
         fake.inject(fault, 10)  # more than any sane number of retries
         try:
             with pytest.raises(EXPECTED_ERRORS[fault]) as info:
@@ -226,6 +235,35 @@ class ExchangeContract:
         assert info.value.kind == EXPECTED_ERRORS[fault].kind  # type: ignore[attr-defined]
         if fault != "banned":  # a ban lasts; everything else is over once the venue behaves again
             check_order_book(await exchange.fetch_order_book(self.symbol, depth=self.depth), exchange, self.symbol)
+
+    async def _check_order_fault(self, exchange: Exchange, fake: Any, fault: str) -> None:
+        if not self.supports_orders:
+            pytest.skip("read-only venue")
+        expected = EXPECTED_ERRORS[fault]
+        request = resting_order_request(exchange, self.symbol,
+                                        await exchange.fetch_order_book(self.symbol, depth=self.depth))
+        sent_before = len(fake.placements)
+        fake.inject(fault, 1)
+        error: ExchangeError | None = None
+        order: Order | None = None
+        try:
+            order = await exchange.place_order(request)
+        except expected as exc:  # type: ignore[misc]
+            assert isinstance(exc, ExchangeError) and exc.kind == expected.kind  # type: ignore[attr-defined]
+            error = exc
+        finally:
+            fake.clear()
+        if len(fake.placements) == sent_before:
+            pytest.skip(f"{exchange.name}: orders do not reach the fake venue (a simulated account)")
+        if fault in ("reject", "insufficient_balance"):
+            assert error is not None, f"{fault}: place_order must raise {expected.__name__}"
+            return
+        if error is not None:  # the venue placed it and its answer was lost: the error names the client order id
+            assert error.client_order_id == request.client_order_id, "OrderStatusUnknown must name the client id"
+        else:  # the driver's own lookup by client order id settled it
+            assert order is not None
+            check_order(order, exchange, request)
+        check_order(await exchange.fetch_order(self.symbol, request.client_order_id), exchange, request)
 
     # ---------------------------------------------------------------------------------- identity & config
     async def test_contract_identity(self, exchange: Exchange) -> None:

@@ -86,13 +86,13 @@ class PluginHarness:
         from jsonschema import Draft202012Validator
 
         from arbframe.core.errors import ConfigError
-        from arbframe.kernel.config import describe_error
+        from arbframe.kernel.config import describe_error, schema_validator
 
         schema = driver_class.config_schema() if hasattr(driver_class, "config_schema") else None
         if not schema:
             return
         Draft202012Validator.check_schema(schema)
-        errors = sorted(Draft202012Validator(schema).iter_errors(dict(section or {})), key=lambda e: list(e.path))
+        errors = sorted(schema_validator(schema).iter_errors(dict(section or {})), key=lambda e: list(e.path))
         if errors:
             raise ConfigError(describe_error(errors[0], schema))
 

@@ -8,7 +8,7 @@ from arbframe_exchange_binance.exchange import BinanceExchange
 
 from arbframe import SimulatedMarket
 from arbframe.testing.exchange_kit import ExchangeContract
-from arbframe.testing.fake_venue import EXPECTED_ERRORS, ORDER_FAULT_KINDS
+from arbframe.testing.fake_venue import EXPECTED_ERRORS
 
 from .conftest import section_for
 
@@ -31,7 +31,7 @@ class TestBinanceLiveContract(ExchangeContract):
 
     @pytest.fixture
     def venue_faults(self, fake):
-        return fake, set(EXPECTED_ERRORS) - set(ORDER_FAULT_KINDS)
+        return fake, set(EXPECTED_ERRORS)
 
 
 class TestBinancePaperContract(ExchangeContract):

@@ -1,7 +1,9 @@
-"""Fixtures of the Upbit plugin tests: a fake Upbit on 127.0.0.1 and connectors pointed at it."""
+"""Fixtures of the Upbit plugin tests: a fake Upbit on 127.0.0.1 and connectors pointed at it (public API only:
+``arbframe`` names, ``arbframe.testing`` and the plugin itself; arbframe's pytest plugin runs the async tests)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +30,7 @@ def section_for(fake: FakeUpbit, **overrides: Any) -> dict[str, Any]:
         "rate_limit": 1000, "group_limits": {g: 1000 for g in ("market", "ticker", "orderbook", "default", "order")},
         "retry_backoff_seconds": 0.01, "retry_backoff_max_seconds": 0.05, "timeout_seconds": 2.0,
         "ws_reconnect_initial_seconds": 0.02, "ws_reconnect_max_seconds": 0.1, "ws_silence_timeout_seconds": 2.0,
-        "ws_ping_interval_seconds": 0.5,
-        "order_lookup_delay_seconds": 0.05,
+        "ws_ping_interval_seconds": 0.5, "order_lookup_delay_seconds": 0.05,
     }
     section.update(overrides)
     return section
@@ -37,10 +38,8 @@ def section_for(fake: FakeUpbit, **overrides: Any) -> dict[str, Any]:
 
 @pytest.fixture
 async def fake():
-    server = FakeUpbit(ws_interval=0.01)
-    await server.start()
-    yield server
-    await server.close()
+    async with FakeUpbit(ws_interval=0.01) as server:
+        yield server
 
 
 @pytest.fixture
@@ -49,8 +48,7 @@ async def make_upbit(fake):
 
     async def factory(mode: str = "live", mock: bool = False, connect: bool = True, context=None,
                       **overrides: Any) -> UpbitExchange:
-        ctx = context or make_context(mode, mock)
-        ex = UpbitExchange(section_for(fake, **overrides), ctx)
+        ex = UpbitExchange(section_for(fake, **overrides), context or make_context(mode, mock))
         built.append(ex)
         if connect:
             await ex.connect()
@@ -67,11 +65,31 @@ async def upbit(make_upbit):
     return await make_upbit()
 
 
-def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
-    value = registry.get_sample_value(name, labels)
-    return 0.0 if value is None else value
-
-
 @pytest.fixture
 def context_factory():
     return make_context
+
+
+@pytest.fixture
+def sample():
+    """``sample(ex, name, **labels)``: a metric sample of the connector's registry (0 when absent)."""
+
+    def read(ex: UpbitExchange, name: str, **labels: str) -> float:
+        value = ex.context.registry.get_sample_value(name, {"exchange": "upbit", **labels})
+        return 0.0 if value is None else value
+
+    return read
+
+
+@pytest.fixture
+def until():
+    """``await until(predicate, timeout=5)``: poll the loop until ``predicate()`` holds."""
+
+    async def wait_for(predicate, timeout: float = 5.0) -> None:
+        async def poll() -> None:
+            while not predicate():
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(poll(), timeout)
+
+    return wait_for

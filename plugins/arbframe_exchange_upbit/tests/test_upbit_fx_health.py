@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 from arbframe_exchange_upbit import UpbitExchange, UpbitFxSource
 
-from arbframe import HealthStatus
+from arbframe import HealthStatus, VenueUnavailable
 from arbframe.testing.fx_kit import FxSourceContract
 
 
@@ -48,7 +48,7 @@ class TestUpbitMockFxContract(FxSourceContract):
 async def test_rate_is_the_krw_usdt_mid(fake, context_factory) -> None:
     source = _fx(fake, context_factory)
     try:
-        bids, asks = fake.books["USDT"]
+        bids, asks = fake.book("USDT")
         rate = await source.fetch()
         assert rate.rate == (bids[0][0] + asks[0][0]) / 2 and type(rate.rate) is Decimal
         assert (rate.base, rate.quote, rate.source, rate.simulated) == ("USD", "KRW", "upbit:KRW-USDT", False)
@@ -76,11 +76,13 @@ async def test_health_without_keys_warns(make_upbit) -> None:
     assert result.status is HealthStatus.WARN and "no API keys" in result.message
 
 
-async def test_health_reports_bad_keys_and_unreachable_servers(make_upbit, fake, context_factory) -> None:
+async def test_health_reports_bad_keys_and_unreachable_servers(make_upbit, fake, context_factory,
+                                                              sample) -> None:
     bad = await make_upbit(api_secret="nope")
     result = await bad.health_probe()
     assert result.status is HealthStatus.ERROR and "jwt_verification" in result.message
-    assert "nope" not in repr(result)
+    assert result.details["error"] == "jwt_verification" and "nope" not in repr(result)
+    assert sample(bad, "arbframe_exchange_errors_total", kind="authentication_error") == 0  # a probe, not trading
     down = UpbitExchange({"base_url": "http://127.0.0.1:9", "health_timeout_seconds": 0.5},
                          context_factory("paper"))
     result = await down.health_probe()
@@ -89,10 +91,22 @@ async def test_health_reports_bad_keys_and_unreachable_servers(make_upbit, fake,
     assert (await disabled.health_probe()).status is HealthStatus.DISABLED
 
 
-async def test_metrics_hook_registers_the_shared_families(upbit) -> None:
-    from prometheus_client import CollectorRegistry, generate_latest
+async def test_metrics_hook_registers_the_shared_families_with_taxonomy_kinds_at_zero(upbit, fake) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from arbframe import EXCHANGE_ERROR_KINDS
 
     registry = CollectorRegistry()
     upbit.arbframe_register_metrics(registry, upbit.context)
-    text = generate_latest(registry).decode()
-    assert "arbframe_exchange_requests_total" in text and "arbframe_exchange_ws_reconnects_total" in text
+    kinds = {s.labels["kind"] for m in registry.collect() if m.name == "arbframe_exchange_errors"
+             for s in m.samples if s.name.endswith("_total")}
+    assert kinds == set(EXCHANGE_ERROR_KINDS)  # the bounded taxonomy labels, nothing else
+    groups = {s.labels["group"] for m in registry.collect() if m.name == "arbframe_exchange_rate_limit_waits"
+              for s in m.samples if s.name.endswith("_total")}
+    assert {"orderbook", "order", "order-test", "default", "requests", "retry_after"} <= groups
+    assert registry.get_sample_value("arbframe_exchange_ws_reconnects_total", {"exchange": "upbit"}) == 0
+    fake.inject("unavailable", 10, path="/v1/orderbook")
+    with pytest.raises(VenueUnavailable):
+        await upbit.rest_order_book("BTC")
+    assert registry.get_sample_value("arbframe_exchange_errors_total",
+                                     {"exchange": "upbit", "kind": "venue_unavailable"}) == 4

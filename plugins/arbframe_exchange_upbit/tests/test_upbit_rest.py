@@ -1,34 +1,30 @@
-"""REST against the fake server: signing checked by the server, Remaining-Req, retries, 429/418/5xx, malformed
-bodies, slow answers, dropped connections, typed errors, metrics."""
+"""REST against the fake server: signing checked by the server, Remaining-Req, retries with backoff, 429/418/5xx,
+malformed bodies, slow answers, dropped connections, error kinds, metrics."""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from decimal import Decimal
 
 import aiohttp
 import pytest
-from arbframe_exchange_upbit import (
-    UpbitAuthError,
-    UpbitBanned,
-    UpbitNetworkError,
-    UpbitNotFound,
-    UpbitOrderRejected,
-    UpbitProtocolError,
-    UpbitRateLimited,
-    UpbitServerError,
-)
 from arbframe_exchange_upbit.auth import make_token
-from arbframe_exchange_upbit.ratelimit import RateLimiter, parse_remaining_req
-from arbframe_exchange_upbit.rest import UpbitRest
+
+from arbframe import (
+    AuthenticationError,
+    Banned,
+    InvalidRequest,
+    OrderRejected,
+    ProtocolError,
+    RateLimited,
+    RequestTimeout,
+    TransportError,
+    VenueUnavailable,
+)
 
 D = Decimal
-
-
-def _sample(ex, name: str, **labels: str) -> float:
-    value = ex.context.registry.get_sample_value(name, {"exchange": "upbit", **labels})
-    return 0.0 if value is None else value
 
 
 async def test_public_market_data(upbit, fake) -> None:
@@ -37,34 +33,36 @@ async def test_public_market_data(upbit, fake) -> None:
     assert set(prices) == {"BTC", "XRP"} and all(type(p) is Decimal for p in prices.values())
     books = await upbit.rest_order_books(["BTC", "ETH"], depth=7)
     assert set(books) == {"BTC", "ETH"} and len(books["BTC"].bids) == 7
-    expected = fake.books["BTC"][0][0][0]
-    assert books["BTC"].best_bid == expected
+    bids, asks = fake.book("BTC")
+    assert books["BTC"].best_bid == bids[0][0] == D(147_999_000) and books["BTC"].best_ask == asks[0][0]
     quote = await upbit.fetch_ticker("BTC")
-    assert quote.bid == expected and quote.ask > quote.bid
-    orderbook_requests = [r for r in fake.requests if r.path == "/v1/orderbook"]
+    assert quote.bid == bids[0][0] and quote.ask == asks[0][0]
+    orderbook_requests = [r for r in fake.log if r.path == "/v1/orderbook"]
     assert orderbook_requests[0].query == "markets=KRW-BTC,KRW-ETH&count=7"
-    assert not any(r.authenticated for r in fake.requests if r.path != "/v1/accounts")
+    assert not any(r.authenticated for r in fake.log)
 
 
-async def test_unknown_market_is_a_typed_error(upbit) -> None:
-    with pytest.raises(UpbitNotFound) as info:
+async def test_unknown_market_is_an_invalid_request(upbit, sample) -> None:
+    with pytest.raises(InvalidRequest) as info:
         await upbit.rest_order_book("NOPE")
-    assert info.value.status == 404 and info.value.name == "404" and info.value.message == "Code not found"
+    assert info.value.status == 404 and info.value.code == "404" and "Code not found" in str(info.value)
+    assert sample(upbit, "arbframe_exchange_errors_total", kind="invalid_request") == 1
 
 
 async def test_private_call_is_signed_and_verified_by_the_server(upbit, fake) -> None:
     balances = await upbit.fetch_balances()
     assert balances["KRW"] == D("100000000") and balances["BTC"] == D("1")
-    assert [r.status for r in fake.requests if r.path == "/v1/accounts"] == [200]
+    assert [r.status for r in fake.log if r.path == "/v1/accounts"] == [200]
     assert fake.jwt_algs == ["HS512"]  # Upbit's guide signs with HS512
 
 
-async def test_wrong_secret_is_rejected_with_upbit_error_name(make_upbit) -> None:
+async def test_wrong_secret_is_an_authentication_error_with_upbits_name(make_upbit, sample) -> None:
     ex = await make_upbit(api_secret="wrong-secret")
-    with pytest.raises(UpbitAuthError) as info:
+    with pytest.raises(AuthenticationError) as info:
         await ex.fetch_balances()
-    assert info.value.status == 401 and info.value.name == "jwt_verification"
+    assert info.value.status == 401 and info.value.code == "jwt_verification"
     assert "wrong-secret" not in str(info.value)
+    assert sample(ex, "arbframe_exchange_errors_total", kind="authentication_error") == 1
 
 
 async def test_server_rejects_a_hash_of_another_query_and_a_reused_nonce(fake) -> None:
@@ -72,8 +70,7 @@ async def test_server_rejects_a_hash_of_another_query_and_a_reused_nonce(fake) -
         url = f"{fake.base_url}/v1/order?uuid=abc"
         token = make_token("test-access-key", "test-secret-key", "uuid=xyz")
         async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
-            body = await resp.json()
-            assert resp.status == 401 and body["error"]["name"] == "invalid_query_payload"
+            assert resp.status == 401 and (await resp.json())["error"]["name"] == "invalid_query_payload"
         token = make_token("test-access-key", "test-secret-key", "uuid=abc", nonce="same")
         async with session.get(url, headers={"Authorization": f"Bearer {token}"}) as resp:
             assert resp.status == 404  # accepted, the order just does not exist
@@ -83,146 +80,150 @@ async def test_server_rejects_a_hash_of_another_query_and_a_reused_nonce(fake) -
             assert resp.status == 401 and (await resp.json())["error"]["name"] == "no_authorization_token"
 
 
-async def test_remaining_req_header_is_sent_and_followed(make_upbit, fake) -> None:
+async def test_remaining_req_header_is_sent_and_followed(make_upbit, fake, sample) -> None:
     fake.group_limits["orderbook"] = 2
     ex = await make_upbit()
     await ex.rest_order_book("BTC")
     await ex.rest_order_book("BTC")
-    header = None
     async with aiohttp.ClientSession() as session, session.get(f"{fake.base_url}/v1/market/all") as resp:
-        header = resp.headers["Remaining-Req"]
-    assert parse_remaining_req(header)[0] == "market"
+        assert resp.headers["Remaining-Req"] == "group=market; min=1800; sec=8"  # connect() read the markets too
     # the server said sec=0 for the orderbook group: the limiter holds the next request back
-    assert ex.rest.limiter.delay("orderbook") > 0.3
+    quota, wait = ex.rest.limiter.delay("/v1/orderbook")
+    assert quota == "orderbook" and wait > 0.3
     started = time.monotonic()
     await ex.rest_order_book("BTC")
     assert time.monotonic() - started > 0.3
-    assert _sample(ex, "arbframe_exchange_rate_limit_waits_total", group="orderbook") == 1
+    assert sample(ex, "arbframe_exchange_rate_limit_waits_total", group="orderbook") == 1
 
 
-def test_limiter_window_and_server_sync() -> None:
-    now = [100.0]
-    lim = RateLimiter(rate_limit=10, group_limits={"order": 3}, clock=lambda: now[0])
-    for _ in range(3):
-        assert lim.delay("order") == 0
-        lim._window("order").sent.append(now[0])
-        lim._global.sent.append(now[0])
-    assert lim.delay("order") == pytest.approx(1.0)
-    now[0] += 1.01
-    assert lim.delay("order") == 0
-    # the server counts 7 requests we did not see (another process): only 3 are left
-    lim.observe("group=default; min=1800; sec=3")
-    assert len(lim._window("default").sent) == lim.limit("default") - 3
-    lim.observe("group=ticker; min=1800; sec=0")
-    assert lim.delay("ticker") == pytest.approx(1.0)
-    assert lim.limit("default") == 10  # the seed's overall rate_limit caps every group
-    assert parse_remaining_req("group=default; min=1800; sec=29") == ("default", 29)
-    assert parse_remaining_req("garbage") is None and parse_remaining_req(None) is None
-
-
-async def test_limiter_paces_requests_in_real_time() -> None:
-    waits = []
-    lim = RateLimiter(rate_limit=20, on_wait=lambda g, s: waits.append(s))
+async def test_group_limits_pace_requests_in_real_time(make_upbit) -> None:
+    ex = await make_upbit(rate_limit=20, group_limits={})  # Upbit's 10/s for the ticker group
     started = time.monotonic()
-    for _ in range(25):
-        await lim.acquire("ticker")
-    assert time.monotonic() - started >= 0.9  # 10/s for the ticker group
-    assert waits
+    await asyncio.gather(*(ex.fetch_last_prices(["BTC"]) for _ in range(12)))
+    assert time.monotonic() - started >= 0.9  # 12 requests at 10/s need a second window
 
 
-async def test_429_backs_off_and_retries(upbit, fake) -> None:
-    fake.inject("/v1/orderbook", status=429, times=2)
+async def test_429_is_retried_after_a_backoff(upbit, fake, sample) -> None:
+    fake.inject("rate_limited", 2, path="/v1/orderbook")
     book = await upbit.rest_order_book("BTC")
     assert book.best_bid is not None
-    assert [r.status for r in fake.requests if r.path == "/v1/orderbook"] == [429, 429, 200]
-    assert _sample(upbit, "arbframe_exchange_requests_total", endpoint="/v1/orderbook", status="429") == 2
-    assert _sample(upbit, "arbframe_exchange_errors_total", kind="rate_limited") == 2
+    assert fake.requests.count(("GET", "/v1/orderbook")) == 3
+    assert sample(upbit, "arbframe_exchange_requests_total", endpoint="/v1/orderbook", status="429") == 2
+    assert sample(upbit, "arbframe_exchange_errors_total", kind="rate_limited") == 2
+
+
+async def test_429_without_retry_after_backs_off_exponentially_with_jitter(upbit, fake, sample) -> None:
+    """Upbit sends no Retry-After: the waits double from ``retry_backoff_seconds`` with jitter (the connector used
+    to retry after a fixed pause), and the limiter holds every other request back meanwhile."""
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    upbit.rest.retry.sleep = record
+    upbit.rest.retry.rng = random.Random(5)
+    fake.inject("rate_limited", 3, path="/v1/ticker")
+    await upbit.fetch_last_prices(["BTC"])
+    base = 0.01  # retry_backoff_seconds of the fixture
+    assert len(waits) == 3
+    for attempt, wait in enumerate(waits):
+        nominal = base * 2 ** attempt
+        assert nominal * 0.8 <= wait <= nominal * 1.2  # jitter of +/- 20 %
+    assert len({round(w / (base * 2 ** i), 6) for i, w in enumerate(waits)}) == 3  # jittered, not a fixed ratio
+    # the 429 held the limiter, not only the retried call: the retry itself waited there (the policy's sleep is
+    # recorded above, the limiter's is real)
+    assert sample(upbit, "arbframe_exchange_rate_limit_waits_total", group="retry_after") == 3
 
 
 async def test_persistent_429_raises_rate_limited(upbit, fake) -> None:
-    fake.inject("/v1/ticker", status=429, times=10)
-    with pytest.raises(UpbitRateLimited) as info:
+    fake.inject("rate_limited", 10, path="/v1/ticker")
+    with pytest.raises(RateLimited) as info:
         await upbit.fetch_last_prices(["BTC"])
-    assert info.value.name == "too_many_requests"
-    assert len([r for r in fake.requests if r.path == "/v1/ticker"]) == 4  # 1 + max_retries
+    assert info.value.code is None and info.value.retry_after is None and info.value.retry_safe
+    assert fake.requests.count(("GET", "/v1/ticker")) == 4  # 1 + max_retries
 
 
-async def test_418_stops_all_calls_and_reports(upbit, fake) -> None:
-    fake.inject("/v1/orderbook", status=418, headers={"Retry-After": "30"},
-                body={"error": {"name": "blocked", "message": "IP blocked for 30 seconds"}})
-    with pytest.raises(UpbitBanned) as info:
+async def test_418_stops_all_calls_for_the_time_upbit_states(upbit, fake, sample) -> None:
+    fake.inject("banned", path="/v1/orderbook", retry_after=30)  # "IP blocked for 30 seconds"
+    with pytest.raises(Banned) as info:
         await upbit.rest_order_book("BTC")
-    assert info.value.until is not None
+    assert 29 <= info.value.retry_after <= 30
     sent = len(fake.requests)
-    with pytest.raises(UpbitBanned):
+    with pytest.raises(Banned):
         await upbit.fetch_markets()
-    with pytest.raises(UpbitBanned):
+    with pytest.raises(Banned):
         await upbit.fetch_balances()
     assert len(fake.requests) == sent, "nothing may be sent while banned"
     result = await upbit.health_probe()
     assert result.status.value == "ERROR" and "418" in result.message
-    assert _sample(upbit, "arbframe_exchange_errors_total", kind="banned") >= 3
+    assert sample(upbit, "arbframe_exchange_errors_total", kind="banned") == 3
 
 
-async def test_5xx_and_malformed_and_dropped_get_are_retried(upbit, fake) -> None:
-    fake.inject("/v1/orderbook", status=500)
-    fake.inject("/v1/ticker", malformed=True)
-    fake.inject("/v1/market/all", drop=True)
+async def test_5xx_malformed_and_dropped_reads_are_retried(upbit, fake, sample) -> None:
+    fake.inject("unavailable", path="/v1/orderbook")
+    fake.inject("malformed", path="/v1/ticker")
+    fake.inject("drop", 2, path="/v1/market/all")  # aiohttp itself resends once on a reused connection
     assert (await upbit.rest_order_book("BTC")).best_ask is not None
     assert (await upbit.fetch_last_prices(["BTC"]))["BTC"] > 0
     assert await upbit.fetch_markets()
-    statuses = {p: [r.status for r in fake.requests if r.path == p] for p in
-                ("/v1/orderbook", "/v1/ticker")}
-    assert statuses == {"/v1/orderbook": [500, 200], "/v1/ticker": [200, 200]}
-    assert _sample(upbit, "arbframe_exchange_errors_total", kind="parse") == 1
-    assert _sample(upbit, "arbframe_exchange_errors_total", kind="http") == 1
+    assert fake.requests.count(("GET", "/v1/orderbook")) == fake.requests.count(("GET", "/v1/ticker")) == 2
+    for kind in ("venue_unavailable", "protocol_error"):
+        assert sample(upbit, "arbframe_exchange_errors_total", kind=kind) == 1, kind
+    assert sample(upbit, "arbframe_exchange_errors_total", kind="transport_error") >= 1
 
 
-async def test_persistent_failures_raise_typed_errors(upbit, fake) -> None:
-    fake.inject("/v1/orderbook", status=503, times=10)
-    with pytest.raises(UpbitServerError) as info:
+async def test_persistent_failures_raise_their_kinds(upbit, fake) -> None:
+    fake.inject("unavailable", 10, path="/v1/orderbook")
+    with pytest.raises(VenueUnavailable) as info:
         await upbit.rest_order_book("BTC")
     assert info.value.status == 503
-    fake.inject("/v1/ticker", malformed=True, times=10)
-    with pytest.raises(UpbitProtocolError):
+    fake.inject("malformed", 10, path="/v1/ticker")
+    with pytest.raises(ProtocolError):
         await upbit.fetch_last_prices(["BTC"])
 
 
-async def test_slow_answer_times_out_and_get_is_retried(make_upbit, fake) -> None:
+async def test_slow_answer_times_out_and_a_read_is_retried(make_upbit, fake, sample) -> None:
     ex = await make_upbit(timeout_seconds=0.2)
-    fake.inject("/v1/orderbook", delay=1.0)
+    fake.inject("timeout", path="/v1/orderbook", delay=1.0)
     book = await ex.rest_order_book("BTC")
     assert book.best_bid is not None
-    assert _sample(ex, "arbframe_exchange_requests_total", endpoint="/v1/orderbook", status="timeout") >= 1
-    fake.inject("/v1/orderbook", delay=1.0, times=10)
-    with pytest.raises(UpbitNetworkError):
+    assert sample(ex, "arbframe_exchange_requests_total", endpoint="/v1/orderbook", status="timeout") == 1
+    fake.inject("timeout", 10, path="/v1/orderbook", delay=1.0)
+    with pytest.raises(RequestTimeout):
         await ex.rest_order_book("BTC")
 
 
-async def test_unreachable_server_fails_fast() -> None:
-    rest = UpbitRest(base_url="http://127.0.0.1:9", timeout=0.5, max_retries=1, backoff=0.01)
+async def test_unreachable_server_fails_fast(make_upbit) -> None:
+    ex = await make_upbit(connect=False, base_url="http://127.0.0.1:9", timeout_seconds=0.5, max_retries=1)
     started = time.monotonic()
-    with pytest.raises(UpbitNetworkError):
-        await rest.request("markets")
-    await rest.close()
+    with pytest.raises(TransportError):
+        await ex.fetch_markets()
     assert time.monotonic() - started < 3
 
 
-async def test_order_refused_by_server_carries_name_and_message(upbit, fake) -> None:
-    with pytest.raises(UpbitOrderRejected) as info:
-        await upbit.rest.request("place_order", body={"market": "KRW-BTC", "side": "bid", "volume": "0.01",
-                                                      "price": "148000500", "ord_type": "limit"})
-    assert info.value.name == "invalid_price_bid" and info.value.message
-    assert _sample(upbit, "arbframe_exchange_requests_total", endpoint="/v1/orders", status="400") == 1
+async def test_order_refused_by_the_venue_carries_upbits_name(upbit, fake, sample) -> None:
+    with pytest.raises(OrderRejected) as info:
+        await upbit.rest.call("place_order", body={"market": "KRW-BTC", "side": "bid", "volume": "0.01",
+                                                   "price": "148000500", "ord_type": "limit"})
+    assert info.value.code == "invalid_price_bid" and info.value.status == 400
+    assert sample(upbit, "arbframe_exchange_requests_total", endpoint="/v1/orders", status="400") == 1
+    assert sample(upbit, "arbframe_exchange_errors_total", kind="order_rejected") == 1
 
 
-async def test_latency_histogram_is_recorded(upbit) -> None:
+async def test_venue_error_names_map_to_kinds(upbit, fake) -> None:
+    fake.inject("venue_error", path="/v1/accounts", status=403, name="out_of_scope")
+    with pytest.raises(AuthenticationError, match="out_of_scope"):
+        await upbit.fetch_balances()
+    fake.inject("venue_error", path="/v1/orderbook", name="validation_error")
+    with pytest.raises(InvalidRequest, match="validation_error"):
+        await upbit.rest_order_book("BTC")
+
+
+async def test_latency_histogram_is_recorded(upbit, sample) -> None:
     await upbit.rest_order_book("BTC")
-    count = upbit.context.registry.get_sample_value("arbframe_exchange_request_duration_seconds_count",
-                                                    {"exchange": "upbit", "endpoint": "/v1/orderbook"})
-    assert count == 1
+    assert sample(upbit, "arbframe_exchange_request_duration_seconds_count", endpoint="/v1/orderbook") == 1
 
 
 async def test_concurrent_requests_share_one_session(upbit, fake) -> None:
     books = await asyncio.gather(*(upbit.rest_order_book("BTC") for _ in range(10)))
-    assert len(books) == 10
+    assert len(books) == 10 and len({b.best_bid for b in books}) == 1

@@ -8,7 +8,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from arbframe_exchange_upbit import UpbitExchange, UpbitProtocolError
+from arbframe_exchange_upbit import UpbitExchange
 from arbframe_exchange_upbit.auth import (
     JwtError,
     decode_token,
@@ -18,7 +18,6 @@ from arbframe_exchange_upbit.auth import (
     query_pairs,
     raw_query,
 )
-from arbframe_exchange_upbit.errors import UpbitOrderRejected, error_for
 from arbframe_exchange_upbit.parsing import (
     loads,
     market_for,
@@ -29,9 +28,23 @@ from arbframe_exchange_upbit.parsing import (
     symbol_for,
     ws_count,
 )
+from arbframe_exchange_upbit.rest import classify, parse_remaining_req, rate_limits
 from arbframe_exchange_upbit.ticks import KRW_PRICE_UNITS, build_table, price_unit
 
-from arbframe import OrderStatus, OrderType, Side
+from arbframe import (
+    AuthenticationError,
+    HttpAnswer,
+    InsufficientFunds,
+    InvalidRequest,
+    OrderRejected,
+    OrderStatus,
+    OrderType,
+    ProtocolError,
+    RateLimiter,
+    Side,
+    UnknownOrder,
+    VenueUnavailable,
+)
 
 D = Decimal
 
@@ -123,9 +136,9 @@ def test_ws_default_and_simple_give_the_same_book() -> None:
     assert tick_default[1][:2] == ("BTC", D("1.5E+8")) and tick_simple[1][1] == D("150000000")
     assert parse_ws_message({"status": "UP"}, "upbit", 15) == ("status", "UP")
     assert parse_ws_message({"ty": "trade", "cd": "KRW-BTC"}, "upbit", 15) is None
-    with pytest.raises(UpbitProtocolError):
+    with pytest.raises(ProtocolError):
         parse_ws_message({"ty": "orderbook", "cd": "KRW-BTC"}, "upbit", 15)
-    with pytest.raises(UpbitProtocolError):
+    with pytest.raises(ProtocolError):
         loads(b'{"ty": ')
 
 
@@ -151,29 +164,76 @@ def test_order_parsing_states_and_average_price() -> None:
                              "upbit")
     assert market_buy.order_type is OrderType.MARKET and market_buy.price is None and market_buy.qty == 0
     assert market_buy.id == base["uuid"]
-    with pytest.raises(UpbitProtocolError):
+    with pytest.raises(ProtocolError):
         parse_order({"side": "bid"}, "upbit")
 
 
 def test_accounts_and_market_names() -> None:
     rows = [{"currency": "KRW", "balance": "1000000.0", "locked": "5000"}, {"currency": "btc", "balance": "0.5"}]
     assert parse_accounts(rows) == {"KRW": D("1000000.0"), "BTC": D("0.5")}
-    with pytest.raises(UpbitProtocolError):
+    with pytest.raises(ProtocolError):
         parse_accounts({"error": {}})
     assert market_for("BTC") == "KRW-BTC" and market_for("KRW-ETH") == "KRW-ETH"
     assert symbol_for("KRW-BTC") == "BTC" and symbol_for("BTC") == "BTC"
     assert [ws_count(d) for d in (1, 2, 5, 10, 15, 20, 30, 50)] == [1, 5, 5, 15, 15, 30, 30, 30]
 
 
-def test_error_mapping_keeps_name_and_message() -> None:
-    err = error_for(400, "under_min_total_bid", "최소주문금액 이상으로 주문해주세요", "/v1/orders")
-    assert isinstance(err, UpbitOrderRejected)
-    assert (err.status, err.name, err.message, err.endpoint) == (400, "under_min_total_bid",
-                                                                 "최소주문금액 이상으로 주문해주세요", "/v1/orders")
-    assert "under_min_total_bid" in str(err)
-    assert type(error_for(401, "jwt_verification", "x", "/v1/accounts")).__name__ == "UpbitAuthError"
-    assert type(error_for(404, "order_not_found", "x", "/v1/order")).__name__ == "UpbitNotFound"
-    assert type(error_for(503, None, "x", "/v1/ticker")).__name__ == "UpbitServerError"
+def _answer(status: int, endpoint: str, name: str = "", message: str = "x") -> HttpAnswer:
+    body = json.dumps({"error": {"name": name, "message": message}}).encode() if name else b"<html>oops"
+    return HttpAnswer(status, {}, body, endpoint)
+
+
+@pytest.mark.parametrize(("status", "endpoint", "name", "kind"), [
+    (400, "/v1/orders", "under_min_total_bid", OrderRejected),
+    (400, "/v1/orders", "invalid_price_ask", OrderRejected),
+    (400, "/v1/orders/test", "market_offline", OrderRejected),
+    (400, "/v1/orders", "insufficient_funds_bid", InsufficientFunds),
+    (400, "/v1/orderbook", "validation_error", InvalidRequest),
+    (400, "/v1/order", "order_not_cancellable", InvalidRequest),
+    (401, "/v1/accounts", "jwt_verification", AuthenticationError),
+    (401, "/v1/accounts", "nonce_used", AuthenticationError),
+    (403, "/v1/orders", "out_of_scope", AuthenticationError),
+    (404, "/v1/order", "order_not_found", UnknownOrder),
+    (404, "/v1/orderbook", "404", InvalidRequest),
+    (500, "/v1/orders", "", VenueUnavailable),
+    (503, "/v1/ticker", "server_error", VenueUnavailable),
+])
+def test_every_upbit_error_maps_to_a_taxonomy_kind(status, endpoint, name, kind) -> None:
+    err = classify(_answer(status, endpoint, name, "최소주문금액 이상으로 주문해주세요"))
+    assert type(err) is kind and err.code == (name or None)
+    assert (name or "oops") in str(err) and endpoint in str(err)
+
+
+def test_a_2xx_answer_is_decoded_once_with_exact_decimals_or_is_a_protocol_error() -> None:
+    answer = HttpAnswer(200, {}, b'[{"trade_price": 0.1}]', "/v1/ticker")
+    assert classify(answer) is None and answer.decoded == [{"trade_price": D("0.1")}]
+    assert type(classify(HttpAnswer(200, {}, b'[{"market": ', "/v1/orderbook"))) is ProtocolError
+
+
+async def test_rate_limits_are_upbits_groups_under_the_overall_limit() -> None:
+    now = [100.0]
+
+    async def no_sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    lim = RateLimiter(rate_limits(10, {"order": 3}), clock=lambda: now[0], sleep=no_sleep)
+    for _ in range(3):
+        assert await lim.acquire("/v1/orders") == 0
+    assert lim.delay("/v1/orders") == ("order", pytest.approx(1.0))
+    assert lim.delay("/v1/accounts") == ("", 0.0)  # another group
+    for _ in range(7):
+        await lim.acquire("/v1/accounts")
+    assert lim.delay("/v1/ticker")[0] == "requests"  # the seed's overall 10/s caps every group
+    # the server counts requests we did not see (another process): only 3 of default's 30 are left
+    now[0] += 1.0
+    lim.observe({"Remaining-Req": "group=default; min=1800; sec=3"})
+    assert lim.used("default") == 27
+    lim.observe({"Remaining-Req": "group=ticker; min=1800; sec=0"})
+    assert lim.delay("/v1/ticker") == ("ticker", pytest.approx(1.0))
+    assert parse_remaining_req("group=default; min=1800; sec=29") == ("default", 29)
+    assert parse_remaining_req("garbage") is None
+    slow = rate_limits(100, {"order-cancel-all": 0.5})
+    assert next(q for q in slow.quotas if q.name == "order-cancel-all").window == 2.0  # one per 2 s
 
 
 # ------------------------------------------------------------------------------------ price units

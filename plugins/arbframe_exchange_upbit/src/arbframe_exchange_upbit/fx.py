@@ -2,7 +2,7 @@
 market, taking one USDT as one US dollar.
 
 The rate is the mid of the KRW-USDT order book (``fx.exchange_price: mid``; ``bid``/``ask``/``last`` also
-work). The source reuses the ``upbit`` section's ``base_url``, ``timeout_seconds`` and ``rate_limit``, so it
+work). The source reuses the ``upbit`` section's ``base_url``, rate limits, timeout and retries, so it
 follows the connector to a fake server or another region. In mock mode the rate comes from the kernel's
 simulated market (its KRW-USDT book), marked ``simulated``.
 
@@ -16,14 +16,24 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from arbframe import FxRate, FxSource, PluginContext, new_id, utcnow
+from arbframe import FxRate, FxSource, PluginContext, ProtocolError, new_id, schema_defaults, utcnow
 
-from .errors import UpbitProtocolError
+from .exchange import SCHEMA as UPBIT  # the connector's section: its defaults, declared once
 from .parsing import dec, parse_rest_orderbook
-from .ratelimit import RateLimiter
 from .rest import UpbitRest
 
-__all__ = ["UpbitFxSource"]
+__all__ = ["SCHEMA", "UpbitFxSource"]
+
+#: the FX source's keys in the ``fx:`` section
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "exchange_market": {"type": "string", "default": "KRW-USDT",
+                            "description": "Upbit market the `exchange` FX source reads"},
+        "exchange_price": {"enum": ["mid", "bid", "ask", "last"], "default": "mid",
+                           "description": "which price of that market is the USD/KRW rate"},
+    },
+}
 
 
 class UpbitFxSource(FxSource):
@@ -32,27 +42,21 @@ class UpbitFxSource(FxSource):
 
     @classmethod
     def config_schema(cls) -> dict[str, Any]:
-        return {
-            "type": "object",
-            "properties": {
-                "exchange_market": {"type": "string", "default": "KRW-USDT",
-                                    "description": "Upbit market the `exchange` FX source reads"},
-                "exchange_price": {"enum": ["mid", "bid", "ask", "last"], "default": "mid",
-                                   "description": "which price of that market is the USD/KRW rate"},
-            },
-        }
+        return SCHEMA
 
     def __init__(self, section: Mapping[str, Any] | None = None, context: PluginContext | None = None) -> None:
-        section = dict(section or {})
+        cfg = schema_defaults(SCHEMA, section)
         self.context = context
-        self.market = str(section.get("exchange_market") or "KRW-USDT")
-        self.price = str(section.get("exchange_price") or "mid")
-        upbit = dict(((context.config or {}).get("upbit") if context is not None else None) or {})
-        self.base_url = str(upbit.get("base_url") or "https://api.upbit.com")
+        self.market = str(cfg["exchange_market"])
+        self.price = str(cfg["exchange_price"])
+        upbit = schema_defaults(UPBIT, (context.config or {}).get("upbit") if context is not None else None)
+        self.base_url = str(upbit["base_url"])
         self.mock = bool(context.mock) if context is not None else False
-        self.rest = UpbitRest(base_url=self.base_url, timeout=float(upbit.get("timeout_seconds") or 5.0),
-                              max_retries=int(upbit.get("max_retries", 3)),
-                              limiter=RateLimiter(float(upbit.get("rate_limit") or 10)))
+        self.rest = UpbitRest(self.base_url, rate_limit=float(upbit["rate_limit"]), group_limits=upbit["group_limits"],
+                              timeout=float(upbit["timeout_seconds"]), max_retries=int(upbit["max_retries"]),
+                              backoff=float(upbit["retry_backoff_seconds"]),
+                              backoff_max=float(upbit["retry_backoff_max_seconds"]),
+                              ban_seconds=float(upbit["ban_seconds"]))
 
     @property
     def source_name(self) -> str:
@@ -62,22 +66,22 @@ class UpbitFxSource(FxSource):
         if self.mock:
             return self._simulated()
         if self.price == "last":
-            rows = await self.rest.request("ticker", {"markets": self.market})
+            rows = await self.rest.call("ticker", {"markets": self.market})
             if not rows:
-                raise UpbitProtocolError("ticker: empty answer", endpoint="/v1/ticker")
+                raise ProtocolError("upbit /v1/ticker: empty answer", endpoint="/v1/ticker")
             rate = dec(rows[0]["trade_price"])
             ts = utcnow()
         else:
-            rows = await self.rest.request("orderbook", {"markets": self.market, "count": 1})
+            rows = await self.rest.call("orderbook", {"markets": self.market, "count": 1})
             if not rows:
-                raise UpbitProtocolError("orderbook: empty answer", endpoint="/v1/orderbook")
+                raise ProtocolError("upbit /v1/orderbook: empty answer", endpoint="/v1/orderbook")
             book = parse_rest_orderbook(rows[0], "upbit", 1)
             if book.best_bid is None or book.best_ask is None:
-                raise UpbitProtocolError(f"{self.market}: empty book", endpoint="/v1/orderbook")
+                raise ProtocolError(f"upbit {self.market}: empty book", endpoint="/v1/orderbook")
             rate = {"bid": book.best_bid, "ask": book.best_ask}.get(self.price, (book.best_bid + book.best_ask) / 2)
             ts = book.ts
         if rate <= 0:
-            raise UpbitProtocolError(f"{self.market}: non-positive rate {rate}")
+            raise ProtocolError(f"upbit {self.market}: non-positive rate {rate}")
         return FxRate(id=new_id(), ts=ts, rate=Decimal(rate), source=self.source_name)
 
     def _simulated(self) -> FxRate:

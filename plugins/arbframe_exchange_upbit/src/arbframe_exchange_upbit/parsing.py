@@ -15,9 +15,7 @@ from decimal import Decimal, InvalidOperation
 from operator import attrgetter, gt, lt
 from typing import Any
 
-from arbframe import Balance, BookLevel, Order, OrderBook, OrderStatus, OrderType, Side
-
-from .errors import UpbitProtocolError
+from arbframe import Balance, BookLevel, Order, OrderBook, OrderStatus, OrderType, ProtocolError, Side
 
 __all__ = [
     "QUOTE",
@@ -48,7 +46,7 @@ _WS_COUNTS = (1, 5, 15, 30)
 
 
 def loads(data: str | bytes) -> Any:
-    """Decode JSON with exact decimals; raises :class:`UpbitProtocolError` on malformed input."""
+    """Decode JSON with exact decimals; raises :class:`ProtocolError` on malformed input."""
     try:
         if data.__class__ is not str:
             data = bytes(data).decode("utf-8")
@@ -60,7 +58,7 @@ def loads(data: str | bytes) -> Any:
             raise ValueError(f"extra data at {end}")
         return obj
     except (ValueError, UnicodeDecodeError) as exc:
-        raise UpbitProtocolError(f"malformed JSON: {exc}") from None
+        raise ProtocolError(f"malformed JSON: {exc}") from None
 
 
 def dec(value: Any) -> Decimal:
@@ -74,7 +72,7 @@ def dec(value: Any) -> Decimal:
             return Decimal(repr(value))
         return Decimal(value)
     except (InvalidOperation, TypeError, ValueError):
-        raise UpbitProtocolError(f"not a number: {value!r}") from None
+        raise ProtocolError(f"not a number: {value!r}") from None
 
 
 def market_for(symbol: str, quote: str = QUOTE) -> str:
@@ -108,7 +106,7 @@ def ts_ms(ms: Any) -> datetime:
     try:
         return datetime.fromtimestamp(int(ms) / 1000.0, _UTC)
     except (TypeError, ValueError, OverflowError):
-        raise UpbitProtocolError(f"bad timestamp {ms!r}") from None
+        raise ProtocolError(f"bad timestamp {ms!r}") from None
 
 
 def _slot_setters(cls: type, names: tuple[str, ...]) -> list | None:
@@ -209,7 +207,7 @@ def parse_rest_orderbook(item: dict, exchange: str, depth: int) -> OrderBook:
         return book_from_units(exchange, symbol_for(item["market"]), item["orderbook_units"],
                                ts_ms(item["timestamp"]), depth, "ask_price", "ask_size", "bid_price", "bid_size")
     except (KeyError, TypeError) as exc:
-        raise UpbitProtocolError(f"unexpected orderbook shape: missing {exc}") from None
+        raise ProtocolError(f"unexpected orderbook shape: missing {exc}") from None
 
 
 def parse_ws_message(msg: dict, exchange: str, depth: int) -> tuple[str, Any] | None:
@@ -235,19 +233,19 @@ def parse_ws_message(msg: dict, exchange: str, depth: int) -> tuple[str, Any] | 
             return "status", msg["status"]
         return None
     except (KeyError, TypeError, AttributeError) as exc:
-        raise UpbitProtocolError(f"unexpected WebSocket message shape: missing {exc}") from None
+        raise ProtocolError(f"unexpected WebSocket message shape: missing {exc}") from None
 
 
 def parse_account_details(rows: Any) -> dict[str, Balance]:
     """``GET /v1/accounts`` -> free (``balance``) and ``locked`` (held by open orders or withdrawals) per currency."""
     if not isinstance(rows, list):
-        raise UpbitProtocolError("accounts: expected a list")
+        raise ProtocolError("accounts: expected a list")
     out: dict[str, Balance] = {}
     for row in rows:
         try:
             out[str(row["currency"]).upper()] = Balance(dec(row["balance"]), dec(row.get("locked") or "0"))
         except (KeyError, TypeError, AttributeError) as exc:
-            raise UpbitProtocolError(f"accounts: missing {exc}") from None
+            raise ProtocolError(f"accounts: missing {exc}") from None
     return out
 
 
@@ -265,7 +263,7 @@ def _parse_time(text: Any) -> datetime:
     try:
         value = datetime.fromisoformat(str(text))
     except ValueError:
-        raise UpbitProtocolError(f"bad created_at {text!r}") from None
+        raise ProtocolError(f"bad created_at {text!r}") from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=_UTC)
     return value.astimezone(_UTC)
@@ -274,7 +272,7 @@ def _parse_time(text: Any) -> datetime:
 def parse_order(row: Any, exchange: str, simulated: bool = False) -> Order:
     """An Upbit order object (POST /v1/orders, GET /v1/order, GET /v1/orders/open, DELETE /v1/order)."""
     if not isinstance(row, dict):
-        raise UpbitProtocolError("order: expected an object")
+        raise ProtocolError("order: expected an object")
     try:
         uuid = str(row["uuid"])
         side = _SIDES[row["side"]]
@@ -282,7 +280,7 @@ def parse_order(row: Any, exchange: str, simulated: bool = False) -> Order:
         state = row.get("state", "wait")
         market = row["market"]
     except KeyError as exc:
-        raise UpbitProtocolError(f"order: missing or bad {exc}") from None
+        raise ProtocolError(f"order: missing or bad {exc}") from None
     executed = dec(row.get("executed_volume"))
     volume = row.get("volume")
     qty = dec(volume) if volume not in (None, "") else executed

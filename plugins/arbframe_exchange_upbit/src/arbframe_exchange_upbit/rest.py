@@ -1,47 +1,63 @@
-"""The REST transport: signing, rate limiting, retries, typed errors, metrics.
+"""Upbit REST on arbframe's :class:`~arbframe.VenueHttp`: endpoints, rate limits as data, JWT signing, error kinds.
 
-Retry policy (no duplicate orders, ever):
+What is Upbit's own here (the rest - limiter, transport, metrics, retries - is the kernel's block):
 
-* ``GET`` requests are retried with exponential backoff on timeouts, dropped connections, 5xx and malformed
-  bodies, up to ``max_retries`` times.
-* ``429`` (the request was refused, not processed) is retried for every method after blocking the group; an
-  order carries an ``identifier``, so even then Upbit itself rejects a duplicate.
-* ``POST``/``DELETE`` are never retried on timeouts or 5xx: the outcome is unknown, the caller reconciles
-  (``UpbitExchange.place_order`` looks the order up by its identifier).
-* ``418`` stops all calls until the block ends; every call before then raises :class:`UpbitBanned` at once.
+* **Rate limits** per request group (``market``, ``ticker``, ``orderbook`` per IP; ``default``, ``order``,
+  ``order-test`` per account) plus the seed's overall ``rate_limit``, kept in step with the ``Remaining-Req:
+  group=default; min=1800; sec=29`` header (``min`` is deprecated and ignored; ``sec=0`` holds the group back).
+* **Signing**: a JWT per request (:mod:`.auth`) with the SHA512 hash of the exact query string or JSON body.
+* **Error kinds** (:func:`classify`): Upbit's ``{"error": {"name", "message"}}`` bodies mapped to the taxonomy;
+  the name is kept as the error's ``code``. 401/403 -> ``AuthenticationError``; 404 ``order_not_found`` ->
+  ``UnknownOrder``, another 404 (an unknown market) -> ``InvalidRequest``; a 400 on an order ->
+  ``InsufficientFunds`` (``insufficient_funds_*``) or ``OrderRejected``; another 400 -> ``InvalidRequest``; 5xx ->
+  ``VenueUnavailable``; a 2xx body that is not JSON -> ``ProtocolError`` (raised inside the retry loop, so a read
+  is retried). The kernel maps 429 -> ``RateLimited`` and 418 -> ``Banned``.
+* **429 without Retry-After** (Upbit never sends one): exponential backoff with jitter, and every request waits
+  it out meanwhile (:class:`UpbitRetry`), instead of hammering on towards a 418.
+* **418**: Upbit states the block time in its message, not in ``Retry-After``; :class:`_BanTime` hands it to the
+  kernel, which then refuses every call without sending it until the block ends.
+
+Retries follow the taxonomy: reads and cancels are retried on transient kinds; an order is resent only after a
+429 (refused before acting, and it carries its ``identifier``); after a timeout or 5xx the caller looks it up.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-import logging
 import re
-import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
+
+from arbframe import (
+    AuthenticationError,
+    Backoff,
+    ExchangeError,
+    HeaderFeedback,
+    HttpAnswer,
+    HttpRequest,
+    InsufficientFunds,
+    InvalidRequest,
+    OrderRejected,
+    ProtocolError,
+    Quota,
+    RateLimited,
+    RateLimiter,
+    RateLimits,
+    RetryPolicy,
+    UnknownOrder,
+    VenueHttp,
+    VenueMetrics,
+    VenueUnavailable,
+)
 
 from .auth import encode_query, make_token, query_pairs, raw_query
-from .errors import (
-    UpbitBanned,
-    UpbitError,
-    UpbitNetworkError,
-    UpbitProtocolError,
-    UpbitRateLimited,
-    UpbitServerError,
-    error_for,
-)
 from .parsing import loads
-from .ratelimit import RateLimiter
 
-__all__ = ["ENDPOINTS", "Endpoint", "RestObserver", "UpbitRest"]
-
-log = logging.getLogger("arbframe.upbit")
+__all__ = ["ENDPOINTS", "GROUP_LIMITS", "UpbitRest", "UpbitRetry", "classify", "parse_remaining_req", "rate_limits"]
 
 
-@dataclass(frozen=True)
-class Endpoint:
+class Endpoint(NamedTuple):
     method: str
     path: str
     group: str
@@ -54,212 +70,170 @@ ENDPOINTS: dict[str, Endpoint] = {
     "orderbook": Endpoint("GET", "/v1/orderbook", "orderbook"),
     "accounts": Endpoint("GET", "/v1/accounts", "default", True),
     "place_order": Endpoint("POST", "/v1/orders", "order", True),
+    "test_order": Endpoint("POST", "/v1/orders/test", "order-test", True),
     "order": Endpoint("GET", "/v1/order", "default", True),
     "cancel_order": Endpoint("DELETE", "/v1/order", "default", True),
     "open_orders": Endpoint("GET", "/v1/orders/open", "default", True),
 }
+_PRIVATE = frozenset(ep.path for ep in ENDPOINTS.values() if ep.private)
+_ORDER_PATHS = frozenset(("/v1/orders", "/v1/orders/test"))
+
+#: requests per second per group (Upbit's published limits; config ``upbit.group_limits`` overrides)
+GROUP_LIMITS: dict[str, float] = {
+    "market": 10, "candle": 10, "trade": 10, "ticker": 10, "orderbook": 10,
+    "default": 30, "order": 8, "order-test": 8, "order-cancel-all": 0.5,
+}
 
 
-class RestObserver:
-    """Receives request outcomes (the exchange wires it to ExchangeMetrics); the default does nothing."""
-
-    def request(self, endpoint: str, status: str, seconds: float) -> None: ...
-
-    def error(self, kind: str) -> None: ...
-
-    def wait(self, group: str, seconds: float) -> None: ...
-
-
-_BAN_SECONDS = re.compile(r"(\d+)\s*(?:s\b|sec|second|초)", re.IGNORECASE)
+def parse_remaining_req(value: str) -> tuple[str, float] | None:
+    """``group=default; min=1800; sec=29`` -> ``("default", 29)``; None when unreadable."""
+    fields = dict(part.strip().partition("=")[::2] for part in value.split(";"))
+    try:
+        return fields["group"].strip(), float(fields["sec"])
+    except (KeyError, ValueError):
+        return None
 
 
-class UpbitRest:
-    def __init__(self, *, base_url: str, access_key: str | None = None, secret_key: str | None = None,
-                 limiter: RateLimiter | None = None, timeout: float = 5.0, max_retries: int = 3,
-                 backoff: float = 0.2, backoff_max: float = 5.0, ban_seconds: float = 60.0,
-                 observer: RestObserver | None = None, session: Any = None) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._access_key = access_key or None
-        self._secret_key = secret_key or None
-        self.observer = observer or RestObserver()
-        self.limiter = limiter or RateLimiter(on_wait=self.observer.wait)
-        self.timeout = float(timeout)
-        self.max_retries = int(max_retries)
-        self.backoff = float(backoff)
-        self.backoff_max = float(backoff_max)
-        self.ban_seconds = float(ban_seconds)
-        self.banned_until: datetime | None = None
-        self._ban_deadline = 0.0
-        self._session = session
-        self._own_session = session is None
-        self._aiohttp: Any = None
-
-    # ------------------------------------------------------------------------------------------ session
-    @property
-    def has_credentials(self) -> bool:
-        return bool(self._access_key and self._secret_key)
-
-    async def start(self) -> None:
-        if self._aiohttp is None:
-            import aiohttp  # lazy: heavy, and only needed once the driver is used
-            import yarl
-
-            self._aiohttp = aiohttp
-            self._yarl = yarl
-        if self._session is None or self._session.closed:
-            aiohttp = self._aiohttp
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-                connector=aiohttp.TCPConnector(limit=32, ttl_dns_cache=300),
-                json_serialize=json.dumps,
-            )
-            self._own_session = True
-
-    async def close(self) -> None:
-        session, self._session = self._session, None
-        if session is not None and self._own_session and not session.closed:
-            await session.close()
-
-    @property
-    def session(self) -> Any:
-        return self._session
-
-    # ------------------------------------------------------------------------------------------- banning
-    def banned(self) -> bool:
-        return self._ban_deadline > time.monotonic()
-
-    def _ban(self, seconds: float) -> None:
-        self._ban_deadline = time.monotonic() + seconds
-        self.banned_until = datetime.now(timezone.utc) + timedelta(seconds=seconds)
-
-    # ------------------------------------------------------------------------------------------ requests
-    def _sleep_for(self, attempt: int) -> float:
-        return min(self.backoff_max, self.backoff * (2 ** attempt))
-
-    async def request(self, name: str, params: Any = None, body: dict[str, Any] | None = None, *,
-                      timeout: float | None = None) -> Any:
-        """Send one logical request (with the retries its method allows) and return the decoded JSON."""
-        ep = ENDPOINTS[name]
-        if self._session is None or self._aiohttp is None:
-            await self.start()
-        aiohttp = self._aiohttp
-        pairs = query_pairs(params)
-        url = self.base_url + ep.path
-        if pairs:
-            url = f"{url}?{encode_query(pairs)}"
-        yurl = self._yarl.URL(url, encoded=True)
-        data: bytes | None = None
-        headers: dict[str, str] = {"Accept": "application/json"}
-        if body is not None:
-            body_pairs = query_pairs(body)
-            data = json.dumps({k: v for k, v in body.items() if v is not None}, separators=(",", ":")).encode()
-            headers["Content-Type"] = "application/json; charset=utf-8"
-            signed = raw_query(body_pairs)
-        else:
-            signed = raw_query(pairs)
-        if ep.private and not self.has_credentials:
-            raise UpbitError("private endpoint called without credentials", endpoint=ep.path)
-        extra: dict[str, Any] = {"timeout": aiohttp.ClientTimeout(total=timeout)} if timeout is not None else {}
-        is_get = ep.method == "GET"
-        attempt = 0
-        while True:
-            if self.banned():
-                self.observer.error("banned")
-                raise UpbitBanned(f"calls suspended after HTTP 418 until {self.banned_until:%H:%M:%S} UTC",
-                                  status=418, name="banned", endpoint=ep.path, until=self.banned_until)
-            await self.limiter.acquire(ep.group)
-            if ep.private:
-                headers["Authorization"] = "Bearer " + make_token(self._access_key, self._secret_key, signed)
-            started = time.perf_counter()
-            status_label = "error"
-            try:
-                async with self._session.request(ep.method, yurl, data=data, headers=headers, **extra) as resp:
-                    raw = await resp.read()
-                    status = resp.status
-                    remaining = resp.headers.get("Remaining-Req")
-                    retry_after = resp.headers.get("Retry-After")
-                status_label = str(status)
-            except asyncio.TimeoutError:
-                status_label = "timeout"
-                failure: UpbitError = UpbitNetworkError(f"no answer within {timeout or self.timeout:g}s",
-                                                        endpoint=ep.path)
-            except aiohttp.ClientError as exc:
-                failure = UpbitNetworkError(f"{type(exc).__name__}: {exc}", endpoint=ep.path)
-            finally:
-                self.observer.request(ep.path, status_label, time.perf_counter() - started)
-            if status_label in ("timeout", "error"):
-                self.observer.error(failure.kind)
-                if is_get and attempt < self.max_retries:
-                    await asyncio.sleep(self._sleep_for(attempt))
-                    attempt += 1
-                    continue
-                raise failure
-            self.limiter.observe(remaining)
-            if 200 <= status < 300:
-                try:
-                    return loads(raw)
-                except UpbitProtocolError as exc:
-                    exc.endpoint = ep.path
-                    self.observer.error("parse")
-                    if is_get and attempt < self.max_retries:
-                        await asyncio.sleep(self._sleep_for(attempt))
-                        attempt += 1
-                        continue
-                    raise
-            err_name, err_msg = _error_body(raw)
-            if status == 418:
-                seconds = _ban_duration(retry_after, err_msg, self.ban_seconds)
-                self._ban(seconds)
-                self.observer.error("banned")
-                log.error("upbit: HTTP 418 on %s (%s); all calls suspended for %.0fs", ep.path,
-                          err_msg or "blocked", seconds)
-                raise UpbitBanned(err_msg or "blocked by Upbit (HTTP 418)", status=418, name=err_name,
-                                  endpoint=ep.path, until=self.banned_until)
-            if status == 429:
-                self.observer.error("rate_limited")
-                pause = self._sleep_for(attempt)
-                self.limiter.block(ep.group, max(pause, 1.0 if attempt else pause))
-                if attempt < self.max_retries:
-                    log.warning("upbit: HTTP 429 on %s, backing off %.2fs", ep.path, pause)
-                    await asyncio.sleep(pause)
-                    attempt += 1
-                    continue
-                raise UpbitRateLimited(err_msg or "too many requests", status=429, name=err_name,
-                                       endpoint=ep.path)
-            if status >= 500:
-                self.observer.error("http")
-                if is_get and attempt < self.max_retries:
-                    await asyncio.sleep(self._sleep_for(attempt))
-                    attempt += 1
-                    continue
-                raise UpbitServerError(err_msg or f"HTTP {status}", status=status, name=err_name,
-                                       endpoint=ep.path)
-            error = error_for(status, err_name, err_msg or f"HTTP {status}", ep.path)
-            self.observer.error(error.kind)
-            raise error
+def rate_limits(rate_limit: float, group_limits: Mapping[str, float] | None = None) -> RateLimits:
+    """Upbit's limits as data: one quota per group (a limit under 1/s spaces requests evenly) and the overall
+    ``rate_limit`` every request counts against."""
+    limits = {**GROUP_LIMITS, **(group_limits or {})}
+    quotas = [Quota("requests", float(rate_limit))]
+    quotas += [Quota(group, 1, 1 / n) if n < 1 else Quota(group, float(n)) for group, n in limits.items()]
+    costs = {ep.path: {ep.group: 1} for ep in ENDPOINTS.values()}
+    return RateLimits(quotas=tuple(quotas), costs=costs, default_cost={"requests": 1},
+                      feedback=(HeaderFeedback("Remaining-Req", meaning="remaining", parse=parse_remaining_req),))
 
 
-def _error_body(raw: bytes) -> tuple[str | None, str]:
+def _error_body(raw: bytes) -> tuple[str, str]:
     """Upbit's ``{"error": {"name", "message"}}``; anything else becomes a short text message."""
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        text = raw[:200].decode("utf-8", "replace").strip()
-        return None, text
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        err = body["error"]
-        name = err.get("name")
-        return (str(name) if name is not None else None), str(err.get("message") or "")
-    return None, str(body)[:200]
+        return "", raw[:200].decode("utf-8", "replace").strip()
+    err = body.get("error") if isinstance(body, dict) else None
+    if isinstance(err, dict):
+        return str(err.get("name") or ""), str(err.get("message") or "")
+    return "", str(body)[:200]
 
 
-def _ban_duration(retry_after: str | None, message: str, default: float) -> float:
-    if retry_after:
+def classify(answer: HttpAnswer) -> ExchangeError | None:
+    """The error kind of an answer (see the module doc); a 2xx JSON body is decoded once, with exact decimals,
+    and kept as ``answer.decoded``."""
+    status, endpoint = answer.status, answer.endpoint
+    if status < 300:
         try:
-            return max(1.0, float(retry_after))
-        except ValueError:
-            pass
-    match = _BAN_SECONDS.search(message or "")
-    if match:
-        return max(1.0, float(match.group(1)))
-    return default
+            answer.decoded = loads(answer.body)  # type: ignore[attr-defined]
+        except ProtocolError as exc:
+            return ProtocolError(f"upbit {endpoint}: {exc}")
+        return None
+    name, message = _error_body(answer.body)
+    text = f"upbit {endpoint}: HTTP {status} {name}: {message}".replace(" : ", ": ")
+    if status >= 500:
+        kind: type[ExchangeError] = VenueUnavailable
+    elif status in (401, 403):
+        kind = AuthenticationError
+    elif status == 404:
+        kind = UnknownOrder if name == "order_not_found" else InvalidRequest
+    elif endpoint in _ORDER_PATHS:
+        kind = InsufficientFunds if name.startswith("insufficient_funds") else OrderRejected
+    elif status >= 400:
+        kind = InvalidRequest
+    else:
+        kind = ExchangeError
+    return kind(text, code=name or None)
+
+
+@dataclass
+class UpbitRetry(RetryPolicy):
+    """The kernel's retry policy, plus: a 429 without ``Retry-After`` blocks ``limiter`` for the backoff, so every
+    other request backs off with the retried one."""
+
+    limiter: RateLimiter | None = None
+
+    def wait_for(self, exc: BaseException, attempt: int) -> float:
+        wait = super().wait_for(exc, attempt)
+        if isinstance(exc, RateLimited) and exc.retry_after is None and self.limiter is not None:
+            self.limiter.block(wait)
+        return wait
+
+
+_BAN_SECONDS = re.compile(r"(\d+(?:\.\d+)?)\s*(?:s\b|sec|second|초)", re.IGNORECASE)
+
+
+class _BanTime:
+    """A transport wrapper: Upbit's 418 says how long the block lasts in its message; copy that into
+    ``Retry-After``, where the kernel reads a ban's length (else ``ban_seconds``)."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    async def __call__(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
+                       timeout: float) -> HttpAnswer:
+        answer = await self.inner(method, url, headers, body, timeout)
+        if answer.status == 418 and answer.header("Retry-After") is None:
+            match = _BAN_SECONDS.search(_error_body(answer.body)[1])
+            if match:
+                answer.headers = {**answer.headers, "Retry-After": match.group(1)}
+        return answer
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+class UpbitRest:
+    """One Upbit REST client: ``await call(name, params, body)`` returns the decoded JSON or raises a kind."""
+
+    def __init__(self, base_url: str, *, access_key: str | None = None, secret_key: str | None = None,
+                 rate_limit: float = 10, group_limits: Mapping[str, float] | None = None, timeout: float = 5.0,
+                 max_retries: int = 3, backoff: float = 0.2, backoff_max: float = 5.0, ban_seconds: float = 60.0,
+                 metrics: VenueMetrics | None = None, exchange: str = "upbit") -> None:
+        self._access_key = access_key or None
+        self._secret_key = secret_key or None
+        self.metrics = metrics or VenueMetrics(exchange)
+        self.limiter = RateLimiter(rate_limits(rate_limit, group_limits), on_wait=self.metrics.wait)
+        self.retry = UpbitRetry(attempts=1 + int(max_retries),
+                                backoff=Backoff(initial=float(backoff), maximum=float(backoff_max)),
+                                limiter=self.limiter)
+        self.http = VenueHttp(exchange, base_url, limiter=self.limiter, retry=self.retry, metrics=self.metrics,
+                              classify=classify, sign=self._sign, timeout=timeout, ban_seconds=ban_seconds,
+                              transport="aiohttp", user_agent="arbframe-exchange-upbit")
+        self.http.transport = _BanTime(self.http.transport)
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self._access_key and self._secret_key)
+
+    def banned_for(self) -> float:
+        """Seconds left of an HTTP 418 block (0 when none)."""
+        return self.limiter.banned_for()
+
+    async def close(self) -> None:
+        await self.http.close()
+
+    async def call(self, name: str, params: Mapping[str, Any] | None = None,
+                   body: Mapping[str, Any] | None = None) -> Any:
+        """One logical request (with the retries its kind allows); the decoded JSON answer."""
+        ep = ENDPOINTS[name]
+        if ep.private and not self.has_credentials:
+            raise AuthenticationError(f"upbit {ep.path}: private endpoint called without credentials",
+                                      exchange="upbit", endpoint=ep.path)
+        headers = {"Accept": "application/json"}
+        data = None
+        if body is not None:
+            data = json.dumps({k: v for k, v in body.items() if v is not None}, separators=(",", ":")).encode()
+            headers["Content-Type"] = "application/json; charset=utf-8"
+        answer = await self.http.request(ep.method, ep.path, endpoint=ep.path, params=params, body=data,
+                                         headers=headers)
+        return answer.decoded  # type: ignore[attr-defined]
+
+    def _sign(self, request: HttpRequest) -> None:
+        """The wire query (lists repeat their key: ``states[]=wait&states[]=watch``) and, for a private endpoint,
+        a fresh JWT over the unencoded query string or the JSON body's fields in order."""
+        pairs = query_pairs(request.params)
+        request.query = encode_query(pairs)
+        if request.endpoint in _PRIVATE:
+            if request.body is not None:
+                pairs = query_pairs(json.loads(request.body))
+            token = make_token(self._access_key or "", self._secret_key or "", raw_query(pairs))
+            request.headers["Authorization"] = f"Bearer {token}"
