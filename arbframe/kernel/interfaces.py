@@ -296,7 +296,8 @@ class MarketData(Driver):
         rounded = units * step
         if side is Side.BUY and rounded < price:
             rounded += step
-        return rounded.quantize(step) if step.as_tuple().exponent < 0 else rounded
+        exponent = step.as_tuple().exponent
+        return rounded.quantize(step) if isinstance(exponent, int) and exponent < 0 else rounded
 
     def round_qty(self, symbol: str, qty: Decimal) -> Decimal:
         """Optional. ``qty`` rounded down to the venue's step size."""

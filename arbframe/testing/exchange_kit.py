@@ -117,8 +117,16 @@ def check_order_book(book: OrderBook, exchange: Exchange | None = None, symbol: 
     assert ask_prices == sorted(ask_prices), "asks not sorted best (lowest) first"
     assert len(set(bid_prices)) == len(bid_prices), "duplicate bid price levels"
     assert len(set(ask_prices)) == len(ask_prices), "duplicate ask price levels"
-    assert book.best_bid < book.best_ask, f"crossed book: bid {book.best_bid} >= ask {book.best_ask}"
+    best_bid, best_ask = top_of_book(book)
+    assert best_bid < best_ask, f"crossed book: bid {best_bid} >= ask {best_ask}"
     check_utc(book.ts, "book.ts")
+
+
+def top_of_book(book: OrderBook) -> tuple[Decimal, Decimal]:
+    """(best bid, best ask), failing the test when either side is empty."""
+    bid, ask = book.best_bid, book.best_ask
+    assert bid is not None and ask is not None, f"{book.exchange} {book.symbol}: a side of the book is empty"
+    return bid, ask
 
 
 def check_quote(quote: Quote, exchange: Exchange | None = None, symbol: str | None = None) -> None:
@@ -181,10 +189,11 @@ def resting_order_request(exchange: Exchange, symbol: str, book: OrderBook, *, f
     """A valid limit order that should not fill: a buy ``far`` x the best bid (or a sell at best ask / far),
     rounded to the venue's grid and sized just above the minimum notional and quantity."""
     rules = exchange.market_rules(symbol)
+    best_bid, best_ask = top_of_book(book)
     if side is Side.BUY:
-        price = exchange.round_price(symbol, book.best_bid * far, Side.SELL)  # round down: even further away
+        price = exchange.round_price(symbol, best_bid * far, Side.SELL)  # round down: even further away
     else:
-        price = exchange.round_price(symbol, book.best_ask / far, Side.BUY)
+        price = exchange.round_price(symbol, best_ask / far, Side.BUY)
     step = rules.step_size
     need = max(rules.min_qty, (rules.min_notional * Decimal("1.5")) / price if price > 0 else rules.min_qty)
     qty = (need / step).to_integral_value(rounding=ROUND_UP) * step
@@ -322,7 +331,8 @@ class ExchangeContract:
 
     async def test_contract_rounding(self, exchange: Exchange) -> None:
         book = await exchange.fetch_order_book(self.symbol, depth=1)
-        mid = (book.best_bid + book.best_ask) / 2
+        best_bid, best_ask = top_of_book(book)
+        mid = (best_bid + best_ask) / 2
         odd = mid + (exchange.price_step(self.symbol, mid) / 3)
         step = exchange.price_step(self.symbol, odd)
         assert type(step) is Decimal and step > 0
@@ -407,7 +417,7 @@ class ExchangeContract:
         if rules.min_notional <= 0 and rules.min_qty <= 0:
             pytest.skip("venue has no minimum order size")
         book = await exchange.fetch_order_book(self.symbol, depth=1)
-        price = exchange.round_price(self.symbol, book.best_bid * Decimal("0.7"), Side.SELL)
+        price = exchange.round_price(self.symbol, top_of_book(book)[0] * Decimal("0.7"), Side.SELL)
         qty = rules.step_size
         if qty * price >= rules.min_notional and qty >= rules.min_qty:
             pytest.skip("the smallest step is already above the minimum")

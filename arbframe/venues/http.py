@@ -260,10 +260,10 @@ class VenueHttp:
             self.metrics.request(endpoint, status, time.perf_counter() - started)
         answer.endpoint = endpoint
         self.limiter.observe(answer.headers)
-        error = self._error_of(answer)
-        if error is not None:
-            self.metrics.error(error)
-            raise error
+        refusal = self._error_of(answer)
+        if refusal is not None:
+            self.metrics.error(refusal)
+            raise refusal
         return answer
 
     def _error_of(self, answer: HttpAnswer) -> ExchangeError | None:
