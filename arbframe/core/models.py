@@ -325,7 +325,12 @@ class ErrorRecord:
 
 @dataclass(frozen=True, slots=True)
 class OrderRequest:
-    """What the engine asks an exchange to do; ``quote_amount`` is for market buys sized in quote currency."""
+    """What the engine asks an exchange to do; ``quote_amount`` is for market buys sized in quote currency.
+
+    ``time_in_force`` (limit orders): ``GTC`` rests what does not fill, ``IOC`` cancels it at once (Binance
+    ``timeInForce=IOC``, Upbit ``time_in_force=ioc``), ``FOK`` fills all or nothing. ``test``: send it to the
+    venue's test endpoint (Binance ``POST /api/v3/order/test``, Upbit ``POST /v1/orders/test``): signed and
+    checked by the venue, never placed; the driver returns it with status ``new`` and nothing filled."""
 
     symbol: str
     side: Side
@@ -334,6 +339,8 @@ class OrderRequest:
     qty: Decimal | None = None
     price: Decimal | None = None
     quote_amount: Decimal | None = None
+    time_in_force: str = "GTC"
+    test: bool = False
 
 
 @dataclass(frozen=True, slots=True)
