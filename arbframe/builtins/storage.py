@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
-from arbframe.core.models import ErrorRecord, FxRate, Position, Spread
+from arbframe.core.models import ErrorRecord, FxRate, Order, Position, Spread
 from arbframe.kernel.interfaces import Storage
 
 
@@ -47,7 +49,7 @@ class NullStorage(Storage):
 
 class MemoryStorage(NullStorage):
     """Keeps every record in lists (tests); ``load_positions`` / ``load_closed_positions`` return the latest state
-    of each position id."""
+    of each position id; ``load_orders`` every order row; control records (the kill switch) in a dict."""
 
     name = "memory"
 
@@ -58,6 +60,7 @@ class MemoryStorage(NullStorage):
         self.trades: list[Any] = []
         self.fx_rates: list[FxRate] = []
         self.errors: list[ErrorRecord] = []
+        self.controls: dict[str, dict[str, Any]] = {}
         self.flushes = 0
 
     def log_spread(self, spread: Spread) -> None:
@@ -83,6 +86,16 @@ class MemoryStorage(NullStorage):
 
     def load_positions(self) -> list[Position]:
         return [p for p in self._latest() if p.is_open]
+
+    def load_orders(self, since: datetime | None = None) -> list[Order]:
+        return [o for o in self.orders if isinstance(o, Order) and (since is None or o.ts >= since)]
+
+    def read_control(self, name: str) -> dict[str, Any] | None:
+        value = self.controls.get(name)
+        return dict(value) if value is not None else None
+
+    def write_control(self, name: str, value: Mapping[str, Any]) -> None:
+        self.controls[name] = dict(value)
 
     def load_closed_positions(self) -> list[Position]:
         return [p for p in self._latest() if not p.is_open]

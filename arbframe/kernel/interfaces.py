@@ -112,6 +112,28 @@ class Storage(Driver):
         then start at zero each run."""
         return None
 
+    def write_order_state(self, order: Order) -> None:
+        """Record one state of an order durably before returning: the execution layer writes each state change
+        (a new ``orders`` row per state, see :mod:`arbframe.execution.orders`) before its next step. The default
+        logs it and flushes; the kernel's writer waits until the driver has it (or its spool does)."""
+        self.log_order(order)
+        self.flush()
+
+    def load_orders(self, since: datetime | None = None) -> list[Order] | None:
+        """Every ``orders`` row written at or after ``since`` (all when None), for the reconciliation after a
+        restart. Optional: the default ``None`` says this backend keeps no orders to read back."""
+        return None
+
+    def read_control(self, name: str) -> dict[str, Any] | None:
+        """A small control record shared by every runner on this store (the kill switch), None when never
+        written. Optional: the default raises ``NotImplementedError`` and the kernel keeps it in a local file."""
+        raise NotImplementedError
+
+    def write_control(self, name: str, value: Mapping[str, Any]) -> None:
+        """Store a control record (a JSON-able mapping) durably, replacing the previous one. Optional: see
+        :meth:`read_control`."""
+        raise NotImplementedError
+
     @abc.abstractmethod
     def flush(self) -> None: ...
 

@@ -102,6 +102,7 @@ class PostgresStorage(Storage):
         self._spool = Spool.open_for(self.settings.spool_file)
         self._mirror = open(self.settings.mirror_file, "a", encoding="utf-8")  # noqa: SIM115 - held while open
         self._book_conn: Any = None
+        self._control_table: Any = None  # control records (kill switch), on a connection of their own
         try:
             self._open_connection()
         except PostgresLibraryMissing:
@@ -447,6 +448,52 @@ class PostgresStorage(Storage):
                 raise PostgresUnavailable(f"cannot load {status} positions from {self.endpoint}: {reason}") from None
         return [record_from_db("positions", row) for row in rows]
 
+    def load_orders(self, since: Any = None) -> list[Order]:
+        """Order rows at or after ``since`` (every state the execution layer wrote). Flushes first; needs the
+        database (``PostgresUnavailable`` while it is away)."""
+        from psycopg2 import sql
+
+        with self._io_lock:
+            self._flush_once(force_retry=True)
+            if self._conn is None or self._spooling_since is not None:
+                raise PostgresUnavailable(f"cannot load orders: PostgreSQL at {self.endpoint} is unreachable "
+                                          f"({self._last_error})")
+            spec = SPECS["orders"]
+            where = sql.SQL(" WHERE ts >= %s") if since is not None else sql.SQL("")
+            query = sql.SQL("SELECT {} FROM {}{} ORDER BY ts, id").format(
+                sql.SQL(", ").join(map(sql.Identifier, spec.names)),
+                sql.Identifier(self.settings.schema, "orders"), where,
+            )
+            try:
+                with self._conn.cursor() as cur:
+                    cur.execute(query, (since,) if since is not None else None)
+                    rows = cur.fetchall()
+                self._conn.rollback()
+            except Exception as exc:
+                reason = error_reason(exc, self._password)
+                if is_connection_error(exc, self._conn):
+                    self._enter_spooling(reason)
+                else:
+                    safe_rollback(self._conn)
+                raise PostgresUnavailable(f"cannot load orders from {self.endpoint}: {reason}") from None
+        return [record_from_db("orders", row) for row in rows]
+
+    def _controls(self) -> Any:
+        table = self._control_table
+        if table is None:
+            from arbframe_storage_pg.control import ControlTable
+
+            table = self._control_table = ControlTable(self.settings)
+        return table
+
+    def read_control(self, name: str) -> dict[str, Any] | None:
+        """The control record ``name`` (the kill switch) from ``<schema>.control``; ``PostgresUnavailable``
+        while the database is away (the kill switch then keeps its last known state)."""
+        return self._controls().read(name)
+
+    def write_control(self, name: str, value: Mapping[str, Any]) -> None:
+        self._controls().write(name, value)
+
     def _local_positions(self, status: str) -> list[Position]:
         """PostgreSQL is down: the latest state of each position from what this host wrote last (the mirror of
         every position row, then the spool)."""
@@ -517,6 +564,8 @@ class PostgresStorage(Storage):
             self._mirror.close()
             self._release_book()
             self._drop_connection()
+            if self._control_table is not None:
+                self._control_table.close()
             self._io_lock.release()
 
     # ------------------------------------------------------------------------------------------ book lock
