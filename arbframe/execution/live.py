@@ -252,6 +252,11 @@ class LiveExecutor(Executor):
         out, self._done = self._done, []
         return out
 
+    def count_unresolved(self) -> int:
+        """Orders whose outcome is not known (``unknown``, or ``sent`` without an answer): entries wait."""
+        self.risk.unresolved = sum(1 for o in self.live_orders.values() if o.state in (S.UNKNOWN, S.SENT))
+        return self.risk.unresolved
+
     def settled(self, report: HedgeReport) -> None:
         if self.reconciler is not None:
             self.reconciler.mark_settled(report)
@@ -470,7 +475,7 @@ class LiveExecutor(Executor):
             self.live_orders.pop(order.client_order_id, None)
         else:
             self.live_orders[order.client_order_id] = order
-        self.risk.unresolved = sum(1 for o in self.live_orders.values() if o.state is S.UNKNOWN)
+        self.count_unresolved()
         self.risk.publish()
         try:
             await self._persist(order)

@@ -49,6 +49,8 @@ class Reconciler:
         executor.reconciler = self
         self.baseline_ts: Any = None
         self.settled: list[str] = []
+        #: unrecorded hedges waiting for an order's outcome: (position id, purpose) -> its orders
+        self.pending: dict[tuple[str, str], list[ManagedOrder]] = {}
 
     # --------------------------------------------------------------------------------------------- settled
     def load_settled(self) -> set[str]:
@@ -122,12 +124,30 @@ class Reconciler:
                 await self._resolve(order)
             if cid not in settled:
                 groups.setdefault((row.position_id, parsed.purpose), []).append(order)
+        self.pending = groups
+        return await self.settle_pending(retry=False)
+
+    async def settle_pending(self, *, retry: bool = True) -> list[HedgeReport]:
+        """Settle the unrecorded hedges whose orders are all known; those with an order still unknown wait (their
+        orders are looked up again first)."""
+        ex = self.ex
         reports = []
-        for (position_id, purpose), orders in groups.items():
+        for key, orders in list(self.pending.items()):
+            position_id, purpose = key
+            for order in orders if retry else ():
+                if not order.final and order.client_order_id in ex.live_orders:
+                    await self._resolve(order)
+            if any(not o.final for o in orders):
+                log.warning("[RECON] hedge %s (%s): an order's outcome is still unknown; settled once it is known",
+                            position_id, purpose)
+                continue
+            del self.pending[key]
             if not any(o.filled_qty for o in orders):
                 log.info("[RECON] hedge %s (%s): nothing filled; nothing to settle", position_id, purpose)
                 continue
             reports.append(await self._settle_hedge(position_id, purpose, orders))
+        ex.count_unresolved()
+        ex.risk.publish()
         return reports
 
     async def _resolve(self, order: ManagedOrder) -> None:
@@ -145,7 +165,7 @@ class Reconciler:
             log.error("[RECON] %s: stored %s; lookup failed (%s: %s): entries stay blocked until it is known",
                       order.describe(), stored, type(exc).__name__, exc)
             ex.live_orders[order.client_order_id] = order
-            ex.risk.unresolved += 1
+            ex.count_unresolved()
             return
         order.sent_at = ex.clock()
         await ex._move(order, status_of(answer), answer, note="reconciliation: adopted the venue's state")
@@ -254,17 +274,27 @@ class Reconciler:
         return ex.risk.drift
 
     async def run_periodic(self, stop: asyncio.Event) -> None:
-        """Every ``live.reconcile_interval_seconds`` until ``stop``: a balance check (skipped while a hedge is in
-        flight, whose changes are not in the books yet)."""
-        interval = self.ex.cfg.reconcile_interval_seconds
+        """Until ``stop``: unrecorded hedges waiting for an order's outcome are retried every few seconds (their
+        reports go to the engine like any hedge's); every ``live.reconcile_interval_seconds`` a balance check
+        (postponed while a hedge is in flight, whose changes are not in the books yet)."""
+        ex = self.ex
+        interval = ex.cfg.reconcile_interval_seconds
+        retry = max(1.0, ex.cfg.lookup_interval_seconds * 10) if self.pending else interval
+        next_check = ex.clock() + interval
         while not stop.is_set():
             try:
-                await asyncio.wait_for(stop.wait(), timeout=interval)
+                await asyncio.wait_for(stop.wait(), timeout=min(retry, max(0.0, next_check - ex.clock())))
                 return
             except asyncio.TimeoutError:
                 pass
-            if self.ex.in_flight:
-                log.info("[RECON] balance check postponed: %d hedge(s) in flight", self.ex.in_flight)
+            if self.pending:
+                ex._done.extend(await self.settle_pending())
+            if ex.clock() < next_check:
+                continue
+            next_check = ex.clock() + interval
+            if ex.in_flight or self.pending:
+                log.info("[RECON] balance check postponed: %d hedge(s) in flight, %d unsettled", ex.in_flight,
+                         len(self.pending))
                 continue
             await self.refresh_balances()
 

@@ -71,6 +71,15 @@ class LivePair:
     storage: Any
     start: dict[tuple[str, str], Decimal] = field(default_factory=dict)
 
+    def restart(self, **cfg: Any) -> LiveExecutor:
+        """A new executor over the same venues and storage, as a restarted process builds it (nothing carried
+        over in memory); run a :class:`~arbframe.execution.reconcile.Reconciler` on it before trading."""
+        old = self.executor
+        config = LiveConfig(**{**FAST, **cfg}) if cfg else old.cfg
+        self.executor = LiveExecutor(old.venues, domestic="upbit", foreign="binance", storage=self.storage,
+                                     cfg=config, ids=IdGenerator(12), kill_switch=old.kill_switch)
+        return self.executor
+
     @property
     def fakes(self) -> dict[str, FakeVenue]:
         return {"upbit": self.upbit, "binance": self.binance}
