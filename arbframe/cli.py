@@ -24,6 +24,8 @@ KERNEL_COMMANDS: dict[str, tuple[str, str]] = {
     "config": ("arbframe.commands.config", "validate, show (secrets masked) or print the schema of the config"),
     "metrics": ("arbframe.commands.metrics", "print the current metrics once in Prometheus text format"),
     "health": ("arbframe.commands.health", "check every component; exit 1 when any is ERROR (--json for machines)"),
+    "kill": ("arbframe.commands.kill", "trip the live kill switch (no entries, cancel orders; --flatten closes)"),
+    "resume": ("arbframe.commands.resume", "release the live kill switch"),
 }
 
 def _selected_command(argv: Sequence[str]) -> str | None:

@@ -158,6 +158,12 @@ class Executor(abc.ABC):
         """Hedges finished since the last call (deferred executors)."""
         return []
 
+    def adopt(self, reports: list[HedgeReport]) -> None:
+        """Deferred executors: queue ``reports`` for :meth:`completed` (the reconciliation's, or reports the engine
+        could not record yet). Immediate executors have none."""
+        if reports:
+            raise TypeError(f"{type(self).__name__} is not a deferred executor")
+
     def settled(self, report: HedgeReport) -> None:  # noqa: B027 - optional, a no-op by default
         """The engine is about to record ``report`` (a deferred executor remembers it is in the books)."""
 

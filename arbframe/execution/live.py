@@ -61,6 +61,8 @@ from arbframe.execution.config import LiveConfig
 from arbframe.execution.control import KillState, KillSwitch
 from arbframe.execution.orders import ManagedOrder, S, status_of
 from arbframe.execution.risk import ExecutionMetrics, RiskGuard
+from arbframe.kernel.hookspecs import hookimpl
+from arbframe.kernel.interfaces import HealthCheck, HealthResult, HealthStatus
 
 log = logging.getLogger("arbframe.execution")
 
@@ -252,6 +254,9 @@ class LiveExecutor(Executor):
         out, self._done = self._done, []
         return out
 
+    def adopt(self, reports: list[HedgeReport]) -> None:
+        self._done.extend(reports)
+
     def count_unresolved(self) -> int:
         """Orders whose outcome is not known (``unknown``, or ``sent`` without an answer): entries wait."""
         self.risk.unresolved = sum(1 for o in self.live_orders.values() if o.state in (S.UNKNOWN, S.SENT))
@@ -302,6 +307,25 @@ class LiveExecutor(Executor):
             order_legs.append((venue.name, spec.side, spec.qty, price, venue.quote_currency))
         return self.risk.entry_block(symbol, notional_krw, positions=positions, legs=order_legs,
                                      wallets=self.wallets)
+
+    # ----------------------------------------------------------------------------------------------- health
+    @hookimpl
+    def arbframe_health_checks(self, config: Any, context: Any) -> list[HealthCheck]:
+        return [HealthCheck("execution", self.health, timeout_seconds=1.0)]
+
+    def health(self) -> HealthResult:
+        """ERROR while killed, WARN while entries are paused (drift, unknown orders, residual, reconciling)."""
+        risk = self.risk
+        details = {"killed": risk.killed_reason, "in_flight": self.in_flight, "unresolved_orders": risk.unresolved,
+                   "residual_exposure_krw": str(risk.residual_krw), "consecutive_failures": risk.consecutive_failures,
+                   "drift": risk.drift, "dry_run": self.cfg.dry_run}
+        if risk.killed_reason is not None:
+            return HealthResult("execution", HealthStatus.ERROR, f"kill switch: {risk.killed_reason}", details)
+        why = risk.pause_reason()
+        if why is not None:
+            return HealthResult("execution", HealthStatus.WARN, f"entries paused: {why}", details)
+        mode = "dry run (test endpoints)" if self.cfg.dry_run else "live orders"
+        return HealthResult("execution", HealthStatus.OK, f"{mode}; {self.in_flight} hedge(s) in flight", details)
 
     # ------------------------------------------------------------------------------------------ kill switch
     async def apply_kill(self, state: KillState) -> None:
@@ -463,7 +487,8 @@ class LiveExecutor(Executor):
         if self._inline:
             self.storage.write_order_state(record)
         else:
-            await asyncio.to_thread(self.storage.write_order_state, record)
+            await asyncio.wait_for(asyncio.to_thread(self.storage.write_order_state, record),
+                                   self.cfg.persist_timeout_seconds)
         if self.metrics is not None:
             self.metrics.orders.labels(exchange=order.exchange, status=order.state.value).inc()
 

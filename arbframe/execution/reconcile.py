@@ -288,7 +288,7 @@ class Reconciler:
             except asyncio.TimeoutError:
                 pass
             if self.pending:
-                ex._done.extend(await self.settle_pending())
+                ex.adopt(await self.settle_pending())
             if ex.clock() < next_check:
                 continue
             next_check = ex.clock() + interval

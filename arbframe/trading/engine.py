@@ -324,6 +324,8 @@ class Engine:
         return count
 
     def _apply_changes(self, changes: Mapping[tuple[str, str], Decimal]) -> None:
+        if self.executor.deferred:  # live: the wallets are the venues' own balances, history included
+            return
         wallets = self.executor.wallets
         for (venue, asset), amount in changes.items():
             wallet = wallets.get(venue)
@@ -805,7 +807,7 @@ class Engine:
         reports = self.executor.completed()
         fx = snap.fx or self.last_fx
         if fx is None:  # no rate to value them yet: the next tick takes them
-            self.executor._done[:0] = reports  # type: ignore[attr-defined]
+            self.executor.adopt(reports)
             return 0
         for report in reports:
             self._settle(report, snap, fx.rate, result)
