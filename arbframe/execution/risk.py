@@ -51,6 +51,14 @@ class ExecutionMetrics:
             found = _families[registry] = cls._build(registry)
         return found
 
+    def precreate(self, purposes: tuple[str, ...] = ("open", "close")) -> None:
+        """``arbframe_hedges_total`` at 0 for each purpose and outcome, so alerts see the first one."""
+        from arbframe.execution.base import HEDGE_STATUSES
+
+        for purpose in purposes:
+            for status in HEDGE_STATUSES:
+                self.hedges.labels(purpose=purpose, status=status)
+
     @classmethod
     def _build(cls, r: CollectorRegistry) -> ExecutionMetrics:
         return cls(
@@ -111,6 +119,7 @@ class RiskGuard:
         self.killed_reason: str | None = None
         self.reconciling: str | None = "reconciliation has not run yet"
         if metrics is not None:
+            metrics.precreate()
             self.publish_limits()
 
     # ---------------------------------------------------------------------------------------------- gauges

@@ -188,6 +188,13 @@ class TradingService:
         """The configured limits as gauges (``docs/METRICS.md``): the alert rules compare against these."""
         cfg = self.cfg
         max_drawdown = (self.config.get("alerts") or {}).get("max_drawdown_krw")
+        if self.executor is None:  # the execution gauges and limits exist in every mode (0: not live)
+            from arbframe.execution.config import LiveConfig
+            from arbframe.execution.risk import ExecutionMetrics, RiskGuard
+
+            guard = RiskGuard(LiveConfig.from_config(self.config), ExecutionMetrics.get(self.kernel.registry))
+            guard.reconciling = None
+            guard.publish()
         self.metrics.publish_limits(
             max_daily_loss_krw=cfg.max_daily_loss_krw,
             max_fx_age_seconds=cfg.max_fx_age_seconds,
