@@ -391,7 +391,8 @@ class LiveExecutor(Executor):
                  d.vwap, f.vwap, cfg.max_slippage_bps, " [dry run]" if cfg.dry_run else "")
         first = [self._new(plan, leg, "first", leg.side, leg.qty, bound) for leg, bound in zip(plan.legs, bounds,
                                                                                                strict=True)]
-        await asyncio.gather(*(self._send(order) for order in first))
+        if await self._mark_sent(first):  # both legs' "sent" stored in one round trip, then both requests
+            await asyncio.gather(*(self._send(order, marked=True) for order in first))
         if cfg.dry_run:
             report.status = "rehearsed"
             return self._finish(plan, report)
@@ -482,15 +483,25 @@ class LiveExecutor(Executor):
         return gap * plan.qty >= dust
 
     # ---------------------------------------------------------------------------------------------- orders
-    async def _persist(self, order: ManagedOrder) -> None:
-        record = order.record(self.now(), simulated=self.simulated)
+    async def _persist(self, *orders: ManagedOrder) -> None:
+        """The current state of ``orders``, durable before returning: one storage round trip for all of them
+        (``write_order_state`` of the last makes those logged before it durable too)."""
+        now = self.now()
+        records = [order.record(now, simulated=self.simulated) for order in orders]
+        storage = self.storage
+
+        def write() -> None:
+            for record in records[:-1]:
+                storage.log_order(record)
+            storage.write_order_state(records[-1])
+
         if self._inline:
-            self.storage.write_order_state(record)
+            write()
         else:
-            await asyncio.wait_for(asyncio.to_thread(self.storage.write_order_state, record),
-                                   self.cfg.persist_timeout_seconds)
+            await asyncio.wait_for(asyncio.to_thread(write), self.cfg.persist_timeout_seconds)
         if self.metrics is not None:
-            self.metrics.orders.labels(exchange=order.exchange, status=order.state.value).inc()
+            for order in orders:
+                self.metrics.orders.labels(exchange=order.exchange, status=order.state.value).inc()
 
     async def _move(self, order: ManagedOrder, state: S, venue_order: Any = None, note: str = "") -> None:
         """One state change: applied, written to storage, logged (one line)."""
@@ -500,8 +511,9 @@ class LiveExecutor(Executor):
             self.live_orders.pop(order.client_order_id, None)
         else:
             self.live_orders[order.client_order_id] = order
-        self.count_unresolved()
-        self.risk.publish()
+        before = self.risk.unresolved
+        if self.count_unresolved() != before:
+            self.risk.publish()
         try:
             await self._persist(order)
         except Exception as exc:
@@ -517,19 +529,39 @@ class LiveExecutor(Executor):
                 f", filled {v.filled_qty} @ {v.avg_price}{fee}"
         log.info("[EXEC] %s: %s%s%s", order.describe(), state.value, fills, f" ({note})" if note else "")
 
-    async def _send(self, order: ManagedOrder) -> None:
-        """``sent`` written, then the request; the answer (or ``unknown``, or ``rejected``) written."""
-        cid = order.client_order_id
-        if cid in self.used_ids:
-            raise DuplicateClientOrderId(f"client order id {cid} was sent before")
-        self.used_ids.add(cid)
-        venue = self.venues[order.exchange]
+    async def _mark_sent(self, orders: list[ManagedOrder]) -> bool:
+        """Move ``orders`` to ``sent`` and store it (one round trip) before any request leaves; False (and the
+        orders ``rejected``, never sent) when the storage does not take it."""
+        for order in orders:
+            cid = order.client_order_id
+            if cid in self.used_ids:
+                raise DuplicateClientOrderId(f"client order id {cid} was sent before")
+            self.used_ids.add(cid)
+            order.move(S.SENT)
+            self.live_orders[cid] = order
+        self.count_unresolved()
+        self.risk.publish()
         try:
-            await self._move(order, S.SENT)
+            await self._persist(*orders)
         except Exception as exc:
-            order.move(S.REJECTED, note=f"not sent: storage did not take its state ({type(exc).__name__})")
-            self.live_orders.pop(cid, None)
-            log.error("[EXEC] %s: not sent: its state could not be stored", order.describe())
+            for order in orders:
+                order.move(S.REJECTED, note=f"not sent: storage did not take its state ({type(exc).__name__})")
+                self.live_orders.pop(order.client_order_id, None)
+                log.error("[EXEC] %s: not sent: its state could not be stored (%s: %s)", order.describe(),
+                          type(exc).__name__, exc)
+            self.count_unresolved()
+            self.risk.publish()
+            return False
+        for order in orders:
+            log.info("[EXEC] %s: sent", order.describe())
+        return True
+
+    async def _send(self, order: ManagedOrder, *, marked: bool = False) -> None:
+        """``sent`` written (unless ``marked`` already), then the request; the answer (or ``unknown``, or
+        ``rejected``) written."""
+        cid = order.client_order_id
+        venue = self.venues[order.exchange]
+        if not marked and not await self._mark_sent([order]):
             return
         request = OrderRequest(order.symbol, order.side, OrderType.LIMIT, cid, qty=order.qty, price=order.price,
                                time_in_force="IOC", test=self.cfg.dry_run)

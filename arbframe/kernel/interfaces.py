@@ -113,9 +113,10 @@ class Storage(Driver):
         return None
 
     def write_order_state(self, order: Order) -> None:
-        """Record one state of an order durably before returning: the execution layer writes each state change
-        (a new ``orders`` row per state, see :mod:`arbframe.execution.orders`) before its next step. The default
-        logs it and flushes; the kernel's writer waits until the driver has it (or its spool does)."""
+        """Record one state of an order durably before returning, and every record logged before it: the
+        execution layer writes each state change (a new ``orders`` row per state, see
+        :mod:`arbframe.execution.orders`) before its next step. The default logs it and flushes; the kernel's
+        writer waits until the driver has it (or its spool does)."""
         self.log_order(order)
         self.flush()
 
