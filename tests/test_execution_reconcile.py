@@ -150,3 +150,17 @@ async def test_unknown_stored_order_is_settled_once_the_venue_answers(caplog) ->
     assert [(r.status, r.hedged_qty) for r in reports] == [("filled", Q)]
     assert ex.entry_block("BTC", D(1)) is None
     pair.check(caplog)
+
+
+async def test_unreadable_settled_record_blocks_entries_instead_of_settling_twice() -> None:
+    pair = live_pair()
+    await crash_after_first_leg(pair, binance_places=False)
+    ex = pair.restart()
+
+    def broken(name):
+        raise ConnectionError("database away")
+
+    pair.storage.read_control = broken
+    assert await Reconciler(ex).on_start() == []
+    assert "settled hedges could not be read" in ex.entry_block("BTC", D(1))
+    assert len(pair.upbit.placements) == 1  # nothing unwound blind

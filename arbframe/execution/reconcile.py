@@ -95,6 +95,8 @@ class Reconciler:
             log.warning("[RECON] %s keeps no orders: nothing to settle from earlier runs", ex.storage.describe())
         else:
             reports = await self._settle_orders(rows)
+            if ex.risk.reconciling != "reconciliation with the venues is running":
+                return reports  # blocked with its reason
         await self.refresh_balances(baseline=True)
         ex.risk.reconciling = None
         ex.risk.publish()
@@ -112,7 +114,14 @@ class Reconciler:
             if parsed is not None and row.position_id:
                 key = (row.position_id, parsed.purpose, parsed.leg)
                 ex.attempts[key] = max(ex.attempts.get(key, -1), parsed.attempt)
-        settled = self.load_settled()
+        try:
+            settled = self.load_settled()
+        except Exception as exc:  # unknown which hedges the books have: settling any could count one twice
+            log.error("[RECON] the record of settled hedges could not be read (%s: %s): entries stay blocked",
+                      type(exc).__name__, exc)
+            ex.risk.reconciling = f"the record of settled hedges could not be read ({type(exc).__name__}); " \
+                                  "restart when the storage is back"
+            return []
         groups: dict[tuple[str, str], list[ManagedOrder]] = {}
         for cid, row in sorted(latest.items(), key=lambda item: item[1].ts):
             venue = ex.venues.get(row.exchange)
