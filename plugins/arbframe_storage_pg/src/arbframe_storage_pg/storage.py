@@ -424,49 +424,37 @@ class PostgresStorage(Storage):
     def _positions(self, status: str, order: str) -> list[Position]:
         from psycopg2 import sql
 
-        with self._io_lock:
-            self._flush_once(force_retry=True)
-            if self._conn is None or self._spooling_since is not None:
-                return self._local_positions(status)
-            spec = SPECS["positions"]
-            query = sql.SQL("SELECT {} FROM {} WHERE status = %s ORDER BY {}, id").format(
-                sql.SQL(", ").join(map(sql.Identifier, spec.names)),
-                sql.Identifier(self.settings.schema, "positions"),
-                sql.Identifier(order),
-            )
-            try:
-                with self._conn.cursor() as cur:
-                    cur.execute(query, (status,))
-                    rows = cur.fetchall()
-                self._conn.rollback()
-            except Exception as exc:
-                reason = error_reason(exc, self._password)
-                if is_connection_error(exc, self._conn):
-                    self._enter_spooling(reason)
-                else:
-                    safe_rollback(self._conn)
-                raise PostgresUnavailable(f"cannot load {status} positions from {self.endpoint}: {reason}") from None
-        return [record_from_db("positions", row) for row in rows]
+        return self._select("positions", sql.SQL(" WHERE status = %s"), (status,), order, f"{status} positions",
+                            local=lambda: self._local_positions(status))
 
     def load_orders(self, since: Any = None) -> list[Order]:
         """Order rows at or after ``since`` (every state the execution layer wrote). Flushes first; needs the
         database (``PostgresUnavailable`` while it is away)."""
         from psycopg2 import sql
 
+        if since is None:
+            return self._select("orders", sql.SQL(""), None, "ts", "orders")
+        return self._select("orders", sql.SQL(" WHERE ts >= %s"), (since,), "ts", "orders")
+
+    def _select(self, table: str, where: Any, params: Any, order: str, what: str, local: Any = None) -> list[Any]:
+        """Rows of ``table`` (``where`` a SQL fragment with ``params``) ordered by ``order`` then id, as records.
+        Flushes first; while PostgreSQL is away, ``local()`` answers or ``PostgresUnavailable`` is raised."""
+        from psycopg2 import sql
+
         with self._io_lock:
             self._flush_once(force_retry=True)
             if self._conn is None or self._spooling_since is not None:
-                raise PostgresUnavailable(f"cannot load orders: PostgreSQL at {self.endpoint} is unreachable "
+                if local is not None:
+                    return local()
+                raise PostgresUnavailable(f"cannot load {what}: PostgreSQL at {self.endpoint} is unreachable "
                                           f"({self._last_error})")
-            spec = SPECS["orders"]
-            where = sql.SQL(" WHERE ts >= %s") if since is not None else sql.SQL("")
-            query = sql.SQL("SELECT {} FROM {}{} ORDER BY ts, id").format(
-                sql.SQL(", ").join(map(sql.Identifier, spec.names)),
-                sql.Identifier(self.settings.schema, "orders"), where,
+            query = sql.SQL("SELECT {} FROM {}{} ORDER BY {}, id").format(
+                sql.SQL(", ").join(map(sql.Identifier, SPECS[table].names)),
+                sql.Identifier(self.settings.schema, table), where, sql.Identifier(order),
             )
             try:
                 with self._conn.cursor() as cur:
-                    cur.execute(query, (since,) if since is not None else None)
+                    cur.execute(query, params)
                     rows = cur.fetchall()
                 self._conn.rollback()
             except Exception as exc:
@@ -475,8 +463,8 @@ class PostgresStorage(Storage):
                     self._enter_spooling(reason)
                 else:
                     safe_rollback(self._conn)
-                raise PostgresUnavailable(f"cannot load orders from {self.endpoint}: {reason}") from None
-        return [record_from_db("orders", row) for row in rows]
+                raise PostgresUnavailable(f"cannot load {what} from {self.endpoint}: {reason}") from None
+        return [record_from_db(table, row) for row in rows]
 
     def _controls(self) -> Any:
         table = self._control_table
