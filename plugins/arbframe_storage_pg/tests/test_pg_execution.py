@@ -3,14 +3,12 @@ kill switch) shared by every runner on the schema, surviving restarts."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 
 from arbframe import Order, OrderStatus, OrderType, Side
-from arbframe.core.models import utcnow
-from arbframe.execution.control import KillSwitch
 
 
 def order(cid: str, seq: int, status: OrderStatus, ts) -> Order:
@@ -21,7 +19,7 @@ def order(cid: str, seq: int, status: OrderStatus, ts) -> Order:
 
 def test_order_states_are_read_back(open_storage) -> None:
     storage = open_storage()
-    t0 = utcnow()
+    t0 = datetime.now(timezone.utc)
     storage.write_order_state(order("af1-odn0", 1, OrderStatus.SENT, t0 - timedelta(hours=2)))
     storage.write_order_state(order("af1-odn0", 2, OrderStatus.FILLED, t0))
     rows = storage.load_orders()
@@ -32,26 +30,25 @@ def test_order_states_are_read_back(open_storage) -> None:
 def test_kill_switch_is_shared_through_the_schema(open_storage) -> None:
     one, two = open_storage(), open_storage()  # two runners on the same schema
     assert two.read_control("kill_switch") is None
-    KillSwitch(one).trip("from host a", flatten=True, by="a")
-    state = KillSwitch(two).read()
-    assert (state.killed, state.flatten, state.reason, state.by) == (True, True, "from host a", "a")
-    KillSwitch(two).resume(by="b")
-    assert not KillSwitch(one).read().killed
+    one.write_control("kill_switch", {"killed": True, "reason": "from host a", "flatten": True, "by": "a"})
+    assert two.read_control("kill_switch") == {"killed": True, "reason": "from host a", "flatten": True, "by": "a"}
+    two.write_control("kill_switch", {"killed": False, "by": "b"})  # replaces the record
+    assert one.read_control("kill_switch") == {"killed": False, "by": "b"}
     one.close()
-    assert not KillSwitch(open_storage()).read().killed  # a restart reads the same row
+    assert open_storage().read_control("kill_switch") == {"killed": False, "by": "b"}  # a restart reads the row
 
 
 def test_control_records_fail_loudly_when_the_database_is_away(open_storage, pg) -> None:
+    from arbframe_storage_pg.db import PostgresUnavailable
+
     storage = open_storage()
     storage.write_control("kill_switch", {"killed": True})
     pg.stop()
     try:
-        from arbframe_storage_pg.db import PostgresUnavailable
-
         with pytest.raises(PostgresUnavailable):
             storage.write_control("kill_switch", {"killed": False})
-        switch = KillSwitch(storage)
-        switch.state = switch.state.__class__(killed=True, reason="before")
-        assert switch.read().killed  # the kill switch keeps its last state
+        with pytest.raises(PostgresUnavailable):  # the runner's kill switch then keeps its last state
+            storage.read_control("kill_switch")
     finally:
         pg.start()
+    assert storage.read_control("kill_switch") == {"killed": True}  # reconnects once the database is back
