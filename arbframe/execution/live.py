@@ -201,6 +201,7 @@ class LiveExecutor(Executor):
         self.marks: dict[str, Decimal] = {}  # symbol -> KRW per coin (the decision's domestic VWAP)
         self.on_trip: Callable[[str], None] | None = None
         self.reconciler: Any = None  # set by arbframe.execution.reconcile.Reconciler
+        self._background: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------------------------ Executor interface
     def execute(self, legs: tuple[LegSpec, ...], qty: Decimal, ts: datetime, position_id: str | None, *,
@@ -274,8 +275,8 @@ class LiveExecutor(Executor):
         return len(self._tasks)
 
     async def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait for the hedges in flight (True when none is left)."""
-        tasks = list(self._tasks.values())
+        """Wait for the hedges in flight and the kill switch writes they started (True when none is left)."""
+        tasks = [*self._tasks.values(), *self._background]
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
         return not self._tasks
@@ -351,11 +352,22 @@ class LiveExecutor(Executor):
         self.risk.killed_reason = f"auto: {reason}"
         log.error("[EXEC] kill switch tripped automatically: %s", reason)
         if self.kill_switch is not None:
-            try:
-                self.kill_switch.trip(f"auto: {reason}", by="auto")
-            except Exception as exc:
-                log.error("[EXEC] the tripped kill switch could not be stored (%s: %s); it holds in this process "
-                          "only", type(exc).__name__, exc)
+            switch = self.kill_switch
+
+            def store() -> None:
+                try:
+                    switch.trip(f"auto: {reason}", by="auto")
+                except Exception as exc:
+                    log.error("[EXEC] the tripped kill switch could not be stored (%s: %s); it holds in this "
+                              "process only", type(exc).__name__, exc)
+
+            try:  # off the event loop: a slow store must not stall the hedges in flight
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                store()
+            else:
+                self._background.add(task := loop.create_task(asyncio.to_thread(store)))
+                task.add_done_callback(self._background.discard)
         if self.on_trip is not None:
             self.on_trip(reason)
         self.risk.publish()
