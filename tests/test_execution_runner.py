@@ -114,3 +114,31 @@ def test_live_mode_refuses_read_only_exchanges(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(Kernel, "load_exchange", lambda self, name, simulated=None: ReadOnly())
     with pytest.raises(LiveModeRefused, match="no trading side"):
         asyncio.run(run_loop(kernel, RunOptions(mode="live", max_iterations=1, interval=0.1)))
+
+
+@pytest.mark.parametrize(("options", "live", "why"), [
+    (frozenset(), {}, "does not declare IOC orders"),
+    (frozenset({"time_in_force"}), {"dry_run": True}, "cannot send test orders"),
+])
+def test_live_mode_refuses_drivers_without_ioc_or_test_orders(tmp_path, monkeypatch, options, live, why) -> None:
+    from arbframe.service.runner import LiveModeRefused
+
+    pair = live_pair()
+    for exchange in (pair.up, pair.bn):
+        exchange.order_options = options
+    kernel = live_kernel(tmp_path, pair, monkeypatch, **live)
+    with pytest.raises(LiveModeRefused, match=why):
+        asyncio.run(run_loop(kernel, RunOptions(mode="live", max_iterations=1, interval=0.1)))
+    assert pair.upbit.placements == [] and pair.binance.placements == []
+
+
+def test_dry_run_through_the_service_never_fills(tmp_path, monkeypatch, caplog) -> None:
+    caplog.set_level("INFO")
+    pair = live_pair()
+    kernel = live_kernel(tmp_path, pair, monkeypatch, dry_run=True)
+    assert asyncio.run(run_loop(kernel, RunOptions(mode="live", max_iterations=3, interval=0.2))) == 0
+    assert pair.upbit.orders == {} and pair.binance.orders == {} and pair.balances() == pair.start
+    assert any("DRY RUN" in r.getMessage() for r in caplog.records)
+    assert any("(dry run: nothing placed)" in r.getMessage() for r in caplog.records)
+    assert not (tmp_path / "data" / "positions.csv").exists() or \
+        rows(tmp_path / "data" / "positions.csv") == []

@@ -316,6 +316,11 @@ class Trading(abc.ABC):
     """A venue's private side: balances and orders. Needed for ``mode: live`` only. Order ids: ``Order.id`` is
     the venue's id or the client order id; every method accepts either where it takes ``order_id``."""
 
+    #: The :class:`OrderRequest` options :meth:`place_order` honors: ``"time_in_force"`` (IOC/FOK limit orders:
+    #: live execution sends nothing else, so ``--mode live`` refuses a driver without it) and ``"test"`` (the
+    #: venue's test endpoint: ``live.dry_run`` refuses a driver without it).
+    order_options: ClassVar[frozenset[str]] = frozenset()
+
     @abc.abstractmethod
     async def fetch_balances(self) -> dict[str, Decimal]:
         """Required. Free balance per asset (upper-case names, ``Decimal`` >= 0). A read: safe to retry on

@@ -257,13 +257,20 @@ class TradingService:
         from arbframe.execution.reconcile import Reconciler
         from arbframe.kernel.interfaces import Trading
 
+        live_cfg = LiveConfig.from_config(self.config)
         venues = {}
         for name, exchange in self.exchanges.items():
             if not isinstance(exchange, Trading):
                 raise LiveModeRefused(f"exchange {name!r} has no trading side (orders, balances): it cannot trade "
                                       "live; refusing to start")
+            options = getattr(exchange, "order_options", frozenset())
+            if "time_in_force" not in options:
+                raise LiveModeRefused(f"exchange {name!r} does not declare IOC orders (Trading.order_options lacks "
+                                      "time_in_force): live execution sends only limit IOC orders; refusing to start")
+            if live_cfg.dry_run and "test" not in options:
+                raise LiveModeRefused(f"exchange {name!r} cannot send test orders (Trading.order_options lacks test): "
+                                      "live.dry_run would place real orders; refusing to start")
             venues[name] = Venue(name, exchange, exchange.quote_currency, exchange)
-        live_cfg = LiveConfig.from_config(self.config)
         self.kill_switch = KillSwitch(self.storage, self.kernel.context.data_dir)
         self.executor = LiveExecutor(venues, domestic=self.cfg.domestic, foreign=self.cfg.foreign,
                                      storage=self.storage, cfg=live_cfg, ids=self.ids, kill_switch=self.kill_switch,

@@ -59,6 +59,8 @@ _STATUS = {"new": OrderStatus.NEW, "partially_filled": OrderStatus.PARTIALLY_FIL
 class FakeVenueExchange(Exchange):
     """See the module docstring. ``calls`` lists ``(method, client order id or symbol)`` of every call."""
 
+    order_options = frozenset({"time_in_force", "test"})
+
     def __init__(self, fake: FakeVenue, name: str, *, step: Decimal | str = "0.00000001",
                  min_qty: Decimal | str = "0", min_notional: Decimal | str = "0", fee_rate: Decimal | str | None = None
                  ) -> None:
