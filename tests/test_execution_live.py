@@ -181,6 +181,9 @@ async def test_unwind_that_cannot_fill_leaves_a_recorded_residual_and_trips(capl
     assert pair.executor.killed and "residual exposure" in risk.killed_reason
     assert pair.executor.entry_block("ETH", D(1)).startswith("kill switch")
     pair.check(caplog, residual=-Q)
+    # the runbook: flatten the residual by hand, then resume
+    await pair.executor.apply_kill(KillState(False, by="ops"))
+    assert pair.executor.entry_block("ETH", D(1)) is None and risk.residual_krw == 0
 
 
 async def test_dry_run_never_fills(caplog) -> None:

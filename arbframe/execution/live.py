@@ -342,6 +342,10 @@ class LiveExecutor(Executor):
         elif was is not None:
             self.risk.killed_reason = None
             self.risk.consecutive_failures = 0
+            if self.risk.residuals:  # the runbook: flatten the residual by hand, then resume
+                log.warning("[EXEC] residual exposure of %s KRW cleared by the resume (flattened by hand)",
+                            self.risk.residual_krw.quantize(Decimal(1)))
+                self.risk.residuals.clear()
             log.warning("[EXEC] kill switch released (%s): entries allowed again", state.by or "resume")
         self.risk.publish()
 
