@@ -27,6 +27,8 @@ KERNEL_COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("arbframe.commands.status", "open positions with unrealized PnL, balances, limits, last tick age"),
     "profit": ("arbframe.commands.profit", "realized PnL, trades, win rate, fees, FX translation; per symbol and day"),
     "history": ("arbframe.commands.history", "closed positions, newest first"),
+    "kill": ("arbframe.commands.kill", "trip the live kill switch (no entries, cancel orders; --flatten closes)"),
+    "resume": ("arbframe.commands.resume", "release the live kill switch"),
 }
 
 def _selected_command(argv: Sequence[str]) -> str | None:

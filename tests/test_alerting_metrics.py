@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from arbframe import EXCHANGE_ERROR_KINDS
 from arbframe.kernel.config import load_config
 from arbframe.kernel.plugin_host import Kernel
 from arbframe.service.runner import RunOptions, TradingService, run_loop
@@ -46,7 +47,7 @@ def test_counters_exist_at_zero_before_their_first_event(tmp_path) -> None:
     _started(kernel)
     value = kernel.registry.get_sample_value
     for exchange in ("upbit", "binance"):
-        for kind in ("banned", "http", "timeout", "api", "parse", "rate_limited"):
+        for kind in EXCHANGE_ERROR_KINDS:  # the taxonomy's kinds, the only labels both venues count
             assert value("arbframe_exchange_errors_total", {"exchange": exchange, "kind": kind}) == 0, (exchange, kind)
         assert value("arbframe_exchange_ws_reconnects_total", {"exchange": exchange}) == 0
         for side in ("buy", "sell"):

@@ -20,13 +20,14 @@ LAYERS: dict[str, int] = {
     "kernel": 1,
     "venues": 2,
     "builtins": 3,
-    "trading": 4,
-    "market": 5,
-    "replay": 6,
-    "service": 7,
-    "testing": 8,
-    "commands": 9,
-    "arbframe": 10,
+    "execution": 4,
+    "trading": 5,
+    "market": 6,
+    "replay": 7,
+    "service": 8,
+    "testing": 9,
+    "commands": 10,
+    "arbframe": 11,
 }
 
 

@@ -5,6 +5,7 @@ install kernel + CSV plugin in a fresh virtual environment from ``.venv/wheelhou
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,19 @@ WHEELHOUSE = Path(sys.prefix) / "wheelhouse"  # `make install` keeps the wheels 
 IGNORE = shutil.ignore_patterns("__pycache__", "*.egg-info", "build", "dist", ".pytest_cache")
 PLUGINS = sorted(p for p in (ROOT / "plugins").glob("*/") if (p / "pyproject.toml").is_file())
 DISTS = {"arbframe": ROOT, **{p.name: p for p in PLUGINS}}
+
+
+def _declared_version(dist: str) -> str:
+    """The version a distribution declares in its one source: the ``__version__`` its pyproject points at."""
+    root = DISTS[dist]
+    attr = re.search(r'version = \{ attr = "([\w.]+)\.__version__" \}', (root / "pyproject.toml").read_text())
+    assert attr, f"{dist}: no dynamic version attr in its pyproject"
+    module = Path(*attr.group(1).split("."))
+    source = next(p for p in (root / "src" / module / "__init__.py", root / module / "__init__.py",
+                              root / "src" / f"{module}.py", root / f"{module}.py") if p.is_file())
+    found = re.search(r'^__version__ = "([^"]+)"', source.read_text(), re.M)
+    assert found, f"{dist}: no __version__ in {source}"
+    return found.group(1)
 
 
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
@@ -65,7 +79,8 @@ def test_wheels_carry_complete_metadata_and_no_test_servers(wheels: dict[str, Pa
             meta = Parser().parsestr(z.read(meta_name).decode())
         assert not [n for n in names if "fake_server" in n or "/tests/" in n], (name, names)
         assert meta["License"] == "MIT" and "License :: OSI Approved :: MIT License" in meta.get_all("Classifier")
-        assert meta["Version"] == "0.1.0" and meta["Description-Content-Type"] == "text/markdown"
+        assert meta["Version"] == _declared_version(name), name
+        assert meta["Description-Content-Type"] == "text/markdown"
         assert len(meta.get_payload()) > 200, f"{name}: no README in the long description"
         if name != "arbframe":
             assert "arbframe<0.2,>=0.1" in meta.get_all("Requires-Dist"), (name, meta.get_all("Requires-Dist"))

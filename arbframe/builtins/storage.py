@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
-from arbframe.core.models import ErrorRecord, FxRate, Position, Spread
+from arbframe.core.models import ErrorRecord, FxRate, Order, Position, Spread
 from arbframe.core.records import newest_fx_rate, newest_spreads
 from arbframe.kernel.interfaces import Storage
 
@@ -49,7 +50,8 @@ class NullStorage(Storage):
 
 class MemoryStorage(NullStorage):
     """Keeps every record in lists (tests); ``load_positions`` / ``load_closed_positions`` return the latest state
-    of each position id, ``load_last_fx_rate`` / ``load_last_spreads`` the newest records."""
+    of each position id, ``load_last_fx_rate`` / ``load_last_spreads`` the newest records; ``load_orders`` every
+    order row; control records (the kill switch) in a dict."""
 
     name = "memory"
 
@@ -60,6 +62,7 @@ class MemoryStorage(NullStorage):
         self.trades: list[Any] = []
         self.fx_rates: list[FxRate] = []
         self.errors: list[ErrorRecord] = []
+        self.controls: dict[str, dict[str, Any]] = {}
         self.flushes = 0
 
     def log_spread(self, spread: Spread) -> None:
@@ -85,6 +88,16 @@ class MemoryStorage(NullStorage):
 
     def load_positions(self) -> list[Position]:
         return [p for p in self._latest() if p.is_open]
+
+    def load_orders(self, since: datetime | None = None) -> list[Order]:
+        return [o for o in self.orders if isinstance(o, Order) and (since is None or o.ts >= since)]
+
+    def read_control(self, name: str) -> dict[str, Any] | None:
+        value = self.controls.get(name)
+        return dict(value) if value is not None else None
+
+    def write_control(self, name: str, value: Mapping[str, Any]) -> None:
+        self.controls[name] = dict(value)
 
     def load_closed_positions(self) -> list[Position]:
         return [p for p in self._latest() if not p.is_open]

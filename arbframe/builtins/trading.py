@@ -2,8 +2,8 @@
 
 Sections: ``arbitrage`` (venue pair, symbols, thresholds, limits), ``fx`` (only ``max_age_seconds`` here; the
 source drivers add theirs), ``paper`` (paper wallets, id seed), ``simulation`` (the simulated market of mock
-mode), ``backtest`` (replay output), ``live`` (the explicit confirmation switch) and ``alerts`` (thresholds the
-alert rules read from gauges).
+mode), ``backtest`` (replay output), ``live`` (confirmation, execution bounds, risk limits) and ``alerts``
+(thresholds the alert rules read from gauges).
 """
 
 from __future__ import annotations
@@ -150,10 +150,59 @@ BACKTEST_SCHEMA: dict[str, Any] = {
     "additionalProperties": False,
 }
 
+_OPT_POS_INT = {"type": ["integer", "null"], "minimum": 1}
+_LIMITS = {
+    "type": "object",
+    "description": "live risk limits (null: none); a breach blocks entries, some trip the kill switch",
+    "properties": {
+        "max_order_notional_krw": {**_OPT_POS, "description": "KRW value of one entry's domestic leg"},
+        "max_symbol_notional_krw": {**_OPT_POS, "description": "KRW at entry of the open positions on one symbol"},
+        "max_total_notional_krw": {**_OPT_POS, "description": "KRW at entry of every open position"},
+        "max_open_positions": {**_OPT_POS_INT, "description": "open positions, entries in flight included"},
+        "max_consecutive_failures": {
+            **_OPT_POS_INT, "description": "hedges failed in a row (unwound, unresolved, residual): trips the kill "
+            "switch",
+        },
+        "max_daily_loss_krw": {
+            **_OPT_POS, "description": "the day's realized loss that trips the kill switch (null: "
+            "arbitrage.max_daily_loss_krw)",
+        },
+        "min_reserve": {
+            "type": "object", "description": "venue -> {asset: amount} that must stay free after an entry's orders",
+            "additionalProperties": {"type": "object", "additionalProperties": {"type": ["number", "string"]}},
+        },
+    },
+    "additionalProperties": False,
+}
+
 LIVE_SCHEMA: dict[str, Any] = {
     "type": "object",
+    "description": "live execution (docs/LIVE.md)",
     "properties": {
         "confirm": {"type": "boolean", "description": "must be true (with credentials) for --mode live"},
+        "dry_run": {"type": "boolean",
+                    "description": "send every order to the venues' test endpoints: checked, never placed"},
+        "max_slippage_bps": {**_NONNEG, "description": "IOC price bound: the book VWAP moved this far against us"},
+        "max_hedge_slippage_bps": {
+            **_NONNEG, "description": "bound of hedge retries and unwinds when one leg filled more than the other",
+        },
+        "hedge_timeout_seconds": {**_POS, "description": "how long to retry the missing leg, then to unwind"},
+        "hedge_retry_interval_seconds": {**_NONNEG, "description": "pause between hedge retries"},
+        "lookup_interval_seconds": {**_POS, "description": "pause between lookups of an order by client id"},
+        "not_found_seconds": {
+            **_POS, "description": "an order the venue still does not know this long after sending was never placed",
+        },
+        "rate_limit_backoff_seconds": {**_POS, "description": "first wait after a 429 without Retry-After (doubles)"},
+        "max_residual_krw": {
+            **_NONNEG, "description": "unhedged coin value that blocks entries and trips the kill switch",
+        },
+        "reconcile_interval_minutes": {**_POS, "description": "balance check against the books every N minutes"},
+        "max_balance_drift": {
+            **_NONNEG, "description": "relative balance difference from the books that pauses entries",
+        },
+        "reconcile_lookback_hours": {**_POS, "description": "stored orders read back at start"},
+        "persist_timeout_seconds": {**_POS, "description": "bound on storing one order state before sending"},
+        "limits": _LIMITS,
     },
     "additionalProperties": False,
 }

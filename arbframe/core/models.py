@@ -73,12 +73,18 @@ class OrderType(str, Enum):
 
 
 class OrderStatus(str, Enum):
+    """An order's state. ``sent``: handed to the venue, no answer yet; ``unknown``: sent and the answer was lost
+    (a timeout or 5xx after sending): whether the venue placed it is found out by looking it up by client id
+    (the execution layer's state machine, :mod:`arbframe.execution.orders`)."""
+
     NEW = "new"
     OPEN = "open"
     PARTIALLY_FILLED = "partially_filled"
     FILLED = "filled"
     CANCELED = "canceled"
     REJECTED = "rejected"
+    SENT = "sent"
+    UNKNOWN = "unknown"
 
 
 class PositionStatus(str, Enum):
@@ -225,6 +231,9 @@ class Order:
     #: the received asset); ``fee``/``fee_currency`` are the first of them. Not a table column (metadata), so
     #: stored tables and their readers are unchanged; empty when the fee is in one asset.
     fees: tuple[tuple[str, Decimal], ...] = field(default=(), compare=False, metadata={"column": False})
+    #: The quote-currency amount of the fills (sum of price x quantity) as the venue reports it, exact; None when
+    #: not known (then ``filled_qty x avg_price``). Not a table column (metadata), like ``fees``.
+    filled_quote: Decimal | None = field(default=None, compare=False, metadata={"column": False})
 
 
 @dataclass(frozen=True, slots=True)

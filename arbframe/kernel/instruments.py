@@ -20,10 +20,6 @@ T = TypeVar("T")
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
-#: ``kind`` values of ``arbframe_exchange_errors_total`` every connector reports; pre-created at 0 so the first
-#: error is an increase Prometheus can see (a series born at 1 is invisible to ``increase()``).
-#: (the labels Upbit and Binance count until they are ported to the taxonomy, beside the taxonomy's own kinds)
-CONNECTOR_ERROR_KINDS: tuple[str, ...] = ("http", "timeout", "api", "parse", "rate_limited", "banned")
 #: the tables of every storage backend (``docs/DB_SCHEMA.md``)
 STORAGE_TABLES: tuple[str, ...] = ("spreads", "positions", "orders", "trades", "fx_rates", "errors")
 
@@ -61,7 +57,7 @@ class ExchangeMetrics:
 
         ``requests_total`` is not pre-created: its ``status`` label is whatever the venue answers.
         """
-        for kind in dict.fromkeys((*EXCHANGE_ERROR_KINDS, *CONNECTOR_ERROR_KINDS, *error_kinds)):
+        for kind in dict.fromkeys((*EXCHANGE_ERROR_KINDS, *error_kinds)):  # at 0: increase() sees the first error
             self.errors.labels(exchange, kind)
         for group in groups:
             self.rate_limit_waits.labels(exchange, group)

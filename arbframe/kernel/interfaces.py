@@ -125,6 +125,28 @@ class Storage(Driver):
         keeps no history (the default). Status marks open positions with them when no market is reachable, and
         says so with the spreads' age. Reads may raise when the backend is unreachable."""
         return None
+    def write_order_state(self, order: Order) -> None:
+        """Record one state of an order durably before returning, and every record logged before it: the
+        execution layer writes each state change (a new ``orders`` row per state, see
+        :mod:`arbframe.execution.orders`) before its next step. The default logs it and flushes; the kernel's
+        writer waits until the driver has it (or its spool does)."""
+        self.log_order(order)
+        self.flush()
+
+    def load_orders(self, since: datetime | None = None) -> list[Order] | None:
+        """Every ``orders`` row written at or after ``since`` (all when None), for the reconciliation after a
+        restart. Optional: the default ``None`` says this backend keeps no orders to read back."""
+        return None
+
+    def read_control(self, name: str) -> dict[str, Any] | None:
+        """A small control record shared by every runner on this store (the kill switch), None when never
+        written. Optional: the default raises ``NotImplementedError`` and the kernel keeps it in a local file."""
+        raise NotImplementedError
+
+    def write_control(self, name: str, value: Mapping[str, Any]) -> None:
+        """Store a control record (a JSON-able mapping) durably, replacing the previous one. Optional: see
+        :meth:`read_control`."""
+        raise NotImplementedError
 
     @abc.abstractmethod
     def flush(self) -> None: ...
@@ -307,6 +329,11 @@ class MarketData(Driver):
 class Trading(abc.ABC):
     """A venue's private side: balances and orders. Needed for ``mode: live`` only. Order ids: ``Order.id`` is
     the venue's id or the client order id; every method accepts either where it takes ``order_id``."""
+
+    #: The :class:`OrderRequest` options :meth:`place_order` honors: ``"time_in_force"`` (IOC/FOK limit orders:
+    #: live execution sends nothing else, so ``--mode live`` refuses a driver without it) and ``"test"`` (the
+    #: venue's test endpoint: ``live.dry_run`` refuses a driver without it).
+    order_options: ClassVar[frozenset[str]] = frozenset()
 
     @abc.abstractmethod
     async def fetch_balances(self) -> dict[str, Decimal]:

@@ -338,6 +338,17 @@ class StorageWriter(Storage):
     def log_error(self, error: ErrorRecord) -> None:
         self._submit("log_error", error)
 
+    def write_order_state(self, order: Order) -> None:
+        """Durable before returning (the execution layer's state changes): handed to the driver and flushed, or
+        appended to the spool while diverting. Raises ``TimeoutError`` when the driver did not take it within
+        ``call_timeout_seconds`` (the record stays queued; the caller must not act as if it were stored)."""
+        self._submit("log_order", order)
+        if self._diverting:
+            return
+        if not self.sync(self.call_timeout_seconds):
+            raise TimeoutError(f"{self.inner.describe()} did not store order {order.id} within "
+                               f"{self.call_timeout_seconds:g}s")
+
     def flush(self) -> None:
         """Ask the writer to flush the driver; never waits (the tick calls this). See :meth:`sync`."""
         if self._closed:
@@ -428,6 +439,24 @@ class StorageWriter(Storage):
         if loaded is None and not spooled:
             return None
         return newest_spreads([*(loaded or []), *spooled], symbols)
+
+    def load_orders(self, since: Any = None) -> list[Order] | None:
+        """Order rows of the driver since ``since``, overlaid with those still spooled (None: it keeps none)."""
+        loaded = self._on_writer(lambda: self.inner.load_orders(since), self.call_timeout_seconds)
+        with self._lock:
+            items, _ = self._spool.read()
+        spooled = [r for _m, r in items if isinstance(r, Order) and (since is None or r.ts >= since)]
+        if loaded is None and not spooled:
+            return None
+        seen = {o.id for o in loaded or []}
+        return [*(loaded or []), *(o for o in spooled if o.id not in seen)]
+
+    def read_control(self, name: str) -> dict[str, Any] | None:
+        """The driver's control record, read on the writer thread (``NotImplementedError`` passes through)."""
+        return self._on_writer(lambda: self.inner.read_control(name), self.call_timeout_seconds)
+
+    def write_control(self, name: str, value: Any) -> None:
+        self._on_writer(lambda: self.inner.write_control(name, value), self.call_timeout_seconds)
 
     def lock_book(self, book: BookKey) -> BookLock | None:
         lock = getattr(self.inner, "lock_book", None)

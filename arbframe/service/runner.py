@@ -25,7 +25,7 @@ from arbframe.core.models import ErrorRecord, FxRate, IdGenerator, MarketRules, 
 from arbframe.service.isolation import IsolatedCache, IsolatedStorage
 from arbframe.service.readiness import Readiness, VenueReadiness
 from arbframe.trading.accounting import fee_schedules
-from arbframe.trading.engine import Engine, MarketSnapshot
+from arbframe.trading.engine import Engine, MarketSnapshot, TickResult
 from arbframe.trading.paper import DEFAULT_BALANCES, PaperWallet
 from arbframe.trading.statistics import DayRollover, TradingMetrics, format_metrics_summary
 from arbframe.trading.strategy import StrategyConfig
@@ -65,7 +65,7 @@ def _has_credentials(section: Mapping[str, Any] | None) -> bool:
 
 
 def live_refusal(config: Mapping[str, Any]) -> str | None:
-    """Why ``--mode live`` must not start (None would mean it may). Real order execution is its own issue."""
+    """Why ``--mode live`` must not start, or None: credentials for both venues and ``live.confirm: true``."""
     arb = config.get("arbitrage") or {}
     venues = [str(arb.get("domestic", "upbit")), str(arb.get("foreign", "binance"))]
     missing = [v for v in venues if not _has_credentials(config.get(v))]
@@ -78,8 +78,7 @@ def live_refusal(config: Mapping[str, Any]) -> str | None:
     if not (config.get("live") or {}).get("confirm"):
         return ("live mode places real orders and needs the explicit confirmation setting live.confirm: true; "
                 "refusing to start")
-    return ("live order execution is not available in this version (real orders are a separate feature); "
-            "refusing to start. Use --mode paper to trade on paper with live market data")
+    return None
 
 
 # ------------------------------------------------------------------------------------------------- service
@@ -110,6 +109,13 @@ class TradingService:
         self.book = book_from_config(kernel.config)
         self.book_lock: Any = None
         self.unreachable: set[str] = set()  # venues that gave no book in the last snapshot
+        # live execution (mode live without --mock): arbframe.execution
+        self.live = kernel.context.mode == "live" and not mock
+        self.executor: Any = None
+        self.reconciler: Any = None
+        self.kill_switch: Any = None
+        self.flatten_due = False
+        self._kill_read_failed = False
 
     @property
     def simulated(self) -> bool:
@@ -161,12 +167,14 @@ class TradingService:
         self.publish_limits()
         log.info("[BOT] Metrics collector initialized")
         if self.with_engine:
-            self.engine = self._build_engine()
+            self.engine = self._build_engine(self._build_executor() if self.live else None)
             self._restore_totals()
             resumed = self.engine.resume(self.storage.load_positions())
             for p in resumed:
                 log.info("[BOT] resumed open position %s: %s %s qty=%s opened %s", p.id, p.direction.value,
                          p.symbol, p.qty, p.opened_at.isoformat())
+            if self.executor is not None:
+                await self._start_live()
         from arbframe.kernel.config import fx_source_name
 
         redis_cfg = self.config.get("redis") or {}
@@ -180,6 +188,13 @@ class TradingService:
         """The configured limits as gauges (``docs/METRICS.md``): the alert rules compare against these."""
         cfg = self.cfg
         max_drawdown = (self.config.get("alerts") or {}).get("max_drawdown_krw")
+        if self.executor is None:  # the execution gauges and limits exist in every mode (0: not live)
+            from arbframe.execution.config import LiveConfig
+            from arbframe.execution.risk import ExecutionMetrics, RiskGuard
+
+            guard = RiskGuard(LiveConfig.from_config(self.config), ExecutionMetrics.get(self.kernel.registry))
+            guard.reconciling = None
+            guard.publish()
         self.metrics.publish_limits(
             max_daily_loss_krw=cfg.max_daily_loss_krw,
             max_fx_age_seconds=cfg.max_fx_age_seconds,
@@ -228,7 +243,77 @@ class TradingService:
     def wallets(self) -> dict[str, PaperWallet]:
         return paper_wallets(self.config, {name: e.quote_currency for name, e in self.exchanges.items()})
 
-    def _build_engine(self) -> Engine:
+    def _build_executor(self) -> Any:
+        """The live executor over both exchanges' trading side, its kill switch and reconciliation."""
+        from arbframe.execution.config import LiveConfig
+        from arbframe.execution.control import KillSwitch
+        from arbframe.execution.live import LiveExecutor, Venue
+        from arbframe.execution.reconcile import Reconciler
+        from arbframe.kernel.interfaces import Trading
+
+        live_cfg = LiveConfig.from_config(self.config)
+        venues = {}
+        for name, exchange in self.exchanges.items():
+            if not isinstance(exchange, Trading):
+                raise LiveModeRefused(f"exchange {name!r} has no trading side (orders, balances): it cannot trade "
+                                      "live; refusing to start")
+            options = getattr(exchange, "order_options", frozenset())
+            if "time_in_force" not in options:
+                raise LiveModeRefused(f"exchange {name!r} does not declare IOC orders (Trading.order_options lacks "
+                                      "time_in_force): live execution sends only limit IOC orders; refusing to start")
+            if live_cfg.dry_run and "test" not in options:
+                raise LiveModeRefused(f"exchange {name!r} cannot send test orders (Trading.order_options lacks test): "
+                                      "live.dry_run would place real orders; refusing to start")
+            venues[name] = Venue(name, exchange, exchange.quote_currency, exchange)
+        self.kill_switch = KillSwitch(self.storage, self.kernel.context.data_dir)
+        self.executor = LiveExecutor(venues, domestic=self.cfg.domestic, foreign=self.cfg.foreign,
+                                     storage=self.storage, cfg=live_cfg, ids=self.ids, kill_switch=self.kill_switch,
+                                     registry=self.kernel.registry, instance_id=self.book.instance_id)
+        self.reconciler = Reconciler(self.executor)
+        self.kernel.register(self.executor, "service:execution")
+        log.warning("[BOT] LIVE MODE: orders on %s and %s, IOC at VWAP + %s bps%s", self.cfg.domestic,
+                    self.cfg.foreign, live_cfg.max_slippage_bps,
+                    " -- DRY RUN: every order goes to the venues' test endpoints, nothing is placed"
+                    if live_cfg.dry_run else "")
+        return self.executor
+
+    async def _start_live(self) -> None:
+        """Kill switch state, then the start-up reconciliation: entries wait until it is done."""
+        await self.before_tick()
+        reports = await self.reconciler.on_start()
+        self.executor.adopt(reports)
+
+    async def _read_kill(self) -> Any:
+        """The stored kill switch, read off the event loop within 2 s (the last state when the store is slow)."""
+        try:
+            state = await asyncio.wait_for(asyncio.to_thread(self.kill_switch.read), 2.0)
+        except asyncio.TimeoutError:
+            if not self._kill_read_failed:
+                log.warning("[BOT] kill switch: %s did not answer within 2s; keeping the last state",
+                            self.kill_switch.where)
+            self._kill_read_failed = True
+            return self.kill_switch.state
+        self._kill_read_failed = False
+        return state
+
+    async def before_tick(self) -> None:
+        """Live: take the kill switch (effective this tick), trip it on the daily loss limit, rebaseline the
+        balances after ``arbframe resume``."""
+        executor = self.executor
+        if executor is None:
+            return
+        state = await self._read_kill()
+        was = executor.killed
+        await executor.apply_kill(state)
+        if was and not state.killed and self.reconciler is not None:
+            await self.reconciler.refresh_balances(baseline=True)
+        self.flatten_due = state.killed and state.flatten
+        if self.engine is not None and not executor.killed:
+            why = executor.risk.daily_loss_trip(self.engine.stats.daily_pnl(utcnow()), self.cfg.max_daily_loss_krw)
+            if why is not None:
+                executor.trip(why)
+
+    def _build_engine(self, executor: Any = None) -> Engine:
         cfg = self.cfg
         d, f = self.exchanges[cfg.domestic], self.exchanges[cfg.foreign]
         redis_cfg = self.config.get("redis") or {}
@@ -254,6 +339,7 @@ class TradingService:
                 (self.config.get("arbitrage") or {}).get("spread_log_interval_seconds", 0)
             ),
             observe_tick_seconds=False,  # run_loop times engine + storage flush as one tick
+            executor=executor,
         )
 
     async def current_fx(self) -> FxRate | None:
@@ -497,6 +583,8 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
     stop.install()
     server = None
     iterations = 0
+    periodic: asyncio.Task[Any] | None = None
+    reconcile_stop = asyncio.Event()
     from arbframe.service.liveness import LoopState, heartbeat_path, write_heartbeat
 
     interval = _interval(opts, kernel.config)
@@ -516,10 +604,15 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
         service.publish_limits(interval)
         tick_seconds = service.metrics.tick_seconds
         rollover = DayRollover(engine.stats)
+        if service.reconciler is not None:
+            periodic = asyncio.create_task(service.reconciler.run_periodic(reconcile_stop))
         async for _ in paced(opts, interval, stop):
+            await service.before_tick()
             snap = await service.snapshot()
             started = time.perf_counter()
             result = engine.process(snap)
+            if service.flatten_due:
+                engine.close_all(snap, result)
             storage.flush()
             tick_seconds.observe(time.perf_counter() - started)  # engine, cache writes and the storage flush
             summary = rollover.update(snap.ts)
@@ -538,6 +631,14 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
     finally:
         stop.uninstall()
         state.stopped, state.ready, state.ready_reason = True, False, "stopped"
+        reconcile_stop.set()
+        if periodic is not None:
+            await asyncio.gather(periodic, return_exceptions=True)
+        if service.executor is not None:  # hedges in flight finish (bounded); the rest waits for the next start
+            await service.executor.close(timeout=2 * service.executor.cfg.hedge_timeout_seconds + 5)
+            if service.engine is not None and service.storage is not None:
+                service.engine.settle_reports(await _last_snapshot(service), TickResult(utcnow()))
+                service.storage.flush()
         if server is not None:
             try:
                 await server.stop()
@@ -550,6 +651,16 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
         if service.storage is not None:
             _beat(beat_file, state, write_heartbeat)
     return 0
+
+
+async def _last_snapshot(service: TradingService) -> MarketSnapshot:
+    """The books and rate the last hedges are recorded against at shutdown (the last known rate when the venues
+    or the FX source no longer answer)."""
+    try:
+        return await asyncio.wait_for(service.snapshot(), 5.0)
+    except Exception:
+        engine = service.engine
+        return MarketSnapshot(utcnow(), {}, engine.last_fx if engine is not None else None)
 
 
 def _beat(path: Any, state: Any, write: Any) -> None:

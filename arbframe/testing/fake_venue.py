@@ -38,6 +38,7 @@ Matching engine (venue-neutral; a venue's routes call it and render the result i
     answer = await fake.after_accept(order, request)     # a fault after the order was placed, or None
     order = fake.get_order(client_id=...) / fake.get_order(venue_id=...)   # None when unknown
     order = fake.cancel(client_id=...)                   # unlocks what is left; OrderRefused when not open
+    fake.check_order("BTC", "buy", price, qty)           # a test endpoint: checks only, nothing placed
 
 ``place_limit`` walks the fake's own book (:meth:`FakeVenue.book`) from the best level up to ``price``, at each
 level's price, and consumes the depth it takes: :meth:`FakeVenue.book` shows what is left until the mid moves
@@ -330,6 +331,20 @@ class FakeVenue:
             cost = price * qty
             return self.quote, cost + (cost * rate if fee_in == "quote" else Decimal(0))
         return symbol, qty + (qty * rate if fee_in == "base" else Decimal(0))
+
+    def check_order(self, symbol: str, side: str, price: Decimal | int | str, qty: Decimal | int | str) -> None:
+        """What a venue's test endpoint does (Binance ``/api/v3/order/test``, Upbit ``/v1/orders/test``): the
+        checks of :meth:`place_limit` (symbol, order, balance), nothing placed, no fault taken; raises
+        :class:`OrderRefused` like it."""
+        symbol, side = symbol.upper(), side.lower()
+        price, qty = Decimal(str(price)), Decimal(str(qty))
+        if symbol not in self.mids:
+            raise OrderRefused("unknown_symbol", f"unknown symbol {symbol}")
+        if side not in ("buy", "sell") or price <= 0 or qty <= 0:
+            raise OrderRefused("bad_order", f"bad order {side} {qty} @ {price}")
+        asset, amount = self._needs(symbol, side, price, qty)
+        if self.balances.get(asset, Decimal(0)) < amount:
+            raise OrderRefused("insufficient_balance", f"insufficient {asset} for {side} {qty} @ {price}")
 
     def place_limit(self, symbol: str, side: str, price: Decimal | int | str, qty: Decimal | int | str,
                     client_id: str, tif: str = "IOC") -> FakeOrder:

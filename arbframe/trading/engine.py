@@ -32,6 +32,7 @@ from arbframe.core.models import (
     Side,
     Spread,
 )
+from arbframe.execution.base import Executor, HedgeReport
 from arbframe.kernel.interfaces import Cache, Storage
 from arbframe.trading.accounting import (
     Changes,
@@ -147,6 +148,21 @@ def _coin(changes: Mapping[tuple[str, str], Decimal], symbol: str) -> Decimal:
     return sum((amount for (_venue, asset), amount in changes.items() if asset == symbol), ZERO)
 
 
+@dataclass
+class _Pending:
+    """An entry or a close handed to a deferred executor, until its report arrives (counts for the limits)."""
+
+    symbol: str
+    qty: Decimal
+    price: Decimal
+    purpose: str = "open"
+    net_premium: Decimal | None = None
+
+    @property
+    def entry_domestic_price(self) -> Decimal:
+        return self.price
+
+
 class Engine:
     """The trading core for one venue pair (see the module docstring)."""
 
@@ -174,6 +190,7 @@ class Engine:
         spread_listeners: bool = True,
         observe_tick_seconds: bool = True,
         fees: Mapping[str, FeeSchedule] | None = None,
+        executor: Executor | None = None,
     ) -> None:
         self.cfg = cfg
         self.strategy = Strategy(cfg)
@@ -210,7 +227,9 @@ class Engine:
             self.domestic, self.foreign, self.fee_domestic, self.fee_foreign, ids,
             safety_margin=cfg.safety_margin, directions=cfg.directions,
         )
-        self.executor = PaperExecutor(wallets, ids, simulated=simulated)
+        # paper fills unless another executor is given (live: arbframe.execution.live.LiveExecutor)
+        self.executor: Any = executor if executor is not None else PaperExecutor(wallets, ids, simulated=simulated)
+        self._pending: dict[str, _Pending] = {}  # position id -> entry or close a deferred executor is working on
         self.stats = TradingStats(cfg.timezone)
         self.positions: dict[str, Position] = {}
         self._history_ids: set[str] = set()
@@ -305,6 +324,8 @@ class Engine:
         return count
 
     def _apply_changes(self, changes: Mapping[tuple[str, str], Decimal]) -> None:
+        if self.executor.deferred:  # live: the wallets are the venues' own balances, history included
+            return
         wallets = self.executor.wallets
         for (venue, asset), amount in changes.items():
             wallet = wallets.get(venue)
@@ -394,6 +415,8 @@ class Engine:
                     block = strategy.entry_block(best, self.view(), now, fx_fresh=fx_fresh)
                     if block is None and self.unready:
                         block = self._venue_block()
+                    if block is None and self.executor.deferred:  # live: kill switch, risk limits, hedges
+                        block = self.executor.entry_block(symbol)
                     if block is None:
                         out.open = OpenDecision(symbol, best.direction, best.qty, best)
                     else:
@@ -441,7 +464,10 @@ class Engine:
         t0 = _perf_counter()
         now = snap.ts
         result = TickResult(now)
-        self.executor.begin_tick()
+        executor = self.executor
+        executor.begin_tick()
+        if executor.deferred:  # live: what finished since the last tick goes into the books first
+            self.settle_reports(snap, result)
         stats = self.stats
         stats.now = now
         fx = snap.fx
@@ -486,6 +512,8 @@ class Engine:
             quotes.extend(decision.quotes)
             if decision.closes:
                 for close in decision.closes:
+                    if close.position.id in self._pending:  # its close is still with the executor
+                        continue
                     closed = self._close(close, snap, result)
                     if closed is not None:
                         decision.marks.pop(closed.id, None)
@@ -612,6 +640,8 @@ class Engine:
         rate = snap.fx.rate
         position_id = self.ids()
         legs = self._legs(spread.direction, snap, symbol, False, qty)
+        if ex.deferred:
+            return self._send_entry(decision, snap, position_id, legs, qty)
         try:
             done = ex.execute(legs, qty, snap.ts, position_id)
         except (InsufficientFunds, InsufficientLiquidity) as exc:
@@ -621,36 +651,43 @@ class Engine:
         d_leg, f_leg = done
         changes = merge(d_leg.changes, f_leg.changes)
         valuation = self.ledger.valuation(rate, self.marks)
+        self._record_legs(done)
+        return self._opened(position_id, symbol, spread.direction, qty, snap.ts, rate, d_leg.fill.avg_price,
+                            f_leg.fill.avg_price, changes, self._fees_krw(done, valuation), snap, result,
+                            net_premium=spread.net_premium)
+
+    def _opened(self, position_id: str, symbol: str, direction: Direction, qty: Decimal, ts: datetime,
+                rate: Decimal, d_price: Decimal, f_price: Decimal, changes: Changes, fees_krw: Decimal,
+                snap: MarketSnapshot, result: TickResult, *, net_premium: Decimal | None = None) -> Position:
+        """A position whose entry legs filled (paper fills or a live hedge's report): recorded and announced."""
         position = Position(
             id=position_id,
             symbol=symbol,
-            direction=spread.direction,
+            direction=direction,
             status=PositionStatus.OPEN,
-            opened_at=snap.ts,
+            opened_at=ts,
             qty=qty,
             domestic_exchange=self.domestic,
             foreign_exchange=self.foreign,
-            entry_domestic_price=d_leg.fill.avg_price,
-            entry_foreign_price=f_leg.fill.avg_price,
+            entry_domestic_price=d_price,
+            entry_foreign_price=f_price,
             entry_fx_rate=rate,
-            entry_premium=premium_at(spread.direction, d_leg.fill.avg_price, f_leg.fill.avg_price, rate).quantize(
-                PREMIUM_QUANTUM
-            ),
-            entry_fees_krw=self._fees_krw(done, valuation),
+            entry_premium=premium_at(direction, d_price, f_price, rate).quantize(PREMIUM_QUANTUM),
+            entry_fees_krw=fees_krw,
             simulated=self.simulated or snap.simulated,
             balance_changes=encode_changes(changes),
             coin_residue=_coin(changes, symbol),
         )
         self.positions[position_id] = position
         self._track_open(position, changes)
-        self.last_entry[symbol] = snap.ts
-        self._record_legs(done)
+        self.last_entry[symbol] = ts
         self.storage.log_position_open(position)
         result.opened.append(position)
+        net = f" net={float(net_premium) * 100:.3f}%" if net_premium is not None else ""
         log.info(
-            "[BOT] OPEN %s %s qty=%s premium=%.3f%% net=%.3f%% fx=%s (%s)%s",
-            position.direction.value, symbol, qty, float(position.entry_premium) * 100,
-            float(spread.net_premium) * 100, rate, snap.fx.source if snap.fx else "?", self._sim_note(snap),
+            "[BOT] OPEN %s %s qty=%s premium=%.3f%%%s fx=%s (%s)%s",
+            position.direction.value, symbol, qty, float(position.entry_premium) * 100, net, rate,
+            snap.fx.source if snap.fx else "?", self._sim_note(snap),
         )
         if self.notify is not None:
             self.notify("arbframe_on_position_opened", position=position)
@@ -663,6 +700,9 @@ class Engine:
             return None
         rate = fx.rate
         legs = self._legs(p.direction, snap, p.symbol, True, p.qty)
+        if self.executor.deferred:
+            self._send_close(decision, snap, legs)
+            return None
         try:
             done = self.executor.execute(legs, p.qty, snap.ts, p.id)
         except (InsufficientFunds, InsufficientLiquidity) as exc:
@@ -674,7 +714,17 @@ class Engine:
             return None
         self._close_failed.pop(p.id, None)
         d_leg, f_leg = done
-        changes = merge(self._changes.pop(p.id), d_leg.changes, f_leg.changes)
+        valuation = self.ledger.valuation(rate, self.marks)
+        self._record_legs(done)
+        return self._closed(p, decision.reason, snap.ts, rate, d_leg.fill.avg_price, f_leg.fill.avg_price,
+                            (d_leg.changes, f_leg.changes), self._fees_krw(done, valuation), snap, result)
+
+    def _closed(self, p: Position, reason: str, ts: datetime, rate: Decimal, d_price: Decimal, f_price: Decimal,
+                close_changes: tuple[Changes, ...], fees_krw: Decimal, snap: MarketSnapshot, result: TickResult
+                ) -> Position:
+        """``p`` closed by legs that changed ``close_changes`` (one mapping per leg, or one for a whole live
+        hedge): realized, recorded and announced."""
+        changes = merge(self._changes.pop(p.id), *close_changes)
         self._entry_sums.pop(p.id, None)
         valuation = self.ledger.valuation(rate, self.marks)
         realized = value_of(changes, valuation)
@@ -682,24 +732,21 @@ class Engine:
         closed = replace(
             p,
             status=PositionStatus.CLOSED,
-            closed_at=snap.ts,
-            exit_domestic_price=d_leg.fill.avg_price,
-            exit_foreign_price=f_leg.fill.avg_price,
+            closed_at=ts,
+            exit_domestic_price=d_price,
+            exit_foreign_price=f_price,
             exit_fx_rate=rate,
-            exit_premium=premium_at(p.direction, d_leg.fill.avg_price, f_leg.fill.avg_price, rate).quantize(
-                PREMIUM_QUANTUM
-            ),
-            exit_fees_krw=self._fees_krw(done, valuation),
+            exit_premium=premium_at(p.direction, d_price, f_price, rate).quantize(PREMIUM_QUANTUM),
+            exit_fees_krw=fees_krw,
             realized_pnl_krw=realized,
-            close_reason=decision.reason,
+            close_reason=reason,
             balance_changes=encode_changes(changes),
             coin_residue=_coin(changes, p.symbol),
             exit_coin_mark_krw=self.marks.get(p.symbol),
         )
         del self.positions[p.id]
-        if decision.reason == "stop":  # the cooldown after a stop-loss counts from the close
-            self.last_entry[p.symbol] = snap.ts
-        self._record_legs(done)
+        if reason == "stop":  # the cooldown after a stop-loss counts from the close
+            self.last_entry[p.symbol] = ts
         self.storage.log_position_close(closed)
         self.stats.record_close(closed)
         if self.metrics is not None:
@@ -707,12 +754,179 @@ class Engine:
         result.closed.append(closed)
         log.info(
             "[BOT] CLOSE %s %s qty=%s reason=%s exit_premium=%.3f%% pnl=%s₩%s",
-            p.direction.value, p.symbol, p.qty, decision.reason, float(closed.exit_premium or 0) * 100,
+            p.direction.value, p.symbol, p.qty, reason, float(closed.exit_premium or 0) * 100,
             f"{realized.quantize(ONE):,}", self._sim_note(snap),
         )
         if self.notify is not None:
             self.notify("arbframe_on_position_closed", position=closed)
         return closed
+
+    # ----------------------------------------------------------------------------------- deferred execution
+    def _send_entry(self, decision: OpenDecision, snap: MarketSnapshot, position_id: str,
+                    legs: tuple[LegSpec, LegSpec], qty: Decimal) -> None:
+        """Hand an entry to a deferred executor (live): its report is recorded on a later tick."""
+        symbol = decision.symbol
+        notional = qty * decision.spread.domestic_price
+        pending = [_Pending(symbol, e.qty, e.price) for e in self._pending.values() if e.purpose == "open"]
+        block = self.executor.entry_block(symbol, notional, legs=legs,
+                                          positions=[*self.positions.values(), *pending])
+        if block is not None:
+            self._note_block(symbol, block)
+            return None
+        self._pending[position_id] = _Pending(symbol, qty, decision.spread.domestic_price, "open",
+                                              decision.spread.net_premium)
+        self.last_entry[symbol] = snap.ts
+        log.info("[BOT] ENTRY %s %s qty=%s net=%.3f%%: orders going to %s and %s (position %s)",
+                 decision.direction.value, symbol, qty, float(decision.spread.net_premium) * 100, self.domestic,
+                 self.foreign, position_id)
+        self.executor.execute(legs, qty, snap.ts, position_id, purpose="open", direction=decision.direction)
+        return None
+
+    def _send_close(self, decision: CloseDecision, snap: MarketSnapshot, legs: tuple[LegSpec, LegSpec]) -> None:
+        p = decision.position
+        self._pending[p.id] = _Pending(p.symbol, p.qty, p.entry_domestic_price, "close")
+        log.info("[BOT] EXIT %s %s qty=%s reason=%s: orders going to %s and %s (position %s)", p.direction.value,
+                 p.symbol, p.qty, decision.reason, self.domestic, self.foreign, p.id)
+        self.executor.execute(legs, p.qty, snap.ts, p.id, purpose="close", direction=p.direction,
+                              reason=decision.reason)
+
+    def close_all(self, snap: MarketSnapshot, result: TickResult, reason: str = "kill") -> int:
+        """Close every open position not already closing (the kill switch's ``--flatten``); returns how many."""
+        count = 0
+        for p in list(self.positions.values()):
+            if p.id in self._pending:
+                continue
+            if (self.domestic, p.symbol) not in snap.books or (self.foreign, p.symbol) not in snap.books:
+                continue
+            self._close(CloseDecision(p, reason, None), snap, result)
+            count += 1
+        return count
+
+    def settle_reports(self, snap: MarketSnapshot, result: TickResult) -> int:
+        """Record what a deferred executor finished since the last tick (live); returns how many."""
+        reports = self.executor.completed()
+        fx = snap.fx or self.last_fx
+        if fx is None:  # no rate to value them yet: the next tick takes them
+            self.executor.adopt(reports)
+            return 0
+        for report in reports:
+            self._settle(report, snap, fx.rate, result)
+        return len(reports)
+
+    def _settle(self, report: HedgeReport, snap: MarketSnapshot, rate: Decimal, result: TickResult) -> None:
+        pending = self._pending.pop(report.position_id, None)
+        self.executor.settled(report)  # before the books take it: a restart never settles it twice
+        storage = self.storage
+        filled = {o.client_order_id: o for o in report.orders}
+        for trade in report.trades:
+            storage.log_trade(trade)
+            order = filled.get(trade.order_id)
+            if self.metrics is not None and order is not None:
+                self.metrics.orders.labels(exchange=order.exchange, side=order.side.value,
+                                           status=order.status.value).inc()
+            if self.notify is not None and order is not None:
+                self.notify("arbframe_on_order_filled", order=order, trade=trade)
+        for order in report.orders:
+            if self.metrics is not None and not order.filled_qty:
+                self.metrics.orders.labels(exchange=order.exchange, side=order.side.value,
+                                           status=order.status.value).inc()
+        valuation = self.ledger.valuation(rate, self.marks)
+        fees_krw = sum((value_of({(o.exchange, asset): amount}, valuation)
+                        for o in report.orders for asset, amount in (o.fees or ((o.fee_currency, o.fee),))
+                        if amount), ZERO)
+        ts = snap.ts  # the engine's clock (market time), as for paper fills
+        changes = dict(report.changes)
+        symbol = report.symbol
+        if report.purpose == "open":
+            if report.hedged_qty > 0:
+                self._opened(report.position_id, symbol, report.direction, report.hedged_qty, ts, rate,
+                             report.domestic_price or ZERO, report.foreign_price or ZERO, changes, fees_krw, snap,
+                             result, net_premium=pending.net_premium if pending is not None else None)
+                if report.status != "filled":
+                    self._error(result, "execution", f"entry on {symbol} hedged {report.hedged_qty} of "
+                                f"{report.qty} ({report.status}): {report.reason}", kind="execution")
+            elif changes:
+                self._cost_position(report, report.position_id, ts, rate, changes, fees_krw, snap, result)
+            else:
+                message = f"entry on {symbol} {report.status}: {report.reason or 'nothing filled'}"
+                if report.status == "rehearsed":
+                    log.info("[BOT] %s (dry run: nothing placed)", message)
+                else:
+                    self._error(result, "execution", message, kind="execution")
+            return
+        p = self.positions.get(report.position_id)
+        if p is None:
+            log.error("[BOT] close report for unknown position %s (%s)", report.position_id, report.status)
+            if changes:
+                self._cost_position(report, self.ids(), ts, rate, changes, fees_krw, snap, result)
+            return
+        reason = report.close_reason or "exit"
+        if report.hedged_qty >= p.qty:
+            self._closed(p, reason, ts, rate, report.domestic_price or ZERO, report.foreign_price or ZERO,
+                         (changes,), fees_krw, snap, result)
+        elif report.hedged_qty > 0:
+            self._close_part(p, report, reason, ts, rate, changes, fees_krw, snap, result)
+        else:
+            if changes:  # what a failed close cost (an unwind) is its own zero-quantity record
+                self._cost_position(report, self.ids(), ts, rate, changes, fees_krw, snap, result)
+            if report.status != "rehearsed":
+                self._error(result, "execution", f"close ({reason}) of {symbol} position {p.id} {report.status}: "
+                            f"{report.reason or 'nothing filled'}; retried while the reason holds", kind="execution")
+
+    def _close_part(self, p: Position, report: HedgeReport, reason: str, ts: datetime, rate: Decimal,
+                    close_changes: Changes, fees_krw: Decimal, snap: MarketSnapshot, result: TickResult) -> None:
+        """A close that hedged part of ``p``: that part closes (its share of the entry legs plus the close's legs)
+        and the rest continues as a new position with the rest of the entry legs."""
+        share = report.hedged_qty / p.qty
+        entry = self._changes[p.id]
+        part = {k: v * share for k, v in entry.items()}
+        rest = {k: v - part[k] for k, v in entry.items()}
+        self._changes[p.id] = part
+        self._entry_sums[p.id] = _sums(part, p.symbol, self.priced)
+        head = replace(p, qty=report.hedged_qty, balance_changes=encode_changes(part))
+        self.positions[p.id] = head
+        self._closed(head, reason, ts, rate, report.domestic_price or ZERO, report.foreign_price or ZERO,
+                     (close_changes,), fees_krw, snap, result)
+        tail = replace(p, id=self.ids(), qty=p.qty - report.hedged_qty, balance_changes=encode_changes(rest),
+                       coin_residue=_coin(rest, p.symbol))
+        self.positions[tail.id] = tail
+        self._track_open(tail, rest)
+        self.storage.log_position_open(tail)
+        result.opened.append(tail)
+        log.warning("[BOT] partial close of %s %s: %s of %s closed; the remaining %s continues as position %s",
+                    p.symbol, p.id, report.hedged_qty, p.qty, tail.qty, tail.id)
+
+    def _cost_position(self, report: HedgeReport, position_id: str, ts: datetime, rate: Decimal, changes: Changes,
+                       fees_krw: Decimal, snap: MarketSnapshot, result: TickResult) -> None:
+        """What a hedge that hedged nothing changed (fills sold back, fees): a closed zero-quantity position, so
+        every balance change belongs to a position and its cost counts in the PnL."""
+        valuation = self.ledger.valuation(rate, self.marks)
+        realized = value_of(changes, valuation)
+        self.ledger.close(changes, rate, self.marks, realized)
+        d_price, f_price = report.domestic_price or ZERO, report.foreign_price or ZERO
+        premium = premium_at(report.direction, d_price, f_price, rate).quantize(PREMIUM_QUANTUM) \
+            if d_price and f_price else ZERO
+        record = Position(
+            id=position_id, symbol=report.symbol, direction=report.direction, status=PositionStatus.CLOSED,
+            opened_at=report.requested_at, qty=ZERO, domestic_exchange=self.domestic,
+            foreign_exchange=self.foreign, entry_domestic_price=d_price, entry_foreign_price=f_price,
+            entry_fx_rate=rate, entry_premium=premium, entry_fees_krw=fees_krw, closed_at=ts,
+            exit_domestic_price=d_price, exit_foreign_price=f_price, exit_fx_rate=rate, exit_premium=premium,
+            exit_fees_krw=ZERO, realized_pnl_krw=realized, close_reason=f"{report.purpose}_{report.status}",
+            simulated=self.simulated or snap.simulated, balance_changes=encode_changes(changes),
+            coin_residue=_coin(changes, report.symbol), exit_coin_mark_krw=self.marks.get(report.symbol),
+        )
+        self.storage.log_position_open(record)
+        self.storage.log_position_close(record)
+        self.stats.record_close(record)
+        result.closed.append(record)
+        self._error(result, "execution", f"{report.purpose} on {report.symbol} {report.status}: nothing hedged; "
+                    f"its fills and fees cost {realized.quantize(ONE):,}₩ (position {position_id}): "
+                    f"{report.reason}", kind="execution")
+
+    @property
+    def killed(self) -> bool:
+        return self.executor.killed
 
     def _rejected(self, legs: tuple[LegSpec, ...]) -> None:
         if self.metrics is not None:

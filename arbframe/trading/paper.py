@@ -17,15 +17,14 @@ Pure and synchronous (no I/O), so the engine's decision path and the simulated e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from decimal import Decimal
 
 from arbframe.core.errors import InsufficientFunds  # one class for paper wallets and venues (public)
 from arbframe.core.models import (
     ZERO,
-    BookLevel,
+    Direction,
     Fill,
     Order,
     OrderBook,
@@ -34,40 +33,20 @@ from arbframe.core.models import (
     Side,
     Trade,
 )
+from arbframe.execution.base import (  # the execution interface; re-exported here for existing imports
+    Executor,
+    InsufficientLiquidity,
+    LegResult,
+    LegSpec,
+    Wallet,
+    walk_levels,
+)
 from arbframe.trading.accounting import SideFee
 
+__all__ = ["DEFAULT_BALANCES", "InsufficientLiquidity", "LegResult", "LegSpec", "LiquidityLedger", "PaperExecutor",
+           "PaperWallet", "fill_changes", "walk_book", "walk_levels"]
+
 ONE = Decimal(1)
-
-
-class InsufficientLiquidity(ValueError):
-    """The book (after what this tick already consumed) cannot fill the whole quantity."""
-
-
-def walk_levels(levels: Iterable[BookLevel], qty: Decimal, offset: Decimal = ZERO) -> tuple[Decimal, Decimal]:
-    """(notional, first price touched) for ``qty`` taken from ``levels`` after skipping ``offset`` quantity.
-
-    Raises :class:`InsufficientLiquidity` when the levels run out.
-    """
-    remaining = qty
-    skip = offset
-    notional = ZERO
-    first: Decimal | None = None
-    for level in levels:
-        available = level.qty
-        if skip > 0:
-            if skip >= available:
-                skip -= available
-                continue
-            available -= skip
-            skip = ZERO
-        if first is None:
-            first = level.price
-        if available >= remaining:
-            notional += remaining * level.price
-            return notional, first
-        notional += available * level.price
-        remaining -= available
-    raise InsufficientLiquidity(f"book too thin for {qty} (after {offset} consumed)")
 
 
 def walk_book(
@@ -126,18 +105,10 @@ class LiquidityLedger:
         self._taken[key] = self._taken.get(key, ZERO) + qty
 
 
-class PaperWallet:
+class PaperWallet(Wallet):
     """Balances of one venue (``{"KRW": ..., "BTC": ...}``); changed only by :meth:`apply_fill`."""
 
-    __slots__ = ("balances", "exchange", "quote_currency")
-
-    def __init__(self, exchange: str, quote_currency: str, balances: Mapping[str, Decimal | str | int] | None = None):
-        self.exchange = exchange
-        self.quote_currency = quote_currency
-        self.balances: dict[str, Decimal] = {k: Decimal(str(v)) for k, v in (balances or {}).items()}
-
-    def get(self, asset: str) -> Decimal:
-        return self.balances.get(asset, ZERO)
+    __slots__ = ()
 
     def needs(self, fill: Fill) -> dict[str, Decimal]:
         """What the wallet must hold for ``fill``: the coin sold or the quote paid, and the fee's asset."""
@@ -173,30 +144,9 @@ class PaperWallet:
         return dict(self.balances)
 
 
-@dataclass(frozen=True, slots=True)
-class LegResult:
-    """One executed leg: the fill, its Order and Trade records, and what it changed in its wallet."""
-
-    fill: Fill
-    order: Order
-    trade: Trade
-    changes: dict[tuple[str, str], Decimal]  # (venue, asset) -> amount, fee included
-
-
-@dataclass(frozen=True, slots=True)
-class LegSpec:
-    """One leg to execute: a book, a side, the fee of that venue and side, the venue's quote currency and the
-    quantity (None: the hedge's quantity)."""
-
-    book: OrderBook
-    side: Side
-    fee: SideFee
-    quote_currency: str
-    qty: Decimal | None = None
-
-
-class PaperExecutor:
-    """Fills hedges against books for the engine; wallets per venue, liquidity per tick, records per leg."""
+class PaperExecutor(Executor):
+    """Fills hedges against books for the engine; wallets per venue, liquidity per tick, records per leg. The
+    immediate implementation of :class:`arbframe.execution.base.Executor` (paper trading and replay)."""
 
     def __init__(self, wallets: Mapping[str, PaperWallet], id_factory: Callable[[], str], *, simulated: bool = False):
         self.wallets = dict(wallets)
@@ -214,7 +164,8 @@ class PaperExecutor:
         return walk_book(book, leg.side, leg.qty or qty, leg.fee, leg.quote_currency, offset)
 
     def execute(
-        self, legs: tuple[LegSpec, ...], qty: Decimal, ts: datetime, position_id: str | None
+        self, legs: tuple[LegSpec, ...], qty: Decimal, ts: datetime, position_id: str | None, *,
+        purpose: str = "open", direction: Direction | None = None, reason: str = "",
     ) -> tuple[LegResult, ...]:
         """Fill every leg for ``qty`` or none: all fills are priced and checked against wallets first."""
         fills = [self.quote_fill(leg, qty) for leg in legs]

@@ -15,8 +15,10 @@ __all__ = ["VenueMetrics"]
 
 
 class VenueMetrics:
-    def __init__(self, exchange: str, registry: Any = None) -> None:
+    def __init__(self, exchange: str, registry: Any = None, *, groups: tuple[str, ...] = ()) -> None:
+        """``groups``: the venue's rate-limit groups, whose wait counters start at 0 with the error kinds."""
         self.exchange = exchange
+        self.groups = groups
         self.families: ExchangeMetrics | None = None
         self._children: dict[tuple[str, ...], Any] = {}
         if registry is not None:
@@ -27,6 +29,7 @@ class VenueMetrics:
         families = ExchangeMetrics.get(registry)
         if families is not self.families:
             self.families, self._children = families, {}
+            families.precreate(self.exchange, groups=self.groups)  # at 0, so alerts see the first event
         return self
 
     def _child(self, family: str, *labels: str) -> Any:

@@ -154,6 +154,8 @@ class BinanceExchange(Exchange):
 
     name: ClassVar[str] = "binance"
     quote_currency: ClassVar[str] = "USDT"
+    #: IOC/FOK limit orders (``OrderRequest.time_in_force``) and the venue's test endpoint (``OrderRequest.test``)
+    order_options: ClassVar[frozenset[str]] = frozenset({"time_in_force", "test"})
     api_version: ClassVar[int] = 1
 
     @classmethod
@@ -183,7 +185,8 @@ class BinanceExchange(Exchange):
             log=log,
         )
         self.mode, self.mock, self.live_private = self.routing.mode, self.routing.mock, self.routing.live_private
-        self.metrics = VenueMetrics(self.name, getattr(context, "registry", None))
+        self.metrics = VenueMetrics(self.name, getattr(context, "registry", None),
+                                    groups=("requests", "weight", "orders", "retry_after"))
         self.rest = BinanceRest(cfg, api_key=self._api_key, api_secret=self._api_secret, metrics=self.metrics)
         self.limiter = self.rest.limiter
         self.use_websocket = bool(cfg["use_websocket"]) and not self.mock

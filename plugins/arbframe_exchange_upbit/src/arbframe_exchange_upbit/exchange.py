@@ -28,7 +28,6 @@ from decimal import ROUND_DOWN, ROUND_UP, Decimal
 from typing import Any, ClassVar
 
 from arbframe import (
-    EXCHANGE_ERROR_KINDS,
     Backoff,
     Balance,
     ConfigError,
@@ -152,6 +151,8 @@ class UpbitExchange(Exchange):
 
     name: ClassVar[str] = "upbit"
     quote_currency: ClassVar[str] = QUOTE
+    #: IOC/FOK limit orders (``OrderRequest.time_in_force``) and the venue's test endpoint (``OrderRequest.test``)
+    order_options: ClassVar[frozenset[str]] = frozenset({"time_in_force", "test"})
     api_version: ClassVar[int] = 1
 
     @classmethod
@@ -188,7 +189,7 @@ class UpbitExchange(Exchange):
             log=log,
         )
         self.mode, self.mock, self.live_private = self.routing.mode, self.routing.mock, self.routing.live_private
-        self.metrics = VenueMetrics(self.name)
+        self.metrics = VenueMetrics(self.name, groups=("requests", "retry_after", *GROUP_LIMITS))
         if context is not None and context.registry is not None:
             self._bind_metrics(context.registry)
         self.rest = self._rest(float(cfg["timeout_seconds"]), int(cfg["max_retries"]), self.metrics)
@@ -206,13 +207,7 @@ class UpbitExchange(Exchange):
 
     def _bind_metrics(self, registry: Any) -> None:
         """Report into the kernel's registry, every error kind and rate-limit group at 0 so alerts see the first."""
-        families = self.metrics.bind(registry).families
-        for kind in EXCHANGE_ERROR_KINDS:
-            families.errors.labels(self.name, kind)
-        for group in ("requests", "retry_after", *GROUP_LIMITS):
-            families.rate_limit_waits.labels(self.name, group)
-            families.rate_limit_wait_seconds.labels(self.name, group)
-        families.ws_reconnects.labels(self.name)
+        self.metrics.bind(registry)  # every error kind and rate-limit group at 0
 
     @property
     def has_credentials(self) -> bool:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -225,6 +227,36 @@ class CsvStorage(Storage):
                 log.warning("%s: a row near the end skipped: %s", path, exc)
                 continue
             yield record
+    def load_orders(self, since: datetime | None = None) -> list[Order]:
+        """Every row of ``orders.csv`` at or after ``since`` (each order state is a row); bad rows are reported
+        with their line number and skipped."""
+        self.flush()
+        path = self.path("orders")
+        if not path.exists():
+            return []
+        return [o for _line, o in read_csv_table(path, Order, on_error=log.warning) if since is None or o.ts >= since]
+
+    def _control_path(self, name: str) -> Path:
+        return self.data_dir / "control" / f"{name}.json"
+
+    def read_control(self, name: str) -> dict[str, Any] | None:
+        """``<data_dir>/control/<name>.json`` (the kill switch), None when never written."""
+        path = self._control_path(name)
+        if not path.exists():
+            return None
+        value = json.loads(path.read_text(encoding="utf-8"))
+        return value if isinstance(value, dict) else None
+
+    def write_control(self, name: str, value: Mapping[str, Any]) -> None:
+        """Replaced atomically (write, fsync, rename): a reader sees the old record or the new one."""
+        path = self._control_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with tmp.open("w", encoding="utf-8") as handle:
+            json.dump(dict(value), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
 
     def lock_book(self, book: BookKey) -> BookLock:
         """One runner per book in this data dir: a ``flock``-ed file per symbol under ``locks/`` naming its holder."""

@@ -103,6 +103,7 @@ class PostgresStorage(Storage):
         self._spool = Spool.open_for(self.settings.spool_file)
         self._mirror = open(self.settings.mirror_file, "a", encoding="utf-8")  # noqa: SIM115 - held while open
         self._book_conn: Any = None
+        self._control_table: Any = None  # control records (kill switch), on a connection of their own
         try:
             self._open_connection()
         except PostgresLibraryMissing:
@@ -457,6 +458,21 @@ class PostgresStorage(Storage):
             return self._local_positions(status)
         return [record_from_db("positions", row) for row in rows]
 
+
+    def load_orders(self, since: Any = None) -> list[Order]:
+        """Order rows at or after ``since`` (every state the execution layer wrote), oldest first. Flushes
+        first; needs the database (``PostgresUnavailable`` while it is away)."""
+        from psycopg2 import sql
+
+        if since is None:
+            rows = self._select("orders", sql.SQL("ORDER BY ts, id"), None, "orders")
+        else:
+            rows = self._select("orders", sql.SQL("WHERE ts >= %s ORDER BY ts, id"), (since,), "orders")
+        if rows is None:
+            raise PostgresUnavailable(f"cannot load orders: PostgreSQL at {self.endpoint} is unreachable "
+                                      f"({self._last_error})")
+        return [record_from_db("orders", row) for row in rows]
+
     def _select(self, table: str, tail: Any, params: tuple[Any, ...] | None, what: str, *,
                 params_each: Sequence[tuple[Any, ...]] = ()) -> list[Any] | None:
         """``SELECT <every column> FROM <table> <tail>`` once with ``params`` (or once per ``params_each``, rows
@@ -487,6 +503,22 @@ class PostgresStorage(Storage):
                     safe_rollback(self._conn)
                 raise PostgresUnavailable(f"cannot load {what} from {self.endpoint}: {reason}") from None
         return rows
+
+    def _controls(self) -> Any:
+        table = self._control_table
+        if table is None:
+            from arbframe_storage_pg.control import ControlTable
+
+            table = self._control_table = ControlTable(self.settings)
+        return table
+
+    def read_control(self, name: str) -> dict[str, Any] | None:
+        """The control record ``name`` (the kill switch) from ``<schema>.control``; ``PostgresUnavailable``
+        while the database is away (the kill switch then keeps its last known state)."""
+        return self._controls().read(name)
+
+    def write_control(self, name: str, value: Mapping[str, Any]) -> None:
+        self._controls().write(name, value)
 
     def _local_positions(self, status: str) -> list[Position]:
         """PostgreSQL is down: the latest state of each position from what this host wrote last (the mirror of
@@ -558,6 +590,8 @@ class PostgresStorage(Storage):
             self._mirror.close()
             self._release_book()
             self._drop_connection()
+            if self._control_table is not None:
+                self._control_table.close()
             self._io_lock.release()
 
     # ------------------------------------------------------------------------------------------ book lock
