@@ -91,6 +91,7 @@ _LAZY: dict[str, str] = {
     "hookimpl": "arbframe.kernel.hookspecs",
     "load_config": "arbframe.kernel.config",
     "config_schema": "arbframe.kernel.config",
+    "check_config": "arbframe.kernel.config",
     "replay_recording": "arbframe.replay.backtest",
     "BacktestSummary": "arbframe.replay.backtest",
     "RecordingReader": "arbframe.replay.recording",
@@ -171,7 +172,7 @@ if TYPE_CHECKING:
     from arbframe.core.records import TABLES, RowError, columns, from_row, read_csv_table, to_dict, to_row
     from arbframe.core.secrets import mask_secret, mask_secret_url, mask_url, url_endpoint
     from arbframe.kernel.book import BookKey, BookLock, BookLocked, FileBookLock, Holder
-    from arbframe.kernel.config import config_schema, load_config, schema_defaults
+    from arbframe.kernel.config import check_config, config_schema, load_config, schema_defaults
     from arbframe.kernel.hookspecs import hookimpl
     from arbframe.kernel.instruments import CacheMetrics, ExchangeMetrics, PluginMetrics, StorageMetrics
     from arbframe.kernel.interfaces import (
@@ -300,6 +301,7 @@ __all__ = [
     "VenueRouting",
     "VenueUnavailable",
     "__version__",
+    "check_config",
     "columns",
     "config_schema",
     "configured_symbols",

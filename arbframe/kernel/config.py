@@ -470,6 +470,16 @@ def config_schema() -> dict[str, Any]:
                                                                 *default_sections()])
 
 
+def check_config(config: Mapping[str, Any], schema: Mapping[str, Any] | None = None) -> None:
+    """Pass 1's checks of a config changed in code (finite numbers, ``schema``, the rules that tie keys together),
+    without reading a file or scanning installed plugins: raises :class:`ConfigError` naming the key path.
+
+    ``schema`` defaults to :func:`config_schema`; pass it in when checking many configs."""
+    _check_finite(config, ())
+    _validate(config, config_schema() if schema is None else schema, ())
+    check_rules(config)
+
+
 def _merge_schema(node: dict[str, Any], fragment: Mapping[str, Any]) -> None:
     for key, value in fragment.items():
         if key == "properties" and isinstance(node.get("properties"), dict):
