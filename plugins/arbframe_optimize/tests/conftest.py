@@ -104,6 +104,7 @@ def study_config(tmp_path: Path, **optimize: Any) -> Path:
 _names = itertools.count(1)
 
 
+
 def env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "PYTHONUNBUFFERED": "1"}
 
@@ -136,3 +137,21 @@ _databases = itertools.count(1)
 def pg_url(pg: PostgresServer) -> str:
     """A fresh database on the throwaway server (its URL)."""
     return pg.create_database(f"opt_{os.getpid()}_{next(_databases)}")
+
+
+class Kit:
+    """The helpers above for test modules (conftest is not importable under --import-mode=importlib)."""
+
+    START, FX, FOREIGN_PRICE, ROUND_TRIP, SPIKES, BASELINE, STEP = START, FX, FOREIGN_PRICE, ROUND_TRIP, SPIKES, \
+        BASELINE, STEP
+    premium_path = staticmethod(premium_path)
+    snapshot_row = staticmethod(snapshot_row)
+    write_recording = staticmethod(write_recording)
+    study_config = staticmethod(study_config)
+    arbframe_cmd = staticmethod(arbframe_cmd)
+    env = staticmethod(env)
+
+
+@pytest.fixture(scope="session")
+def kit() -> type[Kit]:
+    return Kit

@@ -60,7 +60,7 @@ class FoldReport:
     importances: dict[str, float] | None = None
     importance_note: str = ""
     failures: list[tuple[int, str]] = field(default_factory=list)
-    history: list[tuple[int, float, bool]] = field(default_factory=list)  # (trial, value, feasible)
+    history: list[tuple[int, float, bool, dict[str, Any]]] = field(default_factory=list)  # trial, value, ok, params
 
 
 def _counts(trials: list[Any], n: int) -> dict[str, int]:
@@ -153,7 +153,7 @@ def collect(plan: Plan, studies: Mapping[int, Any], base: Mapping[str, Any], rea
         report.failures = [(t.number, str(t.user_attrs["error"])) for t in trials if "error" in t.user_attrs]
         from optuna.trial import TrialState
 
-        report.history = [(t.number, float(t.value), feasible(t.user_attrs.get("constraints")))
+        report.history = [(t.number, float(t.value), feasible(t.user_attrs.get("constraints")), dict(t.params))
                           for t in sorted(trials, key=lambda t: t.number) if t.state == TrialState.COMPLETE]
         reports.append(report)
     return reports
@@ -267,8 +267,8 @@ def history_chart(reports: list[FoldReport], path: Path) -> bool:
         return False
     fig, axes = plt.subplots(len(reports), 1, figsize=(9, 2.6 * len(reports) + 0.6), squeeze=False)
     for ax, r in zip(axes[:, 0], reports, strict=True):
-        ok = [(n, v) for n, v, f in r.history if f]
-        bad = [(n, v) for n, v, f in r.history if not f]
+        ok = [(n, v) for n, v, f, _ in r.history if f]
+        bad = [(n, v) for n, v, f, _ in r.history if not f]
         if ok:
             ax.scatter([n for n, _ in ok], [v for _, v in ok], s=12, color="tab:blue", label="feasible")
             best, line = None, []
@@ -403,6 +403,7 @@ def _as_json(plan: Plan, reports: list[FoldReport], data_note: str, best: tuple[
                     {"objective": s.oos_value, **(s.oos_figures or {}), "feasible": s.oos_feasible}),
             } for s in r.top],
             "importances": r.importances, "failures": [{"trial": n, "error": e} for n, e in r.failures],
+            "history": [{"trial": n, "value": v, "feasible": f, "params": p} for n, v, f, p in r.history],
         } for r in reports],
         "best_params": None if best is None else reports[-1].top[0].params,
     }
