@@ -109,6 +109,19 @@ def retry_callback(max_retries: int) -> Any:
     return cls(max_retry=max_retries)
 
 
+def sqlalchemy_url(url: str) -> str:
+    """``url`` as SQLAlchemy should open it: ``postgresql://`` (and ``postgres://``) through psycopg2 when it is
+    installed (the driver this plugin's extra installs; SQLAlchemy 2.1 would pick psycopg 3 by default)."""
+    scheme, sep, rest = url.partition("://")
+    if scheme not in ("postgresql", "postgres"):
+        return url
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        return f"postgresql{sep}{rest}"
+    return f"postgresql+psycopg2{sep}{rest}"
+
+
 def open_storage(plan: Plan) -> Any:
     """The plan's Optuna storage: RDB (heartbeats, retries) for a URL, else the journal file."""
     optuna = quiet_optuna()
@@ -120,19 +133,27 @@ def open_storage(plan: Plan) -> Any:
         params = inspect.signature(optuna.storages.RDBStorage).parameters
         key = "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in params else \
             "failed_trial_callback"
-        try:
-            return optuna.storages.RDBStorage(
-                plan.storage, engine_kwargs={"pool_pre_ping": True},
-                heartbeat_interval=int(settings["heartbeat_seconds"]), grace_period=int(settings["grace_seconds"]),
-                **{key: callback},
-            )
-        except ImportError as exc:
-            raise ConfigError(f"--storage {plan.shown_storage()}: {exc}; install the database extra "
-                              "(pip install 'arbframe-optimize[postgres]')") from None
-        except Exception as exc:  # sqlalchemy's errors: server down, bad credentials, bad URL
-            reason = " ".join(str(exc).split())[:300]
-            raise StorageError(f"cannot open the study storage {plan.shown_storage()}: "
-                               f"{mask_url(reason)}") from None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return optuna.storages.RDBStorage(
+                    sqlalchemy_url(plan.storage), engine_kwargs={"pool_pre_ping": True},
+                    heartbeat_interval=int(settings["heartbeat_seconds"]),
+                    grace_period=int(settings["grace_seconds"]), **{key: callback},
+                )
+            except ImportError as exc:
+                raise ConfigError(f"--storage {plan.shown_storage()}: {exc}; install the database extra "
+                                  "(pip install 'arbframe-optimize[postgres]')") from None
+            except Exception as exc:  # sqlalchemy's errors: server down, bad credentials, bad URL, ...
+                reason = " ".join(str(exc).split())[:300]
+                if attempt >= 5:
+                    raise StorageError(f"cannot open the study storage {plan.shown_storage()}: "
+                                       f"{mask_url(reason)}") from None
+                # two processes creating Optuna's tables in a new database at once: one loses the race and
+                # finds them there on the next try
+                log.debug("opening %s failed (%s); trying again", plan.shown_storage(), mask_url(reason))
+                time.sleep(0.3 * attempt)
     path = Path(plan.storage)
     path.parent.mkdir(parents=True, exist_ok=True)
     journal = optuna.storages.journal
