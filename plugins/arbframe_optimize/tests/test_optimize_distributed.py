@@ -47,8 +47,8 @@ def _pid(trial: Any) -> int:
 
 @pytest.fixture(scope="module")
 def long_recording(tmp_path_factory: pytest.TempPathFactory, kit) -> Path:
-    """About 10,000 snapshots: a trial over all of them takes long enough to be caught running."""
-    return kit.write_recording(tmp_path_factory.mktemp("long") / "long.jsonl", kit.premium_path(blocks=40))
+    """About 4,000 snapshots: a trial over all of them lasts long enough to be caught running."""
+    return kit.write_recording(tmp_path_factory.mktemp("long") / "long.jsonl", kit.premium_path(blocks=16))
 
 
 def _start(kit, tmp_path: Path, config: Path, rec: Path, storage: str, study: str, trials: int, out: str,
@@ -95,7 +95,7 @@ def test_two_processes_share_one_postgres_study_and_complete_exactly_n(kit, long
 
 
 def _wait_for_running(url: str, study: str, pid: int, deadline: float) -> Any:
-    """The trial process ``pid`` is running, once it has run for a moment (so SIGKILL lands inside it)."""
+    """The trial process ``pid`` is running, once its parameters are drawn (SIGKILL then lands in its replay)."""
     from optuna.trial import TrialState
 
     while time.monotonic() < deadline:
@@ -104,7 +104,7 @@ def _wait_for_running(url: str, study: str, pid: int, deadline: float) -> Any:
         except (KeyError, ValueError, RuntimeError):  # the study is not created yet
             trials = []
         for t in trials:
-            if t.state == TrialState.RUNNING and "worker" in t.user_attrs and _pid(t) == pid:
+            if t.state == TrialState.RUNNING and "worker" in t.user_attrs and _pid(t) == pid and t.params:
                 return t
         time.sleep(0.05)
     pytest.fail(f"no running trial of process {pid} within the time limit")
