@@ -27,7 +27,7 @@ ROUND_TRIP = 0.003  # 2 x (0.0005 + 0.001): the net premium is the premium less 
 #: kimchi premiums at which the spikes of one block peak: one low, three middle, one high
 SPIKES = (0.010, 0.020, 0.020, 0.020, 0.030)
 BASELINE = -0.001
-STEP = 0.0005
+STEP = 0.001
 
 HEADER = {
     "arbframe_recording": 1, "domestic": "upbit", "foreign": "binance", "symbols": ["BTC"],

@@ -11,12 +11,12 @@ import yaml
 
 from arbframe.cli import main
 
-BAD_ROW = 200  # of the 258 snapshots of one block
+BAD_ROW = 100  # of the 158 snapshots of one block
 
 
 def test_a_bad_row_fails_only_the_trials_that_read_it(kit, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
-    """Snapshot 200's domestic bids end in a lone number where the second level's quantity is missing: an order of
+    """Snapshot 100's domestic bids end in a lone number where the second level's quantity is missing: an order of
     1,000,000 KRW (0.007 BTC) walks past the 0.005 BTC of the first level and reads it, one of 500,000 KRW does
     not. Trials of the large size fail
     with the file and line; the study still gets its N results and the report names the failures."""

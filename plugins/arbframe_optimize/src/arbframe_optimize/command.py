@@ -96,6 +96,9 @@ def arbframe_register_commands(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--folds", type=_count, metavar="K",
                         help="walk-forward folds (0: one study over the whole span; default optimize.folds)")
     parser.add_argument("--seed", type=int, metavar="S", help="sampler seed (default optimize.seed)")
+    parser.add_argument("--no-report", action="store_true",
+                        help="run trials only (a worker host of a shared study): no report, charts or best.yml; "
+                             "the same command without it reports the finished study")
     parser.set_defaults(handler=handle)
 
 
@@ -181,6 +184,10 @@ def handle(args: argparse.Namespace) -> int:
     if short:
         raise study.StorageError(f"the study is not complete ({'; '.join(short)}); run the same command again to "
                                  "finish it")
+    if args.no_report:
+        print(f"[OPTIMIZE] study {plan.study!r} complete: {plan.trials} trial(s) per study, "
+              f"{worker.trials_run} run by this process; run the command without --no-report for the report")
+        return 0
     with study.quiet_engine():
         text, status = report.write(plan, worker.studies, worker.base, reader, out, data_note)
     sys.stdout.write(text)
