@@ -99,4 +99,4 @@ def test_dashboard_reads_the_postgres_study(kit, spikes: Path, pg_url: str, tmp_
     assert len(detail["trials"]) == 4
     # what the search records per trial is there too
     attrs = {a["key"] for t in detail["trials"] for a in t["user_attrs"]}
-    assert {"result", "constraints", "worker"} <= attrs
+    assert {"result", "worker"} <= attrs

@@ -51,3 +51,13 @@ def violations(figures: Mapping[str, Any], min_trades: int, max_drawdown: float 
 
 def feasible(values: list[float] | None) -> bool:
     return values is not None and all(v <= 0 for v in values)
+
+
+def trial_constraints(trial: Any) -> list[float] | None:
+    """The constraint values a finished trial recorded (in its ``result`` user attribute), None without."""
+    result = trial.user_attrs.get("result")
+    return None if not result else result.get("constraints")
+
+
+def trial_feasible(trial: Any) -> bool:
+    return feasible(trial_constraints(trial))

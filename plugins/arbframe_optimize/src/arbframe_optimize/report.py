@@ -22,7 +22,7 @@ from typing import Any
 
 from arbframe import RecordingReader, replay_recording
 from arbframe_optimize.folds import Fold
-from arbframe_optimize.objective import feasible, metrics, score, violations
+from arbframe_optimize.objective import feasible, metrics, score, trial_feasible, violations
 from arbframe_optimize.space import apply, overlay
 from arbframe_optimize.study import Plan, finished, one_line, quiet_optuna
 
@@ -71,7 +71,7 @@ def _counts(trials: list[Any], n: int) -> dict[str, int]:
     for t in trials:
         if t.state == TrialState.COMPLETE:
             counts["complete"] += 1
-            counts["feasible"] += feasible(t.user_attrs.get("constraints"))
+            counts["feasible"] += trial_feasible(t)
         elif t.state == TrialState.PRUNED:
             counts["pruned"] += 1
         elif t.state == TrialState.FAIL:
@@ -92,7 +92,7 @@ def ranked(trials: list[Any]) -> list[Any]:
     from optuna.trial import TrialState
 
     done = [t for t in trials if t.state == TrialState.COMPLETE]
-    return sorted(done, key=lambda t: (not feasible(t.user_attrs.get("constraints")), -t.value, t.number))
+    return sorted(done, key=lambda t: (not trial_feasible(t), -t.value, t.number))
 
 
 def _out_of_sample(plan: Plan, base: Mapping[str, Any], reader: RecordingReader, fold: Fold, study: Any,
@@ -147,13 +147,13 @@ def collect(plan: Plan, studies: Mapping[int, Any], base: Mapping[str, Any], rea
         report = FoldReport(fold, study.study_name, _counts(trials, plan.trials))
         for t in ranked(trials)[:top_n]:
             report.top.append(Scored(t.number, dict(t.params), float(t.value), dict(t.user_attrs.get("result") or {}),
-                                     feasible(t.user_attrs.get("constraints"))))
+                                     trial_feasible(t)))
         _out_of_sample(plan, base, reader, fold, study, report.top)
         report.importances, report.importance_note = _importances(study)
         report.failures = [(t.number, str(t.user_attrs["error"])) for t in trials if "error" in t.user_attrs]
         from optuna.trial import TrialState
 
-        report.history = [(t.number, float(t.value), feasible(t.user_attrs.get("constraints")), dict(t.params))
+        report.history = [(t.number, float(t.value), trial_feasible(t), dict(t.params))
                           for t in sorted(trials, key=lambda t: t.number) if t.state == TrialState.COMPLETE]
         reports.append(report)
     return reports

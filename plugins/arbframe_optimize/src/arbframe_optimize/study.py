@@ -43,7 +43,7 @@ from arbframe import (
     replay_recording,
 )
 from arbframe_optimize.folds import Fold
-from arbframe_optimize.objective import metrics, score, violations
+from arbframe_optimize.objective import metrics, score, trial_constraints, trial_feasible, violations
 from arbframe_optimize.space import Param, apply, suggest
 
 log = logging.getLogger("arbframe.optimize")
@@ -162,7 +162,7 @@ def open_storage(plan: Plan) -> Any:
 
 def _constraints(trial: Any) -> list[float]:
     """TPE's constraints: a pruned trial (its config broke a rule) counts as infeasible."""
-    values = trial.user_attrs.get("constraints")
+    values = trial_constraints(trial)
     return [float(v) for v in values] if values else [1.0]
 
 
@@ -247,7 +247,7 @@ def quiet_engine() -> Iterator[None]:
 class Progress:
     """One line on stderr while the search runs: trials done / N, best so far, trials per minute, ETA."""
 
-    def __init__(self, plan: Plan, stream: Any = None, min_interval: float = 1.0) -> None:
+    def __init__(self, plan: Plan, stream: Any = None, min_interval: float = 2.0) -> None:
         self.plan = plan
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -256,6 +256,7 @@ class Progress:
         self.first_done: int | None = None
         self.last_print = 0.0
         self.last_text = ""
+        self.complete: dict[int, list[Any]] = {}  # fold -> its finished study's trials
 
     def start(self, studies: Mapping[int, Any]) -> None:
         """Count what is done already (a resumed study): the rate and ETA are of this run's trials."""
@@ -270,8 +271,14 @@ class Progress:
         plan = self.plan
         per_fold = []
         for fold in plan.folds:
+            if fold.index in self.complete:  # a finished study's results do not change: not read again
+                per_fold.append((fold, self.complete[fold.index], plan.trials))
+                continue
             trials = studies[fold.index].get_trials(deepcopy=False)
-            per_fold.append((fold, trials, sum(finished(t) for t in trials)))
+            done_here = sum(finished(t) for t in trials)
+            if done_here >= plan.trials:
+                self.complete[fold.index] = trials
+            per_fold.append((fold, trials, done_here))
         done = sum(min(d, plan.trials) for _, _, d in per_fold)
         total = plan.trials * len(plan.folds)
         if self.first_done is None:
@@ -312,11 +319,9 @@ def _duration(seconds: float) -> str:
 def _best_feasible(trials: list[Any]) -> Any:
     from optuna.trial import TrialState
 
-    from arbframe_optimize.objective import feasible
-
     best = None
     for t in trials:
-        if (t.state == TrialState.COMPLETE and feasible(t.user_attrs.get("constraints"))
+        if (t.state == TrialState.COMPLETE and trial_feasible(t)
                 and (best is None or t.value > best.value)):
             best = t
     return best
@@ -362,6 +367,7 @@ class Worker:
             for fold in plan.folds
         }
         self.trials_run = 0
+        self.complete: set[int] = set()  # folds whose study has its N results
 
     def mark(self, number: int) -> str:
         return f"{self.host}:{os.getpid()}:{number}"
@@ -380,9 +386,12 @@ class Worker:
             waiting_on = []
             started = False
             for fold in plan.folds:
+                if fold.index in self.complete:
+                    continue
                 study = self.studies[fold.index]
                 trials = study.get_trials(deepcopy=False)
                 if sum(finished(t) for t in trials) >= plan.trials:
+                    self.complete.add(fold.index)  # results are final: no need to read this study again
                     continue
                 waiting_on.append(study)
                 if sum(holds_slot(t) for t in trials) < plan.trials or any(
@@ -462,6 +471,7 @@ class Worker:
                 trial.set_user_attr("pruned", reason)
                 raise optuna.TrialPruned(reason) from None
             t0 = time.perf_counter()
+            cpu0 = time.process_time()
             try:
                 summary = replay_recording(config, self.reader, start=fold.train[0], end=fold.train[1])
             except Exception as exc:  # the trial fails with the reason, the study goes on
@@ -471,12 +481,12 @@ class Worker:
                 raise TrialFailed(reason) from None
             figures = metrics(summary)
             figures["seconds"] = round(time.perf_counter() - t0, 4)
+            figures["cpu_seconds"] = round(time.process_time() - cpu0, 4)
             value = score(figures, plan.objective, float(settings["drawdown_floor_krw"]))
             if not math.isfinite(value):
                 value = -1e300
-            trial.set_user_attr("result", figures)
-            trial.set_user_attr("constraints", violations(figures, int(settings["min_trades"]),
-                                                          settings.get("max_drawdown_krw")))
+            figures["constraints"] = violations(figures, int(settings["min_trades"]), settings.get("max_drawdown_krw"))
+            trial.set_user_attr("result", figures)  # one write: a shared database pays per statement
             return value
 
         return objective
