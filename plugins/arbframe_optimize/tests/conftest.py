@@ -139,6 +139,18 @@ def pg_url(pg: PostgresServer) -> str:
     return pg.create_database(f"opt_{os.getpid()}_{next(_databases)}")
 
 
+def arbframe_main(argv: list[str]) -> int:
+    """The `arbframe` command in-process: its console-script entry point (the command line is the public
+    interface; in-process saves an interpreter start per call). Returns the exit status."""
+    from importlib.metadata import entry_points
+
+    (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "arbframe"]
+    try:
+        return int(script.load()(argv))
+    except SystemExit as exc:  # argparse's usage errors
+        raise exc
+
+
 class Kit:
     """The helpers above for test modules (conftest is not importable under --import-mode=importlib)."""
 
@@ -150,6 +162,7 @@ class Kit:
     study_config = staticmethod(study_config)
     arbframe_cmd = staticmethod(arbframe_cmd)
     env = staticmethod(env)
+    main = staticmethod(arbframe_main)
 
 
 @pytest.fixture(scope="session")

@@ -15,8 +15,6 @@ from typing import Any
 
 import pytest
 
-from arbframe.cli import main
-
 pytestmark = pytest.mark.slow
 
 
@@ -73,7 +71,7 @@ def _read_studies(storage: str, tmp_path: Path) -> tuple[list[dict[str, Any]], d
 
 def _study(kit, spikes: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], *storage: str) -> Path:
     out = tmp_path / "out"
-    assert main(["optimize", "-c", str(kit.study_config(tmp_path, folds=0)), "--data", str(spikes), "--trials", "4",
+    assert kit.main(["optimize", "-c", str(kit.study_config(tmp_path, folds=0)), "--data", str(spikes), "--trials", "4",
                  "--study", "dash", "--out", str(out), "--no-report", *storage]) == 0
     capsys.readouterr()
     return out

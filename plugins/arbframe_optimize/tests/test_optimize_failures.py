@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arbframe.cli import main
-
 BAD_ROW = 100  # of the 158 snapshots of one block
 
 
@@ -38,7 +36,7 @@ def test_a_bad_row_fails_only_the_trials_that_read_it(kit, tmp_path: Path,
             "arbitrage.order_notional_krw": {"choices": [500000, 1000000]}}},
     }))
     out_dir = tmp_path / "out"
-    status = main(["optimize", "-c", str(config), "--data", str(rec), "--trials", "12", "--out", str(out_dir)])
+    status = kit.main(["optimize", "-c", str(config), "--data", str(rec), "--trials", "12", "--out", str(out_dir)])
     out, err = capsys.readouterr()
     assert status == 0, err
     report = json.loads((out_dir / "report.json").read_text())
@@ -63,7 +61,7 @@ def test_parameter_combinations_the_rules_refuse_are_pruned(kit, spikes: Path, t
         "arbitrage.exit_threshold": {"low": -0.01, "high": 0.01},
     })
     out_dir = tmp_path / "out"
-    status = main(["optimize", "-c", str(config), "--data", str(spikes), "--trials", "10", "--out", str(out_dir)])
+    status = kit.main(["optimize", "-c", str(config), "--data", str(spikes), "--trials", "10", "--out", str(out_dir)])
     capsys.readouterr()
     assert status == 0
     import optuna

@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from arbframe.cli import main
-
 FX, FOREIGN_PRICE, ROUND_TRIP = 1400, 100_000, 0.003  # the spikes recording's (conftest.py)
 QTY = 0.007  # 1,000,000 KRW at the entry price 142.8M KRW/BTC, on the foreign venue's 0.00001 step
 ENTRY, EXIT = 0.020, -0.001  # kimchi premium at which the best trades open and close
@@ -28,8 +26,8 @@ def _trade_pnl() -> float:
     return domestic + foreign
 
 
-def optimize(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    status = main(["optimize", *args])
+def optimize(kit, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    status = kit.main(["optimize", *args])
     out, err = capsys.readouterr()
     return status, out, err
 
@@ -41,7 +39,7 @@ def test_search_finds_the_known_optimum(spikes: Path, tmp_path: Path, kit, capsy
     3.4 % of the notional just below 1.7 % against 2.7 % just below 2.7 % and 2.4 % just below 0.7 %."""
     config = kit.study_config(tmp_path, folds=3)
     out_dir = tmp_path / "out"
-    status, out, err = optimize(capsys, "-c", str(config), "--data", str(spikes), "--trials", "30",
+    status, out, err = optimize(kit, capsys, "-c", str(config), "--data", str(spikes), "--trials", "30",
                                 "--out", str(out_dir))
     assert status == 0, err
     best = yaml.safe_load((out_dir / "best.yml").read_text())
@@ -81,14 +79,14 @@ def test_search_finds_the_known_optimum(spikes: Path, tmp_path: Path, kit, capsy
 def test_best_overlay_is_a_config_the_service_accepts(spikes: Path, tmp_path: Path, kit,
                                                       capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "out"
-    status, _, err = optimize(capsys, "-c", str(kit.study_config(tmp_path, folds=0)), "--data", str(spikes),
+    status, _, err = optimize(kit, capsys, "-c", str(kit.study_config(tmp_path, folds=0)), "--data", str(spikes),
                               "--trials", "12", "--out", str(out_dir))
     assert status == 0, err
     best = out_dir / "best.yml"
-    assert main(["config", "validate", "-c", str(best)]) == 0
+    assert kit.main(["config", "validate", "-c", str(best)]) == 0
     assert "config OK" in capsys.readouterr().out
     backtest = tmp_path / "bt"
-    assert main(["run", "-c", str(best), "--mode", "backtest", "--data", str(spikes), "--output", str(backtest),
+    assert kit.main(["run", "-c", str(best), "--mode", "backtest", "--data", str(spikes), "--output", str(backtest),
                  "-q"]) == 0
     capsys.readouterr()
     summary = json.loads((backtest / "summary.json").read_text())
@@ -103,13 +101,13 @@ def test_a_finished_study_is_reported_again_without_new_trials(spikes: Path, tmp
                                                                capsys: pytest.CaptureFixture[str]) -> None:
     args = ["-c", str(kit.study_config(tmp_path, folds=1)), "--data", str(spikes), "--trials", "6", "--out",
             str(tmp_path / "out")]
-    assert optimize(capsys, *args)[0] == 0
+    assert optimize(kit, capsys, *args)[0] == 0
     first = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert optimize(capsys, *args)[0] == 0
+    assert optimize(kit, capsys, *args)[0] == 0
     again = json.loads((tmp_path / "out" / "report.json").read_text())
     assert again["folds"] == first["folds"]
     # more trials extend the same study
-    status, _, _ = optimize(capsys, *args[:-4], "--trials", "9", "--out", str(tmp_path / "out"))
+    status, _, _ = optimize(kit, capsys, *args[:-4], "--trials", "9", "--out", str(tmp_path / "out"))
     assert status == 0
     assert json.loads((tmp_path / "out" / "report.json").read_text())["folds"][0]["counts"]["counted"] == 9
 
@@ -117,7 +115,7 @@ def test_a_finished_study_is_reported_again_without_new_trials(spikes: Path, tmp
 def test_no_feasible_trial_writes_no_overlay(spikes: Path, tmp_path: Path, kit,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     out_dir = tmp_path / "out"
-    status, out, _ = optimize(capsys, "-c", str(kit.study_config(tmp_path, folds=0, min_trades=1000)), "--data",
+    status, out, _ = optimize(kit, capsys, "-c", str(kit.study_config(tmp_path, folds=0, min_trades=1000)), "--data",
                               str(spikes), "--trials", "4", "--out", str(out_dir))
     assert status == 1
     assert "no trial of whole span met the constraints" in out and not (out_dir / "best.yml").exists()

@@ -13,7 +13,6 @@ import pytest
 from arbframe_optimize.folds import walk_forward
 
 from arbframe import ConfigError
-from arbframe.cli import main
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -57,7 +56,7 @@ def test_trials_never_replay_their_scoring_window(kit, tmp_path: Path, capsys: p
     rec = kit.write_recording(tmp_path / "poisoned.jsonl", premiums, rows=poison)
     for anchored in (False, True):
         out_dir = tmp_path / f"out-{anchored}"
-        status = main(["optimize", "-c", str(kit.study_config(tmp_path, folds=3, anchored=anchored)), "--data",
+        status = kit.main(["optimize", "-c", str(kit.study_config(tmp_path, folds=3, anchored=anchored)), "--data",
                        str(rec), "--trials", "8", "--out", str(out_dir), "--study", f"wf-{anchored}"])
         out, err = capsys.readouterr()
         assert status == 0, err
@@ -88,7 +87,7 @@ def test_studies_of_different_folds_are_separate(kit, spikes: Path, tmp_path: Pa
     import optuna
 
     out_dir = tmp_path / "out"
-    assert main(["optimize", "-c", str(kit.study_config(tmp_path, folds=2)), "--data", str(spikes), "--trials", "3",
+    assert kit.main(["optimize", "-c", str(kit.study_config(tmp_path, folds=2)), "--data", str(spikes), "--trials", "3",
                  "--out", str(out_dir), "--study", "sep"]) == 0
     capsys.readouterr()
     storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(out_dir /
