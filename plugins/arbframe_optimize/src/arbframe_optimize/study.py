@@ -247,7 +247,7 @@ def quiet_engine() -> Iterator[None]:
 class Progress:
     """One line on stderr while the search runs: trials done / N, best so far, trials per minute, ETA."""
 
-    def __init__(self, plan: Plan, stream: Any = None, min_interval: float = 2.0) -> None:
+    def __init__(self, plan: Plan, stream: Any = None, min_interval: float = 3.0) -> None:
         self.plan = plan
         self.stream = stream or sys.stderr
         self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
@@ -368,6 +368,9 @@ class Worker:
         }
         self.trials_run = 0
         self.complete: set[int] = set()  # folds whose study has its N results
+        #: fold -> free places the last trial's own count left after it, less one per trial running elsewhere
+        #: and a margin: while positive, the next trial starts without reading the study first (one query less)
+        self.credit: dict[int, int] = {}
 
     def mark(self, number: int) -> str:
         return f"{self.host}:{os.getpid()}:{number}"
@@ -389,24 +392,27 @@ class Worker:
                 if fold.index in self.complete:
                     continue
                 study = self.studies[fold.index]
-                trials = study.get_trials(deepcopy=False)
-                if sum(finished(t) for t in trials) >= plan.trials:
-                    self.complete.add(fold.index)  # results are final: no need to read this study again
-                    continue
+                if self.credit.pop(fold.index, 0) <= 0:  # no recent count says there is room: look
+                    trials = study.get_trials(deepcopy=False)
+                    if sum(finished(t) for t in trials) >= plan.trials:
+                        self.complete.add(fold.index)  # results are final: no need to read this study again
+                        continue
+                    if sum(holds_slot(t) for t in trials) >= plan.trials and not any(
+                            t.state == TrialState.WAITING for t in trials):
+                        waiting_on.append(study)
+                        continue
                 waiting_on.append(study)
-                if sum(holds_slot(t) for t in trials) < plan.trials or any(
-                        t.state == TrialState.WAITING for t in trials):
-                    try:
-                        study.optimize(self._objective(fold, study), n_trials=1, catch=(TrialFailed, OverBudget),
-                                       gc_after_trial=False)
-                    except optuna.exceptions.UpdateFinishedTrialError as exc:
-                        # another worker failed this trial meanwhile (its heartbeat came too late): it was
-                        # queued again there, so this result must not count
-                        log.warning("[OPTIMIZE] %s: a trial was failed by another worker while it ran (%s); "
-                                    "its retry will run", fold.label, one_line(exc))
-                    self.trials_run += 1
-                    started = True
-                    break
+                try:
+                    study.optimize(self._objective(fold, study), n_trials=1, catch=(TrialFailed, OverBudget),
+                                   gc_after_trial=False)
+                except optuna.exceptions.UpdateFinishedTrialError as exc:
+                    # another worker failed this trial meanwhile (its heartbeat came too late): it was
+                    # queued again there, so this result must not count
+                    log.warning("[OPTIMIZE] %s: a trial was failed by another worker while it ran (%s); "
+                                "its retry will run", fold.label, one_line(exc))
+                self.trials_run += 1
+                started = True
+                break
             if self.progress is not None:
                 self.progress.update(self.studies, final=not waiting_on)
             if not waiting_on:
@@ -455,11 +461,16 @@ class Worker:
         plan = self.plan
         settings = plan.settings
         optuna = quiet_optuna()
+        from optuna.trial import TrialState
 
         def objective(trial: Any) -> float:
             trial.set_user_attr("worker", self.mark(trial.number))
-            ahead = sum(1 for t in study.get_trials(deepcopy=False) if t.number < trial.number and holds_slot(t))
+            trials = study.get_trials(deepcopy=False)
+            ahead = sum(1 for t in trials if t.number < trial.number and holds_slot(t))
+            running_elsewhere = sum(1 for t in trials if t.state == TrialState.RUNNING and t.number != trial.number)
+            self.credit[fold.index] = plan.trials - sum(holds_slot(t) for t in trials) - running_elsewhere - 1
             if ahead >= plan.trials:
+                self.credit[fold.index] = 0
                 trial.set_user_attr("skipped", f"the study had its {plan.trials} trials when this one started")
                 raise OverBudget
             values = suggest(trial, plan.params)
