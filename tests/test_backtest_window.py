@@ -67,9 +67,9 @@ def test_rows_outside_the_window_never_reach_the_decoder(recording: Path, tmp_pa
     again = replay_recording(config, preloaded, start=times[100], end=times[250])
     assert again == inside
     # one step wider on either side reaches a poisoned row, named by file and line (header is line 1)
-    with pytest.raises(BacktestDataError, match=rf"poisoned\.jsonl:101: \"b\" must map"):
+    with pytest.raises(BacktestDataError, match=r"poisoned\.jsonl:101: \"b\" must map"):
         replay_recording(config, preloaded, start=times[99], end=times[250])
-    with pytest.raises(BacktestDataError, match=rf"poisoned\.jsonl:252: \"b\" must map"):
+    with pytest.raises(BacktestDataError, match=r"poisoned\.jsonl:252: \"b\" must map"):
         replay_recording(config, bad, start=times[100], end=times[251])
 
 
@@ -145,7 +145,7 @@ def test_window_bounds_are_checked(recording: Path) -> None:
     with pytest.raises(ValueError, match="aware datetime"):
         RecordingReader(recording, start=naive)
     t = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    with pytest.raises(ValueError, match="ends .* before it starts"):
+    with pytest.raises(ValueError, match=r"ends .* before it starts"):
         RecordingReader.preload(recording).window(t, t - timedelta(seconds=1))
 
 
