@@ -63,6 +63,8 @@ def test_bad_space_exits_2_naming_the_path(space: Any, expected: str, spikes: Pa
 
 
 def test_config_validate_checks_the_section(kit, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    example = Path(__file__).resolve().parents[1] / "study.example.yml"  # the documented study config
+    assert kit.main(["config", "validate", "-c", str(example)]) == 0
     good = tmp_path / "good.yml"
     good.write_text(yaml.safe_dump({"optimize": {"objective": "pnl_over_drawdown", "space": {
         "arbitrage.entry_threshold": {"low": 0.002, "high": 0.03, "log": True}}}}))
