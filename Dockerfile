@@ -30,6 +30,7 @@ COPY plugins/arbframe_exchange_binance/pyproject.toml ./plugins/arbframe_exchang
 COPY plugins/arbframe_exchange_upbit/pyproject.toml ./plugins/arbframe_exchange_upbit/
 COPY plugins/arbframe_fx_forex/pyproject.toml ./plugins/arbframe_fx_forex/
 COPY plugins/arbframe_notify/pyproject.toml ./plugins/arbframe_notify/
+COPY plugins/arbframe_optimize/pyproject.toml ./plugins/arbframe_optimize/
 COPY plugins/arbframe_storage_csv/pyproject.toml ./plugins/arbframe_storage_csv/
 COPY plugins/arbframe_storage_pg/pyproject.toml ./plugins/arbframe_storage_pg/
 RUN python infra/requirements_from_pyproject.py "pyproject.toml[server]" plugins/*/pyproject.toml > /tmp/requirements.txt \

@@ -90,6 +90,14 @@ _LAZY: dict[str, str] = {
     "from_row": "arbframe.core.records",
     "hookimpl": "arbframe.kernel.hookspecs",
     "load_config": "arbframe.kernel.config",
+    "config_schema": "arbframe.kernel.config",
+    "check_config": "arbframe.kernel.config",
+    "replay_recording": "arbframe.replay.backtest",
+    "BacktestSummary": "arbframe.replay.backtest",
+    "RecordingReader": "arbframe.replay.recording",
+    "RecordingSpan": "arbframe.replay.recording",
+    "BacktestDataError": "arbframe.replay.recording",
+    "simulate_recording": "arbframe.replay.synthetic",
     "schema_defaults": "arbframe.kernel.config",
     "mask_secret": "arbframe.core.secrets",
     "mask_url": "arbframe.core.secrets",
@@ -164,7 +172,7 @@ if TYPE_CHECKING:
     from arbframe.core.records import TABLES, RowError, columns, from_row, read_csv_table, to_dict, to_row
     from arbframe.core.secrets import mask_secret, mask_secret_url, mask_url, url_endpoint
     from arbframe.kernel.book import BookKey, BookLock, BookLocked, FileBookLock, Holder
-    from arbframe.kernel.config import load_config, schema_defaults
+    from arbframe.kernel.config import check_config, config_schema, load_config, schema_defaults
     from arbframe.kernel.hookspecs import hookimpl
     from arbframe.kernel.instruments import CacheMetrics, ExchangeMetrics, PluginMetrics, StorageMetrics
     from arbframe.kernel.interfaces import (
@@ -184,6 +192,9 @@ if TYPE_CHECKING:
     )
     from arbframe.market.routing import VenueRouting, configured_symbols, paper_balances
     from arbframe.market.simulation import SimulatedAccount, SimulatedExchange, SimulatedMarket
+    from arbframe.replay.backtest import BacktestSummary, replay_recording
+    from arbframe.replay.recording import BacktestDataError, RecordingReader, RecordingSpan
+    from arbframe.replay.synthetic import simulate_recording
     from arbframe.venues.http import HttpAnswer, HttpRequest, VenueHttp
     from arbframe.venues.metrics import VenueMetrics
     from arbframe.venues.ratelimit import HeaderFeedback, Quota, RateLimiter, RateLimits
@@ -212,6 +223,8 @@ __all__ = [
     "ArbframeError",
     "AuthenticationError",
     "Backoff",
+    "BacktestDataError",
+    "BacktestSummary",
     "Balance",
     "Banned",
     "BookKey",
@@ -265,6 +278,8 @@ __all__ = [
     "RateLimited",
     "RateLimiter",
     "RateLimits",
+    "RecordingReader",
+    "RecordingSpan",
     "RequestTimeout",
     "RetryPolicy",
     "RowError",
@@ -286,7 +301,9 @@ __all__ = [
     "VenueRouting",
     "VenueUnavailable",
     "__version__",
+    "check_config",
     "columns",
+    "config_schema",
     "configured_symbols",
     "error_kind",
     "from_row",
@@ -298,8 +315,10 @@ __all__ = [
     "new_id",
     "paper_balances",
     "read_csv_table",
+    "replay_recording",
     "round_to_step",
     "schema_defaults",
+    "simulate_recording",
     "to_dict",
     "to_row",
     "url_endpoint",

@@ -462,6 +462,25 @@ def compose_schema(fragments: Mapping[str, Mapping[str, Any]], extra_sections: I
     return schema
 
 
+def config_schema() -> dict[str, Any]:
+    """The JSON Schema :func:`load_config` validates against (pass 1): the kernel's keys and the sections builtin
+    and ``arbframe.plugins`` modules contribute; drivers' own sections are left out (they load with the driver).
+
+    For tools that check a key path or a value range before they use it (``arbframe optimize``)."""
+    return compose_schema(_module_fragments(), extra_sections=[*installed_names(DRIVER_GROUPS["exchange"]),
+                                                                *default_sections()])
+
+
+def check_config(config: Mapping[str, Any], schema: Mapping[str, Any] | None = None) -> None:
+    """Pass 1's checks of a config changed in code (finite numbers, ``schema``, the rules that tie keys together),
+    without reading a file or scanning installed plugins: raises :class:`ConfigError` naming the key path.
+
+    ``schema`` defaults to :func:`config_schema`; pass it in when checking many configs."""
+    _check_finite(config, ())
+    _validate(config, config_schema() if schema is None else schema, ())
+    check_rules(config)
+
+
 def _merge_schema(node: dict[str, Any], fragment: Mapping[str, Any]) -> None:
     for key, value in fragment.items():
         if key == "properties" and isinstance(node.get("properties"), dict):

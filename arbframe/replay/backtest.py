@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from arbframe.builtins.storage import NullStorage
 from arbframe.core.models import ZERO, Direction, IdGenerator
 from arbframe.replay.charts import write_chart
 from arbframe.replay.fastpath import ReplayFastPath
@@ -306,6 +307,49 @@ def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[
             "max": None if d not in hi else format(hi[d].quantize(PREMIUM_QUANTUM), "f"),
         }
     return summary
+
+
+def replay_recording(
+    config: Mapping[str, Any],
+    recordings: str | Path | Sequence[str | Path] | RecordingReader,
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    seed: int | None = None,
+    chart_points: list[tuple[Any, ...]] | None = None,
+) -> BacktestSummary:
+    """Replay recordings through a fresh engine and return the summary; nothing is written anywhere.
+
+    ``config`` is an effective config (:func:`arbframe.load_config`: the strategy, paper wallets and fees come from
+    it, venues, fee rates and rules from the recording header). ``recordings`` is a path, several paths (replayed
+    as one, in time order) or a :class:`RecordingReader` (a preloaded one is reused without reading a file
+    again). Only snapshots stamped in ``[start, end)`` are replayed (aware datetimes, None: unbounded; inside a
+    reader's own window). The replay is the backtest's (fast path included, spreads not logged), so the same
+    config and data give the same summary as ``arbframe run --mode backtest``. ``chart_points``, when given, gets
+    ``(time, kimchi premium, equity)`` per snapshot (the equity curve; costs time, so only when asked).
+    ``seed`` (default ``backtest.seed``, 42) seeds the record ids. Bad data raises :class:`BacktestDataError`
+    naming the file and line.
+    """
+    if isinstance(recordings, RecordingReader):
+        lo = recordings.start if start is None or (recordings.start is not None and recordings.start > start) \
+            else start
+        hi = recordings.end if end is None or (recordings.end is not None and recordings.end < end) else end
+        if lo is not None and hi is not None and hi < lo:
+            hi = lo  # disjoint windows: nothing to replay
+        reader = recordings.window(lo, hi)
+    elif isinstance(recordings, (str, Path)):
+        reader = RecordingReader(recordings, start=start, end=end)
+    else:
+        reader = RecordingReader.preload(recordings).window(start, end)
+    try:
+        arbitrage = dict(config.get("arbitrage") or {})
+        arbitrage["log_spreads"] = False  # nothing is stored: no spread to build (and the fast path stays on)
+        bt = config.get("backtest") or {}
+        engine = build_engine(reader, {**config, "arbitrage": arbitrage}, NullStorage(),
+                              seed=int(bt.get("seed", 42)) if seed is None else seed)
+        return replay(reader, engine, chart_points=chart_points)
+    finally:
+        reader.close()
 
 
 class BacktestOptions(Protocol):

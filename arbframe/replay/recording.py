@@ -27,12 +27,13 @@ import gzip
 import io
 import json
 import logging
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from arbframe.core.errors import ArbframeError
 from arbframe.core.models import ZERO, BookLevel, FxRate, MarketRules, OrderBook
@@ -332,10 +333,50 @@ def _fast_loads() -> Any:
     return orjson.loads
 
 
-class RecordingReader:
-    """Iterates a recording: :attr:`header`, then :class:`MarketSnapshot` objects, with line-numbered errors."""
+#: header keys that recordings replayed together must agree on (RecordingReader.preload)
+SHARED_HEADER_KEYS = ("domestic", "foreign", "symbols", "quote_currencies", "fees", "rules", "simulated")
 
-    def __init__(self, path: str | Path) -> None:
+
+class RecordingSpan(NamedTuple):
+    """First and last snapshot time of a reader's snapshots (its window applied) and how many there are."""
+
+    first: datetime
+    last: datetime
+    snapshots: int
+
+
+@dataclass
+class _Preloaded:
+    """Every snapshot row of one or more recordings, decoded once and held in memory (RecordingReader.preload)."""
+
+    rows: list[Any]
+    lines: list[int]  # each row's line number in its file
+    times: list[datetime]  # each row's "t", parsed
+    segments: list[tuple[int, Path]]  # (index of the file's first row, the file), ascending
+    ordered: bool  # times never go backwards: a window is two bisections
+
+
+def _check_window(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
+    for name, when in (("start", start), ("end", end)):
+        if when is not None and (not isinstance(when, datetime) or when.tzinfo is None):
+            raise ValueError(f"the replay window's {name} must be an aware datetime or None, got {when!r}")
+    if start is not None and end is not None and end < start:
+        raise ValueError(f"the replay window ends ({end.isoformat()}) before it starts ({start.isoformat()})")
+    return start, end
+
+
+class RecordingReader:
+    """Iterates a recording: :attr:`header`, then :class:`MarketSnapshot` objects, with line-numbered errors.
+
+    ``start``/``end`` restrict it to the snapshots stamped in ``[start, end)`` (aware datetimes; None: unbounded):
+    every other row is skipped before it reaches the decoder or the replay. :meth:`preload` reads one or more
+    recordings into memory once; :meth:`window` then gives readers of any window of them without reading a file
+    again (what a parameter search replays many times).
+    """
+
+    def __init__(self, path: str | Path, *, start: datetime | None = None, end: datetime | None = None) -> None:
+        self.start, self.end = _check_window(start, end)
+        self._preloaded: _Preloaded | None = None
         self.path = Path(path)
         if not self.path.exists():
             raise BacktestDataError(f"recording not found: {self.path}")
@@ -355,6 +396,112 @@ class RecordingReader:
         self._fx_cache: tuple[Any, FxRate] | None = None
         self._last_t_text: Any = None
         self._last_t: datetime | None = None
+
+    # --------------------------------------------------------------------------------------- windows, preload
+    @classmethod
+    def preload(cls, paths: str | Path | Sequence[str | Path]) -> RecordingReader:
+        """A reader holding every snapshot row of ``paths`` in memory, JSON decoded and times parsed, read once.
+
+        Several recordings are replayed as one, in the order of their first snapshots; their headers must agree
+        on :data:`SHARED_HEADER_KEYS` (venues, symbols, fees, rules). Errors still name the file and line.
+        """
+        if isinstance(paths, (str, Path)):
+            paths = [paths]
+        if not paths:
+            raise BacktestDataError("no recording given")
+        parts = []
+        for path in paths:
+            reader = cls(path)
+            rows: list[Any] = []
+            lines: list[int] = []
+            times: list[datetime] = []
+            try:
+                for row in reader._file_rows():
+                    times.append(reader._row_time(row))
+                    rows.append(row)
+                    lines.append(reader.lineno)
+            finally:
+                reader.close()
+            parts.append((reader, rows, lines, times))
+        # chronological: by each file's first snapshot (files without one last), stable for equal times
+        parts.sort(key=lambda part: (0, part[3][0]) if part[3] else (1, part[0].path))  # type: ignore[arg-type,return-value]
+        first = parts[0][0]
+        for reader, *_ in parts[1:]:
+            for key in SHARED_HEADER_KEYS:
+                if reader.header.get(key) != first.header.get(key):
+                    raise BacktestDataError(
+                        f"{reader.path}:1: the header's {key!r} differs from {first.path}'s; recordings replayed "
+                        "together must agree on venues, symbols, fees and rules"
+                    )
+        data = _Preloaded([], [], [], [], True)
+        for reader, rows, lines, times in parts:
+            data.segments.append((len(data.rows), reader.path))
+            data.rows += rows
+            data.lines += lines
+            data.times += times
+        data.ordered = all(a <= b for a, b in zip(data.times, data.times[1:]))  # noqa: B905
+        first._preloaded = data
+        first.lineno = 0
+        return first
+
+    def window(self, start: datetime | None = None, end: datetime | None = None) -> RecordingReader:
+        """A new reader of the same recording restricted to ``[start, end)`` (replacing this reader's window).
+
+        A preloaded reader's windows share its rows (nothing is read again); a file reader's reopen the file."""
+        if self._preloaded is None:
+            return type(self)(self.path, start=start, end=end)
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view.start, view.end = _check_window(start, end)
+        view.path = self._preloaded.segments[0][1]
+        view.lineno = 0
+        view._fx_cache = None
+        view._last_t_text = None
+        view._last_t = None
+        return view
+
+    def span(self) -> RecordingSpan | None:
+        """First and last snapshot time in this reader's window and the number of snapshots (None: none).
+
+        A file reader reads a copy of itself to find out; a preloaded reader looks at its times."""
+        data = self._preloaded
+        if data is None:
+            view = self.window(self.start, self.end)
+            first = last = None
+            n = 0
+            for row in view.rows():
+                ts = view._row_time(row)
+                first = ts if first is None or ts < first else first
+                last = ts if last is None or ts > last else last
+                n += 1
+            return None if first is None or last is None else RecordingSpan(first, last, n)
+        times = [data.times[i] for i in self._indices()]
+        return RecordingSpan(min(times), max(times), len(times)) if times else None
+
+    def _indices(self) -> Iterator[int]:
+        """Indices of the preloaded rows inside the window."""
+        data = self._preloaded
+        assert data is not None
+        times = data.times
+        start, end = self.start, self.end
+        if data.ordered:
+            lo = 0 if start is None else bisect_left(times, start)
+            hi = len(times) if end is None else bisect_left(times, end)
+            return iter(range(lo, hi))
+        return (i for i, ts in enumerate(times)
+                if (start is None or ts >= start) and (end is None or ts < end))
+
+    def _row_time(self, row: Any) -> datetime:
+        """A row's ``t`` as an aware datetime (remembered for the decoder); raises the decoder's line-numbered
+        error for a row that is not an object or has no valid ``t``."""
+        if type(row) is not dict or "t" not in row:
+            self.decode(row)  # raises
+        t = row["t"]
+        if t == self._last_t_text and self._last_t is not None:
+            return self._last_t
+        ts = self._last_t = _parse_ts(t, self, '"t"')
+        self._last_t_text = t
+        return ts
 
     def _next_line(self) -> bytes | None:
         try:
@@ -390,10 +537,17 @@ class RecordingReader:
             yield decode(row)
 
     def rows(self) -> Iterator[Any]:
-        """The decoded JSON of each snapshot line (not yet checked: :meth:`decode` does that)."""
+        """The decoded JSON of each snapshot line in the window (not yet checked: :meth:`decode` does that)."""
+        if self._preloaded is not None:
+            return self._preloaded_rows()
+        return self._file_rows(self.start, self.end)
+
+    def _file_rows(self, start: datetime | None = None, end: datetime | None = None) -> Iterator[Any]:
         fh = self._fh
         readline = fh.readline
         loads = _fast_loads()
+        windowed = start is not None or end is not None
+        row_time = self._row_time
         try:
             while True:
                 try:
@@ -409,9 +563,30 @@ class RecordingReader:
                     if line.isspace():
                         continue
                     row = self._json(line)  # raises with the line number (or takes what only json reads)
+                if windowed:
+                    ts = row_time(row)
+                    if (start is not None and ts < start) or (end is not None and ts >= end):
+                        continue
                 yield row
         finally:
             self.close()
+
+    def _preloaded_rows(self) -> Iterator[Any]:
+        data = self._preloaded
+        assert data is not None
+        rows, lines, times, segments = data.rows, data.lines, data.times, data.segments
+        firsts = [first for first, _ in segments]
+        upto = -1  # where the rows of the current file end
+        for i in self._indices():
+            if i >= upto:  # the next file: errors name it
+                k = bisect_right(firsts, i) - 1
+                self.path = segments[k][1]
+                upto = firsts[k + 1] if k + 1 < len(firsts) else len(rows)
+            row = rows[i]
+            self.lineno = lines[i]
+            self._last_t_text = row["t"]
+            self._last_t = times[i]
+            yield row
 
     def decode(self, row: Any) -> MarketSnapshot:
         if type(row) is not dict:
