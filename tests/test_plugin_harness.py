@@ -13,6 +13,7 @@ import pytest
 from arbframe import ConfigError, FxRate, FxSource, HealthCheck, HealthResult, HealthStatus, hookimpl, utcnow
 from arbframe.builtins.static_fx import StaticFxSource
 from arbframe.testing.plugin_harness import FxUnavailable, PluginHarness
+from arbframe.testing.storage_kit import sample_position
 
 
 def _aged(seconds: float) -> StaticFxSource:
@@ -99,6 +100,16 @@ async def test_run_in_thread_leaves_the_callers_loop_free(tmp_path: Path) -> Non
         counter.cancel()
     assert ticks > 1  # this loop kept running while the service ran
     harness.close()
+
+
+def test_load_storage_writer_is_the_services_writer_closed_with_the_harness(tmp_path: Path) -> None:
+    harness = PluginHarness.from_config({"storage": {"backend": "csv"}}, env={}, data_dir=tmp_path)
+    writer = harness.load_storage_writer()
+    writer.log_position_open(sample_position("p1"))
+    assert writer.sync(5) and writer.active_backend() == "csv"
+    harness.close()
+    with (tmp_path / "positions.csv").open(newline="") as fh:
+        assert [row["id"] for row in csv.DictReader(fh)] == ["p1"]
 
 
 # ---------------------------------------------------------------------------------------------------- FX
