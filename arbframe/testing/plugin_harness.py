@@ -40,6 +40,7 @@ service and FX health check about a source::
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -230,7 +231,7 @@ class PluginHarness:
                          max_age_seconds=self._fx_max_age(max_age_seconds))
         try:
             result = check.probe()
-            if asyncio.iscoroutine(result) or isinstance(result, asyncio.Future):
+            if inspect.isawaitable(result):
                 result = await asyncio.wait_for(result, check.timeout_seconds)
         except asyncio.TimeoutError:
             return HealthResult(check.component, HealthStatus.ERROR, f"no answer within {check.timeout_seconds:.1f}s")
