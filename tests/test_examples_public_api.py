@@ -13,24 +13,16 @@ ROOT = Path(__file__).resolve().parents[1]
 #: directories that hold copies, not sources: pip/setuptools build trees, wheels, egg-info, caches, venvs
 _NOT_SOURCES = {"build", "dist", "__pycache__", ".venv", "venv", ".tox", ".eggs"}
 
-#: plugins whose tests still reach into kernel internals; they join when they are ported to the venue SDK
-TESTS_LATER: tuple[str, ...] = ()
-#: end-to-end tests of a plugin inside the kernel's service loop that drive kernel internals (the service loop,
-#: the FX service, the kernel object); they move to a public test harness with the venue-SDK port
-TEST_FILES_LATER = (
-    "plugins/arbframe_fx_forex/tests/test_forex_source.py",
-    "plugins/arbframe_notify/tests/test_notify.py",
-    "plugins/arbframe_storage_pg/tests/test_pg_stall.py",
-)
-
 
 def plugin_sources(root: Path) -> list[Path]:
-    """The examples' and plugins' own modules and tests (leftover ``build/`` copies of them left out)."""
+    """The examples' and plugins' own modules and every test of theirs (leftover ``build/`` copies left out).
+
+    Plugin tests are held to the rule too: what they need of the kernel (a kernel built from config, the service
+    loop, the FX service and health check, the storage writer) comes from ``arbframe.testing.plugin_harness``."""
     found = [
         *(root / "examples").rglob("*.py"),
         *(root / "plugins").glob("*/src/**/*.py"),
-        *(p for p in (root / "plugins").glob("*/tests/**/*.py")
-          if p.relative_to(root).parts[1] not in TESTS_LATER and str(p.relative_to(root)) not in TEST_FILES_LATER),
+        *(root / "plugins").glob("*/tests/**/*.py"),
     ]
     return sorted(p for p in found if not any(part in _NOT_SOURCES or part.endswith(".egg-info")
                                               for part in p.relative_to(root).parts[:-1]))
@@ -59,11 +51,12 @@ def test_there_are_example_sources() -> None:
 
 def test_leftover_build_copies_are_not_collected(tmp_path: Path) -> None:
     for rel in ("examples/demo/src/demo/plugin.py", "examples/demo/build/lib/demo/plugin.py",
-                "plugins/p/src/p/mod.py", "plugins/p/src/p.egg-info/x.py", "plugins/p/src/build/lib/p/mod.py"):
+                "plugins/p/src/p/mod.py", "plugins/p/src/p.egg-info/x.py", "plugins/p/src/build/lib/p/mod.py",
+                "plugins/p/tests/test_p.py", "plugins/p/tests/build/lib/test_p.py"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text("import arbframe\n")
     assert [p.relative_to(tmp_path).as_posix() for p in plugin_sources(tmp_path)] == [
-        "examples/demo/src/demo/plugin.py", "plugins/p/src/p/mod.py"]
+        "examples/demo/src/demo/plugin.py", "plugins/p/src/p/mod.py", "plugins/p/tests/test_p.py"]
 
 
 @pytest.mark.parametrize("path", SOURCES, ids=[str(p.relative_to(ROOT)) for p in SOURCES])

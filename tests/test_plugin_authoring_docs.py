@@ -73,7 +73,8 @@ def test_every_hook_and_interface_is_documented() -> None:
     "ARBFRAME_API_VERSION = 1", "incompatible",
     # testing
     "ExchangeContract", "StorageContract", "CacheContract", "FxSourceContract", "PluginHarness", "redis_server",
-    "postgres_server", "CI=true", "--import-mode=importlib",
+    "postgres_server", "CI=true", "--import-mode=importlib", "service_harness", "PluginHarness.from_config",
+    "run_in_thread", "fx_health", "load_storage_writer",
     # the stevedore trap
     "XDG_CACHE_HOME", "python-entrypoints",
 ])

@@ -10,11 +10,9 @@ import pytest
 from arbframe_fx_forex import ForexFxSource, ForexUnavailable, parse_dunamu, parse_er_api
 from arbframe_fx_forex.providers import ForexProtocolError, decode
 
-from arbframe.builtins.memory_cache import MemoryCache
-from arbframe.kernel.interfaces import HealthStatus
-from arbframe.service.health import fx_check
+from arbframe import HealthStatus
 from arbframe.testing.fx_kit import FxSourceContract
-from arbframe.trading.fx import FxService, FxUnavailable
+from arbframe.testing.plugin_harness import FxUnavailable
 
 CLOSED = "http://127.0.0.1:9"
 
@@ -96,19 +94,21 @@ async def test_answers_are_cached_per_provider(fake, make_source) -> None:
         await source.close()
 
 
-async def test_stale_quote_blocks_through_the_fx_service_and_health_warns(fake, make_source) -> None:
+async def test_stale_quote_blocks_through_the_fx_service_and_health_warns(fake, make_source, plugin_harness) -> None:
     """The kernel's rule, unchanged: a rate older than fx.max_age_seconds is not priced with (no entries)."""
     fake.modes.update(dunamu="stale", er_api="down")
     fake.stale_seconds = 600
-    service = FxService(make_source(stale_after_seconds=60), MemoryCache(), ttl_seconds=60, max_age_seconds=300)
+    harness = plugin_harness()  # the kernel's FX service and FX health check, each over a fresh memory cache
+    service = harness.fx_service(source=make_source(stale_after_seconds=60), ttl_seconds=60,
+                                 max_age_seconds=300)
     with pytest.raises(FxUnavailable):
         await service.current()
-    result = await fx_check(MemoryCache(), make_source(), max_age_seconds=300).probe()
+    result = await harness.fx_health(source=make_source(), max_age_seconds=300)
     assert result.status is HealthStatus.WARN
     assert "forex:dunamu" in result.message and "old" in result.message
     assert 590 < result.details["age_seconds"] < 700
     fake.modes["dunamu"] = "fresh"
-    fresh = await fx_check(MemoryCache(), make_source(), max_age_seconds=300).probe()
+    fresh = await harness.fx_health(source=make_source(), max_age_seconds=300)
     assert fresh.status is HealthStatus.OK and fresh.details["age_seconds"] < 60
     assert "s old" in fresh.message
 

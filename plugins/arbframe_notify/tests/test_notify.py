@@ -26,8 +26,7 @@ from arbframe_notify.plugin import PLUGIN_NAME
 from prometheus_client import CollectorRegistry
 
 from arbframe import DailySummary, ErrorRecord
-from arbframe.kernel.config import load_config
-from arbframe.kernel.plugin_host import Kernel
+from arbframe.testing.plugin_harness import PluginHarness
 
 pytest.importorskip("apprise")
 web = pytest.importorskip("aiohttp.web")
@@ -236,13 +235,13 @@ async def test_apprise_log_lines_never_show_url_secrets(endpoint: Endpoint, capl
     assert TOKEN not in text and SECRET not in text  # ... with the secrets cut out
 
 
-def _kernel(tmp_path: Path, url: str, arbitrage: dict[str, Any] | None = None, **notify: Any) -> Kernel:
+def _harness(service_harness: Any, url: str, arbitrage: dict[str, Any] | None = None, **notify: Any) -> PluginHarness:
+    """The kernel `arbframe run --mode paper --mock` builds with notifications enabled (data under tmp_path)."""
     overrides = {
-        "storage": {"csv": {"data_dir": str(tmp_path / "data")}},
         "notify": {"enabled": True, "urls": [url], "batch_seconds": 0.05, "min_interval_seconds": 0.05, **notify},
         "arbitrage": arbitrage or {},
     }
-    return Kernel(load_config([], overrides=overrides), mode="paper", mock=True)
+    return service_harness(overrides, mode="paper", mock=True)
 
 
 def test_config_show_masks_notification_urls(tmp_path: Path) -> None:
@@ -257,39 +256,35 @@ def test_config_show_masks_notification_urls(tmp_path: Path) -> None:
     assert "- tgram://***" in proc.stdout and "- json://***" in proc.stdout
 
 
-def test_health_names_channels_without_secrets(tmp_path: Path) -> None:
-    kernel = _kernel(tmp_path, f"json://notify:{SECRET}@127.0.0.1:9/{TOKEN}")
-    try:
-        (check,) = [c for c in kernel.health_checks() if c.component == "notify"]
-        result = check.probe()
-        assert result.status.value == "OK" and result.message == "json://***: 0 messages sent"
-        assert SECRET not in json.dumps(result.details) and TOKEN not in json.dumps(result.details)
-    finally:
-        kernel.close()
+def test_health_names_channels_without_secrets(service_harness: Any) -> None:
+    harness = _harness(service_harness, f"json://notify:{SECRET}@127.0.0.1:9/{TOKEN}")
+    (result,) = harness.health("notify")
+    assert result.status.value == "OK" and result.message == "json://***: 0 messages sent"
+    assert SECRET not in json.dumps(result.details) and TOKEN not in json.dumps(result.details)
 
 
-def test_disabled_adds_no_health_row_and_registers_nothing(tmp_path: Path) -> None:
-    kernel = Kernel(load_config([], overrides={"storage": {"csv": {"data_dir": str(tmp_path)}}}), mock=True)
-    assert kernel.pm.get_plugin(PLUGIN_NAME) is None
-    assert [c for c in kernel.health_checks() if c.component == "notify"] == []
-    assert kernel.registry.get_sample_value("arbframe_notify_messages_total", {"status": "sent"}) is None
+def test_disabled_adds_no_health_row_and_registers_nothing(service_harness: Any) -> None:
+    harness = service_harness(mock=True)
+    assert harness.pm.get_plugin(PLUGIN_NAME) is None
+    assert harness.health("notify") == []
+    assert harness.metric("arbframe_notify_messages_total", {"status": "sent"}) is None
 
 
 # --------------------------------------------------------------------------------- the kernel's events
-async def test_kernel_events_reach_the_endpoint(tmp_path: Path, endpoint: Endpoint) -> None:
-    kernel = _kernel(tmp_path, endpoint.url(), events=["error", "daily_summary", "storage_fallback"])
-    kernel.notify("arbframe_startup", context=kernel.context)
+async def test_kernel_events_reach_the_endpoint(service_harness: Any, endpoint: Endpoint) -> None:
+    harness = _harness(service_harness, endpoint.url(), events=["error", "daily_summary", "storage_fallback"])
+    harness.notify("arbframe_startup", context=harness.context)
     now = datetime(2025, 1, 2, tzinfo=timezone.utc)
-    kernel.notify("arbframe_on_error", error=ErrorRecord(id="e1", ts=now, component="binance",
-                                                         message="HTTP 418: banned", kind="market_data"))
-    kernel.notify("arbframe_on_storage_fallback", backend="postgres", fallback="csv",
-                  reason="OperationalError: connection refused")
-    kernel.notify("arbframe_on_daily_summary", summary=DailySummary(
+    harness.notify("arbframe_on_error", error=ErrorRecord(id="e1", ts=now, component="binance",
+                                                          message="HTTP 418: banned", kind="market_data"))
+    harness.notify("arbframe_on_storage_fallback", backend="postgres", fallback="csv",
+                   reason="OperationalError: connection refused")
+    harness.notify("arbframe_on_daily_summary", summary=DailySummary(
         day=date(2025, 1, 1), realized_pnl_krw=Decimal("-12345.6"), trades=3, total_pnl_krw=Decimal(1000),
         win_rate=0.5, open_positions=1, unrealized_pnl_krw=Decimal(10)))
     (message,) = await endpoint.wait_for(1)
-    await asyncio.to_thread(kernel.notify, "arbframe_shutdown", context=kernel.context)
-    kernel.close()
+    await asyncio.to_thread(harness.notify, "arbframe_shutdown", context=harness.context)
+    harness.close()
     assert message["title"] == ("arbframe [simulated]: 3 events (1 error, 1 storage fallback, "
                                 "1 daily summary)")
     body = message["message"]
@@ -297,19 +292,17 @@ async def test_kernel_events_reach_the_endpoint(tmp_path: Path, endpoint: Endpoi
     assert "- storage postgres unavailable: recording to csv: OperationalError: connection refused" in body
     assert "- day 2025-01-01: -12,346 KRW: 2025-01-01: realized -12,346₩ in 3 trades" in body
     assert message["type"] == "failure"
-    value = kernel.registry.get_sample_value
-    assert value("arbframe_plugin_errors_total", {"plugin": PLUGIN_NAME, "hook": "arbframe_on_error"}) == 0
+    assert harness.metric("arbframe_plugin_errors_total", {"plugin": PLUGIN_NAME, "hook": "arbframe_on_error"}) == 0
 
 
-async def test_a_service_run_sends_position_messages(tmp_path: Path, endpoint: Endpoint) -> None:
+async def test_a_service_run_sends_position_messages(service_harness: Any, endpoint: Endpoint) -> None:
     """`arbframe run` in mock mode with a low entry threshold opens (and may close) positions: messages arrive."""
-    from arbframe.service.runner import RunOptions, run_loop
-
     # every tick is an entry signal
-    kernel = _kernel(tmp_path, endpoint.url(), {"entry_threshold": 0, "exit_threshold": 0, "cooldown_seconds": 0},
-                     events=["position_opened", "position_closed"])
+    harness = _harness(service_harness, endpoint.url(),
+                      {"entry_threshold": 0, "exit_threshold": 0, "cooldown_seconds": 0},
+                      events=["position_opened", "position_closed"])
     # the service on its own loop in a thread, as in production: this loop serves the endpoint meanwhile
-    assert await asyncio.to_thread(asyncio.run, run_loop(kernel, RunOptions(max_iterations=2, interval=0.01))) == 0
+    assert await harness.run_in_thread(2, interval=0.01) == 0
     messages = await endpoint.wait_for(1)
     text = " ".join(m["title"] + " " + m["message"] for m in messages)
     assert "OPEN " in text and "premium" in text

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from arbframe import BookKey, BookLocked
+from arbframe.testing.plugin_harness import PluginHarness
 from arbframe.testing.postgres_server import PostgresServer
 from arbframe.testing.storage_kit import closed, sample_position
 
@@ -23,19 +24,15 @@ from .test_pg_outage import ids_in, spread, wait_for
 pytestmark = pytest.mark.postgres
 
 
-def _kernel(tmp_path: Path, pg: PostgresServer, schema: str, **pg_extra: Any):  # type: ignore[no-untyped-def]
-    from arbframe.kernel.config import load_config
-    from arbframe.kernel.plugin_host import Kernel
-
-    config = load_config([], overrides={
+def _kernel(tmp_path: Path, pg: PostgresServer, schema: str, **pg_extra: Any) -> PluginHarness:
+    """The kernel a service run builds on PostgreSQL (no ARBFRAME_* variables of the caller's environment)."""
+    return PluginHarness.from_config({
         "arbitrage": {"symbols": ["BTC"]},
-        "storage": {"backend": "postgres", "csv": {"data_dir": str(tmp_path / "data")},
-                    "writer": {"stall_seconds": 0.3, "close_timeout_seconds": 5},
+        "storage": {"backend": "postgres", "writer": {"stall_seconds": 0.3, "close_timeout_seconds": 5},
                     "postgres": {"dsn": pg.dsn, "schema": schema, "connect_timeout_seconds": 2,
                                  "retry_interval_seconds": 0.1, "max_retry_interval_seconds": 0.3,
                                  "flush_interval_seconds": 0.05, "lock_timeout_seconds": 0.5, **pg_extra}},
-    }, env={})
-    return Kernel(config)
+    }, env={}, data_dir=tmp_path / "data")
 
 
 @contextmanager
