@@ -45,7 +45,7 @@ endef
 help:
 	@echo "make run    - install (first time) and run a paper session on the embedded defaults"
 	@echo "make test   - install and run the whole test suite"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff and mypy (the kernel)"
 	@echo "make bench  - run every benchmark in benchmarks/"
 
 install: $(STAMP)
@@ -109,6 +109,7 @@ test-pythons: install
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: install
 	@$(PY) -m pip install --quiet --disable-pip-version-check ccxt matplotlib orjson >/dev/null 2>&1 \

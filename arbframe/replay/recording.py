@@ -62,7 +62,7 @@ def open_recording(path: str | Path, mode: str) -> IO[Any]:
     p = Path(path)
     if mode == "rb":
         if p.suffix == ".gz":
-            return gzip.open(p, "rb")
+            return gzip.open(p, "rb")  # type: ignore[return-value]  # a binary file object, as open() gives
         return open(p, "rb", buffering=_READ_BUFFER)
     if mode != "w":
         raise ValueError(f"open_recording mode must be 'w' or 'rb', not {mode!r}")
@@ -424,7 +424,7 @@ class RecordingReader:
                 reader.close()
             parts.append((reader, rows, lines, times))
         # chronological: by each file's first snapshot (files without one last), stable for equal times
-        parts.sort(key=lambda part: (0, part[3][0]) if part[3] else (1, part[0].path))  # type: ignore[arg-type,return-value]
+        parts.sort(key=lambda part: (0, part[3][0]) if part[3] else (1, part[0].path))
         first = parts[0][0]
         for reader, *_ in parts[1:]:
             for key in SHARED_HEADER_KEYS:

@@ -257,7 +257,7 @@ class ExchangeContract:
         order: Order | None = None
         try:
             order = await exchange.place_order(request)
-        except expected as exc:  # type: ignore[misc]
+        except expected as exc:
             assert isinstance(exc, ExchangeError) and exc.kind == expected.kind  # type: ignore[attr-defined]
             error = exc
         finally:

@@ -381,7 +381,7 @@ def postgres_server_fixture(scope: str = "session", **kwargs: Any) -> Callable[.
     """
     import pytest
 
-    @pytest.fixture(scope=scope)  # type: ignore[misc,call-overload]  # scope: any pytest scope name
+    @pytest.fixture(scope=scope)  # type: ignore[call-overload]  # scope: any pytest scope name
     def _postgres_server() -> Iterator[PostgresServer]:
         server = start_or_skip(**kwargs)
         try:

@@ -201,10 +201,14 @@ class PremiumCalculator:
         """One :class:`PremiumQuote` per direction whose books are deep enough for ``qty`` (the hot path)."""
         out = []
         round_trip = self.round_trip
+        tether: Decimal | None
+        usdt_prem: Decimal | None
         for direction in self.directions:
             if direction is Direction.KIMCHI:
                 d = side_vwap(domestic, Side.SELL, qty)
-                f = side_vwap(foreign, Side.BUY, qty) if d is not None else None
+                if d is None:
+                    continue
+                f = side_vwap(foreign, Side.BUY, qty)
                 if f is None:
                     continue
                 premium = d / (f * rate) - ONE
@@ -215,7 +219,9 @@ class PremiumCalculator:
                     tether = usdt_prem = None
             else:
                 d = side_vwap(domestic, Side.BUY, qty)
-                f = side_vwap(foreign, Side.SELL, qty) if d is not None else None
+                if d is None:
+                    continue
+                f = side_vwap(foreign, Side.SELL, qty)
                 if f is None:
                     continue
                 premium = f * rate / d - ONE
