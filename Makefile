@@ -32,7 +32,7 @@ PY_OTHERS ?= $(PY_LOWEST) $(firstword $(wildcard $(HOME)/.pyenv/versions/3.12.*/
 define venv_install
 	@test -x $(1)/bin/python || $(2) -m venv $(1)
 	$(1)/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,server,fast]' \
-		$(foreach d,$(PLUGIN_DIRS),-e $(d))
+		$(foreach d,$(PLUGIN_DIRS),-e '$(d)$(if $(shell grep -s -l "^test = " $(d)pyproject.toml),[test])')
 	@mkdir -p $(1)/.xdg-cache
 	@# wheels of the kernel's dependencies, so tests can build fresh virtual environments offline
 	$(1)/bin/python -m pip wheel --quiet --disable-pip-version-check -w $(1)/wheelhouse \

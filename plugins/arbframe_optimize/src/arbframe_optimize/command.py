@@ -165,11 +165,12 @@ def handle(args: argparse.Namespace) -> int:
              plan.study, plan.shown_storage(), plan.trials,
              "no walk-forward" if folds[0].count == 0 else f"{len(folds)} walk-forward folds", plan.objective,
              args.jobs, data_note)
-    children = _start_workers(plan, args.jobs - 1)
+    children, ready = _start_workers(plan, args.jobs - 1)
     try:
         with study.quiet_engine():
             worker = study.Worker(plan, 0, reader=reader, storage=storage, progress=study.Progress(plan),
                                   tick=lambda: _check_workers(children))
+            study.wait_for_start(ready, 0)
             worker.run()
         for _, process in children:
             process.join()
@@ -194,20 +195,24 @@ def handle(args: argparse.Namespace) -> int:
     return status
 
 
-def _start_workers(plan: Any, count: int) -> list[tuple[int, Any]]:
+def _start_workers(plan: Any, count: int) -> tuple[list[tuple[int, Any]], Any]:
+    """``count`` worker processes and the barrier every process (this one too) passes once its recordings are
+    read: the search starts on all of them at once, so the first process does not run ahead during the others'
+    start-up (the work is shared as ``--jobs`` says)."""
     if count <= 0:
-        return []
+        return [], None
     import multiprocessing
 
     from arbframe_optimize.study import worker_main
 
     ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Barrier(count + 1)
     children = []
     for index in range(1, count + 1):
-        process = ctx.Process(target=worker_main, args=(plan, index), name=f"arbframe-optimize-{index}")
+        process = ctx.Process(target=worker_main, args=(plan, index, ready), name=f"arbframe-optimize-{index}")
         process.start()
         children.append((index, process))
-    return children
+    return children, ready
 
 
 _reported: set[int] = set()

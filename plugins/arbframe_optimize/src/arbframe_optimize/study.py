@@ -503,13 +503,37 @@ class Worker:
         return objective
 
 
-def worker_main(plan: Plan, index: int) -> None:
-    """Entry point of a ``--jobs`` worker process."""
+#: how long a process waits at the start barrier for the others to read their recordings
+START_BARRIER_SECONDS = 300.0
+
+
+def wait_for_start(ready: Any, index: int) -> None:
+    """Pass the ``--jobs`` start barrier (None: a single process). A worker that died before reaching it breaks
+    the barrier: the others go on without it rather than wait for ever."""
+    if ready is None:
+        return
+    import threading
+
+    try:
+        ready.wait(START_BARRIER_SECONDS)
+    except threading.BrokenBarrierError:
+        log.warning("[OPTIMIZE] process %d: not every worker process started; going on without the missing", index)
+
+
+def worker_main(plan: Plan, index: int, ready: Any = None) -> None:
+    """Entry point of a ``--jobs`` worker process: read the recordings, wait for the others, search."""
     from arbframe_optimize.command import setup_worker_logging
 
     setup_worker_logging()
     try:
-        Worker(plan, index).run()
+        try:
+            worker = Worker(plan, index)
+        except BaseException:
+            if ready is not None:
+                ready.abort()  # the others stop waiting for this process at once
+            raise
+        wait_for_start(ready, index)
+        worker.run()
     except ArbframeError as exc:
         print(f"arbframe optimize: worker {index}: error: {one_line(exc)}", file=sys.stderr)
         sys.exit(exc.exit_status)
