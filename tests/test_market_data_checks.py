@@ -226,7 +226,10 @@ def test_replay_fast_path_and_full_path_agree_on_blocked_data(tmp_path, monkeypa
 @pytest.mark.parametrize(("text", "bad"), [
     ("1 0", True), ("0 1", True), ("1 0.000 2", True), ("1 .0", True), ("1 0.", True), ("1 00.0 2", True),
     ("1 -2", True), ("5 0.0000", True), ("1 0.5", False), ("100 0.001", False), ("1 2.0 3 .5", False),
-    ("10 20", False), ("5 0.0001", False), ("", False),
+    ("10 20", False), ("5 0.0001", False), ("", False), ("1 ..", True), ("1 . 2", True), ("1 0.. 2", True),
+    # levels are split at any whitespace, so the check separates them the same way
+    ("1 1\t0 2", True), ("1 1\n0.0 2", True), ("1\x1f0", True), ("1\u20030", True), ("1 1\xa0.0 2", True),
+    ("1\t2 3\n4", False), ("1  2", False), ("1\u20032", False),
 ])
 def test_the_text_check_finds_every_plain_zero_or_negative(text, bad):
     from arbframe.trading.marketdata import text_has_nonpositive
@@ -243,3 +246,85 @@ def test_a_zero_not_written_as_a_plain_decimal_is_malformed():
     with pytest.raises(BacktestDataError, match="level 2: price and quantity must be decimal numbers"):
         list(levels)
     assert list(LazyLevels("10 1 9 2E-8", ("f", 3, "v", "S", "asks")))[1].qty == D("2E-8")  # positive: fine
+
+
+def test_replay_blocks_a_zero_level_separated_by_other_whitespace_on_both_paths(tmp_path, monkeypatch, caplog):
+    """A deep level written "1\\t0" (a tab, escaped in the JSON line) is read as a zero price by the decoder, so the
+    check reads it so too; the fast path leaves such a line to the full path."""
+    from arbframe.replay.fastpath import ReplayFastPath
+
+    rec = simulate_recording(tmp_path / "rec.jsonl", snapshots=300, seed=5, depth=15, excursion_prob=0.03)
+
+    def tabbed(row):
+        bids, asks = row["b"]["upbit"]["BTC"]
+        parts = bids.split()
+        parts[10] = "0"  # level 6's price
+        row["b"]["upbit"]["BTC"] = [" ".join(parts[:10]) + "\t" + " ".join(parts[10:]), asks]
+        return row
+
+    tab = _rewrite(rec, tmp_path / "tab.jsonl", 251, tabbed)
+    assert "\\t0 " in tab.read_text(encoding="utf-8").splitlines()[250]
+
+    def run():
+        reader = RecordingReader(tab)
+        storage = MemoryStorage()
+        engine = build_engine(reader, {"arbitrage": {"symbols": ["BTC", "ETH"], "cooldown_seconds": 5}}, storage,
+                              spread_log_interval_seconds=60.0)
+        return replay(reader, engine), storage, engine
+
+    caplog.set_level(logging.WARNING, logger="arbframe.engine")
+    fast = run()
+    assert sum("BTC blocked for trading (bad_level)" in r.getMessage() for r in caplog.records) == 1
+    monkeypatch.setattr(ReplayFastPath, "tick", lambda self, row, reader: None)
+    full = run()
+    assert sum("BTC blocked for trading (bad_level)" in r.getMessage() for r in caplog.records) == 2
+    assert fast[0] == full[0]
+    for table in ("spreads", "positions", "orders", "trades", "fx_rates", "errors"):
+        assert getattr(fast[1], table) == getattr(full[1], table), table
+    assert fast[2].marks == full[2].marks
+
+
+class _Counted:
+    """A book level that counts how often its price is read."""
+
+    reads = 0
+
+    def __init__(self, price: str, qty: str) -> None:
+        self._price, self.qty = D(price), D(qty)
+
+    @property
+    def price(self) -> Decimal:
+        _Counted.reads += 1
+        return self._price
+
+
+def test_a_book_handed_again_is_not_read_level_by_level_again():
+    """A venue without an update since the last tick hands the same level tuples: found clean once, they are not
+    read again; new tuples are, and a zero in them blocks."""
+    from arbframe.trading.marketdata import MarketDataGuard
+
+    guard = MarketDataGuard(None)
+    bids = tuple(_Counted(p, "1") for p in ("100", "99", "98"))
+    asks = tuple(_Counted(p, "1") for p in ("101", "102", "103"))
+    up = OrderBook("upbit", "BTC", bids, asks, T0)
+    bn = OrderBook("binance", "BTC", (_Counted("70", "1"),), (_Counted("71", "1"),), T0)
+    assert guard.check((up, bn), T0) is None
+    reads = _Counted.reads
+    assert reads >= 8  # every level's price once, and the best ones for crossed books
+    again = OrderBook("upbit", "BTC", bids, asks, T0 + timedelta(seconds=1))  # same levels, newer book
+    assert guard.check((again, bn), T0 + timedelta(seconds=1)) is None
+    assert _Counted.reads - reads == 4  # only the best bid and ask of each book (crossed or locked?)
+    zero = OrderBook("upbit", "BTC", bids, (*asks[:2], _Counted("0", "1")), T0 + timedelta(seconds=2))
+    assert guard.check((zero, bn), T0 + timedelta(seconds=2))[0] == "bad_level"
+
+
+def test_the_benchmark_switch_turns_every_check_off():
+    """``MarketDataGuard.enabled`` (only benchmarks/bench_engine.py sets it) lets crossed books, bad levels and
+    times going backwards through: the benchmark's baseline replays without the checks."""
+    engine = hand_engine()
+    engine.guard.enabled = False
+    assert engine.process(with_books(ENTRY_BOOKS, T0)).opened
+    for ts, books in ((T0 - timedelta(seconds=9), CROSSED), (T0 + timedelta(seconds=1), BAD_LEVEL)):
+        result = engine.process(with_books(books, ts, fx_ts=T0 - timedelta(seconds=60)))
+        assert result.quotes  # not blocked
+    assert not engine._data_blocked

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from arbframe.core.models import ZERO, Direction
 from arbframe.trading.engine import _STEP, TWO, Engine
-from arbframe.trading.marketdata import spaced_has_nonpositive
+from arbframe.trading.marketdata import ZERO_FROM_0, ZERO_FROM_DOT
 from arbframe.trading.premium import ONE
 
 _REL = 1e-12  # a level holding the whole remaining quantity, within this, is too close to call
@@ -134,6 +134,7 @@ class ReplayFastPath:
         self.legs_f = {key: tuple(float(x) for x in coef) for key, coef in engine._leg_coef.items()}
         self._fx: tuple[Any, Decimal, float, datetime, str] | None = None  # (row, rate, float rate, fx ts, source)
         self.fx_seen = engine.guard.fx_ts
+        self.checks = engine.guard.enabled  # (False only in the benchmark's baseline: see MarketDataGuard.enabled)
         self._floats: dict[str, tuple[Any, ...]] = {}  # position id -> _position_floats
         self._notes: dict[str, str | None] = {}  # symbol -> entry note until forget()
         self._times: dict[str, datetime] = {}  # book time text -> parsed (books not updated keep their time)
@@ -167,9 +168,12 @@ class ReplayFastPath:
                 if fx_when is None:
                     return None
             self._fx = (fx_row, rate, rate_f, fx_when, source)
-        last = self.fx_seen.get(source)
-        if last is not None and fx_when < last:
-            return None  # MarketDataGuard.check_fx blocks it: the full path says so
+        if self.checks:  # MarketDataGuard.check_fx, which the full path would do next with the same outcome
+            seen = self.fx_seen
+            last = seen.get(source)
+            if last is not None and fx_when < last:
+                return None  # it blocks the rate: the full path says so
+            seen[source] = fx_when
         if fx_when < ts and (ts - fx_when).total_seconds() > self.max_fx_age:  # FxRate.age_seconds
             return None
         return rate, rate_f
@@ -251,16 +255,20 @@ class ReplayFastPath:
                     return None
         if engine.data_blocked_symbols:
             return None  # the full path logs the symbol usable again
+        # MarketDataGuard.check: what is not done per book below (the zero or negative levels: at the end)
         guard = engine.guard
-        if not own:  # every book has the snapshot's time: none goes backwards unless the snapshot does
-            if guard.newest is not None and ts < guard.newest:
+        checks = self.checks
+        if not checks:
+            own = False
+        elif own:
+            book_ts = guard.book_ts
+            floor = guard.floor
+            stamps: list[tuple[tuple[str, str], datetime]] = []  # the guard's newest book times, set on a hit
+        else:  # every book has the snapshot's time: none goes backwards unless the snapshot does
+            newest = guard.newest
+            if (newest is not None and ts < newest) or not self.now_fresh:
                 return None
-            if not self.now_fresh:
-                return None
-        book_ts = guard.book_ts
-        floor = guard.floor
-        stamps: list[tuple[tuple[str, str], datetime]] = []  # MarketDataGuard's newest book times, set on a hit
-        rests: list[str] = [""]  # every book side past its best level (checked at once for zero or negative values)
+        sides = [""]  # every book side's text, searched at once for a zero or negative value
         positions = engine.positions
         threshold, round_trip, allowed = self.threshold, self.round_trip, self.allowed
         lo_f, hi_f = self.lo_f, self.hi_f
@@ -307,10 +315,8 @@ class ReplayFastPath:
                     and _INF > fbp > 0.0 and _INF > fbq > 0.0 and _INF > fap > 0.0 and _INF > faq > 0.0
                     and dbp < dap and fbp < fap):  # crossed or locked (or too close to call in floats)
                 return None
-            if len(db) == 3 and len(da) == 3 and len(fb) == 3 and len(fa) == 3:
-                rests += (db[2], da[2], fb[2], fa[2])
-            else:
-                rests += [parts[2] for parts in (db, da, fb, fa) if len(parts) == 3]
+            if checks:
+                sides += (d_bids, d_asks, f_bids, f_asks)
             # Strategy.order_qty at the best bid, in floats: floor(notional / price / step) steps; a quotient too
             # close to a whole number of steps to be sure of the floor goes through the full path
             step_f = steps[symbol]
@@ -395,19 +401,25 @@ class ReplayFastPath:
                     return None
             if blocked.get(symbol, _SymbolOnly) != note:
                 notes.append((symbol, note))
-        if len(rests) > 1:
-            rests.append("")
-            if spaced_has_nonpositive(" ".join(rests)):  # (rests starts with "": spaces at both ends)
-                return None  # MarketDataGuard.check: a zero or negative level (bad_level)
-        if own:
-            for key, when in stamps:
-                book_ts[key] = when
-                if guard.newest is None or when > guard.newest:
-                    guard.newest = when
-        else:
-            guard.floor = guard.newest = ts
-        fx_cached = self._fx
-        self.fx_seen[fx_cached[4]] = fx_cached[3]  # type: ignore[index]
+        if checks:
+            # MarketDataGuard.check's text search (marketdata.spaced_has_nonpositive), inline: sides starts and ends
+            # with "", so the joined text has a space at both ends. It reads a space as the only separator: a line
+            # with an escape or a non-ASCII byte may hold other whitespace in a book (JSON escapes control
+            # characters), so it goes through the full path, which reads those too
+            line = reader.line
+            if b"\\" in line or not line.isascii():
+                return None
+            sides.append("")
+            text = " ".join(sides)
+            if "-" in text or ZERO_FROM_0(text) is not None or ZERO_FROM_DOT(text) is not None:
+                return None  # a zero or negative level (bad_level)
+            if own:
+                for key, when in stamps:
+                    book_ts[key] = when
+                    if guard.newest is None or when > guard.newest:
+                        guard.newest = when
+            else:
+                guard.floor = guard.newest = ts
         self._last = (dom_books, fgn_books, rate)
         self.pending = True
         if positions:

@@ -355,6 +355,7 @@ class RecordingReader:
         self._fx_cache: tuple[Any, FxRate] | None = None
         self._last_t_text: Any = None
         self._last_t: datetime | None = None
+        self.line = b""  # the raw bytes of the row rows() yielded last
 
     def _next_line(self) -> bytes | None:
         try:
@@ -409,6 +410,7 @@ class RecordingReader:
                     if line.isspace():
                         continue
                     row = self._json(line)  # raises with the line number (or takes what only json reads)
+                self.line = line
                 yield row
         finally:
             self.close()
