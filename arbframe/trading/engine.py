@@ -446,7 +446,7 @@ class Engine:
         stats.now = now
         fx = snap.fx
         if fx is not None and not self.ledger.started:
-            self.ledger.start(wallet_balances(self.executor.wallets), fx.rate, self.marks)
+            self.ledger.start(wallet_balances(self.executor.wallets), fx.rate, self.marks, self._changes.values())
         fresh = fx is not None and fx.age_seconds(now) <= self.cfg.max_fx_age_seconds  # self.fx_fresh(fx, now)
         if fresh is not self._last_fresh or not fresh:
             self._note_fx(fx, now, fresh)
@@ -491,7 +491,10 @@ class Engine:
                         decision.marks.pop(closed.id, None)
                         last_marks.pop(closed.id, None)
             if decision.open is not None:
-                self._open(decision.open, snap, result)
+                opened = self._open(decision.open, snap, result)
+                if opened is not None:  # marked at once, on the books it opened on (like the others this tick)
+                    mark = last_marks[opened.id] = self._mark_on(opened, dom, fgn, fx.rate)  # type: ignore[arg-type,union-attr]
+                    unrealized += mark
             if blocked.get(symbol, _UNSEEN) != decision.blocked:
                 self._note_block(symbol, decision.blocked)
             marks = decision.marks
@@ -565,7 +568,7 @@ class Engine:
         if self.last_fx is None or not self.ledger.started:
             return None
         return self.ledger.breakdown(wallet_balances(self.executor.wallets), self.last_fx.rate, self.marks,
-                                     self._changes.values())
+                                     self._changes.values(), self.stats.unrealized_pnl_krw)
 
     # ------------------------------------------------------------------------------------------ execution
     def _legs(self, direction: Direction, snap: MarketSnapshot, symbol: str, closing: bool, qty: Decimal
@@ -864,9 +867,13 @@ class Engine:
             fgn = snap.books.get((self.foreign, p.symbol))
             if dom is None or fgn is None:
                 continue
-            prices = exit_prices(p.direction, dom, fgn, p.qty)
-            if prices is None:
-                prices = self._thin_prices(p, dom, fgn)
-            mark = (top_price(dom.bids) + top_price(dom.asks)) / TWO  # type: ignore[operator]
-            out[p.id] = self._mark(p, prices, snap.fx.rate, mark)
+            out[p.id] = self._mark_on(p, dom, fgn, snap.fx.rate)
         return out
+
+    def _mark_on(self, p: Position, dom: OrderBook, fgn: OrderBook, rate: Decimal) -> Decimal:
+        """Unrealized PnL of ``p`` closed on these books (a book too thin: the depth there is plus the penalty)."""
+        prices = exit_prices(p.direction, dom, fgn, p.qty)
+        if prices is None:
+            prices = self._thin_prices(p, dom, fgn)
+        mark = (top_price(dom.bids) + top_price(dom.asks)) / TWO  # type: ignore[operator]
+        return self._mark(p, prices, rate, mark)
