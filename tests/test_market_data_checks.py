@@ -91,6 +91,32 @@ def test_an_open_position_is_not_closed_on_blocked_data_and_keeps_its_mark():
     assert engine.stats.unrealized_pnl_krw == mark
 
 
+def test_a_timeout_due_on_blocked_data_waits_for_usable_data_with_one_line(caplog):
+    """Blocked data is never traded on, a close included: a position past max_holding_seconds whose book is stale
+    stays open (one line says why), keeps its last mark, and closes (timeout) on the first tick with usable data."""
+    engine = hand_engine()
+    cfg = engine.cfg.__class__(**{**engine.cfg.__dict__, "max_holding_seconds": 60.0, "max_book_age_seconds": 30.0})
+    engine.cfg = engine.strategy.cfg = cfg
+    engine.guard.max_book_age = 30.0
+    engine.process(with_books(ENTRY_BOOKS, T0))
+    (position,) = engine.positions.values()
+    engine.process(with_books(ENTRY_BOOKS, T0 + timedelta(seconds=30)))  # marked, not due yet
+    mark = engine.stats.unrealized_pnl_krw
+    caplog.set_level(logging.INFO, logger="arbframe.engine")
+    for i in (61, 62, 63):  # past the timeout, the Upbit book last updated at 30 s: stale
+        result = engine.process(with_books(ENTRY_BOOKS, T0 + timedelta(seconds=i),
+                                          book_ts={"upbit": T0 + timedelta(seconds=30)}))
+        assert not result.closed and engine.positions and engine.stats.unrealized_pnl_krw == mark
+    waits = [r for r in caplog.records if "is due to close" in r.getMessage()]
+    assert len(waits) == 1 and waits[0].levelname == "WARNING"
+    assert (f"BTC position {position.id} is due to close (timeout, held 61s) but its market data is blocked "
+            "(stale_book)") in waits[0].getMessage()
+    assert sum("BTC blocked for trading (stale_book)" in r.getMessage() for r in caplog.records) == 1
+    result = engine.process(with_books(ENTRY_BOOKS, T0 + timedelta(seconds=64)))  # a fresh book: the timeout closes
+    assert [p.close_reason for p in result.closed] == ["timeout"] and not engine.positions
+    assert sum("is due to close" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_thin_book_marks_depth_plus_penalty_and_the_timeout_still_fires():
     engine = hand_engine()
     engine.cfg = engine.cfg.__class__(**{**engine.cfg.__dict__, "max_holding_seconds": 60.0})

@@ -231,6 +231,7 @@ class Engine:
         self.data_blocked_symbols = 0  # how many symbols the last tick blocked
         self._last_marks: dict[str, Decimal] = {}  # position id -> last unrealized PnL (kept while blocked)
         self._close_failed: dict[str, str] = {}  # position id -> last close failure (recorded once per change)
+        self._close_waits: dict[str, tuple[str, str]] = {}  # position id -> (close reason, block) logged
         # a replay that skipped snapshots brings marks up to date through this, when a tick needs the old ones
         self.sync_hook: Callable[[], None] | None = None
         # (venue, side) -> (KRW per notional, USD per notional, coin per quantity) of a fill, fee included
@@ -475,10 +476,11 @@ class Engine:
                 hook = None
             if problem is not None or data_blocked.get(symbol) is not None:
                 self._note_data(symbol, problem)
-            if problem is not None:  # never traded on: open positions keep their last mark
+            if problem is not None:  # never traded on, not even to close: open positions keep their last mark
                 for position in self.positions.values():
                     if position.symbol == symbol:
                         unrealized += last_marks.get(position.id, ZERO)
+                        self._close_waits_for_data(position, problem[0], now)
                 continue
             decision = decide(symbol, snap, fx_fresh=fresh, usdt=usdt)
             if dom is not None and dom.bids and dom.asks:
@@ -676,6 +678,7 @@ class Engine:
                 self._error(result, "paper", message, kind="fill")
             return None
         self._close_failed.pop(p.id, None)
+        self._close_waits.pop(p.id, None)
         d_leg, f_leg = done
         changes = merge(self._changes.pop(p.id), d_leg.changes, f_leg.changes)
         self._entry_sums.pop(p.id, None)
@@ -789,6 +792,17 @@ class Engine:
             log.info("[BOT] market data for %s is usable again%s", symbol, self._note())
         else:
             log.warning("[BOT] %s blocked for trading (%s): %s%s", symbol, reason, problem[1], self._note())
+
+    def _close_waits_for_data(self, p: Position, block: str, now: datetime) -> None:
+        """A position past ``max_holding_seconds`` on a blocked symbol is not closed on that data: one line per
+        position and block reason; it closes on the first tick with usable data (the timeout still holds then)."""
+        reason = self.strategy.close_reason(p, None, now)  # without prices only the holding timeout can be due
+        if reason is None or self._close_waits.get(p.id) == (reason, block):
+            return
+        self._close_waits[p.id] = (reason, block)
+        log.warning("[BOT] %s position %s is due to close (%s, held %.0fs) but its market data is blocked (%s): "
+                    "not closed on that data, it closes on the first tick the data is usable%s", p.symbol, p.id,
+                    reason, (now - p.opened_at).total_seconds(), block, self._note())
 
     def _note_block(self, symbol: str, reason: str | None) -> None:
         if self._blocked.get(symbol) != reason:
