@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -215,7 +215,7 @@ def test_replay_fast_path_and_full_path_agree_on_blocked_data(tmp_path, monkeypa
 
     rec = simulate_recording(tmp_path / "rec.jsonl", snapshots=400, seed=5, depth=15, excursion_prob=0.03)
     lines = rec.read_text(encoding="utf-8").splitlines(keepends=True)
-    for n, kind in ((300, "zero"), (320, "crossed"), (340, "backwards")):
+    for n, kind in ((300, "zero"), (320, "crossed"), (340, "backwards"), (360, "fx_backwards"), (380, "stale")):
         row = json.loads(lines[n])
         bids, asks = row["b"]["upbit"]["BTC"]
         if kind == "zero":
@@ -224,8 +224,14 @@ def test_replay_fast_path_and_full_path_agree_on_blocked_data(tmp_path, monkeypa
             row["b"]["upbit"]["BTC"] = [" ".join(parts), asks]
         elif kind == "crossed":
             row["b"]["upbit"]["BTC"] = [asks.split()[0] + " 1 " + bids, asks]
-        else:
+        elif kind == "backwards":
             row["b"]["upbit"]["BTC"] = [bids, asks, "2025-12-31T23:00:00+00:00"]
+        elif kind == "fx_backwards":
+            row["fx"][2] = "2025-12-31T23:00:00+00:00"  # older than the rate the line before had
+        else:  # the snapshot 100 s on, the Upbit BTC book still the one of the line before: 100 s old
+            before = json.loads(lines[n - 1])["t"]
+            row["t"] = row["fx"][2] = (datetime.fromisoformat(before) + timedelta(seconds=100)).isoformat()
+            row["b"]["upbit"]["BTC"] = [bids, asks, before]
         lines[n] = json.dumps(row, separators=(",", ":")) + "\n"
     rec.write_text("".join(lines), encoding="utf-8")
 
@@ -239,7 +245,7 @@ def test_replay_fast_path_and_full_path_agree_on_blocked_data(tmp_path, monkeypa
     caplog.set_level(logging.WARNING, logger="arbframe.engine")
     fast = run()
     seen = " ".join(r.getMessage() for r in caplog.records)
-    for reason in ("bad_level", "locked_book", "book_time_backwards"):
+    for reason in ("bad_level", "locked_book", "book_time_backwards", "fx_time_backwards", "stale_book"):
         assert f"BTC blocked for trading ({reason})" in seen
     monkeypatch.setattr(ReplayFastPath, "tick", lambda self, row, reader: None)
     full = run()
