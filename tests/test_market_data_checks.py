@@ -169,10 +169,10 @@ def test_cooldown_after_a_stop_loss_counts_from_the_close():
 
 
 # ----------------------------------------------------------------------------------------------- replay
-def _rewrite(rec, out, line: int, mutate):
+def _rewrite(rec, out, line: int, mutate, *, ensure_ascii: bool = True):
     lines = rec.read_text(encoding="utf-8").splitlines(keepends=True)
     row = json.loads(lines[line - 1])
-    lines[line - 1] = json.dumps(mutate(row), separators=(",", ":")) + "\n"
+    lines[line - 1] = json.dumps(mutate(row), separators=(",", ":"), ensure_ascii=ensure_ascii) + "\n"
     out.write_text("".join(lines), encoding="utf-8")
     return out
 
@@ -280,22 +280,24 @@ def test_a_zero_not_written_as_a_plain_decimal_is_malformed():
     assert list(LazyLevels("10 1 9 2E-8", ("f", 3, "v", "S", "asks")))[1].qty == D("2E-8")  # positive: fine
 
 
-def test_replay_blocks_a_zero_level_separated_by_other_whitespace_on_both_paths(tmp_path, monkeypatch, caplog):
-    """A deep level written "1\\t0" (a tab, escaped in the JSON line) is read as a zero price by the decoder, so the
-    check reads it so too; the fast path leaves such a line to the full path."""
+@pytest.mark.parametrize(("space", "written"), [("\t", "\\t0 "), ("\u2003", "\u20030 ")])
+def test_replay_blocks_a_zero_level_separated_by_other_whitespace_on_both_paths(tmp_path, monkeypatch, caplog, space,
+                                                                                  written):
+    """A deep level separated by a tab (escaped in the JSON line) or an em space (raw UTF-8) is read as a zero price
+    by the decoder, so the check reads it so too; the fast path leaves such a line to the full path."""
     from arbframe.replay.fastpath import ReplayFastPath
 
     rec = simulate_recording(tmp_path / "rec.jsonl", snapshots=300, seed=5, depth=15, excursion_prob=0.03)
 
-    def tabbed(row):
+    def spaced(row):
         bids, asks = row["b"]["upbit"]["BTC"]
         parts = bids.split()
         parts[10] = "0"  # level 6's price
-        row["b"]["upbit"]["BTC"] = [" ".join(parts[:10]) + "\t" + " ".join(parts[10:]), asks]
+        row["b"]["upbit"]["BTC"] = [" ".join(parts[:10]) + space + " ".join(parts[10:]), asks]
         return row
 
-    tab = _rewrite(rec, tmp_path / "tab.jsonl", 251, tabbed)
-    assert "\\t0 " in tab.read_text(encoding="utf-8").splitlines()[250]
+    tab = _rewrite(rec, tmp_path / "tab.jsonl", 251, spaced, ensure_ascii=False)
+    assert written in tab.read_text(encoding="utf-8").splitlines()[250]
 
     def run():
         reader = RecordingReader(tab)

@@ -403,14 +403,13 @@ class ReplayFastPath:
                 notes.append((symbol, note))
         if checks:
             # MarketDataGuard.check's text search (marketdata.spaced_has_nonpositive), inline: sides starts and ends
-            # with "", so the joined text has a space at both ends. It reads a space as the only separator: a line
-            # with an escape or a non-ASCII byte may hold other whitespace in a book (JSON escapes control
-            # characters), so it goes through the full path, which reads those too
-            line = reader.line
-            if b"\\" in line or not line.isascii():
-                return None
+            # with "", so the joined text has a space at both ends. It reads a space as the only separator: books
+            # with non-ASCII text, or a line with an escape (JSON escapes every control character), may hold other
+            # whitespace, so they go through the full path, which reads those too
             sides.append("")
             text = " ".join(sides)
+            if not text.isascii() or b"\\" in reader.line:
+                return None
             if "-" in text or ZERO_FROM_0(text) is not None or ZERO_FROM_DOT(text) is not None:
                 return None  # a zero or negative level (bad_level)
             if own:
