@@ -121,6 +121,9 @@ class ReplayFastPath:
         self.book_limit = limit
         self.now_fresh = limit is None or limit >= 0.0  # a book stamped with the snapshot's own time is fresh
         self.keys = {symbol: ((engine.domestic, symbol), (engine.foreign, symbol)) for symbol in cfg.symbols}
+        # how many books a row holds when it holds only those read here
+        self.n_domestic = len(cfg.symbols) + (1 if cfg.use_tether else 0)
+        self.n_foreign = len(cfg.symbols)
         self.threshold = float(scfg.entry_threshold)
         self.exit_f = float(scfg.exit_threshold)
         self.stop_f = None if scfg.stop_loss_premium is None else float(scfg.stop_loss_premium)
@@ -204,22 +207,36 @@ class ReplayFastPath:
         times = self._times
         if len(times) >= _TIMES_CACHE_SIZE:  # (never in the middle of a row: its times are looked up below)
             times.clear()
+        dom_books, fgn_books = b.get(self.domestic), b.get(self.foreign)
+        if type(dom_books) is not dict or type(fgn_books) is not dict:
+            return None
         own = False  # does any book carry its own time?
-        for symbols in b.values():
-            if type(symbols) is not dict:
-                return None
-            for entry in symbols.values():
-                if type(entry) is not list:
-                    return None
-                n = len(entry)
-                if n != 2:
-                    own = True
-                    # [bids, asks, book time]: every book time must read as the decoder reads it
-                    when = entry[2] if n == 3 else None
-                    if type(when) is not str or (when not in times and not self._book_time(when)):
+        # every book must read as the decoder reads it. When the row holds only the books read below (each symbol on
+        # both venues, the domestic USDT book with the tether premium on), their texts prove to be strings where
+        # they are split, so only the entries are checked here; a row with other books has every text checked
+        if (len(b) == 2 and len(dom_books) == self.n_domestic and len(fgn_books) == self.n_foreign
+                and (not self.use_tether or "USDT" in dom_books)):  # (a symbol missing: None below)
+            for symbols in (dom_books, fgn_books):
+                for entry in symbols.values():
+                    if type(entry) is not list:
                         return None
-                if type(entry[0]) is not str or type(entry[1]) is not str:
+                    if len(entry) != 2:
+                        own = True
+                        if not self._own_time(entry):
+                            return None
+        else:
+            for symbols in b.values():
+                if type(symbols) is not dict:
                     return None
+                for entry in symbols.values():
+                    if type(entry) is not list:
+                        return None
+                    if len(entry) != 2:
+                        own = True
+                        if not self._own_time(entry):
+                            return None
+                    if type(entry[0]) is not str or type(entry[1]) is not str:
+                        return None
         if t == reader._last_t_text:
             ts = reader._last_t
         else:
@@ -240,9 +257,6 @@ class ReplayFastPath:
         if fx is None:
             return None
         rate, rate_f = fx
-        dom_books, fgn_books = b.get(self.domestic), b.get(self.foreign)
-        if dom_books is None or fgn_books is None:
-            return None
         if self.use_tether:
             usdt = dom_books.get("USDT")
             if usdt is not None:  # the engine reads its best bid and ask (the tether premium)
@@ -251,7 +265,7 @@ class ReplayFastPath:
                     if not (_INF > float(ub[0]) > 0.0 and _INF > float(ub[1]) > 0.0
                             and _INF > float(ua[0]) > 0.0 and _INF > float(ua[1]) > 0.0):
                         return None
-                except (ValueError, IndexError):
+                except (ValueError, IndexError, AttributeError):  # (AttributeError: not a string)
                     return None
         if engine.data_blocked_symbols:
             return None  # the full path logs the symbol usable again
@@ -309,7 +323,7 @@ class ReplayFastPath:
                 fb, fa = f_bids.split(None, 2), f_asks.split(None, 2)
                 dbp, dbq, dap, daq = float(db[0]), float(db[1]), float(da[0]), float(da[1])
                 fbp, fbq, fap, faq = float(fb[0]), float(fb[1]), float(fa[0]), float(fa[1])
-            except (ValueError, IndexError):
+            except (ValueError, IndexError, AttributeError):  # (AttributeError: not a string)
                 return None
             if not (_INF > dbp > 0.0 and _INF > dbq > 0.0 and _INF > dap > 0.0 and _INF > daq > 0.0
                     and _INF > fbp > 0.0 and _INF > fbq > 0.0 and _INF > fap > 0.0 and _INF > faq > 0.0
@@ -441,6 +455,11 @@ class ReplayFastPath:
                 or sum(p.symbol == symbol for p in positions.values()) >= scfg.max_positions_per_symbol):
             self._notes[symbol] = note  # entry_block returns before it reads the time
         return note
+
+    def _own_time(self, entry: list[Any]) -> bool:
+        """``[bids, asks, book time]`` whose time reads as the decoder reads it (parsed into the cache)."""
+        when = entry[2] if len(entry) == 3 else None
+        return type(when) is str and (when in self._times or self._book_time(when))
 
     def _book_time(self, text: str) -> bool:
         """Parse a book's own time into the cache; False when the decoder would reject it."""
