@@ -118,7 +118,7 @@ class ReplayFastPath:
         self.use_tether = cfg.use_tether
         self.max_fx_age = cfg.max_fx_age_seconds
         limit = cfg.max_book_age_seconds
-        self.book_limit = limit
+        self.max_age = engine.guard.max_age  # MarketDataGuard: a book with time < snapshot time - max_age is stale
         self.now_fresh = limit is None or limit >= 0.0  # a book stamped with the snapshot's own time is fresh
         self.keys = {symbol: ((engine.domestic, symbol), (engine.foreign, symbol)) for symbol in cfg.symbols}
         # how many books a row holds when it holds only those read here
@@ -277,7 +277,8 @@ class ReplayFastPath:
         elif own:
             book_ts = guard.book_ts
             floor = guard.floor
-            stamps: list[tuple[tuple[str, str], datetime]] = []  # the guard's newest book times, set on a hit
+            max_age = self.max_age
+            cutoff = None if max_age is None else ts - max_age  # an older book is stale
         else:  # every book has the snapshot's time: none goes backwards unless the snapshot does
             newest = guard.newest
             if (newest is not None and ts < newest) or not self.now_fresh:
@@ -299,9 +300,9 @@ class ReplayFastPath:
             d_bids, d_asks = dom[0], dom[1]
             f_bids, f_asks = fgn[0], fgn[1]
             # MarketDataGuard.check: no book older than one seen before, none stale (a book without its own time
-            # has the snapshot's)
+            # has the snapshot's). A book that passes has its time remembered at once, as the guard does whatever
+            # the rest of the row turns out to be: if the full path takes the row, it finds the same
             if own:
-                limit = self.book_limit
                 for key, book in zip(self.keys[symbol], (dom, fgn)):  # noqa: B905
                     if len(book) == 2:
                         when = ts
@@ -309,14 +310,17 @@ class ReplayFastPath:
                             return None
                     else:
                         when = times[book[2]]
-                        if limit is not None and (ts - when).total_seconds() > limit:
+                        if cutoff is not None and when < cutoff:
                             return None
                     last = book_ts.get(key)
                     if floor is not None and (last is None or last < floor):
                         last = floor
                     if last is not None and when < last:
                         return None
-                    stamps.append((key, when))
+                    book_ts[key] = when
+                    newest = guard.newest
+                    if newest is None or when > newest:
+                        guard.newest = when
             # the best level of each book: most VWAPs end there
             try:
                 db, da = d_bids.split(None, 2), d_asks.split(None, 2)
@@ -426,12 +430,7 @@ class ReplayFastPath:
                 return None
             if "-" in text or ZERO_FROM_0(text) is not None or ZERO_FROM_DOT(text) is not None:
                 return None  # a zero or negative level (bad_level)
-            if own:
-                for key, when in stamps:
-                    book_ts[key] = when
-                    if guard.newest is None or when > guard.newest:
-                        guard.newest = when
-            else:
+            if not own:
                 guard.floor = guard.newest = ts
         self._last = (dom_books, fgn_books, rate)
         self.pending = True

@@ -15,7 +15,7 @@ is not a number) is not a block: in replay it stops the run with the file and li
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from arbframe.core.models import ZERO, FxRate, OrderBook
@@ -82,7 +82,7 @@ def top_of(levels: Any) -> Any:
 class MarketDataGuard:
     """Checks each symbol's books and the FX rate of a tick; remembers the newest timestamps it has seen."""
 
-    __slots__ = ("book_ts", "clean", "enabled", "floor", "fx_ts", "max_book_age", "newest")
+    __slots__ = ("_max_age", "_max_age_seconds", "book_ts", "clean", "enabled", "floor", "fx_ts", "newest")
 
     def __init__(self, max_book_age_seconds: float | None, *, enabled: bool = True) -> None:
         self.max_book_age = max_book_age_seconds
@@ -96,6 +96,21 @@ class MarketDataGuard:
         #: (exchange, symbol) -> the (bids, asks) tuples last found free of zero and negative levels: a venue that
         #: hands the same book again (no update since the last tick) is not read level by level again
         self.clean: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    @property
+    def max_book_age(self) -> float | None:
+        """``arbitrage.max_book_age_seconds``: a book older than this (to the microsecond) is stale."""
+        return self._max_age_seconds
+
+    @max_book_age.setter
+    def max_book_age(self, seconds: float | None) -> None:
+        self._max_age_seconds = seconds
+        self._max_age = None if seconds is None else timedelta(seconds=seconds)
+
+    @property
+    def max_age(self) -> timedelta | None:
+        """:attr:`max_book_age` as a timedelta: stale is ``book time < now - max_age``, exactly."""
+        return self._max_age
 
     def check_fx(self, fx: FxRate | None) -> tuple[str, str] | None:
         """(reason, detail) when the FX rate's timestamp went backwards for its source."""
@@ -115,7 +130,7 @@ class MarketDataGuard:
         if not self.enabled:
             return None
         problem = None
-        limit = self.max_book_age
+        limit = self._max_age
         seen = self.book_ts
         floor = self.floor
         checked = []  # the books to read level by level once nothing else is wrong
@@ -143,9 +158,9 @@ class MarketDataGuard:
                 problem = (kind, f"{book.exchange}/{book.symbol} best bid {bid} {'>' if bid > ask else '='} "
                                  f"best ask {ask}")
                 continue
-            if limit is not None and ts != now and (now - ts).total_seconds() > limit:
+            if limit is not None and ts != now and now - ts > limit:
                 problem = ("stale_book", f"{book.exchange}/{book.symbol} book is {(now - ts).total_seconds():.0f}s "
-                                         f"old (max_book_age_seconds={limit:g})")
+                                         f"old (max_book_age_seconds={self._max_age_seconds:g})")
                 continue
             checked.append((key, bids, asks))
         if problem is None and checked and self._nonpositive(checked):
