@@ -175,18 +175,19 @@ def bench_replay(recording: Path, storage_name: str, interval: float, tmp: Path,
     return None if None in rates else max(rates)  # type: ignore[type-var]
 
 
-def bench_checks(recording: Path, tmp: Path) -> tuple[float, float] | None:
-    """(best checked, best unchecked) replay rate (CSV storage, spreads once a minute): 2 x REPEATS replays, the
-    checked and the unchecked ones alternating (which goes first alternates too)."""
+def bench_checks(recording: Path, tmp: Path, pairs: int = 2 * REPEATS) -> tuple[float, float, float] | None:
+    """(best checked, best unchecked replay rate, median over the pairs of checked / unchecked) with CSV storage and
+    spreads once a minute: ``pairs`` checked and unchecked replays back to back (which goes first alternates). On a
+    shared machine the pairs' median ratio moves less than the best rates do."""
     on: list[float] = []
     off: list[float] = []
-    for i in range(REPEATS):
+    for i in range(pairs):
         for checks, rates in ((True, on), (False, off))[:: 1 if i % 2 else -1]:
             rate = _replay_rate(recording, "csv", 60.0, tmp, i, checks=checks)
             if rate is None:
                 return None
             rates.append(rate)
-    return max(on), max(off)
+    return max(on), max(off), statistics.median(a / b for a, b in zip(on, off, strict=True))
 
 
 def _replay_rate(recording: Path, storage_name: str, interval: float, tmp: Path, i: int, *, checks: bool = True
@@ -273,10 +274,11 @@ def main() -> int:
             for rec, label in ((plain, "jsonl"), (stamped, "jsonl, books with own times")):
                 pair = bench_checks(rec, tmp)
                 assert pair is not None
-                on, off = pair
+                on, off, ratio = pair
                 rows.append((f"replay {label} (csv, spreads 1/min, {decoders[0][1]}), checks on / off",
-                             f"{on:,.0f} / {off:,.0f} snapshots/s", "", f"checks cost {1 - on / off:.1%}",
-                             "OK (within 10 %)" if on >= 0.9 * off else "ABOVE the 10 % target"))
+                             f"{on:,.0f} / {off:,.0f} snapshots/s", "",
+                             f"checks cost {1 - ratio:.1%} (median of {2 * REPEATS} pairs)",
+                             "OK (within 10 %)" if ratio >= 0.9 else "ABOVE the 10 % target"))
         widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
         for row in rows:
             print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
