@@ -7,7 +7,10 @@ Figures, on the simulated market with 2 symbols and 15 book levels per side:
 - the decision path (quotes in, decisions out, no I/O: ``Engine.decide_symbol``) p50/p99 per symbol
   (target: p99 < 100 µs);
 - backtest replay speed in snapshots/s (target: >= 20,000/s with CSV storage on one core), for spreads recorded
-  once a minute of market time (the backtest default) and for every snapshot.
+  once a minute of market time (the backtest default) and for every snapshot;
+- what the market-data checks cost the replay (target: within 10 %): the same replay with the checks switched off
+  (``MarketDataGuard.enabled``, a switch only this benchmark sets), its runs alternating with the checked ones so
+  that both see the same machine.
 
 Run: ``python benchmarks/bench_engine.py`` (about 30-60 s). Every figure is CPU time of this process
 (``time.process_time_ns``, per call for the latencies) and the best of ``REPEATS`` runs, so a busy machine
@@ -166,28 +169,44 @@ def bench_replay(recording: Path, storage_name: str, interval: float, tmp: Path,
     if stdlib_json:
         recording_format._fast_loads = lambda: json.loads
     try:
-        return _best_replay(recording, storage_name, interval, tmp)
+        rates = [_replay_rate(recording, storage_name, interval, tmp, i) for i in range(REPEATS)]
     finally:
         ReplayFastPath.tick, recording_format._fast_loads = saved_tick, saved_loads  # type: ignore[method-assign]
+    return None if None in rates else max(rates)  # type: ignore[type-var]
 
 
-def _best_replay(recording: Path, storage_name: str, interval: float, tmp: Path) -> float | None:
-    best = None
-    for i in range(REPEATS):
-        out = tmp / f"replay-{storage_name}-{interval}-{recording.suffix}-{i}"
-        storage = NullStorage() if storage_name == "null" else csv_storage(out)
-        if storage is None:
-            return None
-        reader = RecordingReader(recording)
-        engine = build_engine(reader, {"arbitrage": {"symbols": list(SYMBOLS), "cooldown_seconds": 5}}, storage,
-                              spread_log_interval_seconds=interval)
-        cpu0 = time.process_time()
-        summary = replay(reader, engine)
-        storage.close()
-        rate = summary.snapshots / (time.process_time() - cpu0)
-        best = rate if best is None else max(best, rate)
-        shutil.rmtree(out, ignore_errors=True)
-    return best
+def bench_checks(recording: Path, tmp: Path, pairs: int = 2 * REPEATS) -> tuple[float, float, float] | None:
+    """(best checked, best unchecked replay rate, median over the pairs of checked / unchecked) with CSV storage and
+    spreads once a minute: ``pairs`` checked and unchecked replays back to back (which goes first alternates). On a
+    shared machine the pairs' median ratio moves less than the best rates do."""
+    on: list[float] = []
+    off: list[float] = []
+    for i in range(pairs):
+        for checks, rates in ((True, on), (False, off))[:: 1 if i % 2 else -1]:
+            rate = _replay_rate(recording, "csv", 60.0, tmp, i, checks=checks)
+            if rate is None:
+                return None
+            rates.append(rate)
+    return max(on), max(off), statistics.median(a / b for a, b in zip(on, off, strict=True))
+
+
+def _replay_rate(recording: Path, storage_name: str, interval: float, tmp: Path, i: int, *, checks: bool = True
+                 ) -> float | None:
+    """Snapshots per CPU second of one replay; ``checks=False`` switches the market-data checks off."""
+    out = tmp / f"replay-{storage_name}-{interval}-{recording.suffix}-{checks}-{i}"
+    storage = NullStorage() if storage_name == "null" else csv_storage(out)
+    if storage is None:
+        return None
+    reader = RecordingReader(recording)
+    engine = build_engine(reader, {"arbitrage": {"symbols": list(SYMBOLS), "cooldown_seconds": 5}}, storage,
+                          spread_log_interval_seconds=interval)
+    engine.guard.enabled = checks
+    cpu0 = time.process_time()
+    summary = replay(reader, engine)
+    storage.close()
+    rate = summary.snapshots / (time.process_time() - cpu0)
+    shutil.rmtree(out, ignore_errors=True)
+    return rate
 
 
 def main() -> int:
@@ -251,6 +270,15 @@ def main() -> int:
                     verdict = "OK (>= 20,000/s)" if rate >= 20000 else "below 20,000/s target"
                 rows.append((f"replay {label} ({storage_name}, {spreads}, {decoder})", f"{rate:,.0f} snapshots/s",
                              "", f"x{rate / base_rate:.2f} vs baseline", verdict))
+            # what the market-data checks cost: checked and unchecked replays alternating (same machine minutes)
+            for rec, label in ((plain, "jsonl"), (stamped, "jsonl, books with own times")):
+                pair = bench_checks(rec, tmp)
+                assert pair is not None
+                on, off, ratio = pair
+                rows.append((f"replay {label} (csv, spreads 1/min, {decoders[0][1]}), checks on / off",
+                             f"{on:,.0f} / {off:,.0f} snapshots/s", "",
+                             f"checks cost {1 - ratio:.1%} (median of {2 * REPEATS} pairs)",
+                             "OK (within 10 %)" if ratio >= 0.9 else "ABOVE the 10 % target"))
         widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
         for row in rows:
             print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

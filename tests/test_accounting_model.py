@@ -3,8 +3,10 @@
 - a hand-computed round trip: multi-level books, Upbit's fee in KRW, Binance's buy fee in BTC (the buy grossed up
   to the lot step) and its sell fee in USDT, USD/KRW 1400 -> 1410 between entry and exit; realized PnL, equity,
   FX translation, coin revaluation and the coin residue asserted exactly (the worked example of docs/TRADING.md);
-- conservation over random recordings: realized PnL + open positions + FX translation + coin revaluation equals
-  the equity change computed from the wallets alone.
+- the same position while it is open: unrealized PnL and the close cost by hand, and the equity change made of them;
+- conservation over random recordings, ending with positions closed or still open: realized PnL + unrealized PnL
+  + close cost + FX translation + coin revaluation equals the equity change computed from the wallets alone;
+- after a restart that resumes an open position, the same with the resumed position's value at the start.
 """
 
 from __future__ import annotations
@@ -143,7 +145,7 @@ def test_hand_computed_round_trip_realized_equity_fx_and_residue():
         "USDT": D("10000") + want["d_usdt"], "BTC": D(1) + want["d_btc_bn"]}
     parts = engine.breakdown()
     assert parts.equity == want["end_equity"] and parts.start_equity == want["start_equity"]
-    assert parts.realized == want["realized"] and parts.open_value == 0
+    assert parts.realized == want["realized"] and parts.unrealized == parts.close_cost == parts.open_at_start == 0
     assert parts.fx_translation == want["fx_translation"] == D("100000")
     assert parts.coin_revaluation == want["coin_revaluation"] == D("-10200000")
     assert parts.coin_residue == {"BTC": want["residue"]}
@@ -153,6 +155,69 @@ def test_hand_computed_round_trip_realized_equity_fx_and_residue():
     assert want["realized"].quantize(D("0.01")) == D("29098.88")
     assert want["old_model"].quantize(D("0.01")) == D("35295.32")
     assert (want["end_equity"] - want["start_equity"]).quantize(D("0.01")) == D("-10070901.12")
+
+
+def test_hand_computed_open_position_unrealized_close_cost_and_equity_change():
+    """Right after the entry (same books, same rate): equity changed by what the entry legs are worth at the marks,
+    which is the unrealized PnL (a close at the books now, exit fees included) plus the close cost."""
+    engine = hand_engine()
+    engine.process(snap(ENTRY_BOOKS, T0, "1400"))
+    (position,) = engine.positions.values()
+    with localcontext() as ctx:
+        ctx.prec = 60
+        rate, q = D("1400"), D("0.0071")
+        q_buy = D("0.00711")
+        mark = (D("140000000") + D("140100000")) / 2
+        entry_krw = walk(ENTRY_BOOKS["upbit"][0], q) * (1 - UPBIT_FEE)  # sold on Upbit, fee in KRW
+        entry_usdt = -walk(ENTRY_BOOKS["binance"][1], q_buy)  # bought on Binance, fee in BTC
+        entry_btc = -q + q_buy * (1 - BINANCE_FEE)
+        entry_value = entry_krw + entry_usdt * rate + entry_btc * mark
+        # a close now: buy q back on Upbit (asks), sell q on Binance (bids), fees in KRW and USDT; no coin moves
+        close_krw = -walk(ENTRY_BOOKS["upbit"][1], q) * (1 + UPBIT_FEE)
+        close_usdt = walk(ENTRY_BOOKS["binance"][0], q) * (1 - BINANCE_FEE)
+        unrealized = entry_value + close_krw + close_usdt * rate
+        close_cost = -(close_krw + close_usdt * rate)
+    parts = engine.breakdown()
+    assert parts.change == entry_value  # the wallets alone: nothing else moved
+    assert parts.realized == parts.fx_translation == parts.coin_revaluation == parts.open_at_start == 0
+    # the engine's VWAP is a division rounded to 28 digits: the marks agree to far below a won
+    assert abs(parts.unrealized - unrealized) < D("1e-12") and parts.unrealized == engine.stats.unrealized_pnl_krw
+    assert abs(parts.close_cost - close_cost) < D("1e-12")
+    assert parts.unrealized + parts.close_cost == parts.change == sum(amount for _, amount in parts.terms())
+    assert close_cost > 0 > unrealized  # a close at the entry's books pays the spread and the fees back
+    assert position.qty == q
+    # the figures docs/TRADING.md quotes for this example (step 5)
+    assert [x.quantize(D("0.01")) for x in (entry_value, close_cost, unrealized)] == [
+        D("36064.65"), D("43982.31"), D("-7917.65")]
+
+
+def test_a_restart_that_resumes_an_open_position_keeps_the_equity_identity():
+    """The wallets after a restart hold the resumed position's entry legs: they are in the starting equity (at the
+    first tick's rate and marks) and in the unrealized PnL or, once closed, in realized PnL; the open_at_start term
+    takes them out once."""
+    first = hand_engine()
+    first.process(snap(ENTRY_BOOKS, T0, "1400"))
+    (position,) = first.positions.values()
+    engine = hand_engine()  # the restart: wallets as configured, the position resumed from storage
+    engine.resume([position])
+    engine.process(snap(ENTRY_BOOKS, T0 + timedelta(seconds=1), "1405"))
+    parts = engine.breakdown()
+    with localcontext() as ctx:
+        ctx.prec = 60
+        entry = engine._changes[position.id]
+        mark = (D("140000000") + D("140100000")) / 2
+        by_hand = sum((amount * {"KRW": D(1), "USDT": D("1405"), "BTC": mark}[asset]
+                       for (_venue, asset), amount in entry.items()), D(0))
+    assert parts.open_at_start == by_hand != 0
+    assert parts.change == 0  # nothing moved since the restart's first tick
+    assert sum(amount for _, amount in parts.terms()) == parts.change
+    engine.process(snap(EXIT_BOOKS, T0 + timedelta(seconds=60), "1410"))
+    assert not engine.positions
+    parts = engine.breakdown()
+    with localcontext() as ctx:
+        ctx.prec = 60
+        assert sum(amount for _, amount in parts.terms()) == parts.change != 0
+    assert parts.realized == engine.stats.total_pnl_krw and parts.unrealized == parts.close_cost == 0
 
 
 # ------------------------------------------------------------------------------------------ conservation
@@ -187,19 +252,24 @@ FEE_CASES = {
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10_000), excursion=st.sampled_from(["0.02", "0.05", "0.1"]),
        fees=st.sampled_from(sorted(FEE_CASES)), entry=st.sampled_from(["0.005", "0.01", "0.02"]),
-       hold=st.sampled_from([None, 30, 120]))
-@example(seed=5, excursion="0.05", fees="base", entry="0.005", hold=30)  # closes and residue
-@example(seed=5, excursion="0.05", fees="bnb", entry="0.005", hold=None)  # BNB fees, positions left open
-@example(seed=7, excursion="0.1", fees="quote", entry="0.01", hold=120)
-def test_equity_change_is_realized_plus_open_plus_fx_plus_coin(tmp_path_factory, seed, excursion, fees, entry, hold):
+       hold=st.sampled_from([None, 30, 120]), exit_at=st.sampled_from(["0.002", "-1"]))
+@example(seed=5, excursion="0.05", fees="base", entry="0.005", hold=30, exit_at="0.002")  # closes and residue
+@example(seed=5, excursion="0.05", fees="bnb", entry="0.005", hold=None, exit_at="0.002")  # BNB fees
+@example(seed=7, excursion="0.1", fees="quote", entry="0.01", hold=120, exit_at="0.002")
+@example(seed=5, excursion="0.05", fees="base", entry="0.005", hold=None, exit_at="-1")  # every position left open
+@example(seed=7, excursion="0.1", fees="bnb", entry="0.005", hold=120, exit_at="-1")  # some closed, some open
+def test_equity_change_is_the_sum_of_its_terms_closed_or_open(tmp_path_factory, seed, excursion, fees, entry, hold,
+                                                               exit_at):
     tmp = tmp_path_factory.mktemp("rec")
     rec = simulate_recording(tmp / "rec.jsonl", snapshots=240, seed=seed, depth=6, symbols=("BTC",),
                              excursion_prob=float(excursion))
     start = {"upbit": {"KRW": D("50000000"), "BTC": D("0.5")},
              "binance": {"USDT": D("40000"), "BTC": D("0.5"), "BNB": D("1")}}
     config = {
-        "arbitrage": {"symbols": ["BTC"], "entry_threshold": entry, "exit_threshold": "0.002", "cooldown_seconds": 0,
-                      "max_holding_seconds": hold, "max_positions_per_symbol": 2},
+        # exit_at -1: no close premium falls that far and no stop loss: positions close at the holding timeout only
+        "arbitrage": {"symbols": ["BTC"], "entry_threshold": entry, "exit_threshold": exit_at, "cooldown_seconds": 0,
+                      "max_holding_seconds": hold, "max_positions_per_symbol": 2,
+                      **({"stop_loss_premium": None} if exit_at == "-1" else {})},
         "paper": {"balances": {v: {k: str(x) for k, x in b.items()} for v, b in start.items()},
                   "fees": FEE_CASES[fees]},
     }
@@ -213,8 +283,16 @@ def test_equity_change_is_realized_plus_open_plus_fx_plus_coin(tmp_path_factory,
     if bnb and engine.stats.trades:
         assert wallets["binance"]["BNB"] < 1  # the fees were paid in BNB
     parts = engine.breakdown()
-    assert parts.realized + parts.open_value + parts.fx_translation + parts.coin_revaluation == change
-    assert parts.realized == engine.stats.total_pnl_krw
+    with localcontext() as ctx:
+        ctx.prec = 60
+        assert sum(amount for _, amount in parts.terms()) == change  # exactly
+        # the summary's terms, as written, add up to its equity change, which is the wallets' change
+        assert sum(D(amount) for amount in summary.equity_change_terms_krw.values()) == D(summary.equity_change_krw)
+    assert D(summary.equity_change_krw) == change
+    assert parts.realized == engine.stats.total_pnl_krw and parts.open_at_start == 0
+    assert parts.unrealized == engine.stats.unrealized_pnl_krw
+    assert summary.open_positions == len(engine.positions)
     if not engine.positions:
-        assert parts.open_value == 0
-    assert D(summary.equity_change_krw) == change.quantize(D("0.0001"))
+        assert parts.unrealized == parts.close_cost == 0
+    if exit_at == "-1" and hold is None and engine.executor.wallets["upbit"].balances["BTC"] != start["upbit"]["BTC"]:
+        assert engine.positions and engine.stats.trades == 0  # something opened, and nothing ever closes

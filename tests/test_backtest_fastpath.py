@@ -102,11 +102,42 @@ def _ts(row):
     return row
 
 
+def _extra_book(row):  # a book nothing reads, malformed
+    row["b"]["upbit"]["XRP"] = [1, 2]
+    return row
+
+
+def _usdt_swapped(row):  # as many books as usual, but the one in the USDT book's place is not read
+    del row["b"]["upbit"]["USDT"]
+    row["b"]["upbit"]["XRP"] = ["1 1", None]
+    return row
+
+
+def _side_not_text(row):
+    row["b"]["binance"]["ETH"][0] = 5
+    return row
+
+
+def _usdt_side_not_text(row):
+    row["b"]["upbit"]["USDT"][1] = None
+    return row
+
+
+def _entry_not_list(row):
+    row["b"]["binance"]["BTC"] = "96000 1"
+    return row
+
+
 @pytest.mark.parametrize(("mutate", "message"), [
     (_fx, ":351: FX rate must be a positive decimal string"),
     (_bid, ":351: book upbit/BTC bids, level 1: price and quantity must be decimal numbers"),
     (_usdt, ":351: book upbit/USDT asks, level 1: price and quantity must be decimal numbers"),
     (_ts, ':351: "t" is not an ISO-8601 timestamp'),
+    (_extra_book, ":351: book upbit/XRP: bids and asks must be strings"),
+    (_usdt_swapped, ":351: book upbit/XRP: bids and asks must be strings"),
+    (_side_not_text, ":351: book binance/ETH: bids and asks must be strings"),
+    (_usdt_side_not_text, ":351: book upbit/USDT: bids and asks must be strings"),
+    (_entry_not_list, ":351: book binance/BTC must be [bids, asks] or [bids, asks, ts]"),
 ])
 def test_bad_data_after_the_fast_path_took_over_names_its_line(tmp_path, monkeypatch, mutate, message):
     hits = count_fast_hits(monkeypatch)

@@ -52,12 +52,11 @@ class BacktestSummary:
     unrealized_pnl_krw: str = "0"
     open_positions: int = 0
     max_drawdown_krw: str = "0"
+    # the equity decomposition (docs/TRADING.md "PnL"), exact: the terms add up to the change to the last digit
     equity_krw: str = "0"
     start_equity_krw: str = "0"
     equity_change_krw: str = "0"
-    open_positions_value_krw: str = "0"
-    fx_translation_krw: str = "0"
-    coin_revaluation_krw: str = "0"
+    equity_change_terms_krw: dict[str, str] = field(default_factory=dict)  # realized, unrealized, close_cost, ...
     coin_residue: dict[str, str] = field(default_factory=dict)
     premium_range: dict[str, dict[str, str | None]] = field(default_factory=dict)
     simulated: bool = False
@@ -77,11 +76,13 @@ class BacktestSummary:
             ("max drawdown (KRW)", f"{Decimal(self.max_drawdown_krw).quantize(Decimal(1)):,}"),
             ("equity at start / end (KRW)", f"{_krw(self.start_equity_krw)} / {_krw(self.equity_krw)}"),
             ("equity change (KRW)", _krw(self.equity_change_krw)),
-            ("  = realized trade PnL", _krw(self.realized_pnl_krw)),
-            ("  + open positions at marks", _krw(self.open_positions_value_krw)),
-            ("  + FX translation of USDT held", _krw(self.fx_translation_krw)),
-            ("  + coin revaluation", _krw(self.coin_revaluation_krw)),
         ]
+        sign = "="
+        for name, label in _TERMS:
+            amount = self.equity_change_terms_krw.get(name)
+            if amount is not None:
+                rows.append((f"  {sign} {label}", _krw(amount)))
+                sign = "+"
         for coin, qty in sorted(self.coin_residue.items()):
             rows.append((f"coin residue {coin}", qty))
         for direction, rng in sorted(self.premium_range.items()):
@@ -94,12 +95,23 @@ class BacktestSummary:
         return "\n".join(lines)
 
 
+#: the terms of the equity change, in the summary's order (EquityBreakdown.terms; open_at_start is 0 in a backtest)
+_TERMS = (("realized", "realized trade PnL"), ("unrealized", "unrealized PnL of open positions"),
+          ("close_cost", "their close cost, not paid (equity holds them at marks)"),
+          ("fx_translation", "FX translation of USDT held"), ("coin_revaluation", "coin revaluation"),
+          ("open_at_start", "open positions taken over at the start"))
+
+
 def _krw(text: str) -> str:
     return f"{Decimal(text).quantize(Decimal(1)):,}"
 
 
 def _exact(value: Decimal) -> str:
-    return format(value.quantize(Decimal("0.0001")), "f")
+    """Every digit of ``value`` (trailing zeros after the point dropped)."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text
 
 
 def build_engine(
@@ -297,9 +309,8 @@ def replay(reader: RecordingReader, engine: Engine, *, chart_points: list[tuple[
         summary.equity_krw = _exact(parts.equity)
         summary.start_equity_krw = _exact(parts.start_equity)
         summary.equity_change_krw = _exact(parts.change)
-        summary.open_positions_value_krw = _exact(parts.open_value)
-        summary.fx_translation_krw = _exact(parts.fx_translation)
-        summary.coin_revaluation_krw = _exact(parts.coin_revaluation)
+        summary.equity_change_terms_krw = {name: _exact(amount) for name, amount in parts.terms()
+                                           if amount or name != "open_at_start"}
         summary.coin_residue = {coin: format(qty, "f") for coin, qty in sorted(parts.coin_residue.items()) if qty}
     for d in Direction:
         summary.premium_range[d.value] = {

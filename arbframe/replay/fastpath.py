@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 
 from arbframe.core.models import ZERO, Direction
 from arbframe.trading.engine import _STEP, TWO, Engine
-from arbframe.trading.marketdata import spaced_has_nonpositive
+from arbframe.trading.marketdata import ZERO_FROM_0, ZERO_FROM_DOT
 from arbframe.trading.premium import ONE
 
 _REL = 1e-12  # a level holding the whole remaining quantity, within this, is too close to call
@@ -118,9 +118,12 @@ class ReplayFastPath:
         self.use_tether = cfg.use_tether
         self.max_fx_age = cfg.max_fx_age_seconds
         limit = cfg.max_book_age_seconds
-        self.book_limit = limit
+        self.max_age = engine.guard.max_age  # MarketDataGuard: a book with time < snapshot time - max_age is stale
         self.now_fresh = limit is None or limit >= 0.0  # a book stamped with the snapshot's own time is fresh
         self.keys = {symbol: ((engine.domestic, symbol), (engine.foreign, symbol)) for symbol in cfg.symbols}
+        # how many books a row holds when it holds only those read here
+        self.n_domestic = len(cfg.symbols) + (1 if cfg.use_tether else 0)
+        self.n_foreign = len(cfg.symbols)
         self.threshold = float(scfg.entry_threshold)
         self.exit_f = float(scfg.exit_threshold)
         self.stop_f = None if scfg.stop_loss_premium is None else float(scfg.stop_loss_premium)
@@ -134,6 +137,7 @@ class ReplayFastPath:
         self.legs_f = {key: tuple(float(x) for x in coef) for key, coef in engine._leg_coef.items()}
         self._fx: tuple[Any, Decimal, float, datetime, str] | None = None  # (row, rate, float rate, fx ts, source)
         self.fx_seen = engine.guard.fx_ts
+        self.checks = engine.guard.enabled  # (False only in the benchmark's baseline: see MarketDataGuard.enabled)
         self._floats: dict[str, tuple[Any, ...]] = {}  # position id -> _position_floats
         self._notes: dict[str, str | None] = {}  # symbol -> entry note until forget()
         self._times: dict[str, datetime] = {}  # book time text -> parsed (books not updated keep their time)
@@ -167,9 +171,12 @@ class ReplayFastPath:
                 if fx_when is None:
                     return None
             self._fx = (fx_row, rate, rate_f, fx_when, source)
-        last = self.fx_seen.get(source)
-        if last is not None and fx_when < last:
-            return None  # MarketDataGuard.check_fx blocks it: the full path says so
+        if self.checks:  # MarketDataGuard.check_fx, which the full path would do next with the same outcome
+            seen = self.fx_seen
+            last = seen.get(source)
+            if last is not None and fx_when < last:
+                return None  # it blocks the rate: the full path says so
+            seen[source] = fx_when
         if fx_when < ts and (ts - fx_when).total_seconds() > self.max_fx_age:  # FxRate.age_seconds
             return None
         return rate, rate_f
@@ -200,22 +207,36 @@ class ReplayFastPath:
         times = self._times
         if len(times) >= _TIMES_CACHE_SIZE:  # (never in the middle of a row: its times are looked up below)
             times.clear()
+        dom_books, fgn_books = b.get(self.domestic), b.get(self.foreign)
+        if type(dom_books) is not dict or type(fgn_books) is not dict:
+            return None
         own = False  # does any book carry its own time?
-        for symbols in b.values():
-            if type(symbols) is not dict:
-                return None
-            for entry in symbols.values():
-                if type(entry) is not list:
-                    return None
-                n = len(entry)
-                if n != 2:
-                    own = True
-                    # [bids, asks, book time]: every book time must read as the decoder reads it
-                    when = entry[2] if n == 3 else None
-                    if type(when) is not str or (when not in times and not self._book_time(when)):
+        # every book must read as the decoder reads it. When the row holds only the books read below (each symbol on
+        # both venues, the domestic USDT book with the tether premium on), their texts prove to be strings where
+        # they are split, so only the entries are checked here; a row with other books has every text checked
+        if (len(b) == 2 and len(dom_books) == self.n_domestic and len(fgn_books) == self.n_foreign
+                and (not self.use_tether or "USDT" in dom_books)):  # (a symbol missing: None below)
+            for symbols in (dom_books, fgn_books):
+                for entry in symbols.values():
+                    if type(entry) is not list:
                         return None
-                if type(entry[0]) is not str or type(entry[1]) is not str:
+                    if len(entry) != 2:
+                        own = True
+                        if not self._own_time(entry):
+                            return None
+        else:
+            for symbols in b.values():
+                if type(symbols) is not dict:
                     return None
+                for entry in symbols.values():
+                    if type(entry) is not list:
+                        return None
+                    if len(entry) != 2:
+                        own = True
+                        if not self._own_time(entry):
+                            return None
+                    if type(entry[0]) is not str or type(entry[1]) is not str:
+                        return None
         if t == reader._last_t_text:
             ts = reader._last_t
         else:
@@ -236,9 +257,6 @@ class ReplayFastPath:
         if fx is None:
             return None
         rate, rate_f = fx
-        dom_books, fgn_books = b.get(self.domestic), b.get(self.foreign)
-        if dom_books is None or fgn_books is None:
-            return None
         if self.use_tether:
             usdt = dom_books.get("USDT")
             if usdt is not None:  # the engine reads its best bid and ask (the tether premium)
@@ -247,20 +265,25 @@ class ReplayFastPath:
                     if not (_INF > float(ub[0]) > 0.0 and _INF > float(ub[1]) > 0.0
                             and _INF > float(ua[0]) > 0.0 and _INF > float(ua[1]) > 0.0):
                         return None
-                except (ValueError, IndexError):
+                except (ValueError, IndexError, AttributeError):  # (AttributeError: not a string)
                     return None
         if engine.data_blocked_symbols:
             return None  # the full path logs the symbol usable again
+        # MarketDataGuard.check: what is not done per book below (the zero or negative levels: at the end)
         guard = engine.guard
-        if not own:  # every book has the snapshot's time: none goes backwards unless the snapshot does
-            if guard.newest is not None and ts < guard.newest:
+        checks = self.checks
+        if not checks:
+            own = False
+        elif own:
+            book_ts = guard.book_ts
+            floor = guard.floor
+            max_age = self.max_age
+            cutoff = None if max_age is None else ts - max_age  # an older book is stale
+        else:  # every book has the snapshot's time: none goes backwards unless the snapshot does
+            newest = guard.newest
+            if (newest is not None and ts < newest) or not self.now_fresh:
                 return None
-            if not self.now_fresh:
-                return None
-        book_ts = guard.book_ts
-        floor = guard.floor
-        stamps: list[tuple[tuple[str, str], datetime]] = []  # MarketDataGuard's newest book times, set on a hit
-        rests: list[str] = [""]  # every book side past its best level (checked at once for zero or negative values)
+        sides = [""]  # every book side's text, searched at once for a zero or negative value
         positions = engine.positions
         threshold, round_trip, allowed = self.threshold, self.round_trip, self.allowed
         lo_f, hi_f = self.lo_f, self.hi_f
@@ -277,9 +300,9 @@ class ReplayFastPath:
             d_bids, d_asks = dom[0], dom[1]
             f_bids, f_asks = fgn[0], fgn[1]
             # MarketDataGuard.check: no book older than one seen before, none stale (a book without its own time
-            # has the snapshot's)
+            # has the snapshot's). A book that passes has its time remembered at once, as the guard does whatever
+            # the rest of the row turns out to be: if the full path takes the row, it finds the same
             if own:
-                limit = self.book_limit
                 for key, book in zip(self.keys[symbol], (dom, fgn)):  # noqa: B905
                     if len(book) == 2:
                         when = ts
@@ -287,30 +310,31 @@ class ReplayFastPath:
                             return None
                     else:
                         when = times[book[2]]
-                        if limit is not None and (ts - when).total_seconds() > limit:
+                        if cutoff is not None and when < cutoff:
                             return None
                     last = book_ts.get(key)
                     if floor is not None and (last is None or last < floor):
                         last = floor
                     if last is not None and when < last:
                         return None
-                    stamps.append((key, when))
+                    book_ts[key] = when
+                    newest = guard.newest
+                    if newest is None or when > newest:
+                        guard.newest = when
             # the best level of each book: most VWAPs end there
             try:
                 db, da = d_bids.split(None, 2), d_asks.split(None, 2)
                 fb, fa = f_bids.split(None, 2), f_asks.split(None, 2)
                 dbp, dbq, dap, daq = float(db[0]), float(db[1]), float(da[0]), float(da[1])
                 fbp, fbq, fap, faq = float(fb[0]), float(fb[1]), float(fa[0]), float(fa[1])
-            except (ValueError, IndexError):
+            except (ValueError, IndexError, AttributeError):  # (AttributeError: not a string)
                 return None
             if not (_INF > dbp > 0.0 and _INF > dbq > 0.0 and _INF > dap > 0.0 and _INF > daq > 0.0
                     and _INF > fbp > 0.0 and _INF > fbq > 0.0 and _INF > fap > 0.0 and _INF > faq > 0.0
                     and dbp < dap and fbp < fap):  # crossed or locked (or too close to call in floats)
                 return None
-            if len(db) == 3 and len(da) == 3 and len(fb) == 3 and len(fa) == 3:
-                rests += (db[2], da[2], fb[2], fa[2])
-            else:
-                rests += [parts[2] for parts in (db, da, fb, fa) if len(parts) == 3]
+            if checks:
+                sides += (d_bids, d_asks, f_bids, f_asks)
             # Strategy.order_qty at the best bid, in floats: floor(notional / price / step) steps; a quotient too
             # close to a whole number of steps to be sure of the floor goes through the full path
             step_f = steps[symbol]
@@ -395,19 +419,19 @@ class ReplayFastPath:
                     return None
             if blocked.get(symbol, _SymbolOnly) != note:
                 notes.append((symbol, note))
-        if len(rests) > 1:
-            rests.append("")
-            if spaced_has_nonpositive(" ".join(rests)):  # (rests starts with "": spaces at both ends)
-                return None  # MarketDataGuard.check: a zero or negative level (bad_level)
-        if own:
-            for key, when in stamps:
-                book_ts[key] = when
-                if guard.newest is None or when > guard.newest:
-                    guard.newest = when
-        else:
-            guard.floor = guard.newest = ts
-        fx_cached = self._fx
-        self.fx_seen[fx_cached[4]] = fx_cached[3]  # type: ignore[index]
+        if checks:
+            # MarketDataGuard.check's text search (marketdata.spaced_has_nonpositive), inline: sides starts and ends
+            # with "", so the joined text has a space at both ends. It reads a space as the only separator: books
+            # with non-ASCII text, or a line with an escape (JSON escapes every control character), may hold other
+            # whitespace, so they go through the full path, which reads those too
+            sides.append("")
+            text = " ".join(sides)
+            if not text.isascii() or b"\\" in reader.line:
+                return None
+            if "-" in text or ZERO_FROM_0(text) is not None or ZERO_FROM_DOT(text) is not None:
+                return None  # a zero or negative level (bad_level)
+            if not own:
+                guard.floor = guard.newest = ts
         self._last = (dom_books, fgn_books, rate)
         self.pending = True
         if positions:
@@ -430,6 +454,11 @@ class ReplayFastPath:
                 or sum(p.symbol == symbol for p in positions.values()) >= scfg.max_positions_per_symbol):
             self._notes[symbol] = note  # entry_block returns before it reads the time
         return note
+
+    def _own_time(self, entry: list[Any]) -> bool:
+        """``[bids, asks, book time]`` whose time reads as the decoder reads it (parsed into the cache)."""
+        when = entry[2] if len(entry) == 3 else None
+        return type(when) is str and (when in self._times or self._book_time(when))
 
     def _book_time(self, text: str) -> bool:
         """Parse a book's own time into the cache; False when the decoder would reject it."""

@@ -29,7 +29,7 @@ import json
 import logging
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -354,6 +354,9 @@ class _Preloaded:
     times: list[datetime]  # each row's "t", parsed
     segments: list[tuple[int, Path]]  # (index of the file's first row, the file), ascending
     ordered: bool  # times never go backwards: a window is two bisections
+    #: each row's raw line as far as the replay's fast path reads it (``RecordingReader.line``): a backslash when
+    #: the line held a JSON escape, else empty; the raw lines themselves are not kept
+    escapes: list[bytes] = field(default_factory=list)
 
 
 def _check_window(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:
@@ -396,6 +399,7 @@ class RecordingReader:
         self._fx_cache: tuple[Any, FxRate] | None = None
         self._last_t_text: Any = None
         self._last_t: datetime | None = None
+        self.line = b""  # the raw bytes of the row rows() yielded last
 
     # --------------------------------------------------------------------------------------- windows, preload
     @classmethod
@@ -415,14 +419,16 @@ class RecordingReader:
             rows: list[Any] = []
             lines: list[int] = []
             times: list[datetime] = []
+            escapes: list[bytes] = []
             try:
                 for row in reader._file_rows():
                     times.append(reader._row_time(row))
                     rows.append(row)
                     lines.append(reader.lineno)
+                    escapes.append(b"\\" if b"\\" in reader.line else b"")
             finally:
                 reader.close()
-            parts.append((reader, rows, lines, times))
+            parts.append((reader, rows, lines, times, escapes))
         # chronological: by each file's first snapshot (files without one last), stable for equal times
         parts.sort(key=lambda part: (0, part[3][0]) if part[3] else (1, part[0].path))
         first = parts[0][0]
@@ -434,11 +440,12 @@ class RecordingReader:
                         "together must agree on venues, symbols, fees and rules"
                     )
         data = _Preloaded([], [], [], [], True)
-        for reader, rows, lines, times in parts:
+        for reader, rows, lines, times, escapes in parts:
             data.segments.append((len(data.rows), reader.path))
             data.rows += rows
             data.lines += lines
             data.times += times
+            data.escapes += escapes
         data.ordered = all(a <= b for a, b in zip(data.times, data.times[1:]))  # noqa: B905
         first._preloaded = data
         first.lineno = 0
@@ -567,6 +574,7 @@ class RecordingReader:
                     ts = row_time(row)
                     if (start is not None and ts < start) or (end is not None and ts >= end):
                         continue
+                self.line = line
                 yield row
         finally:
             self.close()
@@ -574,7 +582,7 @@ class RecordingReader:
     def _preloaded_rows(self) -> Iterator[Any]:
         data = self._preloaded
         assert data is not None
-        rows, lines, times, segments = data.rows, data.lines, data.times, data.segments
+        rows, lines, times, segments, escapes = data.rows, data.lines, data.times, data.segments, data.escapes
         firsts = [first for first, _ in segments]
         upto = -1  # where the rows of the current file end
         for i in self._indices():
@@ -584,6 +592,7 @@ class RecordingReader:
                 upto = firsts[k + 1] if k + 1 < len(firsts) else len(rows)
             row = rows[i]
             self.lineno = lines[i]
+            self.line = escapes[i]
             self._last_t_text = row["t"]
             self._last_t = times[i]
             yield row

@@ -6,9 +6,14 @@ Inventory is pre-funded on both venues and a trade converts nothing between KRW 
   -> amount, fees included in the asset each venue charged) valued at ONE FX rate and ONE set of coin marks, those
   of its close (:func:`value_of`);
 - **equity** is every balance valued at the current FX rate and marks;
-- over a run, equity change = realized trade PnL + open positions' balance changes at current prices + FX
-  translation of the USD-valued balances + revaluation of the coins held (starting inventory and the residue
-  trades leave) - exactly (:class:`Ledger`).
+- over a run, exactly (:class:`Ledger`, :class:`EquityBreakdown`)::
+
+      equity change = realized trade PnL + unrealized PnL of the open positions + their close cost
+                      + FX translation of the USD-valued balances + revaluation of the coins held
+                      - the open positions taken over at the start (a restart; 0 in a backtest)
+
+  where the unrealized PnL marks each open position to a close at the current books (exit fees included) and the
+  close cost is what that close would take out of equity, which values the positions' balances at the marks.
 
 A value is KRW for KRW, ``amount x R`` for USDT, ``amount x price x R`` for a fee asset priced in USDT (BNB),
 ``amount x mark`` for a coin (the mark is the mid of the domestic KRW book). Assets without a value (a coin no
@@ -154,28 +159,53 @@ def decode_changes(text: str | None) -> Changes:
 
 @dataclass(frozen=True)
 class EquityBreakdown:
-    """Equity now and why it changed since the ledger's start (all KRW; the parts add up to ``change``)."""
+    """Equity now and why it changed since the ledger's start (all KRW)::
+
+        change = realized + unrealized + close_cost + fx_translation + coin_revaluation - open_at_start
+
+    exactly, whatever is open (:meth:`terms` lists them with their signs)."""
 
     equity: Decimal
     start_equity: Decimal
     realized: Decimal  # trade PnL of positions closed since the start
-    open_value: Decimal  # open positions' balance changes at the current rate and marks
+    unrealized: Decimal  # the open positions marked to a close at the current books, exit fees included
+    #: what that close would take out of equity (exit fees, the depth walked, the premium still between the venues):
+    #: equity values the open positions' balances at the marks. (A position on a symbol the market-data checks block
+    #: keeps its last mark as its unrealized PnL; this term then also holds the move since.)
+    close_cost: Decimal
     fx_translation: Decimal  # USD-valued balances: what the move of the rate since each entered did
     coin_revaluation: Decimal  # coins held (inventory + residue): what the move of the marks did
+    #: the entry legs of the positions open at the start (resumed from storage), at the start's rate and marks: part
+    #: of the starting equity, they are in the other terms again (unrealized, or realized once closed). 0 in a
+    #: backtest and on a fresh start
+    open_at_start: Decimal
     coin_residue: Mapping[str, Decimal]  # net coin closed positions left, per coin
 
     @property
     def change(self) -> Decimal:
         return self.equity - self.start_equity
 
+    @property
+    def open_value(self) -> Decimal:
+        """The open positions' balance changes at the current rate and marks (= unrealized + close cost)."""
+        return self.unrealized + self.close_cost
+
+    def terms(self) -> tuple[tuple[str, Decimal], ...]:
+        """(name, signed amount) of each part of :attr:`change`; they add up to it exactly."""
+        return (("realized", self.realized), ("unrealized", self.unrealized), ("close_cost", self.close_cost),
+                ("fx_translation", self.fx_translation), ("coin_revaluation", self.coin_revaluation),
+                ("open_at_start", -self.open_at_start))
+
 
 class Ledger:
     """Decomposes equity change exactly (see the module docstring).
 
-    ``start`` takes the wallets' balances and the first rate; a coin's starting mark is its first mark. Each close
-    adds its balance changes with the rate and marks it was realized at; :meth:`breakdown` values everything at
-    the current rate and marks. Kept as running sums: usd ``A = sum(amount)``, ``B = sum(amount x rate then)``
-    (FX translation ``= A x R - B``), and per coin ``C``/``D`` the same with marks.
+    ``start`` takes the wallets' balances and the first rate; a coin's starting mark is its first mark. The
+    translation sums follow the inventory: the balances less the open positions' entry legs (those are valued as
+    they are, at the current prices, until their close). Each close adds its balance changes (entry and exit legs)
+    with the rate and marks it was realized at; :meth:`breakdown` values everything at the current rate and marks.
+    Kept as running sums: usd ``A = sum(amount)``, ``B = sum(amount x rate then)`` (FX translation ``= A x R -
+    B``), and per coin ``C``/``D`` the same with marks.
     """
 
     def __init__(self, priced: Mapping[str, Decimal] | None = None) -> None:
@@ -191,18 +221,24 @@ class Ledger:
         self.coin_cost: dict[str, Decimal] = {}
         self.residue: dict[str, Decimal] = {}
         self._unmarked: Changes = {}  # starting coin balances waiting for their first mark
+        self._open_start: Changes = {}  # the entry legs of the positions open at the start
 
     def valuation(self, rate: Decimal, marks: Mapping[str, Decimal]) -> Valuation:
         return Valuation(rate, marks, self.priced)
 
-    def start(self, balances: Mapping[tuple[str, str], Decimal], rate: Decimal, marks: Mapping[str, Decimal]) -> None:
+    def start(self, balances: Mapping[tuple[str, str], Decimal], rate: Decimal, marks: Mapping[str, Decimal],
+              open_changes: Iterable[Mapping[tuple[str, str], Decimal]] = ()) -> None:
+        """Start from ``balances`` (the wallets), of which ``open_changes`` are the entry legs of positions already
+        open (resumed after a restart)."""
         self.started = True
         self.start_balances = dict(balances)
         self.start_rate = rate
+        self._open_start = merge(*open_changes)
+        inventory = merge(balances, {key: -amount for key, amount in self._open_start.items()})
         val = self.valuation(rate, marks)
         with localcontext() as ctx:
             ctx.prec = PRECISION
-            for key, amount in balances.items():
+            for key, amount in inventory.items():
                 units = val.usd_units(key[1])
                 if units is not None:
                     self._add_usd(amount * units, rate)
@@ -248,22 +284,31 @@ class Ledger:
                     self.residue[asset] = self.residue.get(asset, ZERO) + amount
 
     def breakdown(self, balances: Mapping[tuple[str, str], Decimal], rate: Decimal, marks: Mapping[str, Decimal],
-                  open_changes: Iterable[Mapping[tuple[str, str], Decimal]]) -> EquityBreakdown:
-        """Equity of ``balances`` now and its decomposition (``open_changes``: each open position's changes)."""
+                  open_changes: Iterable[Mapping[tuple[str, str], Decimal]], unrealized: Decimal = ZERO
+                  ) -> EquityBreakdown:
+        """Equity of ``balances`` now and its decomposition (``open_changes``: each open position's entry legs;
+        ``unrealized``: the open positions' unrealized PnL as reported)."""
         self.see_marks(marks)
         val = self.valuation(rate, marks)
         with localcontext() as ctx:
             ctx.prec = PRECISION
             equity = value_of(balances, val)
             start_val = self.valuation(self.start_rate or rate, self.start_marks)
-            start = value_of({k: v for k, v in self.start_balances.items()
-                              if k[1] == "KRW" or start_val.usd_units(k[1]) is not None
-                              or k[1] in self.start_marks}, start_val)
+
+            def valued_at_start(changes: Mapping[tuple[str, str], Decimal]) -> Decimal:
+                return value_of({k: v for k, v in changes.items()
+                                 if k[1] == "KRW" or start_val.usd_units(k[1]) is not None
+                                 or k[1] in self.start_marks}, start_val)
+
+            start = valued_at_start(self.start_balances)
+            open_at_start = valued_at_start(self._open_start)
             open_value = sum((value_of(c, val) for c in open_changes), ZERO)
             fx = self.usd_amount * rate - self.usd_cost
             coin = sum((self.coin_amount[a] * marks[a] - self.coin_cost[a] for a in self.coin_amount if a in marks),
                        ZERO)
-        return EquityBreakdown(equity, start, self.realized, open_value, fx, coin, dict(self.residue))
+            close_cost = open_value - unrealized
+        return EquityBreakdown(equity, start, self.realized, unrealized, close_cost, fx, coin, open_at_start,
+                               dict(self.residue))
 
 
 def wallet_balances(wallets: Mapping[str, Any]) -> Changes:

@@ -250,6 +250,7 @@ class Engine:
         self.data_blocked_symbols = 0  # how many symbols the last tick blocked
         self._last_marks: dict[str, Decimal] = {}  # position id -> last unrealized PnL (kept while blocked)
         self._close_failed: dict[str, str] = {}  # position id -> last close failure (recorded once per change)
+        self._close_waits: dict[str, tuple[str, str]] = {}  # position id -> (close reason, block) logged
         # a replay that skipped snapshots brings marks up to date through this, when a tick needs the old ones
         self.sync_hook: Callable[[], None] | None = None
         # (venue, side) -> (KRW per notional, USD per notional, coin per quantity) of a fill, fee included
@@ -472,7 +473,7 @@ class Engine:
         stats.now = now
         fx = snap.fx
         if fx is not None and not self.ledger.started:
-            self.ledger.start(wallet_balances(self.executor.wallets), fx.rate, self.marks)
+            self.ledger.start(wallet_balances(self.executor.wallets), fx.rate, self.marks, self._changes.values())
         fresh = fx is not None and fx.age_seconds(now) <= self.cfg.max_fx_age_seconds  # self.fx_fresh(fx, now)
         if fresh is not self._last_fresh or not fresh:
             self._note_fx(fx, now, fresh)
@@ -501,10 +502,11 @@ class Engine:
                 hook = None
             if problem is not None or data_blocked.get(symbol) is not None:
                 self._note_data(symbol, problem)
-            if problem is not None:  # never traded on: open positions keep their last mark
+            if problem is not None:  # never traded on, not even to close: open positions keep their last mark
                 for position in self.positions.values():
                     if position.symbol == symbol:
                         unrealized += last_marks.get(position.id, ZERO)
+                        self._close_waits_for_data(position, problem[0], now)
                 continue
             decision = decide(symbol, snap, fx_fresh=fresh, usdt=usdt)
             if dom is not None and dom.bids and dom.asks:
@@ -519,7 +521,10 @@ class Engine:
                         decision.marks.pop(closed.id, None)
                         last_marks.pop(closed.id, None)
             if decision.open is not None:
-                self._open(decision.open, snap, result)
+                opened = self._open(decision.open, snap, result)
+                if opened is not None:  # marked at once, on the books it opened on (like the others this tick)
+                    mark = last_marks[opened.id] = self._mark_on(opened, dom, fgn, fx.rate)  # type: ignore[arg-type,union-attr]
+                    unrealized += mark
             if blocked.get(symbol, _UNSEEN) != decision.blocked:
                 self._note_block(symbol, decision.blocked)
             marks = decision.marks
@@ -593,7 +598,7 @@ class Engine:
         if self.last_fx is None or not self.ledger.started:
             return None
         return self.ledger.breakdown(wallet_balances(self.executor.wallets), self.last_fx.rate, self.marks,
-                                     self._changes.values())
+                                     self._changes.values(), self.stats.unrealized_pnl_krw)
 
     # ------------------------------------------------------------------------------------------ execution
     def _legs(self, direction: Direction, snap: MarketSnapshot, symbol: str, closing: bool, qty: Decimal
@@ -713,6 +718,7 @@ class Engine:
                 self._error(result, "paper", message, kind="fill")
             return None
         self._close_failed.pop(p.id, None)
+        self._close_waits.pop(p.id, None)
         d_leg, f_leg = done
         valuation = self.ledger.valuation(rate, self.marks)
         self._record_legs(done)
@@ -1001,6 +1007,17 @@ class Engine:
         else:
             log.warning("[BOT] %s blocked for trading (%s): %s%s", symbol, reason, problem[1], self._note())
 
+    def _close_waits_for_data(self, p: Position, block: str, now: datetime) -> None:
+        """A position past ``max_holding_seconds`` on a blocked symbol is not closed on that data: one line per
+        position and block reason; it closes on the first tick with usable data (the timeout still holds then)."""
+        reason = self.strategy.close_reason(p, None, now)  # without prices only the holding timeout can be due
+        if reason is None or self._close_waits.get(p.id) == (reason, block):
+            return
+        self._close_waits[p.id] = (reason, block)
+        log.warning("[BOT] %s position %s is due to close (%s, held %.0fs) but its market data is blocked (%s): "
+                    "not closed on that data, it closes on the first tick the data is usable%s", p.symbol, p.id,
+                    reason, (now - p.opened_at).total_seconds(), block, self._note())
+
     def _note_block(self, symbol: str, reason: str | None) -> None:
         if self._blocked.get(symbol) != reason:
             self._blocked[symbol] = reason
@@ -1078,9 +1095,13 @@ class Engine:
             fgn = snap.books.get((self.foreign, p.symbol))
             if dom is None or fgn is None:
                 continue
-            prices = exit_prices(p.direction, dom, fgn, p.qty)
-            if prices is None:
-                prices = self._thin_prices(p, dom, fgn)
-            mark = (top_price(dom.bids) + top_price(dom.asks)) / TWO  # type: ignore[operator]
-            out[p.id] = self._mark(p, prices, snap.fx.rate, mark)
+            out[p.id] = self._mark_on(p, dom, fgn, snap.fx.rate)
         return out
+
+    def _mark_on(self, p: Position, dom: OrderBook, fgn: OrderBook, rate: Decimal) -> Decimal:
+        """Unrealized PnL of ``p`` closed on these books (a book too thin: the depth there is plus the penalty)."""
+        prices = exit_prices(p.direction, dom, fgn, p.qty)
+        if prices is None:
+            prices = self._thin_prices(p, dom, fgn)
+        mark = (top_price(dom.bids) + top_price(dom.asks)) / TWO  # type: ignore[operator]
+        return self._mark(p, prices, rate, mark)

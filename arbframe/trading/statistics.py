@@ -200,6 +200,8 @@ class TradingMetrics:
     equity_change: Gauge
     session_pnl: Gauge
     open_value: Gauge
+    close_cost: Gauge
+    open_at_start: Gauge
     fx_translation: Gauge
     coin_revaluation: Gauge
     data_blocked: Counter  # symbol, reason (arbframe.trading.marketdata.REASONS)
@@ -255,12 +257,19 @@ class TradingMetrics:
             equity=Gauge("arbitrage_equity_krw", "Every paper balance valued at the current FX rate and coin marks",
                          registry=r),
             equity_change=Gauge(
-                "arbitrage_equity_change_krw", "Equity change since the service started (= session PnL + open "
-                "positions value + FX translation + coin revaluation)", registry=r),
+                "arbitrage_equity_change_krw", "Equity change since the service started (= session PnL + unrealized "
+                "PnL + close cost + FX translation + coin revaluation - open positions at the start)", registry=r),
             session_pnl=Gauge("arbitrage_session_pnl_krw", "Realized trade PnL of positions closed since the "
                               "service started", registry=r),
             open_value=Gauge("arbitrage_open_positions_value_krw", "What the open positions' entry legs changed in "
-                             "the balances, at the current FX rate and coin marks", registry=r),
+                             "the balances, at the current FX rate and coin marks (= unrealized PnL + close cost)",
+                             registry=r),
+            close_cost=Gauge("arbitrage_close_cost_krw", "What closing the open positions at the current books "
+                             "would take out of equity (exit fees, depth, the premium still open): equity values "
+                             "them at the marks", registry=r),
+            open_at_start=Gauge("arbitrage_open_positions_at_start_krw", "The entry legs of the positions resumed "
+                                "at the start, at the first tick's FX rate and coin marks (0 on a fresh start)",
+                                registry=r),
             fx_translation=Gauge("arbitrage_fx_translation_krw", "Equity change from the USD/KRW move on the USDT "
                                  "held, since the service started", registry=r),
             coin_revaluation=Gauge("arbitrage_coin_revaluation_krw", "Equity change from coin marks moving on the "
@@ -287,6 +296,8 @@ class TradingMetrics:
         self.equity_change.set(float(breakdown.change))
         self.session_pnl.set(float(breakdown.realized))
         self.open_value.set(float(breakdown.open_value))
+        self.close_cost.set(float(breakdown.close_cost))
+        self.open_at_start.set(float(breakdown.open_at_start))
         self.fx_translation.set(float(breakdown.fx_translation))
         self.coin_revaluation.set(float(breakdown.coin_revaluation))
 
