@@ -1,0 +1,150 @@
+"""The live scenario matrix end to end: ``arbframe run --mode live`` (the service loop in process, and as a real
+subprocess for ``kill -9``) against the fake Upbit and the fake Binance servers at once, over HTTP and their
+WebSockets, with faults injected on their order endpoints.
+
+The fakes' default mids make the kimchi premium about 9.6 % (Upbit BTC 148,000,000 KRW; Binance BTC 100,000 USDT at
+a static 1,350 KRW/USDT: 148/135 - 1), far above the 2 % entry threshold, so the first tick enters. Every scenario
+ends with :func:`check`: each fake venue's own balances (free + locked) equal its starting balances plus what the
+stored orders (latest state per client id) say they changed; the net coin exposure over both venues is zero (or
+the residual the test expects); no client order id reached a venue twice; every stored order state has its
+``[EXEC]`` log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from decimal import Decimal as D
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+upbit_fake = pytest.importorskip("arbframe_exchange_upbit.testing.fake_server")
+binance_fake = pytest.importorskip("arbframe_exchange_binance.testing.fake_server")
+
+from arbframe.execution.orders import latest_states, order_changes  # noqa: E402
+from arbframe.service.runner import RunOptions, kernel_for_run, run_loop  # noqa: E402
+
+UPBIT_KEYS = {"api_key": "test-access-key", "api_secret": "test-secret-key"}
+BINANCE_KEYS = {"api_key": "fake-api-key", "api_secret": "fake-api-secret"}
+QUOTES = {"upbit": "KRW", "binance": "USDT"}
+BINANCE_BTC_STEP = D("0.00001")
+
+#: every wait of the executor in milliseconds (the fakes answer on loopback)
+FAST = {"hedge_timeout_seconds": 1.0, "hedge_retry_interval_seconds": 0.01, "lookup_interval_seconds": 0.02,
+        "not_found_seconds": 0.3, "rate_limit_backoff_seconds": 0.02}
+
+
+@contextlib.contextmanager
+def fake_venues() -> Iterator[tuple[Any, Any]]:
+    """Both fake servers, each on its own loop in a thread (the service under test runs its own loop)."""
+    fu = upbit_fake.FakeUpbit()
+    fb = binance_fake.FakeBinance(push_interval=0.05)
+    with fu.in_thread(), fb.in_thread():
+        yield fu, fb
+
+
+def overlay(tmp_path: Path, fu: Any, fb: Any, **live: Any) -> dict[str, Any]:
+    return {
+        "mode": "live", "mock_mode": False,
+        "storage": {"backend": "csv", "csv": {"data_dir": str(tmp_path / "data")}},
+        "redis": {"enabled": False},
+        "fx": {"source": "static", "static_rate": 1350},
+        "arbitrage": {"domestic": "upbit", "foreign": "binance", "symbols": ["BTC"], "use_tether": False,
+                      "order_notional_krw": 1_000_000, "entry_threshold": 0.02, "exit_threshold": 0.005,
+                      "cooldown_seconds": 0, "max_book_age_seconds": 30},
+        "upbit": {"base_url": fu.base_url, "ws_url": fu.ws_url, **UPBIT_KEYS},
+        "binance": {"base_url": fb.base_url, "ws_url": fb.ws_url, **BINANCE_KEYS},
+        "live": {"confirm": True, **FAST, "reconcile_interval_minutes": 10, **live},
+        "metrics_server": {"enabled": False},
+        "service": {"instance_id": "live-e2e"},
+    }
+
+
+def run_service(tmp_path: Path, fu: Any, fb: Any, iterations: int, *, interval: float = 0.2, **live: Any) -> int:
+    """``arbframe run --mode live`` in process (the CLI's own entry: config, live gate, kernel, service loop)."""
+    cfg = overlay(tmp_path, fu, fb, **live)
+    kernel = kernel_for_run(RunOptions(mode="live", mock=False), [], extra_overrides=cfg)
+    return asyncio.run(run_loop(kernel, RunOptions(mode="live", max_iterations=iterations, interval=interval)))
+
+
+def totals(fake: Any) -> dict[str, D]:
+    return {asset: sum(fake.balance(asset), D(0)) for asset in set(fake.balances) | set(fake.locked)}
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def stored_orders(tmp_path: Path) -> dict[str, Any]:
+    from arbframe_storage_csv.storage import CsvStorage
+
+    return latest_states(list(CsvStorage({"data_dir": str(tmp_path / "data")}).load_orders()))
+
+
+def check(tmp_path: Path, fu: Any, fb: Any, start: dict[str, dict[str, D]], messages: list[str], *,
+          residual: D = D(0)) -> dict[str, Any]:
+    """The end state every scenario must reach (module docstring); returns the stored orders by client id."""
+    orders = stored_orders(tmp_path)
+    changes: dict[tuple[str, str], D] = {}
+    for order in orders.values():
+        assert order.status.value in ("filled", "canceled", "rejected"), f"not final: {order}"
+        for key, amount in order_changes(order, QUOTES[order.exchange]).items():
+            changes[key] = changes.get(key, D(0)) + amount
+    for name, fake in (("upbit", fu), ("binance", fb)):
+        now = totals(fake)
+        for asset in set(now) | set(start[name]):
+            expected = start[name].get(asset, D(0)) + changes.get((name, asset), D(0))
+            assert now.get(asset, D(0)) == expected, f"{name} {asset}: venue {now.get(asset)}, storage {expected}"
+    coin = sum((totals(f).get("BTC", D(0)) - start[n].get("BTC", D(0)) for n, f in (("upbit", fu), ("binance", fb))),
+               D(0))
+    # Binance takes a buy's fee in the coin: the buy is grossed up to the lot step, leaving up to a step of dust
+    fees = sum((o.fee for o in orders.values() if o.fee_currency == "BTC"), D(0))
+    assert abs(coin - residual) <= BINANCE_BTC_STEP + fees, f"net coin {coin}, expected residual {residual}"
+    for name, fake in (("upbit", fu), ("binance", fb)):
+        twice = [cid for cid, n in Counter(fake.placements).items() if n > 1]
+        assert not twice, f"{name} received client order ids twice: {twice}"
+    assert not set(fu.placements) & set(fb.placements), "a client order id reached both venues"
+    assert set(orders) >= set(fu.placements) | set(fb.placements), "a venue saw an order the storage does not know"
+    text = "\n".join(messages)
+    for order in orders.values():
+        assert f"[{order.client_order_id}]: {order.status.value}" in text, f"no log line for {order.client_order_id}"
+    return orders
+
+
+@pytest.fixture
+def venues() -> Iterator[tuple[Any, Any, dict[str, dict[str, D]]]]:
+    with fake_venues() as (fu, fb):
+        yield fu, fb, {"upbit": totals(fu), "binance": totals(fb)}
+
+
+def messages_of(caplog: Any) -> list[str]:
+    return [r.getMessage() for r in caplog.records]
+
+
+def test_both_legs_fill(tmp_path: Path, venues: Any, caplog: Any) -> None:
+    caplog.set_level("INFO")
+    fu, fb, start = venues
+    assert run_service(tmp_path, fu, fb, 3) == 0
+    messages = messages_of(caplog)
+    orders = check(tmp_path, fu, fb, start, messages)
+    assert sorted(o.status.value for o in orders.values()) == ["filled", "filled"], messages
+    positions = {p["id"]: p for p in rows(tmp_path / "data" / "positions.csv")}
+    assert [(p["symbol"], p["status"]) for p in positions.values()] == [("BTC", "open")]
+    assert any(m.startswith("[BOT] ENTRY kimchi BTC") for m in messages)
+    assert any("[EXEC] open kimchi BTC" in m and ": filled, hedged" in m for m in messages)
