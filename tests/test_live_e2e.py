@@ -56,7 +56,7 @@ def fake_venues() -> Iterator[tuple[Any, Any]]:
         yield fu, fb
 
 
-def overlay(tmp_path: Path, fu: Any, fb: Any, **live: Any) -> dict[str, Any]:
+def overlay(tmp_path: Path, fu: Any, fb: Any, *, websocket: bool = False, **live: Any) -> dict[str, Any]:
     return {
         "mode": "live", "mock_mode": False,
         "storage": {"backend": "csv", "csv": {"data_dir": str(tmp_path / "data")}},
@@ -65,17 +65,20 @@ def overlay(tmp_path: Path, fu: Any, fb: Any, **live: Any) -> dict[str, Any]:
         "arbitrage": {"domestic": "upbit", "foreign": "binance", "symbols": ["BTC"], "use_tether": False,
                       "order_notional_krw": 1_000_000, "entry_threshold": 0.02, "exit_threshold": 0.005,
                       "cooldown_seconds": 0, "max_book_age_seconds": 30},
-        "upbit": {"base_url": fu.base_url, "ws_url": fu.ws_url, **UPBIT_KEYS},
-        "binance": {"base_url": fb.base_url, "ws_url": fb.ws_url, **BINANCE_KEYS},
+        "upbit": {"base_url": fu.base_url, "ws_url": fu.ws_url, "timeout_seconds": 0.5,
+                  "use_websocket": websocket, **UPBIT_KEYS},
+        "binance": {"base_url": fb.base_url, "ws_url": fb.ws_url, "timeout_seconds": 0.5,
+                    "use_websocket": websocket, **BINANCE_KEYS},
         "live": {"confirm": True, **FAST, "reconcile_interval_minutes": 10, **live},
         "metrics_server": {"enabled": False},
         "service": {"instance_id": "live-e2e"},
     }
 
 
-def run_service(tmp_path: Path, fu: Any, fb: Any, iterations: int, *, interval: float = 0.2, **live: Any) -> int:
+def run_service(tmp_path: Path, fu: Any, fb: Any, iterations: int, *, interval: float = 0.2,
+                websocket: bool = False, **live: Any) -> int:
     """``arbframe run --mode live`` in process (the CLI's own entry: config, live gate, kernel, service loop)."""
-    cfg = overlay(tmp_path, fu, fb, **live)
+    cfg = overlay(tmp_path, fu, fb, websocket=websocket, **live)
     kernel = kernel_for_run(RunOptions(mode="live", mock=False), [], extra_overrides=cfg)
     return asyncio.run(run_loop(kernel, RunOptions(mode="live", max_iterations=iterations, interval=interval)))
 
@@ -148,3 +151,115 @@ def test_both_legs_fill(tmp_path: Path, venues: Any, caplog: Any) -> None:
     assert [(p["symbol"], p["status"]) for p in positions.values()] == [("BTC", "open")]
     assert any(m.startswith("[BOT] ENTRY kimchi BTC") for m in messages)
     assert any("[EXEC] open kimchi BTC" in m and ": filled, hedged" in m for m in messages)
+
+
+def wait_for(predicate: Any, what: str, timeout: float = 20.0) -> None:
+    """Poll ``predicate`` (a file the service writes, a fake's state) until it holds; bounded."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def order_rows(tmp_path: Path) -> list[dict[str, str]]:
+    return rows(tmp_path / "data" / "orders.csv")
+
+
+def hedge_line(messages: list[str], purpose: str = "open") -> str:
+    return next(m for m in messages if m.startswith(f"[EXEC] {purpose} ") and " hedged " in m)
+
+
+def test_one_leg_rejected_unwinds_the_other(tmp_path: Path, venues: Any, caplog: Any) -> None:
+    """Binance refuses every buy: the hedge retries it until ``hedge_timeout_seconds``, then buys back on Upbit
+    what the Upbit leg sold (net zero coin; the cost is recorded on a zero-quantity position)."""
+    caplog.set_level("INFO")
+    fu, fb, start = venues
+    fb.inject("reject", 1000, side="buy")
+    assert run_service(tmp_path, fu, fb, 2, hedge_timeout_seconds=0.3) == 0
+    messages = messages_of(caplog)
+    orders = check(tmp_path, fu, fb, start, messages)
+    kinds = Counter((o.exchange, o.status.value) for o in orders.values())
+    assert kinds[("binance", "rejected")] >= 2 and kinds[("upbit", "filled")] == 2, kinds  # the leg and the unwind
+    assert "unwound" in hedge_line(messages), messages
+    assert any("unwinding" in m and "on upbit" in m for m in messages)
+    positions = {p["id"]: p for p in rows(tmp_path / "data" / "positions.csv")}
+    assert [p["close_reason"] for p in positions.values()] == ["open_unwound"]
+
+
+def test_one_leg_partial_is_completed_by_a_hedge_retry(tmp_path: Path, venues: Any, caplog: Any) -> None:
+    caplog.set_level("INFO")
+    fu, fb, start = venues
+    fb.inject("partial", 1, side="buy", fraction="0.5")
+    assert run_service(tmp_path, fu, fb, 3) == 0
+    messages = messages_of(caplog)
+    orders = check(tmp_path, fu, fb, start, messages)
+    binance = sorted(cid[-5:] for cid, o in orders.items() if o.exchange == "binance")
+    assert binance == ["-ofh1", "-ofn0"], orders  # the first order (half filled) and one hedge retry
+    assert ": filled, hedged" in hedge_line(messages)
+    positions = {p["id"]: p for p in rows(tmp_path / "data" / "positions.csv")}
+    assert [p["status"] for p in positions.values()] == ["open"]
+
+
+@pytest.mark.parametrize("venue", ["upbit", "binance"])
+def test_accept_then_timeout_is_looked_up_not_resent(tmp_path: Path, venues: Any, caplog: Any, venue: str) -> None:
+    """The order fills but its answer comes after the driver's timeout: it is looked up by client id (by the
+    driver, or by the executor once ``unknown``) and found filled; nothing is sent again for that leg."""
+    caplog.set_level("INFO")
+    fu, fb, start = venues
+    fake = fu if venue == "upbit" else fb
+    fake.inject("accept_then_timeout", 1, delay=3.0)
+    assert run_service(tmp_path, fu, fb, 3) == 0
+    messages = messages_of(caplog)
+    orders = check(tmp_path, fu, fb, start, messages)
+    assert sorted(o.status.value for o in orders.values()) == ["filled", "filled"], messages
+    assert len(fake.placements) == 1  # looked up by client id, never resent
+    lookups = [r for r in fake.requests if r in (("GET", "/v1/order"), ("GET", "/api/v3/order"))]
+    assert lookups, fake.requests
+    assert any("outcome unknown" in m or ": unknown (" in m or "looking it up" in m for m in messages), messages
+    assert ": filled, hedged" in hedge_line(messages)
+
+
+def test_server_error_after_accept_is_looked_up(tmp_path: Path, venues: Any, caplog: Any) -> None:
+    """Binance fills the buy, then answers HTTP 500: the fill (and its commission, in BTC) is found by look-up."""
+    caplog.set_level("INFO")
+    fu, fb, start = venues
+    fb.inject("error_after_accept", 1, status=500)
+    assert run_service(tmp_path, fu, fb, 3) == 0
+    messages = messages_of(caplog)
+    orders = check(tmp_path, fu, fb, start, messages)
+    assert sorted(o.status.value for o in orders.values()) == ["filled", "filled"], messages
+    assert len(fb.placements) == 1 and ("GET", "/api/v3/order") in fb.requests  # looked up, never resent
+    assert any("outcome unknown" in m or ": unknown (" in m for m in messages), messages
+
+
+@pytest.mark.parametrize("venue", ["upbit", "binance"])
+def test_rate_limited_order_is_resent_with_the_same_id(tmp_path: Path, venues: Any, caplog: Any, venue: str) -> None:
+    """429 on one leg's order endpoint while the other leg fills: the same request (same client id) goes again
+    after Retry-After (Binance) or the back-off (Upbit sends none), and is placed once."""
+    caplog.set_level("INFO")
+    fu, fb, start = venues
+    if venue == "upbit":
+        fu.inject("rate_limited", 2, path="/v1/orders")
+    else:
+        fb.inject("rate_limited", 2, path="/api/v3/order", retry_after=0.05)
+    assert run_service(tmp_path, fu, fb, 3) == 0
+    messages = messages_of(caplog)
+    orders = check(tmp_path, fu, fb, start, messages)
+    assert sorted(o.status.value for o in orders.values()) == ["filled", "filled"], messages
+    fake = fu if venue == "upbit" else fb
+    path = "/v1/orders" if venue == "upbit" else "/api/v3/order"
+    assert fake.requests.count(("POST", path)) == 3 and len(fake.placements) == 1  # two 429s, then placed once
+    assert ": filled, hedged" in hedge_line(messages)
+
+
+def test_dry_run_never_fills_through_the_test_endpoints(tmp_path: Path, venues: Any, caplog: Any) -> None:
+    caplog.set_level("INFO")
+    fu, fb, start = venues
+    assert run_service(tmp_path, fu, fb, 3, dry_run=True) == 0
+    messages = messages_of(caplog)
+    assert fu.orders == {} and fb.orders == {} and fu.placements == [] and fb.placements == []
+    assert {"upbit": totals(fu), "binance": totals(fb)} == start
+    assert fu.test_orders and ("POST", "/api/v3/order/test") in fb.requests
+    assert ("POST", "/v1/orders") not in fu.requests and ("POST", "/api/v3/order") not in fb.requests
+    assert any("rehearsed" in m for m in messages) and any("DRY RUN" in m for m in messages)
+    assert [p for p in rows(tmp_path / "data" / "positions.csv") if p["status"] == "open"] == []
