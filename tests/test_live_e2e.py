@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -263,3 +264,123 @@ def test_dry_run_never_fills_through_the_test_endpoints(tmp_path: Path, venues: 
     assert ("POST", "/v1/orders") not in fu.requests and ("POST", "/api/v3/order") not in fb.requests
     assert any("rehearsed" in m for m in messages) and any("DRY RUN" in m for m in messages)
     assert [p for p in rows(tmp_path / "data" / "positions.csv") if p["status"] == "open"] == []
+
+
+def write_overlay(tmp_path: Path, cfg: dict[str, Any]) -> Path:
+    path = tmp_path / "overlay.yml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "PYTHONUNBUFFERED": "1"}
+
+
+def test_kill_9_between_the_legs_then_restart_reconciles(tmp_path: Path, venues: Any, caplog: Any) -> None:
+    """A real ``arbframe run --mode live`` subprocess is SIGKILLed after the Upbit leg filled and was stored while
+    the Binance order request is held by the fake (a ``timeout`` fault on ``POST /api/v3/order``, longer than the
+    test; the driver's own timeout is longer than the wait for the Upbit row, so nothing else happens first). The
+    restarted service reconciles: the Binance order (stored ``sent``) was never placed, the hedge was never
+    recorded, the Upbit excess is unwound; then it trades again."""
+    caplog.set_level("INFO")
+    fu, fb, start = venues
+    fb.inject("timeout", 1, path="/api/v3/order", delay=60.0)
+    cfg = overlay(tmp_path, fu, fb)
+    cfg["binance"]["timeout_seconds"] = 30
+    config = write_overlay(tmp_path, cfg)
+    out = (tmp_path / "first.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "arbframe", "run", "--mode", "live", "--config", str(config),
+                             "--interval", "0.2", "--max-iterations", "200"], cwd=tmp_path, env=cli_env(tmp_path),
+                            stdout=out, stderr=subprocess.STDOUT)
+    try:
+        def upbit_leg_stored() -> bool:
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()
+            return any(r["exchange"] == "upbit" and r["status"] == "filled" for r in order_rows(tmp_path))
+
+        wait_for(upbit_leg_stored, "the Upbit leg stored filled", 60)
+        assert ("POST", "/api/v3/order") in fb.requests and fb.placements == []  # the Binance request is held
+        os.kill(proc.pid, signal.SIGKILL)
+        assert proc.wait(10) == -signal.SIGKILL
+    finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+        out.close()
+    first = (tmp_path / "first.log").read_text()
+    assert "[EXEC] upbit sell" in first and ": filled" in first
+    before = {r["client_order_id"]: r["status"] for r in order_rows(tmp_path)}
+    assert sorted(before.values()) == ["filled", "sent"], before  # upbit filled, binance sent: nothing settled
+    assert rows(tmp_path / "data" / "positions.csv") == []
+
+    assert run_service(tmp_path, fu, fb, 3) == 0
+    messages = messages_of(caplog)
+    recon = [m for m in messages if m.startswith("[RECON]")]
+    assert any("binance buy" in m and "never placed" in m for m in recon), recon
+    assert any("was not recorded" in m and "unwinding the excess on upbit" in m for m in recon), recon
+    done = next(i for i, m in enumerate(messages) if m.startswith("[RECON] start-up reconciliation done"))
+    entry = next(i for i, m in enumerate(messages) if m.startswith("[BOT] ENTRY kimchi BTC"))
+    assert done < entry  # settled before trading again
+    check(tmp_path, fu, fb, start, first.splitlines() + messages)
+    positions = {p["id"]: p for p in rows(tmp_path / "data" / "positions.csv")}
+    assert sorted(p["status"] for p in positions.values()) == ["closed", "open"], positions
+
+
+def test_kill_switch_mid_hedge_stops_retries_and_unwinds(tmp_path: Path, venues: Any, caplog: Any) -> None:
+    """Binance refuses every buy, so the hedge keeps retrying its leg (``hedge_timeout_seconds`` is long); ``arbframe
+    kill`` (a real subprocess on the same store) trips the switch: the running service takes it within a tick,
+    the hedge stops retrying and unwinds the Upbit excess at once, and no entry follows."""
+    caplog.set_level("INFO")
+    fu, fb, start = venues
+    fb.inject("reject", 10_000, side="buy")
+    result: list[int] = []
+    service = threading.Thread(target=lambda: result.append(run_service(
+        tmp_path, fu, fb, 40, interval=0.1, hedge_timeout_seconds=20, hedge_retry_interval_seconds=0.05)))
+    service.start()
+    try:
+        wait_for(lambda: sum(r["exchange"] == "binance" and r["status"] == "rejected"
+                             for r in order_rows(tmp_path)) >= 2, "a hedge retry on Binance", 30)
+        config = write_overlay(tmp_path, {"storage": {"backend": "csv", "csv": {"data_dir": str(tmp_path / "data")}}})
+        kill = subprocess.run([sys.executable, "-m", "arbframe", "kill", "--reason", "e2e incident", "--config",
+                               str(config)], cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, timeout=60)
+        assert kill.returncode == 0, kill.stdout + kill.stderr
+    finally:
+        service.join(60)
+    assert result == [0]
+    messages = messages_of(caplog)
+    check(tmp_path, fu, fb, start, messages)
+    assert any("kill switch tripped" in m and "e2e incident" in m for m in messages), messages
+    assert any("kill switch tripped: no more hedge orders, unwinding the excess on upbit" in m for m in messages)
+    assert "unwound" in hedge_line(messages)
+    assert len([m for m in messages if m.startswith("[BOT] ENTRY")]) == 1
+    positions = {p["id"]: p for p in rows(tmp_path / "data" / "positions.csv")}
+    assert [p["close_reason"] for p in positions.values()] == ["open_unwound"]
+
+
+def test_websocket_drop_mid_position_then_close(tmp_path: Path, venues: Any, caplog: Any) -> None:
+    """Books from both venues' WebSockets; once the position is open both fakes close every WebSocket client and
+    the Upbit price falls to the Binance price (premium about zero): the streams reconnect (REST meanwhile), the
+    position closes with both legs filled, and the books balance."""
+    caplog.set_level("INFO")
+    fu, fb, start = venues
+    result: list[int] = []
+    service = threading.Thread(target=lambda: result.append(run_service(tmp_path, fu, fb, 30, interval=0.1,
+                                                                         websocket=True)))
+    service.start()
+    try:
+        wait_for(lambda: any(p["status"] == "open" for p in rows(tmp_path / "data" / "positions.csv")),
+                 "the position open", 30)
+        connections = (fu.ws_connections, len(fb.connections))
+        for fake in (fu, fb):
+            assert asyncio.run_coroutine_threadsafe(fake.drop_ws(), fake._loop).result(5) >= 1
+        fu._loop.call_soon_threadsafe(fu.set_mid, "BTC", 135_000_000)
+        wait_for(lambda: any(p["status"] == "closed" for p in rows(tmp_path / "data" / "positions.csv")),
+                 "the position closed", 30)
+    finally:
+        service.join(60)
+    assert result == [0]
+    messages = messages_of(caplog)
+    check(tmp_path, fu, fb, start, messages)
+    assert fu.ws_connections > connections[0] and len(fb.connections) > connections[1]  # both reconnected
+    assert ": filled, hedged" in hedge_line(messages, "close"), messages
+    latest = {p["id"]: p for p in rows(tmp_path / "data" / "positions.csv")}
+    assert [p["status"] for p in latest.values()] == ["closed"]

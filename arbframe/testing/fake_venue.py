@@ -674,6 +674,7 @@ class FakeVenue:
     def in_thread(self) -> Iterator[FakeVenue]:
         """Serve from a private event loop in a thread (for synchronous tests and subprocess runs)."""
         loop = asyncio.new_event_loop()
+        self._loop = loop  # tests reach the serving loop: asyncio.run_coroutine_threadsafe(fake.drop_ws(), fake._loop)
         ready = threading.Event()
 
         def serve() -> None:
