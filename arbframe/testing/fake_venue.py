@@ -206,6 +206,8 @@ class FakeVenue:
     duplicate_client_id = "any"
     #: the quantity grid of ``partial`` fills
     qty_step = Decimal("0.00000001")
+    #: decimal places of a fill's fee (a venue charges what it reports: Binance 8, rounded down); None: exact
+    fee_places: int | None = None
 
     def __init__(self, *, mids: dict[str, Decimal | int | str] | None = None, tick: Decimal | str = "1",
                  levels: int = 20, seed: int = 7, balances: dict[str, Decimal | int | str] | None = None,
@@ -433,6 +435,8 @@ class FakeVenue:
             taken[(book_side, level_price)] = taken.get((book_side, level_price), Decimal(0)) + take
             notional = level_price * take
             fee = (notional if fee_in == "quote" else take) * rate
+            if self.fee_places is not None:
+                fee = fee.quantize(Decimal(1).scaleb(-self.fee_places), ROUND_DOWN)
             if side == "buy":  # locked quote pays the cost (and a quote fee); the coin arrives (less a base fee)
                 spent = notional + (fee if fee_in == "quote" else Decimal(0))
                 self.locked[order.locked_asset] -= spent

@@ -92,6 +92,7 @@ class FakeBinance(FakeVenue):
                                                               "sell": (D("0.001"), "quote")}
     duplicate_client_id = "open"
     qty_step = D("0.00001")
+    fee_places = 8  # commissions as reported (8 decimals): the balance moves by what an answer says
     FLOOD_SNAPSHOTS = 500
 
     def __init__(self, *, api_key: str = "fake-api-key", api_secret: str = "fake-api-secret",
