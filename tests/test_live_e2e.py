@@ -253,6 +253,21 @@ def test_rate_limited_order_is_resent_with_the_same_id(tmp_path: Path, venues: A
     assert ": filled, hedged" in hedge_line(messages)
 
 
+def test_rate_limited_mid_hedge_resends_the_hedge_order_once(tmp_path: Path, venues: Any, caplog: Any) -> None:
+    """The Binance leg fills half; the hedge retry for the other half meets two 429s (``skip=1``: the leg's own
+    order passes): the same retry (same client id) is placed once after Retry-After and completes the hedge."""
+    caplog.set_level("INFO")
+    fu, fb, start = venues
+    fb.inject("partial", 1, side="buy", fraction="0.5")
+    fb.inject("rate_limited", 2, path="/api/v3/order", retry_after=0.05, skip=1)
+    assert run_service(tmp_path, fu, fb, 3) == 0
+    messages = messages_of(caplog)
+    orders = check(tmp_path, fu, fb, start, messages)
+    assert sorted(cid[-5:] for cid, o in orders.items() if o.exchange == "binance") == ["-ofh1", "-ofn0"], orders
+    assert fb.requests.count(("POST", "/api/v3/order")) == 4 and len(fb.placements) == 2  # 1 + (2 x 429 + 1)
+    assert ": filled, hedged" in hedge_line(messages)
+
+
 def test_dry_run_never_fills_through_the_test_endpoints(tmp_path: Path, venues: Any, caplog: Any) -> None:
     caplog.set_level("INFO")
     fu, fb, start = venues

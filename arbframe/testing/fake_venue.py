@@ -25,7 +25,8 @@ kind               the fake answers                                      the dri
 ``venue_error``    the venue's own error (subclass: :meth:`venue_fault`) per the venue
 =================  ====================================================  =================================
 
-``inject(kind, count, path=...)`` limits a fault to one path; ``clear()`` removes pending faults;
+``inject(kind, count, path=...)`` limits a fault to one path (``skip=n``: the first ``n`` matching requests pass,
+e.g. a 429 on a hedge's second order); ``clear()`` removes pending faults;
 ``fake.requests`` lists ``(method, path)`` of every request.
 
 Matching engine (venue-neutral; a venue's routes call it and render the result in the venue's own format)::
@@ -557,6 +558,10 @@ class FakeVenue:
             if fault.kind in ORDER_FAULT_KINDS:
                 continue
             if fault.path is None or fault.path == path:
+                skip = int(fault.details.get("skip", 0))
+                if skip > 0:
+                    fault.details["skip"] = skip - 1
+                    return None
                 fault.count -= 1
                 if fault.count <= 0:
                     self.faults.remove(fault)
