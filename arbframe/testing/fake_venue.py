@@ -25,7 +25,8 @@ kind               the fake answers                                      the dri
 ``venue_error``    the venue's own error (subclass: :meth:`venue_fault`) per the venue
 =================  ====================================================  =================================
 
-``inject(kind, count, path=...)`` limits a fault to one path; ``clear()`` removes pending faults;
+``inject(kind, count, path=...)`` limits a fault to one path (``skip=n``: the first ``n`` matching requests pass,
+e.g. a 429 on a hedge's second order); ``clear()`` removes pending faults;
 ``fake.requests`` lists ``(method, path)`` of every request.
 
 Matching engine (venue-neutral; a venue's routes call it and render the result in the venue's own format)::
@@ -206,6 +207,8 @@ class FakeVenue:
     duplicate_client_id = "any"
     #: the quantity grid of ``partial`` fills
     qty_step = Decimal("0.00000001")
+    #: decimal places of a fill's fee (a venue charges what it reports: Binance 8, rounded down); None: exact
+    fee_places: int | None = None
 
     def __init__(self, *, mids: dict[str, Decimal | int | str] | None = None, tick: Decimal | str = "1",
                  levels: int = 20, seed: int = 7, balances: dict[str, Decimal | int | str] | None = None,
@@ -433,6 +436,8 @@ class FakeVenue:
             taken[(book_side, level_price)] = taken.get((book_side, level_price), Decimal(0)) + take
             notional = level_price * take
             fee = (notional if fee_in == "quote" else take) * rate
+            if self.fee_places is not None:
+                fee = fee.quantize(Decimal(1).scaleb(-self.fee_places), ROUND_DOWN)
             if side == "buy":  # locked quote pays the cost (and a quote fee); the coin arrives (less a base fee)
                 spent = notional + (fee if fee_in == "quote" else Decimal(0))
                 self.locked[order.locked_asset] -= spent
@@ -553,6 +558,10 @@ class FakeVenue:
             if fault.kind in ORDER_FAULT_KINDS:
                 continue
             if fault.path is None or fault.path == path:
+                skip = int(fault.details.get("skip", 0))
+                if skip > 0:
+                    fault.details["skip"] = skip - 1
+                    return None
                 fault.count -= 1
                 if fault.count <= 0:
                     self.faults.remove(fault)
@@ -674,6 +683,7 @@ class FakeVenue:
     def in_thread(self) -> Iterator[FakeVenue]:
         """Serve from a private event loop in a thread (for synchronous tests and subprocess runs)."""
         loop = asyncio.new_event_loop()
+        self._loop = loop  # tests reach the serving loop: asyncio.run_coroutine_threadsafe(fake.drop_ws(), fake._loop)
         ready = threading.Event()
 
         def serve() -> None:

@@ -418,3 +418,16 @@ async def test_locked_balances_are_kept(fake, make_binance):
     assert details["USDT"].locked == D("30") and details["USDT"].free == D("100000") - D("30")
     assert details["USDT"].total == D("100000")
     assert (await ex.fetch_balances())["USDT"] == details["USDT"].free
+
+
+async def test_order_found_by_lookup_carries_its_commission(fake, make_binance):
+    """``GET /api/v3/order`` has no ``fills``: an order learned by look-up (its placement answer lost) reads its
+    commission from ``GET /api/v3/myTrades``; a buy's 0.1 % is taken in the coin: 0.001 BTC * 0.001."""
+    ex = await make_binance(timeout_seconds=0.5)
+    fake.inject("error_after_accept")
+    req = _limit(qty="0.001", price="100100", tif="IOC")
+    order = await ex.place_order(req)
+    assert order.status is OrderStatus.FILLED and order.filled_qty == D("0.001")
+    assert (order.fee, order.fee_currency) == (D("0.000001"), "BTC")
+    trades = next(r for r in fake.received if r.path == "/api/v3/myTrades")
+    assert f"orderId={order.exchange_order_id}" in trades.query

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -71,7 +72,14 @@ from arbframe import (
     usable_credential,
 )
 from arbframe_exchange_binance.errors import INVALID_SYMBOL, is_duplicate_order
-from arbframe_exchange_binance.parsing import book_ticker_to_book, depth_to_book, parse_balances, parse_order, utc_now
+from arbframe_exchange_binance.parsing import (
+    book_ticker_to_book,
+    depth_to_book,
+    order_fees,
+    parse_balances,
+    parse_order,
+    utc_now,
+)
 from arbframe_exchange_binance.rest import BinanceRest, depth_endpoint
 from arbframe_exchange_binance.rules import PreparedOrder, SymbolRules, parse_exchange_info, prepare_order
 from arbframe_exchange_binance.stream import BookParser, stream_name, stream_url
@@ -562,7 +570,27 @@ class BinanceExchange(Exchange):
             return await sim.fetch_order(symbol, order_id)
         data = await self.rest.call("GET", "/api/v3/order", self._id_params(symbol, order_id),
                                     endpoint="/api/v3/order:GET")
-        return parse_order(data, symbol, exchange=self.name)
+        order = parse_order(data, symbol, exchange=self.name)
+        if order.filled_qty > 0 and not order.fee and order.exchange_order_id:
+            order = await self._with_trade_fees(order)
+        return order
+
+    async def _with_trade_fees(self, order: Order) -> Order:
+        """A look-up answer carries no commission (only a placement's ``FULL`` answer has ``fills``): read it
+        from the order's trades (``GET /api/v3/myTrades?orderId=``), or the books would miss a fee charged in the
+        coin. A failed read keeps the order as it is (logged)."""
+        try:
+            trades = await self.rest.call("GET", "/api/v3/myTrades",
+                                          {"symbol": self.market_of(order.symbol), "orderId": order.exchange_order_id})
+            fees = order_fees({"fills": trades}, exchange=self.name, client_id=order.client_order_id or "")
+        except ExchangeError as exc:
+            log.warning("binance: commission of order %s not read (%s); recorded without its fee",
+                        order.client_order_id, exc)
+            return order
+        if not fees:
+            return order
+        fee_currency, fee = fees[0]
+        return dataclasses.replace(order, fee=fee, fee_currency=fee_currency, fees=tuple(fees) if len(fees) > 1 else ())
 
     # ---------------------------------------------------------------------------------- health, metrics
     @hookimpl

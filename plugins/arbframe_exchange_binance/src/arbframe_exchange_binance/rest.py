@@ -46,6 +46,7 @@ COSTS: dict[str, dict[str, float]] = {
     "/api/v3/depth": {"weight": 5}, "/api/v3/depth:500": {"weight": 25}, "/api/v3/depth:1000": {"weight": 50},
     "/api/v3/depth:5000": {"weight": 250}, "/api/v3/account": {"weight": 20}, "/api/v3/order": {"orders": 1},
     "/api/v3/order:GET": {"weight": 4}, "/api/v3/openOrders": {"weight": 6}, "/api/v3/openOrders:all": {"weight": 80},
+    "/api/v3/myTrades": {"weight": 5},  # with orderId
 }
 FEEDBACK = (HeaderFeedback("X-MBX-USED-WEIGHT-1M", "weight"), HeaderFeedback("X-MBX-ORDER-COUNT-10S", "orders"))
 
@@ -61,7 +62,8 @@ def rate_limits(cfg: Mapping[str, Any]) -> RateLimits:
 
 #: endpoints that are signed (TRADE / USER_DATA)
 SIGNED = frozenset({"/api/v3/account", "/api/v3/order", "/api/v3/order/test", "/api/v3/order:GET",
-                    "/api/v3/order:DELETE", "/api/v3/openOrders", "/api/v3/openOrders:all"})
+                    "/api/v3/order:DELETE", "/api/v3/openOrders", "/api/v3/openOrders:all",
+                    "/api/v3/myTrades"})
 
 
 def depth_endpoint(limit: int) -> str:

@@ -92,6 +92,7 @@ class FakeBinance(FakeVenue):
                                                               "sell": (D("0.001"), "quote")}
     duplicate_client_id = "open"
     qty_step = D("0.00001")
+    fee_places = 8  # commissions as reported (8 decimals): the balance moves by what an answer says
     FLOOD_SNAPSHOTS = 500
 
     def __init__(self, *, api_key: str = "fake-api-key", api_secret: str = "fake-api-secret",
@@ -238,7 +239,7 @@ class FakeBinance(FakeVenue):
                 "bookTicker") else 80)
         if path == "/api/v3/order":
             return 4 if request.method == "GET" else 1
-        return {"/api/v3/exchangeInfo": 20, "/api/v3/account": 20}.get(path, 1)
+        return {"/api/v3/exchangeInfo": 20, "/api/v3/account": 20, "/api/v3/myTrades": 5}.get(path, 1)
 
     def _json(self, data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Any:
         from aiohttp import web
@@ -279,6 +280,7 @@ class FakeBinance(FakeVenue):
         add.add_get("/api/v3/order", self._query_order)
         add.add_delete("/api/v3/order", self._cancel_order)
         add.add_get("/api/v3/openOrders", self._open_orders)
+        add.add_get("/api/v3/myTrades", self._my_trades)
         add.add_get("/stream", self._ws)
 
     async def _ping(self, request: Any) -> Any:
@@ -548,6 +550,22 @@ class FakeBinance(FakeVenue):
             return self._err(400, -2013, "Order does not exist.")
         view = self.order_json(order, query=True)
         return self._json(self.order_answer_edit(view) if self.order_answer_edit else view)
+
+    async def _my_trades(self, request: Any) -> Any:
+        """``GET /api/v3/myTrades?symbol=&orderId=``: the order's fills with their commission (the only place a
+        look-up finds the fee)."""
+        params, err = await self._signed(request)
+        if err is not None:
+            return err
+        order = self.get_order(venue_id=params.get("orderId", ""))
+        if order is None or self.market(order.symbol) != params.get("symbol"):
+            return self._json([])
+        return self._json([
+            {"symbol": self.market(order.symbol), "id": int(order.venue_id) * 1000 + i,
+             "orderId": int(order.venue_id), "orderListId": -1, "price": _fmt(p), "qty": _fmt(q),
+             "quoteQty": _fmt(p * q), "commission": _fmt(f), "commissionAsset": order.fee_asset,
+             "time": order.updated_ms, "isBuyer": order.side == "buy", "isMaker": False, "isBestMatch": True}
+            for i, (p, q, f) in enumerate(order.fills)])
 
     async def _cancel_order(self, request: Any) -> Any:
         params, err = await self._signed(request)
