@@ -167,9 +167,10 @@ class ReplayFastPath:
             if fx_ts == t:
                 fx_when = ts  # stamped with the snapshot's own time
             else:
-                fx_when = _aware(fx_ts) if type(fx_ts) is str else None
-                if fx_when is None:
+                parsed = _aware(fx_ts) if type(fx_ts) is str else None
+                if parsed is None:
                     return None
+                fx_when = parsed
             self._fx = (fx_row, rate, rate_f, fx_when, source)
         if self.checks:  # MarketDataGuard.check_fx, which the full path would do next with the same outcome
             seen = self.fx_seen

@@ -646,7 +646,8 @@ class Engine:
         position_id = self.ids()
         legs = self._legs(spread.direction, snap, symbol, False, qty)
         if ex.deferred:
-            return self._send_entry(decision, snap, position_id, legs, qty)
+            self._send_entry(decision, snap, position_id, legs, qty)
+            return None
         try:
             done = ex.execute(legs, qty, snap.ts, position_id)
         except (InsufficientFunds, InsufficientLiquidity) as exc:
@@ -1048,20 +1049,20 @@ class Engine:
                 pair[1].set(float(s.net_premium))
         notify = self.notify
         if notify is not None and self.spread_listeners:
-            for s in result.spreads:
-                notify("arbframe_on_spread", spread=s)
+            for spread in result.spreads:
+                notify("arbframe_on_spread", spread=spread)
         if self.cache is not None:
             snapshots: dict[str, dict[str, Any]] = {}
-            for s in result.spreads:
-                entry = snapshots.setdefault(s.symbol, {
-                    "ts": now.isoformat(), "fx_rate": str(s.fx_rate), "fx_source": s.fx_source,
-                    "fx_age_seconds": str(s.fx_age_seconds), "simulated": s.simulated,
+            for spread in result.spreads:
+                entry = snapshots.setdefault(spread.symbol, {
+                    "ts": now.isoformat(), "fx_rate": str(spread.fx_rate), "fx_source": spread.fx_source,
+                    "fx_age_seconds": str(spread.fx_age_seconds), "simulated": spread.simulated,
                 })
-                entry[s.direction.value] = {
-                    "premium": str(s.premium), "net_premium": str(s.net_premium), "qty": str(s.qty),
-                    "domestic_price": str(s.domestic_price), "foreign_price": str(s.foreign_price),
-                    "tether_premium": None if s.tether_premium is None else str(s.tether_premium),
-                    "usdt_premium": None if s.usdt_premium is None else str(s.usdt_premium),
+                entry[spread.direction.value] = {
+                    "premium": str(spread.premium), "net_premium": str(spread.net_premium), "qty": str(spread.qty),
+                    "domestic_price": str(spread.domestic_price), "foreign_price": str(spread.foreign_price),
+                    "tether_premium": None if spread.tether_premium is None else str(spread.tether_premium),
+                    "usdt_premium": None if spread.usdt_premium is None else str(spread.usdt_premium),
                 }
             try:
                 self.cache.write_tick(
@@ -1087,7 +1088,7 @@ class Engine:
 
     def unrealized_by_position(self, snap: MarketSnapshot) -> dict[str, Decimal]:
         """Mark every open position to market against ``snap`` (exit fees included)."""
-        out = {}
+        out: dict[str, Decimal] = {}
         if snap.fx is None:
             return out
         for p in self.positions.values():

@@ -13,7 +13,7 @@ entry premium; ``timeout`` after ``max_holding_seconds``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_DOWN, Decimal
@@ -205,7 +205,7 @@ class Strategy:
         return None
 
     # ----------------------------------------------------------------------------------------------- opening
-    def best_entry(self, spreads: list[Signal]) -> Signal | None:
+    def best_entry(self, spreads: Sequence[Signal]) -> Signal | None:
         """The direction with the highest net premium at or above the entry threshold."""
         best = None
         for spread in spreads:
