@@ -223,7 +223,11 @@ async def latency(urls: dict[str, list[str]], triggers: int, tmp: Path, written:
     go: asyncio.Queue[tuple[float, list[asyncio.Future[float]]]] = asyncio.Queue()
     warmup = 30
 
+    stages: list[tuple[float, float]] = []  # (frame -> evaluation start, decision + legs)
+    persists: list[float] = []  # the executor's durable state writes (``sent`` before sending, then answers)
+
     def evaluate(symbols: set[str]) -> None:
+        entered = time.perf_counter()
         frame = clock.first.pop("BTC", None)
         if frame is None or state["busy"]:
             if state["busy"]:
@@ -239,10 +243,21 @@ async def latency(urls: dict[str, list[str]], triggers: int, tmp: Path, written:
         qty = decision.open.qty
         legs = engine._legs(decision.open.direction, snap, "BTC", False, qty)
         waits = written.expect()
+        if state["n"] > warmup:
+            stages.append((entered - frame, time.perf_counter() - entered))
         executor.execute(legs, qty, snap.ts, f"bench-{state['n']:08d}", purpose="open")
         go.put_nowait((frame, waits))
 
     ticks.evaluate = evaluate
+    persist = executor._persist
+
+    async def timed_persist(*orders: Any) -> None:
+        t = time.perf_counter()
+        await persist(*orders)
+        if state["n"] > warmup:
+            persists.append(time.perf_counter() - t)
+
+    executor._persist = timed_persist
     up_url, bn_url = urls["upbit"][0], urls["binance"][0]
     started = time.perf_counter()
     cpu0 = time.process_time()
@@ -273,7 +288,8 @@ async def latency(urls: dict[str, list[str]], triggers: int, tmp: Path, written:
     cpu = time.process_time() - cpu0
     await executor.close(timeout=5)
     await service.close()
-    return {"ours": ours, "bare": bare, "skipped": state["skipped"], "elapsed": elapsed, "cpu": cpu}
+    return {"ours": ours, "bare": bare, "skipped": state["skipped"], "elapsed": elapsed, "cpu": cpu,
+            "stages": stages, "persists": persists}
 
 
 async def _send(request: Any) -> None:
@@ -371,6 +387,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{'MET' if over99 < 1 else 'NOT MET'}")
     print(f"{'overhead, paired per trigger (p50 / p99)':<44} {percentile(paired, .5) * ms:8.3f} "
           f"{percentile(paired, .99) * ms:8.3f}")
+    for label, values in (("  of which frame read -> evaluation starts", [x[0] for x in a["stages"]]),
+                          ("  of which decision + legs", [x[1] for x in a["stages"]]),
+                          ("  executor durable state write (each, CSV)", a["persists"])):
+        print(f"{label:<44} {percentile(values, .5) * ms:8.3f} {percentile(values, .99) * ms:8.3f}")
     lat = b["latencies"]
     share = b["cpu"] / b["wall"]
     p99 = percentile(lat, .99) * ms
