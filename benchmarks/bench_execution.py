@@ -17,8 +17,8 @@ storage writer (each ``sent`` state flushed to disk by the writer thread before 
 them alike; each hedge finishes (answers, states written) before the next trigger. Logging is on at INFO as in the
 service (one line per order state), written to /dev/null. Target (issue): p99 overhead over bare < 1 ms.
 
-Not measured here: the book-frame-to-decision part (the engine's tick is ``bench_engine.py``) and the issue's
-scale figure (150 symbol pairs streaming, event-driven evaluation): ticks are not event-driven yet.
+Not measured here: the book-frame-to-decision part and the issue's scale figure (150 symbol pairs streaming,
+event-driven evaluation): ``bench_live.py`` measures both, from the WebSocket frame on, with the real drivers.
 
 Usage: ``python benchmarks/bench_execution.py [--triggers N]``.
 """

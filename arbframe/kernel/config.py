@@ -51,6 +51,11 @@ KERNEL_SCHEMA: dict[str, Any] = {
                     "type": "number", "exclusiveMinimum": 0, "maximum": 3600,
                     "description": "the retry interval doubles up to this",
                 },
+                "event_driven": {
+                    "type": "boolean", "default": True,
+                    "description": "evaluate a symbol as soon as either of its streamed books changes (coalesced), "
+                                   "besides every interval; only venues that stream (use_websocket) trigger",
+                },
                 "instance_id": {
                     "type": "string", "minLength": 1, "maxLength": 100,
                     "description": "stamped on every record written (default <domestic>-<foreign>-<SYMBOLS>)",

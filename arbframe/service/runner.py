@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from arbframe.core.errors import ArbframeError, DriverLoadError
-from arbframe.core.models import ErrorRecord, FxRate, IdGenerator, MarketRules, new_id, utcnow
+from arbframe.core.models import ErrorRecord, FxRate, IdGenerator, MarketRules, OrderBook, new_id, utcnow
 from arbframe.service.isolation import IsolatedCache, IsolatedStorage
 from arbframe.service.readiness import Readiness, VenueReadiness
 from arbframe.trading.accounting import fee_schedules
@@ -109,6 +109,7 @@ class TradingService:
         self.book = book_from_config(kernel.config)
         self.book_lock: Any = None
         self.unreachable: set[str] = set()  # venues that gave no book in the last snapshot
+        self.last_snapshot: MarketSnapshot | None = None  # of the last interval tick (event-driven ticks build on it)
         # live execution (mode live without --mock): arbframe.execution
         self.live = kernel.context.mode == "live" and not mock
         self.executor: Any = None
@@ -399,7 +400,37 @@ class TradingService:
         if due:
             self._settle(due, waiting)
         self.unreachable = {cfg.domestic, cfg.foreign} - answered
-        return MarketSnapshot(now, books, fx, simulated=self.mock)
+        self.last_snapshot = snap = MarketSnapshot(now, books, fx, simulated=self.mock)
+        return snap
+
+    def event_snapshot(self, streamed: Mapping[tuple[str, str], OrderBook]) -> MarketSnapshot:
+        """The last interval snapshot with the newest streamed books over it (an event-driven evaluation)."""
+        last = self.last_snapshot
+        if last is None:
+            return MarketSnapshot(utcnow(), dict(streamed), None, simulated=self.mock)
+        books = dict(last.books)
+        books.update(streamed)
+        return MarketSnapshot(utcnow(), books, last.fx, simulated=self.mock)
+
+    def event_ticks(self) -> Any:
+        """:class:`~arbframe.service.events.EventTicks` over the venues that stream, when ``service.event_driven``
+        (default on) and at least one venue streams; None otherwise (REST polling: interval ticks only)."""
+        from arbframe.service.events import EventTicks, streaming_sources
+
+        if not (self.config.get("service") or {}).get("event_driven", True) or self.engine is None:
+            return None
+        sources = streaming_sources(self.exchanges, self.cfg.symbols, self.cfg.book_depth)
+        if not sources:
+            return None
+        engine, storage = self.engine, self.storage
+
+        def evaluate(symbols: set[str]) -> None:
+            result = engine.process(self.event_snapshot(ticks.books), symbols)
+            if (result.opened or result.closed) and storage is not None:
+                storage.flush()
+
+        ticks = EventTicks(sources, self.cfg.symbols, evaluate)
+        return ticks
 
     def _settle(self, due: list[VenueReadiness], errors: dict[str, dict[str, BaseException]]) -> None:
         """Rules that arrived go to the engine; each venue tried is ready or says why not (one line)."""
@@ -584,6 +615,7 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
     server = None
     iterations = 0
     periodic: asyncio.Task[Any] | None = None
+    events: Any = None
     reconcile_stop = asyncio.Event()
     from arbframe.service.liveness import LoopState, heartbeat_path, write_heartbeat
 
@@ -606,6 +638,9 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
         rollover = DayRollover(engine.stats)
         if service.reconciler is not None:
             periodic = asyncio.create_task(service.reconciler.run_periodic(reconcile_stop))
+        events = service.event_ticks()
+        if events is not None:
+            events.start()
         async for _ in paced(opts, interval, stop):
             await service.before_tick()
             snap = await service.snapshot()
@@ -630,6 +665,9 @@ async def run_loop(kernel: Kernel, opts: RunOptions) -> int:
                      state.backend, redis_state, service.note())
     finally:
         stop.uninstall()
+        if events is not None:
+            await events.stop()
+            log.info("[BOT] event-driven evaluations: %d (%d book changes)", events.evaluations, events.changes)
         state.stopped, state.ready, state.ready_reason = True, False, "stopped"
         reconcile_stop.set()
         if periodic is not None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
@@ -258,6 +258,7 @@ class Engine:
                           for venue in (self.domestic, self.foreign) for side in (Side.BUY, Side.SELL)}
         self.last_entry: dict[str, datetime] = {}
         self.ticks = 0
+        self.event_ticks = 0  # event-driven evaluations of some symbols (process(snap, symbols))
         self.last_fx: FxRate | None = None
         self._blocked: dict[str, str | None] = {}
         #: venue -> why it cannot trade yet (rules, balances or books still loading); the service keeps it current
@@ -461,12 +462,18 @@ class Engine:
                 + (coin + q * (dc + fc)) * mark)
 
     # ----------------------------------------------------------------------------------------------- tick
-    def process(self, snap: MarketSnapshot) -> TickResult:
+    def process(self, snap: MarketSnapshot, symbols: Collection[str] | None = None) -> TickResult:
+        """One tick over every configured symbol, or (``symbols``: an event-driven evaluation, see
+        ``docs/ARCHITECTURE.md``) over those symbols only: decisions, fills and stats as in a full tick; open
+        positions on the other symbols keep their last marks; no spread records, cache write or metrics publish
+        (the interval tick does that housekeeping)."""
         t0 = _perf_counter()
+        partial = symbols is not None
         now = snap.ts
         result = TickResult(now)
         executor = self.executor
-        executor.begin_tick()
+        if not partial:  # paper: the liquidity consumed stays consumed until the next full tick (conservative)
+            executor.begin_tick()
         if executor.deferred:  # live: what finished since the last tick goes into the books first
             self.settle_reports(snap, result)
         stats = self.stats
@@ -491,7 +498,15 @@ class Engine:
         last_marks = self._last_marks
         hook, self.sync_hook = self.sync_hook, None
         mark_books = self._mark_books
-        for symbol in self.cfg.symbols:
+        if partial:
+            wanted = symbols
+            symbols = [s for s in self.cfg.symbols if s in wanted]  # type: ignore[operator]
+            for position in self.positions.values():
+                if position.symbol not in wanted:  # type: ignore[operator]
+                    unrealized += last_marks.get(position.id, ZERO)
+        else:
+            symbols = self.cfg.symbols
+        for symbol in symbols:
             dom = books.get((self.domestic, symbol))
             fgn = books.get((self.foreign, symbol))
             problem = fx_problem
@@ -540,7 +555,9 @@ class Engine:
             or self.spread_log_interval <= 0
             or (now - last_log).total_seconds() >= self.spread_log_interval
         )
-        if fx is not None and (log_due or self.spread_listeners or self.cache is not None):
+        if partial:
+            log_due = False
+        if fx is not None and not partial and (log_due or self.spread_listeners or self.cache is not None):
             age = fx_age(fx, now)
             simulated = self.simulated or snap.simulated
             to_spread = self.calc.to_spread
@@ -550,12 +567,16 @@ class Engine:
                 self.spread_logs += 1
                 for spread in result.spreads:
                     storage.log_spread(spread)
-        self.ticks += 1
+        if partial:
+            self.event_ticks += 1
+        else:
+            self.ticks += 1
         stats.open_positions = len(self.positions)
         stats.unrealized_pnl_krw = unrealized
         if fx is not None:
             self.last_fx = fx
-        if self.metrics is not None or self.cache is not None or (self.notify is not None and self.spread_listeners):
+        if not partial and (self.metrics is not None or self.cache is not None
+                            or (self.notify is not None and self.spread_listeners)):
             self._publish(snap, result, fresh)
         result.duration_seconds = _perf_counter() - t0
         if self.metrics is not None and self.observe_tick_seconds:

@@ -39,6 +39,11 @@ __all__ = ["BookStream", "StreamSettings", "StreamSpec"]
 
 log = logging.getLogger("arbframe.venues.stream")
 
+#: frames parsed back to back before the reader yields to the event loop: ``ws.receive()`` returns buffered frames
+#: without yielding, so a venue's burst (one step's books of 150 symbols) would otherwise all be parsed before any
+#: consumer (the event-driven ticks) sees the first of them
+_YIELD_EVERY = 8
+
 
 @dataclass(frozen=True)
 class StreamSettings:
@@ -308,6 +313,7 @@ class BookStream:
         self._live.add(conn)
         if self.connected is not None:
             self.connected.set()
+        frames = 0
         try:
             while True:
                 msg = await ws.receive()
@@ -323,6 +329,9 @@ class BookStream:
                     for book in books:
                         self._publish(book, conn)
                     got.set()  # a frame the venue's parse accepted (it may drop updates it already delivered)
+                    frames += 1
+                    if frames % _YIELD_EVERY == 0:  # a burst already buffered: let consumers see the first books
+                        await asyncio.sleep(0)
                 elif msg.type in ends:
                     return
         finally:
