@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
@@ -37,7 +38,7 @@ def streaming_sources(exchanges: Mapping[str, Any], symbols: Iterable[str], dept
         opener = getattr(exchange, "stream_order_books", None)
         if not getattr(exchange, "use_websocket", False) or not callable(opener):
             continue
-        sources[name] = lambda opener=opener: opener(list(wanted), depth)
+        sources[name] = functools.partial(opener, list(wanted), depth)
     return sources
 
 

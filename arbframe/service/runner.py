@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from arbframe.core.errors import ArbframeError, DriverLoadError
 from arbframe.core.models import ErrorRecord, FxRate, IdGenerator, MarketRules, OrderBook, new_id, utcnow
@@ -206,19 +206,21 @@ class TradingService:
     def _restore_totals(self) -> None:
         """PnL totals, win rate, trades and today's realized PnL (the daily loss limit) carry over restarts when the
         storage keeps closed positions; a storage that cannot load them leaves the totals at zero, with one line."""
+        storage, engine = self.storage, self.engine
+        assert storage is not None and engine is not None, "restored after start() built them"
         try:
-            history = self.storage.load_closed_positions()
+            history = storage.load_closed_positions()
         except Exception as exc:  # a backend failing here must not stop the service: totals start at zero
             log.warning("[BOT] PnL totals start at zero: %s could not load closed positions (%s: %s)",
-                        self.storage.describe(), type(exc).__name__, exc)
+                        storage.describe(), type(exc).__name__, exc)
             return
         if history is None:
-            log.info("[BOT] PnL totals start at zero: %s keeps no closed positions", self.storage.describe())
+            log.info("[BOT] PnL totals start at zero: %s keeps no closed positions", storage.describe())
             return
-        closed = self.engine.restore_history(history)
+        closed = engine.restore_history(history)
         if not closed:
             return
-        stats = self.engine.stats
+        stats = engine.stats
         log.info("[BOT] restored %d closed positions from storage: pnl=%s₩ trades=%d win_rate=%.1f%%", closed,
                  stats.total_pnl_krw.quantize(Decimal(1)), stats.trades, stats.win_rate * 100)
 
@@ -239,6 +241,7 @@ class TradingService:
         else:
             log.info("[BOT] FX source: %s", name)
         ttl = int((self.config.get("redis") or {}).get("health_ttl_seconds", 60))
+        assert self.cache is not None, "the FX service is built after start() loaded the cache"
         return FxService(source, self.cache, ttl_seconds=ttl, max_age_seconds=self.cfg.max_fx_age_seconds)
 
     def wallets(self) -> dict[str, PaperWallet]:
@@ -253,12 +256,12 @@ class TradingService:
         from arbframe.kernel.interfaces import Trading
 
         live_cfg = LiveConfig.from_config(self.config)
-        venues = {}
+        venues: dict[str, Venue] = {}
         for name, exchange in self.exchanges.items():
             if not isinstance(exchange, Trading):
                 raise LiveModeRefused(f"exchange {name!r} has no trading side (orders, balances): it cannot trade "
                                       "live; refusing to start")
-            options = getattr(exchange, "order_options", frozenset())
+            options: frozenset[str] = getattr(exchange, "order_options", frozenset())
             if "time_in_force" not in options:
                 raise LiveModeRefused(f"exchange {name!r} does not declare IOC orders (Trading.order_options lacks "
                                       "time_in_force): live execution sends only limit IOC orders; refusing to start")
@@ -373,11 +376,13 @@ class TradingService:
             keys.append((cfg.domestic, "USDT"))  # while the venue gets ready a failure here is not final
         tasks = [self.exchanges[v].fetch_order_book(s, cfg.book_depth) for v, s in keys]
         results = await asyncio.gather(self.current_fx(), *tasks, return_exceptions=True)
-        fx = results[0]
-        if isinstance(fx, BaseException):
-            log.warning("[BOT] FX rate unavailable: %r", fx)
-            fx = None
-        books = {}
+        fx_result = results[0]
+        fx: FxRate | None = None
+        if isinstance(fx_result, BaseException):
+            log.warning("[BOT] FX rate unavailable: %r", fx_result)
+        else:
+            fx = cast("FxRate | None", fx_result)
+        books: dict[tuple[str, str], OrderBook] = {}
         now = self.market.now if self.market is not None else utcnow()
         waiting: dict[str, dict[str, BaseException]] = {v.name: {} for v in due}
         answered: set[str] = set()
@@ -396,7 +401,7 @@ class TradingService:
                     continue
                 self.record_error(f"{key[0]}", f"order book {key[1]} unavailable: {book!r}", now)
                 continue
-            books[key] = book
+            books[key] = cast(OrderBook, book)
         if due:
             self._settle(due, waiting)
         self.unreachable = {cfg.domestic, cfg.foreign} - answered
