@@ -251,14 +251,14 @@ def test_empty_store(tmp_path: Path, capsys) -> None:
     doc = cli_json(capsys, "status", "-c", cfg, "--offline")
     check_schema(doc, status.JSON_SCHEMA)
     assert doc["positions"] == [] and doc["unrealized_pnl_krw"] is None and doc["fx"] is None
-    assert doc["kill_switch"] is None and doc["service"]["from"] is None
+    assert doc["kill_switch"]["killed"] is False and doc["service"]["from"] is None
     assert doc["balances"]["equity_krw"] is None  # no FX rate: nothing can be valued
     assert doc["balances"]["venues"]["upbit"]["KRW"] == {"amount": "50000000", "value_krw": None}  # defaults
     assert doc["realized"]["trades"] == 0 and doc["limits"]["daily_loss"]["reached"] is False
     assert cli_text(capsys, "history", "-c", cfg).startswith("No closed positions yet in CsvStorage(")
     assert cli_text(capsys, "profit", "-c", cfg).startswith("No positions closed in CsvStorage(")
     text = cli_text(capsys, "status", "-c", cfg, "--offline")
-    assert "kill switch     not available in this version" in text and "Open positions (0)" in text
+    assert "kill switch     not killed (" in text and "Open positions (0)" in text
 
 
 def test_json_schema_is_printed_without_a_store(tmp_path: Path, capsys) -> None:
@@ -368,7 +368,7 @@ def test_status_marks_from_the_stores_last_spreads_hand_computed(status_store: P
     assert report["fx"] == {"rate": "1420", "source": "forex:dunamu", "from": "storage",
                             "as_of": "2026-01-03T05:00:00+00:00", "age_seconds": 3600.0}
     assert report["service"]["last_tick_age_seconds"] == 30.0 and report["service"]["pid"] == 4242
-    assert report["kill_switch"] is None
+    assert report["kill_switch"]["killed"] is False
     assert report["book"] == {"instance_id": "upbit-binance-BTC", "venues": ["upbit", "binance"], "symbols": ["BTC"],
                               "open_elsewhere": 1, "closed_elsewhere": 1}
     limits = report["limits"]
@@ -430,7 +430,11 @@ def test_status_cli_json_and_text(status_store: Path, capsys) -> None:
     assert doc["positions"][0]["mark"]["source"] == "storage"
     assert D(doc["balances"]["equity_krw"]) == D("302332226.8")
     text = cli_text(capsys, "status", "-c", str(status_store), "--offline")
-    assert "kill switch     not available in this version" in text
+    assert "kill switch     not killed (" in text
+    assert cli_text(capsys, "kill", "-c", str(status_store), "--reason", "drill") is not None
+    doc = cli_json(capsys, "status", "-c", str(status_store), "--offline")
+    assert (doc["kill_switch"]["killed"], doc["kill_switch"]["reason"]) == (True, "drill")
+    assert "kill switch     KILLED since " in cli_text(capsys, "status", "-c", str(status_store), "--offline")
     assert "4,970  storage" in text
     assert "BTC marked with the store's last spreads (VWAPs for 0.01 BTC)" in text
     assert "equity  302,332,227 KRW" in text

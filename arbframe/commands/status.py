@@ -73,7 +73,9 @@ JSON_SCHEMA = obj({
                  "closed_elsewhere": {"type": "integer", "minimum": 0}}),
     "service": obj({"from": {"type": ["string", "null"]}, "last_tick_at": TIME_OR_NULL,
                     "last_tick_age_seconds": _SECONDS, "stopped": {"type": ["boolean", "null"]}}),
-    "kill_switch": {"type": ["object", "null"], "description": "null: this version has no kill switch"},
+    "kill_switch": {"type": ["object", "null"],
+                    "description": "the live kill switch as stored (arbframe kill / resume): killed, reason, flatten, "
+                                   "ts, by, where; null only when it could not be read"},
     "limits": obj({
         "daily_loss": obj({"limit_krw": MONEY_OR_NULL, "day": {"type": "string", "format": "date"},
                            "today_realized_krw": MONEY, "reached": {"type": "boolean"}}),
@@ -178,8 +180,8 @@ class StatusReport:
     positions: list[dict[str, Any]]
     balances: dict[str, Any]
     realized: dict[str, Any]
-    #: The kill switch's state, for the kill-switch feature (``arbframe kill``) to fill. This version has no kill
-    #: switch, so it stays None: ``null`` in JSON, "not available in this version" in text.
+    #: The kill switch as stored (``arbframe kill`` / ``resume``; every runner on this store obeys it), with where it
+    #: was read; None when the store could not answer.
     kill_switch: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -199,6 +201,19 @@ class StatusReport:
             "positions_unmarked": len(self.positions) - len(marked),
             "balances": self.balances, "realized": self.realized,
         }
+
+
+def kill_switch_state(storage: Storage, data_dir: Any) -> dict[str, Any] | None:
+    """The stored kill switch, read the way the running service reads it (storage, else its local file)."""
+    from dataclasses import asdict
+
+    from arbframe.execution.control import KillSwitch
+
+    switch = KillSwitch(storage, data_dir)
+    state = switch.read()
+    if switch.last_read_failed:  # a fresh switch has no earlier state worth showing
+        return None
+    return {**asdict(state), "where": switch.where, "text": state.describe()}
 
 
 def _age(ts: datetime | None, now: datetime) -> float | None:
@@ -251,6 +266,7 @@ async def gather(kernel: Kernel, storage: Storage, *, offline: bool = False, tim
         when = now or utcnow()
         balances = await gather_balances(engine, exchanges, prices, live=live, timeout=timeout)
         service = await asyncio.to_thread(service_state, config, cache, when)
+        kill_switch = await asyncio.to_thread(kill_switch_state, storage, kernel.context.data_dir)
     finally:
         await _close_exchanges(exchanges)
         if cache is not None:
@@ -266,7 +282,7 @@ async def gather(kernel: Kernel, storage: Storage, *, offline: bool = False, tim
         book={"instance_id": book.instance_id, "venues": [book.domestic, book.foreign], "symbols": list(book.symbols),
               "open_elsewhere": len(stored) - len(opened),
               "closed_elsewhere": 0 if loaded is None else len(loaded) - len(history or [])},
-        storage_backend=storage.active_backend(), timezone=tz_name, service=service,
+        storage_backend=storage.active_backend(), timezone=tz_name, service=service, kill_switch=kill_switch,
         limits=limits(cfg, engine, opened, prices.fx, when),
         prices=prices,
         positions=[position_entry(p, marks.get(p.id), prices.marks.get(p.symbol), when)
@@ -631,7 +647,8 @@ def format_report(r: Mapping[str, Any]) -> list[str]:
     fx_limit = lim["fx_age"]
     rows = [
         ("last tick", tick),
-        ("kill switch", "not available in this version" if r["kill_switch"] is None else str(r["kill_switch"])),
+        ("kill switch", "could not be read" if r["kill_switch"] is None
+                        else f"{r['kill_switch']['text']} ({r['kill_switch']['where']})"),
         ("daily loss", loss),
         ("open positions", f"{lim['open_positions']['open']} of max {lim['open_positions']['max']} "
                            f"(max {lim['positions_per_symbol']['max']} per symbol)"),

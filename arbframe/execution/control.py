@@ -68,6 +68,11 @@ class KillSwitch:
         describe = getattr(self.storage, "describe", None)
         return describe() if callable(describe) else "storage"
 
+    @property
+    def last_read_failed(self) -> bool:
+        """The last :meth:`read` could not reach the store (its answer was the state read before)."""
+        return self._read_failed
+
     def read(self) -> KillState:
         """The stored state (the last one read when the store cannot answer: it never un-kills by itself)."""
         try:

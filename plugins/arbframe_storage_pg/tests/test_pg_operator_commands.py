@@ -163,7 +163,8 @@ def test_status_from_postgres_hand_computed(store: Path, cli) -> None:
     equity = (D(7699160) + D("1.98") * mark + D("3101.5") * 1400 + D("2.02") * mark)
     assert D(report["balances"]["equity_krw"]) == equity == D(554241260)
     assert report["realized"]["trades"] == 3 and D(report["realized"]["total_krw"]) == D(1251)
-    assert report["storage"].startswith("PostgresStorage(") and report["kill_switch"] is None
+    assert report["storage"].startswith("PostgresStorage(") and report["kill_switch"]["killed"] is False
+    assert report["kill_switch"]["where"].startswith("PostgresStorage(")  # read from the store every host shares
     # ETH: one direction recorded only, so no mark; its (default) balances are left out of equity
     assert report["balances"]["unvalued_assets"] == ["ETH"]
     assert "storage: no recorded spreads of ETH in both directions" in report["mark_notes"]
