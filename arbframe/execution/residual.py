@@ -58,8 +58,11 @@ class Residual:
         return self.coin * self.mark_krw
 
     def describe(self) -> str:
-        return (f"{self.symbol} {self.coin:+f} on {self.venue} ({_krw(self.krw)} KRW at {self.mark_krw:f}; hedge "
-                f"{self.position_id} {self.purpose}, since {self.ts})")
+        """``BTC -0.01 on upbit (short: buy 0.01 there to flatten; -999,990 KRW at 99999000; hedge p1 open, since
+        ...)``."""
+        todo = f"short: buy {-self.coin:f}" if self.coin < 0 else f"long: sell {self.coin:f}"
+        return (f"{self.symbol} {self.coin:+f} on {self.venue} ({todo} there to flatten; {_krw(self.krw)} KRW at "
+                f"{self.mark_krw:f}; hedge {self.position_id} {self.purpose}, since {self.ts})")
 
     def as_dict(self) -> dict[str, str]:
         return {"position_id": self.position_id, "purpose": self.purpose, "symbol": self.symbol,

@@ -238,7 +238,7 @@ class RiskGuard:
         limit = self.limits.max_consecutive_failures
         if limit is not None and self.consecutive_failures >= limit:
             return f"{self.consecutive_failures} consecutive execution failures (live.limits.max_consecutive_failures)"
-        if self.residual_over():
+        if report.residual and self.residual_over():  # this hedge left coin unhedged, and the total is too much
             return self.residual_reason()
         return None
 
