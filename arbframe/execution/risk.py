@@ -229,7 +229,7 @@ class RiskGuard:
             coin = report.residual + (held.coin if held is not None else ZERO)
             when = (report.finished_at or report.requested_at).isoformat()
             self.residuals[key] = Residual(report.position_id, report.purpose, report.symbol, report.residual_venue,
-                                           coin, mark_krw if mark_krw is not None else ZERO,
+                                           coin, mark_krw.normalize() if mark_krw is not None else ZERO,
                                            held.ts if held is not None else when)
         self.consecutive_failures = self.consecutive_failures + 1 if failed else 0
         if self.metrics is not None:
