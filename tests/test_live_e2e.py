@@ -525,3 +525,45 @@ def urllib_text(url: str) -> str:
 
     with urllib.request.urlopen(url, timeout=5) as answer:
         return str(answer.read().decode())
+
+
+@pytest.mark.parametrize("venue", ["upbit", "binance"])
+def test_driver_gives_up_then_the_executor_looks_the_order_up_until_known(tmp_path: Path, venues: Any,
+                                                                           caplog: Any, venue: str) -> None:
+    """The executor's own ``unknown`` path: the order fills but its answer comes after the driver's timeout
+    (``accept_then_timeout``), and the venue's order look-up answers 503 six times (``unavailable`` on the look-up
+    path; Binance's order endpoint shares it with the POST, which ``skip=1`` lets pass). The driver's own two
+    look-ups fail, so it raises the taxonomy's ``OrderStatusUnknown``; the executor stores ``unknown`` and queries
+    by client id until the venue answers (four more failures, then ``filled``): one placement, never resent."""
+    caplog.set_level("INFO")
+    fu, fb, start = venues
+    fake = fu if venue == "upbit" else fb
+    fake.inject("accept_then_timeout", 1, delay=3.0)
+    if venue == "upbit":
+        fu.inject("unavailable", 6, path="/v1/order")
+        driver = {"order_lookup_attempts": 2, "order_lookup_delay_seconds": 0.01, "max_retries": 0}
+    else:
+        fb.inject("unavailable", 6, path="/api/v3/order", skip=1)
+        driver = {"order_lookup_attempts": 2, "order_lookup_interval_seconds": 0.01, "max_retries": 0}
+    cfg = overlay(tmp_path, fu, fb)
+    cfg[venue].update(driver)
+    kernel = kernel_for_run(RunOptions(mode="live", mock=False), [], extra_overrides=cfg)
+    assert asyncio.run(run_loop(kernel, RunOptions(mode="live", max_iterations=3, interval=0.2))) == 0
+    messages = messages_of(caplog)
+    orders = check(tmp_path, fu, fb, start, messages)
+    assert sorted(o.status.value for o in orders.values()) == ["filled", "filled"], messages
+    [cid] = fake.placements  # placed once; never resent
+    states = [r["status"] for r in order_rows(tmp_path) if r["client_order_id"] == cid]
+    assert states == ["sent", "unknown", "filled"], states
+    lookup = ("GET", "/v1/order") if venue == "upbit" else ("GET", "/api/v3/order")
+    assert fake.requests.count(lookup) == 7  # 2 by the driver, 5 by the executor: 6 answered 503, the 7th found it
+    ours = [m for m in messages if f"[{cid}]" in m]
+    assert ours[0].endswith(f"[{cid}]: sent")
+    assert f"[{cid}]: unknown (order_status_unknown: " in ours[1] and ours[1].endswith("looking it up by client id)")
+    retries = ours[2:-1]
+    assert [m for m in retries if "lookup failed (VenueUnavailable" in m and m.endswith("trying again")] == retries
+    assert len(retries) == 4 and f"[{cid}]: filled " in ours[-1], ours
+    assert ": filled, hedged" in hedge_line(messages)
+    assert kernel.registry.get_sample_value("arbframe_execution_unresolved_orders") == 0
+    assert kernel.registry.get_sample_value("arbframe_execution_orders_total",
+                                            {"exchange": venue, "status": "unknown"}) == 1
