@@ -196,3 +196,28 @@ def test_the_kill_switch_record_carries_the_flattened_keys(tmp_path: Path) -> No
     state = KillSwitch(CsvStorage({"data_dir": str(tmp_path)})).read()
     assert (state.killed, state.flattened) == (False, ("p1:open", "p2:close"))
     assert KillState.from_mapping({"killed": False, "flattened": "garbage"}).flattened == ()
+
+
+async def test_resume_takes_a_new_balance_baseline_also_when_the_switch_was_not_tripped(caplog) -> None:
+    """A trade by hand (a residual flattened, a deposit) shows as balance drift and pauses entries; `arbframe resume`
+    (plain or --flattened) takes the venues' balances as the new baseline even though nothing was killed."""
+    from decimal import Decimal
+
+    from arbframe.service.runner import TradingService
+
+    pair = live_pair()
+    service = TradingService.__new__(TradingService)  # only what before_tick reads
+    service.executor, service.kill_switch = pair.executor, pair.executor.kill_switch
+    service.reconciler, service.engine = Reconciler(pair.executor), None
+    service._kill_read_failed, service._resume_seen = False, None
+    await service.reconciler.refresh_balances(baseline=True)
+    await service.before_tick()  # the first read: no baseline taken (the start-up reconciliation took one)
+    pair.upbit.balances["BTC"] += Decimal("0.01")  # bought back by hand
+    await service.reconciler.refresh_balances()
+    assert pair.executor.entry_block("BTC", D(1)).startswith("balance drift: upbit BTC holds 1.01")
+    await service.before_tick()  # the same stored state: still paused
+    assert pair.executor.entry_block("BTC", D(1)).startswith("balance drift")
+    pair.executor.kill_switch.resume(by="ops")
+    await service.before_tick()
+    assert pair.executor.entry_block("BTC", D(1)) is None
+    assert pair.executor.wallets["upbit"].get("BTC") == D("1.01")
