@@ -221,3 +221,31 @@ async def test_resume_takes_a_new_balance_baseline_also_when_the_switch_was_not_
     await service.before_tick()
     assert pair.executor.entry_block("BTC", D(1)) is None
     assert pair.executor.wallets["upbit"].get("BTC") == D("1.01")
+
+
+async def test_a_hedge_settled_by_the_reconciliation_can_leave_a_residual(caplog) -> None:
+    """kill -9 between the legs; at the restart Upbit refuses the unwind: the reconciliation records the residual
+    (valued at the Upbit order's own price bound: the process that knew the decision's VWAP is gone) and blocks
+    entries before the first one; the engine's record of the hedge stores it."""
+    from tests.test_execution_reconcile import crash_after_first_leg
+
+    caplog.set_level("INFO", logger="arbframe.execution")
+    pair = live_pair(max_residual_krw=D(1000))
+    await crash_after_first_leg(pair, binance_places=False)
+    pair.upbit.inject("reject", 1000, side="buy")
+    ex = pair.restart()
+    [report] = await Reconciler(ex).on_start()
+    assert (report.status, report.residual, report.residual_venue) == ("unwound", -Q, "upbit")
+    # the Upbit sell's bound: VWAP 99,999,000 less 20 bps = 99,799,002, on the 1,000 KRW grid towards the book:
+    # 99,800,000; 0.01 x 99,800,000 = 998,000 KRW
+    assert ex.risk.residual_krw == D("998000")
+    assert ex.entry_block("BTC", D(1)) == ("kill switch: auto: residual exposure 998,000 KRW (BTC -0.01 (upbit "
+                                          "-0.01) = 998,000 KRW at 99800000) over live.max_residual_krw=1000")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[RECON]")]
+    assert any("was not recorded" in line and "unwinding the excess on upbit" in line for line in lines)
+    assert lines[-1].startswith("[RECON] start-up reconciliation done: 1 hedge(s) settled; entries blocked: "
+                                "residual exposure 998,000 KRW")
+    ex.settled(report)  # the engine's first tick records it
+    stored = pair.storage.read_control("residual.upbit-binance-BTC")["residuals"]
+    assert [(r["coin"], r["mark_krw"]) for r in stored] == [("-0.01", "99800000")]
+    pair.check(caplog, residual=-Q)

@@ -760,7 +760,9 @@ class LiveExecutor(Executor):
                 f"{f.filled - f.unwound}){residual}")
         (log.info if report.status in ("filled", "rehearsed") else log.warning)(line)
         # the decision's domestic VWAP; a hedge the reconciliation settled has the domestic order's price bound
-        mark = self.marks.get(plan.symbol) or d.vwap or report.domestic_price
+        book = d.book
+        mid = (book.bids[0].price + book.asks[0].price) / 2 if book.bids and book.asks else None
+        mark = self.marks.get(plan.symbol) or d.vwap or report.domestic_price or mid
         trip = self.risk.after_hedge(report, mark)
         if trip is not None:
             self.trip(trip)
