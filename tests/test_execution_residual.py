@@ -151,6 +151,8 @@ async def test_a_residual_recorded_after_the_flattened_resume_is_kept(caplog) ->
     # under live.max_residual_krw: recorded and shown, entries allowed, the kill switch not tripped
     assert not ex.killed and ex.entry_block("BTC", D(1)) is None
     assert ex.health().details["residual_exposure"] == "BTC -0.01 (upbit -0.01) = 999,990 KRW at 99999000"
+    assert ex.health().message == ("live orders; 0 hedge(s) in flight; residual exposure BTC -0.01 (upbit -0.01) = "
+                                   "999,990 KRW at 99999000 (under live.max_residual_krw)")
 
 
 async def test_a_store_that_cannot_say_keeps_entries_blocked(caplog) -> None:

@@ -347,7 +347,9 @@ class LiveExecutor(Executor):
         if why is not None:
             return HealthResult("execution", HealthStatus.WARN, f"entries paused: {why}", details)
         mode = "dry run (test endpoints)" if self.cfg.dry_run else "live orders"
-        return HealthResult("execution", HealthStatus.OK, f"{mode}; {self.in_flight} hedge(s) in flight", details)
+        residual = f"; residual exposure {risk.residual_text()} (under live.max_residual_krw)" if risk.residuals else ""
+        return HealthResult("execution", HealthStatus.OK, f"{mode}; {self.in_flight} hedge(s) in flight{residual}",
+                            details)
 
     # ------------------------------------------------------------------------------------------ kill switch
     async def apply_kill(self, state: KillState) -> None:
