@@ -251,3 +251,22 @@ async def test_a_hedge_settled_by_the_reconciliation_can_leave_a_residual(caplog
     stored = pair.storage.read_control("residual.upbit-binance-BTC")["residuals"]
     assert [(r["coin"], r["mark_krw"]) for r in stored] == [("-0.01", "99800000")]
     pair.check(caplog, residual=-Q)
+
+
+async def test_a_residual_on_a_symbol_no_longer_traded_is_shown_not_counted(caplog) -> None:
+    """XRP left a residual, then was taken out of the runner's symbols: the restart says so (the venue pair's index
+    finds it) but does not count it against this book's entries; its own runner (or status) still does."""
+    caplog.set_level("INFO", logger="arbframe.execution")
+    pair = live_pair()
+    xrp = Residual("x1", "open", "XRP", "upbit", D("100"), D("3100"), TS1)
+    ResidualStore(pair.storage, "upbit", "binance", ["XRP"]).save("XRP", [xrp])
+    assert pair.storage.read_control("residual.upbit-binance")["symbols"] == ["XRP"]
+    ex = pair.restart()  # trades BTC only
+    await Reconciler(ex).on_start()
+    assert ex.risk.residual_krw == 0 and ex.entry_block("BTC", D(1)) is None
+    assert any(r.getMessage().startswith("[RECON] residual exposure XRP +100 on upbit (long: sell 100 there to "
+                                         "flatten; 310,000 KRW at 3100; hedge x1 open") and
+               "on a symbol this runner does not trade" in r.getMessage() for r in caplog.records)
+    assert ResidualStore(pair.storage, "upbit", "binance", ["BTC"]).load(every_symbol=True) == [xrp]
+    ResidualStore(pair.storage, "upbit", "binance", ["XRP"]).save("XRP", [])  # flattened: out of the index too
+    assert pair.storage.read_control("residual.upbit-binance")["symbols"] == []

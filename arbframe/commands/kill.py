@@ -81,7 +81,7 @@ def _write(args: argparse.Namespace, action: str) -> int:
     lines = []
     try:
         try:
-            residuals = store.load()
+            residuals = store.load(every_symbol=True)
         except Exception as exc:
             if flattened:
                 raise ArbframeError(f"residual exposure not read from {store.where}: {type(exc).__name__}: {exc}; "
@@ -112,10 +112,12 @@ def _write(args: argparse.Namespace, action: str) -> int:
     if residuals:
         limit = LiveConfig.from_config(config).max_residual_krw
         total = total_krw(residuals)
+        blocked = total_krw(r for r in residuals if r.symbol in store.symbols) > limit  # as the runner counts
         head = "residual exposure cleared (flattened by hand)" if flattened else "residual exposure"
         out.append(f"{head}: {total.quantize(Decimal(1)):,} KRW (live.max_residual_krw={limit}"
-                   f"{'' if flattened or total <= limit else ': entries blocked'})")
-        out.extend(f"  {e.describe()}" for e in exposure(residuals).values())
+                   f"{': entries blocked' if blocked and not flattened else ''})")
+        out.extend(f"  {e.describe()}" + ("" if e.symbol in store.symbols else " (not a symbol of this book)")
+                   for e in exposure(residuals).values())
         out.extend(f"    {r.describe()}" for r in residuals)
         if not flattened:
             out.append("  once it is flattened by hand on the venue: arbframe resume --flattened")

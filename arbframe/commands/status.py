@@ -1,7 +1,7 @@
 """``arbframe status [--json] [--offline] [--timeout SECONDS] [--mock | --no-mock]``: what the bot holds now.
 
 Prints the service's last tick (its heartbeat file, else the cache's heartbeat), the kill switch, the residual
-exposure live hedges left unhedged (as stored for the book; docs/LIVE.md), the limits
+exposure live hedges left unhedged (as stored for the venue pair; docs/LIVE.md), the limits
 (daily loss limit against today's realized PnL, open positions, open notional, FX age), every open position
 with its unrealized PnL, the balances per venue and asset with their KRW value, equity and the realized totals.
 
@@ -80,14 +80,15 @@ JSON_SCHEMA = obj({
     "residual_exposure": {"oneOf": [{"type": "null"}, obj({
         "total_krw": MONEY, "max_krw": MONEY, "blocks_entries": {"type": "boolean"}, "where": {"type": "string"},
         "symbols": {"type": "object", "additionalProperties": obj({
-            "coin": MONEY, "krw": MONEY, "mark_krw": MONEY,
+            "coin": MONEY, "krw": MONEY, "mark_krw": MONEY, "in_book": {"type": "boolean"},
             "venues": {"type": "object", "additionalProperties": MONEY}})},
         "residuals": {"type": "array", "items": obj({
             "position_id": {"type": "string"}, "purpose": {"type": "string"}, "symbol": {"type": "string"},
             "venue": {"type": "string"}, "coin": MONEY, "mark_krw": MONEY, "ts": {"type": "string"}})},
-    })], "description": "coin live hedges left unhedged, as stored for the book (arbframe resume --flattened clears "
-                        "it): total_krw is the sum over symbols of |net coin x latest mark|; null only when it "
-                        "could not be read"},
+    })], "description": "coin live hedges left unhedged, as stored for the venue pair (arbframe resume --flattened "
+                        "clears it): total_krw is the sum over symbols of |net coin x latest mark|; blocks_entries "
+                        "when that of the book's symbols (in_book) is over max_krw, as the runner counts it; null "
+                        "only when it could not be read"},
     "limits": obj({
         "daily_loss": obj({"limit_krw": MONEY_OR_NULL, "day": {"type": "string", "format": "date"},
                            "today_realized_krw": MONEY, "reached": {"type": "boolean"}}),
@@ -240,15 +241,17 @@ def residual_state(config: Mapping[str, Any], storage: Storage, data_dir: Any) -
     book = book_from_config(config)
     store = ResidualStore(storage, book.domestic, book.foreign, book.symbols, data_dir)
     try:
-        residuals = store.load()
+        residuals = store.load(every_symbol=True)  # also on symbols no longer traded: still unhedged
     except Exception as exc:
         log.warning("residual exposure could not be read from %s: %s: %s", store.where, type(exc).__name__, exc)
         return None
     limit = LiveConfig.from_config(config).max_residual_krw
     total = total_krw(residuals)
-    return {"total_krw": dec(total), "max_krw": dec(limit), "blocks_entries": total > limit, "where": store.where,
+    book_total = total_krw(r for r in residuals if r.symbol in book.symbols)
+    return {"total_krw": dec(total), "max_krw": dec(limit), "blocks_entries": book_total > limit,
+            "where": store.where,
             "symbols": {s: {"coin": dec(e.coin), "krw": dec(e.krw), "mark_krw": dec(e.mark_krw),
-                            "venues": {v: dec(c) for v, c in sorted(e.venues.items())}}
+                            "in_book": s in book.symbols, "venues": {v: dec(c) for v, c in sorted(e.venues.items())}}
                         for s, e in exposure(residuals).items()},
             "residuals": [r.as_dict() for r in residuals]}
 
@@ -709,7 +712,8 @@ def format_report(r: Mapping[str, Any]) -> list[str]:
     for symbol, e in (residual or {}).get("symbols", {}).items():
         where = ", ".join(f"{v} {Decimal(c):+f}" for v, c in e["venues"].items() if Decimal(c))
         out.append(f"{'':<16}{symbol} {Decimal(e['coin']):+f} ({where or 'netted out'}) = "
-                   f"{krw(abs(Decimal(e['krw'])))} KRW at {e['mark_krw']}")
+                   f"{krw(abs(Decimal(e['krw'])))} KRW at {e['mark_krw']}"
+                   + ("" if e["in_book"] else " (not a symbol of this book: no runner of it counts it)"))
     out.extend(f"{k:<16}{v}" for k, v in rows[3:])
     out += ["", f"Open positions ({len(r['positions'])})"]
     if r["positions"]:

@@ -135,6 +135,14 @@ class Reconciler:
         for r in found:
             log.warning("[RECON] residual exposure %s: recorded before the restart; flatten it by hand, then "
                         "arbframe resume --flattened", r.describe())
+        try:
+            elsewhere = [r for r in await asyncio.to_thread(store.load, every_symbol=True) if r not in found]
+        except Exception:  # the book's own were read: the others only inform
+            elsewhere = []
+        for r in elsewhere:
+            log.warning("[RECON] residual exposure %s: on a symbol this runner does not trade (not counted here; a "
+                        "runner trading it restores it); flatten it by hand, then arbframe resume --flattened",
+                        r.describe())
         if found:
             log.warning("[RECON] residual exposure restored: %s KRW (%s); live.max_residual_krw=%s",
                         f"{ex.risk.residual_krw.quantize(Decimal(1)):,}", ex.risk.residual_text(),

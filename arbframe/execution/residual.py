@@ -12,9 +12,12 @@ blocks entries and trips the kill switch.
 **Kept in storage** as one control record per symbol of the book (:func:`record_name`:
 ``residual.<domestic>-<foreign>-<SYMBOL>``, the name of the symbol's book lock), so the runner trading the symbol
 restores it at start whatever its ``service.instance_id``, ``arbframe status`` shows it, and every host sharing
-the store reads the same figure. A storage without control records (``NotImplementedError``) keeps the records as
-files under ``<data_dir>/control/`` (one host). Written when the engine records the hedge (before the hedge is
-marked settled, so a restart either settles the hedge again or finds its residual) and when it is cleared.
+the store reads the same figure; an index record per venue pair (``residual.<domestic>-<foreign>``: the symbols
+with a record) lets a runner, ``arbframe status`` and ``arbframe resume`` find residuals on symbols no longer
+traded (taken out of ``arbitrage.symbols``). A storage without control records (``NotImplementedError``) keeps
+the records as files under ``<data_dir>/control/`` (one host). Written when the engine records the hedge (before
+the hedge is marked settled, so a restart either settles the hedge again or finds its residual) and when it is
+cleared.
 
 **Cleared** only by an operator who flattened it by hand: ``arbframe resume --flattened`` clears the residuals it
 read and printed (their keys travel in the kill switch record, so a running runner drops them within one tick and
@@ -117,10 +120,11 @@ def total_krw(residuals: Iterable[Residual]) -> Decimal:
     return sum((abs(e.krw) for e in exposure(residuals).values()), ZERO)
 
 
-def record_name(domestic: str, foreign: str, symbol: str) -> str:
+def record_name(domestic: str, foreign: str, symbol: str | None = None) -> str:
+    """The record of ``symbol``'s residuals; without a symbol, the venue pair's index of symbols with one."""
     from arbframe.kernel.book import safe_name
 
-    return safe_name(f"{PREFIX}.{domestic}-{foreign}-{symbol.upper()}")
+    return safe_name(f"{PREFIX}.{domestic}-{foreign}" + (f"-{symbol.upper()}" if symbol else ""))
 
 
 def _krw(amount: Decimal) -> str:
@@ -146,22 +150,36 @@ class ResidualStore:
     def where(self) -> str:
         return self.records.where
 
-    def load(self) -> list[Residual]:
-        """Every residual recorded for the book's symbols (raises when the store does not answer)."""
+    def indexed(self) -> set[str]:
+        """The symbols of the venue pair with a residual record (any book's)."""
+        value = self.records.read(record_name(self.domestic, self.foreign))
+        return {str(s).upper() for s in (value or {}).get("symbols") or []}
+
+    def load(self, *, every_symbol: bool = False) -> list[Residual]:
+        """Every residual recorded for the book's symbols (``every_symbol``: also those on the venue pair's other
+        symbols, from the index); raises when the store does not answer."""
+        symbols = sorted(set(self.symbols) | self.indexed()) if every_symbol else self.symbols
         out: list[Residual] = []
-        for symbol in self.symbols:
+        for symbol in symbols:
             value = self.records.read(self.name(symbol))
             for entry in (value or {}).get("residuals") or []:
                 out.append(Residual.from_dict(entry))
         return out
 
     def save(self, symbol: str, residuals: Iterable[Residual], *, by: str = "", note: str = "") -> None:
-        """Replace ``symbol``'s record with ``residuals`` (those of other symbols are ignored)."""
+        """Replace ``symbol``'s record with ``residuals`` (those of other symbols are ignored), and keep the index
+        of symbols with residuals."""
         from arbframe.core.models import utcnow
 
         symbol = symbol.upper()
         kept = sorted((r for r in residuals if r.symbol == symbol), key=lambda r: (r.ts, r.key))
+        now = utcnow().isoformat()
         self.records.write(self.name(symbol), {
             "symbol": symbol, "venues": [self.domestic, self.foreign],
-            "residuals": [r.as_dict() for r in kept], "updated_at": utcnow().isoformat(), "by": by, "note": note,
+            "residuals": [r.as_dict() for r in kept], "updated_at": now, "by": by, "note": note,
         })
+        index = self.indexed()
+        wanted = index | {symbol} if kept else index - {symbol}
+        if wanted != index:  # (a lost race between two books only hides an orphan: each book reads its own)
+            self.records.write(record_name(self.domestic, self.foreign),
+                               {"symbols": sorted(wanted), "updated_at": now, "by": by})
