@@ -273,20 +273,36 @@ class LiveExecutor(Executor):
             self.reconciler.mark_settled(report)
 
     def save_residuals(self, symbols: set[str], *, note: str = "") -> bool:
-        """Write the residual records of ``symbols`` (and of any whose last write failed); False when one failed
-        (retried on the next change or tick)."""
-        store = self.residual_store
-        if store is None:
-            return True
+        """Write the residual records of ``symbols`` (and of any whose last write failed) now; False when one
+        failed (retried on the next change or tick)."""
+        pending, items = self._residuals_to_save(symbols)
+        self._residuals_unsaved |= self._write_residuals(pending, items, note)
+        return not self._residuals_unsaved
+
+    async def save_residuals_off_loop(self, symbols: set[str], *, note: str = "") -> bool:
+        """:meth:`save_residuals` with the writes in a thread (what is written is taken on the loop)."""
+        pending, items = self._residuals_to_save(symbols)
+        if pending:
+            self._residuals_unsaved |= await asyncio.to_thread(self._write_residuals, pending, items, note)
+        return not self._residuals_unsaved
+
+    def _residuals_to_save(self, symbols: set[str]) -> tuple[set[str], list[Any]]:
+        if self.residual_store is None:
+            return set(), []
         pending, self._residuals_unsaved = self._residuals_unsaved | symbols, set()
-        for symbol in sorted(pending):
+        return pending, list(self.risk.residuals.values())
+
+    def _write_residuals(self, symbols: set[str], items: list[Any], note: str) -> set[str]:
+        """The symbols whose record could not be written."""
+        store, failed = self.residual_store, set()
+        for symbol in sorted(symbols):
             try:
-                store.save(symbol, self.risk.residuals.values(), by=self.instance_id, note=note)
+                store.save(symbol, items, by=self.instance_id, note=note)
             except Exception as exc:
-                self._residuals_unsaved.add(symbol)
+                failed.add(symbol)
                 log.error("[EXEC] residual exposure of %s NOT stored in %s (%s: %s): retried; a restart before it "
                           "is stored would not know it", symbol, store.where, type(exc).__name__, exc)
-        return not self._residuals_unsaved
+        return failed
 
     def busy(self, symbol: str) -> bool:
         return self._busy.get(symbol, 0) > 0
@@ -377,7 +393,7 @@ class LiveExecutor(Executor):
         """Drop the residuals ``arbframe resume --flattened`` named (flattened by hand) and store that; the ones
         dropped (none once applied: the kill switch record keeps naming them)."""
         if self._residuals_unsaved:
-            await asyncio.to_thread(self.save_residuals, set())
+            await self.save_residuals_off_loop(set())
         if not state.flattened or not self.risk.residuals:
             return []
         cleared = self.risk.clear_residuals(state.flattened)
@@ -387,8 +403,8 @@ class LiveExecutor(Executor):
         if cleared:
             log.warning("[EXEC] residual exposure now %s KRW (%s)", f"{self.risk.residual_krw.quantize(Decimal(1)):,}",
                         self.risk.residual_text())
-            await asyncio.to_thread(self.save_residuals, {r.symbol for r in cleared},
-                                    note=f"flattened by hand: arbframe resume --flattened by {state.by}")
+            await self.save_residuals_off_loop({r.symbol for r in cleared},
+                                               note=f"flattened by hand: arbframe resume --flattened by {state.by}")
         return cleared
 
     def trip(self, reason: str) -> None:
