@@ -181,8 +181,12 @@ async def test_unwind_that_cannot_fill_leaves_a_recorded_residual_and_trips(capl
     assert pair.executor.killed and "residual exposure" in risk.killed_reason
     assert pair.executor.entry_block("ETH", D(1)).startswith("kill switch")
     pair.check(caplog, residual=-Q)
-    # the runbook: flatten the residual by hand, then resume
+    # a plain resume releases the switch; the residual still blocks entries
     await pair.executor.apply_kill(KillState(False, by="ops"))
+    assert not pair.executor.killed and pair.executor.entry_block("ETH", D(1)).startswith("residual exposure")
+    assert any("residual exposure still recorded" in r.getMessage() for r in caplog.records)
+    # the runbook: flatten the residual by hand, then `arbframe resume --flattened` (it names what was flattened)
+    await pair.executor.apply_kill(KillState(False, by="ops", flattened=("p1:open",)))
     assert pair.executor.entry_block("ETH", D(1)) is None and risk.residual_krw == 0
 
 

@@ -157,8 +157,12 @@ async def test_unreadable_settled_record_blocks_entries_instead_of_settling_twic
     await crash_after_first_leg(pair, binance_places=False)
     ex = pair.restart()
 
+    readable = pair.storage.read_control
+
     def broken(name):
-        raise ConnectionError("database away")
+        if name == SETTLED:  # (a store that cannot say what residual is recorded blocks too: test_execution_residual)
+            raise ConnectionError("database away")
+        return readable(name)
 
     pair.storage.read_control = broken
     assert await Reconciler(ex).on_start() == []

@@ -57,7 +57,8 @@ def fake_venues() -> Iterator[tuple[Any, Any]]:
         yield fu, fb
 
 
-def overlay(tmp_path: Path, fu: Any, fb: Any, *, websocket: bool = False, **live: Any) -> dict[str, Any]:
+def overlay(tmp_path: Path, fu: Any, fb: Any, *, websocket: bool = False, metrics_port: int | None = None,
+            **live: Any) -> dict[str, Any]:
     return {
         "mode": "live", "mock_mode": False,
         "storage": {"backend": "csv", "csv": {"data_dir": str(tmp_path / "data")}},
@@ -71,7 +72,7 @@ def overlay(tmp_path: Path, fu: Any, fb: Any, *, websocket: bool = False, **live
         "binance": {"base_url": fb.base_url, "ws_url": fb.ws_url, "timeout_seconds": 0.5,
                     "use_websocket": websocket, **BINANCE_KEYS},
         "live": {"confirm": True, **FAST, "reconcile_interval_minutes": 10, **live},
-        "metrics_server": {"enabled": False},
+        "metrics_server": {"enabled": metrics_port is not None, "port": metrics_port or 8000},
         "service": {"instance_id": "live-e2e"},
     }
 
@@ -79,9 +80,15 @@ def overlay(tmp_path: Path, fu: Any, fb: Any, *, websocket: bool = False, **live
 def run_service(tmp_path: Path, fu: Any, fb: Any, iterations: int, *, interval: float = 0.2,
                 websocket: bool = False, **live: Any) -> int:
     """``arbframe run --mode live`` in process (the CLI's own entry: config, live gate, kernel, service loop)."""
-    cfg = overlay(tmp_path, fu, fb, websocket=websocket, **live)
+    return run_kernel(tmp_path, fu, fb, iterations, interval=interval, websocket=websocket, **live)[0]
+
+
+def run_kernel(tmp_path: Path, fu: Any, fb: Any, iterations: int, *, interval: float = 0.2,
+               websocket: bool = False, metrics_port: int | None = None, **live: Any) -> tuple[int, Any]:
+    """:func:`run_service`, also returning its kernel (its metrics registry outlives the run)."""
+    cfg = overlay(tmp_path, fu, fb, websocket=websocket, metrics_port=metrics_port, **live)
     kernel = kernel_for_run(RunOptions(mode="live", mock=False), [], extra_overrides=cfg)
-    return asyncio.run(run_loop(kernel, RunOptions(mode="live", max_iterations=iterations, interval=interval)))
+    return asyncio.run(run_loop(kernel, RunOptions(mode="live", max_iterations=iterations, interval=interval))), kernel
 
 
 def totals(fake: Any) -> dict[str, D]:
@@ -399,3 +406,164 @@ def test_websocket_drop_mid_position_then_close(tmp_path: Path, venues: Any, cap
     assert ": filled, hedged" in hedge_line(messages, "close"), messages
     latest = {p["id"]: p for p in rows(tmp_path / "data" / "positions.csv")}
     assert [p["status"] for p in latest.values()] == ["closed"]
+
+
+def http_json(url: str) -> Any:
+    import json
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as exc:  # /health answers 503 while a check is ERROR (the kill switch)
+        return json.loads(exc.read())
+    except (urllib.error.URLError, ConnectionError):
+        return None
+
+
+def command(*argv: str) -> int:
+    """An ``arbframe`` sub-command as the CLI runs it, in process (the test's log capture stays)."""
+    from arbframe.cli import build_parser
+
+    args = build_parser(argv[0]).parse_args(list(argv))
+    return int(args.handler(args))
+
+
+def test_hedge_and_unwind_both_refused_leave_a_residual_that_survives_a_restart(tmp_path: Path, venues: Any,
+                                                                                  caplog: Any, capsys: Any) -> None:
+    """Binance refuses every buy (the hedge retries its leg for ``hedge_timeout_seconds``) and Upbit refuses every
+    buy too, so the unwind (buying back on Upbit what its leg sold) cannot complete either: the entry ends short
+    on Upbit. The residual is recorded, exported and shown in ``/health``, trips the kill switch, blocks entries,
+    and a restarted service restores it before anything else; the fakes' balances equal the stored orders and the
+    net coin equals the residual. Flattened by hand on the venue and ``arbframe resume --flattened``: it is gone
+    and the next run trades."""
+    from arbframe.testing.redis_server import free_port
+
+    caplog.set_level("INFO")
+    fu, fb, start = venues
+    fb.inject("reject", 100_000, side="buy")
+    fu.inject("reject", 100_000, side="buy")
+    port = free_port()
+    health: list[Any] = []
+    result: list[int] = []
+    service = threading.Thread(target=lambda: result.append(run_kernel(
+        tmp_path, fu, fb, 40, interval=0.1, metrics_port=port, hedge_timeout_seconds=0.3)[0]))
+    service.start()
+    try:
+        def residual_in_health() -> bool:
+            report = http_json(f"http://127.0.0.1:{port}/health")
+            checks = {c["component"]: c for c in (report or {}).get("checks", [])}
+            execution = checks.get("execution", {})
+            if "BTC" in execution.get("details", {}).get("residual_exposure", ""):
+                health.append(execution)
+                return True
+            return False
+
+        wait_for(residual_in_health, "the residual in /health", 30)
+        metrics = urllib_text(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        service.join(60)
+    assert result == [0]
+    messages = messages_of(caplog)
+    line = hedge_line(messages)
+    assert ": unwound, hedged 0 of " in line and " residual -" in line and " BTC on upbit" in line, line
+    qty = D(line.split(" residual -")[1].split(" ")[0])
+    # the entry: 1,000,000 KRW / 148,000,000 = 0.0067567... BTC, down to Binance's 0.00001 lot: 0.00675, sold on
+    # Upbit at the decision VWAP: its best bid, the 148,000,000 mid less one price unit (1,000 KRW at this price)
+    krw = qty * 147_999_000
+    assert (qty, krw) == (D("0.00675"), D("998993.25")), (qty, krw)
+    orders = check(tmp_path, fu, fb, start, messages, residual=-qty)
+    assert sum(o.exchange == "upbit" and o.status.value == "rejected" for o in orders.values()) >= 2  # unwinds
+    # exported, alerted, blocking: the kill switch tripped on it and no entry followed
+    assert f"arbframe_residual_exposure_krw {float(krw)}" in metrics, metrics
+    assert health[0]["status"] == "ERROR" and health[0]["details"]["residual_exposure"] == \
+        "BTC -0.00675 (upbit -0.00675) = 998,993 KRW at 147999000"
+    assert any("kill switch tripped automatically: residual exposure 998,993 KRW" in m for m in messages)
+    assert len([m for m in messages if m.startswith("[BOT] ENTRY")]) == 1
+    record = yaml.safe_load((tmp_path / "data" / "control" / "residual.upbit-binance-BTC.json").read_text())
+    assert [(r["venue"], r["coin"], r["mark_krw"]) for r in record["residuals"]] == [("upbit", "-0.00675", "147999000")]
+
+    # a restart: the residual is known before the first tick, entries stay blocked (kill switch or not)
+    first = messages
+    caplog.clear()
+    assert command("resume", "--config", str(write_overlay(tmp_path, overlay(tmp_path, fu, fb)))) == 0
+    assert "residual exposure: 998,993 KRW (live.max_residual_krw=50000: entries blocked)" in capsys.readouterr().out
+    rc, kernel = run_kernel(tmp_path, fu, fb, 5, interval=0.1)
+    assert rc == 0
+    messages = messages_of(caplog)
+    recon = [m for m in messages if m.startswith("[RECON]")]
+    assert recon[0].startswith("[RECON] residual exposure BTC -0.00675 on upbit (short: buy 0.00675 there to flatten; "
+                               "-998,993 KRW at 147999000; hedge "), recon
+    assert any(m.startswith("[RECON] start-up reconciliation done: 0 hedge(s) settled; entries blocked: residual "
+                            "exposure 998,993 KRW") for m in recon), recon
+    assert kernel.registry.get_sample_value("arbframe_residual_exposure_krw") == float(krw)
+    assert kernel.registry.get_sample_value("arbframe_execution_entries_paused") == 1
+    assert not any(m.startswith("[BOT] ENTRY") for m in messages)
+    assert any("entry on BTC blocked: residual exposure 998,993 KRW" in m for m in messages), messages
+    check(tmp_path, fu, fb, start, first + messages, residual=-qty)
+
+    # flattened by hand (bought back on Upbit), then `arbframe resume --flattened`: gone; the next run trades
+    fu.clear()
+    fb.clear()
+    bought = fu.place_limit("BTC", "buy", 150_000_000, qty, "by-hand-1")
+    assert bought.filled_qty == qty
+    caplog.clear()
+    config = write_overlay(tmp_path, overlay(tmp_path, fu, fb))
+    assert command("resume", "--flattened", "--config", str(config)) == 0
+    assert "residual exposure cleared (flattened by hand): 998,993 KRW" in capsys.readouterr().out
+    rc, kernel = run_kernel(tmp_path, fu, fb, 3, interval=0.1)
+    assert rc == 0
+    messages = messages_of(caplog)
+    assert not any("residual exposure BTC" in m for m in messages if m.startswith("[RECON]"))
+    assert kernel.registry.get_sample_value("arbframe_residual_exposure_krw") == 0
+    assert any(m.startswith("[BOT] ENTRY kimchi BTC") for m in messages)
+
+
+def urllib_text(url: str) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return str(answer.read().decode())
+
+
+@pytest.mark.parametrize("venue", ["upbit", "binance"])
+def test_driver_gives_up_then_the_executor_looks_the_order_up_until_known(tmp_path: Path, venues: Any,
+                                                                           caplog: Any, venue: str) -> None:
+    """The executor's own ``unknown`` path: the order fills but its answer comes after the driver's timeout
+    (``accept_then_timeout``), and the venue's order look-up answers 503 six times (``unavailable`` on the look-up
+    path; Binance's order endpoint shares it with the POST, which ``skip=1`` lets pass). The driver's own two
+    look-ups fail, so it raises the taxonomy's ``OrderStatusUnknown``; the executor stores ``unknown`` and queries
+    by client id until the venue answers (four more failures, then ``filled``): one placement, never resent."""
+    caplog.set_level("INFO")
+    fu, fb, start = venues
+    fake = fu if venue == "upbit" else fb
+    fake.inject("accept_then_timeout", 1, delay=3.0)
+    if venue == "upbit":
+        fu.inject("unavailable", 6, path="/v1/order")
+        driver = {"order_lookup_attempts": 2, "order_lookup_delay_seconds": 0.01, "max_retries": 0}
+    else:
+        fb.inject("unavailable", 6, path="/api/v3/order", skip=1)
+        driver = {"order_lookup_attempts": 2, "order_lookup_interval_seconds": 0.01, "max_retries": 0}
+    cfg = overlay(tmp_path, fu, fb)
+    cfg[venue].update(driver)
+    kernel = kernel_for_run(RunOptions(mode="live", mock=False), [], extra_overrides=cfg)
+    assert asyncio.run(run_loop(kernel, RunOptions(mode="live", max_iterations=3, interval=0.2))) == 0
+    messages = messages_of(caplog)
+    orders = check(tmp_path, fu, fb, start, messages)
+    assert sorted(o.status.value for o in orders.values()) == ["filled", "filled"], messages
+    [cid] = fake.placements  # placed once; never resent
+    states = [r["status"] for r in order_rows(tmp_path) if r["client_order_id"] == cid]
+    assert states == ["sent", "unknown", "filled"], states
+    lookup = ("GET", "/v1/order") if venue == "upbit" else ("GET", "/api/v3/order")
+    assert fake.requests.count(lookup) == 7  # 2 by the driver, 5 by the executor: 6 answered 503, the 7th found it
+    ours = [m for m in messages if f"[{cid}]" in m]
+    assert ours[0].endswith(f"[{cid}]: sent")
+    assert f"[{cid}]: unknown (order_status_unknown: " in ours[1] and ours[1].endswith("looking it up by client id)")
+    retries = ours[2:-1]
+    assert [m for m in retries if "lookup failed (VenueUnavailable" in m and m.endswith("trying again")] == retries
+    assert len(retries) == 4 and f"[{cid}]: filled " in ours[-1], ours
+    assert ": filled, hedged" in hedge_line(messages)
+    assert kernel.registry.get_sample_value("arbframe_execution_unresolved_orders") == 0
+    assert kernel.registry.get_sample_value("arbframe_execution_orders_total",
+                                            {"exchange": venue, "status": "unknown"}) == 1

@@ -451,3 +451,58 @@ def test_status_in_mock_mode_marks_on_the_simulated_market(status_store: Path, c
     mark = doc["positions"][0]["mark"]
     assert mark["source"] == "simulated" and "not the running service's market state" in mark["detail"]
     assert doc["positions"][0]["unrealized_pnl_krw"] is not None and doc["fx"]["from"] == "fx source"
+
+
+def test_status_kill_and_resume_show_the_stored_residual_exposure_hand_computed(status_store: Path,
+                                                                                  capsys) -> None:
+    """A hedge left 0.01 BTC short on Upbit (valued at its decision VWAP 148,000,000) and another 0.004 BTC long
+    on Binance (at 150,000,000): BTC nets to -0.006 at the latest mark, 0.006 x 150,000,000 = 900,000 KRW, over
+    the default live.max_residual_krw of 50,000. A runner that no longer trades XRP left 100 XRP long on Upbit
+    (at 3,100: 310,000 KRW): shown, in the total (1,210,000), not in what blocks this book's entries.
+    ``resume`` keeps them; ``resume --flattened`` clears them."""
+    from arbframe_storage_csv.storage import CsvStorage
+
+    from arbframe.commands import status
+    from arbframe.execution.control import KillSwitch
+    from arbframe.execution.residual import Residual, ResidualStore
+
+    data = status_store.parent / "live"
+    store = ResidualStore(CsvStorage({"data_dir": str(data)}), "upbit", "binance", ["BTC"])
+    store.save("BTC", [Residual("p1", "open", "BTC", "upbit", D("-0.01"), D("148000000"), "2026-01-03T04:00:00+00:00"),
+                       Residual("p2", "open", "BTC", "binance", D("0.004"), D("150000000"),
+                                "2026-01-03T05:00:00+00:00")])
+    ResidualStore(CsvStorage({"data_dir": str(data)}), "upbit", "binance", ["XRP"]).save(
+        "XRP", [Residual("x1", "close", "XRP", "upbit", D("100"), D("3100"), "2026-01-02T04:00:00+00:00")])
+    doc = cli_json(capsys, "status", "-c", str(status_store), "--offline")
+    check_schema(doc, status.JSON_SCHEMA)
+    residual = doc["residual_exposure"]
+    assert (residual["total_krw"], residual["max_krw"], residual["blocks_entries"]) == ("1210000.000", "50000", True)
+    assert residual["symbols"] == {
+        "BTC": {"coin": "-0.006", "krw": "-900000.000", "mark_krw": "150000000", "in_book": True,
+                "venues": {"binance": "0.004", "upbit": "-0.01"}},
+        "XRP": {"coin": "100", "krw": "310000", "mark_krw": "3100", "in_book": False, "venues": {"upbit": "100"}}}
+    assert [r["position_id"] for r in residual["residuals"]] == ["p1", "p2", "x1"]
+    text = cli_text(capsys, "status", "-c", str(status_store), "--offline")
+    assert ("residual        1,210,000 KRW of max 50,000 KRW (OVER: new entries blocked); flattened by hand: "
+            "arbframe resume --flattened") in text
+    assert "                BTC -0.006 (binance +0.004, upbit -0.01) = 900,000 KRW at 150000000\n" in text
+    assert ("                XRP +100 (upbit +100) = 310,000 KRW at 3100 (not a symbol of this book: no runner of it "
+            "counts it)") in text
+
+    out = cli_text(capsys, "kill", "-c", str(status_store), "--status")
+    assert "residual exposure: 1,210,000 KRW (live.max_residual_krw=50000: entries blocked)" in out
+    assert "  XRP +100 (upbit +100) = 310,000 KRW at 3100 (not a symbol of this book)" in out
+    assert "BTC -0.01 on upbit (short: buy 0.01 there to flatten; -1,480,000 KRW at 148000000; hedge p1 open" in out
+    out = cli_text(capsys, "resume", "-c", str(status_store))
+    assert "once it is flattened by hand on the venue: arbframe resume --flattened" in out
+    assert len(store.load(every_symbol=True)) == 3
+    assert KillSwitch(CsvStorage({"data_dir": str(data)})).read().flattened == ()
+    out = cli_text(capsys, "resume", "-c", str(status_store), "--flattened")
+    assert "residual exposure cleared (flattened by hand): 1,210,000 KRW (live.max_residual_krw=50000)" in out
+    assert store.load(every_symbol=True) == []  # cleared in the store at once; a running runner drops them in a tick
+    assert KillSwitch(CsvStorage({"data_dir": str(data)})).read().flattened == ("p1:open", "p2:open", "x1:close")
+    doc = cli_json(capsys, "status", "-c", str(status_store), "--offline")
+    assert (doc["residual_exposure"]["total_krw"], doc["residual_exposure"]["residuals"]) == ("0", [])
+    assert "residual        none recorded (" in cli_text(capsys, "status", "-c", str(status_store), "--offline")
+    assert "residual exposure: none recorded (nothing to clear)" in cli_text(
+        capsys, "resume", "-c", str(status_store), "--flattened")

@@ -284,3 +284,29 @@ async def test_stream_rolls_over_without_a_gap_when_the_subscription_grows(fake_
     assert stream.latest("BTC") is not None and stream.latest("ETH") is not None
     await books.aclose()
     await stream.stop()
+
+
+async def test_stop_during_a_rollover_ends_the_stream(fake_ws) -> None:
+    """``stop()`` from the consumer of the replacement connection's first book: that book is published in the same
+    step that tells the rollover its replacement delivered, so the cancellation reaches the supervisor while its
+    ``wait_for`` already has a result (Python < 3.12 then returns the result and drops the cancellation). The
+    stream must still end; it used to carry on with the new connection, and ``stop()`` (so ``UpbitExchange.close()``)
+    hung until that connection died: a test calling ``FakeUpbit.step()`` by hand ran into it. The consumer awaits
+    the books directly (a ``wait_for`` around it would add the hops that hide the race); a guard cancels the
+    stream again after 10 s so a regression fails instead of hanging."""
+    stream = _stream(fake_ws, ping_interval=None, idle_timeout=30)
+    books = stream.books()
+    await books.__anext__()  # connection 1
+    stream.update(["ETH"])  # roll over to a connection for BTC and ETH
+    loop = asyncio.get_running_loop()
+    guard = loop.call_later(10, lambda: [t.cancel() for t in asyncio.all_tasks() if t.get_name() == "fake-stream"])
+    try:
+        await books.__anext__()  # the replacement's first book (connection 1 sends nothing more)
+        started = loop.time()
+        await stream.stop()
+        took = loop.time() - started
+    finally:
+        guard.cancel()
+    assert took < 5, f"stop() took {took:.1f}s: the stream went on after its cancellation"
+    assert not stream.running and fake_ws.connections == 2
+    await books.aclose()

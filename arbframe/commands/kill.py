@@ -2,15 +2,19 @@
 
 ``kill`` stops new entries on every runner sharing the store within one tick (and after restarts), cancels their
 open orders and, with ``--flatten``, closes every open position at its price bound. ``resume`` releases it (and
-takes the venues' current balances as the new baseline of the balance check). Both print the state they wrote;
-``kill --status`` only prints it. The storage is the one ``storage.backend`` selects, built without the CSV
-fallback: a kill that cannot reach the store fails (exit 1) instead of being written where no runner reads it.
+takes the venues' current balances as the new baseline of the balance check). Both print the state they wrote and
+the residual exposure recorded for the configured book (coin a hedge could neither complete nor unwind);
+``kill --status`` only prints them. ``resume --flattened`` says that residual was flattened by hand: the residuals
+it prints are cleared (in the store at once, in a running runner within one tick). The storage is the one
+``storage.backend`` selects, built without the CSV fallback: a kill that cannot reach the store fails (exit 1)
+instead of being written where no runner reads it.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from decimal import Decimal
 from typing import Any
 
 from arbframe.commands.options import add_common_options, plain_help
@@ -31,14 +35,24 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def add_resume_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser = sub.add_parser("resume", help="release the live kill switch", description=plain_help(__doc__))
     add_common_options(parser)
+    parser.add_argument("--flattened", action="store_true",
+                        help="the recorded residual exposure was flattened by hand on the venues: clear it")
     parser.set_defaults(handler=run_resume)
     return parser
 
 
 def switch(args: argparse.Namespace) -> tuple[Any, Any]:
     """(KillSwitch, storage driver) of the configured store."""
+    kill_switch, storage, _residuals, _config = _open(args)
+    return kill_switch, storage
+
+
+def _open(args: argparse.Namespace) -> tuple[Any, Any, Any, Any]:
+    """(KillSwitch, storage driver, ResidualStore of the configured book, config) of the configured store."""
     from arbframe.commands import load_kernel
     from arbframe.execution.control import KillSwitch
+    from arbframe.execution.residual import ResidualStore
+    from arbframe.kernel.book import book_from_config
 
     kernel = load_kernel(args)
     storage_cfg = kernel.config.get("storage") or {}
@@ -51,24 +65,65 @@ def switch(args: argparse.Namespace) -> tuple[Any, Any]:
     except Exception as exc:
         raise ArbframeError(f"storage {name!r} unavailable ({type(exc).__name__}: {exc}): the kill switch was not "
                             "written") from None
-    return KillSwitch(storage, kernel.context.data_dir), storage
+    book = book_from_config(kernel.config)
+    data_dir = kernel.context.data_dir
+    return (KillSwitch(storage, data_dir), storage,
+            ResidualStore(storage, book.domestic, book.foreign, book.symbols, data_dir), kernel.config)
 
 
 def _write(args: argparse.Namespace, action: str) -> int:
-    kill_switch, storage = switch(args)
+    from arbframe.execution.config import LiveConfig
+    from arbframe.execution.control import who
+    from arbframe.execution.residual import exposure, total_krw
+
+    kill_switch, storage, store, config = _open(args)
+    flattened = action == "resume" and bool(getattr(args, "flattened", False))
+    lines = []
     try:
-        if action == "status":
-            state = kill_switch.read()
-        elif action == "kill":
-            state = kill_switch.trip(args.reason or "operator", flatten=args.flatten)
-        else:
-            state = kill_switch.resume()
-    except Exception as exc:
-        raise ArbframeError(f"kill switch not {'read' if action == 'status' else 'written'} in {kill_switch.where}: "
-                            f"{type(exc).__name__}: {exc}") from None
+        try:
+            residuals = store.load(every_symbol=True)
+        except Exception as exc:
+            if flattened:
+                raise ArbframeError(f"residual exposure not read from {store.where}: {type(exc).__name__}: {exc}; "
+                                    "nothing was written") from None
+            residuals = None
+            lines.append(f"residual exposure could not be read from {store.where} ({type(exc).__name__}: {exc})")
+        try:
+            if action == "status":
+                state = kill_switch.read()
+            elif action == "kill":
+                state = kill_switch.trip(args.reason or "operator", flatten=args.flatten)
+            else:
+                state = kill_switch.resume(flattened=tuple(r.key for r in residuals or ()) if flattened else ())
+        except Exception as exc:
+            raise ArbframeError(f"kill switch not {'read' if action == 'status' else 'written'} in "
+                                f"{kill_switch.where}: {type(exc).__name__}: {exc}") from None
+        if residuals and flattened:
+            by = who()
+            for symbol in sorted({r.symbol for r in residuals}):
+                try:
+                    store.save(symbol, (), by=by, note=f"flattened by hand: arbframe resume --flattened by {by}")
+                except Exception as exc:  # the runner clears it from the kill switch record and stores that
+                    lines.append(f"residual record of {symbol} not cleared in {store.where} ({type(exc).__name__}: "
+                                 f"{exc}): the runner clears it at its next tick or start")
     finally:
         storage.close()
-    sys.stdout.write(f"{state.describe()} ({kill_switch.where})\n")
+    out = [f"{state.describe()} ({kill_switch.where})"]
+    if residuals:
+        limit = LiveConfig.from_config(config).max_residual_krw
+        total = total_krw(residuals)
+        blocked = total_krw(r for r in residuals if r.symbol in store.symbols) > limit  # as the runner counts
+        head = "residual exposure cleared (flattened by hand)" if flattened else "residual exposure"
+        out.append(f"{head}: {total.quantize(Decimal(1)):,} KRW (live.max_residual_krw={limit}"
+                   f"{': entries blocked' if blocked and not flattened else ''})")
+        out.extend(f"  {e.describe()}" + ("" if e.symbol in store.symbols else " (not a symbol of this book)")
+                   for e in exposure(residuals).values())
+        out.extend(f"    {r.describe()}" for r in residuals)
+        if not flattened:
+            out.append("  once it is flattened by hand on the venue: arbframe resume --flattened")
+    elif residuals is not None:
+        out.append("residual exposure: none recorded" + (" (nothing to clear)" if flattened else ""))
+    sys.stdout.write("\n".join(out + lines) + "\n")
     return 0
 
 

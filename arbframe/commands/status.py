@@ -1,6 +1,7 @@
 """``arbframe status [--json] [--offline] [--timeout SECONDS] [--mock | --no-mock]``: what the bot holds now.
 
-Prints the service's last tick (its heartbeat file, else the cache's heartbeat), the kill switch, the limits
+Prints the service's last tick (its heartbeat file, else the cache's heartbeat), the kill switch, the residual
+exposure live hedges left unhedged (as stored for the venue pair; docs/LIVE.md), the limits
 (daily loss limit against today's realized PnL, open positions, open notional, FX age), every open position
 with its unrealized PnL, the balances per venue and asset with their KRW value, equity and the realized totals.
 
@@ -76,6 +77,18 @@ JSON_SCHEMA = obj({
     "kill_switch": {"type": ["object", "null"],
                     "description": "the live kill switch as stored (arbframe kill / resume): killed, reason, flatten, "
                                    "ts, by, where; null only when it could not be read"},
+    "residual_exposure": {"oneOf": [{"type": "null"}, obj({
+        "total_krw": MONEY, "max_krw": MONEY, "blocks_entries": {"type": "boolean"}, "where": {"type": "string"},
+        "symbols": {"type": "object", "additionalProperties": obj({
+            "coin": MONEY, "krw": MONEY, "mark_krw": MONEY, "in_book": {"type": "boolean"},
+            "venues": {"type": "object", "additionalProperties": MONEY}})},
+        "residuals": {"type": "array", "items": obj({
+            "position_id": {"type": "string"}, "purpose": {"type": "string"}, "symbol": {"type": "string"},
+            "venue": {"type": "string"}, "coin": MONEY, "mark_krw": MONEY, "ts": {"type": "string"}})},
+    })], "description": "coin live hedges left unhedged, as stored for the venue pair (arbframe resume --flattened "
+                        "clears it): total_krw is the sum over symbols of |net coin x latest mark|; blocks_entries "
+                        "when that of the book's symbols (in_book) is over max_krw, as the runner counts it; null "
+                        "only when it could not be read"},
     "limits": obj({
         "daily_loss": obj({"limit_krw": MONEY_OR_NULL, "day": {"type": "string", "format": "date"},
                            "today_realized_krw": MONEY, "reached": {"type": "boolean"}}),
@@ -183,6 +196,8 @@ class StatusReport:
     #: The kill switch as stored (``arbframe kill`` / ``resume``; every runner on this store obeys it), with where it
     #: was read; None when the store could not answer.
     kill_switch: Mapping[str, Any] | None = None
+    #: The residual exposure stored for the book (:func:`residual_state`); None when the store could not answer.
+    residual_exposure: Mapping[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         p = self.prices
@@ -191,7 +206,7 @@ class StatusReport:
             "now": iso(self.now), "mode": self.mode, "mock": self.mock, "storage": self.storage,
             "storage_backend": self.storage_backend, "book": self.book, "timezone": self.timezone,
             "service": self.service,
-            "kill_switch": self.kill_switch, "limits": self.limits,
+            "kill_switch": self.kill_switch, "residual_exposure": self.residual_exposure, "limits": self.limits,
             "fx": None if p.fx is None else {"rate": dec(p.fx.rate), "source": p.fx.source, "from": p.fx_from,
                                              "as_of": iso(p.fx.ts), "age_seconds": _age(p.fx.ts, self.now)},
             "marks": {s: m.to_json(self.now) for s, m in sorted(p.marks.items())},
@@ -214,6 +229,31 @@ def kill_switch_state(storage: Storage, data_dir: Any) -> dict[str, Any] | None:
     if switch.last_read_failed:  # a fresh switch has no earlier state worth showing
         return None
     return {**asdict(state), "where": switch.where, "text": state.describe()}
+
+
+def residual_state(config: Mapping[str, Any], storage: Storage, data_dir: Any) -> dict[str, Any] | None:
+    """The residual exposure stored for the configured book, read as the runner restores it; None when the store
+    does not answer."""
+    from arbframe.execution.config import LiveConfig
+    from arbframe.execution.residual import ResidualStore, exposure, total_krw
+    from arbframe.kernel.book import book_from_config
+
+    book = book_from_config(config)
+    store = ResidualStore(storage, book.domestic, book.foreign, book.symbols, data_dir)
+    try:
+        residuals = store.load(every_symbol=True)  # also on symbols no longer traded: still unhedged
+    except Exception as exc:
+        log.warning("residual exposure could not be read from %s: %s: %s", store.where, type(exc).__name__, exc)
+        return None
+    limit = LiveConfig.from_config(config).max_residual_krw
+    total = total_krw(residuals)
+    book_total = total_krw(r for r in residuals if r.symbol in book.symbols)
+    return {"total_krw": dec(total), "max_krw": dec(limit), "blocks_entries": book_total > limit,
+            "where": store.where,
+            "symbols": {s: {"coin": dec(e.coin), "krw": dec(e.krw), "mark_krw": dec(e.mark_krw),
+                            "in_book": s in book.symbols, "venues": {v: dec(c) for v, c in sorted(e.venues.items())}}
+                        for s, e in exposure(residuals).items()},
+            "residuals": [r.as_dict() for r in residuals]}
 
 
 def _age(ts: datetime | None, now: datetime) -> float | None:
@@ -267,6 +307,7 @@ async def gather(kernel: Kernel, storage: Storage, *, offline: bool = False, tim
         balances = await gather_balances(engine, exchanges, prices, live=live, timeout=timeout)
         service = await asyncio.to_thread(service_state, config, cache, when)
         kill_switch = await asyncio.to_thread(kill_switch_state, storage, kernel.context.data_dir)
+        residual = await asyncio.to_thread(residual_state, config, storage, kernel.context.data_dir)
     finally:
         await _close_exchanges(exchanges)
         if cache is not None:
@@ -283,6 +324,7 @@ async def gather(kernel: Kernel, storage: Storage, *, offline: bool = False, tim
               "open_elsewhere": len(stored) - len(opened),
               "closed_elsewhere": 0 if loaded is None else len(loaded) - len(history or [])},
         storage_backend=storage.active_backend(), timezone=tz_name, service=service, kill_switch=kill_switch,
+        residual_exposure=residual,
         limits=limits(cfg, engine, opened, prices.fx, when),
         prices=prices,
         positions=[position_entry(p, marks.get(p.id), prices.marks.get(p.symbol), when)
@@ -645,10 +687,20 @@ def format_report(r: Mapping[str, Any]) -> list[str]:
     fx_text = "no FX rate" if fx is None else (
         f"{fx['rate']} ({fx['source'] or '?'}, read from {_FROM[fx['from']]}), {duration(fx['age_seconds'])} old")
     fx_limit = lim["fx_age"]
+    residual = r["residual_exposure"]
+    if residual is None:
+        residual_text = "could not be read"
+    elif not residual["residuals"]:
+        residual_text = f"none recorded ({residual['where']})"
+    else:
+        residual_text = (f"{krw(Decimal(residual['total_krw']))} KRW of max {krw(Decimal(residual['max_krw']))} KRW "
+                         f"({'OVER: new entries blocked' if residual['blocks_entries'] else 'under the limit'}); "
+                         "flattened by hand: arbframe resume --flattened")
     rows = [
         ("last tick", tick),
         ("kill switch", "could not be read" if r["kill_switch"] is None
                         else f"{r['kill_switch']['text']} ({r['kill_switch']['where']})"),
+        ("residual", residual_text),
         ("daily loss", loss),
         ("open positions", f"{lim['open_positions']['open']} of max {lim['open_positions']['max']} "
                            f"(max {lim['positions_per_symbol']['max']} per symbol)"),
@@ -656,7 +708,13 @@ def format_report(r: Mapping[str, Any]) -> list[str]:
         ("FX rate", fx_text + (f" (entries blocked past {fx_limit['max_seconds']:g}s)" if fx_limit["blocks_entries"]
                                and fx is not None else "")),
     ]
-    out.extend(f"{k:<16}{v}" for k, v in rows)
+    out.extend(f"{k:<16}{v}" for k, v in rows[:3])
+    for symbol, e in (residual or {}).get("symbols", {}).items():
+        where = ", ".join(f"{v} {Decimal(c):+f}" for v, c in e["venues"].items() if Decimal(c))
+        out.append(f"{'':<16}{symbol} {Decimal(e['coin']):+f} ({where or 'netted out'}) = "
+                   f"{krw(abs(Decimal(e['krw'])))} KRW at {e['mark_krw']}"
+                   + ("" if e["in_book"] else " (not a symbol of this book: no runner of it counts it)"))
+    out.extend(f"{k:<16}{v}" for k, v in rows[3:])
     out += ["", f"Open positions ({len(r['positions'])})"]
     if r["positions"]:
         out += table(("OPENED", "SYMBOL", "DIRECTION", "QTY", "AGE", "ENTRY", "UNREALIZED KRW", "MARK"), [

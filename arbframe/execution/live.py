@@ -201,6 +201,9 @@ class LiveExecutor(Executor):
         self.marks: dict[str, Decimal] = {}  # symbol -> KRW per coin (the decision's domestic VWAP)
         self.on_trip: Callable[[str], None] | None = None
         self.reconciler: Any = None  # set by arbframe.execution.reconcile.Reconciler
+        #: where residual exposure is kept (arbframe.execution.residual.ResidualStore; set by the runner)
+        self.residual_store: Any = None
+        self._residuals_unsaved: set[str] = set()  # symbols whose residual record could not be written yet
         self._background: set[asyncio.Task[Any]] = set()
 
     # ------------------------------------------------------------------------------------ Executor interface
@@ -264,8 +267,42 @@ class LiveExecutor(Executor):
         return self.risk.unresolved
 
     def settled(self, report: HedgeReport) -> None:
+        if report.residual:  # stored before the hedge counts as settled: a restart settles it again or finds it
+            self.save_residuals({report.symbol})
         if self.reconciler is not None:
             self.reconciler.mark_settled(report)
+
+    def save_residuals(self, symbols: set[str], *, note: str = "") -> bool:
+        """Write the residual records of ``symbols`` (and of any whose last write failed) now; False when one
+        failed (retried on the next change or tick)."""
+        pending, items = self._residuals_to_save(symbols)
+        self._residuals_unsaved |= self._write_residuals(pending, items, note)
+        return not self._residuals_unsaved
+
+    async def save_residuals_off_loop(self, symbols: set[str], *, note: str = "") -> bool:
+        """:meth:`save_residuals` with the writes in a thread (what is written is taken on the loop)."""
+        pending, items = self._residuals_to_save(symbols)
+        if pending:
+            self._residuals_unsaved |= await asyncio.to_thread(self._write_residuals, pending, items, note)
+        return not self._residuals_unsaved
+
+    def _residuals_to_save(self, symbols: set[str]) -> tuple[set[str], list[Any]]:
+        if self.residual_store is None:
+            return set(), []
+        pending, self._residuals_unsaved = self._residuals_unsaved | symbols, set()
+        return pending, list(self.risk.residuals.values())
+
+    def _write_residuals(self, symbols: set[str], items: list[Any], note: str) -> set[str]:
+        """The symbols whose record could not be written."""
+        store, failed = self.residual_store, set()
+        for symbol in sorted(symbols):
+            try:
+                store.save(symbol, items, by=self.instance_id, note=note)
+            except Exception as exc:
+                failed.add(symbol)
+                log.error("[EXEC] residual exposure of %s NOT stored in %s (%s: %s): retried; a restart before it "
+                          "is stored would not know it", symbol, store.where, type(exc).__name__, exc)
+        return failed
 
     def busy(self, symbol: str) -> bool:
         return self._busy.get(symbol, 0) > 0
@@ -319,14 +356,16 @@ class LiveExecutor(Executor):
         risk = self.risk
         details = {"killed": risk.killed_reason, "in_flight": self.in_flight, "unresolved_orders": risk.unresolved,
                    "residual_exposure_krw": str(risk.residual_krw), "consecutive_failures": risk.consecutive_failures,
-                   "drift": risk.drift, "dry_run": self.cfg.dry_run}
+                   "drift": risk.drift, "dry_run": self.cfg.dry_run, "residual_exposure": risk.residual_text()}
         if risk.killed_reason is not None:
             return HealthResult("execution", HealthStatus.ERROR, f"kill switch: {risk.killed_reason}", details)
         why = risk.pause_reason()
         if why is not None:
             return HealthResult("execution", HealthStatus.WARN, f"entries paused: {why}", details)
         mode = "dry run (test endpoints)" if self.cfg.dry_run else "live orders"
-        return HealthResult("execution", HealthStatus.OK, f"{mode}; {self.in_flight} hedge(s) in flight", details)
+        residual = f"; residual exposure {risk.residual_text()} (under live.max_residual_krw)" if risk.residuals else ""
+        return HealthResult("execution", HealthStatus.OK, f"{mode}; {self.in_flight} hedge(s) in flight{residual}",
+                            details)
 
     # ------------------------------------------------------------------------------------------ kill switch
     async def apply_kill(self, state: KillState) -> None:
@@ -342,12 +381,31 @@ class LiveExecutor(Executor):
         elif was is not None:
             self.risk.killed_reason = None
             self.risk.consecutive_failures = 0
-            if self.risk.residuals:  # the runbook: flatten the residual by hand, then resume
-                log.warning("[EXEC] residual exposure of %s KRW cleared by the resume (flattened by hand)",
-                            self.risk.residual_krw.quantize(Decimal(1)))
-                self.risk.residuals.clear()
             log.warning("[EXEC] kill switch released (%s): entries allowed again", state.by or "resume")
+            if self.risk.residuals and not set(self.risk.residuals) <= set(state.flattened):
+                log.warning("[EXEC] residual exposure still recorded: %s; %s", self.risk.residual_text(),
+                            "entries stay blocked while it is over live.max_residual_krw" if self.risk.residual_over()
+                            else "under live.max_residual_krw")
+        await self.apply_flattened(state)
         self.risk.publish()
+
+    async def apply_flattened(self, state: KillState) -> list[Any]:
+        """Drop the residuals ``arbframe resume --flattened`` named (flattened by hand) and store that; the ones
+        dropped (none once applied: the kill switch record keeps naming them)."""
+        if self._residuals_unsaved:
+            await self.save_residuals_off_loop(set())
+        if not state.flattened or not self.risk.residuals:
+            return []
+        cleared = self.risk.clear_residuals(state.flattened)
+        for r in cleared:
+            log.warning("[EXEC] residual exposure %s cleared: flattened by hand (arbframe resume --flattened, %s)",
+                        r.describe(), state.by or "?")
+        if cleared:
+            log.warning("[EXEC] residual exposure now %s KRW (%s)", f"{self.risk.residual_krw.quantize(Decimal(1)):,}",
+                        self.risk.residual_text())
+            await self.save_residuals_off_loop({r.symbol for r in cleared},
+                                               note=f"flattened by hand: arbframe resume --flattened by {state.by}")
+        return cleared
 
     def trip(self, reason: str) -> None:
         """Trip the kill switch automatically (stored, so every runner and a restart see it)."""
@@ -719,7 +777,11 @@ class LiveExecutor(Executor):
                 f"hedged {report.hedged_qty} of {plan.qty} ({d.venue.name} {d.filled - d.unwound}, {f.venue.name} "
                 f"{f.filled - f.unwound}){residual}")
         (log.info if report.status in ("filled", "rehearsed") else log.warning)(line)
-        trip = self.risk.after_hedge(report, self.marks.get(plan.symbol))
+        # the decision's domestic VWAP; a hedge the reconciliation settled has the domestic order's price bound
+        book = d.book
+        mid = (book.bids[0].price + book.asks[0].price) / 2 if book.bids and book.asks else None
+        mark = self.marks.get(plan.symbol) or d.vwap or report.domestic_price or mid
+        trip = self.risk.after_hedge(report, mark)
         if trip is not None:
             self.trip(trip)
         return report

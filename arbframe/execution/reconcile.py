@@ -13,6 +13,11 @@
    a close closes or shrinks its position).
 3. Balances are read from both venues; they are the baseline of the periodic check.
 
+Before step 1 the residual exposure recorded before the restart is read back (one line per hedge that left one,
+:mod:`arbframe.execution.residual`); above ``live.max_residual_krw`` it keeps entries blocked after the
+reconciliation until an operator flattens it by hand and runs ``arbframe resume --flattened``. A store that cannot
+say what is recorded keeps entries blocked (the exposure is unknown).
+
 **Every ``live.reconcile_interval_minutes``**: each venue's balances (free + locked) are compared with what the
 books say they should be (the baseline plus every hedge's balance changes since); a relative difference over
 ``live.max_balance_drift`` on any asset pauses entries until a later check finds them in line again (or
@@ -80,6 +85,8 @@ class Reconciler:
         """Steps 1-3 of the module docstring; returns the reports of the hedges it settled."""
         ex = self.ex
         ex.risk.reconciling = "reconciliation with the venues is running"
+        if not await self.restore_residuals():
+            return []
         since = ex.now() - timedelta(hours=ex.cfg.reconcile_lookback_hours)
         try:
             rows = await asyncio.to_thread(ex.storage.load_orders, since)
@@ -100,8 +107,49 @@ class Reconciler:
         await self.refresh_balances(baseline=True)
         ex.risk.reconciling = None
         ex.risk.publish()
-        log.info("[RECON] start-up reconciliation done: %d hedge(s) settled; entries allowed", len(reports))
+        if ex.risk.residual_over():
+            log.warning("[RECON] start-up reconciliation done: %d hedge(s) settled; entries blocked: %s", len(reports),
+                        ex.risk.residual_reason())
+        else:
+            residual = f"; residual exposure {ex.risk.residual_text()}" if ex.risk.residuals else ""
+            log.info("[RECON] start-up reconciliation done: %d hedge(s) settled%s; entries allowed", len(reports),
+                     residual)
         return reports
+
+    async def restore_residuals(self) -> bool:
+        """The residual exposure recorded before the restart, into the risk guard (one line each); False (entries
+        blocked) when the store does not answer."""
+        ex = self.ex
+        store = ex.residual_store
+        if store is None:
+            return True
+        try:
+            found = await asyncio.to_thread(store.load)
+        except Exception as exc:
+            log.error("[RECON] residual exposure could not be read from %s (%s: %s): entries stay blocked",
+                      store.where, type(exc).__name__, exc)
+            ex.risk.reconciling = f"residual exposure could not be read ({type(exc).__name__}); restart when the " \
+                                  "storage is back"
+            return False
+        ex.risk.restore_residuals(found)
+        for r in found:
+            log.warning("[RECON] residual exposure %s: recorded before the restart; flatten it by hand, then "
+                        "arbframe resume --flattened", r.describe())
+        try:
+            elsewhere = [r for r in await asyncio.to_thread(store.load, every_symbol=True) if r not in found]
+        except Exception:  # the book's own were read: the others only inform
+            elsewhere = []
+        for r in elsewhere:
+            log.warning("[RECON] residual exposure %s: on a symbol this runner does not trade (not counted here; a "
+                        "runner trading it restores it); flatten it by hand, then arbframe resume --flattened",
+                        r.describe())
+        if found:
+            log.warning("[RECON] residual exposure restored: %s KRW (%s); live.max_residual_krw=%s",
+                        f"{ex.risk.residual_krw.quantize(Decimal(1)):,}", ex.risk.residual_text(),
+                        ex.cfg.max_residual_krw)
+        if ex.kill_switch is not None:  # flattened by hand while no runner was running
+            await ex.apply_flattened(ex.kill_switch.state)
+        return True
 
     async def _settle_orders(self, rows: list[Order]) -> list[HedgeReport]:
         ex = self.ex

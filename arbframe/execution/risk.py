@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from arbframe.core.models import ZERO, Side
 from arbframe.execution.base import HedgeReport
 from arbframe.execution.config import LiveConfig
+from arbframe.execution.residual import Residual, exposure, total_krw
 
 _families: weakref.WeakKeyDictionary[CollectorRegistry, ExecutionMetrics] = weakref.WeakKeyDictionary()
 _NAN = float("nan")
@@ -85,26 +86,6 @@ class ExecutionMetrics:
         )
 
 
-@dataclass
-class Residual:
-    """Coin a hedge left unhedged: ``coin`` > 0 held too much (long), < 0 too little, on ``venue``."""
-
-    position_id: str
-    symbol: str
-    venue: str
-    coin: Decimal
-    krw: Decimal
-
-    def as_dict(self) -> dict[str, str]:
-        return {"position_id": self.position_id, "symbol": self.symbol, "venue": self.venue,
-                "coin": format(self.coin, "f"), "krw": format(self.krw, "f")}
-
-    @classmethod
-    def from_dict(cls, value: Mapping[str, Any]) -> Residual:
-        return cls(str(value["position_id"]), str(value["symbol"]), str(value["venue"]),
-                   Decimal(str(value["coin"])), Decimal(str(value["krw"])))
-
-
 class RiskGuard:
     """Entry checks and failure counting of live execution (see the module docstring)."""
 
@@ -113,6 +94,7 @@ class RiskGuard:
         self.limits = cfg.limits
         self.metrics = metrics
         self.consecutive_failures = 0
+        #: ``Residual.key`` -> the coin a hedge left unhedged (:mod:`arbframe.execution.residual`)
         self.residuals: dict[str, Residual] = {}
         self.drift: str | None = None  # why the last balance check paused entries
         self.unresolved = 0
@@ -155,7 +137,33 @@ class RiskGuard:
 
     @property
     def residual_krw(self) -> Decimal:
-        return sum((abs(r.krw) for r in self.residuals.values()), ZERO)
+        """Per symbol |net coin x its latest mark|, summed (:func:`arbframe.execution.residual.total_krw`)."""
+        return total_krw(self.residuals.values())
+
+    def residual_over(self) -> bool:
+        return self.residual_krw > self.cfg.max_residual_krw
+
+    def residual_reason(self) -> str:
+        return (f"residual exposure {self.residual_krw.quantize(Decimal(1)):,} KRW ({self.residual_text()}) over "
+                f"live.max_residual_krw={self.cfg.max_residual_krw}")
+
+    def residual_text(self) -> str:
+        """One line: each symbol's net residual, where it sits and its KRW value; "none"."""
+        parts = [e.describe() for e in exposure(self.residuals.values()).values()]
+        return "; ".join(parts) if parts else "none"
+
+    def restore_residuals(self, residuals: Iterable[Residual]) -> None:
+        """The residuals recorded before a restart (replacing none held in memory)."""
+        for r in residuals:
+            self.residuals.setdefault(r.key, r)
+        self.publish()
+
+    def clear_residuals(self, keys: Iterable[str]) -> list[Residual]:
+        """Drop the residuals an operator flattened by hand (``arbframe resume --flattened``); the ones dropped."""
+        cleared = [self.residuals.pop(k) for k in keys if k in self.residuals]
+        if cleared:
+            self.publish()
+        return cleared
 
     # ---------------------------------------------------------------------------------------------- checks
     def pause_reason(self) -> str | None:
@@ -168,9 +176,8 @@ class RiskGuard:
             return f"{self.unresolved} order(s) with an unknown outcome: entries wait until they are known"
         if self.drift is not None:
             return f"balance drift: {self.drift}"
-        if self.residual_krw > self.cfg.max_residual_krw:
-            return (f"residual exposure {self.residual_krw.quantize(Decimal(1))} KRW over live.max_residual_krw="
-                    f"{self.cfg.max_residual_krw}")
+        if self.residual_over():
+            return self.residual_reason()
         limit = self.limits.max_consecutive_failures
         if limit is not None and self.consecutive_failures >= limit:
             return f"{self.consecutive_failures} consecutive execution failures (max {limit})"
@@ -212,14 +219,18 @@ class RiskGuard:
 
     # -------------------------------------------------------------------------------------------- outcomes
     def after_hedge(self, report: HedgeReport, mark_krw: Decimal | None) -> str | None:
-        """Count the hedge's outcome; the reason the kill switch must trip now, or None."""
+        """Count the hedge's outcome and record its residual (valued at ``mark_krw``, KRW per coin); the reason
+        the kill switch must trip now, or None."""
         failed = (report.status in ("unwound", "unresolved") or (report.status == "rejected" and bool(report.orders))
                   or report.residual != 0)
-        if report.residual and mark_krw is not None:
-            held = self.residuals.get(report.position_id)
+        if report.residual:
+            key = f"{report.position_id}:{report.purpose}"
+            held = self.residuals.get(key)
             coin = report.residual + (held.coin if held is not None else ZERO)
-            self.residuals[report.position_id] = Residual(report.position_id, report.symbol, report.residual_venue,
-                                                          coin, coin * mark_krw)
+            when = (report.finished_at or report.requested_at).isoformat()
+            self.residuals[key] = Residual(report.position_id, report.purpose, report.symbol, report.residual_venue,
+                                           coin, mark_krw.normalize() if mark_krw is not None else ZERO,
+                                           held.ts if held is not None else when)
         self.consecutive_failures = self.consecutive_failures + 1 if failed else 0
         if self.metrics is not None:
             self.metrics.hedges.labels(purpose=report.purpose, status=report.status).inc()
@@ -227,9 +238,8 @@ class RiskGuard:
         limit = self.limits.max_consecutive_failures
         if limit is not None and self.consecutive_failures >= limit:
             return f"{self.consecutive_failures} consecutive execution failures (live.limits.max_consecutive_failures)"
-        if self.residual_krw > self.cfg.max_residual_krw:
-            return (f"residual exposure {self.residual_krw.quantize(Decimal(1))} KRW over live.max_residual_krw="
-                    f"{self.cfg.max_residual_krw}")
+        if report.residual and self.residual_over():  # this hedge left coin unhedged, and the total is too much
+            return self.residual_reason()
         return None
 
     def daily_loss_trip(self, daily_realized_krw: Decimal, fallback_limit: Decimal | None) -> str | None:

@@ -139,8 +139,9 @@ class Storage(Driver):
         return None
 
     def read_control(self, name: str) -> dict[str, Any] | None:
-        """A small control record shared by every runner on this store (the kill switch), None when never
-        written. Optional: the default raises ``NotImplementedError`` and the kernel keeps it in a local file."""
+        """A small control record shared by every runner on this store (the kill switch, the residual exposure
+        of live hedges, ...), None when never written. Names are ``[A-Za-z0-9_.+-]``. Optional: the default raises
+        ``NotImplementedError`` and the kernel keeps them in local files."""
         raise NotImplementedError
 
     def write_control(self, name: str, value: Mapping[str, Any]) -> None:

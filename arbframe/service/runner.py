@@ -117,6 +117,7 @@ class TradingService:
         self.kill_switch: Any = None
         self.flatten_due = False
         self._kill_read_failed = False
+        self._resume_seen: str | None = None  # the ts of the released kill switch state last taken
 
     @property
     def simulated(self) -> bool:
@@ -253,6 +254,7 @@ class TradingService:
         from arbframe.execution.control import KillSwitch
         from arbframe.execution.live import LiveExecutor, Venue
         from arbframe.execution.reconcile import Reconciler
+        from arbframe.execution.residual import ResidualStore
         from arbframe.kernel.interfaces import Trading
 
         live_cfg = LiveConfig.from_config(self.config)
@@ -273,6 +275,8 @@ class TradingService:
         self.executor = LiveExecutor(venues, domestic=self.cfg.domestic, foreign=self.cfg.foreign,
                                      storage=self.storage, cfg=live_cfg, ids=self.ids, kill_switch=self.kill_switch,
                                      registry=self.kernel.registry, instance_id=self.book.instance_id)
+        self.executor.residual_store = ResidualStore(self.storage, self.cfg.domestic, self.cfg.foreign,
+                                                     self.book.symbols, self.kernel.context.data_dir)
         self.reconciler = Reconciler(self.executor)
         self.kernel.register(self.executor, "service:execution")
         log.warning("[BOT] LIVE MODE: orders on %s and %s, IOC at VWAP + %s bps%s", self.cfg.domestic,
@@ -302,14 +306,20 @@ class TradingService:
 
     async def before_tick(self) -> None:
         """Live: take the kill switch (effective this tick), trip it on the daily loss limit, rebaseline the
-        balances after ``arbframe resume``."""
+        balances after ``arbframe resume`` (one that released the switch, or a new one while it was not tripped:
+        after a balance drift, or ``--flattened`` after trading a residual back by hand)."""
         executor = self.executor
         if executor is None:
             return
         state = await self._read_kill()
         was = executor.killed
         await executor.apply_kill(state)
-        if was and not state.killed and self.reconciler is not None:
+        fresh = not (self._kill_read_failed or self.kill_switch.last_read_failed)  # not the last state kept
+        resumed = not state.killed and (was or (fresh and self._resume_seen is not None
+                                                and state.ts != self._resume_seen))
+        if fresh and not state.killed:
+            self._resume_seen = state.ts
+        if resumed and self.reconciler is not None:
             await self.reconciler.refresh_balances(baseline=True)
         self.flatten_due = state.killed and state.flatten
         if self.engine is not None and not executor.killed:

@@ -23,6 +23,7 @@ from arbframe.execution.config import LiveConfig
 from arbframe.execution.control import KillSwitch
 from arbframe.execution.live import LiveExecutor, Venue
 from arbframe.execution.orders import latest_states, order_changes
+from arbframe.execution.residual import ResidualStore
 from arbframe.testing.fake_venue import FakeVenue
 from arbframe.testing.venue_trading import FakeVenueExchange
 
@@ -71,13 +72,16 @@ class LivePair:
     storage: Any
     start: dict[tuple[str, str], Decimal] = field(default_factory=dict)
 
-    def restart(self, **cfg: Any) -> LiveExecutor:
+    def restart(self, *, registry: Any = None, **cfg: Any) -> LiveExecutor:
         """A new executor over the same venues and storage, as a restarted process builds it (nothing carried
-        over in memory); run a :class:`~arbframe.execution.reconcile.Reconciler` on it before trading."""
+        over in memory; its metrics in ``registry``); run a :class:`~arbframe.execution.reconcile.Reconciler` on it
+        before trading."""
         old = self.executor
         config = LiveConfig(**{**FAST, **cfg}) if cfg else old.cfg
         self.executor = LiveExecutor(old.venues, domestic="upbit", foreign="binance", storage=self.storage,
-                                     cfg=config, ids=IdGenerator(12), kill_switch=old.kill_switch)
+                                     cfg=config, ids=IdGenerator(12), kill_switch=old.kill_switch,
+                                     registry=registry)
+        self.executor.residual_store = old.residual_store
         return self.executor
 
     @property
@@ -160,6 +164,7 @@ def live_pair(*, storage: Any = None, registry: Any = None, upbit_balances: dict
     executor = LiveExecutor(venues, domestic="upbit", foreign="binance", storage=storage, cfg=config,
                             ids=IdGenerator(11), registry=registry,
                             kill_switch=KillSwitch(storage, data_dir) if kill_switch else None)
+    executor.residual_store = ResidualStore(storage, "upbit", "binance", ["BTC"], data_dir)
     executor.risk.reconciling = None  # tests that reconcile build a Reconciler themselves
     pair = LivePair(upbit, binance, up, bn, executor, storage)
     pair.start = pair.balances()

@@ -257,14 +257,19 @@ class BookStream:
             await asyncio.sleep(delay)
 
     async def _run(self, ws: Any, conn: int) -> bool:
-        """Pump ``ws``, rolling over to fresh connections as they age; True if any book arrived."""
+        """Pump ``ws``, rolling over to fresh connections as they age; True if any book arrived.
+
+        :meth:`stop` cancels the task running this, and also sets ``_stopping``, checked after every step: before
+        Python 3.12 ``asyncio.wait_for`` returns its result and drops a cancellation that arrives once the awaited
+        thing is done (here: a stop from the consumer of the replacement connection's first book), and the loop
+        would go on with the new connection while ``stop()`` waits for it."""
         loop = asyncio.get_running_loop()
         got = asyncio.Event()
         reader = loop.create_task(self._read(ws, conn, got))
         delivered = False
         opened = time.monotonic()
         try:
-            while True:
+            while not self._stopping:
                 assert self._roll is not None
                 max_age = self.settings.max_age
                 until = None if max_age is None else max(0.0, max_age - (time.monotonic() - opened))
@@ -290,6 +295,9 @@ class BookStream:
                 new_reader = loop.create_task(self._read(new_ws, new_conn, new_got))
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(new_got.wait(), self.settings.rollover_timeout)
+                if self._stopping:  # (a cancellation wait_for dropped)
+                    await _retire(new_ws, new_reader)
+                    break
                 if not new_got.is_set():
                     log.warning("%s stream: replacement connection sent nothing; keeping the old one", self.exchange)
                     await _retire(new_ws, new_reader)
@@ -299,6 +307,7 @@ class BookStream:
                 ws, conn, reader, got, opened = new_ws, new_conn, new_reader, new_got, time.monotonic()
                 self.rollovers += 1
                 delivered = True
+            return delivered
         finally:
             await _retire(ws, reader)
 
@@ -367,8 +376,9 @@ async def _retire(ws: Any, reader: asyncio.Task[None]) -> None:
         await ws.close()
     if not reader.done():
         reader.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await reader
+        await asyncio.wait({reader})  # the reader's own cancellation stays in it; a stop() of ours propagates
+    if not reader.cancelled():
+        reader.exception()  # retrieved: it ended with the connection
 
 
 def _has_loop() -> bool:

@@ -52,3 +52,25 @@ def test_control_records_fail_loudly_when_the_database_is_away(open_storage, pg)
     finally:
         pg.start()
     assert storage.read_control("kill_switch") == {"killed": True}  # reconnects once the database is back
+
+
+def test_residual_exposure_is_kept_per_book_symbol_in_the_control_table(open_storage) -> None:
+    """The residual exposure a live hedge left (arbframe.execution.residual) survives a restart and is read by every
+    host on the schema: one control row per (venue pair, symbol), no schema change."""
+    from arbframe.execution.control import KillSwitch
+    from arbframe.execution.residual import Residual, ResidualStore
+
+    one, two = open_storage(), open_storage()  # the runner, and a command or a runner on another host
+    btc = Residual("p1", "open", "BTC", "upbit", Decimal("-0.00675"), Decimal("147999000"), "2026-01-03T04:00:00+00:00")
+    ResidualStore(one, "upbit", "binance", ["BTC", "ETH"]).save("BTC", [btc], by="bot-a")
+    assert ResidualStore(two, "upbit", "binance", ["BTC", "ETH"]).load() == [btc]
+    assert ResidualStore(two, "upbit", "binance", ["ETH"]).load() == []
+    row = two.read_control("residual.upbit-binance-BTC")
+    assert row["residuals"][0]["coin"] == "-0.00675" and row["by"] == "bot-a"
+    # `arbframe resume --flattened` names what was flattened in the kill switch row; the record is emptied
+    KillSwitch(two).resume(by="ops", flattened=(btc.key,))
+    ResidualStore(two, "upbit", "binance", ["BTC"]).save("BTC", [], note="flattened by hand")
+    one.close()
+    restarted = open_storage()
+    assert KillSwitch(restarted).read().flattened == ("p1:open",)
+    assert ResidualStore(restarted, "upbit", "binance", ["BTC"]).load() == []
