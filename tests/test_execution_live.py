@@ -78,6 +78,9 @@ async def test_one_leg_always_rejected_is_unwound(caplog) -> None:
     assert pair.executor.risk.consecutive_failures == 1
     assert any("leg risk" in r.getMessage() for r in caplog.records)
     assert any("unwinding" in r.getMessage() for r in caplog.records)
+    # the summary line reads as plain decimals (upbit sold Q and bought Q back: Q - Q), never "0E-2"
+    summary = [r.getMessage() for r in caplog.records if ": unwound, hedged " in r.getMessage()]
+    assert summary and "hedged 0.00 of 0.01 (upbit 0.00, binance 0)" in summary[-1], summary
     pair.check(caplog)
 
 

@@ -772,10 +772,11 @@ class LiveExecutor(Executor):
             wallet = self.wallets.get(venue)
             if wallet is not None:
                 wallet.balances[asset] = wallet.get(asset) + amount
-        residual = f" residual {report.residual} {plan.symbol} on {report.residual_venue}" if report.residual else ""
+        # ":f": plain decimal text whatever the exponent arithmetic left ("0", not "0E+3")
+        residual = f" residual {report.residual:f} {plan.symbol} on {report.residual_venue}" if report.residual else ""
         line = (f"[EXEC] {plan.purpose} {plan.direction.value} {plan.symbol} {plan.position_id}: {report.status}, "
-                f"hedged {report.hedged_qty} of {plan.qty} ({d.venue.name} {d.filled - d.unwound}, {f.venue.name} "
-                f"{f.filled - f.unwound}){residual}")
+                f"hedged {report.hedged_qty:f} of {plan.qty:f} ({d.venue.name} {d.filled - d.unwound:f}, "
+                f"{f.venue.name} {f.filled - f.unwound:f}){residual}")
         (log.info if report.status in ("filled", "rehearsed") else log.warning)(line)
         # the decision's domestic VWAP; a hedge the reconciliation settled has the domestic order's price bound
         book = d.book

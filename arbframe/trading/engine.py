@@ -871,8 +871,8 @@ class Engine:
                              report.domestic_price or ZERO, report.foreign_price or ZERO, changes, fees_krw, snap,
                              result, net_premium=pending.net_premium if pending is not None else None)
                 if report.status != "filled":
-                    self._error(result, "execution", f"entry on {symbol} hedged {report.hedged_qty} of "
-                                f"{report.qty} ({report.status}): {report.reason}", kind="execution")
+                    self._error(result, "execution", f"entry on {symbol} hedged {report.hedged_qty:f} of "
+                                f"{report.qty:f} ({report.status}): {report.reason}", kind="execution")
             elif changes:
                 self._cost_position(report, report.position_id, ts, rate, changes, fees_krw, snap, result)
             else:
