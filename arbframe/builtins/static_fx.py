@@ -22,18 +22,10 @@ class StaticFxSource(FxSource):
         clock: Callable[[], datetime] = utcnow,
         ids: Callable[[], str] = new_id,
     ) -> None:
+        # ``fx.static_rate``: a kernel key (builtins.trading.FX_SCHEMA) the kernel hands every FX source beside its own
         self.rate = Decimal(str(section.get("static_rate", "1350.0")))
         self._clock = clock
         self._ids = ids
-
-    @classmethod
-    def config_schema(cls) -> dict[str, Any]:
-        return {
-            "type": "object",
-            "properties": {
-                "static_rate": {"type": "number", "exclusiveMinimum": 0, "description": "USD/KRW for `static`"},
-            },
-        }
 
     async def fetch(self) -> FxRate:
         return FxRate(id=self._ids(), ts=self._clock(), rate=self.rate, source="static")

@@ -78,6 +78,8 @@ FX_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "max_age_seconds": {**_POS, "description": "an FX rate older than this blocks new entries"},
+        # the builtin `static` source's rate: a kernel key of the shared `fx` section (the seed's fx_mode=static)
+        "static_rate": {**_POS, "description": "USD/KRW of the `static` FX source"},
     },
 }
 

@@ -49,13 +49,12 @@ def show(args: argparse.Namespace) -> int:
 
 
 def schema(args: argparse.Namespace) -> int:
-    from arbframe.kernel.config import compose_schema, load_config
-    from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed_names
+    from arbframe.kernel.config import compose_schema, load_config, top_level_driver_sections
     from arbframe.kernel.plugin_host import Kernel, all_fragments
 
     kernel = Kernel(load_config(args.configs, check_installed=False))  # the schema needs no driver
     print(json.dumps(
-        compose_schema(all_fragments(kernel), extra_sections=installed_names(DRIVER_GROUPS["exchange"])),
+        compose_schema(all_fragments(kernel), extra_sections=top_level_driver_sections()),
         indent=2, default=str,
     ))
     return 0

@@ -472,8 +472,7 @@ def config_schema() -> dict[str, Any]:
     and ``arbframe.plugins`` modules contribute; drivers' own sections are left out (they load with the driver).
 
     For tools that check a key path or a value range before they use it (``arbframe optimize``)."""
-    return compose_schema(_module_fragments(), extra_sections=[*installed_names(DRIVER_GROUPS["exchange"]),
-                                                                *default_sections()])
+    return compose_schema(_module_fragments(), extra_sections=[*top_level_driver_sections(), *default_sections()])
 
 
 def check_config(config: Mapping[str, Any], schema: Mapping[str, Any] | None = None) -> None:
@@ -502,7 +501,7 @@ def validate_kernel(
 ) -> None:
     """Pass 1: kernel and module schemas; every selected driver installed (metadata only)."""
 
-    exchange_sections = [*installed_names(DRIVER_GROUPS["exchange"]), *default_sections()]
+    exchange_sections = [*top_level_driver_sections(), *default_sections()]
     schema = compose_schema(fragments, extra_sections=exchange_sections)
     _check_finite(config, sources)
     _validate(config, schema, sources)
@@ -590,8 +589,7 @@ def _is_number(value: Any) -> TypeGuard[int | float]:
 def validate_full(config: Mapping[str, Any], fragments: Mapping[str, Mapping[str, Any]]) -> None:
     """Pass 2: everything, including the selected drivers' own sections."""
 
-    schema = compose_schema(fragments, extra_sections=[*installed_names(DRIVER_GROUPS["exchange"]),
-                                                       *default_sections()])
+    schema = compose_schema(fragments, extra_sections=[*top_level_driver_sections(), *default_sections()])
     _validate(config, schema, ())
 
 
@@ -607,14 +605,36 @@ def default_sections() -> list[str]:
 _DEFAULT_SECTIONS: list[str] | None = None
 
 
+#: where each kind's driver sections live. One rule: a driver's section is named after the driver (its entry-point
+#: name, the value that selects it), inside its kind's namespace: the top level for exchanges and caches (the seed's
+#: ``upbit:``, ``redis:``), ``storage.`` for storage (the seed's ``storage.postgres``), ``fx.`` for FX sources
+#: (``fx.forex``)
+SECTION_NAMESPACES: dict[str, str] = {"exchange": "", "cache": "", "storage": "storage.", "fx": "fx."}
+
+
 def driver_section_path(kind: str, name: str) -> str:
-    if kind == "storage":
-        return f"storage.{name}"
-    if kind == "cache":
-        return "redis" if name == "redis" else "cache"
+    """The dotted config path of driver ``name``'s own section (see :data:`SECTION_NAMESPACES`)."""
+    return SECTION_NAMESPACES.get(kind, "") + name
+
+
+def driver_section(config: Mapping[str, Any], kind: str, name: str) -> dict[str, Any]:
+    """Driver ``name``'s own section of ``config`` (empty when absent).
+
+    An FX source also sees the kernel's shared ``fx`` keys beside its own (its own win): FX plugins written before
+    the one-rule layout read their keys from the whole ``fx`` mapping, and keep working."""
+    node: Any = config
+    for part in driver_section_path(kind, name).split("."):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    own = dict(node) if isinstance(node, Mapping) else {}
     if kind == "fx":
-        return "fx"
-    return name
+        return {**(config.get("fx") or {}), **own}
+    return own
+
+
+def top_level_driver_sections() -> list[str]:
+    """Top-level sections an installed driver may own (exchanges, caches): allowed before the driver is loaded."""
+    return [name for kind, space in SECTION_NAMESPACES.items() if not space
+            for name in installed_names(DRIVER_GROUPS[kind])]
 
 
 #: schema keyword of an object section, ``{"key": "other_key", ...}``: each key's value (or its schema default) must

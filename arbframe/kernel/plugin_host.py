@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from arbframe.core.errors import ArbframeError, DriverLoadError, DriverNotInstalled
 from arbframe.core.secrets import mask_url, scrub
-from arbframe.kernel.config import cache_backend, driver_section_path, fx_source_name, selected_drivers, validate_full
+from arbframe.kernel.config import (
+    cache_backend,
+    driver_section,
+    driver_section_path,
+    fx_source_name,
+    selected_drivers,
+    validate_full,
+)
 from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed, installed_names
 from arbframe.kernel.interfaces import HealthCheck, PluginContext
 from arbframe.kernel.loader import (
@@ -158,9 +165,9 @@ class Kernel:
 
     def load_cache(self) -> Cache:
         name = cache_backend(self.config)
-        section = self.config.get("redis", {}) if name == "redis" else self.config.get("cache", {})
+        section = driver_section(self.config, "cache", name)
         try:
-            return self.build_driver("cache", name, section, "redis.enabled" if name == "redis" else "cache")
+            return self.build_driver("cache", name, section, "redis.enabled" if name == "redis" else "cache.backend")
         except DriverLoadError as exc:
             # seed D2: a missing redis-py (or broken cache plugin) must not stop the service
             log.warning("cache %r unavailable (%s); using the in-memory cache", name, exc)
@@ -188,8 +195,8 @@ class Kernel:
         return self.build_driver("exchange", name, self.config.get(name, {}), where)
 
     def load_fx_source(self) -> FxSource:
-        fx = self.config.get("fx", {})
-        return self.build_driver("fx", fx_source_name(self.config), fx, "fx.source")
+        name = fx_source_name(self.config)
+        return self.build_driver("fx", name, driver_section(self.config, "fx", name), "fx.source")
 
     # ---------------------------------------------------------------------------------------------- hooks
     def call_isolated(self, impl: Any, hook_name: str, **kwargs: Any) -> Any:

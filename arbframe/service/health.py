@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from arbframe.core.mappings import section
 from arbframe.core.models import utcnow
 from arbframe.core.secrets import scrub
+from arbframe.kernel.config import driver_section, fx_source_name
 from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed_names
 from arbframe.kernel.interfaces import Cache, FxSource, HealthCheck, HealthResult, HealthStatus
 
@@ -559,9 +560,9 @@ def checks_from_kernel(kernel: Kernel, *, build_timeout: float = 0.8) -> tuple[l
 
     storage = section(config, "storage")
     backend = str(storage.get("backend", "csv"))
-    build("storage", "csv", section(storage, "csv"), "storage.backend")
+    build("storage", "csv", driver_section(config, "storage", "csv"), "storage.backend")
     if backend not in ("csv", "hybrid"):
-        build("storage", backend, section(storage, backend), "storage.backend")
+        build("storage", backend, driver_section(config, "storage", backend), "storage.backend")
 
     cache = None
     try:
@@ -582,12 +583,10 @@ def checks_from_kernel(kernel: Kernel, *, build_timeout: float = 0.8) -> tuple[l
                                                                                  role=role))
             built.append(venue)
             continue
-        build("exchange", str(name), section(config, str(name)), f"arbitrage.{role}")
+        build("exchange", str(name), driver_section(config, "exchange", str(name)), f"arbitrage.{role}")
 
-    from arbframe.kernel.config import fx_source_name
-
-    fx = section(config, "fx")
-    fx_source = build("fx", fx_source_name(config), fx, "fx.source")
+    fx_name = fx_source_name(config)
+    fx_source = build("fx", fx_name, driver_section(config, "fx", fx_name), "fx.source")
 
     checks = kernel.health_checks() + extra
     checks += kernel_checks(config, cache, fx_source=fx_source, service_name=context.service_name)

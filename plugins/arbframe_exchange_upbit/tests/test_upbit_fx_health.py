@@ -53,7 +53,7 @@ async def test_rate_is_the_krw_usdt_mid(fake, context_factory) -> None:
         assert rate.rate == (bids[0][0] + asks[0][0]) / 2 and type(rate.rate) is Decimal
         assert (rate.base, rate.quote, rate.source, rate.simulated) == ("USD", "KRW", "upbit:KRW-USDT", False)
         for price, expected in (("bid", bids[0][0]), ("ask", asks[0][0]), ("last", asks[0][0])):
-            other = _fx(fake, context_factory, exchange_price=price)
+            other = _fx(fake, context_factory, price=price)
             assert (await other.fetch()).rate == expected
             await other.close()
     finally:

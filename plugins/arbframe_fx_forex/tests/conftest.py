@@ -23,8 +23,7 @@ async def make_source(fake):
 
     def factory(providers: list[dict[str, Any]] | None = None, **forex: Any) -> ForexFxSource:
         forex.setdefault("timeout_seconds", 1.0)
-        source = ForexFxSource({"source": "forex", "forex": {"providers": providers or fake.provider_config(),
-                                                             **forex}})
+        source = ForexFxSource({"providers": providers or fake.provider_config(), **forex})
         built.append(source)
         return source
 

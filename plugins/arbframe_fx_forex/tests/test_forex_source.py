@@ -82,8 +82,8 @@ async def test_every_provider_failing_raises_naming_each(fake, make_source) -> N
 
 async def test_answers_are_cached_per_provider(fake, make_source) -> None:
     now = [100.0]
-    source = ForexFxSource({"forex": {"providers": [{"name": "dunamu", "url": fake.dunamu_url,
-                                                     "cache_seconds": 10}]}}, monotonic=lambda: now[0])
+    source = ForexFxSource({"providers": [{"name": "dunamu", "url": fake.dunamu_url, "cache_seconds": 10}]},
+                           monotonic=lambda: now[0])
     try:
         first, second = await source.fetch(), await source.fetch()
         assert fake.hits["dunamu"] == 1 and first.id != second.id and first.rate == second.rate
@@ -129,3 +129,16 @@ def test_parsers_read_the_real_formats_exactly() -> None:
                 '{"result":"success","base_code":"USD","rates":{"KRW":1300}}'):
         with pytest.raises(ForexProtocolError):
             parse_er_api(decode(bad))
+
+
+def test_the_section_is_fx_forex_and_a_bad_value_names_its_path() -> None:
+    """The kernel's one rule: an FX source's section is ``fx.<name>``; the kernel validates it there."""
+    from arbframe import ConfigError
+    from arbframe.testing.plugin_harness import PluginHarness
+
+    harness = PluginHarness.from_config({"fx": {"source": "forex", "forex": {"timeout_seconds": 7}}}, mock=False,
+                                        env={})
+    assert harness.kernel.load_fx_source().timeout_seconds == 7.0
+    with pytest.raises(ConfigError) as info:
+        PluginHarness.from_config({"fx": {"source": "forex", "forex": {"timeout_seconds": -1}}}, mock=False, env={})
+    assert "fx.forex.timeout_seconds" in str(info.value)

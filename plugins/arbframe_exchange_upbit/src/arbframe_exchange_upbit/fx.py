@@ -1,8 +1,8 @@
 """The ``exchange`` FX source (entry point ``arbframe.fx: exchange``): USD/KRW implied from Upbit's KRW-USDT
 market, taking one USDT as one US dollar.
 
-The rate is the mid of the KRW-USDT order book (``fx.exchange_price: mid``; ``bid``/``ask``/``last`` also
-work). The source reuses the ``upbit`` section's ``base_url``, rate limits, timeout and retries, so it
+The rate is the mid of the KRW-USDT order book (``fx.exchange.price: mid``; ``bid``/``ask``/``last`` also
+work; the market is ``fx.exchange.market``). The source reuses the ``upbit`` section's ``base_url``, rate limits, timeout and retries, so it
 follows the connector to a fake server or another region. In mock mode the rate comes from the kernel's
 simulated market (its KRW-USDT book), marked ``simulated``.
 
@@ -24,16 +24,18 @@ from .rest import UpbitRest
 
 __all__ = ["SCHEMA", "UpbitFxSource"]
 
-#: the FX source's keys in the ``fx:`` section
+#: the FX source's own section, ``fx.exchange`` (the kernel's rule: an FX source's section is ``fx.<name>``)
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "exchange_market": {"type": "string", "default": "KRW-USDT",
-                            "description": "Upbit market the `exchange` FX source reads"},
-        "exchange_price": {"enum": ["mid", "bid", "ask", "last"], "default": "mid",
-                           "description": "which price of that market is the USD/KRW rate"},
+        "market": {"type": "string", "default": "KRW-USDT", "description": "Upbit market the `exchange` FX source reads"},
+        "price": {"enum": ["mid", "bid", "ask", "last"], "default": "mid",
+                  "description": "which price of that market is the USD/KRW rate"},
     },
+    "additionalProperties": False,
 }
+#: the keys' spelling before the one-rule layout (``fx.exchange_market``), still read when the new ones are absent
+LEGACY_KEYS = {"exchange_market": "market", "exchange_price": "price"}
 
 
 class UpbitFxSource(FxSource):
@@ -45,10 +47,15 @@ class UpbitFxSource(FxSource):
         return SCHEMA
 
     def __init__(self, section: Mapping[str, Any] | None = None, context: PluginContext | None = None) -> None:
-        cfg = schema_defaults(SCHEMA, section)
+        own = dict(section or {})
+        legacy = {new: own[old] for old, new in LEGACY_KEYS.items() if old in own and new not in own}
+        if legacy and context is not None:
+            context.logger(__name__).warning(
+                "fx.exchange_market / fx.exchange_price are read for now: write fx.exchange.market / fx.exchange.price")
+        cfg = schema_defaults(SCHEMA, {**own, **legacy})
         self.context = context
-        self.market = str(cfg["exchange_market"])
-        self.price = str(cfg["exchange_price"])
+        self.market = str(cfg["market"])
+        self.price = str(cfg["price"])
         upbit = schema_defaults(UPBIT, (context.config or {}).get("upbit") if context is not None else None)
         self.base_url = str(upbit["base_url"])
         self.mock = bool(context.mock) if context is not None else False

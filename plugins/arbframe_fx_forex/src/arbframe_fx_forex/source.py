@@ -80,20 +80,15 @@ class ForexFxSource(FxSource):
             "required": ["name"],
             "additionalProperties": False,
         }
-        return {
+        return {  # the section ``fx.forex`` (the kernel's rule: an FX source's section is ``fx.<name>``)
             "type": "object",
             "properties": {
-                "forex": {
-                    "type": "object",
-                    "properties": {
-                        "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
-                        "stale_after_seconds": {"type": "number", "exclusiveMinimum": 0,
-                                                "description": "an older quote makes the source try the next"},
-                        "providers": {"type": "array", "items": provider, "minItems": 1},
-                    },
-                    "additionalProperties": False,
-                },
+                "timeout_seconds": {"type": "number", "exclusiveMinimum": 0},
+                "stale_after_seconds": {"type": "number", "exclusiveMinimum": 0,
+                                        "description": "an older quote makes the source try the next"},
+                "providers": {"type": "array", "items": provider, "minItems": 1},
             },
+            "additionalProperties": False,
         }
 
     def __init__(
@@ -104,7 +99,7 @@ class ForexFxSource(FxSource):
         clock: Callable[[], datetime] = utcnow,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        forex = dict((section or {}).get("forex") or {})
+        forex = dict(section or {})  # its own keys (``fx.forex``), beside the kernel's shared ``fx`` keys
         self.context = context
         self.timeout_seconds = float(forex.get("timeout_seconds", 3.0))
         self.stale_after_seconds = float(forex.get("stale_after_seconds", 900.0))
