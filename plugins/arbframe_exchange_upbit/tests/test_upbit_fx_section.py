@@ -6,10 +6,10 @@ from __future__ import annotations
 import logging
 
 import pytest
+from arbframe_exchange_upbit.fx import UpbitFxSource
 
 from arbframe import ConfigError
 from arbframe.testing.plugin_harness import PluginHarness
-from arbframe_exchange_upbit.fx import UpbitFxSource
 
 
 def _source(fx: dict) -> UpbitFxSource:

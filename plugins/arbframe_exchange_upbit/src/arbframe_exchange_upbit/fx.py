@@ -2,7 +2,8 @@
 market, taking one USDT as one US dollar.
 
 The rate is the mid of the KRW-USDT order book (``fx.exchange.price: mid``; ``bid``/``ask``/``last`` also
-work; the market is ``fx.exchange.market``). The source reuses the ``upbit`` section's ``base_url``, rate limits, timeout and retries, so it
+work; the market is ``fx.exchange.market``).
+The source reuses the ``upbit`` section's ``base_url``, rate limits, timeout and retries, so it
 follows the connector to a fake server or another region. In mock mode the rate comes from the kernel's
 simulated market (its KRW-USDT book), marked ``simulated``.
 
@@ -28,7 +29,8 @@ __all__ = ["SCHEMA", "UpbitFxSource"]
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "market": {"type": "string", "default": "KRW-USDT", "description": "Upbit market the `exchange` FX source reads"},
+        "market": {"type": "string", "default": "KRW-USDT",
+                   "description": "Upbit market the `exchange` FX source reads"},
         "price": {"enum": ["mid", "bid", "ask", "last"], "default": "mid",
                   "description": "which price of that market is the USD/KRW rate"},
     },
