@@ -251,9 +251,9 @@ async def latency(urls: dict[str, list[str]], triggers: int, tmp: Path, written:
     ticks.evaluate = evaluate
     persist = executor._persist
 
-    async def timed_persist(*orders: Any) -> None:
+    async def timed_persist(*orders: Any, **kw: Any) -> None:
         t = time.perf_counter()
-        await persist(*orders)
+        await persist(*orders, **kw)
         if state["n"] > warmup:
             persists.append(time.perf_counter() - t)
 

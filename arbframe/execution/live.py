@@ -30,6 +30,7 @@ the venue, nothing placed; the hedge reports ``rehearsed``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -197,7 +198,8 @@ class LiveExecutor(Executor):
         self._tasks: dict[str, asyncio.Task[HedgeReport]] = {}
         self._busy: dict[str, int] = {}
         self._done: list[HedgeReport] = []
-        self._inline = getattr(storage, "name", "") in ("memory", "null")
+        # a local write (the kernel writer's order journal, in-memory stores): on the loop, no thread hop
+        self._inline = bool(getattr(storage, "order_states_local", False))
         self.marks: dict[str, Decimal] = {}  # symbol -> KRW per coin (the decision's domestic VWAP)
         self.on_trip: Callable[[str], None] | None = None
         self.reconciler: Any = None  # set by arbframe.execution.reconcile.Reconciler
@@ -401,14 +403,20 @@ class LiveExecutor(Executor):
                 return self._finish(plan, report)
             bounds.append(self._bound(leg, leg.vwap, leg.side, cfg.max_slippage_bps))
         self.marks[plan.symbol] = d.vwap
-        log.info("[EXEC] %s %s %s %s qty=%s: %s %s %s @ <=%s, %s %s %s @ <=%s (VWAP %s / %s, %s bps)%s",
-                 plan.purpose, plan.direction.value, plan.symbol, plan.position_id, plan.qty,
-                 d.venue.name, d.side.value, d.qty, bounds[0], f.venue.name, f.side.value, f.qty, bounds[1],
-                 d.vwap, f.vwap, cfg.max_slippage_bps, " [dry run]" if cfg.dry_run else "")
+        announce = functools.partial(
+            log.info, "[EXEC] %s %s %s %s qty=%s: %s %s %s @ <=%s, %s %s %s @ <=%s (VWAP %s / %s, %s bps)%s",
+            plan.purpose, plan.direction.value, plan.symbol, plan.position_id, plan.qty,
+            d.venue.name, d.side.value, d.qty, bounds[0], f.venue.name, f.side.value, f.qty, bounds[1],
+            d.vwap, f.vwap, cfg.max_slippage_bps, " [dry run]" if cfg.dry_run else "")
         first = [self._new(plan, leg, "first", leg.side, leg.qty, bound) for leg, bound in zip(plan.legs, bounds,
                                                                                                strict=True)]
-        if await self._mark_sent(first):  # both legs' "sent" stored in one round trip, then both requests
-            await asyncio.gather(*(self._send(order, marked=True) for order in first))
+        # both legs' "sent" stored in one write, then both requests; the log lines and metrics of that step once
+        # the requests are on their way (a callback queued behind the first steps of the two send tasks):
+        # formatting them first would hold the orders back
+        if await self._mark_sent(first, announce=announce):
+            sends = asyncio.gather(*(self._send(order, marked=True) for order in first))
+            asyncio.get_running_loop().call_soon(self._announce_sent, first, announce)
+            await sends
         if cfg.dry_run:
             report.status = "rehearsed"
             return self._finish(plan, report)
@@ -499,23 +507,18 @@ class LiveExecutor(Executor):
         return gap * plan.qty >= dust
 
     # ---------------------------------------------------------------------------------------------- orders
-    async def _persist(self, *orders: ManagedOrder) -> None:
-        """The current state of ``orders``, durable before returning: one storage round trip for all of them
-        (``write_order_state`` of the last makes those logged before it durable too)."""
+    async def _persist(self, *orders: ManagedOrder, count: bool = True) -> None:
+        """The current state of ``orders``, durable before returning: one ``write_order_states`` for all of them
+        (docs/LIVE.md, "Durability"). A local write (``storage.order_states_local``: the kernel writer's order
+        journal) runs on the loop; anything else in a worker thread, bounded by ``live.persist_timeout_seconds``."""
         now = self.now()
-        records = [order.record(now, simulated=self.simulated) for order in orders]
-        storage = self.storage
-
-        def write() -> None:
-            for record in records[:-1]:
-                storage.log_order(record)
-            storage.write_order_state(records[-1])
-
+        records = [order.record(now, self.simulated, self.instance_id) for order in orders]
         if self._inline:
-            write()
+            self.storage.write_order_states(records)
         else:
-            await asyncio.wait_for(asyncio.to_thread(write), self.cfg.persist_timeout_seconds)
-        if self.metrics is not None:
+            await asyncio.wait_for(asyncio.to_thread(self.storage.write_order_states, records),
+                                   self.cfg.persist_timeout_seconds)
+        if count and self.metrics is not None:
             for order in orders:
                 self.metrics.orders.labels(exchange=order.exchange, status=order.state.value).inc()
 
@@ -545,9 +548,11 @@ class LiveExecutor(Executor):
                 f", filled {v.filled_qty} @ {v.avg_price}{fee}"
         log.info("[EXEC] %s: %s%s%s", order.describe(), state.value, fills, f" ({note})" if note else "")
 
-    async def _mark_sent(self, orders: list[ManagedOrder]) -> bool:
-        """Move ``orders`` to ``sent`` and store it (one round trip) before any request leaves; False (and the
-        orders ``rejected``, never sent) when the storage does not take it."""
+    async def _mark_sent(self, orders: list[ManagedOrder], *,
+                         announce: Callable[[], None] | None = None) -> bool:
+        """Move ``orders`` to ``sent`` and store it (one write) before any request leaves; False (and the orders
+        ``rejected``, never sent) when the storage does not take it. ``announce`` (a log line): the caller calls
+        :meth:`_announce_sent` once the requests are on their way; else the ``sent`` lines are logged here."""
         for order in orders:
             cid = order.client_order_id
             if cid in self.used_ids:
@@ -556,10 +561,11 @@ class LiveExecutor(Executor):
             order.move(S.SENT)
             self.live_orders[cid] = order
         self.count_unresolved()
-        self.risk.publish()
         try:
-            await self._persist(*orders)
+            await self._persist(*orders, count=announce is None)
         except Exception as exc:
+            if announce is not None:
+                announce()
             for order in orders:
                 order.move(S.REJECTED, note=f"not sent: storage did not take its state ({type(exc).__name__})")
                 self.live_orders.pop(order.client_order_id, None)
@@ -568,9 +574,20 @@ class LiveExecutor(Executor):
             self.count_unresolved()
             self.risk.publish()
             return False
+        if announce is None:
+            self._announce_sent(orders, None)
+        return True
+
+    def _announce_sent(self, orders: list[ManagedOrder], announce: Callable[[], None] | None) -> None:
+        """The log lines, counters and gauges of ``orders`` going out (after ``announce``, the hedge's line)."""
+        if announce is not None:
+            announce()
+            if self.metrics is not None:
+                for order in orders:
+                    self.metrics.orders.labels(exchange=order.exchange, status=S.SENT.value).inc()
+        self.risk.publish()
         for order in orders:
             log.info("[EXEC] %s: sent", order.describe())
-        return True
 
     async def _send(self, order: ManagedOrder, *, marked: bool = False) -> None:
         """``sent`` written (unless ``marked`` already), then the request; the answer (or ``unknown``, or
@@ -674,7 +691,7 @@ class LiveExecutor(Executor):
         changes: Changes = {}
         for leg in plan.legs:
             for order in leg.orders:
-                report.orders.append(order.record(now, simulated=self.simulated))
+                report.orders.append(order.record(now, self.simulated, self.instance_id))
                 trade = order.trade(self.ids(), now)
                 if trade is not None:
                     report.trades.append(trade)

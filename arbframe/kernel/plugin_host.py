@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from arbframe.core.errors import ArbframeError, DriverLoadError, DriverNotInstalled
 from arbframe.core.secrets import mask_url, scrub
-from arbframe.kernel.config import cache_backend, driver_section_path, fx_source_name, selected_drivers, validate_full
+from arbframe.kernel.config import (
+    cache_backend,
+    driver_section_path,
+    fx_source_name,
+    order_journal_mode,
+    selected_drivers,
+    validate_full,
+)
 from arbframe.kernel.entrypoints import DRIVER_GROUPS, installed, installed_names
 from arbframe.kernel.interfaces import HealthCheck, PluginContext
 from arbframe.kernel.loader import (
@@ -148,6 +155,7 @@ class Kernel:
             queue_size=int(section.get("queue_size", 20_000)),
             stall_seconds=float(section.get("stall_seconds", 1.0)),
             close_seconds=float(section.get("close_timeout_seconds", 7.0)),
+            order_journal=order_journal_mode(self.config),
             registry=self.registry,
         )
         if driver in self._drivers:
