@@ -85,8 +85,9 @@ def order_row(order: Order) -> list[str]:
         order.client_order_id
     return [
         order.id, order.ts.astimezone(timezone.utc).isoformat(),
-        order.exchange, order.symbol, order.side.value, order.order_type.value, format(order.qty, "f"),
-        "" if price is None else format(price, "f"), order.status.value, format(order.filled_qty, "f"),
+        # ``_value_``: the enums' value without the ``value`` property's Python-level descriptor call
+        order.exchange, order.symbol, order.side._value_, order.order_type._value_, format(order.qty, "f"),
+        "" if price is None else format(price, "f"), order.status._value_, format(order.filled_qty, "f"),
         "" if avg is None else format(avg, "f"), format(order.fee, "f"), order.fee_currency,
         "" if pid is None else pid, "" if cid is None else cid, "" if eid is None else eid,
         "true" if order.simulated else "false", order.instance_id,

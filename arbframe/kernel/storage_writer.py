@@ -43,6 +43,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -70,6 +71,8 @@ BACKEND = "writer"
 _STOP = ("stop", None)
 #: the writer thread looks at its queue at least this often (items queued quietly wait at most this long)
 _POLL_SECONDS = 0.2
+#: a str as a JSON string literal, non-ASCII kept (``json.dumps(s, ensure_ascii=False)``; C-implemented)
+_json_string: Callable[[str], str] = encode_basestring
 #: ``storage.writer.order_journal`` values (module docstring)
 ORDER_JOURNAL_MODES = ("os", "fsync", "off")
 _LOG_METHODS = ("log_spread", "log_position_open", "log_position_close", "log_order", "log_trade", "log_fx_rate",
@@ -245,8 +248,8 @@ class OrderJournal(RecordSpool):
         """``orders`` appended whole, or not at all (raises; a partial write is cut off again)."""
         if self._handle is None:
             raise RuntimeError(f"order journal {self.path} is closed")
-        data = "".join(['{"m":"log_order","t":"orders","r":'
-                        + json.dumps(order_row(o), separators=(",", ":"), ensure_ascii=False) + "}\n"
+        # the spool's JSON line, spelt directly: every cell is a string (json.dumps would build an encoder per call)
+        data = "".join(['{"m":"log_order","t":"orders","r":[' + ",".join(map(_json_string, order_row(o))) + "]}\n"
                         for o in orders]).encode("utf-8")
         fd = self._fd
         try:
