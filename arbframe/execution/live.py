@@ -6,8 +6,11 @@ starts a hedge as a task and returns; its :class:`~arbframe.execution.base.Hedge
 
 1. **Bounds.** Each leg is a limit IOC order at the book VWAP of its quantity moved ``live.max_slippage_bps``
    against us (rounded to the venue's price grid towards the book).
-2. **Both legs at once.** Each order's ``sent`` state is written to storage before its request leaves; both
-   requests go out concurrently (``asyncio.gather``); every answer is written before the next step.
+2. **Both legs at once.** Both orders' ``sent`` states are written to storage in one call
+   (``Storage.write_order_states``; with the kernel's writer, one journal write on the loop: docs/LIVE.md
+   "Durability") before either request leaves; both requests go out concurrently (``asyncio.gather``); every
+   answer is written before the next step. The log lines of that step wait until the requests are out (the first
+   answer, or ``ANNOUNCE_AFTER_SECONDS``).
 3. **Unknown outcomes.** A timeout, dropped connection or 5xx after sending makes the order ``unknown``: it is
    looked up by client order id until the venue says what happened (``live.lookup_interval_seconds``); a venue
    that still does not know it ``live.not_found_seconds`` after sending means it was never placed. Nothing else
@@ -69,6 +72,24 @@ log = logging.getLogger("arbframe.execution")
 
 BPS = Decimal(10000)
 _DUST = Decimal("0.00000001")
+
+
+#: the ``sent`` log lines of a hedge's first orders wait for the first answer, at most this long after sending
+ANNOUNCE_AFTER_SECONDS = 0.05
+
+
+class _Once:
+    """``fn`` called on the first call only."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn: Callable[[], Any] | None = fn
+
+    def __call__(self) -> None:
+        fn, self.fn = self.fn, None
+        if fn is not None:
+            fn()
 
 
 class DuplicateClientOrderId(RuntimeError):
@@ -410,19 +431,37 @@ class LiveExecutor(Executor):
             d.vwap, f.vwap, cfg.max_slippage_bps, " [dry run]" if cfg.dry_run else "")
         first = [self._new(plan, leg, "first", leg.side, leg.qty, bound) for leg, bound in zip(plan.legs, bounds,
                                                                                                strict=True)]
-        # both legs' "sent" stored in one write, then both requests; the log lines and metrics of that step once
-        # the requests are on their way (a callback queued behind the first steps of the two send tasks):
-        # formatting them first would hold the orders back
+        # both legs' "sent" stored in one write, then both requests. The log lines and metrics of that step come
+        # once the requests are out: before the first answer is taken (or ANNOUNCE_AFTER_SECONDS after sending
+        # when no answer comes): formatting them first would hold the orders back
         if await self._mark_sent(first, announce=announce):
-            sends = asyncio.gather(*(self._send(order, marked=True) for order in first))
-            asyncio.get_running_loop().call_soon(self._announce_sent, first, announce)
-            await sends
+            notice = _Once(functools.partial(self._announce_sent, first, announce))
+            timer = asyncio.get_running_loop().call_later(ANNOUNCE_AFTER_SECONDS, notice)
+            try:
+                await self._send_all(first, notice)
+            finally:
+                timer.cancel()
+                notice()
         if cfg.dry_run:
             report.status = "rehearsed"
             return self._finish(plan, report)
         await asyncio.gather(*(self._settle(order) for order in first))
         await self._balance_legs(plan)
         return self._finish(plan, report)
+
+    async def _send_all(self, orders: list[ManagedOrder], answered: Callable[[], None]) -> None:
+        """Send ``orders`` (``sent`` stored) concurrently: the first in this task at once, the others as tasks
+        that start when it first waits (as ``asyncio.gather`` would, one loop pass earlier for the first)."""
+        rest = [asyncio.get_running_loop().create_task(self._send(order, marked=True, answered=answered))
+                for order in orders[1:]]
+        try:
+            await self._send(orders[0], marked=True, answered=answered)
+        except BaseException:
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+            raise
+        await asyncio.gather(*rest)
 
     def _bound(self, leg: Leg, reference: Decimal, side: Side, bps: Decimal) -> Decimal:
         move = reference * bps / BPS
@@ -589,9 +628,10 @@ class LiveExecutor(Executor):
         for order in orders:
             log.info("[EXEC] %s: sent", order.describe())
 
-    async def _send(self, order: ManagedOrder, *, marked: bool = False) -> None:
+    async def _send(self, order: ManagedOrder, *, marked: bool = False,
+                    answered: Callable[[], None] | None = None) -> None:
         """``sent`` written (unless ``marked`` already), then the request; the answer (or ``unknown``, or
-        ``rejected``) written."""
+        ``rejected``) written. ``answered`` is called first thing when the venue's answer (or error) is in."""
         cid = order.client_order_id
         venue = self.venues[order.exchange]
         if not marked and not await self._mark_sent([order]):
@@ -603,7 +643,11 @@ class LiveExecutor(Executor):
         order.sent_at = self.clock()
         while True:
             try:
-                answer = await venue.trading.place_order(request)
+                try:
+                    answer = await venue.trading.place_order(request)
+                finally:
+                    if answered is not None:
+                        answered()
             except (OrderRejected, InvalidRequest, AuthenticationError) as exc:
                 await self._move(order, S.REJECTED, note=f"{exc.kind}: {exc}")
                 return

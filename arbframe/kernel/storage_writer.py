@@ -20,10 +20,11 @@ hands the records to the driver, in order, and calls its ``flush``.
   states (:meth:`StorageWriter.write_order_states`: ``sent`` before a request leaves, then every answer) are first
   appended to a write-ahead journal, ``<spool_dir>/<stem>.journal``: one ``write(2)`` of JSON lines on a file kept
   open (``os``: in the operating system's hands when the call returns, so it survives the process being killed;
-  ``fsync``: ``fdatasync`` too, so it survives power loss), then queued for the driver like any record; the call
-  does not wait for the driver. The journal is emptied once the driver has flushed every state in it. At start,
-  states left in a journal by a process that died are handed to the driver first (those it already holds, by
-  id, are skipped), before any read. ``off``: no journal, the call waits until the driver has flushed them.
+  ``fsync``: ``fdatasync`` too, so it survives power loss), then queued for the driver without waking the writer
+  thread (it takes them at its next wake-up, within ``_POLL_SECONDS``); the call does not wait for the driver.
+  The journal is emptied once the driver has flushed every state in it. At start, states left in a journal by a
+  process that died are handed to the driver first (those it already holds, by id, are skipped), before any
+  read. ``off``: no journal, the call waits until the driver has flushed them.
 - **Instance id.** Every record without one is stamped with ``service.instance_id`` on its way in.
 - **Book.** Open positions are resumed for the runner's own symbols and venues; closed positions (PnL totals)
   are the runner's own instance's (rows from before ``instance_id`` existed count for the runner trading their
@@ -745,11 +746,11 @@ class StorageWriter(Storage):
             missing = [o for o in orders if o.id not in have]
             with self._lock:
                 self._spool_items([("journaled", (self._recovered, missing))])
-            self._jseq_spooled = max(self._jseq_spooled, self._recovered)
             self._divert("order journal of an earlier run")
             return
         log.warning("order journal %s: %d order states of an earlier run handed to %s (%d it held already)",
                     journal.path, len(missing), self.inner.describe(), len(orders) - len(missing))
+        self._jseq_handed = max(self._jseq_handed, self._recovered)  # a guard still holding some: a later flush
         if self._backlog() == 0:
             self._settle_journal(self._recovered)
 
