@@ -16,7 +16,10 @@ drivers' signing and HTTP). The entry goes straight from the decision to the exe
 bookkeeping (``Engine.process``) is left out so that 1,000 entries do not pile up as positions (``bench_engine.py``
 measures the tick). Beside it, **bare**: the same two requests signed (the plugins' own JWT / HMAC helpers) and
 POSTed concurrently with a plain aiohttp session, start -> both bodies written. One trigger at a time: the hedge
-finishes and the bare pair is sent before the next frame may trigger again.
+finishes and the bare pair is sent before the next frame may trigger again. A stage table follows: wall time and
+the client's main-thread CPU time (``time.thread_time``, much less sensitive to a loaded machine) from the frame
+read to the evaluation, through the decision, the executor (to the first ``place_order`` call; of which the
+durable write of both ``sent`` states) and the drivers (to both bodies written), and the bare pair.
 
 **(b) scale** (``--mode paper``): 150 symbol pairs streaming on both fake venues at once (one Upbit connection with
 a 150-code subscription, one Binance combined-streams connection), each venue updating every book every 100 ms
@@ -26,7 +29,8 @@ time (share of one core), and book-to-decision latency: from a frame read off th
 evaluation that covered its symbol (p50/p99). The premium is kept below the entry threshold, as when scanning the
 market: the evaluations decide, they do not trade.
 
-Usage: ``python benchmarks/bench_live.py [--triggers 1000] [--pairs 150] [--window 30]``. ~1 to 2 minutes.
+Usage: ``python benchmarks/bench_live.py [--triggers 1000] [--pairs 150] [--window 30] [--part a|b|both]``. ~1 to
+2 minutes.
 """
 
 from __future__ import annotations
