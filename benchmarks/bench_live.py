@@ -16,7 +16,10 @@ drivers' signing and HTTP). The entry goes straight from the decision to the exe
 bookkeeping (``Engine.process``) is left out so that 1,000 entries do not pile up as positions (``bench_engine.py``
 measures the tick). Beside it, **bare**: the same two requests signed (the plugins' own JWT / HMAC helpers) and
 POSTed concurrently with a plain aiohttp session, start -> both bodies written. One trigger at a time: the hedge
-finishes and the bare pair is sent before the next frame may trigger again.
+finishes and the bare pair is sent before the next frame may trigger again. A stage table follows: wall time and
+the client's main-thread CPU time (``time.thread_time``, much less sensitive to a loaded machine) from the frame
+read to the evaluation, through the decision, the executor (to the first ``place_order`` call; of which the
+durable write of both ``sent`` states) and the drivers (to both bodies written), and the bare pair.
 
 **(b) scale** (``--mode paper``): 150 symbol pairs streaming on both fake venues at once (one Upbit connection with
 a 150-code subscription, one Binance combined-streams connection), each venue updating every book every 100 ms
@@ -26,7 +29,8 @@ time (share of one core), and book-to-decision latency: from a frame read off th
 evaluation that covered its symbol (p50/p99). The premium is kept below the entry threshold, as when scanning the
 market: the evaluations decide, they do not trade.
 
-Usage: ``python benchmarks/bench_live.py [--triggers 1000] [--pairs 150] [--window 30]``. ~1 to 2 minutes.
+Usage: ``python benchmarks/bench_live.py [--triggers 1000] [--pairs 150] [--window 30] [--part a|b|both]``. ~1 to
+2 minutes.
 """
 
 from __future__ import annotations
@@ -109,6 +113,7 @@ class Written:
 
     def __init__(self) -> None:
         self.waiters: dict[str, asyncio.Future[float]] = {}
+        self.cpu: dict[str, float] = {}  # venue -> main-thread CPU clock when its body was written
 
     def install(self) -> None:
         import aiohttp
@@ -120,6 +125,7 @@ class Written:
             waiter = self.waiters.pop(venue, None) if venue else None
             if waiter is not None and not waiter.done():
                 waiter.set_result(time.perf_counter())
+                self.cpu[venue] = time.thread_time()
 
         trace.on_request_chunk_sent.append(on_chunk)
         original = aiohttp.ClientSession.__init__
@@ -137,22 +143,25 @@ class Written:
 
 
 class FrameClock:
-    """Wraps each stream's ``parse``: per symbol, when the first frame not yet evaluated was read."""
+    """Wraps each stream's ``parse``: per symbol, when the first frame not yet evaluated was read (``first``; and
+    the main thread's CPU clock then, ``first_cpu``)."""
 
     def __init__(self) -> None:
         self.first: dict[str, float] = {}
+        self.first_cpu: dict[str, float] = {}
 
     def wrap(self, stream: Any) -> None:
         parse = stream.spec.parse
-        first = self.first
-        perf = time.perf_counter
+        first, first_cpu = self.first, self.first_cpu
+        perf, cpu = time.perf_counter, time.thread_time
 
         def timed(data: Any) -> Any:
-            t = perf()
+            t, c = perf(), cpu()
             books = parse(data)
             for book in books:
                 if book.symbol not in first:
                     first[book.symbol] = t
+                    first_cpu[book.symbol] = c
             return books
 
         stream.spec = dataclasses.replace(stream.spec, parse=timed)
@@ -223,12 +232,16 @@ async def latency(urls: dict[str, list[str]], triggers: int, tmp: Path, written:
     go: asyncio.Queue[tuple[float, list[asyncio.Future[float]]]] = asyncio.Queue()
     warmup = 30
 
-    stages: list[tuple[float, float]] = []  # (frame -> evaluation start, decision + legs)
-    persists: list[float] = []  # the executor's durable state writes (``sent`` before sending, then answers)
+    # per trigger, (wall, main-thread CPU) points: frame read, evaluation entered, executor called, the first order
+    # handed to its driver (``place_order`` called), both bodies written; ``sent`` stored (the first durable write)
+    marks: list[dict[str, tuple[float, float]]] = []
+    persists: list[tuple[float, float]] = []  # every durable state write of the executor: (wall, CPU)
+    perf, cpu = time.perf_counter, time.thread_time
 
     def evaluate(symbols: set[str]) -> None:
-        entered = time.perf_counter()
+        entered, entered_cpu = perf(), cpu()
         frame = clock.first.pop("BTC", None)
+        frame_cpu = clock.first_cpu.pop("BTC", entered_cpu)
         if frame is None or state["busy"]:
             if state["busy"]:
                 state["skipped"] += 1
@@ -243,21 +256,32 @@ async def latency(urls: dict[str, list[str]], triggers: int, tmp: Path, written:
         qty = decision.open.qty
         legs = engine._legs(decision.open.direction, snap, "BTC", False, qty)
         waits = written.expect()
-        if state["n"] > warmup:
-            stages.append((entered - frame, time.perf_counter() - entered))
+        mark = {"frame": (frame, frame_cpu), "evaluate": (entered, entered_cpu), "execute": (perf(), cpu())}
+        marks.append(mark)
         executor.execute(legs, qty, snap.ts, f"bench-{state['n']:08d}", purpose="open")
         go.put_nowait((frame, waits))
 
     ticks.evaluate = evaluate
     persist = executor._persist
 
-    async def timed_persist(*orders: Any) -> None:
-        t = time.perf_counter()
-        await persist(*orders)
+    async def timed_persist(*orders: Any, **kw: Any) -> None:
+        t, c = perf(), cpu()
+        await persist(*orders, **kw)
+        spent = (perf() - t, cpu() - c)
         if state["n"] > warmup:
-            persists.append(time.perf_counter() - t)
+            persists.append(spent)
+        if marks and "sent" not in marks[-1]:
+            marks[-1]["sent"] = spent
 
     executor._persist = timed_persist
+    for venue in executor.venues.values():
+        def handed(place: Any) -> Any:
+            async def timed_place(request: Any) -> Any:
+                if marks:
+                    marks[-1].setdefault("handed", (perf(), cpu()))  # the first of the two calls
+                return await place(request)
+            return timed_place
+        venue.trading.place_order = handed(venue.trading.place_order)
     up_url, bn_url = urls["upbit"][0], urls["binance"][0]
     started = time.perf_counter()
     cpu0 = time.process_time()
@@ -267,29 +291,34 @@ async def latency(urls: dict[str, list[str]], triggers: int, tmp: Path, written:
             for i in range(triggers + warmup):
                 frame, waits = await asyncio.wait_for(go.get(), 30)
                 done = await asyncio.wait_for(asyncio.gather(*waits), 30)
+                marks[-1]["written"] = (max(done), max(written.cpu.values()))
                 await executor.wait_idle()
                 reports = executor.completed()
                 assert reports and reports[0].status == "filled", reports
                 # bare: the same two requests signed and POSTed with plain aiohttp, start -> both written
                 waits = written.expect()
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 posts = asyncio.gather(
                     _send(bare_upbit(session, up_url, f"bare-{i}-d", Decimal(140_000_000), Decimal("0.0001"))),
                     _send(bare_binance(session, bn_url, f"bare-{i}-f", Decimal("100100"), Decimal("0.0001"))))
                 bare_done = await asyncio.gather(*waits)
+                bare_cpu = max(written.cpu.values()) - c0
                 await posts
                 if i >= warmup:
                     ours.append(max(done) - frame)
                     bare.append(max(bare_done) - t0)
+                    marks[-1]["bare"] = (bare[-1], bare_cpu)
+                else:
+                    marks.pop()
                 state["busy"] = False
         finally:
             await ticks.stop()
     elapsed = time.perf_counter() - started
-    cpu = time.process_time() - cpu0
+    cpu_total = time.process_time() - cpu0
     await executor.close(timeout=5)
     await service.close()
-    return {"ours": ours, "bare": bare, "skipped": state["skipped"], "elapsed": elapsed, "cpu": cpu,
-            "stages": stages, "persists": persists}
+    return {"ours": ours, "bare": bare, "skipped": state["skipped"], "elapsed": elapsed, "cpu": cpu_total,
+            "marks": marks, "persists": persists}
 
 
 async def _send(request: Any) -> None:
@@ -347,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--triggers", type=int, default=1000)
     parser.add_argument("--pairs", type=int, default=150)
     parser.add_argument("--window", type=float, default=30.0, help="seconds measured in the scale part")
+    parser.add_argument("--part", choices=("a", "b", "both"), default="both",
+                        help="a: tick-to-order latency only; b: scale only")
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -357,45 +388,80 @@ def main(argv: list[str] | None = None) -> int:
     written = Written()
     written.install()
     load0 = os.getloadavg()
-    proc, urls = start_servers(0, 0.01)
-    try:
-        a = asyncio.run(latency(urls, args.triggers, tmp / "a", written))
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    if args.part in ("a", "both"):
+        proc, urls = start_servers(0, 0.01)
+        try:
+            a = asyncio.run(latency(urls, args.triggers, tmp / "a", written))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        report_latency(a)
     load1 = os.getloadavg()
-    proc, urls = start_servers(args.pairs, 0.1)
-    try:
-        b = asyncio.run(scale(urls, args.pairs, args.window, tmp / "b"))
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    if args.part in ("b", "both"):
+        proc, urls = start_servers(args.pairs, 0.1)
+        try:
+            b = asyncio.run(scale(urls, args.pairs, args.window, tmp / "b"))
+        finally:
+            proc.terminate()
+            proc.wait(10)
+        report_scale(b, args.pairs)
     load2 = os.getloadavg()
+    print()
+    print(f"load average (1/5/15 min) at start {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f}, after (a) "
+          f"{load1[0]:.2f}/{load1[1]:.2f}/{load1[2]:.2f}, after (b) {load2[0]:.2f}/{load2[1]:.2f}/{load2[2]:.2f}; "
+          f"{os.cpu_count()} cores")
+    return 0
 
+
+def _span(marks: list[dict[str, tuple[float, float]]], start: str, end: str) -> tuple[list[float], list[float]]:
+    """(wall, CPU) from point ``start`` to point ``end`` of each trigger that has both."""
+    pairs = [(m[start], m[end]) for m in marks if start in m and end in m]
+    return [e[0] - s[0] for s, e in pairs], [e[1] - s[1] for s, e in pairs]
+
+
+def report_latency(a: dict[str, Any]) -> None:
     ours, bare = a["ours"], a["bare"]
     paired = [o - b_ for o, b_ in zip(ours, bare, strict=True)]
     ms = 1e3
     print(f"(a) tick-to-order: book frame read -> both signed orders written; {len(ours)} triggers "
           f"({a['elapsed']:.1f}s, {a['skipped']} frames not triggering while a hedge was in flight or the "
           f"premium absent)")
-    print(f"{'path':<44} {'p50 ms':>8} {'p99 ms':>8}   target")
-    print(f"{'ours (frame -> decision -> 2 orders written)':<44} {percentile(ours, .5) * ms:8.3f} "
+    print(f"{'path':<52} {'p50 ms':>8} {'p99 ms':>8}   target")
+    print(f"{'ours (frame -> decision -> 2 orders written)':<52} {percentile(ours, .5) * ms:8.3f} "
           f"{percentile(ours, .99) * ms:8.3f}")
-    print(f"{'bare aiohttp (sign + send both)':<44} {percentile(bare, .5) * ms:8.3f} {percentile(bare, .99) * ms:8.3f}")
+    print(f"{'bare aiohttp (sign + send both)':<52} {percentile(bare, .5) * ms:8.3f} {percentile(bare, .99) * ms:8.3f}")
     over99 = (percentile(ours, .99) - percentile(bare, .99)) * ms
-    print(f"{'overhead: p99(ours) - p99(bare)':<44} {'':>8} {over99:8.3f}   < 1 ms  "
+    print(f"{'overhead: p99(ours) - p99(bare)':<52} {'':>8} {over99:8.3f}   < 1 ms  "
           f"{'MET' if over99 < 1 else 'NOT MET'}")
-    print(f"{'overhead, paired per trigger (p50 / p99)':<44} {percentile(paired, .5) * ms:8.3f} "
+    print(f"{'overhead, paired per trigger (p50 / p99)':<52} {percentile(paired, .5) * ms:8.3f} "
           f"{percentile(paired, .99) * ms:8.3f}")
-    for label, values in (("  of which frame read -> evaluation starts", [x[0] for x in a["stages"]]),
-                          ("  of which decision + legs", [x[1] for x in a["stages"]]),
-                          ("  executor durable state write (each, CSV)", a["persists"])):
-        print(f"{label:<44} {percentile(values, .5) * ms:8.3f} {percentile(values, .99) * ms:8.3f}")
+    # stages: wall, and the client's main-thread CPU between the same two points (time.thread_time: less
+    # sensitive to the machine's load; between two points that await, it includes other loop work done meanwhile)
+    marks = a["marks"]
+    stages = [
+        ("frame read -> evaluation starts", _span(marks, "frame", "evaluate")),
+        ("decision + legs (engine)", _span(marks, "evaluate", "execute")),
+        ("executor: execute -> first order to its driver", _span(marks, "execute", "handed")),
+        ("  of which both `sent` states stored (1 write)", ([m["sent"][0] for m in marks if "sent" in m],
+                                                             [m["sent"][1] for m in marks if "sent" in m])),
+        ("drivers: first order handed -> both written", _span(marks, "handed", "written")),
+        ("bare aiohttp: sign + send both", ([m["bare"][0] for m in marks if "bare" in m],
+                                            [m["bare"][1] for m in marks if "bare" in m])),
+        ("executor durable state write (each)", ([x[0] for x in a["persists"]], [x[1] for x in a["persists"]])),
+    ]
+    print(f"{'stage':<52} {'wall p50':>8} {'wall p99':>8} {'CPU p50':>8} {'CPU p99':>8}")
+    for label, (wall, cpu) in stages:
+        print(f"{label:<52} {percentile(wall, .5) * ms:8.3f} {percentile(wall, .99) * ms:8.3f} "
+              f"{percentile(cpu, .5) * ms:8.3f} {percentile(cpu, .99) * ms:8.3f}")
+
+
+def report_scale(b: dict[str, Any], pairs: int) -> None:
+    ms = 1e3
     lat = b["latencies"]
     share = b["cpu"] / b["wall"]
     p99 = percentile(lat, .99) * ms
     print()
-    print(f"(b) scale: {args.pairs} pairs on both venues, every book every 100 ms, event-driven; "
+    print(f"(b) scale: {pairs} pairs on both venues, every book every 100 ms, event-driven; "
           f"{b['wall']:.1f}s window: {b['changes'] / b['wall']:.0f} book changes/s -> "
           f"{b['evaluations'] / b['wall']:.0f} evaluations/s ({b['positions']} positions opened)")
     print(f"{'figure':<44} {'value':>8}   target")
@@ -403,11 +469,6 @@ def main(argv: list[str] | None = None) -> int:
           f"{'MET' if share < 0.7 else 'NOT MET'}")
     print(f"{'book-to-decision p50 ms':<44} {percentile(lat, .5) * ms:8.3f}")
     print(f"{'book-to-decision p99 ms':<44} {p99:8.3f}   < 5 ms  {'MET' if p99 < 5 else 'NOT MET'}")
-    print()
-    print(f"load average (1/5/15 min) at start {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f}, after (a) "
-          f"{load1[0]:.2f}/{load1[1]:.2f}/{load1[2]:.2f}, after (b) {load2[0]:.2f}/{load2[1]:.2f}/{load2[2]:.2f}; "
-          f"{os.cpu_count()} cores")
-    return 0
 
 
 def bare_upbit(session: Any, base: str, cid: str, price: Decimal, qty: Decimal) -> Any:

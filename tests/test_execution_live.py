@@ -237,3 +237,65 @@ async def test_client_ids_are_derived_and_never_reused() -> None:
     with pytest.raises(DuplicateClientOrderId):
         await hedge(pair)
     assert pair.upbit.placements == []
+
+
+async def test_sent_lines_come_after_the_write_and_before_the_answers(caplog) -> None:
+    """The plan line and both ``sent`` lines are logged once the requests are out: before the first answer is
+    taken, or ``ANNOUNCE_AFTER_SECONDS`` after sending when no answer comes (a held request still shows ``sent``)."""
+    from arbframe.execution.live import ANNOUNCE_AFTER_SECONDS
+
+    caplog.set_level("INFO", logger="arbframe.execution")
+    pair = live_pair()
+    gate = asyncio.Event()
+    real = pair.bn.place_order
+
+    async def held(request):
+        await gate.wait()
+        return await real(request)
+
+    pair.bn.place_order = held
+    task = asyncio.create_task(hedge(pair))
+    up, bn = cid("p1", "domestic", 0), cid("p1", "foreign", 0)
+
+    def lines():
+        return [r.getMessage() for r in caplog.records if r.name == "arbframe.execution"]
+
+    while not any(f"[{up}]: filled" in m for m in lines()):
+        await asyncio.sleep(0.001)
+    text = lines()
+    first_sent = next(i for i, m in enumerate(text) if m.endswith(": sent"))
+    assert text[first_sent - 1].startswith("[EXEC] open kimchi BTC p1 qty=")
+    assert [m for m in text if m.endswith(": sent")] == [m for m in text[first_sent:first_sent + 2]]
+    assert first_sent < next(i for i, m in enumerate(text) if f"[{up}]: filled" in m)
+    await asyncio.sleep(ANNOUNCE_AFTER_SECONDS)
+    assert not any(f"[{bn}]:" in m and "filled" in m for m in lines())  # still held: sent shown, no answer
+    gate.set()
+    report = await task
+    assert report.status == "filled"
+    pair.bn.place_order = real
+    pair.check(caplog)
+
+
+async def test_sent_lines_show_while_both_requests_are_held(caplog) -> None:
+    from arbframe.execution.live import ANNOUNCE_AFTER_SECONDS
+
+    caplog.set_level("INFO", logger="arbframe.execution")
+    pair = live_pair()
+    gate = asyncio.Event()
+    reals = pair.up.place_order, pair.bn.place_order
+
+    def hold(real):
+        async def held(request):
+            await gate.wait()
+            return await real(request)
+        return held
+
+    pair.up.place_order, pair.bn.place_order = hold(reals[0]), hold(reals[1])
+    task = asyncio.create_task(hedge(pair))
+    await asyncio.sleep(ANNOUNCE_AFTER_SECONDS * 3)
+    sent = [r.getMessage() for r in caplog.records if r.getMessage().endswith(": sent")]
+    assert len(sent) == 2  # no answer yet: logged by the timer
+    gate.set()
+    assert (await task).status == "filled"
+    pair.up.place_order, pair.bn.place_order = reals
+    pair.check(caplog)

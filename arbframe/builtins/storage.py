@@ -16,6 +16,7 @@ class NullStorage(Storage):
     """Drops everything (benchmarks, dry runs)."""
 
     name = "null"
+    order_states_local = True  # in memory: nothing to wait for
 
     def log_spread(self, spread: Spread) -> None:
         pass

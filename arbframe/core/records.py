@@ -77,6 +77,23 @@ def to_row(record: Any) -> list[str]:
     return [_fmt(getattr(record, name)) for name in columns(type(record))]
 
 
+def order_row(order: Order) -> list[str]:
+    """``to_row(order)`` for an :class:`Order`, spelt out field by field (the execution layer's write-ahead path
+    writes one per order state before sending; ``tests/test_execution_storage.py`` holds it equal to
+    ``to_row``)."""
+    price, avg, eid, pid, cid = order.price, order.avg_price, order.exchange_order_id, order.position_id, \
+        order.client_order_id
+    return [
+        order.id, order.ts.astimezone(timezone.utc).isoformat(),
+        # ``_value_``: the enums' value without the ``value`` property's Python-level descriptor call
+        order.exchange, order.symbol, order.side._value_, order.order_type._value_, format(order.qty, "f"),
+        "" if price is None else format(price, "f"), order.status._value_, format(order.filled_qty, "f"),
+        "" if avg is None else format(avg, "f"), format(order.fee, "f"), order.fee_currency,
+        "" if pid is None else pid, "" if cid is None else cid, "" if eid is None else eid,
+        "true" if order.simulated else "false", order.instance_id,
+    ]
+
+
 def to_dict(record: Any) -> dict[str, str]:
     return dict(zip(columns(type(record)), to_row(record), strict=True))
 

@@ -6,8 +6,11 @@ starts a hedge as a task and returns; its :class:`~arbframe.execution.base.Hedge
 
 1. **Bounds.** Each leg is a limit IOC order at the book VWAP of its quantity moved ``live.max_slippage_bps``
    against us (rounded to the venue's price grid towards the book).
-2. **Both legs at once.** Each order's ``sent`` state is written to storage before its request leaves; both
-   requests go out concurrently (``asyncio.gather``); every answer is written before the next step.
+2. **Both legs at once.** Both orders' ``sent`` states are written to storage in one call
+   (``Storage.write_order_states``; with the kernel's writer, one journal write on the loop: docs/LIVE.md
+   "Durability") before either request leaves; both requests go out concurrently (``asyncio.gather``); every
+   answer is written before the next step. The log lines of that step wait until the requests are out (the first
+   answer, or ``ANNOUNCE_AFTER_SECONDS``).
 3. **Unknown outcomes.** A timeout, dropped connection or 5xx after sending makes the order ``unknown``: it is
    looked up by client order id until the venue says what happened (``live.lookup_interval_seconds``); a venue
    that still does not know it ``live.not_found_seconds`` after sending means it was never placed. Nothing else
@@ -30,6 +33,7 @@ the venue, nothing placed; the hedge reports ``rehearsed``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -68,6 +72,24 @@ log = logging.getLogger("arbframe.execution")
 
 BPS = Decimal(10000)
 _DUST = Decimal("0.00000001")
+
+
+#: the ``sent`` log lines of a hedge's first orders wait for the first answer, at most this long after sending
+ANNOUNCE_AFTER_SECONDS = 0.05
+
+
+class _Once:
+    """``fn`` called on the first call only."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], Any]) -> None:
+        self.fn: Callable[[], Any] | None = fn
+
+    def __call__(self) -> None:
+        fn, self.fn = self.fn, None
+        if fn is not None:
+            fn()
 
 
 class DuplicateClientOrderId(RuntimeError):
@@ -197,7 +219,8 @@ class LiveExecutor(Executor):
         self._tasks: dict[str, asyncio.Task[HedgeReport]] = {}
         self._busy: dict[str, int] = {}
         self._done: list[HedgeReport] = []
-        self._inline = getattr(storage, "name", "") in ("memory", "null")
+        # a local write (the kernel writer's order journal, in-memory stores): on the loop, no thread hop
+        self._inline = bool(getattr(storage, "order_states_local", False))
         self.marks: dict[str, Decimal] = {}  # symbol -> KRW per coin (the decision's domestic VWAP)
         self.on_trip: Callable[[str], None] | None = None
         self.reconciler: Any = None  # set by arbframe.execution.reconcile.Reconciler
@@ -459,20 +482,44 @@ class LiveExecutor(Executor):
                 return self._finish(plan, report)
             bounds.append(self._bound(leg, leg.vwap, leg.side, cfg.max_slippage_bps))
         self.marks[plan.symbol] = d.vwap
-        log.info("[EXEC] %s %s %s %s qty=%s: %s %s %s @ <=%s, %s %s %s @ <=%s (VWAP %s / %s, %s bps)%s",
-                 plan.purpose, plan.direction.value, plan.symbol, plan.position_id, plan.qty,
-                 d.venue.name, d.side.value, d.qty, bounds[0], f.venue.name, f.side.value, f.qty, bounds[1],
-                 d.vwap, f.vwap, cfg.max_slippage_bps, " [dry run]" if cfg.dry_run else "")
+        announce = functools.partial(
+            log.info, "[EXEC] %s %s %s %s qty=%s: %s %s %s @ <=%s, %s %s %s @ <=%s (VWAP %s / %s, %s bps)%s",
+            plan.purpose, plan.direction.value, plan.symbol, plan.position_id, plan.qty,
+            d.venue.name, d.side.value, d.qty, bounds[0], f.venue.name, f.side.value, f.qty, bounds[1],
+            d.vwap, f.vwap, cfg.max_slippage_bps, " [dry run]" if cfg.dry_run else "")
         first = [self._new(plan, leg, "first", leg.side, leg.qty, bound) for leg, bound in zip(plan.legs, bounds,
                                                                                                strict=True)]
-        if await self._mark_sent(first):  # both legs' "sent" stored in one round trip, then both requests
-            await asyncio.gather(*(self._send(order, marked=True) for order in first))
+        # both legs' "sent" stored in one write, then both requests. The log lines and metrics of that step come
+        # once the requests are out: before the first answer is taken (or ANNOUNCE_AFTER_SECONDS after sending
+        # when no answer comes): formatting them first would hold the orders back
+        if await self._mark_sent(first, announce=announce):
+            notice = _Once(functools.partial(self._announce_sent, first, announce))
+            timer = asyncio.get_running_loop().call_later(ANNOUNCE_AFTER_SECONDS, notice)
+            try:
+                await self._send_all(first, notice)
+            finally:
+                timer.cancel()
+                notice()
         if cfg.dry_run:
             report.status = "rehearsed"
             return self._finish(plan, report)
         await asyncio.gather(*(self._settle(order) for order in first))
         await self._balance_legs(plan)
         return self._finish(plan, report)
+
+    async def _send_all(self, orders: list[ManagedOrder], answered: Callable[[], None]) -> None:
+        """Send ``orders`` (``sent`` stored) concurrently: the first in this task at once, the others as tasks
+        that start when it first waits (as ``asyncio.gather`` would, one loop pass earlier for the first)."""
+        rest = [asyncio.get_running_loop().create_task(self._send(order, marked=True, answered=answered))
+                for order in orders[1:]]
+        try:
+            await self._send(orders[0], marked=True, answered=answered)
+        except BaseException:
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+            raise
+        await asyncio.gather(*rest)
 
     def _bound(self, leg: Leg, reference: Decimal, side: Side, bps: Decimal) -> Decimal:
         move = reference * bps / BPS
@@ -557,23 +604,18 @@ class LiveExecutor(Executor):
         return gap * plan.qty >= dust
 
     # ---------------------------------------------------------------------------------------------- orders
-    async def _persist(self, *orders: ManagedOrder) -> None:
-        """The current state of ``orders``, durable before returning: one storage round trip for all of them
-        (``write_order_state`` of the last makes those logged before it durable too)."""
+    async def _persist(self, *orders: ManagedOrder, count: bool = True) -> None:
+        """The current state of ``orders``, durable before returning: one ``write_order_states`` for all of them
+        (docs/LIVE.md, "Durability"). A local write (``storage.order_states_local``: the kernel writer's order
+        journal) runs on the loop; anything else in a worker thread, bounded by ``live.persist_timeout_seconds``."""
         now = self.now()
-        records = [order.record(now, simulated=self.simulated) for order in orders]
-        storage = self.storage
-
-        def write() -> None:
-            for record in records[:-1]:
-                storage.log_order(record)
-            storage.write_order_state(records[-1])
-
+        records = [order.record(now, self.simulated, self.instance_id) for order in orders]
         if self._inline:
-            write()
+            self.storage.write_order_states(records)
         else:
-            await asyncio.wait_for(asyncio.to_thread(write), self.cfg.persist_timeout_seconds)
-        if self.metrics is not None:
+            await asyncio.wait_for(asyncio.to_thread(self.storage.write_order_states, records),
+                                   self.cfg.persist_timeout_seconds)
+        if count and self.metrics is not None:
             for order in orders:
                 self.metrics.orders.labels(exchange=order.exchange, status=order.state.value).inc()
 
@@ -603,9 +645,11 @@ class LiveExecutor(Executor):
                 f", filled {v.filled_qty} @ {v.avg_price}{fee}"
         log.info("[EXEC] %s: %s%s%s", order.describe(), state.value, fills, f" ({note})" if note else "")
 
-    async def _mark_sent(self, orders: list[ManagedOrder]) -> bool:
-        """Move ``orders`` to ``sent`` and store it (one round trip) before any request leaves; False (and the
-        orders ``rejected``, never sent) when the storage does not take it."""
+    async def _mark_sent(self, orders: list[ManagedOrder], *,
+                         announce: Callable[[], None] | None = None) -> bool:
+        """Move ``orders`` to ``sent`` and store it (one write) before any request leaves; False (and the orders
+        ``rejected``, never sent) when the storage does not take it. ``announce`` (a log line): the caller calls
+        :meth:`_announce_sent` once the requests are on their way; else the ``sent`` lines are logged here."""
         for order in orders:
             cid = order.client_order_id
             if cid in self.used_ids:
@@ -614,10 +658,11 @@ class LiveExecutor(Executor):
             order.move(S.SENT)
             self.live_orders[cid] = order
         self.count_unresolved()
-        self.risk.publish()
         try:
-            await self._persist(*orders)
+            await self._persist(*orders, count=announce is None)
         except Exception as exc:
+            if announce is not None:
+                announce()
             for order in orders:
                 order.move(S.REJECTED, note=f"not sent: storage did not take its state ({type(exc).__name__})")
                 self.live_orders.pop(order.client_order_id, None)
@@ -626,13 +671,25 @@ class LiveExecutor(Executor):
             self.count_unresolved()
             self.risk.publish()
             return False
-        for order in orders:
-            log.info("[EXEC] %s: sent", order.describe())
+        if announce is None:
+            self._announce_sent(orders, None)
         return True
 
-    async def _send(self, order: ManagedOrder, *, marked: bool = False) -> None:
+    def _announce_sent(self, orders: list[ManagedOrder], announce: Callable[[], None] | None) -> None:
+        """The log lines, counters and gauges of ``orders`` going out (after ``announce``, the hedge's line)."""
+        if announce is not None:
+            announce()
+            if self.metrics is not None:
+                for order in orders:
+                    self.metrics.orders.labels(exchange=order.exchange, status=S.SENT.value).inc()
+        self.risk.publish()
+        for order in orders:
+            log.info("[EXEC] %s: sent", order.describe())
+
+    async def _send(self, order: ManagedOrder, *, marked: bool = False,
+                    answered: Callable[[], None] | None = None) -> None:
         """``sent`` written (unless ``marked`` already), then the request; the answer (or ``unknown``, or
-        ``rejected``) written."""
+        ``rejected``) written. ``answered`` is called first thing when the venue's answer (or error) is in."""
         cid = order.client_order_id
         venue = self.venues[order.exchange]
         if not marked and not await self._mark_sent([order]):
@@ -644,7 +701,11 @@ class LiveExecutor(Executor):
         order.sent_at = self.clock()
         while True:
             try:
-                answer = await venue.trading.place_order(request)
+                try:
+                    answer = await venue.trading.place_order(request)
+                finally:
+                    if answered is not None:
+                        answered()
             except (OrderRejected, InvalidRequest, AuthenticationError) as exc:
                 await self._move(order, S.REJECTED, note=f"{exc.kind}: {exc}")
                 return
@@ -732,7 +793,7 @@ class LiveExecutor(Executor):
         changes: Changes = {}
         for leg in plan.legs:
             for order in leg.orders:
-                report.orders.append(order.record(now, simulated=self.simulated))
+                report.orders.append(order.record(now, self.simulated, self.instance_id))
                 trade = order.trade(self.ids(), now)
                 if trade is not None:
                     report.trades.append(trade)

@@ -197,8 +197,9 @@ class ManagedOrder:
             self.note = note
         self.seq += 1
 
-    def record(self, ts: datetime, simulated: bool = False) -> Order:
-        """The ``orders`` row of the current state."""
+    def record(self, ts: datetime, simulated: bool = False, instance_id: str = "") -> Order:
+        """The ``orders`` row of the current state (``instance_id``: the runner's, stamped here rather than copied
+        in by the storage writer)."""
         v = self.venue_order
         return Order(
             id=f"{self.client_order_id}.{self.seq}", ts=ts, exchange=self.exchange, symbol=self.symbol,
@@ -206,7 +207,7 @@ class ManagedOrder:
             filled_qty=v.filled_qty if v else ZERO, avg_price=v.avg_price if v else None,
             fee=v.fee if v else ZERO, fee_currency=v.fee_currency if v else "", position_id=self.position_id,
             client_order_id=self.client_order_id, exchange_order_id=self.exchange_order_id, simulated=simulated,
-            fees=v.fees if v else (), filled_quote=v.filled_quote if v else None,
+            fees=v.fees if v else (), filled_quote=v.filled_quote if v else None, instance_id=instance_id,
         )
 
     def changes(self) -> dict[tuple[str, str], Decimal]:

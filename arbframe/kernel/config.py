@@ -92,6 +92,13 @@ KERNEL_SCHEMA: dict[str, Any] = {
                                           "description": "a driver call this slow diverts records to the spool (1)"},
                         "close_timeout_seconds": {"type": "number", "exclusiveMinimum": 0,
                                                   "description": "bound on closing the storage at shutdown (7)"},
+                        "order_journal": {
+                            "enum": ["os", "fsync", "off"],
+                            "description": "how an order state is durable before live execution's next step: os "
+                                           "(default) a journal write, survives the process being killed; fsync "
+                                           "(default when storage.csv.fsync) also survives power loss; off: wait "
+                                           "until the storage driver has flushed it (docs/LIVE.md, Durability)",
+                        },
                     },
                     "additionalProperties": False,
                 },
@@ -748,6 +755,16 @@ def cache_backend(config: Mapping[str, Any]) -> str:
     if redis.get("enabled") or config.get("storage", {}).get("backend") == "hybrid":
         return "redis"
     return str((config.get("cache") or {}).get("backend", "memory"))
+
+
+def order_journal_mode(config: Mapping[str, Any]) -> str:
+    """``storage.writer.order_journal``; unset: ``fsync`` when ``storage.csv.fsync`` asks for power-loss safety,
+    else ``os`` (docs/LIVE.md, "Durability")."""
+    storage = config.get("storage") or {}
+    mode = (storage.get("writer") or {}).get("order_journal")
+    if mode is None:
+        return "fsync" if (storage.get("csv") or {}).get("fsync") else "os"
+    return str(mode)
 
 
 def fx_source_name(config: Mapping[str, Any]) -> str:

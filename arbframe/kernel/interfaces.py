@@ -125,13 +125,26 @@ class Storage(Driver):
         keeps no history (the default). Status marks open positions with them when no market is reachable, and
         says so with the spreads' age. Reads may raise when the backend is unreachable."""
         return None
-    def write_order_state(self, order: Order) -> None:
-        """Record one state of an order durably before returning, and every record logged before it: the
-        execution layer writes each state change (a new ``orders`` row per state, see
-        :mod:`arbframe.execution.orders`) before its next step. The default logs it and flushes; the kernel's
-        writer waits until the driver has it (or its spool does)."""
-        self.log_order(order)
+
+    #: True when :meth:`write_order_states` returns after a short local write (no server round trip, no other
+    #: thread): the execution layer then calls it on its event loop instead of in a worker thread. The kernel's
+    #: writer sets it with its order journal (``storage.writer.order_journal: os``); the in-memory drivers too.
+    order_states_local: bool = False
+
+    def write_order_states(self, orders: Sequence[Order]) -> None:
+        """Record these states of orders durably before returning, in one round trip: the execution layer writes
+        each state change (a new ``orders`` row per state, see :mod:`arbframe.execution.orders`) before its next
+        step, both legs' ``sent`` in one call before either request leaves. Raises when they are not stored (the
+        caller then sends nothing). The default logs each and flushes (every record logged before them is then
+        durable too). The kernel's writer appends them to its order journal and hands them to the driver
+        without waiting (``storage.writer.order_journal``; docs/LIVE.md, "Durability")."""
+        for order in orders:
+            self.log_order(order)
         self.flush()
+
+    def write_order_state(self, order: Order) -> None:
+        """One order state, durable before returning: :meth:`write_order_states` of ``[order]``."""
+        self.write_order_states((order,))
 
     def load_orders(self, since: datetime | None = None) -> list[Order] | None:
         """Every ``orders`` row written at or after ``since`` (all when None), for the reconciliation after a

@@ -20,6 +20,7 @@ from arbframe.kernel.config import (
     driver_section,
     driver_section_path,
     fx_source_name,
+    order_journal_mode,
     selected_drivers,
     validate_full,
 )
@@ -155,6 +156,7 @@ class Kernel:
             queue_size=int(section.get("queue_size", 20_000)),
             stall_seconds=float(section.get("stall_seconds", 1.0)),
             close_seconds=float(section.get("close_timeout_seconds", 7.0)),
+            order_journal=order_journal_mode(self.config),
             registry=self.registry,
         )
         if driver in self._drivers:

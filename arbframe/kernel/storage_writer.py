@@ -16,6 +16,15 @@ hands the records to the driver, in order, and calls its ``flush``.
   driver; if it does not finish in time (the database hangs), the records still queued and those handed to the
   driver since its last successful flush go to the spool (fsync-ed), the driver is told to let go
   (``abandon``) and ``close`` returns. The next start replays the spool first.
+- **Order journal** (``storage.writer.order_journal``, docs/LIVE.md "Durability"). The execution layer's order
+  states (:meth:`StorageWriter.write_order_states`: ``sent`` before a request leaves, then every answer) are first
+  appended to a write-ahead journal, ``<spool_dir>/<stem>.journal``: one ``write(2)`` of JSON lines on a file kept
+  open (``os``: in the operating system's hands when the call returns, so it survives the process being killed;
+  ``fsync``: ``fdatasync`` too, so it survives power loss), then queued for the driver without waking the writer
+  thread (it takes them at its next wake-up, within ``_POLL_SECONDS``); the call does not wait for the driver.
+  The journal is emptied once the driver has flushed every state in it. At start, states left in a journal by a
+  process that died are handed to the driver first (those it already holds, by id, are skipped), before any
+  read. ``off``: no journal, the call waits until the driver has flushed them.
 - **Instance id.** Every record without one is stamped with ``service.instance_id`` on its way in.
 - **Book.** Open positions are resumed for the runner's own symbols and venues; closed positions (PnL totals)
   are the runner's own instance's (rows from before ``instance_id`` existed count for the runner trading their
@@ -24,6 +33,7 @@ hands the records to the driver, in order, and calls its ``flush``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import functools
@@ -34,11 +44,21 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from json.encoder import encode_basestring
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from arbframe.core.models import ErrorRecord, FxRate, Order, Position, Spread, Trade
-from arbframe.core.records import TABLE_OF, TABLES, columns, from_row, newest_fx_rate, newest_spreads, to_row
+from arbframe.core.records import (
+    TABLE_OF,
+    TABLES,
+    columns,
+    from_row,
+    newest_fx_rate,
+    newest_spreads,
+    order_row,
+    to_row,
+)
 from arbframe.kernel.book import BookKey, BookLock, safe_name
 from arbframe.kernel.hookspecs import hookimpl
 from arbframe.kernel.interfaces import HealthCheck, HealthResult, HealthStatus, PluginContext, Storage
@@ -50,6 +70,12 @@ log = logging.getLogger("arbframe.storage.writer")
 
 BACKEND = "writer"
 _STOP = ("stop", None)
+#: the writer thread looks at its queue at least this often (items queued quietly wait at most this long)
+_POLL_SECONDS = 0.2
+#: a str as a JSON string literal, non-ASCII kept (``json.dumps(s, ensure_ascii=False)``; C-implemented)
+_json_string: Callable[[str], str] = encode_basestring
+#: ``storage.writer.order_journal`` values (module docstring)
+ORDER_JOURNAL_MODES = ("os", "fsync", "off")
 _LOG_METHODS = ("log_spread", "log_position_open", "log_position_close", "log_order", "log_trade", "log_fx_rate",
                 "log_error")
 
@@ -191,6 +217,64 @@ _METHOD_OF = {"spreads": "log_spread", "positions": "log_position_close", "order
               "trades": "log_trade", "fx_rates": "log_fx_rate", "errors": "log_error"}
 
 
+class OrderJournal(RecordSpool):
+    """The write-ahead journal of order states: the spool's file format and locking, appended with one
+    ``os.write`` per call on the ``O_APPEND`` descriptor it keeps open (``fsync``: then ``fdatasync``)."""
+
+    fsync = False
+
+    def __init__(self, path: Path) -> None:  # the spool's, with the torn tail cut before counting
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._handle = self._lock(path)
+        if self._handle is None:
+            raise BlockingIOError(f"{path} is in use")
+        self._fd = self._handle.fileno()
+        self._size = self._cut_torn_tail()
+        self.depth = sum(1 for _ in self._entries(path))
+
+    def _cut_torn_tail(self) -> int:
+        """Cut an unterminated last line off (a write a killed process did not finish; its call never returned,
+        so nothing was sent on it): the next append must start a line. The file's size after."""
+        size = os.fstat(self._fd).st_size
+        if size == 0 or os.pread(self._fd, 1, size - 1) == b"\n":
+            return size
+        tail = os.pread(self._fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+        keep = max(0, size - len(tail)) + tail.rfind(b"\n") + 1
+        os.ftruncate(self._fd, keep)
+        log.warning("%s: torn last entry (%d bytes, an interrupted write) cut off", self.path, size - keep)
+        return keep
+
+    def append_orders(self, orders: Sequence[Order]) -> None:
+        """``orders`` appended whole, or not at all (raises; a partial write is cut off again)."""
+        if self._handle is None:
+            raise RuntimeError(f"order journal {self.path} is closed")
+        # the spool's JSON line, spelt directly: every cell is a string (json.dumps would build an encoder per call)
+        data = "".join(['{"m":"log_order","t":"orders","r":[' + ",".join(map(_json_string, order_row(o))) + "]}\n"
+                        for o in orders]).encode("utf-8")
+        fd = self._fd
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if self.fsync:
+                os.fdatasync(fd)
+        except BaseException:
+            with contextlib.suppress(OSError):  # no torn line left for the next append to run into
+                os.ftruncate(fd, self._size)
+            raise
+        self._size += len(data)
+        self.depth += len(orders)
+
+    def clear(self) -> None:
+        """Every state in the journal is in the driver: empty it (not fsync-ed: a journal that comes back after a
+        power loss is replayed, and the driver's copies are skipped by id)."""
+        if self._handle is not None and self._size:
+            os.ftruncate(self._fd, 0)
+            self._size = 0
+            self.depth = 0
+
+
 
 def _invoke(target: Any, method: str, record: Any) -> Any:
     """``target.<method>(record)``: the method is looked up when called, inside the caller's error isolation."""
@@ -213,8 +297,11 @@ class StorageWriter(Storage):
         stall_seconds: float = 1.0,
         close_seconds: float = 8.0,
         call_timeout_seconds: float = 30.0,
+        order_journal: str = "os",
         registry: CollectorRegistry | None = None,
     ) -> None:
+        if order_journal not in ORDER_JOURNAL_MODES:
+            raise ValueError(f"order_journal: {order_journal!r} is not one of {', '.join(ORDER_JOURNAL_MODES)}")
         self.inner = inner
         self.instance_id = instance_id
         self.book = book
@@ -226,6 +313,21 @@ class StorageWriter(Storage):
         stem = safe_name(f"{inner.name or type(inner).__name__}-{instance_id or 'default'}")
         self._spool = RecordSpool.open_for(spool_dir / f"{stem}.spool")
         self._diverting = len(self._spool) > 0
+        # the order journal; ``_jseq*`` count the states journaled by this writer (those found at start first):
+        # appended, handed to the driver, spooled, and known to be in the driver (flushed)
+        self.order_journal = order_journal
+        self._journal: OrderJournal | None = None
+        self._jlock = threading.Lock()  # journal appends with their queue submit, and the journal's truncation
+        self._jseq = self._jseq_handed = self._jseq_spooled = self._jseq_done = 0
+        self._recovered = 0
+        if order_journal != "off":
+            journal = OrderJournal.open_for(spool_dir / f"{stem}.journal")
+            assert isinstance(journal, OrderJournal)
+            journal.fsync = order_journal == "fsync"
+            journal._size = os.fstat(journal._fd).st_size  # after adopting the journals of dead processes
+            self._journal = journal
+            self._jseq = self._recovered = len(journal)
+        self.order_states_local = order_journal == "os"
         self._divert_reason = "records spooled by an earlier run" if self._diverting else ""
         self._busy_since: float | None = None
         self._busy_what = ""
@@ -247,6 +349,9 @@ class StorageWriter(Storage):
         if self._diverting:
             log.warning("%d records spooled by an earlier run wait in %s; replaying them into %s",
                         len(self._spool), self._spool.path, inner.describe())
+        if self._recovered:
+            log.warning("%d order states in the journal %s of an earlier run: handing them to %s first",
+                        self._recovered, self.journal_path, inner.describe())
         self._thread = threading.Thread(target=self._run, name="arbframe-storage-writer", daemon=True)
         self._thread.start()
 
@@ -274,6 +379,15 @@ class StorageWriter(Storage):
         return self._spool.path
 
     @property
+    def journal_path(self) -> Path | None:
+        return self._journal.path if self._journal is not None else None
+
+    @property
+    def journal_depth(self) -> int:
+        """Order states in the journal not yet known to be in the driver (0 without a journal)."""
+        return len(self._journal) if self._journal is not None else 0
+
+    @property
     def queue_depth(self) -> int:
         return self._queue.qsize()
 
@@ -288,15 +402,20 @@ class StorageWriter(Storage):
             return dataclasses.replace(record, instance_id=self.instance_id)
         return record
 
-    def _submit(self, method: str, record: Any) -> None:
+    def _submit(self, method: str, record: Any, *, quiet: bool = False) -> None:
+        """Queue one item for the writer thread (``quiet``: without waking it: it takes the item when something
+        else wakes it, at the latest ``_POLL_SECONDS`` later), or append it to the spool while diverting."""
         if self._closed:
             raise RuntimeError("storage is closed")
-        item = (method, self._stamp(record))
+        item = (method, record if method == "journaled" else self._stamp(record))
         while True:
             if not self._diverting:
                 if self.stalled_for() <= self.stall_seconds:
                     try:
-                        self._queue.put_nowait(item)
+                        if quiet:
+                            self._put_quietly(item)
+                        else:
+                            self._queue.put_nowait(item)
                         return
                     except queue.Full:
                         self._divert(f"queue full ({self._queue.maxsize} records)")
@@ -304,9 +423,32 @@ class StorageWriter(Storage):
                     self._divert(f"{self.inner.name} {self._busy_what} stalled {self.stalled_for():.1f}s")
             with self._lock:  # checked again under the lock: the writer may have just emptied the spool
                 if self._diverting:
-                    self._spool.append([item])
-                    self._set_depth()
+                    self._spool_items([item])
                     return
+
+    def _put_quietly(self, item: tuple[str, Any]) -> None:
+        """``put_nowait`` without notifying the waiting writer thread (``queue.Queue``'s documented-for-subclasses
+        ``mutex`` and ``_put``): woken now, it would take the interpreter lock from the event loop while the
+        requests the journaled states were written for are still being sent."""
+        q = self._queue
+        with q.mutex:
+            if 0 < q.maxsize <= q._qsize():
+                raise queue.Full
+            q._put(item)
+            q.unfinished_tasks += 1
+
+    def _spool_items(self, items: list[tuple[str, Any]]) -> None:
+        """Append to the spool (the caller holds ``_lock``); a journaled batch goes as its order records."""
+        flat: list[tuple[str, Any]] = []
+        for method, arg in items:
+            if method == "journaled":
+                jseq, orders = arg
+                flat.extend(("log_order", o) for o in orders)
+                self._jseq_spooled = max(self._jseq_spooled, jseq)
+            else:
+                flat.append((method, arg))
+        self._spool.append(flat)
+        self._set_depth()
 
     def _divert(self, reason: str) -> None:
         with self._lock:
@@ -338,16 +480,35 @@ class StorageWriter(Storage):
     def log_error(self, error: ErrorRecord) -> None:
         self._submit("log_error", error)
 
-    def write_order_state(self, order: Order) -> None:
-        """Durable before returning (the execution layer's state changes): handed to the driver and flushed, or
-        appended to the spool while diverting. Raises ``TimeoutError`` when the driver did not take it within
-        ``call_timeout_seconds`` (the record stays queued; the caller must not act as if it were stored)."""
-        self._submit("log_order", order)
-        if self._diverting:
+    def write_order_states(self, orders: Sequence[Order]) -> None:
+        """Durable before returning (the execution layer's state changes, module docstring): appended to the order
+        journal (one write; ``fsync``: and fdatasync) and queued for the driver without waiting; with
+        ``order_journal: off``, handed to the driver and flushed, or appended to the spool while diverting. Raises
+        when the journal cannot be written, or (``off``) ``TimeoutError`` when the driver did not take them
+        within ``call_timeout_seconds``: the caller must not act as if they were stored."""
+        if self._closed:
+            raise RuntimeError("storage is closed")
+        if not orders:
             return
-        if not self.sync(self.call_timeout_seconds):
-            raise TimeoutError(f"{self.inner.describe()} did not store order {order.id} within "
-                               f"{self.call_timeout_seconds:g}s")
+        journal = self._journal
+        if journal is None:
+            for order in orders:
+                self._submit("log_order", order)
+            if self._diverting:
+                return
+            if not self.sync(self.call_timeout_seconds):
+                raise TimeoutError(f"{self.inner.describe()} did not store order {orders[-1].id} within "
+                                   f"{self.call_timeout_seconds:g}s")
+            return
+        stamped = [self._stamp(o) for o in orders]
+        with self._jlock:  # journal order = queue order, so "the first n are in the driver" is a count
+            journal.append_orders(stamped)
+            self._jseq += len(stamped)
+            self._submit("journaled", (self._jseq, stamped), quiet=True)
+
+    def write_order_state(self, order: Order) -> None:
+        """One order state, durable before returning: :meth:`write_order_states` of ``[order]``."""
+        self.write_order_states((order,))
 
     def flush(self) -> None:
         """Ask the writer to flush the driver; never waits (the tick calls this). See :meth:`sync`."""
@@ -471,9 +632,11 @@ class StorageWriter(Storage):
             self._busy_since = None
 
     def _run(self) -> None:
+        if self._recovered:
+            self._recover_journal()
         while True:
             try:
-                method, arg = self._queue.get(timeout=0.2)
+                method, arg = self._queue.get(timeout=_POLL_SECONDS)
             except queue.Empty:
                 if self._diverting and time.monotonic() >= self._retry_at:
                     self._try_replay()
@@ -505,6 +668,8 @@ class StorageWriter(Storage):
                 box["error"] = exc
             finally:
                 done.set()
+        elif method == "journaled":
+            self._handle_journaled(*arg)
         elif self._diverting and self._refused:
             with self._lock:  # keep order: everything after a refused record goes behind it
                 self._spool.append([(method, arg)])
@@ -521,12 +686,88 @@ class StorageWriter(Storage):
                 raise
             self._unflushed.append((method, arg))
 
+    def _handle_journaled(self, jseq: int, orders: list[Order]) -> None:
+        """Order states from the journal's writer: to the driver (or behind a refused record, to the spool), then
+        flushed at once when nothing else waits (group commit), so the journal empties soon."""
+        if self._diverting and self._refused:
+            with self._lock:
+                self._spool_items([("journaled", (jseq, orders))])
+            return
+        for i, order in enumerate(orders):
+            try:
+                self._call("log_order", functools.partial(self.inner.log_order, order))
+            except Exception as exc:
+                self._refused = True
+                self._divert(f"{self.inner.name} refused a record ({type(exc).__name__}: {exc})")
+                with self._lock:
+                    self._spool_items([("journaled", (jseq, orders[i:]))])
+                raise
+            self._unflushed.append(("log_order", order))
+        self._jseq_handed = jseq
+        if self._queue.empty():
+            self._flush_inner()
+
+    def _settle_journal(self, done: int) -> None:
+        """The first ``done`` journaled states are in the driver: empty the journal once all of them are."""
+        journal = self._journal
+        if journal is None:
+            return
+        with self._jlock:
+            self._jseq_done = max(self._jseq_done, done)
+            if self._jseq_done >= self._jseq and len(journal):
+                try:
+                    journal.clear()
+                except OSError as exc:
+                    self._error(f"emptying the order journal {journal.path} failed: {exc}")
+
+    def _recover_journal(self) -> None:
+        """Hand the order states a dead process left in the journal to the driver (skipping those it holds, by
+        id, and those waiting in the spool), flushed; the driver away: to the spool."""
+        journal = self._journal
+        assert journal is not None
+        with self._jlock:
+            items, _ = journal.read()
+        orders = [r for _m, r in items if isinstance(r, Order)][: self._recovered]
+        have: set[str] = set()
+        with self._lock:
+            spooled, _ = self._spool.read()
+        have.update(r.id for _m, r in spooled if isinstance(r, Order))
+        try:
+            since = min((o.ts for o in orders), default=None)
+            held = self._call("load", lambda: self.inner.load_orders(since))
+            have.update(o.id for o in held or [])
+            missing = [o for o in orders if o.id not in have]
+            for order in missing:
+                self._call("replay", functools.partial(self.inner.log_order, order))
+            self._call("flush", self.inner.flush)
+        except Exception as exc:
+            self._error(f"handing the order journal to {self.inner.describe()} failed: {type(exc).__name__}: "
+                        f"{exc}; spooled")
+            missing = [o for o in orders if o.id not in have]
+            with self._lock:
+                self._spool_items([("journaled", (self._recovered, missing))])
+            self._divert("order journal of an earlier run")
+            return
+        log.warning("order journal %s: %d order states of an earlier run handed to %s (%d it held already)",
+                    journal.path, len(missing), self.inner.describe(), len(orders) - len(missing))
+        self._jseq_handed = max(self._jseq_handed, self._recovered)  # a guard still holding some: a later flush
+        if self._backlog() == 0:
+            self._settle_journal(self._recovered)
+
+    def _backlog(self) -> int:
+        """Records a guard before the driver still holds (``IsolatedStorage``): not in the driver yet."""
+        backlog = getattr(self.inner, "backlog", 0)
+        return backlog if isinstance(backlog, int) else 0
+
     def _flush_inner(self) -> bool:
+        handed = self._jseq_handed
         try:
             self._call("flush", self.inner.flush)
         except Exception as exc:
             self._error(f"flush of {self.inner.describe()} failed: {type(exc).__name__}: {exc}")
             return False
+        if self._journal is not None and self._backlog() == 0:
+            self._settle_journal(handed)
         self._unflushed.clear()
         if self._diverting and self._queue.empty() and time.monotonic() >= self._retry_at:
             self._try_replay()
@@ -541,7 +782,8 @@ class StorageWriter(Storage):
                     if offset:
                         self._spool.drop_head(offset)
                     self._undivert()
-                    return True
+                    spooled = self._jseq_spooled
+                    break
             try:
                 for method, record in items:
                     self._call("replay", functools.partial(_invoke, self.inner, method, record))
@@ -556,7 +798,11 @@ class StorageWriter(Storage):
                 self._set_depth()
                 if not len(self._spool):
                     self._undivert()
-                    return True
+                    spooled = self._jseq_spooled
+                    break
+        if self._backlog() == 0:
+            self._settle_journal(spooled)
+        return True
 
     def _undivert(self) -> None:
         was = self._diverting
@@ -600,6 +846,9 @@ class StorageWriter(Storage):
         else:
             with self._lock:
                 self._spool.close()
+        if self._journal is not None:
+            with self._jlock:
+                self._journal.close()
 
     def _give_up(self) -> None:
         left: list[tuple[str, Any]] = []
@@ -610,6 +859,8 @@ class StorageWriter(Storage):
                 break
             if method in _LOG_METHODS:
                 left.append((method, arg))
+            elif method == "journaled":  # also in the journal: the next start skips the copies by id
+                left.extend(("log_order", o) for o in arg[1])
             elif method in ("sync",):
                 arg.set()
         with self._lock:

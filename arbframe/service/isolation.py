@@ -71,6 +71,13 @@ class IsolatedStorage:
         self.guard = _Guard(plugin, registry, backend=getattr(inner, "name", "") or plugin)
         self.kept: deque[tuple[str, Any]] = deque()
         self._dropped = 0
+        self._flush_failed = False
+
+    @property
+    def backlog(self) -> int:
+        """Records not in the driver for sure: those kept here, plus one while the last ``flush`` failed (the
+        kernel's writer keeps its order journal until this is 0)."""
+        return len(self.kept) + (1 if self._flush_failed else 0)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -112,8 +119,10 @@ class IsolatedStorage:
         try:
             self.inner.flush()
         except Exception as exc:
+            self._flush_failed = True
             self.guard.failed("flush", exc, "; the storage keeps its buffer for the next flush")
             return
+        self._flush_failed = False
         self.guard.ok("flush")
 
 

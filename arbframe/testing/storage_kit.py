@@ -19,9 +19,10 @@ The kit writes records of every table, checks exact decimals and aware timestamp
 ``load_positions`` returns only positions still open (latest state of each id, never duplicated), that
 ``load_closed_positions`` (optional: None means no history) returns each closed position's latest state, that
 ``load_last_fx_rate`` / ``load_last_spreads`` (optional: None means no history) return the newest records, that
-``close`` flushes and may be called twice, that writing the same record id twice is harmless where the
-backend is idempotent (``idempotent_ids = True``), and that ``describe()`` never shows the secret your
-``make_storage`` planted in the config (``planted_secret``).
+order states given to ``write_order_states`` are read back by ``load_orders`` after a restart without ``close``
+(optional: None means no orders kept), that ``close`` flushes and may be called twice, that writing the same
+record id twice is harmless where the backend is idempotent (``idempotent_ids = True``), and that ``describe()``
+never shows the secret your ``make_storage`` planted in the config (``planted_secret``).
 """
 
 from __future__ import annotations
@@ -273,6 +274,28 @@ class StorageContract:
         reopened = make_storage()
         assert fx in self.read_back(reopened, "fx_rates")
         reopened.close()
+
+    def test_order_states_are_durable_when_written(self, make_storage: Callable[[], Storage]) -> None:
+        """``write_order_states`` (live execution stores both legs' ``sent`` with it before sending): when it
+        returns, a new instance (a restart; the first one is never closed) reads the states back with
+        ``load_orders``. Skipped for a storage that keeps no orders to read back (``load_orders`` None)."""
+        from dataclasses import replace
+
+        storage = make_storage()
+        base = sample_records()["orders"][0]
+        states = [replace(base, id=f"{cid}.1", order_type=OrderType.LIMIT, price=Decimal("135000000"),
+                          status=OrderStatus.SENT, filled_qty=Decimal(0), avg_price=None, fee=Decimal(0),
+                          fee_currency="", client_order_id=cid) for cid in ("af-c1-odn0", "af-c1-ofn0")]
+        storage.write_order_states(states)
+        second = make_storage()
+        try:
+            loaded = second.load_orders()
+            if loaded is None:
+                pytest.skip("this storage keeps no orders to read back (load_orders returns None)")
+            assert [o for o in loaded if o.id in {s.id for s in states}] == states
+        finally:
+            second.close()
+            storage.close()
 
     def test_describe_has_no_secrets(self, make_storage: Callable[[], Storage]) -> None:
         storage = make_storage()

@@ -1,5 +1,6 @@
-"""What live execution needs from PostgreSQL: order states read back (``load_orders``) and control records (the
-kill switch) shared by every runner on the schema, surviving restarts."""
+"""What live execution needs from PostgreSQL: order states read back (``load_orders``), order states the kernel's
+writer journaled before a kill -9 reaching the database once after it, and control records (the kill switch)
+shared by every runner on the schema, surviving restarts."""
 
 from __future__ import annotations
 
@@ -74,3 +75,52 @@ def test_residual_exposure_is_kept_per_book_symbol_in_the_control_table(open_sto
     restarted = open_storage()
     assert KillSwitch(restarted).read().flattened == ("p1:open",)
     assert ResidualStore(restarted, "upbit", "binance", ["BTC"]).load() == []
+
+
+CHILD = """
+import json, os, signal, sys
+from datetime import datetime, timezone
+from decimal import Decimal
+from arbframe import Order, OrderStatus, OrderType, Side
+from arbframe.testing.plugin_harness import PluginHarness
+
+config, data_dir = json.loads(sys.argv[1]), sys.argv[2]
+writer = PluginHarness.from_config(config, env={{}}, data_dir=data_dir).load_storage_writer()
+ts = datetime.now(timezone.utc)
+writer.write_order_states([
+    Order(id=f"{{cid}}.1", ts=ts, exchange=venue, symbol="BTC", side=side, order_type=OrderType.LIMIT,
+          qty=Decimal("0.01"), price=Decimal("99800000"), status=OrderStatus.SENT, position_id="p1",
+          client_order_id=cid)
+    for cid, venue, side in (("af2-odn0", "upbit", Side.SELL), ("af2-ofn0", "binance", Side.BUY))])
+print("stored", flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # between the write and the send: PostgreSQL has not got the states
+"""
+
+
+@pytest.mark.postgres
+def test_order_states_journaled_before_a_kill_9_reach_postgres_once(tmp_path, pg, schema) -> None:
+    """The kernel's writer over this driver (as ``arbframe run`` builds it): ``write_order_states`` returns once the
+    states are in its order journal; a process killed right after leaves them there, and the next start hands
+    them to PostgreSQL before any read, once."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from arbframe.testing.plugin_harness import PluginHarness
+
+    config = {"arbitrage": {"symbols": ["BTC"]},
+              "storage": {"backend": "postgres", "postgres": {"dsn": pg.dsn, "schema": schema,
+                                                              "connect_timeout_seconds": 2}}}
+    child = subprocess.run([sys.executable, "-c", CHILD.format(), json.dumps(config), str(tmp_path / "data")],
+                           capture_output=True, text=True, timeout=60)
+    assert child.returncode == -signal.SIGKILL and child.stdout.strip() == "stored", child.stderr
+    for _start in range(2):
+        harness = PluginHarness.from_config(config, env={}, data_dir=tmp_path / "data")
+        try:
+            rows = harness.load_storage_writer().load_orders()
+            assert sorted((o.id, o.status) for o in rows) == [("af2-odn0.1", OrderStatus.SENT),
+                                                               ("af2-ofn0.1", OrderStatus.SENT)]
+        finally:
+            harness.close()
+    assert sorted(r[0] for r in pg.execute(f'SELECT id FROM "{schema}".orders')) == ["af2-odn0.1", "af2-ofn0.1"]
