@@ -224,7 +224,7 @@ def _start_workers(plan: Any, count: int, reader: Any, storage: Any) -> tuple[li
     from arbframe_optimize.study import worker_main
 
     fork = sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("fork" if fork else "spawn")
+    ctx: Any = multiprocessing.get_context("fork" if fork else "spawn")
     if fork:
         # a forked child must not share this process's database connections: each worker opens its own storage,
         # and the pool here reconnects when it is used next
