@@ -82,7 +82,40 @@ def recording(snapshots: int) -> Path:
     return path
 
 
-def run(rec: Path, workdir: Path, *, jobs: int, trials: int, storage: str, study: str) -> dict[str, Any]:
+def parameter_sets(n: int) -> list[dict[str, Any]]:
+    """``n`` parameter sets spread over :data:`SPACE` (a replay's cost depends on them: the more trades, the
+    longer), the same for every run, so that runs differ only in how the trials are run."""
+    out = []
+    for i in range(n):
+        u, v, w = (i + 0.5) / n, (i * 3 % n + 0.5) / n, (i * 5 % n + 0.5) / n
+        out.append({"arbitrage.entry_threshold": 0.002 * 15**u, "arbitrage.exit_threshold": -0.01 * v,
+                    "arbitrage.order_notional_krw": 200_000 + 100_000 * round(18 * w)})
+    return out
+
+
+def enqueue(storage_url: str, study: str, sets: list[dict[str, Any]]) -> None:
+    """Create the study and queue ``sets``: the command runs them (a waiting trial is taken before the sampler
+    draws a new one) instead of whatever its sampler would choose in this run."""
+    import optuna
+
+    created = optuna.create_study(study_name=study, storage=open_storage(storage_url), direction="maximize")
+    for values in sets:
+        created.enqueue_trial(values)
+
+
+def open_storage(storage_url: str) -> Any:
+    import optuna
+    from arbframe_optimize.study import quiet_optuna, sqlalchemy_url
+
+    quiet_optuna()
+    if "://" in storage_url:
+        return optuna.storages.RDBStorage(sqlalchemy_url(storage_url))
+    return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage_url))
+
+
+def run(rec: Path, workdir: Path, *, jobs: int, trials: int, storage: str, study: str,
+        sets: list[dict[str, Any]]) -> dict[str, Any]:
+    enqueue(storage, study, sets)
     config = workdir / "study.yml"
     config.write_text(yaml.safe_dump({
         "arbitrage": {"symbols": ["BTC"], "cooldown_seconds": 5},
@@ -108,14 +141,9 @@ def run(rec: Path, workdir: Path, *, jobs: int, trials: int, storage: str, study
 
 def stats(storage_url: str, study: str, started: datetime) -> dict[str, Any]:
     import optuna
-    from arbframe_optimize.study import quiet_optuna, sqlalchemy_url
     from optuna.trial import TrialState
 
-    quiet_optuna()
-    if "://" in storage_url:
-        storage: Any = optuna.storages.RDBStorage(sqlalchemy_url(storage_url))
-    else:
-        storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(storage_url))
+    storage = open_storage(storage_url)
     trials = [t for s in optuna.get_all_study_summaries(storage) if s.study_name.startswith(study)
               for t in optuna.load_study(study_name=s.study_name, storage=storage).trials
               if t.state == TrialState.COMPLETE]
@@ -207,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     bench_t0 = time.perf_counter()
     rec = recording(args.snapshots)
+    sets = parameter_sets(args.trials)
     rows: list[tuple[str, dict[str, Any]]] = []
     pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
     pg_note = ""
@@ -227,13 +256,13 @@ def main(argv: list[str] | None = None) -> int:
             pair = {}
             for jobs in ((1, 2) if r % 2 else (2, 1)):  # alternating order: 1 2, 2 1, 1 2, ...
                 pair[jobs] = run(rec, work, jobs=jobs, trials=jobs * args.trials,
-                                 storage=str(work / f"j{jobs}-{r}.journal"), study=f"j{jobs}")
+                                 storage=str(work / f"j{jobs}-{r}.journal"), study=f"j{jobs}", sets=sets * jobs)
                 rows.append((f"journal file, --jobs {jobs} (round {r})", pair[jobs]))
             pairs.append((pair[1], pair[2]))
             if not pg_note:
                 pg_url = pg.create_database(f"bench_optimize_{r}")
                 rows.append((f"PostgreSQL, --jobs 1 (round {r})", run(
-                    rec, work, jobs=1, trials=args.trials, storage=pg_url, study="pg")))
+                    rec, work, jobs=1, trials=args.trials, storage=pg_url, study="pg", sets=sets)))
     load = os.getloadavg()
     first = rows[0][1]
     print(f"\narbframe optimize on {args.snapshots:,} simulated snapshots (BTC, 5 levels), no folds: "

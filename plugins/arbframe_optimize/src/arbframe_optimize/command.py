@@ -223,8 +223,8 @@ def _start_workers(plan: Any, count: int, reader: Any, storage: Any) -> tuple[li
 
     from arbframe_optimize.study import worker_main
 
-    fork = sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods()
-    ctx: Any = multiprocessing.get_context("fork" if fork else "spawn")
+    fork = start_method() == "fork"
+    ctx: Any = multiprocessing.get_context(start_method())
     if fork:
         # a forked child must not share this process's database connections: each worker opens its own storage,
         # and the pool here reconnects when it is used next
@@ -240,6 +240,14 @@ def _start_workers(plan: Any, count: int, reader: Any, storage: Any) -> tuple[li
         process.start()
         children.append((index, process))
     return children, ready, wake
+
+
+def start_method() -> str:
+    """How ``--jobs`` starts its worker processes: ``fork`` on Linux, ``spawn`` elsewhere."""
+    import multiprocessing
+
+    return "fork" if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods() \
+        else "spawn"
 
 
 _reported: set[int] = set()
