@@ -5,9 +5,11 @@ The recording: 86,400 snapshots (a day at one per second) of the kernel's seeded
 five book levels, written once and kept in the cache directory (``$XDG_CACHE_HOME/arbframe-bench``; generating it
 takes about half a minute, later runs reuse it). Every trial replays the whole day (``--folds 0``), searching
 entry and exit thresholds and the order size. Every run is the real command (``python -m arbframe optimize ...
---no-report``) in a subprocess, on the same recording. Each round runs journal --jobs 1 and journal --jobs 2
-back to back, in alternating order (1 then 2, then 2 then 1: a load that drifts during the benchmark favours
-neither), then PostgreSQL --jobs 1; ``--rounds`` rounds.
+--no-report``) in a subprocess, on the same recording and the same trials: ``--trials`` parameter sets spread
+over the space are queued in the study before the command starts (a replay's cost depends on its parameters -
+the more trades, the longer - so sampled ones would make runs differ in work); --jobs 2 runs each set twice.
+Each round runs journal --jobs 1 and journal --jobs 2 back to back, in alternating order (1 then 2, then 2 then
+1: a load that drifts during the benchmark favours neither), then PostgreSQL --jobs 1; ``--rounds`` rounds.
 
 Wall-clock figures (on a machine shared with other work they are noisy; the 1-minute load average at the start
 and end of each run is printed with them):
@@ -16,6 +18,8 @@ and end of each run is printed with them):
   process has finished its first trial (start-up - imports, reading the recording - excluded) to the last
   completion. Target: --jobs 2 >= 1.7x --jobs 1 on a 2-core machine.
 - **trials/min, whole run**: N trials over the command's wall time, start-up and the end included.
+- **start-up s**: from the command's start to its first trial's start; **end tail s**: how long a worker process
+  sat idle at the end while another ran the last trial.
 
 CPU figures (what a shared machine disturbs least: CPU time is what a process got, not what it waited for):
 
@@ -23,6 +27,10 @@ CPU figures (what a shared machine disturbs least: CPU time is what a process go
   records its process's CPU time, ``worker_cpu_seconds``): the whole cost of a trial - replay, sampler, storage,
   progress, garbage collection. Equal with 1 and 2 workers means a second worker adds no work: the parallel
   loss on idle cores is then only the end tail (one worker idle while the other runs the last trial).
+- **run-queue s/trial**: the time a worker was ready to run but the machine gave the CPU to other work
+  (``/proc/self/schedstat``, recorded with each trial as ``worker_wait_seconds``); **own s/trial**: a worker's time
+  between two of its trials less that: its CPU time plus its own waiting (storage, locks, files). ``workers x 60
+  / own s`` is the steady rate on a core per worker, the figure compared as "on a core per worker".
 - **CPU s total** (user + system of the command and its worker processes, ``RUSAGE_CHILDREN``) and **trials per
   CPU-second** over the whole run, start-up included; **cores got** = CPU s / wall s: how much of the machine
   the run had (2.0 for --jobs 2 on an idle 2-core machine).
