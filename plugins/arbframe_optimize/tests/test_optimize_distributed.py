@@ -196,3 +196,35 @@ def test_spawned_workers_read_the_recordings_themselves(kit, medium_recording: P
     assert _counted(trials) == 12 == sum(t.state == TrialState.COMPLETE for t in trials)
     assert len({_pid(t) for t in trials}) == 2
     assert gc.get_freeze_count() == frozen, "the recordings read for the search are left to the collector again"
+
+
+def test_a_worker_with_nothing_to_start_wakes_when_another_ends_a_trial(kit, medium_recording: Path,
+                                                                        tmp_path: Path) -> None:
+    """At the end one process waits for the other's last trial: it goes on when that trial ends, not a poll
+    later (poll_seconds 20 here; a run of a few short trials ends in a fraction of that)."""
+    config = kit.study_config(tmp_path, folds=0, poll_seconds=20)
+    started = time.monotonic()
+    process = _start(kit, tmp_path, config, medium_recording, str(tmp_path / "wake.journal"), "wake", 6, "out",
+                     "--jobs", "2", "-q")
+    status, _, err = _finish(process)
+    elapsed = time.monotonic() - started
+    assert status == 0, err
+    assert _counted(_trials(str(tmp_path / "wake.journal"), "wake")) == 6
+    assert elapsed < 15, f"the run took {elapsed:.1f}s: a waiting worker slept its poll interval"
+
+
+def test_wake_is_a_pipe_no_lock() -> None:
+    from arbframe_optimize.study import Wake
+
+    wake = Wake()
+    try:
+        assert wake.wait(0.01) is False
+        wake.set()
+        wake.set()
+        assert wake.wait(0.01) is True
+        assert wake.wait(0.01) is False, "the pending wake-ups were all taken"
+        for _ in range(70_000):  # more than a pipe holds: set() never blocks nor raises
+            wake.set()
+        assert wake.wait(0) is True and wake.wait(0) is False
+    finally:
+        wake.close()

@@ -193,6 +193,9 @@ def _handle(args: argparse.Namespace) -> int:
             if process.is_alive():
                 process.terminate()  # our own worker processes, by handle
         raise
+    finally:
+        if wake is not None:
+            wake.close()
     counts = [(f, sum(study.finished(t) for t in studies[f.index].get_trials(deepcopy=False))) for f in folds]
     short = [f"{f.label}: {n}/{plan.trials}" for f, n in counts if n < plan.trials]
     if short:
@@ -211,7 +214,8 @@ def _handle(args: argparse.Namespace) -> int:
 def _start_workers(plan: Any, count: int, reader: Any, storage: Any) -> tuple[list[tuple[int, Any]], Any, Any]:
     """``count`` worker processes, the barrier every process (this one too) passes once it is ready to search
     (the search starts on all of them at once, so the first process does not run ahead during the others'
-    start-up: the work is shared as ``--jobs`` says) and the event each sets when it ends a trial.
+    start-up: the work is shared as ``--jobs`` says) and the :class:`~arbframe_optimize.study.Wake` each sets when
+    it ends a trial (forked workers only; spawned ones poll).
 
     On Linux the workers are forked from this process, which has read the recordings already: they start with
     them in memory (shared copy-on-write) and with every module imported, in a fraction of a second, and the
@@ -221,7 +225,7 @@ def _start_workers(plan: Any, count: int, reader: Any, storage: Any) -> tuple[li
         return [], None, None
     import multiprocessing
 
-    from arbframe_optimize.study import worker_main
+    from arbframe_optimize.study import Wake, worker_main
 
     fork = start_method() == "fork"
     ctx: Any = multiprocessing.get_context(start_method())
@@ -232,7 +236,7 @@ def _start_workers(plan: Any, count: int, reader: Any, storage: Any) -> tuple[li
         if engine is not None:
             engine.dispose()
     ready = ctx.Barrier(count + 1)
-    wake = ctx.Event()
+    wake = Wake() if fork else None
     children = []
     for index in range(1, count + 1):
         process = ctx.Process(target=worker_main, args=(plan, index, ready, reader if fork else None, wake),

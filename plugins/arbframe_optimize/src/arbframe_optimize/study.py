@@ -23,6 +23,7 @@ import json
 import logging
 import math
 import os
+import select
 import socket
 import sys
 import time
@@ -374,6 +375,37 @@ def _alive(pid: int) -> bool:
         return True
 
 
+class Wake:
+    """A wake-up call between the forked ``--jobs`` processes of one command: a pipe that each writes a byte to
+    when it ends a trial and that a waiting one selects on. Nothing is locked, so a process killed at any moment
+    cannot leave the others blocked (a ``multiprocessing.Event``'s lock would stay held by a process killed inside
+    it); a byte taken by another waiter only means this wait ends at its timeout."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    def set(self) -> None:
+        with contextlib.suppress(OSError):  # BlockingIOError: the pipe is full, a wake-up is pending anyway
+            os.write(self._write, b"!")
+
+    def wait(self, timeout: float) -> bool:
+        """Until a process sets it (True; the pending wake-ups are taken) or ``timeout`` seconds pass."""
+        ready, _, _ = select.select([self._read], [], [], timeout)
+        if not ready:
+            return False
+        with contextlib.suppress(OSError):
+            while os.read(self._read, 4096):
+                pass
+        return True
+
+    def close(self) -> None:
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
 def run_queue_wait() -> float | None:
     """Seconds this process has waited for a CPU while it was ready to run (Linux: ``/proc/self/schedstat``; None
     elsewhere): on a shared machine, the part of a trial's wall time that other work took."""
@@ -394,8 +426,8 @@ class Worker:
         self.index = index
         self.progress = progress
         self.tick = tick  # called between trials (the coordinator checks its worker processes)
-        #: an Event shared by the ``--jobs`` processes of this command (None: alone): set whenever one of them
-        #: ends a trial, so one waiting for the last running trials goes on (or ends) at once, not a poll later
+        #: the :class:`Wake` of the ``--jobs`` processes of this command (None: alone or spawned): set whenever
+        #: one of them ends a trial, so one waiting for the last running trials goes on (or ends) at once
         self.wake = wake
         self.host = socket.gethostname()
         self.base = load_config(plan.configs)
@@ -475,9 +507,8 @@ class Worker:
         workers again), or less when a process of this command ends a trial (the study may be complete now)."""
         if self.wake is None:
             time.sleep(seconds)
-        elif self.wake.wait(seconds):
-            # clearing may drop a set() made since the wake-up: harmless, the caller reads the study next
-            self.wake.clear()
+        else:
+            self.wake.wait(seconds)
 
     def reap(self, study: Any) -> int:
         """Fail and queue again the running trials whose worker died (heartbeats, and dead processes here)."""
