@@ -153,17 +153,78 @@ def test_a_worker_killed_mid_trial_is_retried(backend: str, kit, long_recording:
     assert f"trial {running.number} of killed: its worker" in err or backend == "postgres"  # the journal's check
 
 
-def test_jobs_share_the_work_and_the_count(kit, medium_recording: Path, tmp_path: Path) -> None:
-    """--jobs 2: two processes on this machine, each with the recording read once, exactly N trials together."""
-    config = kit.study_config(tmp_path, folds=0)
-    n = 16  # enough for the second process to join after its start-up on a busy machine
-    process = _start(kit, tmp_path, config, medium_recording, str(tmp_path / "jobs.journal"), "jobs", n, "out",
-                     "--jobs", "2", "-q")
-    status, _, err = _finish(process)
-    assert status == 0, err
-    trials = _trials(str(tmp_path / "jobs.journal"), "jobs")
+@pytest.mark.parametrize("backend", ["journal", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_jobs_share_the_work_and_the_count(backend: str, kit, medium_recording: Path, tmp_path: Path,
+                                           request: pytest.FixtureRequest) -> None:
+    """--jobs 2: two processes on this machine, the recording read once, exactly N trials together. The second
+    process is forked after the first opened the storage: with a database, each must use its own connections."""
     from optuna.trial import TrialState
 
+    url = request.getfixturevalue("pg_url") if backend == "postgres" else str(tmp_path / "jobs.journal")
+    config = kit.study_config(tmp_path, folds=0)
+    n = 16  # enough for the second process to join after its start-up on a busy machine
+    process = _start(kit, tmp_path, config, medium_recording, url, "jobs", n, "out", "--jobs", "2", "-q")
+    status, _, err = _finish(process)
+    assert status == 0, err
+    trials = _trials(url, "jobs")
     assert _counted(trials) == n == sum(t.state == TrialState.COMPLETE for t in trials)
     pids = {_pid(t) for t in trials if t.state == TrialState.COMPLETE}
     assert len(pids) == 2 and process.pid in pids
+    # the forked worker's trials carry its CPU time; nothing it did shows as a warning or error
+    assert all(t.user_attrs["result"]["worker_cpu_seconds"] > 0 for t in trials)
+    assert "WARNING" not in err and "ERROR" not in err and "Traceback" not in err, err
+
+
+def test_spawned_workers_read_the_recordings_themselves(kit, medium_recording: Path, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where workers cannot be forked (macOS, Windows) they are spawned and read the recordings themselves: the
+    same N trials, shared. In-process (the command's own process is one of the two)."""
+    import gc
+
+    from arbframe_optimize import command
+    from optuna.trial import TrialState
+
+    monkeypatch.setattr(command, "start_method", lambda: "spawn")
+    monkeypatch.chdir(tmp_path)
+    config = kit.study_config(tmp_path, folds=0)
+    url = str(tmp_path / "spawned.journal")
+    frozen = gc.get_freeze_count()
+    assert kit.main(["optimize", "-c", str(config), "--data", str(medium_recording), "--trials", "12", "--jobs",
+                     "2", "--storage", url, "--study", "spawned", "--out", str(tmp_path / "out"), "--no-report",
+                     "-q"]) == 0
+    trials = _trials(url, "spawned")
+    assert _counted(trials) == 12 == sum(t.state == TrialState.COMPLETE for t in trials)
+    assert len({_pid(t) for t in trials}) == 2
+    assert gc.get_freeze_count() == frozen, "the recordings read for the search are left to the collector again"
+
+
+def test_a_worker_with_nothing_to_start_wakes_when_another_ends_a_trial(kit, medium_recording: Path,
+                                                                        tmp_path: Path) -> None:
+    """At the end one process waits for the other's last trial: it goes on when that trial ends, not a poll
+    later (poll_seconds 20 here; a run of a few short trials ends in a fraction of that)."""
+    config = kit.study_config(tmp_path, folds=0, poll_seconds=20)
+    started = time.monotonic()
+    process = _start(kit, tmp_path, config, medium_recording, str(tmp_path / "wake.journal"), "wake", 6, "out",
+                     "--jobs", "2", "-q")
+    status, _, err = _finish(process)
+    elapsed = time.monotonic() - started
+    assert status == 0, err
+    assert _counted(_trials(str(tmp_path / "wake.journal"), "wake")) == 6
+    assert elapsed < 15, f"the run took {elapsed:.1f}s: a waiting worker slept its poll interval"
+
+
+def test_wake_is_a_pipe_no_lock() -> None:
+    from arbframe_optimize.study import Wake
+
+    wake = Wake()
+    try:
+        assert wake.wait(0.01) is False
+        wake.set()
+        wake.set()
+        assert wake.wait(0.01) is True
+        assert wake.wait(0.01) is False, "the pending wake-ups were all taken"
+        for _ in range(70_000):  # more than a pipe holds: set() never blocks nor raises
+            wake.set()
+        assert wake.wait(0) is True and wake.wait(0) is False
+    finally:
+        wake.close()

@@ -4,13 +4,15 @@
 The search space, objective and constraints come from the config's ``optimize`` section; every trial is a
 deterministic replay (the backtest's, fast path included) of the recordings restricted to the fold's training
 window. Out of sample by default: walk-forward folds, each best scored on the window after its training window.
-``--jobs J`` runs J worker processes here (each reads the recordings once); ``--storage postgresql://...`` lets
-processes on other hosts join the same study (``--study NAME``). See docs/OPTIMIZE.md.
+``--jobs J`` runs J worker processes here (the recordings read once, by this process, and shared with the workers
+it forks); ``--storage postgresql://...`` lets processes on other hosts join the same study (``--study NAME``).
+See docs/OPTIMIZE.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 import time
@@ -84,7 +86,8 @@ def arbframe_register_commands(subparsers: argparse._SubParsersAction) -> None:
                         help="trials per study, all processes together (default optimize.trials; one study per "
                              "walk-forward fold)")
     parser.add_argument("--jobs", type=_positive_int, default=1, metavar="J",
-                        help="worker processes on this machine (each reads the recordings once; default 1)")
+                        help="worker processes on this machine, this one included (the recordings are read "
+                             "once and shared; default 1)")
     parser.add_argument("--storage", metavar="URL",
                         help="study storage: postgresql://user:pass@host/db (shared by every host) or a journal "
                              "file path (default: OUT/study.journal)")
@@ -114,7 +117,17 @@ def setup_worker_logging() -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from arbframe import RecordingReader, config_schema, load_config
+    from arbframe_optimize.study import thaw
+
+    frozen = gc.get_freeze_count()
+    try:
+        return _handle(args)
+    finally:
+        thaw(frozen)  # the recordings were kept out of the garbage collector's sight (study.preload)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from arbframe import config_schema, load_config
     from arbframe_optimize import report, schema, study
     from arbframe_optimize.folds import walk_forward
     from arbframe_optimize.space import parse_space
@@ -133,7 +146,7 @@ def handle(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("data") / "optimize" / args.study)
     storage_url = args.storage or str(out / "study.journal")
     t0 = time.perf_counter()
-    reader = RecordingReader.preload(data)
+    reader = study.preload(data)
     span = reader.span()
     if span is None:
         raise ConfigError(f"--data: the recordings hold no snapshot ({', '.join(map(str, data))})")
@@ -165,11 +178,11 @@ def handle(args: argparse.Namespace) -> int:
              plan.study, plan.shown_storage(), plan.trials,
              "no walk-forward" if folds[0].count == 0 else f"{len(folds)} walk-forward folds", plan.objective,
              args.jobs, data_note)
-    children, ready = _start_workers(plan, args.jobs - 1)
+    children, ready, wake = _start_workers(plan, args.jobs - 1, reader, storage)
     try:
         with study.quiet_engine():
             worker = study.Worker(plan, 0, reader=reader, storage=storage, progress=study.Progress(plan),
-                                  tick=lambda: _check_workers(children))
+                                  tick=lambda: _check_workers(children), wake=wake)
             study.wait_for_start(ready, 0)
             worker.run()
         for _, process in children:
@@ -180,6 +193,9 @@ def handle(args: argparse.Namespace) -> int:
             if process.is_alive():
                 process.terminate()  # our own worker processes, by handle
         raise
+    finally:
+        if wake is not None:
+            wake.close()
     counts = [(f, sum(study.finished(t) for t in studies[f.index].get_trials(deepcopy=False))) for f in folds]
     short = [f"{f.label}: {n}/{plan.trials}" for f, n in counts if n < plan.trials]
     if short:
@@ -195,24 +211,47 @@ def handle(args: argparse.Namespace) -> int:
     return status
 
 
-def _start_workers(plan: Any, count: int) -> tuple[list[tuple[int, Any]], Any]:
-    """``count`` worker processes and the barrier every process (this one too) passes once its recordings are
-    read: the search starts on all of them at once, so the first process does not run ahead during the others'
-    start-up (the work is shared as ``--jobs`` says)."""
+def _start_workers(plan: Any, count: int, reader: Any, storage: Any) -> tuple[list[tuple[int, Any]], Any, Any]:
+    """``count`` worker processes, the barrier every process (this one too) passes once it is ready to search
+    (the search starts on all of them at once, so the first process does not run ahead during the others'
+    start-up: the work is shared as ``--jobs`` says) and the :class:`~arbframe_optimize.study.Wake` each sets when
+    it ends a trial (forked workers only; spawned ones poll).
+
+    On Linux the workers are forked from this process, which has read the recordings already: they start with
+    them in memory (shared copy-on-write) and with every module imported, in a fraction of a second, and the
+    machine reads and decodes the recordings once, not once per process. Elsewhere (fork is unsafe on macOS)
+    they are spawned and each reads the recordings itself."""
     if count <= 0:
-        return [], None
+        return [], None, None
     import multiprocessing
 
-    from arbframe_optimize.study import worker_main
+    from arbframe_optimize.study import Wake, worker_main
 
-    ctx = multiprocessing.get_context("spawn")
+    fork = start_method() == "fork"
+    ctx: Any = multiprocessing.get_context(start_method())
+    if fork:
+        # a forked child must not share this process's database connections: each worker opens its own storage,
+        # and the pool here reconnects when it is used next
+        engine = getattr(storage, "engine", None)
+        if engine is not None:
+            engine.dispose()
     ready = ctx.Barrier(count + 1)
+    wake = Wake() if fork else None
     children = []
     for index in range(1, count + 1):
-        process = ctx.Process(target=worker_main, args=(plan, index, ready), name=f"arbframe-optimize-{index}")
+        process = ctx.Process(target=worker_main, args=(plan, index, ready, reader if fork else None, wake),
+                              name=f"arbframe-optimize-{index}")
         process.start()
         children.append((index, process))
-    return children, ready
+    return children, ready, wake
+
+
+def start_method() -> str:
+    """How ``--jobs`` starts its worker processes: ``fork`` on Linux, ``spawn`` elsewhere."""
+    import multiprocessing
+
+    return "fork" if sys.platform.startswith("linux") and "fork" in multiprocessing.get_all_start_methods() \
+        else "spawn"
 
 
 _reported: set[int] = set()

@@ -17,11 +17,13 @@ running ones finish or are found dead, so at least N do.
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import logging
 import math
 import os
+import select
 import socket
 import sys
 import time
@@ -243,6 +245,36 @@ def quiet_engine() -> Iterator[None]:
         logger.setLevel(old)
 
 
+# ------------------------------------------------------------------------------------------------ recordings
+def preload(paths: list[str]) -> RecordingReader:
+    """The recordings read into memory once, for every trial of this process (and of ``--jobs`` workers forked
+    from it, which share them).
+
+    Reading runs with Python's cyclic garbage collector paused: the rows are some hundreds of thousands of
+    dicts, lists and strings that only reference counting frees, and the collector would walk the growing heap
+    over and over meanwhile (about half the read time). Afterwards :func:`gc.freeze` moves everything alive out
+    of its sight: every replay allocates and so sets off full collections, which would otherwise traverse all the
+    rows again each time (a few per cent of a trial), and a forked worker's collector does not touch (and so
+    copy) the pages it shares with this process. :func:`thaw` undoes it when the command ends.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        reader = RecordingReader.preload(paths)
+    finally:
+        if enabled:
+            gc.enable()
+    gc.freeze()
+    return reader
+
+
+def thaw(frozen_before: int) -> None:
+    """Undo :func:`preload`'s :func:`gc.freeze` (unless something had frozen objects before: ``frozen_before``,
+    :func:`gc.get_freeze_count` then): a process that goes on after the command (a test) collects them again."""
+    if frozen_before == 0:
+        gc.unfreeze()
+
+
 # --------------------------------------------------------------------------------------------------- progress
 class Progress:
     """One line on stderr while the search runs: trials done / N, best so far, trials per minute, ETA."""
@@ -343,20 +375,65 @@ def _alive(pid: int) -> bool:
         return True
 
 
+class Wake:
+    """A wake-up call between the forked ``--jobs`` processes of one command: a pipe that each writes a byte to
+    when it ends a trial and that a waiting one selects on. Nothing is locked, so a process killed at any moment
+    cannot leave the others blocked (a ``multiprocessing.Event``'s lock would stay held by a process killed inside
+    it); a byte taken by another waiter only means this wait ends at its timeout."""
+
+    def __init__(self) -> None:
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._read, False)
+        os.set_blocking(self._write, False)
+
+    def set(self) -> None:
+        with contextlib.suppress(OSError):  # BlockingIOError: the pipe is full, a wake-up is pending anyway
+            os.write(self._write, b"!")
+
+    def wait(self, timeout: float) -> bool:
+        """Until a process sets it (True; the pending wake-ups are taken) or ``timeout`` seconds pass."""
+        ready, _, _ = select.select([self._read], [], [], timeout)
+        if not ready:
+            return False
+        with contextlib.suppress(OSError):
+            while os.read(self._read, 4096):
+                pass
+        return True
+
+    def close(self) -> None:
+        for fd in (self._read, self._write):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def run_queue_wait() -> float | None:
+    """Seconds this process has waited for a CPU while it was ready to run (Linux: ``/proc/self/schedstat``; None
+    elsewhere): on a shared machine, the part of a trial's wall time that other work took."""
+    try:
+        with open("/proc/self/schedstat", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class Worker:
     """One process's share of the search: trials until every fold's study has its N."""
 
     def __init__(self, plan: Plan, index: int = 0, *, reader: RecordingReader | None = None, storage: Any = None,
-                 progress: Progress | None = None, tick: Callable[[], None] | None = None) -> None:
+                 progress: Progress | None = None, tick: Callable[[], None] | None = None,
+                 wake: Any = None) -> None:
         self.plan = plan
         self.index = index
         self.progress = progress
         self.tick = tick  # called between trials (the coordinator checks its worker processes)
+        #: the :class:`Wake` of the ``--jobs`` processes of this command (None: alone or spawned): set whenever
+        #: one of them ends a trial, so one waiting for the last running trials goes on (or ends) at once
+        self.wake = wake
         self.host = socket.gethostname()
         self.base = load_config(plan.configs)
         self.schema = config_schema()
         t0 = time.perf_counter()
-        self.reader = reader if reader is not None else RecordingReader.preload(plan.data)
+        self.reader = reader if reader is not None else preload(plan.data)
         self.load_seconds = time.perf_counter() - t0
         self.storage = storage if storage is not None else open_storage(plan)
         self.retry = retry_callback(int(plan.settings["max_retries"]))
@@ -412,6 +489,8 @@ class Worker:
                                 "its retry will run", fold.label, one_line(exc))
                 self.trials_run += 1
                 started = True
+                if self.wake is not None:
+                    self.wake.set()
                 break
             if self.progress is not None:
                 self.progress.update(self.studies, final=not waiting_on)
@@ -421,7 +500,15 @@ class Worker:
                 continue
             for study in waiting_on:  # every slot is taken by trials running elsewhere: find the dead ones
                 self.reap(study)
-            time.sleep(poll)
+            self.pause(poll)
+
+    def pause(self, seconds: float) -> None:
+        """Wait while every free place is taken by trials running elsewhere: ``seconds`` (then look for dead
+        workers again), or less when a process of this command ends a trial (the study may be complete now)."""
+        if self.wake is None:
+            time.sleep(seconds)
+        else:
+            self.wake.wait(seconds)
 
     def reap(self, study: Any) -> int:
         """Fail and queue again the running trials whose worker died (heartbeats, and dead processes here)."""
@@ -493,6 +580,12 @@ class Worker:
             figures = metrics(summary)
             figures["seconds"] = round(time.perf_counter() - t0, 4)
             figures["cpu_seconds"] = round(time.process_time() - cpu0, 4)
+            # this process's CPU time so far: between two of its trials' values, the whole CPU cost of a trial
+            # (sampler, storage, progress, garbage collection too) whatever else the machine runs
+            figures["worker_cpu_seconds"] = round(time.process_time(), 3)
+            waited = run_queue_wait()
+            if waited is not None:  # and the time it was ready to run but the machine gave the CPU to others
+                figures["worker_wait_seconds"] = round(waited, 3)
             value = score(figures, plan.objective, float(settings["drawdown_floor_krw"]))
             if not math.isfinite(value):
                 value = -1e300
@@ -520,14 +613,16 @@ def wait_for_start(ready: Any, index: int) -> None:
         log.warning("[OPTIMIZE] process %d: not every worker process started; going on without the missing", index)
 
 
-def worker_main(plan: Plan, index: int, ready: Any = None) -> None:
-    """Entry point of a ``--jobs`` worker process: read the recordings, wait for the others, search."""
+def worker_main(plan: Plan, index: int, ready: Any = None, reader: RecordingReader | None = None,
+                wake: Any = None) -> None:
+    """Entry point of a ``--jobs`` worker process: wait for the others, search. A forked worker is handed the
+    recordings its parent read (``reader``, shared copy-on-write); a spawned one reads them itself."""
     from arbframe_optimize.command import setup_worker_logging
 
     setup_worker_logging()
     try:
         try:
-            worker = Worker(plan, index)
+            worker = Worker(plan, index, reader=reader, wake=wake)
         except BaseException:
             if ready is not None:
                 ready.abort()  # the others stop waiting for this process at once
