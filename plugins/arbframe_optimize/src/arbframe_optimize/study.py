@@ -289,6 +289,10 @@ class Progress:
         self.last_print = 0.0
         self.last_text = ""
         self.complete: dict[int, list[Any]] = {}  # fold -> its finished study's trials
+        self.finished = False  # the final line is out: printed once
+
+    #: a rate from less than this much of the run is noise (a trial pruned at once would read as 1,000s a minute)
+    MIN_RATE_SECONDS = 2.0
 
     def start(self, studies: Mapping[int, Any]) -> None:
         """Count what is done already (a resumed study): the rate and ETA are of this run's trials."""
@@ -319,16 +323,24 @@ class Progress:
         fold, trials, fold_done = current
         best = _best_feasible(trials)
         best_text = "none feasible yet" if best is None else f"best {best.value:,.2f} (trial {best.number})"
-        rate = (done - self.first_done) / max(now - self.started, 1e-9) * 60.0
+        elapsed = now - self.started
+        rate = (done - self.first_done) / elapsed * 60.0 if elapsed >= self.MIN_RATE_SECONDS else None
         if done >= total:
             eta = "done"
-        elif rate > 0:
+        elif rate:
             eta = f"ETA {_duration((total - done) / rate * 60.0)}"
         else:
             eta = "ETA unknown"
         where = "" if fold.count == 0 else f" ({fold.label}: {min(fold_done, plan.trials)}/{plan.trials})"
-        text = (f"[OPTIMIZE] {done}/{total} trials{where}, {best_text}, {rate:.1f} trials/min, {eta}")
-        if text == self.last_text and not final:
+        rate_text = "rate unknown" if rate is None else f"{rate:.1f} trials/min"
+        text = (f"[OPTIMIZE] {done}/{total} trials{where}, {best_text}, {rate_text}, {eta}")
+        if final:
+            if self.finished:
+                return
+            self.finished = True
+            if text == self.last_text and not self.tty:  # that very line is out already
+                return
+        elif text == self.last_text:
             return
         self.last_text = text
         self.last_print = now
