@@ -300,7 +300,8 @@ class VenueHttp:
             except Banned as exc:
                 self.metrics.error(exc)
                 raise
-        await limiter.acquire(endpoint)
+        if not limiter.try_acquire(endpoint):
+            await limiter.acquire(endpoint)
         if self.sign is not None:
             self.sign(request)
         query = request.query

@@ -248,22 +248,30 @@ class RateLimiter:
                          exchange=exchange, endpoint=endpoint, status=418, retry_after=left)
 
     # ---------------------------------------------------------------------------------------- acquiring
+    def try_acquire(self, endpoint: str) -> bool:
+        """Count ``endpoint``'s cost and return True if it fits every quota now and nobody is queued; otherwise
+        take nothing and return False (then ``await acquire(endpoint)``). The no-wait path, without a coroutine."""
+        if self._queued:
+            return False
+        now = self.clock()
+        if self.blocked_until > now:
+            return False
+        plan = self._plans.get(endpoint) or self._plan(endpoint)
+        for window, units in plan:
+            if not window.room(units, now):
+                return False
+        for window, units in plan:
+            window.put(units, now)
+        return True
+
     async def acquire(self, endpoint: str) -> float:
         """Wait until ``endpoint``'s cost fits every quota, then count it; returns the seconds waited.
 
         Nobody waiting and room in every quota (the usual case) is settled at once, without the lock; otherwise
         callers queue on the lock, one waiter at a time, which keeps the order of requests fair."""
-        plan = self._plans.get(endpoint) or self._plan(endpoint)
-        if not self._queued:
-            now = self.clock()
-            if self.blocked_until <= now:
-                for window, units in plan:
-                    if not window.room(units, now):
-                        break
-                else:
-                    for window, units in plan:
-                        window.put(units, now)
-                    return 0.0
+        if self.try_acquire(endpoint):
+            return 0.0
+        plan = self._plan(endpoint)
         if self._lock is None:
             self._lock = asyncio.Lock()
         waited = 0.0

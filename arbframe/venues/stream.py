@@ -330,9 +330,8 @@ class BookStream:
         kw: dict[str, Any] = {}
         if hasattr(aiohttp, "ClientWSTimeout"):
             kw["timeout"] = aiohttp.ClientWSTimeout(ws_close=self.settings.close_timeout)
-        ws = await asyncio.wait_for(
-            self._session.ws_connect(url, autoping=False, max_msg_size=16 * 1024 * 1024, **kw),
-            self.settings.connect_timeout)
+        ws = await _bounded(self._session.ws_connect(url, autoping=False, max_msg_size=16 * 1024 * 1024, **kw),
+                            self.settings.connect_timeout)
         try:
             for message in self.spec.subscribe(self.symbols, self.depth):
                 await ws.send_str(message)
@@ -609,6 +608,28 @@ class BookStream:
                     with contextlib.suppress(Exception):
                         await close()
             await asyncio.sleep(max(0.0, delay))
+
+
+async def _bounded(coro: Any, timeout: float) -> Any:
+    """``await coro`` for at most ``timeout`` seconds (``asyncio.TimeoutError`` after). Unlike ``asyncio.wait_for``
+    on Python < 3.12, a cancellation that arrives as ``coro`` finishes is never swallowed (a connection it opened
+    is closed instead)."""
+    task = asyncio.ensure_future(coro)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except BaseException:
+        if not task.done():
+            task.cancel()
+        elif not task.cancelled() and task.exception() is None:
+            with contextlib.suppress(Exception):
+                await task.result().close()
+        raise
+    if not done:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        raise asyncio.TimeoutError(f"no connection within {timeout:g}s")
+    return task.result()
 
 
 async def _wait_event(event: asyncio.Event, timeout: float) -> bool:
