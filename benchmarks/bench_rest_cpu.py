@@ -118,7 +118,10 @@ async def _go_canned(ex: Any, calls: list[Any]) -> None:
     transport = getattr(http.transport, "inner", http.transport)
     await transport.session.close()
     if hasattr(transport, "_start"):
-        transport._start(asyncio.get_running_loop())
+        try:
+            transport._start(asyncio.get_running_loop(), http.timeout)
+        except TypeError:  # before the session took the client's timeout
+            transport._start(asyncio.get_running_loop())
         await transport.session.close()
     transport.session, transport._loop = canned, asyncio.get_running_loop()
 

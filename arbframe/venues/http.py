@@ -140,21 +140,24 @@ class _AiohttpTransport:
         self._errors: tuple[type[BaseException], ...] = (OSError,)
         self._urls: dict[str, Any] = {}
         self._timeouts: dict[float, Any] = {}
+        self._default_timeout = -1.0
 
-    def _start(self, loop: Any) -> None:
+    def _start(self, loop: Any, timeout: float) -> None:
         import aiohttp
         import yarl
 
         self._aiohttp, self._url_type = aiohttp, yarl.URL
         self._errors = (aiohttp.ClientError, OSError)
-        self.session = aiohttp.ClientSession(headers={"User-Agent": self.user_agent})
+        self._default_timeout = timeout  # the session's own: a request with it passes no timeout of its own
+        self.session = aiohttp.ClientSession(headers={"User-Agent": self.user_agent},
+                                             timeout=aiohttp.ClientTimeout(total=timeout))
         self._loop = loop
 
     async def __call__(self, method: str, url: str, headers: dict[str, str], body: bytes | None,
                        timeout: float) -> HttpAnswer:
         session = self.session
         if session is None or session.closed or self._loop is not asyncio.get_running_loop():
-            self._start(asyncio.get_running_loop())  # a session serves one loop
+            self._start(asyncio.get_running_loop(), timeout)  # a session serves one loop
             session = self.session
         urls = self._urls
         target = urls.get(url)
@@ -162,11 +165,15 @@ class _AiohttpTransport:
             if len(urls) >= self.URL_CACHE:
                 urls.clear()
             target = urls[url] = self._url_type(url, encoded=True)
-        limit = self._timeouts.get(timeout)
-        if limit is None:
-            limit = self._timeouts[timeout] = self._aiohttp.ClientTimeout(total=timeout)
         try:
-            async with session.request(method, target, data=body, headers=headers, timeout=limit) as resp:
+            if timeout == self._default_timeout:
+                request = session.request(method, target, data=body, headers=headers)
+            else:
+                limit = self._timeouts.get(timeout)
+                if limit is None:
+                    limit = self._timeouts[timeout] = self._aiohttp.ClientTimeout(total=timeout)
+                request = session.request(method, target, data=body, headers=headers, timeout=limit)
+            async with request as resp:
                 return HttpAnswer(resp.status, resp.headers, await resp.read())
         except asyncio.TimeoutError:
             raise RequestTimeout(f"no answer within {timeout:g}s") from None
