@@ -59,7 +59,7 @@ _NO_PARAMS: Mapping[str, Any] = MappingProxyType({})
 _STATUS = {code: str(code) for code in (200, 201, 202, 204, 400, 401, 403, 404, 418, 429, 500, 502, 503, 504)}
 
 
-@dataclass(slots=True)
+@dataclass
 class HttpRequest:
     """What is about to be sent; ``sign`` may set ``query``, ``body`` and ``headers`` (a fresh dict per attempt)
     and replace ``params`` -- not change the caller's ``params`` in place: a retry builds its request from them
@@ -84,7 +84,7 @@ class HttpRequest:
 _NOT_DECODED: Any = object()
 
 
-@dataclass(slots=True)
+@dataclass
 class HttpAnswer:
     """One answer: status, headers (case-insensitive lookups with :meth:`header`; the transport's own mapping,
     not a copy), raw body. ``decoded``: a venue's ``classify`` hook that decodes a 2xx body (to check it) may keep
