@@ -116,6 +116,7 @@ _LAZY: dict[str, str] = {
     "HttpAnswer": "arbframe.venues.http",
     "HttpRequest": "arbframe.venues.http",
     "VenueHttp": "arbframe.venues.http",
+    "BookInfo": "arbframe.venues.stream",
     "BookStream": "arbframe.venues.stream",
     "StreamSettings": "arbframe.venues.stream",
     "StreamSpec": "arbframe.venues.stream",
@@ -199,7 +200,7 @@ if TYPE_CHECKING:
     from arbframe.venues.metrics import VenueMetrics
     from arbframe.venues.ratelimit import HeaderFeedback, Quota, RateLimiter, RateLimits
     from arbframe.venues.retry import Backoff, RetryPolicy
-    from arbframe.venues.stream import BookStream, StreamSettings, StreamSpec
+    from arbframe.venues.stream import BookInfo, BookStream, StreamSettings, StreamSpec
 
 
 def __getattr__(name: str) -> Any:
@@ -227,6 +228,7 @@ __all__ = [
     "BacktestSummary",
     "Balance",
     "Banned",
+    "BookInfo",
     "BookKey",
     "BookLevel",
     "BookLock",

@@ -11,11 +11,15 @@ import pytest
 
 from arbframe import (
     Backoff,
+    BookInfo,
     BookLevel,
     BookStream,
     HeaderFeedback,
+    HttpAnswer,
+    HttpRequest,
     OrderBook,
     OrderRejected,
+    ProtocolError,
     Quota,
     RateLimited,
     RateLimiter,
@@ -24,6 +28,7 @@ from arbframe import (
     StreamSettings,
     StreamSpec,
     TransportError,
+    VenueHttp,
     VenueUnavailable,
     utcnow,
 )
@@ -104,6 +109,47 @@ def test_remaining_feedback_blocks_the_quota_at_zero() -> None:
     assert limiter.delay("x") == ("order", 1.0)
 
 
+async def test_limiter_fast_path_never_jumps_the_queue_and_wait_free_leaves_a_reserve() -> None:
+    """An uncontended acquire is settled at once, without the lock; while someone waits in the queue, a newcomer
+    queues behind them (no overtaking). wait_free (background polling) waits until the cost fits with a reserve
+    left over and takes nothing."""
+    clock = Clock()
+    gate = asyncio.Event()
+
+    async def sleep(seconds: float) -> None:  # time passes only when the test opens the gate
+        await gate.wait()
+        gate.clear()
+        clock.now += seconds
+
+    limits = RateLimits(quotas=(Quota("requests", 2, 1.0),), default_cost={"requests": 1})
+    limiter = RateLimiter(limits, clock=clock, sleep=sleep)
+    assert await limiter.acquire("a") == 0 and await limiter.acquire("a") == 0  # fast path, both fit
+    order: list[str] = []
+
+    async def take(name: str) -> None:
+        await limiter.acquire(name)
+        order.append(name)
+
+    first = asyncio.ensure_future(take("queued"))
+    await asyncio.sleep(0)  # it waits (the window is full) inside the queue
+    clock.now += 1.0  # room again -- but the queued caller has not run yet
+    second = asyncio.ensure_future(take("newcomer"))
+    await asyncio.sleep(0)
+    assert order == [], "the newcomer overtook the caller waiting in the queue"
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 5)
+    assert order == ["queued", "newcomer"]
+
+    fresh = RateLimiter(RateLimits(quotas=(Quota("requests", 10, 1.0),), default_cost={"requests": 1}),
+                        clock=clock, sleep=clock.sleep)
+    for _ in range(7):
+        await fresh.acquire("x")
+    assert await fresh.wait_free("x", reserve=0.2) == 0  # 7 + 1 + 2 reserved <= 10
+    await fresh.acquire("x")
+    waited = await fresh.wait_free("x", reserve=0.2)  # 8 + 1 + 2 > 10: waits for the oldest to expire
+    assert waited == pytest.approx(1.0) and fresh.used("requests") <= 8
+
+
 def test_limits_refuse_a_cost_in_an_undeclared_quota() -> None:
     with pytest.raises(ValueError, match="unknown quota"):
         RateLimits(quotas=(Quota("requests", 1),), costs={"depth": {"weight": 5}})
@@ -157,6 +203,95 @@ async def test_retry_honours_retry_safe_and_transient_with_seeded_jitter() -> No
     with pytest.raises(OrderRejected):
         await policy.call(rejected, idempotent=True)
     assert calls["n"] == 1
+
+
+async def test_retry_policy_takes_over_after_a_first_attempt_made_outside_it() -> None:
+    """VenueHttp makes the first attempt itself (no retry machinery on the hot path) and hands a failure over:
+    the policy counts it as attempt one and waits it out like any other."""
+    clock = Clock()
+    policy = RetryPolicy(attempts=3, backoff=Backoff(initial=0.1, jitter=0), sleep=clock.sleep)
+    calls = {"n": 0}
+
+    async def later() -> str:
+        calls["n"] += 1
+        return "ok"
+
+    assert await policy.call(later, idempotent=True, failed=VenueUnavailable("503")) == "ok"
+    assert calls["n"] == 1 and clock.slept == [0.1]
+
+    async def failing() -> str:
+        calls["n"] += 1
+        raise VenueUnavailable("still 503")
+
+    calls["n"] = 0
+    with pytest.raises(VenueUnavailable, match="still"):
+        await policy.call(failing, idempotent=True, failed=VenueUnavailable("503"))
+    assert calls["n"] == 2  # 3 attempts in all, the first made by the caller
+    with pytest.raises(TransportError):
+        await policy.call(failing, idempotent=False, failed=TransportError("dropped"))  # an order: never again
+    assert calls["n"] == 2
+
+
+class ScriptedTransport:
+    """A VenueHttp transport answering from a script of (status, headers, body); records what was sent."""
+
+    def __init__(self, *answers: tuple[int, dict[str, str], bytes]) -> None:
+        self.answers = list(answers)
+        self.sent: list[tuple[str, str, dict[str, str], bytes | None]] = []
+
+    async def __call__(self, method, url, headers, body, timeout):
+        self.sent.append((method, url, dict(headers), body))
+        status, head, raw = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+        return HttpAnswer(status, head, raw)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_venue_http_first_attempt_retries_signing_and_decoding() -> None:
+    clock = Clock()
+    signed: list[object] = []
+
+    def sign(request: HttpRequest) -> None:
+        signed.append(request.sign_data)
+        request.headers["X-Sig"] = f"sig{len(signed)}"  # a fresh headers dict per attempt
+
+    ok = (200, {"x-used-weight": "3"}, b'{"a": 1}')
+    transport = ScriptedTransport((503, {}, b"busy"), ok)
+    limiter = RateLimiter(LIMITS, clock=clock, sleep=clock.sleep)
+    http = VenueHttp("v", "http://venue.test/", limiter=limiter, sign=sign, transport=transport,
+                     retry=RetryPolicy(attempts=3, backoff=Backoff(initial=0.1, jitter=0), sleep=clock.sleep))
+    headers = {"Accept": "application/json"}
+    assert await http.json("GET", "/depth", endpoint="depth", params={"s": "BTC", "n": None}, headers=headers,
+                           sign_data="once") == {"a": 1}
+    assert [url for _, url, _, _ in transport.sent] == ["http://venue.test/depth?s=BTC"] * 2
+    assert [h["X-Sig"] for _, _, h, _ in transport.sent] == ["sig1", "sig2"]
+    assert headers == {"Accept": "application/json"}  # the caller's headers are never changed
+    assert signed == ["once", "once"] and clock.slept == [0.1]
+    assert limiter.used("weight") == 10  # both attempts counted (the venue's lower count does not undo them)
+    post = VenueHttp("v", "http://venue.test", transport=ScriptedTransport((503, {}, b"busy"), ok),
+                     retry=RetryPolicy(attempts=3, sleep=clock.sleep))
+    with pytest.raises(VenueUnavailable):
+        await post.request("POST", "/order", body=b"x")  # not idempotent: never sent twice
+    assert len(post.transport.sent) == 1
+
+    def classify(answer: HttpAnswer):
+        if answer.status < 300:
+            try:
+                answer.decoded = json.loads(answer.body)
+            except ValueError:
+                return ProtocolError("not JSON")
+        return None
+
+    garbled = VenueHttp("v", "http://venue.test", classify=classify, retry=RetryPolicy(attempts=2, sleep=clock.sleep),
+                        transport=ScriptedTransport((200, {}, b"<html>"), (200, {}, b'[1, 2]')))
+    answer = await garbled.request("GET", "/x")  # a garbled 2xx is a ProtocolError, and a read is retried
+    assert answer.decoded == [1, 2] and answer.json() is answer.decoded  # decoded once, by classify
+    with pytest.raises(ProtocolError) as info:
+        await VenueHttp("v", "http://venue.test", classify=classify, retry=RetryPolicy(attempts=1),
+                        transport=ScriptedTransport((200, {}, b"<html>"))).request("GET", "/x")
+    assert info.value.exchange == "v" and info.value.endpoint == "/x" and info.value.status == 200
+    assert HttpAnswer(200, {"Retry-After": "2"}, b"").header("retry-after") == "2"  # plain dicts: either case
 
 
 def test_stream_settings_refuse_an_idle_watchdog_that_could_fire_before_a_keepalive() -> None:
@@ -310,3 +445,65 @@ async def test_stop_during_a_rollover_ends_the_stream(fake_ws) -> None:
     assert took < 5, f"stop() took {took:.1f}s: the stream went on after its cancellation"
     assert not stream.running and fake_ws.connections == 2
     await books.aclose()
+
+
+async def test_stream_rollover_on_request_replaces_the_connection_once(fake_ws) -> None:
+    stream = _stream(fake_ws, ping_interval=None, idle_timeout=5)
+    books = stream.books(["BTC"])
+    await asyncio.wait_for(books.__anext__(), 5)
+    one, two = stream.rollover(), stream.rollover()  # asked twice while one is under way: joined
+    assert one is two
+    assert await asyncio.wait_for(one, 5) is True
+    assert stream.rollovers == 1 and stream.reconnects == 0 and fake_ws.connections == 2
+    assert stream.latest("BTC") is not None  # the old connection's book stays current on the new one
+    await books.aclose()
+    await stream.stop()
+    assert await asyncio.wait_for(stream.rollover(), 1) is False  # a stopped stream has nothing to replace
+
+
+async def test_stream_rest_fallback_while_no_connection_delivers() -> None:
+    """The stream cannot connect: after the grace, books come from the venue's poll (through books() and
+    latest(), marked "rest" with their age); a failing poll backs off and yields nothing; stop ends it all."""
+    polled: list[list[str]] = []
+    failing = {"on": False}
+
+    async def poll(symbols: list[str], depth: int):
+        polled.append(list(symbols))
+        if failing["on"]:
+            raise TransportError("REST down too")
+        for symbol in symbols:
+            yield OrderBook("fake", symbol, (BookLevel(Decimal(100), Decimal(1)),),
+                            (BookLevel(Decimal(101), Decimal(1)),), utcnow())
+
+    spec = StreamSpec(url=lambda symbols, depth: "ws://127.0.0.1:9/ws", parse=_parse, poll=poll)
+    stream = BookStream("fake", spec, ["BTC", "ETH"], 5, rng=random.Random(3), settings=StreamSettings(
+        ping_interval=None, idle_timeout=5, backoff=Backoff(initial=0.01, maximum=0.05), fallback_after=0.2,
+        fallback_interval=0.02))
+    before = asyncio.all_tasks()
+    started = asyncio.get_running_loop().time()
+    books = stream.books()
+    first = await asyncio.wait_for(books.__anext__(), 5)
+    assert asyncio.get_running_loop().time() - started >= 0.2 - 0.01, "polled before the grace had passed"
+    assert first.symbol in ("BTC", "ETH") and stream.fallback_active and polled[0] == ["BTC", "ETH"]
+    info = stream.book_info("BTC")
+    assert isinstance(info, BookInfo) and info.source == "rest" and info.age < 1
+    assert stream.latest("BTC") is info.book
+    failing["on"] = True
+    failures = stream.fallback_failures
+    for _ in range(300):
+        if stream.fallback_failures >= failures + 2:
+            break
+        await asyncio.sleep(0.01)
+    assert stream.fallback_failures >= failures + 2
+    assert stream.latest("BTC", max_age=0.01) is None  # nothing new: the last book just ages
+    await books.aclose()
+    await stream.stop()
+    assert not stream.fallback_active
+    await asyncio.sleep(0)
+    assert [t for t in asyncio.all_tasks() - before if not t.done()] == []
+    quiet = BookStream("fake", spec, ["BTC"], 5, settings=StreamSettings(ping_interval=None, idle_timeout=5,
+                                                                          fallback_after=None))
+    quiet.start()
+    await asyncio.sleep(0.05)
+    assert quiet._fallback_task is None and not quiet.fallback_active  # fallback_after=None: never polls
+    await quiet.stop()

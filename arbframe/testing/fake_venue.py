@@ -27,7 +27,9 @@ kind               the fake answers                                      the dri
 
 ``inject(kind, count, path=...)`` limits a fault to one path (``skip=n``: the first ``n`` matching requests pass,
 e.g. a 429 on a hedge's second order); ``clear()`` removes pending faults;
-``fake.requests`` lists ``(method, path)`` of every request.
+``fake.requests`` lists ``(method, path)`` of every request. WebSocket: ``drop_ws()`` closes every client now;
+``fake.refuse_ws = True`` answers new WebSocket upgrades with HTTP 503 (the stream endpoint is down) until set
+back (a venue's WebSocket handler checks it).
 
 Matching engine (venue-neutral; a venue's routes call it and render the result in the venue's own format)::
 
@@ -240,6 +242,7 @@ class FakeVenue:
         self.requests: list[tuple[str, str]] = []
         self.faults: list[Fault] = []
         self.ws_clients: list[Any] = []
+        self.refuse_ws = False  # answer WebSocket upgrades with 503 (the stream endpoint is down)
         self.steps = 0
         self._runner: Any = None
         self._site: Any = None

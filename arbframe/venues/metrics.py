@@ -21,6 +21,7 @@ class VenueMetrics:
         self.groups = groups
         self.families: ExchangeMetrics | None = None
         self._children: dict[tuple[str, ...], Any] = {}
+        self._requests: dict[tuple[str, str], tuple[Any, Any]] = {}  # (endpoint, status) -> (counter, histogram)
         if registry is not None:
             self.bind(registry)
 
@@ -28,7 +29,7 @@ class VenueMetrics:
         """Report into ``registry`` (the kernel's); binding twice to the same registry is harmless."""
         families = ExchangeMetrics.get(registry)
         if families is not self.families:
-            self.families, self._children = families, {}
+            self.families, self._children, self._requests = families, {}, {}
             families.precreate(self.exchange, groups=self.groups)  # at 0, so alerts see the first event
         return self
 
@@ -42,8 +43,12 @@ class VenueMetrics:
     def request(self, endpoint: str, status: str, seconds: float) -> None:
         """One REST round trip: ``status`` is the HTTP status, ``timeout`` or ``error``."""
         if self.families is not None:
-            self._child("requests", endpoint, status).inc()
-            self._child("request_seconds", endpoint).observe(seconds)
+            pair = self._requests.get((endpoint, status))
+            if pair is None:
+                pair = self._requests[(endpoint, status)] = (self._child("requests", endpoint, status),
+                                                              self._child("request_seconds", endpoint))
+            pair[0].inc()
+            pair[1].observe(seconds)
 
     def error(self, error: BaseException | str) -> str:
         """Count one failure under its bounded kind; returns the label."""

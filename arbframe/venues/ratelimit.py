@@ -96,29 +96,50 @@ class RateLimits:
 
 
 class _Window:
-    __slots__ = ("blocked_until", "fixed_start", "fixed_used", "quota", "sent", "sent_total")
+    __slots__ = ("blocked_until", "capacity", "fixed", "fixed_start", "fixed_used", "quota", "sent", "sent_total",
+                 "span")
 
     def __init__(self, quota: Quota) -> None:
-        self.quota = quota
+        self.set_quota(quota)
         self.sent: deque[tuple[float, float]] = deque()
         self.sent_total = 0.0  # the units in ``sent`` (kept as they come and go: no sum per request)
         self.fixed_start = -math.inf
         self.fixed_used = 0.0
         self.blocked_until = 0.0
 
+    def set_quota(self, quota: Quota) -> None:
+        self.quota = quota
+        self.capacity, self.fixed, self.span = quota.capacity, quota.fixed, quota.window
+
     def used(self, now: float) -> float:
-        q = self.quota
-        if q.fixed:
-            start = (now // q.window) * q.window
+        if self.fixed:
+            start = (now // self.span) * self.span
             if start != self.fixed_start:
                 self.fixed_start, self.fixed_used = start, 0.0
             return self.fixed_used
         sent = self.sent
-        while sent and sent[0][0] <= now - q.window:
-            self.sent_total -= sent.popleft()[1]
-        if not sent:
-            self.sent_total = 0.0
+        if sent:
+            expired = now - self.span
+            while sent and sent[0][0] <= expired:
+                self.sent_total -= sent.popleft()[1]
+            if not sent:
+                self.sent_total = 0.0
         return self.sent_total
+
+    def room(self, units: float, now: float) -> bool:
+        """``units`` fit now (the fast path of :meth:`RateLimiter.acquire`; :meth:`put` then counts them)."""
+        if self.blocked_until > now:
+            return False
+        used = self.used(now)
+        return used + units <= self.capacity or used == 0
+
+    def put(self, units: float, now: float) -> None:
+        """Count ``units`` right after :meth:`room` said yes at the same ``now`` (the window is up to date)."""
+        if self.fixed:
+            self.fixed_used += units
+        else:
+            self.sent.append((now, units))
+            self.sent_total += units
 
     def delay(self, units: float, now: float) -> float:
         wait = max(0.0, self.blocked_until - now)
@@ -172,19 +193,30 @@ class RateLimiter:
         self._sleep = sleep
         self.on_wait = on_wait
         self._windows = {q.name: _Window(q) for q in limits.quotas}
+        self.feedback = limits.feedback
         self.blocked_until = 0.0
         self.banned_until = 0.0
         self._lock: asyncio.Lock | None = None
+        self._queued = 0  # callers inside the slow path of acquire (waiting, or about to)
+        self._plans: dict[str, tuple[tuple[_Window, float], ...]] = {}  # endpoint -> (window, units) it costs
+
+    def _plan(self, endpoint: str) -> tuple[tuple[_Window, float], ...]:
+        """What ``endpoint`` costs, as (window, units) pairs, worked out once per endpoint."""
+        plan = self._plans.get(endpoint)
+        if plan is None:
+            plan = self._plans[endpoint] = tuple((self._windows[name], units)
+                                                 for name, units in self.limits.cost(endpoint).items() if units > 0)
+        return plan
 
     # ------------------------------------------------------------------------------------------ queries
     def delay(self, endpoint: str) -> tuple[str, float]:
         """(quota that holds it back, seconds) before a request to ``endpoint`` may go; ``("", 0.0)`` if now."""
         now = self.clock()
         worst = ("retry_after", self.blocked_until - now) if self.blocked_until > now else ("", 0.0)
-        for name, units in self.limits.cost(endpoint).items():
-            wait = self._windows[name].delay(units, now)
+        for window, units in self._plan(endpoint):
+            wait = window.delay(units, now)
             if wait > worst[1]:
-                worst = (name, wait)
+                worst = (window.quota.name, wait)
         return worst
 
     def used(self, quota: str) -> float:
@@ -193,7 +225,7 @@ class RateLimiter:
     def set_limit(self, quota: str, limit: float) -> None:
         window = self._windows[quota]
         q = window.quota
-        window.quota = Quota(q.name, limit, q.window, q.fixed, q.safety)
+        window.set_quota(Quota(q.name, limit, q.window, q.fixed, q.safety))
 
     # ----------------------------------------------------------------------------------------- blocking
     def block(self, seconds: float) -> None:
@@ -216,34 +248,81 @@ class RateLimiter:
                          exchange=exchange, endpoint=endpoint, status=418, retry_after=left)
 
     # ---------------------------------------------------------------------------------------- acquiring
+    def try_acquire(self, endpoint: str) -> bool:
+        """Count ``endpoint``'s cost and return True if it fits every quota now and nobody is queued; otherwise
+        take nothing and return False (then ``await acquire(endpoint)``). The no-wait path, without a coroutine."""
+        if self._queued:
+            return False
+        now = self.clock()
+        if self.blocked_until > now:
+            return False
+        plan = self._plans.get(endpoint) or self._plan(endpoint)
+        for window, units in plan:
+            if not window.room(units, now):
+                return False
+        for window, units in plan:
+            window.put(units, now)
+        return True
+
     async def acquire(self, endpoint: str) -> float:
-        """Wait until ``endpoint``'s cost fits every quota, then count it; returns the seconds waited."""
+        """Wait until ``endpoint``'s cost fits every quota, then count it; returns the seconds waited.
+
+        Nobody waiting and room in every quota (the usual case) is settled at once, without the lock; otherwise
+        callers queue on the lock, one waiter at a time, which keeps the order of requests fair."""
+        if self.try_acquire(endpoint):
+            return 0.0
+        plan = self._plan(endpoint)
         if self._lock is None:
             self._lock = asyncio.Lock()
         waited = 0.0
-        async with self._lock:  # one waiter at a time keeps the order of requests fair
-            while True:
-                quota, wait = self.delay(endpoint)
-                if wait <= 0:
-                    break
-                if self.on_wait is not None:
-                    self.on_wait(quota, wait)
-                waited += wait
-                await self._sleep(wait)
-            now = self.clock()
-            for name, units in self.limits.cost(endpoint).items():
-                self._windows[name].take(units, now)
+        self._queued += 1
+        try:
+            async with self._lock:
+                while True:
+                    quota, wait = self.delay(endpoint)
+                    if wait <= 0:
+                        break
+                    if self.on_wait is not None:
+                        self.on_wait(quota, wait)
+                    waited += wait
+                    await self._sleep(wait)
+                now = self.clock()
+                for window, units in plan:
+                    window.take(units, now)
+        finally:
+            self._queued -= 1
         return waited
+
+    async def wait_free(self, endpoint: str, *, reserve: float = 0.0) -> float:
+        """Wait, without queueing and without taking anything, until ``endpoint``'s cost fits every quota with
+        ``reserve`` (a fraction of each quota's capacity) still left over and nobody is queued in
+        :meth:`acquire`; returns the seconds waited. For background work (a REST fallback polling books) that
+        should only use room other calls do not need: it then calls :meth:`acquire` (through the venue's
+        client), which finds the room there."""
+        waited = 0.0
+        while True:
+            now = self.clock()
+            wait = max(0.0, self.blocked_until - now)
+            for window, units in self._plan(endpoint):
+                wait = max(wait, window.delay(units + reserve * window.quota.capacity, now))
+            if self._queued and wait <= 0:
+                wait = 0.05  # someone is waiting for room: let them have it first
+            if wait <= 0:
+                return waited
+            waited += wait
+            await self._sleep(wait)
 
     def observe(self, headers: Mapping[str, str] | None) -> None:
         """Align the quotas with what the venue's response headers report."""
-        if not headers or not self.limits.feedback:
+        if not headers or not self.feedback:
             return
-        now = self.clock()
-        for fb in self.limits.feedback:
+        now: float | None = None
+        plain = type(headers) is dict  # plain dicts are case-sensitive, aiohttp's headers are not
+        for fb in self.feedback:
             raw = headers.get(fb.header)
-            if raw is None and isinstance(headers, dict):  # plain dicts are case-sensitive, aiohttp's are not
-                raw = next((v for k, v in headers.items() if k.lower() == fb.header.lower()), None)
+            if raw is None and plain:
+                lowered = fb.header.lower()
+                raw = next((v for k, v in headers.items() if k.lower() == lowered), None)
             if raw is None:
                 continue
             read = fb.read(str(raw))
@@ -252,4 +331,6 @@ class RateLimiter:
             name, value = read
             window = self._windows.get(name)
             if window is not None:
+                if now is None:
+                    now = self.clock()
                 window.observe(fb.meaning, value, now)

@@ -59,19 +59,26 @@ class RetryPolicy:
         return float(after) if after is not None else self.backoff.delay(attempt, self.rng)
 
     async def call(self, fn: Callable[[], Awaitable[T]], *, idempotent: bool,
-                   on_retry: Callable[[BaseException, int, float], None] | None = None) -> T:
-        """Run ``fn`` until it succeeds, the error may not be retried, or the attempts are used up."""
+                   on_retry: Callable[[BaseException, int, float], None] | None = None,
+                   failed: ExchangeError | None = None) -> T:
+        """Run ``fn`` until it succeeds, the error may not be retried, or the attempts are used up. ``failed``:
+        the first attempt was already made (by the caller, outside the policy) and raised this; it counts as
+        attempt one and is waited out like any other."""
         attempt = 0
+        error = failed
         while True:
-            try:
-                return await fn()
-            except ExchangeError as exc:
-                attempt += 1
-                if attempt >= self.attempts or not self.should_retry(exc, idempotent=idempotent):
-                    raise
-                wait = self.wait_for(exc, attempt - 1)
-                if wait > self.max_wait:
-                    raise
-                if on_retry is not None:
-                    on_retry(exc, attempt, wait)
-                await self.sleep(wait)
+            if error is None:
+                try:
+                    return await fn()
+                except ExchangeError as exc:
+                    error = exc
+            attempt += 1
+            if attempt >= self.attempts or not self.should_retry(error, idempotent=idempotent):
+                raise error
+            wait = self.wait_for(error, attempt - 1)
+            if wait > self.max_wait:
+                raise error
+            if on_retry is not None:
+                on_retry(error, attempt, wait)
+            error = None
+            await self.sleep(wait)

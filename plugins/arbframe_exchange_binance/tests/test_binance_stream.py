@@ -1,16 +1,21 @@
 """WebSocket market streams against the fake Binance (arbframe.BookStream supervising): combined streams, pings,
-reconnect, rollover without a gap or a duplicate, the REST fallback of fetch_order_book, no task left behind."""
+reconnect, rollover without a gap or a duplicate (by age, on request, on serverShutdown), the REST fallback of
+fetch_order_book and of the stream iterator itself, no task left behind."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
+from datetime import datetime, timezone
 from decimal import Decimal
 
 import pytest
 from arbframe_exchange_binance.stream import stream_name, stream_url
 from prometheus_client import generate_latest
+
+from .conftest import sent
 
 D = Decimal
 
@@ -241,3 +246,158 @@ async def test_stream_decodes_with_the_stdlib_json_too(fake, make_binance, monke
     books = await _take(agen, 6)
     await agen.aclose()
     assert {b.symbol for b in books} == {"BTC", "ETH"} and all(len(b.bids) == 5 for b in books)
+
+
+def _record_update_ids(ex) -> list[int]:
+    """Every update id the parser delivers (wrap it before the stream is built: its spec takes this parse)."""
+    seen: list[int] = []
+    parse = ex.stream_parser.parse
+
+    def recording(text):
+        books = parse(text)
+        if books:
+            seen.append(ex.stream_parser.last_ids["BTC"])
+        return books
+
+    ex.stream_parser.parse = recording
+    return seen
+
+
+def test_server_shutdown_events_ask_for_a_rollover():
+    from arbframe_exchange_binance.stream import BookParser
+
+    asked = []
+    parser = BookParser(lambda market: market[:-4], on_shutdown=lambda: asked.append(1))
+    assert parser.parse('{"e": "serverShutdown", "E": 1770123456789}') == []
+    assert parser.parse('{"event": {"e": "serverShutdown", "E": 1770123456789}}') == []  # the WS API's wrapping
+    assert parser.parse('{"e": "floodEnd"}') == [] and parser.parse('{"result": null, "id": 1}') == []
+    assert len(asked) == 2 and parser.shutdowns == 2
+
+
+@pytest.mark.parametrize("close_after", [None, 0.3], ids=["announced", "announced_then_closed"])
+async def test_server_shutdown_rolls_over_without_a_gap(fake, make_binance, close_after):
+    """Binance announces a disconnect with serverShutdown: the stream opens a new connection, switches over once it
+    delivers and closes the old one itself -- every update id arrives once, in order, none missing, and no
+    ordinary reconnect happens (also when the server closes the old connection soon after the notice)."""
+    fake.push_interval = 0.01
+    ex = await make_binance(mode="paper", symbols=["BTC"])
+    seen = _record_update_ids(ex)
+    before = asyncio.all_tasks()
+    agen = ex.stream_order_books(["BTC"], depth=1)
+    got = []
+
+    async def consume():
+        async for book in agen:
+            got.append(book)
+
+    consumer = asyncio.ensure_future(consume())
+    assert await _until(lambda: len(seen) >= 5)
+    stream = ex.stream
+    old = fake.open_connections()
+    assert len(old) == 1
+    assert await fake.server_shutdown(close_after=close_after) == old
+    assert await _until(lambda: stream.rollovers == 1)
+    assert await _until(lambda: old[0].closed_at is not None)  # the announced connection is gone
+    new = fake.connections[-1]
+    assert new is not old[0] and new.opened_at < old[0].closed_at, "the new connection came before the old went"
+    mark = len(seen)
+    assert await _until(lambda: len(seen) >= mark + 10)  # books keep flowing on the new connection
+    consumer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await consumer
+    await agen.aclose()
+    assert ex.stream_parser.shutdowns == 1 and stream.reconnects == 0 and len(fake.connections) == 2
+    assert seen == list(range(seen[0], seen[0] + len(seen))), "an update was missed or repeated across the rollover"
+    assert len(got) == len(seen), "every update reached the consumer"
+    await ex.close()
+    await fake.drop_ws()
+
+    def leftover():
+        return [t for t in asyncio.all_tasks() - before if not t.done() and t is not asyncio.current_task()]
+
+    await _until(lambda: not leftover(), timeout=2)
+    assert leftover() == []
+
+
+async def test_rollover_on_request_and_without_a_connection(fake, make_binance):
+    ex = await make_binance(mode="paper", symbols=["BTC"])
+    agen = ex.stream_order_books(["BTC"], depth=1)
+    await _take(agen, 2)
+    stream = ex.stream
+    assert await asyncio.wait_for(stream.rollover(), 5) is True
+    assert stream.rollovers == 1 and stream.reconnects == 0
+    assert len(fake.open_connections()) == 1 and fake.connections[0].closed_at is not None
+    fake.refuse_ws = True
+    await fake.drop_ws()
+    assert await _until(lambda: not stream.connected.is_set())
+    assert await asyncio.wait_for(stream.rollover(), 1) is False  # nothing to replace: the reconnect does it
+    await agen.aclose()
+
+
+async def test_stream_iterator_falls_back_to_rest_while_the_socket_is_down(fake, make_binance):
+    """No connection for longer than the grace: the iterator keeps yielding books, polled from REST and stamped
+    with the time of their answer (source "rest" in book_info); fetch_order_book is served from them; polling
+    stops once a connection delivers again."""
+    ex = await make_binance(mode="paper", symbols=["BTC"], ws_rest_fallback_after_seconds=0.3,
+                            ws_rest_fallback_interval_seconds=0.05)
+    agen = ex.stream_order_books(["BTC"], depth=5)
+    books = []
+
+    async def consume():
+        async for book in agen:
+            books.append(book)
+
+    consumer = asyncio.ensure_future(consume())
+    assert await _until(lambda: len(books) >= 3)
+    stream = ex.stream
+    assert stream.book_info("BTC").source == "stream" and not stream.fallback_active
+    fake.refuse_ws = True
+    dropped = time.monotonic()
+    await fake.drop_ws()
+    polls = sent(fake, "/api/v3/depth")
+    assert await _until(lambda: stream.fallback_active, timeout=3)
+    assert stream.fallback_since - dropped >= 0.3 - 0.02, "REST polling started before the grace had passed"
+    mark = len(books)
+    assert await _until(lambda: len(books) >= mark + 3 and sent(fake, "/api/v3/depth") >= polls + 3, timeout=3)
+    info = stream.book_info("BTC")
+    assert info.source == "rest" and info.age < 1.0 and len(info.book.bids) == 5
+    assert (datetime.now(timezone.utc) - books[-1].ts).total_seconds() < 1.0  # its age is the REST answer's
+    served = sent(fake, "/api/v3/depth")
+    book = await ex.fresh_order_book("BTC", 5)  # the fallback's book is fresh: no request of its own
+    assert book.best_bid is not None and sent(fake, "/api/v3/depth") <= served + 1
+    fake.refuse_ws = False
+    assert await _until(lambda: not stream.fallback_active and stream.book_info("BTC").source == "stream", timeout=5)
+    stopped = sent(fake, "/api/v3/depth")
+    mark = len(books)
+    assert await _until(lambda: len(books) >= mark + 5)
+    assert sent(fake, "/api/v3/depth") == stopped, "REST polling goes on while the socket delivers"
+    assert stream.fallback_rounds >= 3 and stream.fallback_books >= 3
+    consumer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await consumer
+    await agen.aclose()
+
+
+async def test_rest_fallback_polls_within_the_rate_limiter_and_stays_honest_when_rest_fails(fake, make_binance):
+    """The fallback takes only room the limiter has to spare (here 4 requests/s, a fifth kept back), and when REST
+    fails too it yields nothing: the last book ages, as the engine's staleness checks must see it."""
+    ex = await make_binance(mode="paper", symbols=["BTC"], rate_limit=4, ws_rest_fallback_after_seconds=0.1,
+                            ws_rest_fallback_interval_seconds=0.01)
+    agen = ex.stream_order_books(["BTC"], depth=5)
+    await _take(agen, 1)
+    stream = ex.stream
+    fake.refuse_ws = True
+    await fake.drop_ws()
+    assert await _until(lambda: stream.fallback_books >= 1, timeout=3)
+    start, first = time.monotonic(), sent(fake, "/api/v3/depth")
+    await asyncio.sleep(1.5)  # a window of time is what is measured here
+    rate = (sent(fake, "/api/v3/depth") - first) / (time.monotonic() - start)
+    assert 1.0 <= rate <= 4.0 * 0.8 + 0.5, f"{rate:.1f} polls/s"
+    fake.inject("unavailable", 1000, path="/api/v3/depth")
+    failures = stream.fallback_failures
+    assert await _until(lambda: stream.fallback_failures >= failures + 2, timeout=5)
+    info = stream.book_info("BTC")
+    assert info.source == "rest" and info.age > 0.1
+    assert stream.latest("BTC", 0.1) is None  # too old for a 0.1 s limit: nobody gets it as fresh
+    fake.clear()
+    await agen.aclose()

@@ -67,6 +67,15 @@ def test_encode_params_keeps_order_and_encodes_json_arrays():
     assert encode_params({"symbols": '["BTCUSDT","ETHUSDT"]'}) == "symbols=%5B%22BTCUSDT%22%2C%22ETHUSDT%22%5D"
 
 
+@pytest.mark.parametrize("value", ["BTCUSDT", "0.00100000", "my-id_1.x~", "a b", "é", "ß1", "x/y:z", "", "%", "+1",
+                                   Decimal("1E+3"), 1700000000000, False])
+def test_encode_params_skips_quote_only_where_quote_changes_nothing(value):
+    from urllib.parse import quote
+
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    assert encode_params({"k": value}) == f"k={quote(text, safe='-_.~')}"
+
+
 # -------------------------------------------------------------------------------------------- rules
 @pytest.fixture
 def info():

@@ -1,10 +1,11 @@
 """WebSocket on the kernel's stream supervisor: subscription format, DEFAULT and SIMPLE streams, reconnect and
 resubscribe after drops, silence -> dead, keepalive PING, conflation, and the engine-facing ``fresh_order_book``
-falling back to REST while the stream is down."""
+and the stream iterator itself falling back to REST while the stream is down."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from decimal import Decimal
 
@@ -209,3 +210,41 @@ def test_default_keepalive_fits_the_watchdog() -> None:
     defaults = schema_defaults(SCHEMA, {})
     settings = StreamSettings(defaults["ws_ping_interval_seconds"], defaults["ws_silence_timeout_seconds"])
     assert settings.ping_interval * 3 == settings.idle_timeout  # two answers may be lost before it is dead
+
+
+async def test_stream_iterator_falls_back_to_rest_while_the_socket_is_down(make_upbit, fake, until) -> None:
+    """The WebSocket endpoint refuses connections: after the grace the iterator yields books from one
+    GET /v1/orderbook per round for every symbol (Upbit's own time of the book, source "rest"); they stop once a
+    connection delivers again."""
+    ex = await make_upbit(ws_rest_fallback_after_seconds=0.3, ws_rest_fallback_interval_seconds=0.05)
+    agen = ex.stream_order_books(["BTC", "ETH"], depth=5)
+    books = []
+
+    async def consume():
+        async for book in agen:
+            books.append(book)
+
+    consumer = asyncio.ensure_future(consume())
+    await until(lambda: {b.symbol for b in books} == {"BTC", "ETH"})
+    stream = ex.stream.stream
+    fake.refuse_ws = True
+    await fake.drop_ws()
+    rest = fake.requests.count(("GET", "/v1/orderbook"))
+    await until(lambda: stream.fallback_active)
+    mark = len(books)
+    await until(lambda: len(books) >= mark + 4 and fake.requests.count(("GET", "/v1/orderbook")) >= rest + 2)
+    assert {b.symbol for b in books[mark:]} == {"BTC", "ETH"} and all(len(b.bids) == 5 for b in books[mark:])
+    assert stream.fallback_books >= 2 * stream.fallback_rounds - 2  # both symbols in one request per round
+    info = stream.book_info("ETH")
+    assert info.source == "rest" and info.age < 1.0
+    assert ex.stream.latest("BTC", 1.0) is not None  # fresh fallback books serve fetch_order_book too
+    fake.refuse_ws = False
+    await until(lambda: not stream.fallback_active and stream.book_info("BTC").source == "stream")
+    stopped = fake.requests.count(("GET", "/v1/orderbook"))
+    mark = len(books)
+    await until(lambda: len(books) >= mark + 5)
+    assert fake.requests.count(("GET", "/v1/orderbook")) == stopped
+    consumer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await consumer
+    await agen.aclose()

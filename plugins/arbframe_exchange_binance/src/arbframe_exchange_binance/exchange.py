@@ -19,7 +19,12 @@ retries, metrics, error kinds), :class:`arbframe.BookStream` for the WebSocket s
 
 Market data: :meth:`BinanceExchange.fetch_order_book` returns the freshest book — the stream's when
 ``use_websocket`` is on and its book is younger than ``stream_max_age_seconds``, a REST poll otherwise
-(:meth:`fresh_order_book`; :meth:`rest_order_book` always polls). Symbols are base assets (``BTC``) mapped to
+(:meth:`fresh_order_book`; :meth:`rest_order_book` always polls). The stream's iterator
+(:meth:`stream_order_books`) falls back to REST as well: while no connection has delivered for
+``ws_rest_fallback_after_seconds`` it yields books polled symbol by symbol every
+``ws_rest_fallback_interval_seconds``, each request sent only when the rate limiter has room to spare (a fifth of
+each quota stays for orders), stamped with the time of their answer. A ``serverShutdown`` event rolls the stream
+over to a new connection without a gap. Symbols are base assets (``BTC``) mapped to
 markets (``BTCUSDT``) with ``quote_asset`` and the optional ``symbol_map``.
 """
 
@@ -147,6 +152,12 @@ SCHEMA: dict[str, Any] = {
         "ws_reconnect_max_seconds": {**_POS, "default": 30.0},
         "stream_max_age_seconds": {**_POS, "default": 3.0,
                                    "description": "older stream books are replaced by a REST poll"},
+        "ws_rest_fallback_after_seconds": {"type": ["number", "null"], "minimum": 0, "default": 2.0,
+                                           "description": "the stream's books come from REST polling while no "
+                                                          "connection has delivered for this long (null: never)"},
+        "ws_rest_fallback_interval_seconds": {**_POS, "default": 1.0,
+                                              "description": "seconds between REST polling rounds of the stream's "
+                                                             "fallback"},
         "simulated_balances": {"type": "object", "additionalProperties": {"type": ["number", "string"]},
                                "default": {"USDT": 10000},
                                "description": "wallet of the simulated account (no keys / not live)"},
@@ -155,6 +166,8 @@ SCHEMA: dict[str, Any] = {
     },
 }
 _FINAL = (OrderStatus.CANCELED, OrderStatus.FILLED, OrderStatus.REJECTED)
+#: the share of each rate-limit quota the stream's REST fallback leaves to other calls (orders first)
+FALLBACK_RESERVE = 0.2
 
 
 class BinanceExchange(Exchange):
@@ -411,6 +424,27 @@ class BinanceExchange(Exchange):
     def stream(self) -> BookStream | None:
         return self._stream
 
+    async def _poll_books(self, symbols: list[str], depth: int) -> AsyncIterator[OrderBook]:
+        """The stream's REST fallback: each symbol's book (``rest_order_book``), one request at a time and each
+        only when the rate limiter has room to spare (:data:`FALLBACK_RESERVE` of each quota stays for orders and
+        other calls; nothing queues ahead of them). A symbol that fails is skipped; a round in which every symbol
+        failed raises the last error (the stream backs off)."""
+        depth = min(max(depth, 1), 20)
+        endpoint = "/api/v3/ticker/bookTicker" if depth <= 1 else depth_endpoint(depth)
+        failed: ExchangeError | None = None
+        delivered = 0
+        for symbol in symbols:
+            await self.limiter.wait_free(endpoint, reserve=FALLBACK_RESERVE)
+            try:
+                book = await self.rest_order_book(symbol, depth)
+            except ExchangeError as exc:
+                failed = exc
+                continue
+            delivered += 1
+            yield book
+        if failed is not None and not delivered:
+            raise failed
+
     def _ensure_stream(self, symbols: list[str], depth: int) -> BookStream:
         """The running stream, widened in place (rolled over without a gap) when it lacks a symbol or depth."""
         depth = min(max(depth, 1), 20)
@@ -418,18 +452,22 @@ class BinanceExchange(Exchange):
         if stream is None:
             cfg = self.config
             speed, ws_url = str(cfg["ws_depth_speed"]), str(cfg["ws_url"])
+            fallback_after = cfg["ws_rest_fallback_after_seconds"]
             spec = StreamSpec(
                 url=lambda syms, d: stream_url(ws_url, [stream_name(self.market_of(s), d, speed) for s in syms]),
-                parse=self.stream_parser.parse)
+                parse=self.stream_parser.parse, poll=self._poll_books)
             settings = StreamSettings(
                 ping_interval=None,  # Binance pings; the supervisor answers (and a silent connection is dead)
                 idle_timeout=float(cfg["ws_silence_timeout_seconds"]),
                 max_age=float(cfg["ws_max_connection_age_seconds"]),
                 backoff=Backoff(initial=float(cfg["ws_reconnect_initial_seconds"]),
                                 maximum=float(cfg["ws_reconnect_max_seconds"])),
-                connect_timeout=float(cfg["connect_timeout_seconds"]))
+                connect_timeout=float(cfg["connect_timeout_seconds"]),
+                fallback_after=None if fallback_after is None else float(fallback_after),
+                fallback_interval=float(cfg["ws_rest_fallback_interval_seconds"]))
             stream = self._stream = BookStream(self.name, spec, {*symbols, *self.routing.symbols}, depth,
                                                settings=settings, metrics=self.metrics)
+            self.stream_parser.on_shutdown = stream.rollover  # serverShutdown: a new connection before the old goes
         else:
             stream.update(symbols, depth)
         stream.start()

@@ -68,8 +68,16 @@ SIGNED = frozenset({"/api/v3/account", "/api/v3/order", "/api/v3/order/test", "/
 
 def depth_endpoint(limit: int) -> str:
     """``GET /api/v3/depth``'s label by ``limit``: weight 5 up to 100, 25 to 500, 50 to 1000, 250 to 5000."""
-    return next((f"/api/v3/depth{suffix}" for top, suffix in ((100, ""), (500, ":500"), (1000, ":1000"))
-                 if limit <= top), "/api/v3/depth:5000")
+    label = _DEPTH_LABELS.get(limit)
+    if label is None:
+        label = next((f"/api/v3/depth{suffix}" for top, suffix in ((100, ""), (500, ":500"), (1000, ":1000"))
+                      if limit <= top), "/api/v3/depth:5000")
+        if len(_DEPTH_LABELS) < 5001:
+            _DEPTH_LABELS[limit] = label
+    return label
+
+
+_DEPTH_LABELS: dict[int, str] = {}
 
 
 class BinanceRest:
@@ -163,22 +171,29 @@ class BinanceRest:
                                      endpoint=endpoint)
             if self.last_sync is None or time.monotonic() - self.last_sync > self.sync_interval:
                 await self.sync_time()
-        try:
-            return await self._json(method, path, params, endpoint, idempotent)
+        try:  # the usual case in one step: VenueHttp straight, the answer decoded
+            answer = await self.http.request(method, path, endpoint=endpoint, params=params, idempotent=idempotent)
         except InvalidRequest as exc:
             if not signed or exc.code != TIMESTAMP_OUTSIDE_WINDOW:
                 raise
             log.warning("binance: timestamp outside recvWindow (-1021); re-syncing the server-time offset")
             await self.sync_time()
             return await self._json(method, path, params, endpoint, idempotent)
+        except Banned as exc:
+            self._report_ban(exc)
+            raise
+        return answer.json()
 
     async def _json(self, method: str, path: str, params: Mapping[str, Any] | None, endpoint: str,
                     idempotent: bool | None) -> Any:
         try:
             return await self.http.json(method, path, endpoint=endpoint, params=params, idempotent=idempotent)
         except Banned as exc:
-            if self.limiter.banned_until > self._ban_reported:  # once per ban, not once per refused call
-                self._ban_reported = self.limiter.banned_until
-                log.error("binance: IP banned by the exchange (HTTP %s) for %.0fs; all requests stopped", exc.status,
-                          exc.retry_after or 0)
+            self._report_ban(exc)
             raise
+
+    def _report_ban(self, exc: Banned) -> None:
+        if self.limiter.banned_until > self._ban_reported:  # once per ban, not once per refused call
+            self._ban_reported = self.limiter.banned_until
+            log.error("binance: IP banned by the exchange (HTTP %s) for %.0fs; all requests stopped", exc.status,
+                      exc.retry_after or 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
@@ -17,10 +18,23 @@ from urllib.parse import quote
 _SAFE = "-_.~"
 
 
+#: a value made of unreserved characters only is sent as it is (no call to ``quote``: most values are symbols,
+#: enums, digits and decimals)
+_PLAIN = re.compile(r"[A-Za-z0-9._~-]*").fullmatch
+
+
 def encode_params(params: Mapping[str, object] | Iterable[tuple[str, object]]) -> str:
     """``k=v&k2=v2`` in the given order, values percent-encoded (RFC 3986 unreserved characters kept)."""
     items = params.items() if isinstance(params, Mapping) else params
-    return "&".join(f"{k}={quote(_text(v), safe=_SAFE)}" for k, v in items if v is not None)
+    out = []
+    for key, value in items:
+        if value is None:
+            continue
+        text = value if type(value) is str else _text(value)
+        if _PLAIN(text) is None:
+            text = quote(text, safe=_SAFE)
+        out.append(f"{key}={text}")
+    return "&".join(out)
 
 
 def _text(value: object) -> str:

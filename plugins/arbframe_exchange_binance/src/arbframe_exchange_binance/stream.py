@@ -5,7 +5,11 @@ Facts used (Binance spot "WebSocket Streams" documentation): combined streams at
 them, so every frame names its stream); stream names are lowercase; ``<symbol>@bookTicker`` sends
 ``{"u", "s", "b", "B", "a", "A"}``; the partial depth stream ``<symbol>@depth<5|10|20>[@100ms]`` sends
 ``{"lastUpdateId", "bids", "asks"}``; the server pings every 20 s (the supervisor answers with the ping's
-payload) and closes a connection after 24 hours (the supervisor rolls over before).
+payload) and closes a connection after 24 hours (the supervisor rolls over before). Before a planned disconnect
+the server sends a ``serverShutdown`` event ("establish a new connection as soon as possible to prevent
+interruption"; ``{"e": "serverShutdown", "E": <ms>}``, on the WebSocket API wrapped as ``{"event": {...}}`` --
+both are recognised): the parser then asks the supervisor for a rollover (:meth:`arbframe.BookStream.rollover`),
+so the new connection delivers before the old one goes, instead of a reconnect after the old one dropped.
 
 :class:`BookParser` turns frames into books and drops the update ids it has already delivered, so the overlap of
 a rollover (old and new connection both live until the new one delivered) yields every update once.
@@ -52,9 +56,12 @@ class BookParser:
     """``parse(frame) -> [OrderBook]`` for :class:`arbframe.StreamSpec`; ``symbol_of`` maps ``BTCUSDT`` -> ``BTC``.
     ``last_ids`` holds the newest update id delivered per symbol."""
 
-    def __init__(self, symbol_of: Callable[[str], str], exchange: str = "binance") -> None:
+    def __init__(self, symbol_of: Callable[[str], str], exchange: str = "binance",
+                 on_shutdown: Callable[[], Any] | None = None) -> None:
         self.symbol_of = symbol_of
         self.exchange = exchange
+        self.on_shutdown = on_shutdown  # called on ``serverShutdown`` (the driver: its stream's rollover)
+        self.shutdowns = 0  # serverShutdown events seen
         self.last_ids: dict[str, int] = {}
         self._targets: dict[str, tuple[str, int]] = {}  # stream name -> (symbol, levels; 0 = book ticker)
 
@@ -69,7 +76,12 @@ class BookParser:
     def parse(self, text: Any) -> list[OrderBook]:
         msg = _loads(text)
         if type(msg) is not dict or "stream" not in msg:
-            return []  # subscription answers, serverShutdown announcements (the connection then closes)
+            if type(msg) is dict and _is_shutdown(msg):
+                self.shutdowns += 1
+                log.info("%s stream: serverShutdown announced; rolling over to a new connection", self.exchange)
+                if self.on_shutdown is not None:
+                    self.on_shutdown()
+            return []  # subscription answers, serverShutdown announcements
         payload = msg["data"]
         symbol, count = self._target(msg["stream"])
         uid = payload["lastUpdateId"] if count else payload["u"]
@@ -85,3 +97,9 @@ class BookParser:
             book = book_ticker_to_book(payload, symbol, utc_now(), exchange=self.exchange)
         self.last_ids[symbol] = uid
         return [book]
+
+
+def _is_shutdown(msg: dict[str, Any]) -> bool:
+    """``{"e": "serverShutdown", ...}`` or ``{"event": {"e": "serverShutdown", ...}}``."""
+    event = msg.get("event", msg)
+    return type(event) is dict and event.get("e") == "serverShutdown"

@@ -12,8 +12,13 @@ mode == live with keys      Upbit REST / WebSocket                 Upbit private
 
 Orders therefore only ever reach Upbit in live mode. ``fetch_order_book`` serves the WebSocket book when
 ``use_websocket`` is on and the stream was heard from within ``stream_max_age_seconds``, and polls REST otherwise
-(stream down, reconnecting, or silent). Every venue failure is an :class:`arbframe.ExchangeError` kind (see
-:mod:`.rest`); every default is declared once, in :data:`SCHEMA`.
+(stream down, reconnecting, or silent). The stream's own iterator (``stream_order_books``) has a REST fallback
+too: while no connection has delivered for ``ws_rest_fallback_after_seconds`` it yields books polled from
+``GET /v1/orderbook`` (every symbol in one request, every ``ws_rest_fallback_interval_seconds``, leaving a fifth of
+each rate-limit quota to other calls), stamped with Upbit's time of the book.
+
+Every venue failure is an :class:`arbframe.ExchangeError` kind (see :mod:`.rest`); every default is declared once,
+in :data:`SCHEMA`.
 """
 
 from __future__ import annotations
@@ -86,6 +91,8 @@ _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4
 _STABLE_TABLE = [[lo, unit] for lo, unit in KRW_PRICE_UNITS if not 1000 <= lo < 10000] + [[1000, "0.5"]]
 _DEFAULT_OVERRIDES = {"USDT": _STABLE_TABLE, "USDC": _STABLE_TABLE}
 _OPEN = (OrderStatus.NEW, OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+#: the share of each rate-limit quota the stream's REST fallback leaves to other calls (orders first)
+FALLBACK_RESERVE = 0.2
 _TIME_IN_FORCE = {"IOC": "ioc", "FOK": "fok"}
 
 _NUM = {"type": "number", "exclusiveMinimum": 0}
@@ -130,6 +137,11 @@ SCHEMA: dict[str, Any] = {
         "ws_reconnect_initial_seconds": {**_NUM, "default": 0.5},
         "ws_reconnect_max_seconds": {**_NUM, "default": 30.0},
         "stream_max_age_seconds": {**_NUM, "default": 3.0},
+        "ws_rest_fallback_after_seconds": {"type": ["number", "null"], "minimum": 0, "default": 2.0,
+                                           "description": "the stream's books come from REST polling while no "
+                                                          "connection has delivered for this long (null: never)"},
+        "ws_rest_fallback_interval_seconds": {**_NUM, "default": 1.0,
+                                              "description": "seconds between REST polls of the stream's fallback"},
         "symbols": {"type": "array", "items": {"type": "string"},
                     "description": "symbols to stream from start-up (default: arbitrage.symbols)"},
         "price_units": {**_TABLE, "default": None, "description": "KRW price-unit table [[lower_bound, unit], ...]"},
@@ -164,11 +176,14 @@ class UpbitExchange(Exchange):
         self.config = cfg = schema_defaults(SCHEMA, section)
         self.context = context
         try:
+            fallback_after = cfg["ws_rest_fallback_after_seconds"]
             self.stream_settings = StreamSettings(
                 ping_interval=float(cfg["ws_ping_interval_seconds"]),
                 idle_timeout=float(cfg["ws_silence_timeout_seconds"]),
                 backoff=Backoff(initial=float(cfg["ws_reconnect_initial_seconds"]),
-                                maximum=float(cfg["ws_reconnect_max_seconds"])))
+                                maximum=float(cfg["ws_reconnect_max_seconds"])),
+                fallback_after=None if fallback_after is None else float(fallback_after),
+                fallback_interval=float(cfg["ws_rest_fallback_interval_seconds"]))
         except ValueError as exc:
             raise ConfigError(f"upbit.ws_silence_timeout_seconds must be greater than upbit.ws_ping_interval_seconds"
                               f" ({exc})") from None
@@ -334,13 +349,23 @@ class UpbitExchange(Exchange):
     def stream(self) -> Any:
         return self._stream
 
+    async def _poll_books(self, symbols: list[str], depth: int) -> AsyncIterator[OrderBook]:
+        """The stream's REST fallback: every symbol's book in one ``GET /v1/orderbook``, sent only when the rate
+        limiter has room to spare (a fifth of each quota stays for other calls; nothing queues ahead of them)."""
+        if not symbols:
+            return
+        await self.rest.limiter.wait_free("/v1/orderbook", reserve=FALLBACK_RESERVE)
+        for book in (await self.rest_order_books(symbols, min(max(depth, 1), 30))).values():
+            yield book
+
     def _ensure_stream(self, symbols: list[str], depth: int | None = None) -> Any:
         if self._stream is None:
             from .ws import UpbitStream  # imports aiohttp only when a stream runs
 
             cfg = self.config
             self._stream = UpbitStream(str(cfg["ws_url"]), exchange=self.name, fmt=str(cfg["ws_format"]),
-                                       depth=depth or 15, settings=self.stream_settings, metrics=self.metrics)
+                                       depth=depth or 15, settings=self.stream_settings, metrics=self.metrics,
+                                       poll=self._poll_books)
         self._stream.subscribe(symbols, depth)
         self._stream.start()
         return self._stream

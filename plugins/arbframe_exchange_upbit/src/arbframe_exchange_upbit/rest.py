@@ -23,6 +23,7 @@ Retries follow the taxonomy: reads and cancels are retried on transient kinds; a
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Mapping
@@ -51,7 +52,7 @@ from arbframe import (
     VenueUnavailable,
 )
 
-from .auth import encode_query, make_token, query_pairs, raw_query
+from .auth import TokenMaker, encode_query, query_pairs, raw_query
 from .parsing import loads
 
 __all__ = ["ENDPOINTS", "GROUP_LIMITS", "UpbitRest", "UpbitRetry", "classify", "parse_remaining_req", "rate_limits"]
@@ -77,6 +78,8 @@ ENDPOINTS: dict[str, Endpoint] = {
 }
 _PRIVATE = frozenset(ep.path for ep in ENDPOINTS.values() if ep.private)
 _ORDER_PATHS = frozenset(("/v1/orders", "/v1/orders/test"))
+_HEADERS = {"Accept": "application/json"}
+_JSON_BODY_HEADERS = {"Accept": "application/json", "Content-Type": "application/json; charset=utf-8"}
 
 #: requests per second per group (Upbit's published limits; config ``upbit.group_limits`` overrides)
 GROUP_LIMITS: dict[str, float] = {
@@ -85,6 +88,7 @@ GROUP_LIMITS: dict[str, float] = {
 }
 
 
+@functools.lru_cache(maxsize=512)  # the same few values come back on every answer
 def parse_remaining_req(value: str) -> tuple[str, float] | None:
     """``group=default; min=1800; sec=29`` -> ``("default", 29)``; None when unreadable."""
     fields = dict(part.strip().partition("=")[::2] for part in value.split(";"))
@@ -190,6 +194,7 @@ class UpbitRest:
                  metrics: VenueMetrics | None = None, exchange: str = "upbit") -> None:
         self._access_key = access_key or None
         self._secret_key = secret_key or None
+        self._tokens = TokenMaker(self._access_key or "", self._secret_key or "")
         self.metrics = metrics or VenueMetrics(exchange)
         self.limiter = RateLimiter(rate_limits(rate_limit, group_limits), on_wait=self.metrics.wait)
         self.retry = UpbitRetry(attempts=1 + int(max_retries),
@@ -218,22 +223,29 @@ class UpbitRest:
         if ep.private and not self.has_credentials:
             raise AuthenticationError(f"upbit {ep.path}: private endpoint called without credentials",
                                       exchange="upbit", endpoint=ep.path)
-        headers = {"Accept": "application/json"}
+        pairs = query_pairs(params) if params else []
+        query = encode_query(pairs) if pairs else ""
         data = None
         if body is not None:
-            data = json.dumps({k: v for k, v in body.items() if v is not None}, separators=(",", ":")).encode()
-            headers["Content-Type"] = "application/json; charset=utf-8"
+            fields = {k: v for k, v in body.items() if v is not None}
+            data = json.dumps(fields, separators=(",", ":")).encode()
+            pairs = query_pairs(fields)
         answer = await self.http.request(ep.method, ep.path, endpoint=ep.path, params=params, body=data,
-                                         headers=headers)
-        return answer.decoded  # type: ignore[attr-defined]
+                                         headers=_HEADERS if data is None else _JSON_BODY_HEADERS,
+                                         sign_data=(query, raw_query(pairs) if ep.private else None))
+        return answer.decoded
 
     def _sign(self, request: HttpRequest) -> None:
         """The wire query (lists repeat their key: ``states[]=wait&states[]=watch``) and, for a private endpoint,
-        a fresh JWT over the unencoded query string or the JSON body's fields in order."""
-        pairs = query_pairs(request.params)
-        request.query = encode_query(pairs)
-        if request.endpoint in _PRIVATE:
+        a fresh JWT over the unencoded query string or the JSON body's fields in order (both worked out once per
+        call by :meth:`call`, handed over as ``sign_data``; a fresh token per attempt)."""
+        if request.sign_data is None:  # not from call(): work it out here
+            pairs = query_pairs(request.params)
             if request.body is not None:
                 pairs = query_pairs(json.loads(request.body))
-            token = make_token(self._access_key or "", self._secret_key or "", raw_query(pairs))
-            request.headers["Authorization"] = f"Bearer {token}"
+            request.sign_data = (encode_query(query_pairs(request.params)),
+                                 raw_query(pairs) if request.endpoint in _PRIVATE else None)
+        query, signed = request.sign_data
+        request.query = query
+        if signed is not None:
+            request.headers["Authorization"] = f"Bearer {self._tokens.token(signed)}"

@@ -10,10 +10,12 @@ sends the keepalive; this module says what is Upbit's:
 * :meth:`UpbitStream._parse`: every message into books (the hot path builds an ``OrderBook`` straight from the
   SIMPLE units); tickers and Upbit's error messages are kept beside the books.
 
-On top of the kernel's ``books()`` (every book, in order) it offers a conflating consumer (the newest book per
-symbol; a slow consumer skips superseded books instead of working through a backlog) and ``latest(symbol,
-max_age)``: the book of a live connection that was heard from (data, or a PING's answer) within ``max_age``
-seconds - Upbit sends a book on every change, so a live connection's last book is current however old it is.
+Books are consumed through the kernel's ``books()``: conflating by default (the newest book per symbol; a slow
+consumer skips superseded books instead of working through a backlog) or every book in order. ``poll`` (the
+driver's ``GET /v1/orderbook`` for every symbol in one request) is the kernel's REST fallback while no connection
+delivers. ``latest(symbol, max_age)``: the book of a live connection that was heard from (data, or a PING's
+answer) within ``max_age`` seconds - Upbit sends a book on every change, so a live connection's last book is
+current however old it is - or a REST fallback book at most ``max_age`` seconds old.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import json
 import math
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
@@ -81,10 +83,6 @@ class _Latest:
             yield item
 
 
-def _book_symbol(book: OrderBook) -> str:
-    return book.symbol
-
-
 def _tick_symbol(tick: tuple[str, Decimal, Any]) -> str:
     return tick[0]
 
@@ -94,18 +92,17 @@ class UpbitStream:
 
     def __init__(self, url: str, *, exchange: str = "upbit", fmt: str = "SIMPLE", depth: int = 15,
                  settings: StreamSettings | None = None, metrics: VenueMetrics | None = None,
-                 rng: Any = None) -> None:
+                 rng: Any = None, poll: Callable[[list[str], int], AsyncIterable[OrderBook]] | None = None) -> None:
         self.fmt = fmt.upper()
         self.exchange = exchange
         self.errors: list[str] = []  # Upbit's error messages (a bad request), newest last
         self.prices: dict[str, tuple[Decimal, Any]] = {}  # symbol -> (last trade price, ts)
         self.books_built = 0
         self.heard = 0.0  # time.monotonic() of the last message of any kind
-        self._book_boxes: list[_Latest] = []
         self._tick_boxes: list[_Latest] = []
         spec = StreamSpec(url=lambda symbols, depth: url, parse=self._parse, ping_text="PING",
                           subscribe=lambda symbols, depth: [request_message(symbols, depth, self.fmt)]
-                          if symbols else [])
+                          if symbols else [], poll=poll)
         self.stream = BookStream(exchange, spec, (), depth, settings=settings, metrics=metrics, rng=rng)
 
     # ------------------------------------------------------------------------------------------ control
@@ -137,40 +134,28 @@ class UpbitStream:
     async def stop(self) -> None:
         """Close the connection; every consumer's iterator ends. Safe to call twice."""
         await self.stream.stop()
-        for box in self._book_boxes + self._tick_boxes:
+        for box in self._tick_boxes:
             box.put(_STOP)
 
     # ----------------------------------------------------------------------------------------- reading
     def latest(self, symbol: str, max_age: float) -> OrderBook | None:
-        """The streamed book of ``symbol`` if its connection is up and was heard from within ``max_age`` s."""
+        """The streamed book of ``symbol`` if its connection is up and was heard from within ``max_age`` s, or
+        the REST fallback's if it is at most ``max_age`` s old."""
+        info = self.stream.book_info(symbol)
+        if info is None:
+            return None
+        if info.source == "rest":
+            return info.book if info.age <= max_age else None
         if time.monotonic() - self.heard > max_age:
             return None
         return self.stream.latest(symbol, math.inf)
 
-    async def books(self, symbols: Iterable[str] | None = None, depth: int | None = None, *,
-                    conflate: bool = True) -> AsyncIterator[OrderBook]:
-        """Books for ``symbols`` (all when None), trimmed to ``depth``; ends when stopped. ``conflate`` (default):
-        the newest book of each symbol; ``conflate=False``: every book in order (the kernel's bounded buffer)."""
-        wanted = {s.upper() for s in symbols} if symbols is not None else None
-        if not conflate:
-            async for book in self.stream.books(wanted, depth):
-                yield book
-            return
-        if wanted:
-            self.subscribe(wanted, depth)
-        box = _Latest(_book_symbol)
-        self._book_boxes.append(box)
-        self.start()
-        try:
-            async for book in box.drain():
-                if wanted is not None and book.symbol not in wanted:
-                    continue
-                if depth is not None and (len(book.bids) > depth or len(book.asks) > depth):
-                    book = OrderBook(book.exchange, book.symbol, book.bids[:depth], book.asks[:depth], book.ts,
-                                     book.simulated)
-                yield book
-        finally:
-            self._book_boxes.remove(box)
+    def books(self, symbols: Iterable[str] | None = None, depth: int | None = None, *,
+              conflate: bool = True) -> AsyncIterator[OrderBook]:
+        """Books for ``symbols`` (all when None), trimmed to ``depth``, streamed or from the REST fallback; ends
+        when stopped. ``conflate`` (default): the newest book of each symbol; ``conflate=False``: every book in
+        order (the kernel's bounded buffer). The kernel's own iterator (no wrapper per book)."""
+        return self.stream.books(symbols, depth, conflate=conflate)
 
     async def tickers(self, symbols: Iterable[str] | None = None) -> AsyncIterator[tuple[str, Decimal, Any]]:
         """Last trades ``(symbol, price, ts)`` (the newest per symbol when the consumer is slower)."""
@@ -214,6 +199,4 @@ class UpbitStream:
                 return ()
             book = value
         self.books_built += 1
-        for box in self._book_boxes:
-            box.put(book)
         return (book,)

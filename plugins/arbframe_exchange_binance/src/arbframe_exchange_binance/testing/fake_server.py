@@ -716,12 +716,25 @@ class FakeBinance(FakeVenue):
                     self.evolve(symbol)
                 await self.push()
 
-    async def server_shutdown(self) -> None:
-        """Send the documented ``serverShutdown`` event on every open connection."""
+    async def server_shutdown(self, close_after: float | None = None) -> list[WsConn]:
+        """Send the documented ``serverShutdown`` event on every open connection; with ``close_after``, close
+        those connections that many seconds later (the disconnect it announces). Returns the connections told."""
         event = json.dumps({"e": "serverShutdown", "E": self.now_ms()})
-        for conn in self.open_connections():
+        told = self.open_connections()
+        for conn in told:
             with contextlib.suppress(Exception):
                 await conn.ws.send_str(event)
+        if close_after is not None:
+            async def disconnect() -> None:
+                await asyncio.sleep(close_after)
+                for conn in told:
+                    with contextlib.suppress(Exception):
+                        await conn.ws.close()
+
+            task = asyncio.get_running_loop().create_task(disconnect())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return told
 
     def open_connections(self) -> list[WsConn]:
         return [c for c in self.connections if c.closed_at is None and not c.ws.closed]

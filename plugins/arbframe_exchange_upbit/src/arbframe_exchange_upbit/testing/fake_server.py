@@ -15,6 +15,7 @@ engine (balances free/locked, limit orders walking the book, fees in KRW)::
         fake.inject("accept_then_timeout")             # the next order fills, its answer comes too late
         fake.inject("delayed_fill")                    # ... fills only when looked up
         await fake.drop_ws()                           # close every WebSocket client now
+        fake.refuse_ws = True                          # refuse new WebSocket connections (HTTP 503) until reset
         fake.ws_silent = True                          # keep WebSocket connections open but send nothing (hung)
         fake.ws_quiet = True                           # no market data, but PINGs are answered (an idle market)
 
@@ -550,6 +551,8 @@ class FakeUpbit(FakeVenue):
     async def _websocket(self, request: Any) -> Any:
         from aiohttp import WSMsgType, web
 
+        if self.refuse_ws:
+            return web.Response(status=503, text="Service Unavailable")
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
         self.ws_connections += 1
