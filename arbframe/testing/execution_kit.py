@@ -23,11 +23,13 @@ from arbframe.execution.config import LiveConfig
 from arbframe.execution.control import KillSwitch
 from arbframe.execution.live import LiveExecutor, Venue
 from arbframe.execution.orders import latest_states, order_changes
-from arbframe.execution.residual import ResidualStore
+from arbframe.execution.residual import Residual, ResidualStore
 from arbframe.testing.fake_venue import FakeVenue
 from arbframe.testing.venue_trading import FakeVenueExchange
 
-__all__ = ["FAST", "FakeBinanceBook", "FakeUpbitBook", "LivePair", "live_pair"]
+#: the execution layer's stored records, for storage plugins' tests (a kill switch row, residual exposure rows)
+__all__ = ["FAST", "FakeBinanceBook", "FakeUpbitBook", "KillSwitch", "LivePair", "Residual", "ResidualStore",
+           "live_pair"]
 
 
 class FakeUpbitBook(FakeVenue):

@@ -58,8 +58,7 @@ def test_control_records_fail_loudly_when_the_database_is_away(open_storage, pg)
 def test_residual_exposure_is_kept_per_book_symbol_in_the_control_table(open_storage) -> None:
     """The residual exposure a live hedge left (arbframe.execution.residual) survives a restart and is read by every
     host on the schema: one control row per (venue pair, symbol), no schema change."""
-    from arbframe.execution.control import KillSwitch
-    from arbframe.execution.residual import Residual, ResidualStore
+    from arbframe.testing.execution_kit import KillSwitch, Residual, ResidualStore
 
     one, two = open_storage(), open_storage()  # the runner, and a command or a runner on another host
     btc = Residual("p1", "open", "BTC", "upbit", Decimal("-0.00675"), Decimal("147999000"), "2026-01-03T04:00:00+00:00")
