@@ -651,7 +651,8 @@ class FakeVenue:
     async def start(self) -> FakeVenue:
         from aiohttp import web
 
-        self._runner = web.AppRunner(self._app(), handle_signals=False)
+        # no access log: a request still in flight when a test ends would log to pytest's closed capture stream
+        self._runner = web.AppRunner(self._app(), handle_signals=False, access_log=None)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self.host, 0)
         await self._site.start()

@@ -116,7 +116,7 @@ class FakeForex:
         app = web.Application()
         app.router.add_get("/v1/forex/recent", dunamu)
         app.router.add_get("/v6/latest/USD", er_api)
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
