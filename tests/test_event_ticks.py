@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from datetime import datetime, timezone
 from decimal import Decimal
-from importlib import metadata
 
 import pytest
 
@@ -15,6 +13,7 @@ from arbframe.kernel.config import load_config
 from arbframe.kernel.plugin_host import Kernel
 from arbframe.service.events import EventTicks, streaming_sources
 from arbframe.service.runner import RunOptions, TradingService, run_loop
+from tests.test_runner_loop import _kernel
 
 TS = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -159,15 +158,6 @@ async def test_a_failed_evaluation_does_not_stop_the_next(caplog) -> None:
 
 
 # ------------------------------------------------------------------------------------ with the trading service
-def _kernel(tmp_path, **extra):
-    names = {ep.name for ep in metadata.entry_points(group="arbframe.exchange")}
-    if not {"upbit", "binance"} <= names:
-        if os.environ.get("CI") == "true":
-            pytest.fail("exchange plugins not installed (run `make install`)")
-        pytest.skip("exchange plugins not installed (run `make install`)")
-    overrides = {"storage": {"csv": {"data_dir": str(tmp_path / "data")}}, "mock_mode": True}
-    overrides.update(extra)
-    return Kernel(load_config([], overrides=overrides), mode="paper", mock=True)
 
 
 async def test_partial_process_evaluates_only_the_given_symbols(tmp_path) -> None:
