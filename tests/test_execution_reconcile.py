@@ -168,3 +168,40 @@ async def test_unreadable_settled_record_blocks_entries_instead_of_settling_twic
     assert await Reconciler(ex).on_start() == []
     assert "settled hedges could not be read" in ex.entry_block("BTC", D(1))
     assert len(pair.upbit.placements) == 1  # nothing unwound blind
+
+
+async def test_each_book_settles_only_its_own_symbols_hedges(caplog) -> None:
+    """Runners with separate books share a store: a reconciliation touches (looks up, cancels, settles) only the
+    orders of its book's symbols, and each symbol's settled hedges are a record of their own."""
+    import dataclasses
+
+    from arbframe.execution.reconcile import settled_record
+
+    caplog.set_level("INFO", logger="arbframe.execution")
+    pair = live_pair()
+    await crash_after_first_leg(pair, binance_places=False)
+    other = pair.restart()
+    assert await Reconciler(other, symbols=("ETH",)).on_start() == []  # BTC's hedge is not this book's
+    assert states(pair, cid("foreign", 0))[-1] is OrderStatus.SENT  # not even looked up
+    ex = pair.restart()
+    recon = Reconciler(ex, symbols=("btc",))
+    [report] = await recon.on_start()
+    assert report.status == "unwound"
+    ex.settled(report)
+    eth = Reconciler(pair.restart(), symbols=("ETH",))
+    eth.mark_settled(dataclasses.replace(report, symbol="ETH", orders=report.orders[:1]))
+    btc_ids = {o.client_order_id for o in report.orders}
+    stored = ex.storage.read_control(settled_record("upbit", "binance", "BTC"))["ids"]
+    assert set(stored) == btc_ids  # the ETH book's write left BTC's record alone
+    assert ex.storage.read_control(settled_record("upbit", "binance", "ETH"))["ids"] == \
+        [report.orders[0].client_order_id]
+    assert ex.storage.read_control(SETTLED) is None  # the shared record of earlier versions is never written
+    assert await Reconciler(pair.restart(), symbols=("BTC",)).on_start() == []
+
+
+async def test_the_shared_settled_record_of_earlier_versions_is_still_read() -> None:
+    pair = live_pair()
+    await crash_after_first_leg(pair, binance_places=True)
+    ids = [o.client_order_id for o in pair.storage.orders]
+    pair.storage.write_control(SETTLED, {"ids": ids})  # written by a runner of an earlier version
+    assert await Reconciler(pair.restart(), symbols=("BTC",)).on_start() == []

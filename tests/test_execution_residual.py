@@ -34,7 +34,8 @@ def test_exposure_nets_each_symbol_at_its_latest_mark() -> None:
     assert by_symbol["ETH"].krw == D("2600000")
     # total: |-900,000| + |2,600,000| = 3,500,000
     assert total_krw(residuals) == D("3500000")
-    assert by_symbol["BTC"].describe() == "BTC -0.006 (binance +0.004, upbit -0.01) = 900,000 KRW at 150000000"
+    assert by_symbol["BTC"].describe() == \
+        "BTC -0.006 (binance +0.004, upbit -0.01) = 900,000 KRW at 150000000 (hedge price)"
     # a long and a short of the same size on two venues are no exposure
     assert total_krw([residuals[0], Residual("p4", "open", "BTC", "binance", D("0.01"), D("148000000"), TS2)]) == 0
     assert residuals[0].describe() == ("BTC -0.01 on upbit (short: buy 0.01 there to flatten; -1,480,000 KRW at "
@@ -89,7 +90,8 @@ async def test_a_residual_survives_a_restart_and_clears_only_when_flattened(capl
     # = 99,999,000 KRW; 0.01 x 99,999,000 = 999,990 KRW unhedged
     assert pair.executor.risk.residual_krw == D("999990")
     assert registry.get_sample_value("arbframe_residual_exposure_krw") == 999990
-    assert pair.executor.health().details["residual_exposure"] == "BTC -0.01 (upbit -0.01) = 999,990 KRW at 99999000"
+    assert pair.executor.health().details["residual_exposure"] == \
+        "BTC -0.01 (upbit -0.01) = 999,990 KRW at 99999000 (hedge price)"
     assert pair.storage.read_control("residual.upbit-binance-BTC") is None  # not before the engine records it
     pair.executor.settled(report)  # the engine records the hedge: its residual is stored first
     stored = pair.storage.read_control("residual.upbit-binance-BTC")["residuals"]
@@ -107,7 +109,7 @@ async def test_a_residual_survives_a_restart_and_clears_only_when_flattened(capl
     await Reconciler(ex).on_start()
     assert ex.risk.residual_krw == D("999990")
     assert restarted.get_sample_value("arbframe_residual_exposure_krw") == 999990
-    why = ("residual exposure 999,990 KRW (BTC -0.01 (upbit -0.01) = 999,990 KRW at 99999000) over "
+    why = ("residual exposure 999,990 KRW (BTC -0.01 (upbit -0.01) = 999,990 KRW at 99999000 (hedge price)) over "
            "live.max_residual_krw=1000")
     assert ex.entry_block("BTC", D(1)) == why
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[RECON]")]
@@ -150,9 +152,31 @@ async def test_a_residual_recorded_after_the_flattened_resume_is_kept(caplog) ->
     assert [r.key for r in ex.risk.residuals.values()] == ["p2:open"]
     # under live.max_residual_krw: recorded and shown, entries allowed, the kill switch not tripped
     assert not ex.killed and ex.entry_block("BTC", D(1)) is None
-    assert ex.health().details["residual_exposure"] == "BTC -0.01 (upbit -0.01) = 999,990 KRW at 99999000"
+    assert ex.health().details["residual_exposure"] == "BTC -0.01 (upbit -0.01) = 999,990 KRW at 99999000 (hedge price)"
     assert ex.health().message == ("live orders; 0 hedge(s) in flight; residual exposure BTC -0.01 (upbit -0.01) = "
-                                   "999,990 KRW at 99999000 (under live.max_residual_krw)")
+                                   "999,990 KRW at 99999000 (hedge price) (under live.max_residual_krw)")
+
+
+async def test_a_residual_is_marked_to_market_and_blocks_once_the_price_moves_it_over(caplog) -> None:
+    """The same residual as above (-0.01 BTC recorded at 99,999,000), marked at the engine's coin mark: under the
+    limit at the hedge's price, over it once the mark moves up."""
+    pair = live_pair(max_residual_krw=D(1_000_000))
+    ex = pair.executor
+    pair.binance.inject("reject", 1000)
+    pair.upbit.inject("reject", 1000, side="buy")
+    ex.settled(await hedge(pair))
+    # no mark known: at the hedge's price, |-0.01 x 99,999,000| = 999,990 KRW, under 1,000,000
+    assert ex.risk.residual_krw == D("999990") and ex.entry_block("BTC", D(1)) is None
+    marks = {"BTC": D("99000000")}
+    ex.risk.mark_source = lambda: marks
+    # marked to market: 0.01 x 99,000,000 = 990,000 KRW
+    assert ex.risk.residual_krw == D("990000") and ex.entry_block("BTC", D(1)) is None
+    assert ex.health().details["residual_exposure"] == "BTC -0.01 (upbit -0.01) = 990,000 KRW at 99000000 (market mark)"
+    marks["BTC"] = D("100000001")  # the short loses: 0.01 x 100,000,001 = 1,000,000.01 KRW, over the limit
+    assert ex.risk.residual_krw == D("1000000.01")
+    assert ex.entry_block("BTC", D(1)) == ("residual exposure 1,000,000 KRW (BTC -0.01 (upbit -0.01) = 1,000,000 KRW "
+                                           "at 100000001 (market mark)) over live.max_residual_krw=1000000")
+    assert exposure(ex.risk.residuals.values(), {"ETH": D(1)})["BTC"].marked is False  # another symbol's mark
 
 
 async def test_a_store_that_cannot_say_keeps_entries_blocked(caplog) -> None:
@@ -242,7 +266,8 @@ async def test_a_hedge_settled_by_the_reconciliation_can_leave_a_residual(caplog
     # 99,800,000; 0.01 x 99,800,000 = 998,000 KRW
     assert ex.risk.residual_krw == D("998000")
     assert ex.entry_block("BTC", D(1)) == ("kill switch: auto: residual exposure 998,000 KRW (BTC -0.01 (upbit "
-                                          "-0.01) = 998,000 KRW at 99800000) over live.max_residual_krw=1000")
+                                          "-0.01) = 998,000 KRW at 99800000 (hedge price)) over "
+                                          "live.max_residual_krw=1000")
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("[RECON]")]
     assert any("was not recorded" in line and "unwinding the excess on upbit" in line for line in lines)
     assert lines[-1].startswith("[RECON] start-up reconciliation done: 1 hedge(s) settled; entries blocked: "

@@ -475,11 +475,14 @@ def test_hedge_and_unwind_both_refused_leave_a_residual_that_survives_a_restart(
     assert (qty, krw) == (D("0.00675"), D("998993.25")), (qty, krw)
     orders = check(tmp_path, fu, fb, start, messages, residual=-qty)
     assert sum(o.exchange == "upbit" and o.status.value == "rejected" for o in orders.values()) >= 2  # unwinds
-    # exported, alerted, blocking: the kill switch tripped on it and no entry followed
-    assert f"arbframe_residual_exposure_krw {float(krw)}" in metrics, metrics
+    # exported, alerted, blocking: the kill switch tripped on it and no entry followed. A running service marks it
+    # to market: at the coin mark, the mid of Upbit's book, 148,000,000: 0.00675 x 148,000,000 = 999,000 KRW
+    marked = qty * 148_000_000
+    assert marked == D("999000")
+    assert f"arbframe_residual_exposure_krw {float(marked)}" in metrics, metrics
     assert health[0]["status"] == "ERROR" and health[0]["details"]["residual_exposure"] == \
-        "BTC -0.00675 (upbit -0.00675) = 998,993 KRW at 147999000"
-    assert any("kill switch tripped automatically: residual exposure 998,993 KRW" in m for m in messages)
+        "BTC -0.00675 (upbit -0.00675) = 999,000 KRW at 148000000 (market mark)"
+    assert any("kill switch tripped automatically: residual exposure 999,000 KRW" in m for m in messages)
     assert len([m for m in messages if m.startswith("[BOT] ENTRY")]) == 1
     record = yaml.safe_load((tmp_path / "data" / "control" / "residual.upbit-binance-BTC.json").read_text())
     assert [(r["venue"], r["coin"], r["mark_krw"]) for r in record["residuals"]] == [("upbit", "-0.00675", "147999000")]
@@ -497,7 +500,8 @@ def test_hedge_and_unwind_both_refused_leave_a_residual_that_survives_a_restart(
                                "-998,993 KRW at 147999000; hedge "), recon
     assert any(m.startswith("[RECON] start-up reconciliation done: 0 hedge(s) settled; entries blocked: residual "
                             "exposure 998,993 KRW") for m in recon), recon
-    assert kernel.registry.get_sample_value("arbframe_residual_exposure_krw") == float(krw)
+    # before the first tick no book is known: the figure is the hedge's price; then the market mark again
+    assert kernel.registry.get_sample_value("arbframe_residual_exposure_krw") == float(marked)
     assert kernel.registry.get_sample_value("arbframe_execution_entries_paused") == 1
     assert not any(m.startswith("[BOT] ENTRY") for m in messages)
     assert any("entry on BTC blocked: residual exposure 998,993 KRW" in m for m in messages), messages

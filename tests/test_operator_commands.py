@@ -476,22 +476,27 @@ def test_status_kill_and_resume_show_the_stored_residual_exposure_hand_computed(
     doc = cli_json(capsys, "status", "-c", str(status_store), "--offline")
     check_schema(doc, status.JSON_SCHEMA)
     residual = doc["residual_exposure"]
-    assert (residual["total_krw"], residual["max_krw"], residual["blocks_entries"]) == ("1210000.000", "50000", True)
+    # marked to market where status has a mark: BTC's, the mid of the stored spreads' Upbit prices, the kimchi
+    # row's bid 139,000,000 and the reverse row's ask 139,100,000: 139,050,000; -0.006 x 139,050,000 = -834,300.
+    # XRP has no book here: at its hedge's price, 100 x 3,100 = 310,000. Total 834,300 + 310,000 = 1,144,300
+    assert (residual["total_krw"], residual["max_krw"], residual["blocks_entries"]) == ("1144300.000", "50000", True)
     assert residual["symbols"] == {
-        "BTC": {"coin": "-0.006", "krw": "-900000.000", "mark_krw": "150000000", "in_book": True,
+        "BTC": {"coin": "-0.006", "krw": "-834300.000", "mark_krw": "139050000", "marked": True, "in_book": True,
                 "venues": {"binance": "0.004", "upbit": "-0.01"}},
-        "XRP": {"coin": "100", "krw": "310000", "mark_krw": "3100", "in_book": False, "venues": {"upbit": "100"}}}
+        "XRP": {"coin": "100", "krw": "310000", "mark_krw": "3100", "marked": False, "in_book": False,
+                "venues": {"upbit": "100"}}}
     assert [r["position_id"] for r in residual["residuals"]] == ["p1", "p2", "x1"]
     text = cli_text(capsys, "status", "-c", str(status_store), "--offline")
-    assert ("residual        1,210,000 KRW of max 50,000 KRW (OVER: new entries blocked); flattened by hand: "
+    assert ("residual        1,144,300 KRW of max 50,000 KRW (OVER: new entries blocked); flattened by hand: "
             "arbframe resume --flattened") in text
-    assert "                BTC -0.006 (binance +0.004, upbit -0.01) = 900,000 KRW at 150000000\n" in text
-    assert ("                XRP +100 (upbit +100) = 310,000 KRW at 3100 (not a symbol of this book: no runner of it "
+    assert "                BTC -0.006 (binance +0.004, upbit -0.01) = 834,300 KRW at 139050000 (market mark)\n" in text
+    assert ("                XRP +100 (upbit +100) = 310,000 KRW at 3100 (hedge price) (not a symbol of this book: no "
+            "runner of it "
             "counts it)") in text
 
     out = cli_text(capsys, "kill", "-c", str(status_store), "--status")
     assert "residual exposure: 1,210,000 KRW (live.max_residual_krw=50000: entries blocked)" in out
-    assert "  XRP +100 (upbit +100) = 310,000 KRW at 3100 (not a symbol of this book)" in out
+    assert "  XRP +100 (upbit +100) = 310,000 KRW at 3100 (hedge price) (not a symbol of this book)" in out
     assert "BTC -0.01 on upbit (short: buy 0.01 there to flatten; -1,480,000 KRW at 148000000; hedge p1 open" in out
     out = cli_text(capsys, "resume", "-c", str(status_store))
     assert "once it is flattened by hand on the venue: arbframe resume --flattened" in out
@@ -506,3 +511,11 @@ def test_status_kill_and_resume_show_the_stored_residual_exposure_hand_computed(
     assert "residual        none recorded (" in cli_text(capsys, "status", "-c", str(status_store), "--offline")
     assert "residual exposure: none recorded (nothing to clear)" in cli_text(
         capsys, "resume", "-c", str(status_store), "--flattened")
+    # kill --flattened: the residual is cleared, the switch stays tripped with the reason it had
+    store.save("BTC", [Residual("p3", "open", "BTC", "upbit", D("-0.01"), D("148000000"), "2026-01-03T06:00:00+00:00")])
+    cli_text(capsys, "kill", "-c", str(status_store), "--reason", "hedge failures", "--flatten")
+    out = cli_text(capsys, "kill", "-c", str(status_store), "--flattened")
+    assert "residual exposure cleared (flattened by hand): 1,480,000 KRW" in out
+    assert store.load(every_symbol=True) == []
+    state = KillSwitch(CsvStorage({"data_dir": str(data)})).read()
+    assert (state.killed, state.reason, state.flatten, state.flattened) == (True, "hedge failures", True, ("p3:open",))

@@ -5,7 +5,9 @@ open orders and, with ``--flatten``, closes every open position at its price bou
 takes the venues' current balances as the new baseline of the balance check). Both print the state they wrote and
 the residual exposure recorded for the configured book (coin a hedge could neither complete nor unwind);
 ``kill --status`` only prints them. ``resume --flattened`` says that residual was flattened by hand: the residuals
-it prints are cleared (in the store at once, in a running runner within one tick). The storage is the one
+it prints are cleared (in the store at once, in a running runner within one tick) and the switch is released;
+``kill --flattened`` clears them the same way and keeps the switch tripped (an already tripped switch keeps its
+reason unless ``--reason`` gives a new one). The storage is the one
 ``storage.backend`` selects, built without the CSV fallback: a kill that cannot reach the store fails (exit 1)
 instead of being written where no runner reads it.
 """
@@ -28,6 +30,9 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     parser.add_argument("--flatten", action="store_true", help="also close every open position at its bound")
     parser.add_argument("--reason", metavar="TEXT", default="", help="why (shown in logs, health and metrics)")
     parser.add_argument("--status", action="store_true", help="only print the stored state")
+    parser.add_argument("--flattened", action="store_true",
+                        help="the recorded residual exposure was flattened by hand on the venues: clear it and "
+                             "stay killed")
     parser.set_defaults(handler=run_kill)
     return parser
 
@@ -77,7 +82,7 @@ def _write(args: argparse.Namespace, action: str) -> int:
     from arbframe.execution.residual import exposure, total_krw
 
     kill_switch, storage, store, config = _open(args)
-    flattened = action == "resume" and bool(getattr(args, "flattened", False))
+    flattened = action != "status" and bool(getattr(args, "flattened", False))
     lines = []
     try:
         try:
@@ -91,10 +96,17 @@ def _write(args: argparse.Namespace, action: str) -> int:
         try:
             if action == "status":
                 state = kill_switch.read()
-            elif action == "kill":
-                state = kill_switch.trip(args.reason or "operator", flatten=args.flatten)
             else:
-                state = kill_switch.resume(flattened=tuple(r.key for r in residuals or ()) if flattened else ())
+                keys = tuple(r.key for r in residuals or ()) if flattened else ()
+                if action == "kill":
+                    reason, flatten = args.reason or "operator", args.flatten
+                    if flattened and not args.reason:
+                        was = kill_switch.read()
+                        if was.killed:  # clearing a residual keeps why it was killed
+                            reason, flatten = was.reason, args.flatten or was.flatten
+                    state = kill_switch.trip(reason, flatten=flatten, flattened=keys)
+                else:
+                    state = kill_switch.resume(flattened=keys)
         except Exception as exc:
             raise ArbframeError(f"kill switch not {'read' if action == 'status' else 'written'} in "
                                 f"{kill_switch.where}: {type(exc).__name__}: {exc}") from None
@@ -102,7 +114,7 @@ def _write(args: argparse.Namespace, action: str) -> int:
             by = who()
             for symbol in sorted({r.symbol for r in residuals}):
                 try:
-                    store.save(symbol, (), by=by, note=f"flattened by hand: arbframe resume --flattened by {by}")
+                    store.save(symbol, (), by=by, note=f"flattened by hand: arbframe {action} --flattened by {by}")
                 except Exception as exc:  # the runner clears it from the kill switch record and stores that
                     lines.append(f"residual record of {symbol} not cleared in {store.where} ({type(exc).__name__}: "
                                  f"{exc}): the runner clears it at its next tick or start")
@@ -120,7 +132,8 @@ def _write(args: argparse.Namespace, action: str) -> int:
                    for e in exposure(residuals).values())
         out.extend(f"    {r.describe()}" for r in residuals)
         if not flattened:
-            out.append("  once it is flattened by hand on the venue: arbframe resume --flattened")
+            out.append("  once it is flattened by hand on the venue: arbframe resume --flattened (or, to stay "
+                       "killed, arbframe kill --flattened)")
     elif residuals is not None:
         out.append("residual exposure: none recorded" + (" (nothing to clear)" if flattened else ""))
     sys.stdout.write("\n".join(out + lines) + "\n")

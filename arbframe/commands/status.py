@@ -80,13 +80,15 @@ JSON_SCHEMA = obj({
     "residual_exposure": {"oneOf": [{"type": "null"}, obj({
         "total_krw": MONEY, "max_krw": MONEY, "blocks_entries": {"type": "boolean"}, "where": {"type": "string"},
         "symbols": {"type": "object", "additionalProperties": obj({
-            "coin": MONEY, "krw": MONEY, "mark_krw": MONEY, "in_book": {"type": "boolean"},
+            "coin": MONEY, "krw": MONEY, "mark_krw": MONEY, "marked": {"type": "boolean"},
+            "in_book": {"type": "boolean"},
             "venues": {"type": "object", "additionalProperties": MONEY}})},
         "residuals": {"type": "array", "items": obj({
             "position_id": {"type": "string"}, "purpose": {"type": "string"}, "symbol": {"type": "string"},
             "venue": {"type": "string"}, "coin": MONEY, "mark_krw": MONEY, "ts": {"type": "string"}})},
     })], "description": "coin live hedges left unhedged, as stored for the venue pair (arbframe resume --flattened "
-                        "clears it): total_krw is the sum over symbols of |net coin x latest mark|; blocks_entries "
+                        "clears it): total_krw is the sum over symbols of |net coin x mark|, the mark being the "
+                        "symbol's coin mark now (marked) or else its latest residual's hedge price; blocks_entries "
                         "when that of the book's symbols (in_book) is over max_krw, as the runner counts it; null "
                         "only when it could not be read"},
     "limits": obj({
@@ -231,9 +233,17 @@ def kill_switch_state(storage: Storage, data_dir: Any) -> dict[str, Any] | None:
     return {**asdict(state), "where": switch.where, "text": state.describe()}
 
 
-def residual_state(config: Mapping[str, Any], storage: Storage, data_dir: Any) -> dict[str, Any] | None:
-    """The residual exposure stored for the configured book, read as the runner restores it; None when the store
-    does not answer."""
+def coin_marks(prices: Prices, domestic: str) -> dict[str, Decimal]:
+    """Symbol -> coin mark in KRW: the mid of its domestic book among the prices gathered (as the engine marks)."""
+    return {symbol: (book.bids[0].price + book.asks[0].price) / 2 for (venue, symbol), book in prices.books.items()
+            if venue == domestic and book.bids and book.asks}
+
+
+def residual_state(config: Mapping[str, Any], storage: Storage, data_dir: Any,
+                   marks: Mapping[str, Decimal] | None = None) -> dict[str, Any] | None:
+    """The residual exposure stored for the configured book, read as the runner restores it and marked to market
+    at ``marks`` (symbol -> coin mark; a symbol without one at its hedge's price); None when the store does not
+    answer."""
     from arbframe.execution.config import LiveConfig
     from arbframe.execution.residual import ResidualStore, exposure, total_krw
     from arbframe.kernel.book import book_from_config
@@ -246,13 +256,14 @@ def residual_state(config: Mapping[str, Any], storage: Storage, data_dir: Any) -
         log.warning("residual exposure could not be read from %s: %s: %s", store.where, type(exc).__name__, exc)
         return None
     limit = LiveConfig.from_config(config).max_residual_krw
-    total = total_krw(residuals)
-    book_total = total_krw(r for r in residuals if r.symbol in book.symbols)
+    total = total_krw(residuals, marks)
+    book_total = total_krw((r for r in residuals if r.symbol in book.symbols), marks)
     return {"total_krw": dec(total), "max_krw": dec(limit), "blocks_entries": book_total > limit,
             "where": store.where,
             "symbols": {s: {"coin": dec(e.coin), "krw": dec(e.krw), "mark_krw": dec(e.mark_krw),
-                            "in_book": s in book.symbols, "venues": {v: dec(c) for v, c in sorted(e.venues.items())}}
-                        for s, e in exposure(residuals).items()},
+                            "marked": e.marked, "in_book": s in book.symbols,
+                            "venues": {v: dec(c) for v, c in sorted(e.venues.items())}}
+                        for s, e in exposure(residuals, marks).items()},
             "residuals": [r.as_dict() for r in residuals]}
 
 
@@ -307,7 +318,8 @@ async def gather(kernel: Kernel, storage: Storage, *, offline: bool = False, tim
         balances = await gather_balances(engine, exchanges, prices, live=live, timeout=timeout)
         service = await asyncio.to_thread(service_state, config, cache, when)
         kill_switch = await asyncio.to_thread(kill_switch_state, storage, kernel.context.data_dir)
-        residual = await asyncio.to_thread(residual_state, config, storage, kernel.context.data_dir)
+        residual = await asyncio.to_thread(residual_state, config, storage, kernel.context.data_dir,
+                                           coin_marks(prices, cfg.domestic))
     finally:
         await _close_exchanges(exchanges)
         if cache is not None:
@@ -634,11 +646,7 @@ async def gather_balances(engine: Engine, exchanges: Mapping[str, Exchange], pri
         amounts = wallet_balances(engine.executor.wallets)
     valuation = None
     if prices.fx is not None:
-        marks = {}
-        for (venue, symbol), book in prices.books.items():
-            if venue == engine.domestic and book.bids and book.asks:
-                marks[symbol] = (book.bids[0].price + book.asks[0].price) / 2
-        valuation = engine.ledger.valuation(prices.fx.rate, marks)
+        valuation = engine.ledger.valuation(prices.fx.rate, coin_marks(prices, engine.domestic))
     venues: dict[str, dict[str, Any]] = {}
     for (venue, asset), amount in sorted(amounts.items()):
         value = valuation.value(asset, amount) if valuation is not None else None
@@ -712,7 +720,8 @@ def format_report(r: Mapping[str, Any]) -> list[str]:
     for symbol, e in (residual or {}).get("symbols", {}).items():
         where = ", ".join(f"{v} {Decimal(c):+f}" for v, c in e["venues"].items() if Decimal(c))
         out.append(f"{'':<16}{symbol} {Decimal(e['coin']):+f} ({where or 'netted out'}) = "
-                   f"{krw(abs(Decimal(e['krw'])))} KRW at {e['mark_krw']}"
+                   f"{krw(abs(Decimal(e['krw'])))} KRW at {e['mark_krw']} "
+                   f"({'market mark' if e.get('marked') else 'hedge price'})"
                    + ("" if e["in_book"] else " (not a symbol of this book: no runner of it counts it)"))
     out.extend(f"{k:<16}{v}" for k, v in rows[3:])
     out += ["", f"Open positions ({len(r['positions'])})"]

@@ -6,9 +6,9 @@ A storage without control records (``NotImplementedError``: the null storage) ke
 open orders are canceled; with ``flatten`` every open position is closed at its price bound. The runner reads the
 state every tick (off the event loop, bounded), trips it itself on consecutive execution failures, residual
 exposure or the daily loss limit, and shows it in health (``kill_switch``), metrics (``arbframe_kill_switch``) and
-one log line per change. ``arbframe resume --flattened`` also names the residual exposure the operator flattened by
-hand (:attr:`KillState.flattened`: the keys of :class:`arbframe.execution.residual.Residual`); a runner drops those
-residuals when it reads it.
+one log line per change. ``arbframe resume --flattened`` (or ``kill --flattened``) also names the residual exposure
+the operator flattened by hand (:attr:`KillState.flattened`: the keys of
+:class:`arbframe.execution.residual.Residual`); a runner drops those residuals when it reads it.
 """
 
 from __future__ import annotations
@@ -141,8 +141,10 @@ class KillSwitch:
         self.state = state
         return state
 
-    def trip(self, reason: str, *, flatten: bool = False, by: str | None = None) -> KillState:
-        return self.write(KillState(True, reason, flatten, utcnow().isoformat(), by or who()))
+    def trip(self, reason: str, *, flatten: bool = False, by: str | None = None,
+             flattened: tuple[str, ...] = ()) -> KillState:
+        """Trip the switch; ``flattened``: as :meth:`resume` (``arbframe kill --flattened``: cleared, still killed)."""
+        return self.write(KillState(True, reason, flatten, utcnow().isoformat(), by or who(), tuple(flattened)))
 
     def resume(self, *, by: str | None = None, flattened: tuple[str, ...] = ()) -> KillState:
         """Release the switch; ``flattened``: the residuals (their keys) the operator flattened by hand."""

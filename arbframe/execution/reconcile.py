@@ -6,11 +6,14 @@
    are never sent again. Each order whose latest state is not final (``sent``, ``unknown``, ``open``,
    ``partially_filled``) is looked up at its venue by client id: its fills are adopted, an order still open is
    canceled (a stray), one the venue does not know was never placed.
-2. Hedges whose outcome never reached the books (their client ids are not in the ``hedges_settled`` control
-   record: the process stopped between sending and recording) are settled: fully filled on both legs -> adopted
-   as they are; one leg ahead of the other -> the excess is unwound on its venue. Each becomes a
+2. Hedges whose outcome never reached the books (their client ids are not in the symbol's ``hedges_settled``
+   control record: the process stopped between sending and recording) are settled: fully filled on both legs ->
+   adopted as they are; one leg ahead of the other -> the excess is unwound on its venue. Each becomes a
    :class:`~arbframe.execution.base.HedgeReport` the engine records on its first tick (an entry becomes a position,
-   a close closes or shrinks its position).
+   a close closes or shrinks its position). Only the book's own symbols are settled (``symbols``): runners with
+   separate books share a store, and each settles its own hedges. The record is kept per symbol
+   (``hedges_settled.<domestic>-<foreign>-<SYMBOL>``, the symbol's book lock name), so two runners never write
+   the same record; the one shared record of earlier versions (``hedges_settled``) is still read.
 3. Balances are read from both venues; they are the baseline of the periodic check.
 
 Before step 1 the residual exposure recorded before the restart is read back (one line per hedge that left one,
@@ -44,36 +47,66 @@ from arbframe.execution.orders import FINAL, ManagedOrder, S, latest_states, par
 log = logging.getLogger("arbframe.execution")
 
 SETTLED = "hedges_settled"
-#: client ids kept in the ``hedges_settled`` control record (older ones are past the lookback anyway)
+#: client ids kept in each ``hedges_settled`` control record (older ones are past the lookback anyway)
 MAX_SETTLED = 2000
 
 
+def settled_record(domestic: str, foreign: str, symbol: str) -> str:
+    """The control record of the hedges on ``symbol`` that reached the books (one writer: the runner holding the
+    symbol's book lock)."""
+    from arbframe.kernel.book import safe_name
+
+    return safe_name(f"{SETTLED}.{domestic}-{foreign}-{symbol.upper()}")
+
+
 class Reconciler:
-    def __init__(self, executor: LiveExecutor) -> None:
+    """``symbols``: the book's (its hedges are the ones settled here); None settles every symbol's."""
+
+    def __init__(self, executor: LiveExecutor, symbols: Iterable[str] | None = None) -> None:
         self.ex = executor
         executor.reconciler = self
+        self.symbols = None if symbols is None else frozenset(s.upper() for s in symbols)
         self.baseline_ts: Any = None
-        self.settled: list[str] = []
+        #: symbol -> the client ids of its hedges in the books, as stored (read before its first write)
+        self.settled: dict[str, list[str]] = {}
+        self._legacy: list[str] | None = None  # the shared record of earlier versions (read, never written)
         #: unrecorded hedges waiting for an order's outcome: (position id, purpose) -> its orders
         self.pending: dict[tuple[str, str], list[ManagedOrder]] = {}
 
     # --------------------------------------------------------------------------------------------- settled
-    def load_settled(self) -> set[str]:
+    def _read(self, name: str) -> list[str]:
         try:
-            value = self.ex.storage.read_control(SETTLED)
+            value = self.ex.storage.read_control(name)
         except NotImplementedError:
             value = None
-        self.settled = list((value or {}).get("ids", []))
-        return set(self.settled)
+        return [str(i) for i in (value or {}).get("ids", [])]
+
+    def _ids_of(self, symbol: str) -> list[str]:
+        symbol = symbol.upper()
+        ids = self.settled.get(symbol)
+        if ids is None:
+            ids = self.settled[symbol] = self._read(settled_record(self.ex.domestic, self.ex.foreign, symbol))
+        return ids
+
+    def load_settled(self, symbols: Iterable[str] = ()) -> set[str]:
+        """The client ids of the hedges on ``symbols`` (and in the shared record of earlier versions) that reached
+        the books; raises when the store does not answer."""
+        if self._legacy is None:
+            self._legacy = self._read(SETTLED)
+        out = set(self._legacy)
+        for symbol in symbols:
+            out.update(self._ids_of(symbol))
+        return out
 
     def mark_settled(self, report: HedgeReport) -> None:
         """Remember that ``report``'s orders are in the books (written before the engine records them)."""
         ids = [o.client_order_id for o in report.orders if o.client_order_id]
         if not ids:
             return
-        self.settled = [*self.settled, *ids][-MAX_SETTLED:]
         try:
-            self.ex.storage.write_control(SETTLED, {"ids": self.settled})
+            symbol = report.symbol.upper()
+            kept = self.settled[symbol] = [*self._ids_of(symbol), *ids][-MAX_SETTLED:]
+            self.ex.storage.write_control(settled_record(self.ex.domestic, self.ex.foreign, symbol), {"ids": kept})
         except NotImplementedError:
             pass
         except Exception as exc:
@@ -162,8 +195,10 @@ class Reconciler:
             if parsed is not None and row.position_id:
                 key = (row.position_id, parsed.purpose, parsed.leg)
                 ex.attempts[key] = max(ex.attempts.get(key, -1), parsed.attempt)
+        mine = self.symbols
         try:
-            settled = self.load_settled()
+            settled = self.load_settled(sorted({r.symbol.upper() for r in latest.values()
+                                                if mine is None or r.symbol.upper() in mine}))
         except Exception as exc:  # unknown which hedges the books have: settling any could count one twice
             log.error("[RECON] the record of settled hedges could not be read (%s: %s): entries stay blocked",
                       type(exc).__name__, exc)
@@ -176,6 +211,8 @@ class Reconciler:
             parsed = parse_client_order_id(cid)
             if venue is None or parsed is None or not row.position_id:
                 continue
+            if mine is not None and row.symbol.upper() not in mine:
+                continue  # another book's hedge: the runner trading its symbol settles it
             order = ManagedOrder.adopt(row, venue.quote_currency)
             if order.state not in FINAL:
                 await self._resolve(order)

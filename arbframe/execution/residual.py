@@ -4,10 +4,13 @@ A hedge whose lagging leg could not be completed (``live.hedge_timeout_seconds``
 could not be unwound either leaves coin unhedged: a :class:`Residual` (signed: > 0 the hedge bought more than it
 sold, < 0 it sold more; ``venue`` is where the excess sits, the venue an operator trades it back on).
 
-**Exposure.** Per symbol, the net coin of its residuals valued at the mark of the latest one (the hedge's
-domestic VWAP, KRW per coin): a +0.01 left by one hedge and a -0.01 left by another are no exposure. The total,
-``arbframe_residual_exposure_krw``, is the sum of the symbols' absolute values; above ``live.max_residual_krw`` it
-blocks entries and trips the kill switch.
+**Exposure.** Per symbol, the net coin of its residuals marked to market: valued at the symbol's current coin
+mark (the mid of the newest domestic book that passed the market-data checks, the mark the accounting values coin
+at), or, before a book has been seen (``arbframe status``, a runner's first tick), at the latest residual's own
+price (its hedge's domestic VWAP, KRW per coin). A +0.01 left by one hedge and a -0.01 left by another are no
+exposure. The total, ``arbframe_residual_exposure_krw``, is the sum of the symbols' absolute values, updated every
+tick; above ``live.max_residual_krw`` it blocks entries (also when the price moved it there), and a hedge that
+leaves it there trips the kill switch.
 
 **Kept in storage** as one control record per symbol of the book (:func:`record_name`:
 ``residual.<domestic>-<foreign>-<SYMBOL>``, the name of the symbol's book lock), so the runner trading the symbol
@@ -21,7 +24,8 @@ cleared.
 
 **Cleared** only by an operator who flattened it by hand: ``arbframe resume --flattened`` clears the residuals it
 read and printed (their keys travel in the kill switch record, so a running runner drops them within one tick and
-a stopped one at its next start) and takes the venues' balances as the new baseline of the balance check.
+a stopped one at its next start), releases the kill switch and takes the venues' balances as the new baseline of
+the balance check; ``arbframe kill --flattened`` clears them and keeps (or trips) the switch.
 """
 
 from __future__ import annotations
@@ -81,13 +85,15 @@ class Residual:
 
 @dataclass(frozen=True)
 class SymbolExposure:
-    """The residuals of one symbol: net ``coin``, valued at the latest residual's ``mark_krw``."""
+    """The residuals of one symbol: net ``coin`` valued at ``mark_krw`` (``marked``: the market's coin mark; else
+    the latest residual's own price)."""
 
     symbol: str
     coin: Decimal
     mark_krw: Decimal
     venues: dict[str, Decimal]  # venue -> net coin left there
     residuals: tuple[Residual, ...]
+    marked: bool = False
 
     @property
     def krw(self) -> Decimal:
@@ -96,11 +102,12 @@ class SymbolExposure:
     def describe(self) -> str:
         where = ", ".join(f"{v} {c:+f}" for v, c in sorted(self.venues.items()) if c)
         return (f"{self.symbol} {self.coin:+f} ({where or 'netted out'}) = {_krw(abs(self.krw))} KRW at "
-                f"{self.mark_krw:f}")
+                f"{self.mark_krw.normalize():f} ({'market mark' if self.marked else 'hedge price'})")
 
 
-def exposure(residuals: Iterable[Residual]) -> dict[str, SymbolExposure]:
-    """Symbol -> its :class:`SymbolExposure` (the module docstring)."""
+def exposure(residuals: Iterable[Residual], marks: Mapping[str, Decimal] | None = None
+             ) -> dict[str, SymbolExposure]:
+    """Symbol -> its :class:`SymbolExposure` (the module docstring); ``marks``: symbol -> coin mark in KRW."""
     by_symbol: dict[str, list[Residual]] = {}
     for r in residuals:
         by_symbol.setdefault(r.symbol, []).append(r)
@@ -110,14 +117,16 @@ def exposure(residuals: Iterable[Residual]) -> dict[str, SymbolExposure]:
         venues: dict[str, Decimal] = {}
         for r in items:
             venues[r.venue] = venues.get(r.venue, ZERO) + r.coin
-        out[symbol] = SymbolExposure(symbol, sum((r.coin for r in items), ZERO), items[-1].mark_krw, venues,
-                                     tuple(items))
+        mark = marks.get(symbol) if marks else None
+        out[symbol] = SymbolExposure(symbol, sum((r.coin for r in items), ZERO),
+                                     items[-1].mark_krw if mark is None else mark, venues, tuple(items),
+                                     mark is not None)
     return out
 
 
-def total_krw(residuals: Iterable[Residual]) -> Decimal:
+def total_krw(residuals: Iterable[Residual], marks: Mapping[str, Decimal] | None = None) -> Decimal:
     """``arbframe_residual_exposure_krw``: the sum over symbols of |net coin x mark|."""
-    return sum((abs(e.krw) for e in exposure(residuals).values()), ZERO)
+    return sum((abs(e.krw) for e in exposure(residuals, marks).values()), ZERO)
 
 
 def record_name(domestic: str, foreign: str, symbol: str | None = None) -> str:

@@ -10,7 +10,7 @@ must trip (``max_consecutive_failures``, residual exposure, the daily loss limit
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -96,6 +96,8 @@ class RiskGuard:
         self.consecutive_failures = 0
         #: ``Residual.key`` -> the coin a hedge left unhedged (:mod:`arbframe.execution.residual`)
         self.residuals: dict[str, Residual] = {}
+        #: symbol -> coin mark in KRW now (the engine's marks; set by the runner): residuals are marked to market
+        self.mark_source: Callable[[], Mapping[str, Decimal]] | None = None
         self.drift: str | None = None  # why the last balance check paused entries
         self.unresolved = 0
         self.killed_reason: str | None = None
@@ -135,10 +137,16 @@ class RiskGuard:
         m.unresolved_orders.set(self.unresolved)
         m.entries_paused.set(1 if self.pause_reason() is not None else 0)
 
+    def marks(self) -> Mapping[str, Decimal] | None:
+        """The coin marks residuals are valued at now (None: none known, each at its hedge's price)."""
+        return self.mark_source() if self.mark_source is not None else None
+
     @property
     def residual_krw(self) -> Decimal:
-        """Per symbol |net coin x its latest mark|, summed (:func:`arbframe.execution.residual.total_krw`)."""
-        return total_krw(self.residuals.values())
+        """Per symbol |net coin x its mark now|, summed (:func:`arbframe.execution.residual.total_krw`)."""
+        if not self.residuals:
+            return ZERO
+        return total_krw(self.residuals.values(), self.marks())
 
     def residual_over(self) -> bool:
         return self.residual_krw > self.cfg.max_residual_krw
@@ -149,7 +157,7 @@ class RiskGuard:
 
     def residual_text(self) -> str:
         """One line: each symbol's net residual, where it sits and its KRW value; "none"."""
-        parts = [e.describe() for e in exposure(self.residuals.values()).values()]
+        parts = [e.describe() for e in exposure(self.residuals.values(), self.marks()).values()]
         return "; ".join(parts) if parts else "none"
 
     def restore_residuals(self, residuals: Iterable[Residual]) -> None:

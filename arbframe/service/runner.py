@@ -176,6 +176,8 @@ class TradingService:
                 log.info("[BOT] resumed open position %s: %s %s qty=%s opened %s", p.id, p.direction.value,
                          p.symbol, p.qty, p.opened_at.isoformat())
             if self.executor is not None:
+                engine = self.engine
+                self.executor.risk.mark_source = lambda: engine.marks  # residual exposure, marked to market
                 await self._start_live()
         from arbframe.kernel.config import fx_source_name
 
@@ -277,7 +279,7 @@ class TradingService:
                                      registry=self.kernel.registry, instance_id=self.book.instance_id)
         self.executor.residual_store = ResidualStore(self.storage, self.cfg.domestic, self.cfg.foreign,
                                                      self.book.symbols, self.kernel.context.data_dir)
-        self.reconciler = Reconciler(self.executor)
+        self.reconciler = Reconciler(self.executor, self.book.symbols)
         self.kernel.register(self.executor, "service:execution")
         log.warning("[BOT] LIVE MODE: orders on %s and %s, IOC at VWAP + %s bps%s", self.cfg.domestic,
                     self.cfg.foreign, live_cfg.max_slippage_bps,
@@ -322,6 +324,8 @@ class TradingService:
         if resumed and self.reconciler is not None:
             await self.reconciler.refresh_balances(baseline=True)
         self.flatten_due = state.killed and state.flatten
+        if executor.risk.residuals:  # marked to market: the gauge follows the price
+            executor.risk.publish()
         if self.engine is not None and not executor.killed:
             why = executor.risk.daily_loss_trip(self.engine.stats.daily_pnl(utcnow()), self.cfg.max_daily_loss_krw)
             if why is not None:
