@@ -46,17 +46,20 @@ def _text(value: object) -> str:
 class Signer:
     """Holds the secret (never printed: ``repr`` masks it) and signs payloads."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_mac",)
 
     def __init__(self, secret: str) -> None:
-        self._key = secret.encode()
+        # keyed once; each signature copies it (the key's padding and first blocks are not worked out per call)
+        self._mac = hmac.new(secret.encode(), digestmod=hashlib.sha256)
 
     def __repr__(self) -> str:
         return "Signer(***)"
 
     def sign(self, payload: str) -> str:
         """Hex HMAC-SHA256 of ``payload`` (str, encoded as UTF-8)."""
-        return hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()
+        mac = self._mac.copy()
+        mac.update(payload.encode())
+        return mac.hexdigest()
 
     def signed_payload(self, params: Mapping[str, object], *, timestamp: int, recv_window: int | None) -> str:
         """``params`` + ``recvWindow`` + ``timestamp`` encoded, with ``&signature=...`` appended."""
