@@ -469,14 +469,13 @@ class LiveExecutor(Executor):
     # ---------------------------------------------------------------------------------------------- hedging
     async def run_hedge(self, plan: HedgePlan) -> HedgeReport:
         cfg = self.cfg
-        report = HedgeReport(plan.purpose, plan.position_id, plan.symbol, plan.direction, plan.ts, plan.qty,
-                             close_reason=plan.close_reason)
         d, f = plan.legs
         bounds = []
         for leg in plan.legs:
             try:
                 leg.vwap = vwap(leg.book, leg.side, leg.qty)
             except InsufficientLiquidity:
+                report = self._report(plan)
                 report.reason = f"{leg.venue.name} {plan.symbol} book too thin for {leg.qty}: nothing sent"
                 log.warning("[EXEC] %s %s %s: %s", plan.purpose, plan.direction.value, plan.symbol, report.reason)
                 return self._finish(plan, report)
@@ -500,12 +499,18 @@ class LiveExecutor(Executor):
             finally:
                 timer.cancel()
                 notice()
+        report = self._report(plan)  # made once the requests are out: nothing before them that need not be
         if cfg.dry_run:
             report.status = "rehearsed"
             return self._finish(plan, report)
         await asyncio.gather(*(self._settle(order) for order in first))
         await self._balance_legs(plan)
         return self._finish(plan, report)
+
+    @staticmethod
+    def _report(plan: HedgePlan) -> HedgeReport:
+        return HedgeReport(plan.purpose, plan.position_id, plan.symbol, plan.direction, plan.ts, plan.qty,
+                           close_reason=plan.close_reason)
 
     async def _send_all(self, orders: list[ManagedOrder], answered: Callable[[], None]) -> None:
         """Send ``orders`` (``sent`` stored) concurrently: the first in this task at once, the others as tasks
