@@ -8,9 +8,10 @@ starts a hedge as a task and returns; its :class:`~arbframe.execution.base.Hedge
    against us (rounded to the venue's price grid towards the book).
 2. **Both legs at once.** Both orders' ``sent`` states are written to storage in one call
    (``Storage.write_order_states``; with the kernel's writer, one journal write on the loop: docs/LIVE.md
-   "Durability") before either request leaves; both requests go out concurrently (``asyncio.gather``); every
-   answer is written before the next step. The log lines of that step wait until the requests are out (the first
-   answer, or ``ANNOUNCE_AFTER_SECONDS``).
+   "Durability") before either request leaves; both requests go out concurrently, one task each (with a local
+   write, both tasks are started by ``execute`` itself, so both requests are built in the same pass of the event
+   loop); every answer is written before the next step. The log lines of that step wait until the requests are
+   out (the first answer, or ``ANNOUNCE_AFTER_SECONDS``).
 3. **Unknown outcomes.** A timeout, dropped connection or 5xx after sending makes the order ``unknown``: it is
    looked up by client order id until the venue says what happened (``live.lookup_interval_seconds``); a venue
    that still does not know it ``live.not_found_seconds`` after sending means it was never placed. Nothing else
@@ -90,6 +91,10 @@ class _Once:
         fn, self.fn = self.fn, None
         if fn is not None:
             fn()
+
+
+def _quiet() -> None:
+    """No log line (a hedge that sends nothing announces nothing)."""
 
 
 class DuplicateClientOrderId(RuntimeError):
@@ -185,6 +190,20 @@ class HedgePlan:
     close_reason: str = ""
 
 
+@dataclass
+class _Opening:
+    """A hedge's first step done by :meth:`LiveExecutor.start` (``_open_now``): its first orders and their send
+    tasks (``notice`` set once their ``sent`` is stored); or the report of a hedge that sends nothing (``early``),
+    or what went wrong."""
+
+    orders: list[ManagedOrder] = field(default_factory=list)
+    sends: list[asyncio.Task[None]] = field(default_factory=list)
+    notice: _Once | None = None
+    timer: asyncio.TimerHandle | None = None
+    early: HedgeReport | None = None
+    error: Exception | None = None
+
+
 def vwap(book: OrderBook, side: Side, qty: Decimal) -> Decimal:
     """Average price of ``qty`` walked through ``book`` (asks for a buy); InsufficientLiquidity when thin."""
     notional, _first = walk_levels(book.asks if side is Side.BUY else book.bids, qty)
@@ -253,7 +272,11 @@ class LiveExecutor(Executor):
                          close_reason)
 
     def start(self, plan: HedgePlan) -> asyncio.Task[HedgeReport]:
-        task = asyncio.get_running_loop().create_task(self.run_hedge(plan), name=f"hedge-{plan.position_id}")
+        loop = asyncio.get_running_loop()
+        # with a local state write (the kernel writer's order journal) the first orders' tasks start here, so both
+        # requests are built in the next pass of the loop (_open_now)
+        opening = self._open_now(plan, loop) if self._inline else None
+        task = loop.create_task(self.run_hedge(plan, opening), name=f"hedge-{plan.position_id}")
         self._tasks[plan.position_id] = task
         self._busy[plan.symbol] = self._busy.get(plan.symbol, 0) + 1
 
@@ -261,6 +284,13 @@ class LiveExecutor(Executor):
             self._busy[plan.symbol] -= 1
             self._tasks.pop(plan.position_id, None)
             if t.cancelled():
+                if opening is not None and opening.sends:  # cancelled before it ran: its send tasks stop with it
+                    for send in opening.sends:
+                        send.cancel()
+                    if opening.timer is not None:
+                        opening.timer.cancel()
+                    if opening.notice is not None:  # their `sent` was stored: logged, as for a hedge stopped sending
+                        opening.notice()
                 log.warning("[EXEC] hedge %s on %s stopped before it finished: the reconciliation settles its "
                             "orders at the next start", plan.position_id, plan.symbol)
                 return
@@ -467,7 +497,50 @@ class LiveExecutor(Executor):
         return count
 
     # ---------------------------------------------------------------------------------------------- hedging
-    async def run_hedge(self, plan: HedgePlan) -> HedgeReport:
+    async def run_hedge(self, plan: HedgePlan, opening: _Opening | None = None) -> HedgeReport:
+        """One hedge (the module docstring); ``opening``: its first orders already made and their send tasks
+        started by :meth:`start` (:meth:`_open_now`)."""
+        cfg = self.cfg
+        if opening is None:
+            early, first, announce = self._first_orders(plan)
+            if early is not None:
+                return self._finish(plan, early)
+            # both legs' "sent" stored in one write, then both requests. The log lines and metrics of that step
+            # come once the requests are out: before the first answer is taken (or ANNOUNCE_AFTER_SECONDS after
+            # sending when no answer comes): formatting them first would hold the orders back
+            if await self._mark_sent(first, announce=announce):
+                notice = _Once(functools.partial(self._announce_sent, first, announce))
+                timer = asyncio.get_running_loop().call_later(ANNOUNCE_AFTER_SECONDS, notice)
+                try:
+                    await self._send_all(first, notice)
+                finally:
+                    timer.cancel()
+                    notice()
+        else:
+            if opening.error is not None:
+                raise opening.error
+            if opening.early is not None:
+                return self._finish(plan, opening.early)
+            first = opening.orders
+            if opening.sends:
+                try:
+                    await self._join(opening.sends)
+                finally:
+                    if opening.timer is not None:
+                        opening.timer.cancel()
+                    if opening.notice is not None:
+                        opening.notice()
+        report = self._report(plan)  # made once the requests are out: nothing before them that need not be
+        if cfg.dry_run:
+            report.status = "rehearsed"
+            return self._finish(plan, report)
+        await asyncio.gather(*(self._settle(order) for order in first))
+        await self._balance_legs(plan)
+        return self._finish(plan, report)
+
+    def _first_orders(self, plan: HedgePlan) -> tuple[HedgeReport | None, list[ManagedOrder], Callable[[], Any]]:
+        """The hedge's first orders at their bounds and the log line announcing them; a report instead when a
+        book is too thin for its leg (nothing sent)."""
         cfg = self.cfg
         d, f = plan.legs
         bounds = []
@@ -478,7 +551,7 @@ class LiveExecutor(Executor):
                 report = self._report(plan)
                 report.reason = f"{leg.venue.name} {plan.symbol} book too thin for {leg.qty}: nothing sent"
                 log.warning("[EXEC] %s %s %s: %s", plan.purpose, plan.direction.value, plan.symbol, report.reason)
-                return self._finish(plan, report)
+                return report, [], _quiet
             bounds.append(self._bound(leg, leg.vwap, leg.side, cfg.max_slippage_bps))
         self.marks[plan.symbol] = d.vwap
         announce = functools.partial(
@@ -488,24 +561,49 @@ class LiveExecutor(Executor):
             d.vwap, f.vwap, cfg.max_slippage_bps, " [dry run]" if cfg.dry_run else "")
         first = [self._new(plan, leg, "first", leg.side, leg.qty, bound) for leg, bound in zip(plan.legs, bounds,
                                                                                                strict=True)]
-        # both legs' "sent" stored in one write, then both requests. The log lines and metrics of that step come
-        # once the requests are out: before the first answer is taken (or ANNOUNCE_AFTER_SECONDS after sending
-        # when no answer comes): formatting them first would hold the orders back
-        if await self._mark_sent(first, announce=announce):
-            notice = _Once(functools.partial(self._announce_sent, first, announce))
-            timer = asyncio.get_running_loop().call_later(ANNOUNCE_AFTER_SECONDS, notice)
-            try:
-                await self._send_all(first, notice)
-            finally:
-                timer.cancel()
-                notice()
-        report = self._report(plan)  # made once the requests are out: nothing before them that need not be
-        if cfg.dry_run:
-            report.status = "rehearsed"
-            return self._finish(plan, report)
-        await asyncio.gather(*(self._settle(order) for order in first))
-        await self._balance_legs(plan)
-        return self._finish(plan, report)
+        return None, first, announce
+
+    def _open_now(self, plan: HedgePlan, loop: asyncio.AbstractEventLoop) -> _Opening:
+        """:meth:`run_hedge`'s first orders made now, and one task per order started now, in order: the first
+        stores ``sent`` for all of them (one write) and sends its own; each other one sends its own once that
+        write is done (the first task runs before it: tasks start in the order they were created). So both
+        requests are built in the next pass of the loop, side by side, rather than the second one pass after
+        the first. What went wrong here is handed to the hedge's task, which raises it."""
+        try:
+            early, first, announce = self._first_orders(plan)
+        except Exception as exc:
+            return _Opening(error=exc)
+        if early is not None:
+            return _Opening(early=early)
+        opening = _Opening(orders=first)
+        opening.sends = [loop.create_task(self._open_first(opening, announce)),
+                         *(loop.create_task(self._send_opened(opening, order)) for order in first[1:])]
+        return opening
+
+    async def _open_first(self, opening: _Opening, announce: Callable[[], None]) -> None:
+        first = opening.orders
+        if not await self._mark_sent(first, announce=announce):
+            return
+        notice = opening.notice = _Once(functools.partial(self._announce_sent, first, announce))
+        opening.timer = asyncio.get_running_loop().call_later(ANNOUNCE_AFTER_SECONDS, notice)
+        await self._send(first[0], marked=True, answered=notice)
+
+    async def _send_opened(self, opening: _Opening, order: ManagedOrder) -> None:
+        notice = opening.notice
+        if notice is None:  # ``sent`` not stored (refused, or the first task never ran): nothing goes out
+            return
+        await self._send(order, marked=True, answered=notice)
+
+    @staticmethod
+    async def _join(sends: list[asyncio.Task[None]]) -> None:
+        """Wait for the send tasks; cancelled (or one failing), the others are cancelled and waited for too."""
+        try:
+            await asyncio.gather(*sends)
+        except BaseException:
+            for task in sends:
+                task.cancel()
+            await asyncio.gather(*sends, return_exceptions=True)
+            raise
 
     @staticmethod
     def _report(plan: HedgePlan) -> HedgeReport:
