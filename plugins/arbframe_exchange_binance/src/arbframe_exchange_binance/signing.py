@@ -26,15 +26,14 @@ _PLAIN = re.compile(r"[A-Za-z0-9._~-]*").fullmatch
 def encode_params(params: Mapping[str, object] | Iterable[tuple[str, object]]) -> str:
     """``k=v&k2=v2`` in the given order, values percent-encoded (RFC 3986 unreserved characters kept)."""
     items = params.items() if isinstance(params, Mapping) else params
-    out = []
+    keys, texts = [], []
     for key, value in items:
-        if value is None:
-            continue
-        text = value if type(value) is str else _text(value)
-        if _PLAIN(text) is None:
-            text = quote(text, safe=_SAFE)
-        out.append(f"{key}={text}")
-    return "&".join(out)
+        if value is not None:
+            keys.append(key)
+            texts.append(value if type(value) is str else _text(value))
+    if _PLAIN("".join(texts)) is None:  # one check for all values (the usual case: none needs quoting)
+        texts = [text if _PLAIN(text) is not None else quote(text, safe=_SAFE) for text in texts]
+    return "&".join([f"{key}={text}" for key, text in zip(keys, texts, strict=True)])
 
 
 def _text(value: object) -> str:
