@@ -192,14 +192,14 @@ class HedgePlan:
 
 @dataclass
 class _Opening:
-    """A hedge's first step done by :meth:`LiveExecutor.start` (``_open_now``): its first orders and their send
-    tasks (``notice`` set once their ``sent`` is stored); or the report of a hedge that sends nothing (``early``),
-    or what went wrong."""
+    """What :meth:`LiveExecutor.start` prepared of a hedge (``_open_now``): its first orders, the log line that
+    announces them and the send tasks of the orders after the first (``notice`` set once their ``sent`` is
+    stored); or the report of a hedge that sends nothing (``early``), or what went wrong."""
 
     orders: list[ManagedOrder] = field(default_factory=list)
-    sends: list[asyncio.Task[None]] = field(default_factory=list)
+    announce: Callable[[], Any] = _quiet
+    sends: list[asyncio.Task[None]] = field(default_factory=list)  # one per order after the first
     notice: _Once | None = None
-    timer: asyncio.TimerHandle | None = None
     early: HedgeReport | None = None
     error: Exception | None = None
 
@@ -273,10 +273,12 @@ class LiveExecutor(Executor):
 
     def start(self, plan: HedgePlan) -> asyncio.Task[HedgeReport]:
         loop = asyncio.get_running_loop()
-        # with a local state write (the kernel writer's order journal) the first orders' tasks start here, so both
-        # requests are built in the next pass of the loop (_open_now)
-        opening = self._open_now(plan, loop) if self._inline else None
+        # with a local state write (the kernel writer's order journal) the first orders are made here and the
+        # second one's send task starts with the hedge's: both requests are built in the next pass (_open_now)
+        opening = self._open_now(plan) if self._inline else None
         task = loop.create_task(self.run_hedge(plan, opening), name=f"hedge-{plan.position_id}")
+        if opening is not None and opening.orders:  # after the hedge's task, whose first step stores their `sent`
+            opening.sends = [loop.create_task(self._send_opened(opening, order)) for order in opening.orders[1:]]
         self._tasks[plan.position_id] = task
         self._busy[plan.symbol] = self._busy.get(plan.symbol, 0) + 1
 
@@ -284,13 +286,9 @@ class LiveExecutor(Executor):
             self._busy[plan.symbol] -= 1
             self._tasks.pop(plan.position_id, None)
             if t.cancelled():
-                if opening is not None and opening.sends:  # cancelled before it ran: its send tasks stop with it
+                if opening is not None:  # cancelled before it ran: the other orders' tasks send nothing
                     for send in opening.sends:
                         send.cancel()
-                    if opening.timer is not None:
-                        opening.timer.cancel()
-                    if opening.notice is not None:  # their `sent` was stored: logged, as for a hedge stopped sending
-                        opening.notice()
                 log.warning("[EXEC] hedge %s on %s stopped before it finished: the reconciliation settles its "
                             "orders at the next start", plan.position_id, plan.symbol)
                 return
@@ -522,14 +520,7 @@ class LiveExecutor(Executor):
             if opening.early is not None:
                 return self._finish(plan, opening.early)
             first = opening.orders
-            if opening.sends:
-                try:
-                    await self._join(opening.sends)
-                finally:
-                    if opening.timer is not None:
-                        opening.timer.cancel()
-                    if opening.notice is not None:
-                        opening.notice()
+            await self._open(first, opening)
         report = self._report(plan)  # made once the requests are out: nothing before them that need not be
         if cfg.dry_run:
             report.status = "rehearsed"
@@ -563,47 +554,47 @@ class LiveExecutor(Executor):
                                                                                                strict=True)]
         return None, first, announce
 
-    def _open_now(self, plan: HedgePlan, loop: asyncio.AbstractEventLoop) -> _Opening:
-        """:meth:`run_hedge`'s first orders made now, and one task per order started now, in order: the first
-        stores ``sent`` for all of them (one write) and sends its own; each other one sends its own once that
-        write is done (the first task runs before it: tasks start in the order they were created). So both
-        requests are built in the next pass of the loop, side by side, rather than the second one pass after
-        the first. What went wrong here is handed to the hedge's task, which raises it."""
+    def _open_now(self, plan: HedgePlan) -> _Opening:
+        """:meth:`run_hedge`'s first orders made at once (by :meth:`start`, which then starts a send task for each
+        order after the first, right after the hedge's task). The hedge's first step stores ``sent`` for all of
+        them (one write) and sends the first; the other tasks, started in the same pass of the loop after it, send
+        theirs once that write is done. So both requests are built in one pass, side by side, rather than the
+        second one pass after the first. What went wrong here is handed to the hedge's task, which raises it."""
         try:
             early, first, announce = self._first_orders(plan)
         except Exception as exc:
             return _Opening(error=exc)
         if early is not None:
             return _Opening(early=early)
-        opening = _Opening(orders=first)
-        opening.sends = [loop.create_task(self._open_first(opening, announce)),
-                         *(loop.create_task(self._send_opened(opening, order)) for order in first[1:])]
-        return opening
+        return _Opening(orders=first, announce=announce)
 
-    async def _open_first(self, opening: _Opening, announce: Callable[[], None]) -> None:
-        first = opening.orders
-        if not await self._mark_sent(first, announce=announce):
-            return
-        notice = opening.notice = _Once(functools.partial(self._announce_sent, first, announce))
-        opening.timer = asyncio.get_running_loop().call_later(ANNOUNCE_AFTER_SECONDS, notice)
-        await self._send(first[0], marked=True, answered=notice)
-
-    async def _send_opened(self, opening: _Opening, order: ManagedOrder) -> None:
-        notice = opening.notice
-        if notice is None:  # ``sent`` not stored (refused, or the first task never ran): nothing goes out
-            return
-        await self._send(order, marked=True, answered=notice)
-
-    @staticmethod
-    async def _join(sends: list[asyncio.Task[None]]) -> None:
-        """Wait for the send tasks; cancelled (or one failing), the others are cancelled and waited for too."""
+    async def _open(self, first: list[ManagedOrder], opening: _Opening) -> None:
+        """``sent`` of ``first`` stored, the first sent here, the others by ``opening.sends`` (which send only
+        once ``opening.notice`` is set: the write is done); every send task waited for, or cancelled with us."""
+        sends = opening.sends
         try:
-            await asyncio.gather(*sends)
+            if await self._mark_sent(first, announce=opening.announce):
+                notice = opening.notice = _Once(functools.partial(self._announce_sent, first, opening.announce))
+                timer = asyncio.get_running_loop().call_later(ANNOUNCE_AFTER_SECONDS, notice)
+                try:
+                    await self._send(first[0], marked=True, answered=notice)
+                    await asyncio.gather(*sends)
+                finally:
+                    timer.cancel()
+                    notice()
+            else:
+                await asyncio.gather(*sends)  # nothing stored: they send nothing
         except BaseException:
             for task in sends:
                 task.cancel()
             await asyncio.gather(*sends, return_exceptions=True)
             raise
+
+    async def _send_opened(self, opening: _Opening, order: ManagedOrder) -> None:
+        notice = opening.notice
+        if notice is None:  # ``sent`` not stored (refused, or the hedge's task did not get that far): not sent
+            return
+        await self._send(order, marked=True, answered=notice)
 
     @staticmethod
     def _report(plan: HedgePlan) -> HedgeReport:

@@ -342,6 +342,15 @@ class BinanceExchange(Exchange):
                                  "symbol_rules())", exchange=self.name)
         return rules.market_rules(symbol)
 
+    def price_step(self, symbol: str, price: Decimal) -> Decimal:
+        """The symbol's tick size, read off its cached rules (no ``MarketRules`` built per call: every order's
+        price bound is rounded with it)."""
+        if not self.mock:
+            rules = self.rules.get(self.market_of(symbol))
+            if rules is not None and rules.tick_size > 0:
+                return rules.tick_size
+        return super().price_step(symbol, price)
+
     async def _ensure_rules_quietly(self, symbol: str) -> None:
         if self.market_of(symbol) in self.rules:
             return
