@@ -83,8 +83,11 @@ def order_row(order: Order) -> list[str]:
     ``to_row``)."""
     price, avg, eid, pid, cid = order.price, order.avg_price, order.exchange_order_id, order.position_id, \
         order.client_order_id
+    ts = order.ts
+    if ts.tzinfo is not timezone.utc:  # the executor's records are UTC already: no copy to convert
+        ts = ts.astimezone(timezone.utc)
     return [
-        order.id, order.ts.astimezone(timezone.utc).isoformat(),
+        order.id, ts.isoformat(),
         # ``_value_``: the enums' value without the ``value`` property's Python-level descriptor call
         order.exchange, order.symbol, order.side._value_, order.order_type._value_, format(order.qty, "f"),
         "" if price is None else format(price, "f"), order.status._value_, format(order.filled_qty, "f"),

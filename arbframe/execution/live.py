@@ -8,9 +8,10 @@ starts a hedge as a task and returns; its :class:`~arbframe.execution.base.Hedge
    against us (rounded to the venue's price grid towards the book).
 2. **Both legs at once.** Both orders' ``sent`` states are written to storage in one call
    (``Storage.write_order_states``; with the kernel's writer, one journal write on the loop: docs/LIVE.md
-   "Durability") before either request leaves; both requests go out concurrently (``asyncio.gather``); every
-   answer is written before the next step. The log lines of that step wait until the requests are out (the first
-   answer, or ``ANNOUNCE_AFTER_SECONDS``).
+   "Durability") before either request leaves; both requests go out concurrently, one task each (with a local
+   write, both tasks are started by ``execute`` itself, so both requests are built in the same pass of the event
+   loop); every answer is written before the next step. The log lines of that step wait until the requests are
+   out (the first answer, or ``ANNOUNCE_AFTER_SECONDS``).
 3. **Unknown outcomes.** A timeout, dropped connection or 5xx after sending makes the order ``unknown``: it is
    looked up by client order id until the venue says what happened (``live.lookup_interval_seconds``); a venue
    that still does not know it ``live.not_found_seconds`` after sending means it was never placed. Nothing else
@@ -90,6 +91,10 @@ class _Once:
         fn, self.fn = self.fn, None
         if fn is not None:
             fn()
+
+
+def _quiet() -> None:
+    """No log line (a hedge that sends nothing announces nothing)."""
 
 
 class DuplicateClientOrderId(RuntimeError):
@@ -185,6 +190,20 @@ class HedgePlan:
     close_reason: str = ""
 
 
+@dataclass
+class _Opening:
+    """What :meth:`LiveExecutor.start` prepared of a hedge (``_open_now``): its first orders, the log line that
+    announces them and the send tasks of the orders after the first (``notice`` set once their ``sent`` is
+    stored); or the report of a hedge that sends nothing (``early``), or what went wrong."""
+
+    orders: list[ManagedOrder] = field(default_factory=list)
+    announce: Callable[[], Any] = _quiet
+    sends: list[asyncio.Task[None]] = field(default_factory=list)  # one per order after the first
+    notice: _Once | None = None
+    early: HedgeReport | None = None
+    error: Exception | None = None
+
+
 def vwap(book: OrderBook, side: Side, qty: Decimal) -> Decimal:
     """Average price of ``qty`` walked through ``book`` (asks for a buy); InsufficientLiquidity when thin."""
     notional, _first = walk_levels(book.asks if side is Side.BUY else book.bids, qty)
@@ -253,7 +272,13 @@ class LiveExecutor(Executor):
                          close_reason)
 
     def start(self, plan: HedgePlan) -> asyncio.Task[HedgeReport]:
-        task = asyncio.get_running_loop().create_task(self.run_hedge(plan), name=f"hedge-{plan.position_id}")
+        loop = asyncio.get_running_loop()
+        # with a local state write (the kernel writer's order journal) the first orders are made here and the
+        # second one's send task starts with the hedge's: both requests are built in the next pass (_open_now)
+        opening = self._open_now(plan) if self._inline else None
+        task = loop.create_task(self.run_hedge(plan, opening), name=f"hedge-{plan.position_id}")
+        if opening is not None and opening.orders:  # after the hedge's task, whose first step stores their `sent`
+            opening.sends = [loop.create_task(self._send_opened(opening, order)) for order in opening.orders[1:]]
         self._tasks[plan.position_id] = task
         self._busy[plan.symbol] = self._busy.get(plan.symbol, 0) + 1
 
@@ -261,6 +286,9 @@ class LiveExecutor(Executor):
             self._busy[plan.symbol] -= 1
             self._tasks.pop(plan.position_id, None)
             if t.cancelled():
+                if opening is not None:  # cancelled before it ran: the other orders' tasks send nothing
+                    for send in opening.sends:
+                        send.cancel()
                 log.warning("[EXEC] hedge %s on %s stopped before it finished: the reconciliation settles its "
                             "orders at the next start", plan.position_id, plan.symbol)
                 return
@@ -467,19 +495,54 @@ class LiveExecutor(Executor):
         return count
 
     # ---------------------------------------------------------------------------------------------- hedging
-    async def run_hedge(self, plan: HedgePlan) -> HedgeReport:
+    async def run_hedge(self, plan: HedgePlan, opening: _Opening | None = None) -> HedgeReport:
+        """One hedge (the module docstring); ``opening``: its first orders already made and their send tasks
+        started by :meth:`start` (:meth:`_open_now`)."""
         cfg = self.cfg
-        report = HedgeReport(plan.purpose, plan.position_id, plan.symbol, plan.direction, plan.ts, plan.qty,
-                             close_reason=plan.close_reason)
+        if opening is None:
+            early, first, announce = self._first_orders(plan)
+            if early is not None:
+                return self._finish(plan, early)
+            # both legs' "sent" stored in one write, then both requests. The log lines and metrics of that step
+            # come once the requests are out: before the first answer is taken (or ANNOUNCE_AFTER_SECONDS after
+            # sending when no answer comes): formatting them first would hold the orders back
+            if await self._mark_sent(first, announce=announce):
+                notice = _Once(functools.partial(self._announce_sent, first, announce))
+                timer = asyncio.get_running_loop().call_later(ANNOUNCE_AFTER_SECONDS, notice)
+                try:
+                    await self._send_all(first, notice)
+                finally:
+                    timer.cancel()
+                    notice()
+        else:
+            if opening.error is not None:
+                raise opening.error
+            if opening.early is not None:
+                return self._finish(plan, opening.early)
+            first = opening.orders
+            await self._open(first, opening)
+        report = self._report(plan)  # made once the requests are out: nothing before them that need not be
+        if cfg.dry_run:
+            report.status = "rehearsed"
+            return self._finish(plan, report)
+        await asyncio.gather(*(self._settle(order) for order in first))
+        await self._balance_legs(plan)
+        return self._finish(plan, report)
+
+    def _first_orders(self, plan: HedgePlan) -> tuple[HedgeReport | None, list[ManagedOrder], Callable[[], Any]]:
+        """The hedge's first orders at their bounds and the log line announcing them; a report instead when a
+        book is too thin for its leg (nothing sent)."""
+        cfg = self.cfg
         d, f = plan.legs
         bounds = []
         for leg in plan.legs:
             try:
                 leg.vwap = vwap(leg.book, leg.side, leg.qty)
             except InsufficientLiquidity:
+                report = self._report(plan)
                 report.reason = f"{leg.venue.name} {plan.symbol} book too thin for {leg.qty}: nothing sent"
                 log.warning("[EXEC] %s %s %s: %s", plan.purpose, plan.direction.value, plan.symbol, report.reason)
-                return self._finish(plan, report)
+                return report, [], _quiet
             bounds.append(self._bound(leg, leg.vwap, leg.side, cfg.max_slippage_bps))
         self.marks[plan.symbol] = d.vwap
         announce = functools.partial(
@@ -489,23 +552,54 @@ class LiveExecutor(Executor):
             d.vwap, f.vwap, cfg.max_slippage_bps, " [dry run]" if cfg.dry_run else "")
         first = [self._new(plan, leg, "first", leg.side, leg.qty, bound) for leg, bound in zip(plan.legs, bounds,
                                                                                                strict=True)]
-        # both legs' "sent" stored in one write, then both requests. The log lines and metrics of that step come
-        # once the requests are out: before the first answer is taken (or ANNOUNCE_AFTER_SECONDS after sending
-        # when no answer comes): formatting them first would hold the orders back
-        if await self._mark_sent(first, announce=announce):
-            notice = _Once(functools.partial(self._announce_sent, first, announce))
-            timer = asyncio.get_running_loop().call_later(ANNOUNCE_AFTER_SECONDS, notice)
-            try:
-                await self._send_all(first, notice)
-            finally:
-                timer.cancel()
-                notice()
-        if cfg.dry_run:
-            report.status = "rehearsed"
-            return self._finish(plan, report)
-        await asyncio.gather(*(self._settle(order) for order in first))
-        await self._balance_legs(plan)
-        return self._finish(plan, report)
+        return None, first, announce
+
+    def _open_now(self, plan: HedgePlan) -> _Opening:
+        """:meth:`run_hedge`'s first orders made at once (by :meth:`start`, which then starts a send task for each
+        order after the first, right after the hedge's task). The hedge's first step stores ``sent`` for all of
+        them (one write) and sends the first; the other tasks, started in the same pass of the loop after it, send
+        theirs once that write is done. So both requests are built in one pass, side by side, rather than the
+        second one pass after the first. What went wrong here is handed to the hedge's task, which raises it."""
+        try:
+            early, first, announce = self._first_orders(plan)
+        except Exception as exc:
+            return _Opening(error=exc)
+        if early is not None:
+            return _Opening(early=early)
+        return _Opening(orders=first, announce=announce)
+
+    async def _open(self, first: list[ManagedOrder], opening: _Opening) -> None:
+        """``sent`` of ``first`` stored, the first sent here, the others by ``opening.sends`` (which send only
+        once ``opening.notice`` is set: the write is done); every send task waited for, or cancelled with us."""
+        sends = opening.sends
+        try:
+            if await self._mark_sent(first, announce=opening.announce):
+                notice = opening.notice = _Once(functools.partial(self._announce_sent, first, opening.announce))
+                timer = asyncio.get_running_loop().call_later(ANNOUNCE_AFTER_SECONDS, notice)
+                try:
+                    await self._send(first[0], marked=True, answered=notice)
+                    await asyncio.gather(*sends)
+                finally:
+                    timer.cancel()
+                    notice()
+            else:
+                await asyncio.gather(*sends)  # nothing stored: they send nothing
+        except BaseException:
+            for task in sends:
+                task.cancel()
+            await asyncio.gather(*sends, return_exceptions=True)
+            raise
+
+    async def _send_opened(self, opening: _Opening, order: ManagedOrder) -> None:
+        notice = opening.notice
+        if notice is None:  # ``sent`` not stored (refused, or the hedge's task did not get that far): not sent
+            return
+        await self._send(order, marked=True, answered=notice)
+
+    @staticmethod
+    def _report(plan: HedgePlan) -> HedgeReport:
+        return HedgeReport(plan.purpose, plan.position_id, plan.symbol, plan.direction, plan.ts, plan.qty,
+                           close_reason=plan.close_reason)
 
     async def _send_all(self, orders: list[ManagedOrder], answered: Callable[[], None]) -> None:
         """Send ``orders`` (``sent`` stored) concurrently: the first in this task at once, the others as tasks

@@ -21,6 +21,7 @@ leg, attempt) always gives the same id, and no two attempts share one.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, replace
@@ -56,6 +57,7 @@ class IllegalTransition(RuntimeError):
     """A state change the state machine does not allow (a bug, never a venue's doing)."""
 
 
+@functools.lru_cache(maxsize=256)  # both legs of a hedge (and its retries) share one position id
 def position_digest(position_id: str) -> str:
     return hashlib.blake2b(position_id.encode(), digest_size=8).hexdigest()
 

@@ -1,10 +1,11 @@
 """Event-driven ticks: a symbol is evaluated as soon as either of its streamed books changes.
 
 :class:`EventTicks` consumes each streaming venue's ``stream_order_books`` iterator (one task per venue), keeps the
-newest book per (venue, symbol) and marks the symbol *dirty*. One evaluator task waits for dirty symbols, takes
-them all at once and calls ``evaluate(symbols)`` -- synchronously, so a burst of book changes that arrived while an
-evaluation ran (or before the evaluator was scheduled) is one evaluation, and the same symbol is never evaluated
-twice concurrently. A symbol not in the configured set never triggers anything.
+newest book per (venue, symbol) and marks the symbol *dirty*. The first change after an evaluation schedules the
+next one (``loop.call_soon``: a plain callback, no task to wake), which takes every dirty symbol at once and calls
+``evaluate(symbols)`` -- synchronously, so the book changes that arrive in the same pass of the event loop (a burst
+on both venues) are one evaluation, and the same symbol is never evaluated twice concurrently. A symbol not in the
+configured set never triggers anything.
 
 Venues that do not stream (REST polling, mock mode) contribute nothing here; the runner's interval tick remains
 the fallback for them and does the FX refresh, heartbeat, storage flush and metrics (``docs/ARCHITECTURE.md``).
@@ -54,25 +55,31 @@ class EventTicks:
         self.evaluations = 0
         self.changes = 0  # book changes of configured symbols seen
         self._dirty: set[str] = set()  # symbols changed since their last evaluation
-        self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._loop: asyncio.AbstractEventLoop | None = None  # set while started
+        self._pending: asyncio.Handle | None = None  # the evaluation scheduled, not run yet
 
     @property
     def running(self) -> bool:
-        return any(not t.done() for t in self._tasks)
+        return self._loop is not None
 
     def start(self) -> None:
-        """One consumer task per streaming venue and the evaluator (needs a running loop)."""
-        if self._tasks:
+        """One consumer task per streaming venue (needs a running loop); evaluations follow their changes."""
+        if self._loop is not None:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for venue, source in self.sources.items():
             self._tasks.append(loop.create_task(self._consume(venue, source), name=f"events-{venue}"))
-        self._tasks.append(loop.create_task(self._evaluator(), name="events-evaluator"))
+        if self._dirty:
+            self._schedule()
         log.info("[BOT] event-driven ticks: a book change on %s evaluates its symbol", ", ".join(self.sources))
 
     async def stop(self) -> None:
         tasks, self._tasks = self._tasks, []
+        self._loop = None
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.cancel()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -87,7 +94,12 @@ class EventTicks:
             return
         self.changes += 1
         self._dirty.add(symbol)
-        self._wake.set()
+        if self._pending is None and self._loop is not None:
+            self._pending = self._loop.call_soon(self._run)
+
+    def _schedule(self) -> None:
+        if self._pending is None and self._loop is not None:
+            self._pending = self._loop.call_soon(self._run)
 
     async def _consume(self, venue: str, source: BookSource) -> None:
         iterator = source()
@@ -109,17 +121,14 @@ class EventTicks:
                 with contextlib.suppress(Exception):
                     await close()
 
-    async def _evaluator(self) -> None:
-        wake = self._wake
-        while True:
-            await wake.wait()
-            wake.clear()
-            dirty, self._dirty = self._dirty, set()
-            if not dirty:
-                continue
-            try:
-                self.evaluate(dirty)
-            except Exception:  # one failed evaluation never stops the next
-                log.exception("[BOT] event-driven evaluation of %s failed", ", ".join(sorted(dirty)))
-            self.evaluations += 1
-            await asyncio.sleep(0)  # let the consumers gather the next burst
+    def _run(self) -> None:
+        """The scheduled evaluation: every symbol dirty so far, in one call."""
+        self._pending = None
+        dirty, self._dirty = self._dirty, set()
+        if not dirty or self._loop is None:
+            return
+        try:
+            self.evaluate(dirty)
+        except Exception:  # one failed evaluation never stops the next
+            log.exception("[BOT] event-driven evaluation of %s failed", ", ".join(sorted(dirty)))
+        self.evaluations += 1

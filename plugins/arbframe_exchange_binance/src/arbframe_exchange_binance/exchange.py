@@ -342,6 +342,15 @@ class BinanceExchange(Exchange):
                                  "symbol_rules())", exchange=self.name)
         return rules.market_rules(symbol)
 
+    def price_step(self, symbol: str, price: Decimal) -> Decimal:
+        """The symbol's tick size, read off its cached rules (no ``MarketRules`` built per call: every order's
+        price bound is rounded with it)."""
+        if not self.mock:
+            rules = self.rules.get(self.market_of(symbol))
+            if rules is not None and rules.tick_size > 0:
+                return rules.tick_size
+        return super().price_step(symbol, price)
+
     async def _ensure_rules_quietly(self, symbol: str) -> None:
         if self.market_of(symbol) in self.rules:
             return
@@ -508,8 +517,17 @@ class BinanceExchange(Exchange):
             return self._test_order(request, None, simulated=True)
         return await sim.place_order(request)
 
+    def _fresh_rules(self, symbol: str) -> SymbolRules | None:
+        """``symbol``'s cached rules when :meth:`symbol_rules` would return them without a request (loaded, within
+        ``exchange_info_ttl_seconds``); else None. Every order reads them: no coroutine for the usual case."""
+        loaded = self._rules_loaded_at
+        if loaded is None or time.monotonic() - loaded > float(self.config["exchange_info_ttl_seconds"]):
+            return None
+        market = self.market_of(symbol)
+        return None if market in self._unknown_markets else self.rules.get(market)
+
     async def _live_place(self, req: OrderRequest) -> Order:
-        rules = await self.symbol_rules(req.symbol)
+        rules = self._fresh_rules(req.symbol) or await self.symbol_rules(req.symbol)
         reference = None
         if req.order_type is OrderType.MARKET and req.qty is not None:
             book = self._last_book(req.symbol)

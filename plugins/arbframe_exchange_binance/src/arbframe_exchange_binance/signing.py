@@ -26,15 +26,14 @@ _PLAIN = re.compile(r"[A-Za-z0-9._~-]*").fullmatch
 def encode_params(params: Mapping[str, object] | Iterable[tuple[str, object]]) -> str:
     """``k=v&k2=v2`` in the given order, values percent-encoded (RFC 3986 unreserved characters kept)."""
     items = params.items() if isinstance(params, Mapping) else params
-    out = []
+    keys, texts = [], []
     for key, value in items:
-        if value is None:
-            continue
-        text = value if type(value) is str else _text(value)
-        if _PLAIN(text) is None:
-            text = quote(text, safe=_SAFE)
-        out.append(f"{key}={text}")
-    return "&".join(out)
+        if value is not None:
+            keys.append(key)
+            texts.append(value if type(value) is str else _text(value))
+    if _PLAIN("".join(texts)) is None:  # one check for all values (the usual case: none needs quoting)
+        texts = [text if _PLAIN(text) is not None else quote(text, safe=_SAFE) for text in texts]
+    return "&".join([f"{key}={text}" for key, text in zip(keys, texts, strict=True)])
 
 
 def _text(value: object) -> str:
@@ -46,17 +45,20 @@ def _text(value: object) -> str:
 class Signer:
     """Holds the secret (never printed: ``repr`` masks it) and signs payloads."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_mac",)
 
     def __init__(self, secret: str) -> None:
-        self._key = secret.encode()
+        # keyed once; each signature copies it (the key's padding and first blocks are not worked out per call)
+        self._mac = hmac.new(secret.encode(), digestmod=hashlib.sha256)
 
     def __repr__(self) -> str:
         return "Signer(***)"
 
     def sign(self, payload: str) -> str:
         """Hex HMAC-SHA256 of ``payload`` (str, encoded as UTF-8)."""
-        return hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()
+        mac = self._mac.copy()
+        mac.update(payload.encode())
+        return mac.hexdigest()
 
     def signed_payload(self, params: Mapping[str, object], *, timestamp: int, recv_window: int | None) -> str:
         """``params`` + ``recvWindow`` + ``timestamp`` encoded, with ``&signature=...`` appended."""

@@ -63,6 +63,7 @@ from arbframe import (
     hookimpl,
     mask_secret,
     paper_balances,
+    round_to_step,
     schema_defaults,
     usable_credential,
     utcnow,
@@ -380,6 +381,12 @@ class UpbitExchange(Exchange):
 
     def price_step(self, symbol: str, price: Decimal) -> Decimal:
         return price_unit(price, self._overrides.get(symbol.upper(), self._table))
+
+    def round_qty(self, symbol: str, qty: Decimal) -> Decimal:
+        """Down to Upbit's 8-decimal volume grid (what :meth:`market_rules` says, without building it per order)."""
+        if self.mock:
+            return super().round_qty(symbol, qty)
+        return round_to_step(qty, _QTY_STEP)
 
     # ----------------------------------------------------------------------------------------- private
     def _private_sim(self) -> Any | None:

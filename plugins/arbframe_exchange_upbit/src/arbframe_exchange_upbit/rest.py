@@ -52,7 +52,7 @@ from arbframe import (
     VenueUnavailable,
 )
 
-from .auth import TokenMaker, encode_query, query_pairs, raw_query
+from .auth import TokenMaker, body_query, encode_query, query_pairs, raw_query
 from .parsing import loads
 
 __all__ = ["ENDPOINTS", "GROUP_LIMITS", "UpbitRest", "UpbitRetry", "classify", "parse_remaining_req", "rate_limits"]
@@ -80,6 +80,8 @@ _PRIVATE = frozenset(ep.path for ep in ENDPOINTS.values() if ep.private)
 _ORDER_PATHS = frozenset(("/v1/orders", "/v1/orders/test"))
 _HEADERS = {"Accept": "application/json"}
 _JSON_BODY_HEADERS = {"Accept": "application/json", "Content-Type": "application/json; charset=utf-8"}
+#: ``json.dumps(..., separators=(",", ":"))`` without building an encoder per call (same output)
+_compact_json = json.JSONEncoder(separators=(",", ":")).encode
 
 #: requests per second per group (Upbit's published limits; config ``upbit.group_limits`` overrides)
 GROUP_LIMITS: dict[str, float] = {
@@ -225,14 +227,16 @@ class UpbitRest:
                                       exchange="upbit", endpoint=ep.path)
         pairs = query_pairs(params) if params else []
         query = encode_query(pairs) if pairs else ""
-        data = None
-        if body is not None:
+        if body is None:
+            data = None
+            signed = raw_query(pairs) if ep.private else None
+        else:
             fields = {k: v for k, v in body.items() if v is not None}
-            data = json.dumps(fields, separators=(",", ":")).encode()
-            pairs = query_pairs(fields)
+            data = _compact_json(fields).encode()
+            signed = body_query(fields) if ep.private else None
         answer = await self.http.request(ep.method, ep.path, endpoint=ep.path, params=params, body=data,
                                          headers=_HEADERS if data is None else _JSON_BODY_HEADERS,
-                                         sign_data=(query, raw_query(pairs) if ep.private else None))
+                                         sign_data=(query, signed))
         return answer.decoded
 
     def _sign(self, request: HttpRequest) -> None:
