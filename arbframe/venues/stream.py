@@ -47,10 +47,15 @@ __all__ = ["BookInfo", "BookStream", "StreamSettings", "StreamSpec"]
 
 log = logging.getLogger("arbframe.venues.stream")
 
-#: frames parsed back to back before the reader yields to the event loop: ``ws.receive()`` returns buffered frames
-#: without yielding, so a venue's burst (one step's books of 150 symbols) would otherwise all be parsed before any
-#: consumer (the event-driven ticks) sees the first of them
+#: ``ws.receive()`` returns buffered frames without yielding, so a venue's burst (one step's books of 150 symbols)
+#: would otherwise all be parsed before any consumer (the event-driven ticks) sees the first of them. The reader
+#: yields to the event loop once ``_YIELD_EVERY`` books gave a consumer something new to take (every book for one
+#: that takes every book; for a conflating one, a book of a symbol it has not yet taken the previous book of), and
+#: at the latest ``_YIELD_AFTER`` seconds after it last yielded (or waited for a frame). A burst of one symbol's
+#: updates to a conflating consumer (each replacing the one before) so costs a loop pass per millisecond, not one
+#: per 8 frames.
 _YIELD_EVERY = 8
+_YIELD_AFTER = 0.001
 
 _REST = 0  # the "connection" REST fallback books arrive on
 #: the connection whose reader is running (set in each reader task's own context), so a rollover a venue's parse
@@ -158,6 +163,7 @@ class BookStream:
         self._up: asyncio.Event | None = None  # set while a connection delivers
         self._down: asyncio.Event | None = None  # set while none does
         self._conn_seq = 0
+        self._fresh = 0  # books that gave a consumer something new since a reader last yielded (see _YIELD_EVERY)
         self.connected = asyncio.Event() if _has_loop() else None
         self.reconnects = 0
         self.rollovers = 0
@@ -316,20 +322,27 @@ class BookStream:
         self._latest[book.symbol] = (book, time.monotonic() if now is None else now, conn)
         if conn != _REST and book.ts is not None and self.metrics.families is not None:
             self.metrics.message_age(time.time() - book.ts.timestamp())
+        fresh = False
         for consumer in self._consumers:
             consumer.books.append(book)
+            fresh = True
             waiter = consumer.waiter
             if waiter is not None:
                 consumer.waiter = None
                 if not waiter.done():
                     waiter.set_result(None)
         for consumer in self._conflating:
-            consumer.newest[book.symbol] = book
+            newest = consumer.newest
+            if book.symbol not in newest:
+                fresh = True
+            newest[book.symbol] = book
             waiter = consumer.waiter
             if waiter is not None:
                 consumer.waiter = None
                 if not waiter.done():
                     waiter.set_result(None)
+        if fresh:
+            self._fresh += 1
 
     # ----------------------------------------------------------------------------------------- connection
     async def _open(self) -> tuple[Any, int]:
@@ -500,14 +513,21 @@ class BookStream:
         self._live.add(conn)
         if self.connected is not None:
             self.connected.set()
-        frames = 0
         serving = False
+        resumed = time.monotonic()  # when this reader last came back from the event loop (yielded or waited)
+        looped = [False]  # set by a callback on the event loop's next pass: the reader yielded or waited meanwhile
+        mark = looped.__setitem__
+        loop.call_soon(mark, 0, True)
         receive, parse, publish, monotonic = ws.receive, self.spec.parse, self._publish, time.monotonic
         text, binary, ping = kinds.TEXT, kinds.BINARY, kinds.PING
         try:
             while True:
                 msg = await receive()
                 now = seen[0] = monotonic()
+                if looped[0]:  # the loop ran since the last frame: time without yielding counts from here
+                    looped[0] = False
+                    resumed = now
+                    loop.call_soon(mark, 0, True)
                 kind = msg.type
                 if kind is text or kind is binary:
                     try:
@@ -523,8 +543,8 @@ class BookStream:
                         serving = True
                         got.set()
                         self._serve(conn, True)
-                    frames += 1
-                    if frames % _YIELD_EVERY == 0:  # a burst already buffered: let consumers see the first books
+                    if self._fresh >= _YIELD_EVERY or now - resumed >= _YIELD_AFTER:  # see _YIELD_EVERY
+                        self._fresh = 0
                         await asyncio.sleep(0)
                 elif kind is ping:
                     await ws.pong(msg.data)
