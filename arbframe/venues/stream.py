@@ -49,12 +49,13 @@ log = logging.getLogger("arbframe.venues.stream")
 
 #: ``ws.receive()`` returns buffered frames without yielding, so a venue's burst (one step's books of 150 symbols)
 #: would otherwise all be parsed before any consumer (the event-driven ticks) sees the first of them. The reader
-#: yields to the event loop once ``_YIELD_EVERY`` books gave a consumer something new to take (every book for one
-#: that takes every book; for a conflating one, a book of a symbol it has not yet taken the previous book of), and
-#: at the latest ``_YIELD_AFTER`` seconds after it last yielded (or waited for a frame). A burst of one symbol's
-#: updates to a conflating consumer (each replacing the one before) so costs a loop pass per millisecond, not one
-#: per 8 frames.
-_YIELD_EVERY = 8
+#: yields to the event loop once it has read for ``_YIELD_FRESH`` seconds (since it last yielded or waited for a
+#: frame) while a book gave a consumer something new to take (a book for one that takes every book; for a
+#: conflating one, a book of a symbol whose previous book it has taken), and after ``_YIELD_AFTER`` seconds in any
+#: case (other tasks run too). A pass of the loop costs as much as parsing a frame or two, so the budget is in time,
+#: not frames: a venue whose frames parse fast (Binance) is not charged a pass per few frames, and a burst of one
+#: symbol's updates to a conflating consumer (each replacing the one before) costs a pass per millisecond.
+_YIELD_FRESH = 0.00025
 _YIELD_AFTER = 0.001
 
 _REST = 0  # the "connection" REST fallback books arrive on
@@ -163,7 +164,7 @@ class BookStream:
         self._up: asyncio.Event | None = None  # set while a connection delivers
         self._down: asyncio.Event | None = None  # set while none does
         self._conn_seq = 0
-        self._fresh = 0  # books that gave a consumer something new since a reader last yielded (see _YIELD_EVERY)
+        self._fresh = 0  # books that gave a consumer something new since a reader last yielded (see _YIELD_FRESH)
         self.connected = asyncio.Event() if _has_loop() else None
         self.reconnects = 0
         self.rollovers = 0
@@ -543,7 +544,8 @@ class BookStream:
                         serving = True
                         got.set()
                         self._serve(conn, True)
-                    if self._fresh >= _YIELD_EVERY or now - resumed >= _YIELD_AFTER:  # see _YIELD_EVERY
+                    busy = now - resumed
+                    if busy >= _YIELD_FRESH and (self._fresh or busy >= _YIELD_AFTER):  # see _YIELD_FRESH
                         self._fresh = 0
                         await asyncio.sleep(0)
                 elif kind is ping:
