@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from decimal import Decimal
 
 import pytest
@@ -459,6 +460,103 @@ async def test_stream_rollover_on_request_replaces_the_connection_once(fake_ws) 
     await books.aclose()
     await stream.stop()
     assert await asyncio.wait_for(stream.rollover(), 1) is False  # a stopped stream has nothing to replace
+
+
+class BufferedWs:
+    """A connection whose frames are all buffered already: ``receive()`` returns them without yielding (as aiohttp's
+    does for frames already read off the socket), then waits until closed."""
+
+    def __init__(self, frames: list[str]) -> None:
+        self.frames = list(frames)
+        self.closed = False
+        self._closing = asyncio.Event()
+
+    async def receive(self):
+        from aiohttp import WSMessage, WSMsgType
+
+        if self.frames:
+            return WSMessage(WSMsgType.TEXT, self.frames.pop(0), None)
+        await self._closing.wait()
+        return WSMessage(WSMsgType.CLOSED, None, None)
+
+    async def send_str(self, text: str) -> None:
+        pass
+
+    async def close(self, **kw) -> bool:
+        self.closed = True
+        self._closing.set()
+        return True
+
+
+class BufferedSession:
+    closed = False
+
+    def __init__(self, frames: list[str]) -> None:
+        self.frames = frames
+
+    async def ws_connect(self, url: str, **kw) -> BufferedWs:
+        return BufferedWs(self.frames)
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+async def _next_directly(books):
+    """The next book awaited in this task (``wait_for`` would add loop passes of its own), cancelled after 5 s."""
+    guard = asyncio.get_running_loop().call_later(5, asyncio.current_task().cancel)
+    try:
+        return await books.__anext__()
+    finally:
+        guard.cancel()
+
+
+def _buffered_stream(frames: list[str], parsed: list[str], pause: float = 0.0) -> BookStream:
+    def parse(data: str) -> list[OrderBook]:
+        parsed.append(data)
+        if pause:
+            time.sleep(pause)  # a slow venue parse
+        return _parse(data)
+
+    stream = BookStream("fake", StreamSpec(url=lambda symbols, depth: "ws://buffered", parse=parse), [], 5,
+                        settings=StreamSettings(ping_interval=None, idle_timeout=30, fallback_after=None))
+    stream._session = BufferedSession(frames)
+    return stream
+
+
+@pytest.mark.parametrize("conflate", [False, True])
+async def test_consumers_see_a_buffered_burst_of_many_symbols_before_it_is_all_parsed(conflate: bool) -> None:
+    """One step's books of many symbols arrive back to back: the reader yields to the loop after a quarter of a
+    millisecond of parsing them (0.1 ms each here), so a consumer (the event-driven ticks) takes the first of them
+    long before the last is parsed."""
+    frames = [json.dumps({"symbol": f"S{i}", "bid": "100", "ask": "101"}) for i in range(200)]
+    parsed: list[str] = []
+    stream = _buffered_stream(frames, parsed, pause=0.0001)
+    books = stream.books(conflate=conflate)
+    first = await _next_directly(books)
+    assert first.symbol == "S0" and len(parsed) <= 10
+    symbols = {first.symbol}
+    while len(symbols) < 200:
+        symbols.add((await asyncio.wait_for(books.__anext__(), 5)).symbol)
+    await books.aclose()
+    await stream.stop()
+
+
+async def test_a_conflating_consumer_of_one_symbols_burst_is_woken_within_a_millisecond_or_so() -> None:
+    """A burst of one symbol's updates to a conflating consumer: each book replaces the one before, so the reader
+    does not yield for it every quarter of a millisecond, but still at least every millisecond of parsing; the
+    consumer ends on the newest book."""
+    frames = [json.dumps({"symbol": "BTC", "bid": str(100 + i), "ask": "999"}) for i in range(40)]
+    parsed: list[str] = []
+    stream = _buffered_stream(frames, parsed, pause=0.0003)
+    books = stream.books(conflate=True)
+    first = await _next_directly(books)
+    assert len(parsed) < 10  # woken while the burst was still being parsed (after about 1 ms of it)
+    book = first
+    while book.best_bid != Decimal(139):
+        book = await asyncio.wait_for(books.__anext__(), 5)
+    assert stream.latest("BTC") is book
+    await books.aclose()
+    await stream.stop()
 
 
 async def test_stream_rest_fallback_while_no_connection_delivers() -> None:

@@ -47,10 +47,16 @@ __all__ = ["BookInfo", "BookStream", "StreamSettings", "StreamSpec"]
 
 log = logging.getLogger("arbframe.venues.stream")
 
-#: frames parsed back to back before the reader yields to the event loop: ``ws.receive()`` returns buffered frames
-#: without yielding, so a venue's burst (one step's books of 150 symbols) would otherwise all be parsed before any
-#: consumer (the event-driven ticks) sees the first of them
-_YIELD_EVERY = 8
+#: ``ws.receive()`` returns buffered frames without yielding, so a venue's burst (one step's books of 150 symbols)
+#: would otherwise all be parsed before any consumer (the event-driven ticks) sees the first of them. The reader
+#: yields to the event loop once it has read for ``_YIELD_FRESH`` seconds (since it last yielded or waited for a
+#: frame) while a book gave a consumer something new to take (a book for one that takes every book; for a
+#: conflating one, a book of a symbol whose previous book it has taken), and after ``_YIELD_AFTER`` seconds in any
+#: case (other tasks run too). A pass of the loop costs as much as parsing a frame or two, so the budget is in time,
+#: not frames: a venue whose frames parse fast (Binance) is not charged a pass per few frames, and a burst of one
+#: symbol's updates to a conflating consumer (each replacing the one before) costs a pass per millisecond.
+_YIELD_FRESH = 0.00025
+_YIELD_AFTER = 0.001
 
 _REST = 0  # the "connection" REST fallback books arrive on
 #: the connection whose reader is running (set in each reader task's own context), so a rollover a venue's parse
@@ -158,6 +164,7 @@ class BookStream:
         self._up: asyncio.Event | None = None  # set while a connection delivers
         self._down: asyncio.Event | None = None  # set while none does
         self._conn_seq = 0
+        self._fresh = 0  # books that gave a consumer something new since a reader last yielded (see _YIELD_FRESH)
         self.connected = asyncio.Event() if _has_loop() else None
         self.reconnects = 0
         self.rollovers = 0
@@ -309,16 +316,34 @@ class BookStream:
             with contextlib.suppress(ValueError):
                 group.remove(consumer)
 
-    def _publish(self, book: OrderBook, conn: int) -> None:
-        self._latest[book.symbol] = (book, time.monotonic(), conn)
-        if conn != _REST and book.ts is not None:
+    def _publish(self, book: OrderBook, conn: int, now: float | None = None) -> None:
+        """Hand ``book`` to :meth:`latest` and every consumer (``now``: its arrival, ``time.monotonic()``). Runs for
+        every book of every frame, so waiting consumers are woken inline (no method call per consumer) and the
+        message-age metric is computed only when the metrics are bound."""
+        self._latest[book.symbol] = (book, time.monotonic() if now is None else now, conn)
+        if conn != _REST and book.ts is not None and self.metrics.families is not None:
             self.metrics.message_age(time.time() - book.ts.timestamp())
+        fresh = False
         for consumer in self._consumers:
             consumer.books.append(book)
-            consumer.wake()
+            fresh = True
+            waiter = consumer.waiter
+            if waiter is not None:
+                consumer.waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
         for consumer in self._conflating:
-            consumer.newest[book.symbol] = book
-            consumer.wake()
+            newest = consumer.newest
+            if book.symbol not in newest:
+                fresh = True
+            newest[book.symbol] = book
+            waiter = consumer.waiter
+            if waiter is not None:
+                consumer.waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+        if fresh:
+            self._fresh += 1
 
     # ----------------------------------------------------------------------------------------- connection
     async def _open(self) -> tuple[Any, int]:
@@ -489,30 +514,43 @@ class BookStream:
         self._live.add(conn)
         if self.connected is not None:
             self.connected.set()
-        frames = 0
         serving = False
+        resumed = time.monotonic()  # when this reader last came back from the event loop (yielded or waited)
+        looped = [False]  # set by a callback on the event loop's next pass: the reader yielded or waited meanwhile
+        mark = looped.__setitem__
+        loop.call_soon(mark, 0, True)
+        receive, parse, publish, monotonic = ws.receive, self.spec.parse, self._publish, time.monotonic
+        text, binary, ping = kinds.TEXT, kinds.BINARY, kinds.PING
         try:
             while True:
-                msg = await ws.receive()
-                seen[0] = time.monotonic()
-                if msg.type is kinds.PING:
-                    await ws.pong(msg.data)
-                elif msg.type in (kinds.TEXT, kinds.BINARY):
+                msg = await receive()
+                now = seen[0] = monotonic()
+                if looped[0]:  # the loop ran since the last frame: time without yielding counts from here
+                    looped[0] = False
+                    resumed = now
+                    loop.call_soon(mark, 0, True)
+                kind = msg.type
+                if kind is text or kind is binary:
                     try:
-                        books = list(self.spec.parse(msg.data))
+                        books = parse(msg.data)
+                        if books.__class__ is not tuple and books.__class__ is not list:
+                            books = list(books)  # a generator's error drops the whole frame, as with any other
                     except Exception as exc:  # one bad frame never kills the stream
                         log.warning("%s stream: dropped a message: %s", self.exchange, exc)
                         continue
                     for book in books:
-                        self._publish(book, conn)
+                        publish(book, conn, now)
                     if not serving:  # a frame the venue's parse accepted (it may drop updates already delivered)
                         serving = True
                         got.set()
                         self._serve(conn, True)
-                    frames += 1
-                    if frames % _YIELD_EVERY == 0:  # a burst already buffered: let consumers see the first books
+                    busy = now - resumed
+                    if busy >= _YIELD_FRESH and (self._fresh or busy >= _YIELD_AFTER):  # see _YIELD_FRESH
+                        self._fresh = 0
                         await asyncio.sleep(0)
-                elif msg.type in ends:
+                elif kind is ping:
+                    await ws.pong(msg.data)
+                elif kind in ends:
                     return
         finally:
             keepalive.cancel()
