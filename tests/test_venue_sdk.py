@@ -573,10 +573,20 @@ async def test_stream_rest_fallback_while_no_connection_delivers() -> None:
             yield OrderBook("fake", symbol, (BookLevel(Decimal(100), Decimal(1)),),
                             (BookLevel(Decimal(101), Decimal(1)),), utcnow())
 
+    from prometheus_client import CollectorRegistry
+
+    from arbframe import VenueMetrics
+
+    registry = CollectorRegistry()
+
+    def sample(name: str) -> float | None:
+        return registry.get_sample_value(f"arbframe_exchange_ws_rest_fallback{name}", {"exchange": "fake"})
+
     spec = StreamSpec(url=lambda symbols, depth: "ws://127.0.0.1:9/ws", parse=_parse, poll=poll)
     stream = BookStream("fake", spec, ["BTC", "ETH"], 5, rng=random.Random(3), settings=StreamSettings(
         ping_interval=None, idle_timeout=5, backoff=Backoff(initial=0.01, maximum=0.05), fallback_after=0.2,
-        fallback_interval=0.02))
+        fallback_interval=0.02), metrics=VenueMetrics("fake", registry))
+    assert (sample(""), sample("_seconds_total"), sample("_books_total")) == (0, 0, 0)  # exported from the start
     before = asyncio.all_tasks()
     started = asyncio.get_running_loop().time()
     books = stream.books()
@@ -594,9 +604,17 @@ async def test_stream_rest_fallback_while_no_connection_delivers() -> None:
         await asyncio.sleep(0.01)
     assert stream.fallback_failures >= failures + 2
     assert stream.latest("BTC", max_age=0.01) is None  # nothing new: the last book just ages
+    # exported while it lasts: the gauge, every book polled, the time counted at each round
+    assert sample("") == 1 and sample("_books_total") == stream.fallback_books >= 2
+    counted = sample("_seconds_total")
+    assert counted is not None and counted > 0
     await books.aclose()
+    polling = time.monotonic() - stream.fallback_since
     await stream.stop()
     assert not stream.fallback_active
+    assert sample("") == 0  # the rest of the time is counted as it ends: all of it, once
+    total = sample("_seconds_total")
+    assert total is not None and polling <= total <= time.monotonic() - stream.fallback_since
     await asyncio.sleep(0)
     assert [t for t in asyncio.all_tasks() - before if not t.done()] == []
     quiet = BookStream("fake", spec, ["BTC"], 5, settings=StreamSettings(ping_interval=None, idle_timeout=5,

@@ -45,6 +45,9 @@ class ExchangeMetrics:
     ws_reconnects: Counter  # labels: exchange
     ws_message_age_seconds: Gauge  # labels: exchange
     clock_offset_seconds: Gauge  # labels: exchange
+    ws_rest_fallback: Gauge  # labels: exchange
+    ws_rest_fallback_seconds: Counter  # labels: exchange
+    ws_rest_fallback_books: Counter  # labels: exchange
 
     @classmethod
     def get(cls, registry: CollectorRegistry) -> ExchangeMetrics:
@@ -63,6 +66,9 @@ class ExchangeMetrics:
             self.rate_limit_waits.labels(exchange, group)
             self.rate_limit_wait_seconds.labels(exchange, group)
         self.ws_reconnects.labels(exchange)
+        self.ws_rest_fallback.labels(exchange)
+        self.ws_rest_fallback_seconds.labels(exchange)
+        self.ws_rest_fallback_books.labels(exchange)
 
     def count_error(self, exchange: str, error: BaseException | str) -> str:
         """Count one venue failure under its bounded ``kind`` (:data:`arbframe.EXCHANGE_ERROR_KINDS`); an
@@ -105,6 +111,19 @@ class ExchangeMetrics:
             ),
             clock_offset_seconds=Gauge(
                 "arbframe_exchange_clock_offset_seconds", "Exchange server time minus local time",
+                ["exchange"], registry=r,
+            ),
+            ws_rest_fallback=Gauge(
+                "arbframe_exchange_ws_rest_fallback",
+                "1 while the stream's books come from REST polling (no WebSocket connection delivers)",
+                ["exchange"], registry=r,
+            ),
+            ws_rest_fallback_seconds=Counter(
+                "arbframe_exchange_ws_rest_fallback_seconds", "Time the stream's books came from REST polling",
+                ["exchange"], registry=r,
+            ),
+            ws_rest_fallback_books=Counter(
+                "arbframe_exchange_ws_rest_fallback_books", "Books the stream's REST fallback delivered",
                 ["exchange"], registry=r,
             ),
         )

@@ -73,3 +73,15 @@ class VenueMetrics:
     def clock_offset(self, seconds: float) -> None:
         if self.families is not None:
             self._child("clock_offset_seconds").set(seconds)
+
+    def rest_fallback(self, active: bool, seconds: float = 0.0) -> None:
+        """The stream's REST fallback started (``active``) or ended after ``seconds`` of polling."""
+        if self.families is not None:
+            self._child("ws_rest_fallback").set(1 if active else 0)
+            if seconds > 0:
+                self._child("ws_rest_fallback_seconds").inc(seconds)
+
+    def rest_fallback_books(self, count: int) -> None:
+        """``count`` books the REST fallback delivered."""
+        if self.families is not None and count:
+            self._child("ws_rest_fallback_books").inc(count)

@@ -174,6 +174,7 @@ class BookStream:
         self.fallback_rounds = 0  # REST polling rounds completed
         self.fallback_books = 0  # books the REST fallback delivered
         self.fallback_failures = 0  # REST polling rounds that failed
+        self._fallback_counted = 0.0  # monotonic time up to which REST polling time is in the metric
 
     # -------------------------------------------------------------------------------------------- control
     @property
@@ -605,7 +606,8 @@ class BookStream:
             if await _wait_event(up, grace) or self._stopping:
                 continue
             self.fallback_active = True
-            self.fallback_since = time.monotonic()
+            self.fallback_since = self._fallback_counted = time.monotonic()
+            self.metrics.rest_fallback(True)
             log.warning("%s stream: no connection has delivered for %.1fs; books come from REST polling until one "
                         "does", self.exchange, grace)
             poller = asyncio.get_running_loop().create_task(self._poll(), name=f"{self.exchange}-stream-poll")
@@ -616,6 +618,7 @@ class BookStream:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await poller
                 self.fallback_active = False
+                self.metrics.rest_fallback(False, self._fallback_time())
             log.info("%s stream: a connection delivers again; REST polling stopped after %d round(s)", self.exchange,
                      self.fallback_rounds)
 
@@ -627,10 +630,12 @@ class BookStream:
         while True:
             started = time.monotonic()
             books = self.spec.poll(list(self.symbols), self.depth)
+            delivered = 0
             try:
                 async for book in books:
                     self._publish(book, _REST)
                     self.fallback_books += 1
+                    delivered += 1
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -645,11 +650,19 @@ class BookStream:
                 self.fallback_rounds += 1
                 delay = s.fallback_interval - (time.monotonic() - started)
             finally:
+                self.metrics.rest_fallback_books(delivered)
                 close = getattr(books, "aclose", None)
                 if close is not None:
                     with contextlib.suppress(Exception):
                         await close()
+            self.metrics.rest_fallback(True, self._fallback_time())  # the time so far, while it lasts
             await asyncio.sleep(max(0.0, delay))
+
+    def _fallback_time(self) -> float:
+        """Seconds of REST polling since they were last counted (``arbframe_exchange_ws_rest_fallback_seconds``)."""
+        now = time.monotonic()
+        spent, self._fallback_counted = now - self._fallback_counted, now
+        return spent
 
 
 async def _bounded(coro: Any, timeout: float) -> Any:
