@@ -703,7 +703,19 @@ class FakeVenue:
             yield self
         finally:
             asyncio.run_coroutine_threadsafe(self.close(), loop).result(10)
+            # a handler still holding an answer (a ``timeout`` fault's delay, a client killed mid-request) would
+            # be destroyed pending when the loop is gone, and its finalizer could then run anywhere in a later test
+            asyncio.run_coroutine_threadsafe(_cancel_others(), loop).result(10)
             loop.call_soon_threadsafe(loop.stop)
             self._thread.join(10)
             loop.close()
             self._thread = None
+
+
+async def _cancel_others() -> None:
+    """Cancel every other task of the running loop and wait for them to end."""
+    current = asyncio.current_task()
+    tasks = [t for t in asyncio.all_tasks() if t is not current]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
