@@ -134,6 +134,18 @@ def _context(mode: str):
     return PluginContext(config={}, pm=None, registry=CollectorRegistry(), data_dir=Path("."), mode=mode)
 
 
+async def _measure_both(ex: Any, order: Any, book: Any, canned: bool, calls: int) -> dict[str, float]:
+    """CPU and wall time per call of ``book`` then ``order`` (answered from canned replies when ``canned``);
+    closes ``ex``."""
+    if canned:
+        await _go_canned(ex, [order, book])
+    out = {}
+    out["book_cpu"], out["book_wall"] = await _measure(book, calls)
+    out["order_cpu"], out["order_wall"] = await _measure(order, calls)
+    await ex.close()
+    return out
+
+
 async def worker_upbit(canned: bool, base_url: str, calls: int) -> dict[str, float]:
     from arbframe_exchange_upbit import UpbitExchange
 
@@ -158,13 +170,7 @@ async def worker_upbit(canned: bool, base_url: str, calls: int) -> dict[str, flo
         return await ex.rest_order_book("BTC", 15)
 
     assert (await order())["uuid"] and (await book()).bids
-    if canned:
-        await _go_canned(ex, [order, book])
-    out = {}
-    out["book_cpu"], out["book_wall"] = await _measure(book, calls)
-    out["order_cpu"], out["order_wall"] = await _measure(order, calls)
-    await ex.close()
-    return out
+    return await _measure_both(ex, order, book, canned, calls)
 
 
 async def worker_binance(canned: bool, base_url: str, calls: int) -> dict[str, float]:
@@ -187,13 +193,7 @@ async def worker_binance(canned: bool, base_url: str, calls: int) -> dict[str, f
         return await ex.rest_order_book("BTC", 5)
 
     assert await order() is not None and (await book()).bids
-    if canned:
-        await _go_canned(ex, [order, book])
-    out = {}
-    out["book_cpu"], out["book_wall"] = await _measure(book, calls)
-    out["order_cpu"], out["order_wall"] = await _measure(order, calls)
-    await ex.close()
-    return out
+    return await _measure_both(ex, order, book, canned, calls)
 
 
 def worker_main(venue: str, mode: str, base_url: str, calls: int) -> None:

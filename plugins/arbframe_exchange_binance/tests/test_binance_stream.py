@@ -29,6 +29,24 @@ async def _until(predicate, timeout=5.0, step=0.01):
     return predicate()
 
 
+def _collect(agen):
+    """(the books so far, the task appending every book ``agen`` yields to it)."""
+    out = []
+
+    async def run():
+        async for book in agen:
+            out.append(book)
+
+    return out, asyncio.ensure_future(run())
+
+
+async def _stop(consumer, agen):
+    consumer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await consumer
+    await agen.aclose()
+
+
 async def _take(agen, n, timeout=5.0):
     out = []
 
@@ -284,13 +302,7 @@ async def test_server_shutdown_rolls_over_without_a_gap(fake, make_binance, clos
     seen = _record_update_ids(ex)
     before = asyncio.all_tasks()
     agen = ex.stream_order_books(["BTC"], depth=1)
-    got = []
-
-    async def consume():
-        async for book in agen:
-            got.append(book)
-
-    consumer = asyncio.ensure_future(consume())
+    got, consumer = _collect(agen)
     assert await _until(lambda: len(seen) >= 5)
     stream = ex.stream
     old = fake.open_connections()
@@ -302,10 +314,7 @@ async def test_server_shutdown_rolls_over_without_a_gap(fake, make_binance, clos
     assert new is not old[0] and new.opened_at < old[0].closed_at, "the new connection came before the old went"
     mark = len(seen)
     assert await _until(lambda: len(seen) >= mark + 10)  # books keep flowing on the new connection
-    consumer.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await consumer
-    await agen.aclose()
+    await _stop(consumer, agen)
     assert ex.stream_parser.shutdowns == 1 and stream.reconnects == 0 and len(fake.connections) == 2
     assert seen == list(range(seen[0], seen[0] + len(seen))), "an update was missed or repeated across the rollover"
     assert len(got) == len(seen), "every update reached the consumer"
@@ -341,13 +350,7 @@ async def test_stream_iterator_falls_back_to_rest_while_the_socket_is_down(fake,
     ex = await make_binance(mode="paper", symbols=["BTC"], ws_rest_fallback_after_seconds=0.3,
                             ws_rest_fallback_interval_seconds=0.05)
     agen = ex.stream_order_books(["BTC"], depth=5)
-    books = []
-
-    async def consume():
-        async for book in agen:
-            books.append(book)
-
-    consumer = asyncio.ensure_future(consume())
+    books, consumer = _collect(agen)
     assert await _until(lambda: len(books) >= 3)
     stream = ex.stream
     assert stream.book_info("BTC").source == "stream" and not stream.fallback_active
@@ -372,10 +375,7 @@ async def test_stream_iterator_falls_back_to_rest_while_the_socket_is_down(fake,
     assert await _until(lambda: len(books) >= mark + 5)
     assert sent(fake, "/api/v3/depth") == stopped, "REST polling goes on while the socket delivers"
     assert stream.fallback_rounds >= 3 and stream.fallback_books >= 3
-    consumer.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await consumer
-    await agen.aclose()
+    await _stop(consumer, agen)
 
 
 async def test_rest_fallback_polls_within_the_rate_limiter_and_stays_honest_when_rest_fails(fake, make_binance):
