@@ -500,27 +500,13 @@ class LiveExecutor(Executor):
         started by :meth:`start` (:meth:`_open_now`)."""
         cfg = self.cfg
         if opening is None:
-            early, first, announce = self._first_orders(plan)
-            if early is not None:
-                return self._finish(plan, early)
-            # both legs' "sent" stored in one write, then both requests. The log lines and metrics of that step
-            # come once the requests are out: before the first answer is taken (or ANNOUNCE_AFTER_SECONDS after
-            # sending when no answer comes): formatting them first would hold the orders back
-            if await self._mark_sent(first, announce=announce):
-                notice = _Once(functools.partial(self._announce_sent, first, announce))
-                timer = asyncio.get_running_loop().call_later(ANNOUNCE_AFTER_SECONDS, notice)
-                try:
-                    await self._send_all(first, notice)
-                finally:
-                    timer.cancel()
-                    notice()
-        else:
-            if opening.error is not None:
-                raise opening.error
-            if opening.early is not None:
-                return self._finish(plan, opening.early)
-            first = opening.orders
-            await self._open(first, opening)
+            opening = self._open_now(plan)
+        if opening.error is not None:
+            raise opening.error
+        if opening.early is not None:
+            return self._finish(plan, opening.early)
+        first = opening.orders
+        await self._open(first, opening)
         report = self._report(plan)  # made once the requests are out: nothing before them that need not be
         if cfg.dry_run:
             report.status = "rehearsed"
@@ -569,16 +555,23 @@ class LiveExecutor(Executor):
         return _Opening(orders=first, announce=announce)
 
     async def _open(self, first: list[ManagedOrder], opening: _Opening) -> None:
-        """``sent`` of ``first`` stored, the first sent here, the others by ``opening.sends`` (which send only
-        once ``opening.notice`` is set: the write is done); every send task waited for, or cancelled with us."""
+        """Both legs' ``sent`` stored in one write, then both requests: the first sent here, the others by
+        ``opening.sends`` when :meth:`start` started them (they send only once ``opening.notice`` is set: the write
+        is done), else by :meth:`_send_all`; every send task waited for, or cancelled with us. The log lines and
+        metrics of that step come once the requests are out: before the first answer is taken (or
+        ``ANNOUNCE_AFTER_SECONDS`` after sending when no answer comes): formatting them first would hold the orders
+        back."""
         sends = opening.sends
         try:
             if await self._mark_sent(first, announce=opening.announce):
                 notice = opening.notice = _Once(functools.partial(self._announce_sent, first, opening.announce))
                 timer = asyncio.get_running_loop().call_later(ANNOUNCE_AFTER_SECONDS, notice)
                 try:
-                    await self._send(first[0], marked=True, answered=notice)
-                    await asyncio.gather(*sends)
+                    if sends:
+                        await self._send(first[0], marked=True, answered=notice)
+                        await asyncio.gather(*sends)
+                    else:
+                        await self._send_all(first, notice)
                 finally:
                     timer.cancel()
                     notice()
